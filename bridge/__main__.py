@@ -1,0 +1,9 @@
+"""``python -m bridge``: the same CLI as the ``carebridge`` script."""
+
+from __future__ import annotations
+
+import sys
+
+from .cli import main
+
+sys.exit(main())

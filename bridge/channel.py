@@ -1,0 +1,136 @@
+"""The Channel base class and the context the core lends to each channel.
+
+A platform plugin is one ``Channel`` subclass. It reaches the core only
+through ``ChannelContext``: it never imports the store, the router or the app.
+"""
+
+from __future__ import annotations
+
+import logging
+from abc import ABC, abstractmethod
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import aiohttp
+from aiohttp import web
+
+from .models import ChannelState, DeliveryReceipt, InboundMessage, OutboundMessage, StatusUpdate
+
+DeliverCallback = Callable[[Sequence[InboundMessage]], Awaitable[None]]
+StatusCallback = Callable[[Sequence[StatusUpdate]], Awaitable[None]]
+MediaCallback = Callable[[str, int, bytes, str | None], Awaitable[None]]
+ReportCallback = Callable[[ChannelState, str | None], None]
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelContext:
+    """What the core lends a channel.
+
+    :param http: the shared client session; never open your own.
+    :param deliver: hand inbound messages to the core; returns once they are
+        committed to the store (answer the platform only after it returns).
+        Duplicates (same ``external_id``) are dropped by the core.
+    :param update_status: hand delivery/read/failure reports to the core.
+    :param save_media: ``save_media(external_id, index, data, mime)`` stores
+        the bytes of attachment ``index`` of an already delivered message,
+        encrypted (for platforms whose media must be fetched).
+    :param report: tell the core the channel's health (shown in /healthz).
+    :param log: the channel's logger; never log message text or tokens.
+    :param max_body: the largest webhook body the operator allows, in bytes.
+    :param public_url: the bridge's public base URL (for links), may be empty.
+    """
+
+    http: aiohttp.ClientSession
+    deliver: DeliverCallback
+    update_status: StatusCallback
+    save_media: MediaCallback
+    report: ReportCallback
+    log: logging.Logger
+    max_body: int = 2 * 1024 * 1024
+    public_url: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class SimulatedRequest:
+    """An HTTP request a channel builds for ``carebridge simulate``."""
+
+    method: str
+    path: str
+    headers: Mapping[str, str]
+    body: bytes
+
+
+class Channel(ABC):
+    """One messaging platform.
+
+    Subclasses set ``name`` (equal to the plugin's entry-point name and to its
+    ``[channels.<name>]`` config section) and implement ``send``. Webhook
+    platforms return an aiohttp sub-application from ``web_app``; the core
+    mounts it at ``/webhooks/<name>``. Pull platforms (IMAP) loop in ``run``.
+
+    :cvar max_text_length: the longest text one platform message may carry;
+        ``send`` splits longer texts itself.
+    :cvar reply_window: seconds after the recipient's last message during
+        which free text may be sent, or None when the platform has no window.
+    """
+
+    name: ClassVar[str]
+    max_text_length: ClassVar[int | None] = None
+    reply_window: ClassVar[float | None] = None
+
+    def __init__(self, config: Mapping[str, Any], ctx: ChannelContext) -> None:
+        self.config = config
+        self.ctx = ctx
+
+    @classmethod
+    def check_config(cls, section: Mapping[str, Any]) -> None:
+        """Validate this channel's config section without starting anything.
+
+        :raises ConfigError: naming ``channels.<name>.<key>``.
+        """
+
+    @classmethod
+    def normalize_address(cls, address: str) -> str:
+        """Return the canonical form of a platform address (used for lookups).
+
+        :raises ValueError: when the address cannot be one of this platform's.
+        """
+        return address.strip()
+
+    async def start(self) -> None:
+        """Prepare to send and receive; raise ``ChannelAuthError`` or ``ChannelUnavailable``."""
+
+    async def run(self) -> None:
+        """Receive loop for pull platforms; webhook platforms leave it as is."""
+
+    async def stop(self) -> None:
+        """Release what ``start`` acquired."""
+
+    @abstractmethod
+    async def send(self, message: OutboundMessage) -> DeliveryReceipt:
+        """Send one message and return the platform's id(s) for it.
+
+        :raises DeliveryError: with ``retryable`` saying whether a retry can help.
+        :raises WindowClosedError: when the platform's reply window is closed.
+        :raises ChannelAuthFailed: when the platform refuses our credentials.
+        """
+
+    async def mark_read(self, sender: str, external_id: str) -> None:
+        """Tell the platform an inbound message was seen by an agent (optional)."""
+
+    def web_app(self) -> web.Application | None:
+        """Return the webhook sub-application, mounted at ``/webhooks/<name>``."""
+        return None
+
+    @classmethod
+    def simulate(cls, section: Mapping[str, Any], sender: str, text: str) -> SimulatedRequest:
+        """Build the webhook request the platform would send for ``text`` from ``sender``.
+
+        Used by ``carebridge simulate``; the request must pass the channel's
+        own verification (signature) with the configured secrets.
+        """
+        raise NotImplementedError(f"channel {cls.name!r} cannot simulate inbound messages")
+
+
+RegisterChannel = Callable[[type[Channel]], None]

@@ -1,0 +1,60 @@
+"""The ``carebridge`` command line: the only place that maps errors to exit codes.
+
+Each subcommand lives in its own module of this package and exposes
+``add_parser(subparsers)``, which creates its parser and sets
+``func(args) -> int``. Plugins add theirs through the ``register_cli`` hook.
+Exit status: 0 success, 1 user error (one-line reason on stderr), 2 usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from ..errors import BridgeError
+
+# Core subcommand modules, in the order ``--help`` lists them.
+_SUBCOMMANDS = ("init", "run", "check_config", "plugins", "agent", "keys", "gdpr", "audit", "simulate")
+
+
+def add_config_option(parser: argparse.ArgumentParser) -> None:
+    """Give a leaf parser ``-c/--config FILE`` (accepted anywhere among its arguments)."""
+    parser.add_argument(
+        "-c",
+        "--config",
+        metavar="FILE",
+        default=None,
+        help="configuration file (default: $CAREBRIDGE_CONFIG, ./bridge.toml, else embedded defaults)",
+    )
+
+
+def build_parser(*, with_plugins: bool = True) -> argparse.ArgumentParser:
+    """Build the full parser, including plugin subcommands when plugins load."""
+    parser = argparse.ArgumentParser(prog="carebridge", description="Self-hosted customer-care bridge.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    for name in _SUBCOMMANDS:
+        module = importlib.import_module(f"{__name__}.{name}")
+        module.add_parser(sub)
+    if with_plugins:
+        from ..plugins import make_plugin_manager
+
+        registry = make_plugin_manager()
+        registry.pm.hook.register_cli(subparsers=sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; return the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        result = args.func(args)
+    except BridgeError as err:
+        print(f"carebridge: {err}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    return int(result or 0)

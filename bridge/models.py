@@ -1,0 +1,221 @@
+"""Plain data passed between the core and channel plugins.
+
+Every object here is a frozen dataclass: channels build them from platform
+payloads, the core persists and routes them. None of them holds a secret.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Literal
+
+from .errors import ConfigError
+
+_E164 = re.compile(r"^\+?[1-9]\d{6,14}$")
+
+
+def normalize_e164(raw: str) -> str:
+    """Return ``raw`` as ``+<digits>``; the ``+`` is optional on input.
+
+    :raises ValueError: when it is not an E.164 number.
+    """
+    digits = re.sub(r"[\s\-().]", "", raw)
+    if not _E164.match(digits):
+        raise ValueError(f"not an E.164 phone number: {raw!r}")
+    return "+" + digits.lstrip("+")
+
+
+@dataclass(frozen=True, slots=True)
+class Address:
+    """Where a person is reached: a channel name and the platform's id for them.
+
+    Round-trips through the ``channel:address`` text form used by the CLI and
+    config (``whatsapp:+15551234567``, ``messenger:<PSID>``,
+    ``email:ann@example.org``, ``console``).
+    """
+
+    channel: str
+    address: str = ""
+
+    @classmethod
+    def parse(cls, text: str) -> Address:
+        """Parse ``channel:address``; ``console`` needs no address.
+
+        :raises ValueError: with a message saying what is wrong.
+        """
+        channel, sep, address = text.strip().partition(":")
+        channel = channel.strip().lower()
+        address = address.strip()
+        if not channel or not channel.replace("_", "").replace("-", "").isalnum():
+            raise ValueError(f"expected CHANNEL:ADDRESS, got {text!r}")
+        if channel == "console":
+            return cls("console", "")
+        if not sep or not address:
+            raise ValueError(f"expected CHANNEL:ADDRESS, got {text!r}")
+        if channel == "whatsapp":
+            address = normalize_e164(address)
+        elif channel == "email":
+            if "@" not in address or " " in address:
+                raise ValueError(f"not an email address: {address!r}")
+            address = address.lower()
+        return cls(channel, address)
+
+    def __str__(self) -> str:
+        return self.channel if not self.address else f"{self.channel}:{self.address}"
+
+
+@dataclass(frozen=True, slots=True)
+class Attachment:
+    """A non-text part of a message: media, a file, a location or a contact card.
+
+    :param kind: ``image``, ``audio``, ``video``, ``file``, ``sticker``,
+        ``location``, ``contacts``, …
+    :param url: where the platform serves it, if it gives a URL.
+    :param media_id: the platform's media id, when bytes must be fetched.
+    :param meta: other metadata (caption, coordinates, title); stored encrypted.
+    """
+
+    kind: str
+    url: str | None = None
+    media_id: str | None = None
+    mime: str | None = None
+    filename: str | None = None
+    meta: Mapping[str, object] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class InboundMessage:
+    """One message a channel received, ready for the core to store and route.
+
+    :param channel: the channel's name.
+    :param sender: the platform id of the person on the other side (PSID,
+        E.164 number, email address). For an ``echo`` this is still the
+        person on the other side, i.e. the recipient of the business' message.
+    :param external_id: the platform's message id, used to drop duplicates.
+    :param text: the text (quick replies and button payloads become text).
+    :param timestamp: when the platform says it was sent, epoch seconds.
+    :param sender_name: a display name the platform gave, if any.
+    :param reply_to: the platform id of the message this one quotes.
+    :param echo: True for a message the business sent outside Carebridge
+        (Messenger Page inbox); stored as outbound so the transcript is whole.
+    :param meta: channel data needed to answer in thread (email headers).
+    """
+
+    channel: str
+    sender: str
+    external_id: str
+    text: str
+    timestamp: float
+    sender_name: str | None = None
+    reply_to: str | None = None
+    attachments: tuple[Attachment, ...] = ()
+    echo: bool = False
+    meta: Mapping[str, str] = field(default_factory=dict)
+
+
+StatusKind = Literal["sent", "delivered", "read", "failed"]
+
+
+@dataclass(frozen=True, slots=True)
+class StatusUpdate:
+    """A platform's report on a message we sent (delivery, read, failure).
+
+    :param external_id: the platform id of our message; for Messenger
+        ``delivery``/``read`` watermarks, ``watermark`` is set instead and
+        every earlier message to ``recipient`` is covered.
+    """
+
+    channel: str
+    status: StatusKind
+    timestamp: float
+    recipient: str | None = None
+    external_id: str | None = None
+    watermark: float | None = None
+    error_code: str | None = None
+    error_title: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class OutboundMessage:
+    """One delivery the core asks a channel to make.
+
+    :param delivery_id: the outbox row; stable across retries, usable as an
+        idempotency key.
+    :param recipient: the platform id to send to.
+    :param reply_to: the platform id of a message to quote or answer in thread.
+    :param last_inbound_at: when the recipient last wrote to us on this
+        channel (epoch seconds), for platforms with a reply window; None if never.
+    :param template: send the channel's configured re-engagement template
+        instead of ``text`` (WhatsApp outside the 24-hour window).
+    :param meta: channel data for threading (email subject, Message-ID, …).
+    """
+
+    delivery_id: int
+    channel: str
+    recipient: str
+    text: str
+    reply_to: str | None = None
+    last_inbound_at: float | None = None
+    template: bool = False
+    conversation_id: int | None = None
+    meta: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryReceipt:
+    """What the platform answered to a successful send: its message id(s).
+
+    A text split into parts yields one id per part, in order.
+    """
+
+    external_ids: tuple[str, ...]
+
+    @property
+    def external_id(self) -> str:
+        """The id of the first part, the one replies are correlated with."""
+        return self.external_ids[0] if self.external_ids else ""
+
+
+class ChannelState(enum.Enum):
+    """Health of a channel, shown in /healthz."""
+
+    STARTING = "starting"
+    CONNECTED = "connected"
+    DEGRADED = "degraded"
+    TRANSIENT_DISCONNECT = "transient_disconnect"
+    BAD_CREDENTIALS = "bad_credentials"
+
+
+def parse_duration(text: str | int | float, key: str) -> float:
+    """Parse ``"10s"``, ``"15m"``, ``"8h"``, ``"2d"`` or a number of seconds.
+
+    :raises ConfigError: naming ``key`` when the text is not a duration.
+    """
+    if isinstance(text, bool):
+        raise ConfigError(f"{key}: expected a duration like '10s', '15m' or '8h'")
+    if isinstance(text, (int, float)):
+        if text < 0:
+            raise ConfigError(f"{key}: expected a positive duration")
+        return float(text)
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*", str(text))
+    if not match:
+        raise ConfigError(f"{key}: expected a duration like '10s', '15m' or '8h', got {text!r}")
+    value = float(match.group(1))
+    unit = match.group(2) or "s"
+    return value * {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}[unit]
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """A sensitive span found in a text by a ``detect_sensitive`` hook.
+
+    :param kind: what it is (``iban``, ``card_number``, ``login_code``, …).
+    :param start: index of the first character; ``end`` is one past the last.
+    """
+
+    kind: str
+    start: int
+    end: int

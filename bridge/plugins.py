@@ -1,0 +1,147 @@
+"""Plugin discovery and typed helpers for calling hooks.
+
+Built-in and third-party plugins are found the same way: the ``carebridge``
+entry-point group. There is no list of default plugins in the core.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from importlib import metadata
+from typing import Any
+
+import pluggy
+
+from . import hookspecs
+from .channel import Channel
+from .errors import PluginLoadError
+
+log = logging.getLogger(__name__)
+ENTRY_POINT_GROUP = "carebridge"
+
+
+@dataclass
+class PluginInfo:
+    """What we know of one discovered plugin, for ``carebridge plugins`` and /healthz."""
+
+    name: str
+    distribution: str | None = None
+    version: str | None = None
+    channels: list[str] = field(default_factory=list)
+    error: str | None = None
+
+
+@dataclass
+class PluginRegistry:
+    """The plugin manager, what it found, and the channel classes plugins registered."""
+
+    pm: pluggy.PluginManager
+    plugins: dict[str, PluginInfo] = field(default_factory=dict)
+    channels: dict[str, type[Channel]] = field(default_factory=dict)
+
+    @property
+    def failures(self) -> dict[str, str]:
+        """Plugins that failed to load, by name, with the reason."""
+        return {name: info.error for name, info in self.plugins.items() if info.error}
+
+
+def make_plugin_manager(
+    *,
+    load_entry_points: bool = True,
+    plugins: Iterable[tuple[str, object]] = (),
+    required: Iterable[str] = (),
+) -> PluginRegistry:
+    """Build the plugin manager, load entry points, collect channel classes.
+
+    A plugin that fails to import is recorded with its reason (see
+    ``PluginRegistry.failures``) instead of raising, so that the caller can
+    decide whether it matters (it does when its channel is enabled).
+
+    :param plugins: extra ``(name, module_or_object)`` pairs to register (tests).
+    :param required: plugin names that must load.
+    :raises PluginLoadError: a required plugin is missing or failed, a
+        hookimpl does not match any spec, or two plugins register one channel name.
+    """
+    pm = pluggy.PluginManager(ENTRY_POINT_GROUP)
+    pm.add_hookspecs(hookspecs)
+    registry = PluginRegistry(pm)
+    if load_entry_points:
+        _load_entry_points(registry)
+    for name, plugin in plugins:
+        pm.register(plugin, name=name)
+        registry.plugins.setdefault(name, PluginInfo(name=name))
+    missing = sorted(set(required) - {n for n, info in registry.plugins.items() if not info.error})
+    if missing:
+        details = "; ".join(
+            f"{n}: {registry.plugins[n].error}" if n in registry.plugins else f"{n}: not installed" for n in missing
+        )
+        raise PluginLoadError(f"required plugins not available: {details}")
+    try:
+        pm.check_pending()
+    except pluggy.PluginValidationError as err:
+        raise PluginLoadError(f"plugin {err.plugin!r} has an unknown hook: {err}") from err
+    _collect_channels(registry)
+    return registry
+
+
+def _load_entry_points(registry: PluginRegistry) -> None:
+    for ep in sorted(metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
+        dist = ep.dist.name if ep.dist is not None else None
+        version = ep.dist.version if ep.dist is not None else None
+        info = PluginInfo(name=ep.name, distribution=dist, version=version)
+        registry.plugins[ep.name] = info
+        if registry.pm.get_plugin(ep.name) is not None:
+            continue
+        try:
+            plugin = ep.load()
+            registry.pm.register(plugin, name=ep.name)
+        except Exception as err:  # boundary: a broken plugin is reported, not fatal by itself
+            info.error = f"{type(err).__name__}: {err}"
+            log.error("plugin %s (%s) failed to load: %s", ep.name, dist, info.error)
+
+
+def _collect_channels(registry: PluginRegistry) -> None:
+    for impl in registry.pm.hook.register_channels.get_hookimpls():
+        owner = impl.plugin_name
+
+        def register(cls: type[Channel], owner: str = owner) -> None:
+            if not (isinstance(cls, type) and issubclass(cls, Channel)):
+                raise PluginLoadError(f"plugin {owner!r} registered {cls!r}, which is not a Channel subclass")
+            if cls.name in registry.channels:
+                raise PluginLoadError(f"plugin {owner!r} registers channel {cls.name!r}, which another plugin already has")
+            registry.channels[cls.name] = cls
+            registry.plugins.setdefault(owner, PluginInfo(name=owner)).channels.append(cls.name)
+
+        impl.function(register=register)
+
+
+async def notify(hook: pluggy.HookCaller, **kwargs: Any) -> None:
+    """Run every implementation (sync or async) concurrently; log a failing plugin by name."""
+
+    async def one(impl: pluggy.HookImpl) -> None:
+        try:
+            result = impl.function(**{a: kwargs[a] for a in impl.argnames})
+            if inspect.isawaitable(result):
+                await result
+        except Exception:  # boundary: one plugin must not break delivery for the others
+            log.exception("plugin %r failed in hook %s", impl.plugin_name, hook.name)
+
+    impls = [i for i in reversed(hook.get_hookimpls()) if not (i.hookwrapper or i.wrapper)]
+    await asyncio.gather(*(one(i) for i in impls))
+
+
+def collect(hook: pluggy.HookCaller, **kwargs: Any) -> list[Any]:
+    """Call a sync hook and flatten the non-None results of every implementation."""
+    out: list[Any] = []
+    for result in hook(**kwargs):
+        if result is None:
+            continue
+        if isinstance(result, (list, tuple)):
+            out.extend(result)
+        else:
+            out.append(result)
+    return out
