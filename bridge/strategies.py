@@ -1,0 +1,1 @@
+"""Built-in routing strategies (placeholder until routing lands)."""
