@@ -109,8 +109,12 @@ def choose_agent(strategy: str, conversation: Any, candidates: Sequence[Any]) ->
 def register_commands(register: RegisterCommand) -> None:
     """Register extra agent commands (``/name args`` in any agent channel).
 
-    Call ``register(name, handler, help)``; ``handler(ctx, args)`` is an async
-    function that returns the text answered to the agent, or None.
+    Call ``register(name, handler, help)``. ``handler(ctx, args)`` is a plain
+    (sync) function run inside the store transaction that records the agent's
+    message, so a command and its effects commit together or not at all. It
+    gets a ``bridge.relay.commands.CommandContext`` (the agent, the
+    transaction, relay helpers) and the text after the command name, and
+    returns the text answered to the agent, or None.
     """
 
 
