@@ -1,0 +1,437 @@
+"""Load ``bridge.toml`` into frozen, typed settings.
+
+Why this shape: every mistake in a config file must stop the daemon before
+anything starts, with a message naming the key path (``server.port: expected
+an integer``), and a misspelt key must never be silently ignored. The core
+sections are parsed here against a small schema; each ``[channels.<name>]``
+section is handed raw (secrets resolved, ``enabled`` filled in) to its
+plugin, which validates it in ``Channel.check_config``.
+
+Lookup order for the file: the ``path`` argument, ``$CAREBRIDGE_CONFIG``,
+``./bridge.toml``, else the embedded defaults (everything relative to the
+current directory). Paths inside a file are relative to the file's directory.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError
+from .models import parse_duration
+
+ENV_VAR = "CAREBRIDGE_CONFIG"
+DEFAULT_FILE = "bridge.toml"
+LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+SYNCHRONOUS = ("off", "normal", "full", "extra")
+SENSITIVE_POLICIES = ("redact", "allow")
+_CHANNEL_NAME = re.compile(r"^[a-z][a-z0-9_-]*$")
+_SECRET_PREFIXES = ("env:", "file:", "credential:")
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    """``[server]``: where the HTTP server listens and how it behaves."""
+
+    host: str = "127.0.0.1"
+    port: int = 8080
+    public_url: str = ""
+    max_body: int = 2 * 1024 * 1024
+    shutdown_timeout: float = 10.0
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+
+
+@dataclass(frozen=True)
+class LoggingConfig:
+    """``[logging]``: the level of the one-line-per-event stderr log."""
+
+    level: str = "info"
+
+
+@dataclass(frozen=True)
+class PluginsConfig:
+    """``[plugins]``: plugins whose absence must stop start-up."""
+
+    required: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class StoreConfig:
+    """``[store]``: the encrypted database and its master-key reference.
+
+    ``key`` stays a reference (``file:/abs/path``, ``env:NAME``,
+    ``credential:NAME``): the store loads it, so the key itself never sits in
+    this object.
+    """
+
+    path: Path = Path("var/carebridge.db")
+    key: str = "file:var/master.key"
+    synchronous: str = "full"
+
+
+@dataclass(frozen=True)
+class SecurityConfig:
+    """``[security]``: console sessions and login throttling."""
+
+    session_ttl: float = 8 * 3600.0
+    login_max_attempts: int = 5
+    lockout: float = 15 * 60.0
+    totp_issuer: str = "Carebridge"
+
+
+@dataclass(frozen=True)
+class RoutingConfig:
+    """``[routing]``: how conversations reach agents."""
+
+    strategy: str = "least_busy"
+    rules_file: Path | None = None
+    history_messages: int = 10
+    decline_timeout: float = 120.0
+    transfer_notice: bool = False
+    window_warning: float = 3600.0
+
+
+@dataclass(frozen=True)
+class DeliveryConfig:
+    """``[delivery]``: the outbox worker's retries and parallelism."""
+
+    max_attempts: int = 8
+    retry_base: float = 2.0
+    retry_max: float = 600.0
+    concurrency: int = 4
+
+
+@dataclass(frozen=True)
+class TemplatesConfig:
+    """``[templates]``: an optional YAML file overriding built-in notices."""
+
+    file: Path | None = None
+
+
+@dataclass(frozen=True)
+class RetentionConfig:
+    """``[retention]``: purge closed conversations after this many days (0: never)."""
+
+    closed_after_days: int = 90
+
+
+@dataclass(frozen=True)
+class SensitiveConfig:
+    """``[sensitive]``: what happens to detected sensitive spans in chat copies."""
+
+    policy: str = "redact"
+
+
+@dataclass(frozen=True)
+class Config:
+    """The whole configuration; ``path`` is None for the embedded defaults."""
+
+    path: Path | None
+    base_dir: Path
+    server: ServerConfig = field(default_factory=ServerConfig)
+    logging: LoggingConfig = field(default_factory=LoggingConfig)
+    plugins: PluginsConfig = field(default_factory=PluginsConfig)
+    store: StoreConfig = field(default_factory=StoreConfig)
+    security: SecurityConfig = field(default_factory=SecurityConfig)
+    routing: RoutingConfig = field(default_factory=RoutingConfig)
+    delivery: DeliveryConfig = field(default_factory=DeliveryConfig)
+    templates: TemplatesConfig = field(default_factory=TemplatesConfig)
+    retention: RetentionConfig = field(default_factory=RetentionConfig)
+    sensitive: SensitiveConfig = field(default_factory=SensitiveConfig)
+    channels: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def enabled_channels(self) -> list[str]:
+        """Names of the channel sections with ``enabled = true``, sorted."""
+        return sorted(name for name, section in self.channels.items() if section.get("enabled", True))
+
+    def describe(self) -> str:
+        """Say where this configuration came from, for the first log lines."""
+        return f"config file {self.path}" if self.path else f"embedded defaults (relative to {self.base_dir})"
+
+
+# --- value parsers: (raw value, key path, base_dir) -> typed value ----------
+
+Parser = Callable[[Any, str, Path], Any]
+
+
+def _type_name(value: object) -> str:
+    return {bool: "a boolean", int: "an integer", float: "a number", str: "a string", list: "an array", dict: "a table"}.get(
+        type(value), type(value).__name__
+    )
+
+
+def _string(value: Any, key: str, base_dir: Path) -> str:
+    if not isinstance(value, str):
+        raise ConfigError(f"{key}: expected a string, got {_type_name(value)}")
+    return resolve_secret(value, key, base_dir)
+
+
+def _choice(options: tuple[str, ...]) -> Parser:
+    def parse(value: Any, key: str, base_dir: Path) -> str:
+        text = _string(value, key, base_dir).strip().lower()
+        if text not in options:
+            raise ConfigError(f"{key}: expected one of {', '.join(options)}, got {value!r}")
+        return text
+
+    return parse
+
+
+def _int(low: int, high: int | None = None) -> Parser:
+    def parse(value: Any, key: str, base_dir: Path) -> int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{key}: expected an integer, got {_type_name(value)}")
+        if value < low or (high is not None and value > high):
+            bounds = f"between {low} and {high}" if high is not None else f"at least {low}"
+            raise ConfigError(f"{key}: expected an integer {bounds}, got {value}")
+        return value
+
+    return parse
+
+
+def _bool(value: Any, key: str, base_dir: Path) -> bool:
+    if not isinstance(value, bool):
+        raise ConfigError(f"{key}: expected true or false, got {_type_name(value)}")
+    return value
+
+
+def _duration(value: Any, key: str, base_dir: Path) -> float:
+    if not isinstance(value, (str, int, float)) or isinstance(value, bool):
+        raise ConfigError(f"{key}: expected a duration like '10s', '15m' or '8h', got {_type_name(value)}")
+    return parse_duration(value, key)
+
+
+def _path(value: Any, key: str, base_dir: Path) -> Path:
+    text = _string(value, key, base_dir)
+    if not text.strip():
+        raise ConfigError(f"{key}: expected a path, got an empty string")
+    return _resolve_path(text.strip(), base_dir)
+
+
+def _optional_path(value: Any, key: str, base_dir: Path) -> Path | None:
+    if isinstance(value, str) and not value.strip():
+        return None
+    return _path(value, key, base_dir)
+
+
+def _names(value: Any, key: str, base_dir: Path) -> tuple[str, ...]:
+    if not isinstance(value, list):
+        raise ConfigError(f"{key}: expected an array of strings, got {_type_name(value)}")
+    for i, item in enumerate(value):
+        if not isinstance(item, str) or not item.strip():
+            raise ConfigError(f"{key}[{i}]: expected a non-empty string, got {item!r}")
+    return tuple(item.strip() for item in value)
+
+
+def _key_ref(value: Any, key: str, base_dir: Path) -> str:
+    """Keep the master-key reference as text; make ``file:`` paths absolute."""
+    if not isinstance(value, str):
+        raise ConfigError(f"{key}: expected a string, got {_type_name(value)}")
+    kind, sep, rest = value.partition(":")
+    if not sep or kind not in ("file", "env", "credential") or not rest.strip():
+        raise ConfigError(f"{key}: expected 'file:PATH', 'env:NAME' or 'credential:NAME', got {value!r}")
+    if kind == "file":
+        return f"file:{_resolve_path(rest.strip(), base_dir)}"
+    return f"{kind}:{rest.strip()}"
+
+
+def _public_url(value: Any, key: str, base_dir: Path) -> str:
+    text = _string(value, key, base_dir).strip().rstrip("/")
+    if text and not re.match(r"^https?://[^\s/]+", text):
+        raise ConfigError(f"{key}: expected an http(s) URL such as 'https://care.example.org', got {value!r}")
+    return text
+
+
+_SCHEMA: dict[str, tuple[type, dict[str, Parser]]] = {
+    "server": (
+        ServerConfig,
+        {
+            "host": _string,
+            "port": _int(0, 65535),
+            "public_url": _public_url,
+            "max_body": _int(1),
+            "shutdown_timeout": _duration,
+            "tls_cert": _optional_path,
+            "tls_key": _optional_path,
+        },
+    ),
+    "logging": (LoggingConfig, {"level": _choice(LOG_LEVELS)}),
+    "plugins": (PluginsConfig, {"required": _names}),
+    "store": (StoreConfig, {"path": _path, "key": _key_ref, "synchronous": _choice(SYNCHRONOUS)}),
+    "security": (
+        SecurityConfig,
+        {"session_ttl": _duration, "login_max_attempts": _int(1), "lockout": _duration, "totp_issuer": _string},
+    ),
+    "routing": (
+        RoutingConfig,
+        {
+            "strategy": _string,
+            "rules_file": _optional_path,
+            "history_messages": _int(0),
+            "decline_timeout": _duration,
+            "transfer_notice": _bool,
+            "window_warning": _duration,
+        },
+    ),
+    "delivery": (
+        DeliveryConfig,
+        {"max_attempts": _int(1), "retry_base": _duration, "retry_max": _duration, "concurrency": _int(1)},
+    ),
+    "templates": (TemplatesConfig, {"file": _optional_path}),
+    "retention": (RetentionConfig, {"closed_after_days": _int(0)}),
+    "sensitive": (SensitiveConfig, {"policy": _choice(SENSITIVE_POLICIES)}),
+}
+_TOP_LEVEL = (*_SCHEMA, "channels")
+
+
+def _resolve_path(text: str, base_dir: Path) -> Path:
+    path = Path(text).expanduser()
+    return path if path.is_absolute() else (base_dir / path)
+
+
+def resolve_secret(value: str, key_path: str, base_dir: Path) -> str:
+    """Resolve an ``env:NAME``, ``file:PATH`` or ``credential:NAME`` reference.
+
+    Any other string is returned unchanged. File contents lose surrounding
+    whitespace (a trailing newline is the norm in secret files).
+
+    :raises ConfigError: naming ``key_path`` when the variable, file or
+        credential is missing or empty.
+    """
+    kind, sep, rest = value.partition(":")
+    if not sep or f"{kind}:" not in _SECRET_PREFIXES:
+        return value
+    rest = rest.strip()
+    if not rest:
+        raise ConfigError(f"{key_path}: '{kind}:' needs a name after the colon")
+    if kind == "env":
+        if rest not in os.environ:
+            raise ConfigError(f"{key_path}: environment variable {rest} is not set")
+        secret = os.environ[rest]
+    else:
+        if kind == "file":
+            path = _resolve_path(rest, base_dir)
+        else:
+            directory = os.environ.get("CREDENTIALS_DIRECTORY")
+            if not directory:
+                raise ConfigError(f"{key_path}: credential {rest} needs $CREDENTIALS_DIRECTORY (systemd LoadCredential=)")
+            if "/" in rest or rest in (".", ".."):
+                raise ConfigError(f"{key_path}: credential name {rest!r} must not contain '/'")
+            path = Path(directory) / rest
+        try:
+            secret = path.read_text(encoding="utf-8").strip()
+        except FileNotFoundError:
+            raise ConfigError(f"{key_path}: {kind} {path} not found") from None
+        except (OSError, UnicodeDecodeError) as err:
+            raise ConfigError(f"{key_path}: cannot read {kind} {path}: {err}") from err
+    if not secret:
+        raise ConfigError(f"{key_path}: {kind}:{rest} is empty")
+    return secret
+
+
+def _section(name: str, raw: Any, base_dir: Path) -> Any:
+    cls, parsers = _SCHEMA[name]
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{name}: expected a table, got {_type_name(raw)}")
+    values: dict[str, Any] = {}
+    for key, value in raw.items():
+        if key not in parsers:
+            raise ConfigError(f"{name}.{key}: unknown key (expected one of: {', '.join(parsers)})")
+        values[key] = parsers[key](value, f"{name}.{key}", base_dir)
+    # Defaults that are paths are relative to the config's directory too.
+    for f in fields(cls):
+        default = f.default
+        if f.name not in values and isinstance(default, Path):
+            values[f.name] = _resolve_path(str(default), base_dir)
+        if f.name not in values and name == "store" and f.name == "key":
+            values[f.name] = _key_ref(default, "store.key", base_dir)
+    return cls(**values)
+
+
+def _resolve_tree(value: Any, key: str, base_dir: Path) -> Any:
+    if isinstance(value, str):
+        return resolve_secret(value, key, base_dir)
+    if isinstance(value, list):
+        return [_resolve_tree(v, f"{key}[{i}]", base_dir) for i, v in enumerate(value)]
+    if isinstance(value, dict):
+        return {k: _resolve_tree(v, f"{key}.{k}", base_dir) for k, v in value.items()}
+    return value
+
+
+def _channels(raw: Any, base_dir: Path) -> dict[str, dict[str, Any]]:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"channels: expected a table of [channels.<name>] sections, got {_type_name(raw)}")
+    out: dict[str, dict[str, Any]] = {}
+    for name, section in raw.items():
+        key = f"channels.{name}"
+        if not _CHANNEL_NAME.match(name):
+            raise ConfigError(f"{key}: channel names are lower-case letters, digits, '-' and '_'")
+        if not isinstance(section, dict):
+            raise ConfigError(f"{key}: expected a table, got {_type_name(section)}")
+        enabled = _bool(section.get("enabled", True), f"{key}.enabled", base_dir)
+        # A disabled channel's secrets may legitimately be absent on this host.
+        body = _resolve_tree(section, key, base_dir) if enabled else dict(section)
+        body["enabled"] = enabled
+        out[name] = body
+    return out
+
+
+def parse_config(data: Mapping[str, Any], *, path: Path | None, base_dir: Path) -> Config:
+    """Turn parsed TOML into a ``Config``; ``load_config`` is the usual entry.
+
+    :raises ConfigError: naming the first bad key path.
+    """
+    for key in data:
+        if key not in _TOP_LEVEL:
+            raise ConfigError(f"{key}: unknown key (expected one of: {', '.join(_TOP_LEVEL)})")
+    sections = {name: _section(name, data.get(name, {}), base_dir) for name in _SCHEMA}
+    server: ServerConfig = sections["server"]
+    if (server.tls_cert is None) != (server.tls_key is None):
+        missing = "server.tls_key" if server.tls_key is None else "server.tls_cert"
+        raise ConfigError(f"{missing}: required when the other of tls_cert/tls_key is set")
+    delivery: DeliveryConfig = sections["delivery"]
+    if delivery.retry_max < delivery.retry_base:
+        raise ConfigError("delivery.retry_max: must not be shorter than delivery.retry_base")
+    channels = _channels(data.get("channels", {}), base_dir)
+    return Config(path=path, base_dir=base_dir, channels=channels, **sections)
+
+
+def find_config_file(path: str | Path | None) -> Path | None:
+    """Return the file ``load_config`` would read, or None for embedded defaults.
+
+    :raises ConfigError: when an explicitly named file does not exist.
+    """
+    if path is not None and str(path) != "":
+        explicit, origin = Path(path), "-c"
+    elif os.environ.get(ENV_VAR):
+        explicit, origin = Path(os.environ[ENV_VAR]), f"${ENV_VAR}"
+    else:
+        candidate = Path.cwd() / DEFAULT_FILE
+        return candidate if candidate.is_file() else None
+    if not explicit.is_file():
+        raise ConfigError(f"{explicit}: configuration file not found (from {origin})")
+    return explicit
+
+
+def load_config(path: str | Path | None = None) -> Config:
+    """Load the configuration (see the module docstring for the lookup order).
+
+    :raises ConfigError: for a missing named file, invalid TOML, or any bad key.
+    """
+    found = find_config_file(path)
+    if found is None:
+        return parse_config({}, path=None, base_dir=Path.cwd())
+    found = found.resolve()
+    try:
+        with found.open("rb") as handle:
+            data = tomllib.load(handle)
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"{found}: invalid TOML: {err}") from err
+    except OSError as err:
+        raise ConfigError(f"{found}: cannot read: {err}") from err
+    return parse_config(data, path=found, base_dir=found.parent)
