@@ -1,0 +1,25 @@
+"""Facebook Messenger channel for Carebridge.
+
+Installed as its own distribution and found through the ``carebridge``
+entry-point group, exactly as a third-party channel would be.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from bridge import hookimpl
+
+from .channel import MessengerChannel
+from .config import MessengerConfig
+
+if TYPE_CHECKING:
+    from bridge.channel import RegisterChannel
+
+__all__ = ["MessengerChannel", "MessengerConfig", "register_channels"]
+
+
+@hookimpl
+def register_channels(register: RegisterChannel) -> None:
+    """Register the Messenger channel."""
+    register(MessengerChannel)

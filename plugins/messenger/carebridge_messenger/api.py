@@ -1,0 +1,144 @@
+"""The Messenger Send API client and the meaning of its errors.
+
+Graph errors are decided by ``error.code``/``error_subcode`` (Meta asks
+integrators not to rely on HTTP status or titles); :func:`classify` maps each
+documented code to the core's error types so the outbox knows whether a retry
+can help. The Page token travels in the ``Authorization`` header, so no URL
+this module builds or reports ever holds a secret.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+from typing import Any
+
+import aiohttp
+
+from bridge import ChannelAuthFailed, DeliveryError, WindowClosedError
+from bridge.meta import GraphError
+
+#: Longest text one Messenger message may carry (Send API ``message.text``).
+MAX_TEXT = 2000
+#: Rate limits (app 4, user 17, page 32, custom 613) and unknown/temporary errors (1, 2).
+RETRYABLE_CODES = frozenset({1, 2, 4, 17, 32, 613})
+#: Refusals that no retry will change: person unavailable, bad parameter or PSID.
+PERMANENT_CODES = frozenset({100, 551})
+#: Code 10 with these subcodes means "outside of allowed window"; 2534022 is a
+#: reported alternative subcode (unconfirmed), treated the same way because a
+#: retry cannot help either way.
+WINDOW_SUBCODES = frozenset({2018278, 2534022})
+TOKEN_CODE = 190
+
+_TIMEOUT = aiohttp.ClientTimeout(total=30)
+
+
+class GraphClient:
+    """Post to ``{graph_url}/{page_id}/messages`` with the Page token.
+
+    :param http: the core's shared session (never one of our own).
+    """
+
+    def __init__(self, http: aiohttp.ClientSession, graph_url: str, page_id: str, token: str) -> None:
+        self._http = http
+        self._url = f"{graph_url}/{page_id}/messages"
+        self._headers = {"Authorization": f"Bearer {token}"}
+
+    def __repr__(self) -> str:
+        return f"GraphClient({self._url!r})"
+
+    async def post(self, body: dict[str, Any]) -> dict[str, Any]:
+        """Send one Send API request and return Meta's JSON answer.
+
+        :raises DeliveryError: classified by :func:`classify` (including its
+            subclasses ``WindowClosedError`` and ``ChannelAuthFailed``);
+            network failures and timeouts are retryable.
+        """
+        try:
+            async with self._http.post(self._url, json=body, headers=self._headers, timeout=_TIMEOUT) as resp:
+                status = resp.status
+                raw = await resp.read()
+        except (aiohttp.ClientError, asyncio.TimeoutError) as err:
+            # Name the failure class only: aiohttp's messages may quote the URL.
+            raise DeliveryError(
+                f"Graph API unreachable ({type(err).__name__})", retryable=True, code="network"
+            ) from err
+        answer = _json_or_none(raw)
+        if status != 200:
+            raise classify(GraphError.from_response(status, answer))
+        if not isinstance(answer, dict):
+            # Meta accepted the request; a retry could deliver it twice.
+            raise DeliveryError("Graph API answered 200 without a JSON object", retryable=False, code="bad_response")
+        return answer
+
+    async def send_message(self, body: dict[str, Any]) -> str:
+        """Send one message and return its ``message_id``."""
+        answer = await self.post(body)
+        message_id = answer.get("message_id")
+        if not isinstance(message_id, str) or not message_id:
+            raise DeliveryError("Graph API answered 200 without a message_id", retryable=False, code="bad_response")
+        return message_id
+
+
+def classify(error: GraphError) -> DeliveryError:
+    """Return the error the core should see for a Graph API refusal.
+
+    190 → ``ChannelAuthFailed`` (the channel stops sending); 10/2018278 →
+    ``WindowClosedError``; 1, 2, 4, 17, 32, 613 and server errors without a
+    known code → retryable; 100, 551 and every other refusal → permanent.
+    """
+    code = _code_text(error)
+    text = f"Graph API error {code}: {error.message}"
+    if error.code == TOKEN_CODE:
+        return ChannelAuthFailed(text, code=code)
+    if error.code == 10 and error.subcode in WINDOW_SUBCODES:
+        return WindowClosedError(text, code=code)
+    if error.code in RETRYABLE_CODES:
+        return DeliveryError(text, retryable=True, code=code)
+    if error.code in PERMANENT_CODES:
+        return DeliveryError(text, retryable=False, code=code)
+    if error.code is None and error.status >= 500:
+        return DeliveryError(text, retryable=True, code=code)
+    if error.code is None and error.status == 429:
+        return DeliveryError(text, retryable=True, code=code)
+    return DeliveryError(text, retryable=False, code=code)
+
+
+def split_text(text: str, limit: int = MAX_TEXT) -> list[str]:
+    """Split ``text`` into parts of at most ``limit`` characters, at word boundaries.
+
+    A part ends at the last whitespace that fits (the whitespace itself is
+    dropped); a single word longer than ``limit`` is cut hard. Order is kept.
+    """
+    if limit < 1:
+        raise ValueError("limit must be positive")
+    parts: list[str] = []
+    rest = text
+    while len(rest) > limit:
+        window = rest[: limit + 1]
+        cut = max(window.rfind(" "), window.rfind("\n"), window.rfind("\t"))
+        if cut <= 0:
+            head, rest = rest[:limit], rest[limit:]
+        else:
+            head, rest = rest[:cut], rest[cut + 1 :]
+        head = head.rstrip()
+        if head:
+            parts.append(head)
+        rest = re.sub(r"^\s+", "", rest)
+    if rest or not parts:
+        parts.append(rest)
+    return parts
+
+
+def _code_text(error: GraphError) -> str:
+    if error.code is None:
+        return f"http_{error.status}"
+    return f"{error.code}/{error.subcode}" if error.subcode is not None else str(error.code)
+
+
+def _json_or_none(raw: bytes) -> Any:
+    try:
+        return json.loads(raw)
+    except (UnicodeDecodeError, ValueError):
+        return None

@@ -1,0 +1,218 @@
+"""The Messenger channel: Meta's signed webhooks in, the Send API out.
+
+Inbound, the webhook answers 200 only after the core has committed every
+message of the POST (Meta retries anything else for up to 36 hours, and the
+core drops the resulting duplicates by ``mid``). Outbound, the reply window
+is decided here, before any request: free text inside 24 hours of the
+customer's last message, the ``HUMAN_AGENT`` tag up to 7 days, and nothing at
+all after that, so that no message is ever sent blindly.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections import OrderedDict
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+from aiohttp import web
+
+from bridge import (
+    Channel,
+    ChannelAuthFailed,
+    ChannelContext,
+    ChannelState,
+    DeliveryError,
+    DeliveryReceipt,
+    OutboundMessage,
+    SimulatedRequest,
+    WindowClosedError,
+)
+from bridge.meta import read_signed_json, signed_body, verify_subscription
+
+from .api import MAX_TEXT, GraphClient, split_text
+from .config import MessengerConfig
+from .webhook import CHANNEL, METADATA_TAG, PayloadError, is_page_event, parse_events
+
+#: Free text is allowed this long after the customer's last message.
+STANDARD_WINDOW = 24 * 3600.0
+#: The ``HUMAN_AGENT`` tag extends an agent's replies to this long.
+HUMAN_AGENT_WINDOW = 7 * 24 * 3600.0
+# Split sends resume after their last accepted part when the outbox retries;
+# remember at most this many unfinished deliveries.
+_MAX_PENDING_SPLITS = 1024
+
+
+class MessengerChannel(Channel):
+    """Facebook Messenger for one Page."""
+
+    name: ClassVar[str] = CHANNEL
+    max_text_length: ClassVar[int | None] = MAX_TEXT
+    reply_window: ClassVar[float | None] = STANDARD_WINDOW
+
+    def __init__(self, config: Mapping[str, Any], ctx: ChannelContext) -> None:
+        super().__init__(config, ctx)
+        self.settings = MessengerConfig.from_section(config)
+        self.client = GraphClient(ctx.http, self.settings.graph_url, self.settings.page_id, self.settings.page_access_token)
+        self._partial: OrderedDict[int, tuple[str, list[str]]] = OrderedDict()
+
+    @classmethod
+    def check_config(cls, section: Mapping[str, Any]) -> None:
+        """Validate ``[channels.messenger]``; raise ``ConfigError`` naming the key."""
+        MessengerConfig.from_section(section)
+
+    @classmethod
+    def normalize_address(cls, address: str) -> str:
+        """Return a PSID as digits only.
+
+        :raises ValueError: when ``address`` is not a Page-scoped id.
+        """
+        psid = address.strip()
+        if not psid.isdigit():
+            raise ValueError(f"not a Messenger PSID (digits only): {address!r}")
+        return psid
+
+    async def start(self) -> None:
+        """Nothing to connect: Meta calls us, and the token is checked by the first send."""
+        self.ctx.report(ChannelState.CONNECTED, None)
+
+    # -- outbound ---------------------------------------------------------
+
+    async def send(self, message: OutboundMessage) -> DeliveryReceipt:
+        """Send ``message.text`` to a PSID, split at word boundaries when longer than 2000.
+
+        Messenger's Send API documents no quoting parameter, so ``reply_to``
+        is not sent; there are no re-engagement templates either, so
+        ``template`` changes nothing: the window rules decide.
+
+        :raises WindowClosedError: the customer last wrote over 7 days ago (or
+            never); raised before any request is made.
+        :raises ChannelAuthFailed: Meta refused the Page token (code 190).
+        :raises DeliveryError: ``retryable`` per Meta's error code.
+        """
+        window = self._window(message.last_inbound_at, time.time())
+        if not message.text.strip():
+            raise DeliveryError("nothing to send: the message text is empty", retryable=False, code="empty")
+        parts = split_text(message.text, MAX_TEXT)
+        done = self._resume(message)
+        try:
+            for part in parts[len(done) :]:
+                body: dict[str, Any] = {
+                    "recipient": {"id": message.recipient},
+                    "message": {"text": part, "metadata": f"{METADATA_TAG}{message.delivery_id}"},
+                    **window,
+                }
+                done.append(await self.client.send_message(body))
+        except DeliveryError as err:
+            if isinstance(err, ChannelAuthFailed):
+                self.ctx.log.error("Messenger refused the Page access token (%s); sending stopped", err.code)
+                self.ctx.report(ChannelState.BAD_CREDENTIALS, "Page access token refused by Meta (code 190)")
+            if not err.retryable:
+                self._partial.pop(message.delivery_id, None)
+            raise
+        self._partial.pop(message.delivery_id, None)
+        return DeliveryReceipt(tuple(done))
+
+    async def mark_read(self, sender: str, external_id: str) -> None:
+        """Show the customer their message was seen (sender action ``mark_seen``)."""
+        await self.client.post({"recipient": {"id": sender}, "sender_action": "mark_seen"})
+
+    @staticmethod
+    def _window(last_inbound_at: float | None, now: float) -> dict[str, str]:
+        if last_inbound_at is None:
+            raise WindowClosedError("the customer has never written on Messenger", code="window_closed")
+        age = now - last_inbound_at
+        if age < STANDARD_WINDOW:
+            return {"messaging_type": "RESPONSE"}
+        if age < HUMAN_AGENT_WINDOW:
+            return {"messaging_type": "MESSAGE_TAG", "tag": "HUMAN_AGENT"}
+        raise WindowClosedError(
+            "the customer last wrote more than 7 days ago; Messenger allows no reply", code="window_closed"
+        )
+
+    def _resume(self, message: OutboundMessage) -> list[str]:
+        """Return the ids of parts already accepted in an earlier attempt (kept in order)."""
+        known = self._partial.get(message.delivery_id)
+        if known is not None and known[0] == message.text:
+            self._partial.move_to_end(message.delivery_id)
+            return known[1]
+        done: list[str] = []
+        self._partial[message.delivery_id] = (message.text, done)
+        while len(self._partial) > _MAX_PENDING_SPLITS:
+            self._partial.popitem(last=False)
+        return done
+
+    # -- inbound ----------------------------------------------------------
+
+    def web_app(self) -> web.Application:
+        """Return the webhook app; the core mounts it at ``/webhooks/messenger``."""
+        app = web.Application(client_max_size=self.ctx.max_body)
+        for path in ("", "/"):
+            app.router.add_get(path, self._verify)
+            app.router.add_post(path, self._receive)
+        return app
+
+    async def _verify(self, request: web.Request) -> web.Response:
+        return verify_subscription(request, self.settings.verify_token)
+
+    async def _receive(self, request: web.Request) -> web.Response:
+        if request.content_length is not None and request.content_length > self.ctx.max_body:
+            return _error(413, "body_too_large", f"request body exceeds {self.ctx.max_body} bytes")
+        payload = await read_signed_json(request, self.settings.app_secret)
+        if not is_page_event(payload):
+            # Signed by Meta for our app, but not a Page event: a 4xx would only
+            # make Meta retry it for 36 hours, so acknowledge and drop it.
+            self.ctx.log.info("ignored webhook for object %r", str(payload.get("object"))[:40])
+            return web.json_response({"status": "ignored"})
+        try:
+            batch = parse_events(payload, page_id=self.settings.page_id, now=time.time())
+        except PayloadError as err:
+            return _error(400, "malformed_payload", str(err))
+        for kind in batch.ignored:
+            self.ctx.log.info("ignored Messenger event of kind %s", kind)
+        try:
+            if batch.messages:
+                await self.ctx.deliver(batch.messages)
+            if batch.statuses:
+                await self.ctx.update_status(batch.statuses)
+        except Exception:  # boundary: Meta must see a failure so that it retries the POST
+            self.ctx.log.exception("could not store a Messenger webhook (%d messages)", len(batch.messages))
+            return _error(500, "store_failed", "the event could not be stored; retry later")
+        return web.json_response({"status": "ok"})
+
+    # -- simulate ---------------------------------------------------------
+
+    @classmethod
+    def simulate(cls, section: Mapping[str, Any], sender: str, text: str) -> SimulatedRequest:
+        """Build a text-message webhook from ``sender``, signed as Meta signs it.
+
+        :raises ConfigError: when the section is invalid.
+        :raises ValueError: when ``sender`` is not a PSID.
+        """
+        settings = MessengerConfig.from_section(section)
+        psid = cls.normalize_address(sender)
+        now_ms = int(time.time() * 1000)
+        payload = {
+            "object": "page",
+            "entry": [
+                {
+                    "id": settings.page_id,
+                    "time": now_ms,
+                    "messaging": [
+                        {
+                            "sender": {"id": psid},
+                            "recipient": {"id": settings.page_id},
+                            "timestamp": now_ms,
+                            "message": {"mid": f"m_simulated_{secrets.token_hex(16)}", "text": text},
+                        }
+                    ],
+                }
+            ],
+        }
+        body, headers = signed_body(payload, settings.app_secret)
+        return SimulatedRequest(method="POST", path=f"/webhooks/{CHANNEL}", headers=headers, body=body)
+
+
+def _error(status: int, code: str, message: str) -> web.Response:
+    return web.json_response({"error": {"code": code, "message": message}}, status=status)

@@ -1,0 +1,222 @@
+"""A fake Messenger Send API that refuses what Meta refuses.
+
+Usage with pytest-aiohttp::
+
+    graph = FakeMessengerGraph(page_id="100000000000001", token="page-token")
+    server = await aiohttp_server(graph.app)
+    section["graph_url"] = str(server.make_url("/v25.0"))   # any vNN.N prefix works
+    graph.customer_wrote("2000000000000001")                # now; or ts=epoch seconds
+    ...                                                     # run the code under test
+    assert graph.texts_to("2000000000000001") == ["hello"]
+
+Routes: ``POST /{version}/{page_id}/messages`` and ``POST /{page_id}/messages``
+(``/me/messages`` too). What it enforces, each refusal with Meta's own error
+body (PROTOCOLS §0.4, §1.6):
+
+- the Page token, as ``Authorization: Bearer`` or ``access_token`` query
+  parameter → otherwise 401, code 190;
+- the right Page id in the path → otherwise 400, code 100 / 33;
+- a JSON object with ``recipient.id`` and exactly one of ``message`` (with
+  ``text`` or ``attachment``) or ``sender_action`` → otherwise 400, code 100;
+- ``messaging_type`` RESPONSE | UPDATE | MESSAGE_TAG, and ``tag`` HUMAN_AGENT
+  with MESSAGE_TAG only → otherwise 400, code 100;
+- ``text`` ≤ 2000 characters and ``metadata`` ≤ 1000 → otherwise 400, code 100;
+- the window per recipient, from :meth:`customer_wrote`: a PSID that never
+  wrote → 400, 100 / 2018001; after 24 h only MESSAGE_TAG + HUMAN_AGENT is
+  accepted, after 7 days nothing → 400, 10 / 2018278.
+
+Scripted failures: :meth:`fail_next` queues ``n`` refusals with a given code
+(the body is Meta's for that code), answered before any check but the token.
+
+Recorded: ``sent`` holds each accepted message request body (with the
+``message_id`` the fake answered added under ``"_message_id"``), ``actions``
+each accepted sender action body, ``requests`` every body that reached the
+route, accepted or not.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import web
+
+STANDARD_WINDOW = 24 * 3600.0
+HUMAN_AGENT_WINDOW = 7 * 24 * 3600.0
+MESSAGING_TYPES = ("RESPONSE", "UPDATE", "MESSAGE_TAG")
+SENDER_ACTIONS = ("typing_on", "typing_off", "mark_seen")
+
+# Meta's wording for each code (PROTOCOLS §1.6); (status, message, subcode, type, transient).
+_KNOWN: dict[int, tuple[int, str, int | None, str, bool]] = {
+    1: (500, "An unknown error has occurred.", None, "OAuthException", True),
+    2: (500, "An unexpected error has occurred. Please retry your request later.", None, "OAuthException", True),
+    4: (400, "(#4) Application request limit reached", None, "OAuthException", True),
+    10: (400, "(#10) This message is sent outside of allowed window.", 2018278, "OAuthException", False),
+    17: (400, "(#17) User request limit reached", None, "OAuthException", True),
+    32: (400, "(#32) Page request limit reached", None, "OAuthException", True),
+    100: (400, "(#100) No matching user found", 2018001, "OAuthException", False),
+    190: (401, "Invalid OAuth access token.", 1234567, "OAuthException", False),
+    551: (400, "(#551) This person isn't available right now.", 1545041, "OAuthException", False),
+    613: (400, "(#613) Calls to this api have exceeded the rate limit.", None, "OAuthException", True),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class ScriptedError:
+    """One refusal queued by :meth:`FakeMessengerGraph.fail_next`."""
+
+    code: int
+    subcode: int | None
+    status: int
+    message: str
+
+
+def error_body(code: int, message: str, subcode: int | None = None, *, transient: bool = False) -> dict[str, Any]:
+    """Return a Graph error envelope as Meta writes it."""
+    error: dict[str, Any] = {"message": message, "type": "OAuthException", "code": code, "fbtrace_id": "AFakeTrace01"}
+    if subcode is not None:
+        error["error_subcode"] = subcode
+    if transient:
+        error["is_transient"] = True
+    return {"error": error}
+
+
+class FakeMessengerGraph:
+    """An aiohttp app standing in for ``graph.facebook.com`` (Send API only).
+
+    :param page_id: the Page whose ``/messages`` edge exists.
+    :param token: the Page access token it accepts.
+    """
+
+    def __init__(self, page_id: str = "100000000000001", token: str = "test-page-token") -> None:
+        self.page_id = page_id
+        self.token = token
+        self.sent: list[dict[str, Any]] = []
+        self.actions: list[dict[str, Any]] = []
+        self.requests: list[Any] = []
+        self.last_wrote: dict[str, float] = {}
+        self._script: list[ScriptedError] = []
+        self._ids = itertools.count(1)
+        self.app = web.Application()
+        for path in ("/{version:v\\d+\\.\\d+}/{node}/messages", "/{node}/messages"):
+            self.app.router.add_post(path, self._messages)
+
+    # -- test controls ----------------------------------------------------
+
+    def customer_wrote(self, psid: str, ts: float | None = None) -> None:
+        """Record that ``psid`` last wrote to the Page at ``ts`` (default: now)."""
+        self.last_wrote[psid] = time.time() if ts is None else ts
+
+    def fail_next(
+        self,
+        n: int = 1,
+        code: int = 2,
+        subcode: int | None = None,
+        status: int | None = None,
+        message: str | None = None,
+    ) -> None:
+        """Refuse the next ``n`` authenticated requests with Meta's error ``code``.
+
+        ``subcode``, ``status`` and ``message`` default to Meta's for that code.
+        """
+        known = _KNOWN.get(code, (400, f"(#{code}) Scripted error", None, "OAuthException", False))
+        scripted = ScriptedError(
+            code=code,
+            subcode=subcode if subcode is not None else known[2],
+            status=status if status is not None else known[0],
+            message=message if message is not None else known[1],
+        )
+        self._script.extend([scripted] * n)
+
+    def texts_to(self, psid: str) -> list[str]:
+        """Return the texts accepted for ``psid``, in order."""
+        return [b["message"]["text"] for b in self.sent if b["recipient"]["id"] == psid and "text" in b["message"]]
+
+    # -- the route --------------------------------------------------------
+
+    async def _messages(self, request: web.Request) -> web.Response:
+        try:
+            body: Any = await request.json()
+        except ValueError:
+            body = None
+        self.requests.append(body)
+        if not self._token_ok(request):
+            return self._refuse(401, 190, "Invalid OAuth access token.", 1234567)
+        if self._script:
+            scripted = self._script.pop(0)
+            transient = _KNOWN.get(scripted.code, (0, "", None, "", False))[4]
+            body_out = error_body(scripted.code, scripted.message, scripted.subcode, transient=transient)
+            return web.json_response(body_out, status=scripted.status)
+        node = request.match_info["node"]
+        if node not in (self.page_id, "me"):
+            return self._refuse(
+                400, 100, f"Unsupported post request. Object with ID '{node}' does not exist.", 33
+            )
+        problem = _shape_problem(body)
+        if problem:
+            return self._refuse(400, 100, f"(#100) {problem}")
+        recipient = body["recipient"]["id"]
+        if recipient not in self.last_wrote:
+            return self._refuse(400, 100, "(#100) No matching user found", 2018001)
+        age = time.time() - self.last_wrote[recipient]
+        tagged = body.get("messaging_type") == "MESSAGE_TAG"
+        if age >= HUMAN_AGENT_WINDOW or (age >= STANDARD_WINDOW and not tagged):
+            return self._refuse(400, 10, "(#10) This message is sent outside of allowed window.", 2018278)
+        if "sender_action" in body:
+            self.actions.append(body)
+            return web.json_response({"recipient_id": recipient})
+        message_id = f"m_fake{next(self._ids):06d}"
+        self.sent.append({**body, "_message_id": message_id})
+        return web.json_response({"recipient_id": recipient, "message_id": message_id})
+
+    def _token_ok(self, request: web.Request) -> bool:
+        header = request.headers.get("Authorization", "")
+        if header.startswith("Bearer ") and header[len("Bearer ") :] == self.token:
+            return True
+        return request.query.get("access_token") == self.token
+
+    @staticmethod
+    def _refuse(status: int, code: int, message: str, subcode: int | None = None) -> web.Response:
+        return web.json_response(error_body(code, message, subcode), status=status)
+
+
+def _shape_problem(body: Any) -> str | None:
+    """Return what Meta would object to in a Send API body, or None."""
+    if not isinstance(body, dict):
+        return "The request body must be a JSON object"
+    recipient = body.get("recipient")
+    if not isinstance(recipient, dict) or not isinstance(recipient.get("id"), str) or not recipient["id"]:
+        return "param recipient[id] must be a non-empty string"
+    has_message, has_action = "message" in body, "sender_action" in body
+    if has_message == has_action:
+        return "Exactly one of message or sender_action must be set"
+    if has_action:
+        if body["sender_action"] not in SENDER_ACTIONS:
+            return f"param sender_action must be one of {', '.join(SENDER_ACTIONS)}"
+        return None
+    messaging_type = body.get("messaging_type")
+    if messaging_type not in MESSAGING_TYPES:
+        return f"param messaging_type must be one of {', '.join(MESSAGING_TYPES)}"
+    tag = body.get("tag")
+    if messaging_type == "MESSAGE_TAG" and tag != "HUMAN_AGENT":
+        return "param tag must be HUMAN_AGENT for a human agent reply"
+    if messaging_type != "MESSAGE_TAG" and tag is not None:
+        return "param tag is only allowed with messaging_type MESSAGE_TAG"
+    message = body["message"]
+    if not isinstance(message, dict):
+        return "param message must be an object"
+    has_text, has_attachment = "text" in message, "attachment" in message
+    if has_text == has_attachment:
+        return "Text or attachment must be set"
+    if has_text:
+        text = message["text"]
+        if not isinstance(text, str) or not text:
+            return "param message[text] must be a non-empty UTF-8 string"
+        if len(text) > 2000:
+            return "Length of param message[text] must be less than or equal to 2000"
+    metadata = message.get("metadata")
+    if metadata is not None and (not isinstance(metadata, str) or len(metadata) > 1000):
+        return "Length of param message[metadata] must be less than or equal to 1000"
+    return None
