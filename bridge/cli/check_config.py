@@ -1,9 +1,51 @@
-"""Placeholder until its owner lands it."""
+"""``carebridge check-config``: validate everything ``run`` would, start nothing.
+
+It runs the same loader and the same plugin and channel checks as start-up
+(``bridge.app.channel_problems``), so "check-config passes" means "run will
+not stop on its configuration". Every problem is printed, one per line.
+"""
 
 from __future__ import annotations
 
 import argparse
+import sys
+
+from ..app import channel_problems
+from ..config import Config, load_config
+from ..plugins import make_plugin_manager
+from . import add_config_option
+
+
+def file_problems(config: Config) -> list[str]:
+    """Files the configuration names that do not exist."""
+    problems = []
+    for key, path in (
+        ("routing.rules_file", config.routing.rules_file),
+        ("templates.file", config.templates.file),
+        ("server.tls_cert", config.server.tls_cert),
+        ("server.tls_key", config.server.tls_key),
+    ):
+        if path is not None and not path.is_file():
+            problems.append(f"{key}: file {path} not found")
+    return problems
+
+
+def run_check_config(args: argparse.Namespace) -> int:
+    """Print ``OK`` and exit 0, or print every problem and exit 1."""
+    config = load_config(args.config)  # a ConfigError here is reported by cli.main, exit 1
+    registry = make_plugin_manager()
+    problems = file_problems(config) + channel_problems(config, registry)
+    if problems:
+        for problem in problems:
+            print(f"carebridge: {problem}", file=sys.stderr)
+        return 1
+    channels = ", ".join(config.enabled_channels()) or "none"
+    print(f"configuration OK: {config.describe()}; enabled channels: {channels}")
+    return 0
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    """Register nothing yet."""
+    """Register ``check-config``."""
+    parser = sub.add_parser("check-config", help="validate the configuration and exit 0 or 1")
+    add_config_option(parser)
+    parser.set_defaults(func=run_check_config)

@@ -1,0 +1,394 @@
+"""The Bridge: wiring of config, plugins, store, relay and channels, and their lifecycle.
+
+Why one object: every long-lived resource (the store, the shared HTTP
+session, the scheduler, channel tasks, plugin lifespans) is created here and
+released here in reverse order, so a start-up that fails half way and a
+normal shutdown run the same code. No platform or routing logic lives here.
+
+Usage::
+
+    bridge = await Bridge.create(config, registry)   # opens resources, starts nothing
+    app = make_app(bridge)                             # bridge.web: start/stop ride the app's cleanup_ctx
+    ...
+    await bridge.close()                               # stops (if started) and releases everything
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Coroutine
+from contextlib import AsyncExitStack
+from datetime import datetime, timedelta
+from functools import partial
+from typing import TYPE_CHECKING, Any
+
+import aiohttp
+
+from .channel import Channel, ChannelContext
+from .config import Config
+from .errors import ChannelAuthError, ChannelUnavailable, ConfigError, PluginLoadError
+from .metrics import Metrics
+from .models import ChannelState
+from .plugins import PluginRegistry
+
+if TYPE_CHECKING:
+    from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+    from .relay import Relay
+    from .store import Store
+
+log = logging.getLogger(__name__)
+
+RETRY_FIRST = 1.0
+RETRY_MAX = 300.0
+PURGE_INTERVAL = timedelta(hours=24)
+PURGE_FIRST_DELAY = timedelta(minutes=1)
+
+
+def channel_problems(config: Config, registry: PluginRegistry) -> list[str]:
+    """Check every enabled channel against the installed plugins and its own validator.
+
+    Shared by ``check-config`` and start-up so both say the same thing.
+    Returns one message per problem (empty when all is well).
+    """
+    problems: list[str] = []
+    loaded = {name for name, info in registry.plugins.items() if not info.error}
+    for name in config.plugins.required:
+        if name not in loaded:
+            reason = registry.plugins[name].error if name in registry.plugins else "not installed"
+            problems.append(f"plugins.required: plugin {name!r} is not available: {reason}")
+    for name in config.enabled_channels():
+        cls = registry.channels.get(name)
+        if cls is None:
+            failure = registry.failures.get(name)
+            if failure:
+                problems.append(f"channels.{name}: enabled, but plugin {name!r} failed to load: {failure}")
+            else:
+                others = "; ".join(f"plugin {n!r} failed: {e}" for n, e in sorted(registry.failures.items()))
+                hint = f" ({others})" if others else " (install its plugin, see `carebridge plugins`)"
+                problems.append(f"channels.{name}: enabled, but no installed plugin provides this channel{hint}")
+            continue
+        try:
+            cls.check_config(config.channels[name])
+        except ConfigError as err:
+            problems.append(str(err))
+    return problems
+
+
+class Bridge:
+    """The running core: what plugins and the web app reach as ``bridge``.
+
+    :ivar config: the active configuration (replaced on SIGHUP for reloadable sections).
+    :ivar registry: plugins found; ``pm`` is its pluggy manager.
+    :ivar store: the encrypted store (``bridge.store.Store``).
+    :ivar relay: ingest, routing and the outbox worker (``bridge.relay.Relay``).
+    :ivar channels: enabled channels, instantiated, by name.
+    :ivar http: the one shared ``aiohttp.ClientSession``.
+    :ivar metrics: Prometheus metrics every part adds to.
+    :ivar scheduler: the apscheduler ``AsyncIOScheduler`` (retention purge).
+    """
+
+    store: Store
+    relay: Relay
+    http: aiohttp.ClientSession
+    scheduler: AsyncIOScheduler
+
+    def __init__(self, config: Config, registry: PluginRegistry) -> None:
+        """Hold the wiring; use ``await Bridge.create(...)`` to open resources."""
+        self.config = config
+        self.registry = registry
+        self.pm = registry.pm
+        self.metrics = Metrics()
+        self.channels: dict[str, Channel] = {}
+        self._states: dict[str, tuple[ChannelState, str | None]] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._lifespans = AsyncExitStack()
+        self._started = False
+        self._stopped = False
+        self._opened: list[str] = []
+
+    @classmethod
+    async def create(cls, config: Config, registry: PluginRegistry) -> Bridge:
+        """Check plugins and channels, open the store, build channels and the relay.
+
+        Must run inside the event loop. Nothing is started (no worker, no
+        channel connection) until ``start()``.
+
+        :raises PluginLoadError: a required plugin, or the plugin of an
+            enabled channel, is missing or failed to import.
+        :raises ConfigError: a channel section is invalid.
+        :raises StoreError: the store cannot be opened (wrong or missing key, ...).
+        """
+        problems = channel_problems(config, registry)
+        if problems:
+            error = PluginLoadError if any("plugin" in p for p in problems) else ConfigError
+            raise error("; ".join(problems))
+        bridge = cls(config, registry)
+        try:
+            await bridge._open()
+        except BaseException:
+            await bridge.close()
+            raise
+        return bridge
+
+    async def _open(self) -> None:
+        from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+        from .relay import Relay
+        from .store import Store
+
+        self.store = await Store.open(self.config.store)
+        self._opened.append("store")
+        self.http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60, connect=10))
+        self._opened.append("http")
+        self.scheduler = AsyncIOScheduler(event_loop=asyncio.get_running_loop())
+        self.relay = Relay(self)
+        for name in self.config.enabled_channels():
+            channel_cls = self.registry.channels[name]
+            self.channels[name] = channel_cls(self.config.channels[name], self._context(name))
+            self._states[name] = (ChannelState.STARTING, None)
+
+    def _context(self, name: str) -> ChannelContext:
+        return ChannelContext(
+            http=self.http,
+            deliver=partial(self.relay.ingest, name),
+            update_status=partial(self.relay.update_status, name),
+            save_media=partial(self.relay.save_media, name),
+            report=partial(self.report_channel, name),
+            log=logging.getLogger(f"carebridge.{name}"),
+            max_body=self.config.server.max_body,
+            public_url=self.config.server.public_url,
+        )
+
+    # --- channel health ------------------------------------------------------
+
+    def channel_state(self, name: str) -> tuple[ChannelState, str | None]:
+        """Return a channel's state and the reason given with it."""
+        return self._states.get(name, (ChannelState.STARTING, None))
+
+    def report_channel(self, name: str, state: ChannelState, reason: str | None = None) -> None:
+        """Record a channel's health (channels call this through ``ctx.report``)."""
+        if self._states.get(name) != (state, reason):
+            level = logging.INFO if state is ChannelState.CONNECTED else logging.WARNING
+            log.log(level, "channel %s: %s%s", name, state.value, f" ({reason})" if reason else "")
+        self._states[name] = (state, reason)
+
+    # --- lifecycle -------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Start the relay, plugin lifespans, channels, their receive loops and the scheduler.
+
+        A channel whose credentials are refused stops start-up; one that is
+        unreachable is retried with backoff in the background.
+
+        :raises ChannelAuthError: naming the channel.
+        """
+        if self._started:
+            return
+        self._started = True
+        try:
+            await self.relay.start()
+            self._opened.append("relay")
+            await self._enter_lifespans()
+            for name, channel in self.channels.items():
+                await self._start_channel(name, channel)
+            self._schedule_retention()
+            self.scheduler.start()
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def _enter_lifespans(self) -> None:
+        # get_hookimpls() lists plugins in registration order, which is the
+        # documented entry order; the exit stack leaves them in reverse.
+        for impl in self.pm.hook.lifespan.get_hookimpls():
+            if impl.hookwrapper or impl.wrapper:
+                continue
+            cm = impl.function(**{a: {"bridge": self}[a] for a in impl.argnames})
+            if cm is None:
+                continue
+            if not (hasattr(cm, "__aenter__") and hasattr(cm, "__aexit__")):
+                raise PluginLoadError(
+                    f"plugin {impl.plugin_name!r}: lifespan returned {type(cm).__name__}, not an async context manager"
+                )
+            await self._lifespans.enter_async_context(cm)
+
+    async def _start_channel(self, name: str, channel: Channel) -> None:
+        try:
+            await channel.start()
+        except ChannelAuthError as err:
+            self.report_channel(name, ChannelState.BAD_CREDENTIALS, str(err))
+            raise ChannelAuthError(f"channel {name}: the platform refused the credentials: {err}") from err
+        except ChannelUnavailable as err:
+            self.report_channel(name, ChannelState.TRANSIENT_DISCONNECT, str(err))
+            self.spawn(self._retry_start(name, channel), name=f"start-{name}")
+            return
+        self._after_start(name, channel)
+
+    def _after_start(self, name: str, channel: Channel) -> None:
+        if self.channel_state(name)[0] is not ChannelState.CONNECTED:
+            self.report_channel(name, ChannelState.CONNECTED)
+        if type(channel).run is not Channel.run:
+            self.spawn(self._supervise_run(name, channel), name=f"run-{name}")
+
+    async def _retry_start(self, name: str, channel: Channel) -> None:
+        delay = RETRY_FIRST
+        while True:
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, RETRY_MAX)
+            try:
+                await channel.start()
+            except ChannelUnavailable as err:
+                self.report_channel(name, ChannelState.TRANSIENT_DISCONNECT, str(err))
+                continue
+            except ChannelAuthError as err:
+                self.report_channel(name, ChannelState.BAD_CREDENTIALS, str(err))
+                return
+            except Exception as err:  # boundary: keep the daemon up, show the failure in /healthz
+                log.exception("channel %s: start failed", name)
+                self.report_channel(name, ChannelState.DEGRADED, f"{type(err).__name__}: {err}")
+                continue
+            self._after_start(name, channel)
+            return
+
+    async def _supervise_run(self, name: str, channel: Channel) -> None:
+        """Keep a pull channel's receive loop running; back off after failures."""
+        delay = RETRY_FIRST
+        while True:
+            try:
+                await channel.run()
+                return
+            except ChannelAuthError as err:
+                self.report_channel(name, ChannelState.BAD_CREDENTIALS, str(err))
+                return
+            except ChannelUnavailable as err:
+                self.report_channel(name, ChannelState.TRANSIENT_DISCONNECT, str(err))
+            except Exception as err:  # boundary: a crashing receive loop is restarted, not fatal
+                log.exception("channel %s: receive loop failed", name)
+                self.report_channel(name, ChannelState.DEGRADED, f"{type(err).__name__}: {err}")
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, RETRY_MAX)
+
+    def spawn(self, coro: Coroutine[Any, Any, None], *, name: str) -> asyncio.Task[None]:
+        """Run ``coro`` as a background task that ``stop()`` cancels and awaits."""
+        task = asyncio.get_running_loop().create_task(coro, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+        return task
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("background task %s failed: %r", task.get_name(), task.exception())
+
+    def _schedule_retention(self) -> None:
+        days = self.config.retention.closed_after_days
+        if days <= 0:
+            return
+        first = datetime.now() + PURGE_FIRST_DELAY
+        self.scheduler.add_job(
+            self._purge, "interval", seconds=PURGE_INTERVAL.total_seconds(), next_run_time=first, id="retention", coalesce=True
+        )
+
+    async def _purge(self) -> None:
+        """Run the retention purge; a failure is logged and retried next interval."""
+        days = self.config.retention.closed_after_days
+        try:
+            count = await self.store.purge_closed(days)
+        except Exception:  # boundary: a failed purge must not stop the scheduler
+            log.exception("retention purge failed")
+            return
+        log.info("retention: purged %s conversation(s) closed more than %d days ago", count, days)
+
+    async def stop(self) -> None:
+        """Stop intake, then the relay, then channels and lifespans (idempotent).
+
+        Order matters: receive loops stop first so nothing new arrives, the
+        relay's worker then finishes in-flight sends while channels still
+        work, and channels close last.
+        """
+        if not self._started or self._stopped:
+            return
+        self._stopped = True
+        if getattr(self, "scheduler", None) is not None and self.scheduler.running:
+            self.scheduler.shutdown(wait=False)
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        if "relay" in self._opened:
+            self._opened.remove("relay")
+            try:
+                await self.relay.stop()
+            except Exception:  # boundary: shutdown continues whatever one part does
+                log.exception("relay stop failed")
+        for name, channel in reversed(self.channels.items()):
+            try:
+                await channel.stop()
+            except Exception:  # boundary: one channel must not keep the others open
+                log.exception("channel %s: stop failed", name)
+        try:
+            await self._lifespans.aclose()
+        except Exception:  # boundary: plugin teardown errors are logged, shutdown goes on
+            log.exception("a plugin lifespan failed at shutdown")
+
+    async def close(self) -> None:
+        """Stop if started, then close the HTTP session and the store."""
+        await self.stop()
+        if "http" in self._opened:
+            self._opened.remove("http")
+            await self.http.close()
+        if "store" in self._opened:
+            self._opened.remove("store")
+            await self.store.close()
+
+    # --- health ----------------------------------------------------------------
+
+    def health(self) -> dict[str, Any]:
+        """Return the /healthz document (see DESIGN §6)."""
+        from . import __version__
+
+        plugins = {
+            name: {"version": info.version, "channels": sorted(info.channels), "error": info.error}
+            for name, info in sorted(self.registry.plugins.items())
+        }
+        channels = {
+            name: {"state": state.value, "reason": reason}
+            for name, (state, reason) in ((n, self.channel_state(n)) for n in self.channels)
+        }
+        store = _safe(self.store.health) if "store" in self._opened else {"status": "closed"}
+        outbox = _safe(self.relay.health) if hasattr(self, "relay") else {}
+        scheduler = {
+            "running": bool(getattr(self, "scheduler", None) and self.scheduler.running),
+            "jobs": [
+                {"id": job.id, "next_run": job.next_run_time.isoformat() if job.next_run_time else None}
+                for job in (self.scheduler.get_jobs() if getattr(self, "scheduler", None) else [])
+            ],
+        }
+        degraded = (
+            store.get("status") != "ok"
+            or any(info["error"] for info in plugins.values())
+            or any(c["state"] != ChannelState.CONNECTED.value for c in channels.values())
+            or (self._started and not scheduler["running"] and not self._stopped)
+        )
+        return {
+            "status": "degraded" if degraded else "ok",
+            "version": __version__,
+            "plugins": plugins,
+            "channels": channels,
+            "store": store,
+            "scheduler": scheduler,
+            "outbox": outbox,
+        }
+
+
+def _safe(fn: Any) -> dict[str, Any]:
+    """Call a health function; a failure becomes an error entry, not a 500."""
+    try:
+        result = fn()
+        return dict(result) if result is not None else {}
+    except Exception as err:  # boundary: /healthz must answer even when a part is broken
+        log.exception("health check failed")
+        return {"status": "error", "error": f"{type(err).__name__}: {err}"}
+

@@ -1,0 +1,138 @@
+"""The aiohttp application: channel webhooks, /healthz, /metrics, JSON errors.
+
+Why here and not in app.py: the HTTP surface (routes, size limit, error
+shape, request metrics) is one concern, the wiring of resources another.
+``make_app`` ties the bridge's start/stop to the application's
+``cleanup_ctx``, so the server starts the bridge before it listens and stops
+it only after in-flight requests have finished.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+from aiohttp import web
+
+from .app import Bridge
+from .http import json_error
+
+log = logging.getLogger(__name__)
+
+BRIDGE = web.AppKey("bridge", Bridge)
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    413: "too_large",
+    415: "unsupported_media_type",
+    429: "too_many_requests",
+    503: "unavailable",
+}
+_QUIET = ("/healthz", "/metrics")
+
+
+def make_app(bridge: Bridge) -> web.Application:
+    """Build the web application for ``bridge``.
+
+    Mounts each enabled channel's ``web_app()`` at ``/webhooks/<name>``. The
+    bridge is started when the app starts and stopped when it is cleaned up;
+    closing the bridge stays with whoever created it.
+    """
+    max_body = bridge.config.server.max_body
+    app = web.Application(
+        client_max_size=max_body,
+        middlewares=[_metrics_middleware, _error_middleware],
+    )
+    app[BRIDGE] = bridge
+    app.cleanup_ctx.append(_lifecycle)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/metrics", metrics)
+    for name, channel in bridge.channels.items():
+        sub = channel.web_app()
+        if sub is not None:
+            app.add_subapp(f"/webhooks/{name}", sub)
+    return app
+
+
+async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
+    bridge = app[BRIDGE]
+    await bridge.start()
+    yield
+    await bridge.stop()
+
+
+def _route_label(request: web.Request, bridge: Bridge) -> tuple[str, str | None]:
+    """Return a low-cardinality route label and the webhook channel, if any."""
+    parts = request.path.split("/", 3)
+    if len(parts) >= 3 and parts[1] == "webhooks" and parts[2] in bridge.channels:
+        return f"/webhooks/{parts[2]}", parts[2]
+    resource = request.match_info.route.resource
+    if resource is None:
+        return "unmatched", None
+    return resource.canonical, None
+
+
+@web.middleware
+async def _metrics_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Count every request by route and status, time webhooks, log one line each."""
+    bridge = request.app[BRIDGE]
+    started = time.perf_counter()
+    status = 500
+    try:
+        response = await handler(request)
+        status = response.status
+        return response
+    except web.HTTPException as exc:
+        status = exc.status
+        raise
+    finally:
+        elapsed = time.perf_counter() - started
+        route, channel = _route_label(request, bridge)
+        bridge.metrics.http_requests.labels(route=route, status=str(status)).inc()
+        if channel is not None:
+            bridge.metrics.webhook_latency.labels(channel=channel).observe(elapsed)
+        # The path only: query strings can carry tokens (Meta's hub.verify_token).
+        level = logging.DEBUG if request.path in _QUIET else logging.INFO
+        log.log(level, "%s %s %d %.1fms", request.method, request.path, status, elapsed * 1000)
+
+
+@web.middleware
+async def _error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Answer every error as ``{"error": {"code", "message"}}`` (DESIGN §6)."""
+    max_body = request.app[BRIDGE].config.server.max_body
+    if request.content_length is not None and request.content_length > max_body:
+        return json_error(413, "too_large", f"request body exceeds {max_body} bytes")
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        if exc.status < 400 or exc.content_type == "application/json":
+            raise
+        if exc.status == 413:
+            return json_error(413, "too_large", f"request body exceeds {max_body} bytes")
+        headers = {k: v for k, v in exc.headers.items() if k in ("Allow", "Retry-After", "WWW-Authenticate")}
+        return json_error(exc.status, _CODES.get(exc.status, f"http_{exc.status}"), exc.reason, headers=headers)
+    except Exception:  # boundary: an unexpected error becomes a 500 JSON answer, logged with its traceback
+        log.exception("unhandled error in %s %s", request.method, request.path)
+        return json_error(500, "internal_error", "internal error")
+
+
+async def healthz(request: web.Request) -> web.Response:
+    """``GET /healthz``: status, version, plugins, channels, store, scheduler, outbox."""
+    document = request.app[BRIDGE].health()
+    status = 503 if document["store"].get("status") == "error" else 200
+    return web.json_response(document, status=status)
+
+
+async def metrics(request: web.Request) -> web.Response:
+    """``GET /metrics``: the Prometheus text exposition."""
+    body, content_type = request.app[BRIDGE].metrics.render()
+    response = web.Response(body=body)
+    response.headers["Content-Type"] = content_type
+    return response
