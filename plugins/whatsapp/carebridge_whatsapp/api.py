@@ -1,0 +1,174 @@
+"""HTTP calls to the WhatsApp Cloud API and the mapping of its errors to ours.
+
+Every request goes through the core's shared ``aiohttp.ClientSession`` with
+the token in the ``Authorization`` header, never in a URL, so no logged URL
+carries a secret. Decisions are taken on Meta's ``error.code`` (PROTOCOLS
+§0.4, §2.8), not on the HTTP status, except that any 5xx is worth a retry.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+
+from bridge import ChannelAuthFailed, DeliveryError, WindowClosedError
+from bridge.meta import GraphError
+
+# Throughput, pair and account rate limits, and Graph's "unknown"/"service" errors.
+RETRYABLE_CODES = frozenset({130429, 131056, 80007, 4, 1, 2})
+WINDOW_CLOSED = 131047
+TOKEN_INVALID = 190
+# Meta asks for about one message per 6 s to the same user after a pair-rate-limit refusal.
+PAIR_RATE_LIMIT_WAIT = 6.0
+_TIMEOUT = aiohttp.ClientTimeout(total=30)
+
+
+def error_for(graph: GraphError, retry_after: float | None = None) -> DeliveryError:
+    """Map a Graph error answer to the typed error the core acts on."""
+    code = str(graph.code) if graph.code is not None else f"http_{graph.status}"
+    text = f"WhatsApp refused the message (HTTP {graph.status}, code {code}): {graph.message}"
+    if graph.code == WINDOW_CLOSED:
+        return WindowClosedError(text, code=code)
+    if graph.code == TOKEN_INVALID:
+        return ChannelAuthFailed(text, code=code)
+    if graph.code in RETRYABLE_CODES or graph.status >= 500 or graph.status == 429:
+        if retry_after is None and graph.code == 131056:
+            retry_after = PAIR_RATE_LIMIT_WAIT
+        return DeliveryError(text, retryable=True, code=code, retry_after=retry_after)
+    return DeliveryError(text, retryable=False, code=code)
+
+
+@dataclass(frozen=True, slots=True)
+class MediaInfo:
+    """What ``GET /{media_id}`` answers: a short-lived download URL and checks for the bytes."""
+
+    url: str
+    mime: str | None
+    sha256: str | None
+    size: int | None
+
+
+class MediaTooLarge(Exception):
+    """The media file is larger than ``max_media_bytes``; it will not be downloaded."""
+
+
+class MediaGone(Exception):
+    """The download URL no longer works (expired after its 5 minutes): ask for a new one."""
+
+
+class CloudClient:
+    """A thin client for the endpoints the channel uses: messages, media, phone number."""
+
+    def __init__(self, http: aiohttp.ClientSession, graph_url: str, phone_number_id: str, token: str) -> None:
+        self._http = http
+        self._base = graph_url.rstrip("/")
+        self._phone = phone_number_id
+        self._headers = {"Authorization": f"Bearer {token}"}
+
+    async def post_message(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        """POST ``{graph_url}/{phone_number_id}/messages``; return the JSON answer.
+
+        :raises DeliveryError: (or a subclass) mapped from the error code; a
+            network failure or timeout is retryable.
+        """
+        url = f"{self._base}/{self._phone}/messages"
+        try:
+            async with self._http.post(url, json=body, headers=self._headers, timeout=_TIMEOUT) as resp:
+                answer = await _json_or_none(resp)
+                if resp.status >= 300:
+                    raise error_for(GraphError.from_response(resp.status, answer), _retry_after(resp))
+        except (aiohttp.ClientError, asyncio.TimeoutError) as err:
+            raise DeliveryError(
+                f"WhatsApp API unreachable: {type(err).__name__}", retryable=True, code="network"
+            ) from err
+        return answer if isinstance(answer, dict) else {}
+
+    async def phone_number(self) -> dict[str, Any]:
+        """GET ``{graph_url}/{phone_number_id}``: proves the token and the number id.
+
+        :raises DeliveryError: mapped as for sends (``ChannelAuthFailed`` on 190).
+        """
+        return await self._get_json(f"{self._base}/{self._phone}")
+
+    async def media_info(self, media_id: str) -> MediaInfo:
+        """GET ``{graph_url}/{media_id}`` for the short-lived download URL.
+
+        :raises DeliveryError: mapped from the error answer or the network failure.
+        """
+        answer = await self._get_json(f"{self._base}/{media_id}", params={"phone_number_id": self._phone})
+        url = answer.get("url")
+        if not isinstance(url, str) or not url:
+            raise DeliveryError("media answer carries no url", retryable=True, code="bad_media_answer")
+        size = answer.get("file_size")
+        try:
+            size_int = int(size) if size is not None else None
+        except (TypeError, ValueError):
+            size_int = None
+        sha = answer.get("sha256")
+        return MediaInfo(url=url, mime=answer.get("mime_type"), sha256=sha if isinstance(sha, str) else None, size=size_int)
+
+    async def download(self, info: MediaInfo, limit: int) -> bytes:
+        """GET the media URL with the bearer token, streaming, refusing more than ``limit`` bytes.
+
+        :raises MediaTooLarge: past ``limit`` (announced or counted).
+        :raises MediaGone: 401/403/404: the URL expired; ask ``media_info`` again.
+        :raises DeliveryError: other failures (retryable when a retry can help).
+        """
+        if info.size is not None and info.size > limit:
+            raise MediaTooLarge(f"{info.size} bytes announced, limit {limit}")
+        try:
+            async with self._http.get(info.url, headers=self._headers, timeout=_TIMEOUT) as resp:
+                if resp.status in (401, 403, 404):
+                    raise MediaGone(f"HTTP {resp.status}")
+                if resp.status >= 300:
+                    raise error_for(GraphError.from_response(resp.status, await _json_or_none(resp)))
+                if resp.content_length is not None and resp.content_length > limit:
+                    raise MediaTooLarge(f"{resp.content_length} bytes sent, limit {limit}")
+                data = bytearray()
+                async for chunk in resp.content.iter_chunked(64 * 1024):
+                    data.extend(chunk)
+                    if len(data) > limit:
+                        raise MediaTooLarge(f"more than {limit} bytes")
+        except (aiohttp.ClientError, asyncio.TimeoutError) as err:
+            raise DeliveryError(f"media download failed: {type(err).__name__}", retryable=True, code="network") from err
+        if info.sha256 and not sha256_matches(bytes(data), info.sha256):
+            raise DeliveryError("media sha256 does not match", retryable=True, code="sha256_mismatch")
+        return bytes(data)
+
+    async def _get_json(self, url: str, params: Mapping[str, str] | None = None) -> dict[str, Any]:
+        try:
+            async with self._http.get(url, headers=self._headers, params=params, timeout=_TIMEOUT) as resp:
+                answer = await _json_or_none(resp)
+                if resp.status >= 300:
+                    raise error_for(GraphError.from_response(resp.status, answer), _retry_after(resp))
+        except (aiohttp.ClientError, asyncio.TimeoutError) as err:
+            raise DeliveryError(f"WhatsApp API unreachable: {type(err).__name__}", retryable=True, code="network") from err
+        return answer if isinstance(answer, dict) else {}
+
+
+def sha256_matches(data: bytes, expected: str) -> bool:
+    """Compare with the announced digest, which Meta gives as hex or base64 depending on the endpoint."""
+    digest = hashlib.sha256(data)
+    return expected.strip().lower() == digest.hexdigest() or expected.strip() == base64.b64encode(digest.digest()).decode()
+
+
+async def _json_or_none(resp: aiohttp.ClientResponse) -> Any:
+    try:
+        return json.loads(await resp.read())
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        return None
+
+
+def _retry_after(resp: aiohttp.ClientResponse) -> float | None:
+    value = resp.headers.get("Retry-After")
+    try:
+        return max(0.0, float(value)) if value else None
+    except ValueError:
+        return None

@@ -1,0 +1,240 @@
+"""``WhatsAppChannel``: webhooks in, Cloud API sends out, the 24-hour window in between.
+
+The channel knows the platform's mechanics only. Which template to send to
+whom when a window is closed, telling the agent and falling back to email are
+the core's decisions: the channel raises ``WindowClosedError`` and sends the
+configured re-engagement template when asked (``OutboundMessage.template``).
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections import OrderedDict
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+from aiohttp import web
+
+from bridge import (
+    ChannelAuthError,
+    ChannelAuthFailed,
+    ChannelContext,
+    ChannelState,
+    ChannelUnavailable,
+    DeliveryError,
+    DeliveryReceipt,
+    OutboundMessage,
+    SimulatedRequest,
+    WindowClosedError,
+)
+from bridge.channel import Channel
+from bridge.http import json_error
+from bridge.meta import read_signed_json, signed_body, verify_subscription
+from bridge.models import normalize_e164
+
+from .api import CloudClient
+from .config import WhatsAppConfig
+from .media import MediaFetcher
+from .text import split_text
+from .webhook import OBJECT, PayloadError, parse_payload
+
+_PARTS_REMEMBERED = 1024
+
+
+class WhatsAppChannel(Channel):
+    """The WhatsApp Business Cloud API as a Carebridge channel."""
+
+    name: ClassVar[str] = "whatsapp"
+    max_text_length: ClassVar[int | None] = 4096
+    reply_window: ClassVar[float | None] = 24 * 3600
+
+    def __init__(self, config: Mapping[str, Any], ctx: ChannelContext) -> None:
+        super().__init__(config, ctx)
+        self.settings = WhatsAppConfig.from_section(config)
+        self.client = CloudClient(ctx.http, self.settings.graph_url, self.settings.phone_number_id, self.settings.access_token)
+        self.media = MediaFetcher(self.client, ctx.save_media, ctx.log, self.settings.max_media_bytes)
+        # Parts of a split text already accepted, by delivery id: a retry after a
+        # failure in the middle resumes instead of sending the first parts twice.
+        self._sent_parts: OrderedDict[int, tuple[str, list[str]]] = OrderedDict()
+
+    @classmethod
+    def check_config(cls, section: Mapping[str, Any]) -> None:
+        """Validate ``[channels.whatsapp]``; raises ``ConfigError`` naming the key."""
+        WhatsAppConfig.from_section(section)
+
+    @classmethod
+    def normalize_address(cls, address: str) -> str:
+        """E.164 with ``+`` (``15551234567`` → ``+15551234567``); raises ValueError otherwise."""
+        return normalize_e164(address)
+
+    async def start(self) -> None:
+        """Check the token and the phone number id with one Graph call.
+
+        :raises ChannelAuthError: the token or the number id is refused.
+        :raises ChannelUnavailable: the API cannot be reached now.
+        """
+        try:
+            await self.client.phone_number()
+        except DeliveryError as err:
+            if err.retryable:
+                raise ChannelUnavailable(f"WhatsApp Cloud API unavailable: {err}") from err
+            raise ChannelAuthError(f"WhatsApp refused the configured credentials: {err}") from err
+        self.ctx.report(ChannelState.CONNECTED, None)
+
+    async def stop(self) -> None:
+        """Cancel media downloads still running and wait for them."""
+        await self.media.close()
+
+    # -- inbound -------------------------------------------------------------
+
+    def web_app(self) -> web.Application:
+        """The webhook sub-app: ``GET /`` verification, ``POST /`` signed notifications."""
+        app = web.Application(client_max_size=self.ctx.max_body)
+        app.router.add_get("/", self._verify)
+        app.router.add_post("/", self._receive)
+        return app
+
+    async def _verify(self, request: web.Request) -> web.Response:
+        return verify_subscription(request, self.settings.verify_token)
+
+    async def _receive(self, request: web.Request) -> web.Response:
+        payload = await read_signed_json(request, self.settings.app_secret)
+        try:
+            events = parse_payload(payload, phone_number_id=self.settings.phone_number_id)
+        except PayloadError as err:
+            return json_error(400, "bad_payload", str(err))
+        try:
+            if events.messages:
+                await self.ctx.deliver(events.messages)
+            if events.statuses:
+                await self.ctx.update_status(events.statuses)
+        except Exception:  # boundary: answer 500 so Meta redelivers; the core dedupes
+            self.ctx.log.exception("storing a webhook failed; asking Meta to retry")
+            return json_error(500, "store_failed", "the notification could not be stored; retry later")
+        self.media.schedule(events.messages)
+        return web.json_response({"status": "ok"})
+
+    # -- outbound ------------------------------------------------------------
+
+    async def send(self, message: OutboundMessage) -> DeliveryReceipt:
+        """Send text (split at 4096 characters) or the re-engagement template.
+
+        :raises WindowClosedError: free text outside the 24-hour window (no API
+            call is made), a template asked for but none configured, or 131047.
+        :raises ChannelAuthFailed: code 190.
+        :raises DeliveryError: retryable for rate limits, 5xx and network.
+        """
+        to = _wa_id(message.recipient)
+        if message.template:
+            return DeliveryReceipt((await self._send_template(to),))
+        if message.last_inbound_at is None or time.time() - message.last_inbound_at >= (self.reply_window or 0):
+            raise WindowClosedError(
+                "the 24-hour WhatsApp window is closed: the recipient has not written in the last 24 hours"
+            )
+        parts = split_text(message.text, self.max_text_length or 4096)
+        done = self._resume(message.delivery_id, message.text)
+        for number, part in enumerate(parts):
+            if number < len(done):
+                continue
+            body: dict[str, Any] = {
+                "messaging_product": "whatsapp",
+                "recipient_type": "individual",
+                "to": to,
+                "type": "text",
+                "text": {"body": part, "preview_url": False},
+            }
+            if message.reply_to and number == 0:
+                body["context"] = {"message_id": message.reply_to}
+            done.append(_message_id(await self.client.post_message(body)))
+        self._sent_parts.pop(message.delivery_id, None)
+        return DeliveryReceipt(tuple(done))
+
+    def _resume(self, delivery_id: int, text: str) -> list[str]:
+        known = self._sent_parts.get(delivery_id)
+        if known is None or known[0] != text:
+            known = (text, [])
+            self._sent_parts[delivery_id] = known
+            while len(self._sent_parts) > _PARTS_REMEMBERED:
+                self._sent_parts.popitem(last=False)
+        return known[1]
+
+    async def _send_template(self, to: str) -> str:
+        name = self.settings.reengage_template
+        if not name:
+            raise WindowClosedError("no re-engagement template configured (channels.whatsapp.reengage_template)")
+        body = {
+            "messaging_product": "whatsapp",
+            "recipient_type": "individual",
+            "to": to,
+            "type": "template",
+            "template": {"name": name, "language": {"code": self.settings.template_language}},
+        }
+        return _message_id(await self.client.post_message(body))
+
+    async def mark_read(self, sender: str, external_id: str) -> None:
+        """Mark a customer's message (and the earlier ones) read; best effort.
+
+        A failure is logged, not raised: a missing blue tick must never hold up
+        a delivery. A refused token also marks the channel degraded.
+        """
+        body = {"messaging_product": "whatsapp", "status": "read", "message_id": external_id}
+        try:
+            await self.client.post_message(body)
+        except ChannelAuthFailed as err:
+            self.ctx.log.error("marking %s read: token refused (code %s)", external_id, err.code)
+            self.ctx.report(ChannelState.DEGRADED, "access token refused (code 190)")
+        except DeliveryError as err:
+            self.ctx.log.warning("marking %s read failed: %s", external_id, err)
+
+    # -- carebridge simulate -------------------------------------------------
+
+    @classmethod
+    def simulate(cls, section: Mapping[str, Any], sender: str, text: str) -> SimulatedRequest:
+        """A text webhook from ``sender`` (E.164), signed with the configured app secret."""
+        settings = WhatsAppConfig.from_section(section)
+        wa_id = _wa_id(sender)
+        payload = {
+            "object": OBJECT,
+            "entry": [
+                {
+                    "id": settings.phone_number_id,
+                    "changes": [
+                        {
+                            "field": "messages",
+                            "value": {
+                                "messaging_product": "whatsapp",
+                                "metadata": {"phone_number_id": settings.phone_number_id},
+                                "contacts": [{"wa_id": wa_id}],
+                                "messages": [
+                                    {
+                                        "from": wa_id,
+                                        "id": f"wamid.SIM{uuid.uuid4().hex.upper()}",
+                                        "timestamp": str(int(time.time())),
+                                        "type": "text",
+                                        "text": {"body": text},
+                                    }
+                                ],
+                            },
+                        }
+                    ],
+                }
+            ],
+        }
+        body, headers = signed_body(payload, settings.app_secret)
+        return SimulatedRequest(method="POST", path="/webhooks/whatsapp", headers=headers, body=body)
+
+
+def _wa_id(address: str) -> str:
+    """``+15551234567`` → ``15551234567``: the digits Meta's examples send as ``to``."""
+    try:
+        return normalize_e164(address)[1:]
+    except ValueError as err:
+        raise DeliveryError(f"not a WhatsApp number: {err}", retryable=False, code="bad_recipient") from err
+
+
+def _message_id(answer: Mapping[str, Any]) -> str:
+    messages = answer.get("messages")
+    if isinstance(messages, list) and messages and isinstance(messages[0], dict) and messages[0].get("id"):
+        return str(messages[0]["id"])
+    return ""

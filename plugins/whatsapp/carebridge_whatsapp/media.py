@@ -1,0 +1,121 @@
+"""Background download of inbound media, handed to the core to store encrypted.
+
+A webhook carries only a media id. The bytes are fetched after the messages
+are committed (the webhook must be answered fast, PROTOCOLS §0.3): ask
+``GET /{media_id}`` for a download URL that lives five minutes, download it
+with the bearer token, check size and sha256, then ``ctx.save_media``. An
+expired URL is asked for again at once; other transient failures are
+retried with backoff. Every task is kept so ``close()`` can cancel and await it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import OrderedDict
+from collections.abc import Iterable, Sequence
+
+from bridge import Attachment, ChannelAuthFailed, DeliveryError, InboundMessage
+from bridge.channel import MediaCallback
+
+from .api import CloudClient, MediaGone, MediaTooLarge
+
+DEFAULT_RETRY_DELAYS = (2.0, 10.0, 30.0)
+_REMEMBERED = 4096
+
+
+class MediaFetcher:
+    """Fetch the media of delivered messages in background tasks.
+
+    :param retry_delays: seconds to wait before each retry of a transient
+        failure; its length is the number of retries.
+    """
+
+    def __init__(
+        self,
+        client: CloudClient,
+        save: MediaCallback,
+        log: logging.Logger,
+        max_bytes: int,
+        *,
+        retry_delays: Sequence[float] = DEFAULT_RETRY_DELAYS,
+        concurrency: int = 4,
+    ) -> None:
+        self._client = client
+        self._save = save
+        self._log = log
+        self._max_bytes = max_bytes
+        self.retry_delays = tuple(retry_delays)
+        self._limit = asyncio.Semaphore(concurrency)
+        self._tasks: set[asyncio.Task[None]] = set()
+        # Meta redelivers webhooks; remember recent (message, index) pairs so a
+        # duplicate does not download the same file again.
+        self._seen: OrderedDict[tuple[str, int], None] = OrderedDict()
+
+    def schedule(self, messages: Iterable[InboundMessage]) -> int:
+        """Start one task per attachment that has a media id; return how many started."""
+        started = 0
+        for message in messages:
+            for index, attachment in enumerate(message.attachments):
+                key = (message.external_id, index)
+                if not attachment.media_id or key in self._seen:
+                    continue
+                self._seen[key] = None
+                while len(self._seen) > _REMEMBERED:
+                    self._seen.popitem(last=False)
+                task = asyncio.create_task(self._fetch(message.external_id, index, attachment))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+                started += 1
+        return started
+
+    @property
+    def pending(self) -> int:
+        """Downloads not finished yet."""
+        return len(self._tasks)
+
+    async def drain(self) -> None:
+        """Wait until every started download has finished (saved or given up)."""
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+    async def close(self) -> None:
+        """Cancel the downloads still running and wait for them to end."""
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _fetch(self, external_id: str, index: int, attachment: Attachment) -> None:
+        media_id = attachment.media_id or ""
+        attempts = len(self.retry_delays) + 1
+        async with self._limit:
+            for attempt in range(attempts):
+                try:
+                    info = await self._client.media_info(media_id)
+                    data = await self._client.download(info, self._max_bytes)
+                    await self._save(external_id, index, data, info.mime or attachment.mime)
+                    self._log.info("stored media %d of message %s (%d bytes)", index, external_id, len(data))
+                    return
+                except MediaTooLarge as err:
+                    self._log.warning("media %d of message %s not stored: too large (%s)", index, external_id, err)
+                    return
+                except MediaGone as err:
+                    # The 5-minute URL expired: a fresh one is one lookup away, no need to wait.
+                    self._log.info("media URL for message %s expired (%s); asking again", external_id, err)
+                    continue
+                except ChannelAuthFailed as err:
+                    self._log.error("media of message %s not fetched: token refused (%s)", external_id, err.code)
+                    return
+                except DeliveryError as err:
+                    if not err.retryable:
+                        self._log.error("media %d of message %s not fetched: %s", index, external_id, err)
+                        return
+                    reason = str(err)
+                except Exception as err:  # boundary: a failing save must not kill the task silently
+                    self._log.exception("saving media %d of message %s failed", index, external_id)
+                    reason = type(err).__name__
+                if attempt < len(self.retry_delays):
+                    self._log.info("media of message %s: %s; retrying", external_id, reason)
+                    await asyncio.sleep(self.retry_delays[attempt])
+            self._log.error("giving up on media %d of message %s after %d attempts", index, external_id, attempts)
