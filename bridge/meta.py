@@ -61,7 +61,7 @@ async def read_signed_json(request: web.Request, app_secret: str) -> dict[str, A
     try:
         body = await request.read()
     except web.HTTPRequestEntityTooLarge as err:
-        raise _http_error(413, "body_too_large", f"request body exceeds {err.max_size} bytes") from err
+        raise _http_error(413, "body_too_large", f"request body exceeds {request.client_max_size} bytes") from err
     header = request.headers.get(SIGNATURE_HEADER)
     if not header:
         raise _http_error(401, "signature_missing", f"{SIGNATURE_HEADER} header is required")
