@@ -1,0 +1,217 @@
+"""The transaction handle's primitives: clock, ids, sealing, blind indexes, keys.
+
+A :class:`TxBase` is handed to every ``store.write(fn)``/``store.read(fn)``
+function and is valid only while that function runs. Repository methods
+(contacts, messages, …) are mixins built on these primitives; other parts of
+Carebridge write their own repository functions on the same primitives.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from .. import crypto
+from ..errors import IntegrityError, StoreError
+from .keyring import KeyOwner
+
+if TYPE_CHECKING:
+    from .keyring import Keyring
+
+# Tables whose ids are handed out by next_id() (all use AUTOINCREMENT).
+_ID_TABLES = frozenset(
+    {
+        "keys", "contacts", "contact_identities", "agents", "agent_identities", "shifts",
+        "conversations", "messages", "attachments", "events", "outbox", "audit_log",
+    }
+)  # fmt: skip
+
+
+class TxBase:
+    """Primitives shared by every repository mixin."""
+
+    def __init__(
+        self,
+        conn: sqlite3.Connection,
+        keyring: Keyring,
+        clock: Callable[[], float],
+        media_dir: Path,
+        *,
+        writable: bool,
+    ) -> None:
+        self.conn = conn
+        self.keyring = keyring
+        self.media_dir = media_dir
+        self.writable = writable
+        self._clock = clock
+        self._ids: dict[str, int] = {}
+        self._new_keys: dict[KeyOwner, tuple[int, AESGCM]] = {}
+        self._fn_keys: list[KeyOwner] = []
+        self._after: list[Callable[[], None]] = []
+        self._fn_after: list[Callable[[], None]] = []
+        self._fn_undo: list[Callable[[], None]] = []
+        self._batch_undo: list[Callable[[], None]] = []
+
+    # -- engine bookkeeping (called by the engine only) --------------------
+    def _begin_batch(self) -> None:
+        self._ids.clear()
+        self._new_keys.clear()
+        self._after.clear()
+        self._batch_undo.clear()
+
+    def _begin_fn(self) -> None:
+        self._fn_keys.clear()
+        self._fn_after.clear()
+        self._fn_undo.clear()
+
+    def _end_fn(self, ok: bool) -> None:
+        if ok:
+            self._after.extend(self._fn_after)
+            self._batch_undo.extend(self._fn_undo)
+        else:
+            for owner in self._fn_keys:
+                self._new_keys.pop(owner, None)
+            _run_all(self._fn_undo)
+        self._begin_fn()
+
+    def _end_batch(self, committed: bool) -> None:
+        if committed:
+            for owner, entry in self._new_keys.items():
+                self.keyring.publish(owner, entry)
+            _run_all(self._after)
+        else:
+            _run_all(self._batch_undo)
+        self._begin_batch()
+
+    # -- primitives -------------------------------------------------------
+    def now(self) -> float:
+        """The store's clock (epoch seconds); tests may inject their own."""
+        return self._clock()
+
+    def next_id(self, table: str) -> int:
+        """The id the next row of ``table`` must be INSERTed with.
+
+        Ids are taken before sealing so the associated data can name the row;
+        they never repeat (AUTOINCREMENT), even after deletes.
+        """
+        if table not in _ID_TABLES:
+            raise ValueError(f"no id sequence for table {table!r}")
+        current = self._ids.get(table)
+        if current is None:
+            row = self.conn.execute("SELECT seq FROM sqlite_sequence WHERE name = ?", (table,)).fetchone()
+            top = self.conn.execute(f"SELECT max(id) FROM {table}").fetchone()[0]  # noqa: S608 (fixed names)
+            current = max(row[0] if row else 0, top or 0)
+        current += 1
+        self._ids[table] = current
+        return current
+
+    def after_commit(self, callback: Callable[[], None]) -> None:
+        """Run ``callback`` on the writer thread once this function's work is committed."""
+        self._require_writable()
+        self._fn_after.append(callback)
+
+    def on_rollback(self, callback: Callable[[], None]) -> None:
+        """Run ``callback`` if this function's work is rolled back (e.g. delete a written file)."""
+        self._require_writable()
+        self._fn_undo.append(callback)
+
+    def _require_writable(self) -> None:
+        if not self.writable:
+            raise StoreError("this operation needs store.write(), not store.read()")
+
+    def _key(self, owner: KeyOwner, *, create: bool) -> tuple[int, AESGCM]:
+        pending = self._new_keys.get(owner)
+        if pending is not None:
+            return pending
+        cached = self.keyring.cached(owner)
+        if cached is not None:
+            return cached
+        try:
+            return self.keyring.lookup(self.conn, owner)
+        except IntegrityError:
+            if not create or not self.writable:
+                raise
+        return self.new_key(owner)
+
+    def new_key(self, owner: KeyOwner) -> int:
+        """Create and wrap a data key for ``owner``; return its key id."""
+        self._require_writable()
+        entry = self.keyring.create(self.conn, owner, self.next_id("keys"), self.now())
+        self._new_keys[owner] = entry
+        self._fn_keys.append(owner)
+        return entry[0]  # type: ignore[return-value]
+
+    def has_key(self, owner: KeyOwner) -> bool:
+        """Whether ``owner`` has a data key (False once erased)."""
+        if owner in self._new_keys or self.keyring.cached(owner) is not None:
+            return True
+        row = self.conn.execute(
+            "SELECT 1 FROM keys WHERE owner_kind = ? AND owner_id = ?", (owner.kind, owner.id)
+        ).fetchone()
+        return row is not None
+
+    def shred_key(self, owner: KeyOwner) -> None:
+        """Delete ``owner``'s data key row and forget it: their ciphertexts become noise."""
+        self._require_writable()
+        self.conn.execute("DELETE FROM keys WHERE owner_kind = ? AND owner_id = ?", (owner.kind, owner.id))
+        self._new_keys.pop(owner, None)
+        self.keyring.drop(owner)
+        self._fn_after.append(lambda: self.keyring.drop(owner))
+
+    def seal(self, owner: KeyOwner, table: str, column: str, row_id: object, value: str | bytes) -> bytes:
+        """Encrypt ``value`` for one cell under ``owner``'s data key (created if missing)."""
+        data = value.encode() if isinstance(value, str) else bytes(value)
+        return crypto.seal(self._key(owner, create=True)[1], crypto.aad(table, column, row_id), data)
+
+    def open_bytes(self, owner: KeyOwner, table: str, column: str, row_id: object, blob: bytes) -> bytes:
+        """Decrypt one cell.
+
+        :raises IntegrityError: naming table, column and row when the blob was
+            tampered with, moved, or its owner's key is gone.
+        """
+        try:
+            aead = self._key(owner, create=False)[1]
+        except IntegrityError as err:
+            raise IntegrityError(
+                f"{table}.{column} of row {row_id} cannot be decrypted: {err}",
+                table=table, column=column, row_id=row_id,
+            ) from err  # fmt: skip
+        try:
+            return crypto.open_blob(aead, crypto.aad(table, column, row_id), blob)
+        except crypto.DecryptError as err:
+            raise IntegrityError(
+                f"{table}.{column} of row {row_id} failed authentication (tampered with or moved)",
+                table=table, column=column, row_id=row_id,
+            ) from err  # fmt: skip
+
+    def open_text(self, owner: KeyOwner, table: str, column: str, row_id: object, blob: bytes) -> str:
+        """Decrypt one cell holding text."""
+        return self.open_bytes(owner, table, column, row_id, blob).decode()
+
+    def open_optional(self, owner: KeyOwner, table: str, column: str, row_id: object, blob: bytes | None) -> str | None:
+        """Like :meth:`open_text`, passing None through."""
+        return None if blob is None else self.open_text(owner, table, column, row_id, blob)
+
+    def blind(self, kind: str, value: str) -> bytes:
+        """The blind index of ``value`` (HMAC under the store's index key), 16 bytes."""
+        assert self.keyring.blind is not None
+        return self.keyring.blind(kind, value)
+
+
+def _run_all(callbacks: list[Callable[[], None]]) -> None:
+    """Run clean-up callbacks; one failing must not stop the others."""
+    errors: list[BaseException] = []
+    for callback in callbacks:
+        try:
+            callback()
+        except Exception as err:  # boundary: clean-up of files after commit/rollback
+            errors.append(err)
+    callbacks.clear()
+    if errors:
+        import logging
+
+        logging.getLogger("carebridge.store").warning("store clean-up step failed: %s", errors[0])

@@ -1,0 +1,194 @@
+"""Contacts and their identities, found by blind index, never by plaintext."""
+
+from __future__ import annotations
+
+from ..errors import UnknownRecordError
+from ..models import Address
+from .base import TxBase
+from .keyring import KeyOwner
+from .records import Contact, Identity
+
+
+def normalize_address(channel: str, address: str) -> str:
+    """The canonical form of a platform address (E.164 with ``+``, lower-case email)."""
+    try:
+        return Address.parse(f"{channel}:{address}").address or address.strip()
+    except ValueError:
+        return address.strip()
+
+
+def identity_kind(channel: str) -> str:
+    """Blind-index kind of a contact address on ``channel``."""
+    return f"contact:{channel}"
+
+
+class ContactsMixin(TxBase):
+    """Repository methods for ``contacts`` and ``contact_identities``."""
+
+    def create_contact(self, *, name: str | None = None, email: str | None = None, email_verified: bool = False) -> int:
+        """Create a contact (and its data key); return its id."""
+        contact_id = self.next_id("contacts")
+        owner = KeyOwner.contact(contact_id)
+        self.new_key(owner)
+        self.conn.execute(
+            "INSERT INTO contacts(id, created_at, name, email, email_index, email_verified) VALUES (?, ?, ?, ?, ?, ?)",
+            (
+                contact_id,
+                self.now(),
+                None if name is None else self.seal(owner, "contacts", "name", contact_id, name),
+                None if email is None else self.seal(owner, "contacts", "email", contact_id, email),
+                None if email is None else self.blind("email", email),
+                int(email_verified),
+            ),
+        )
+        return contact_id
+
+    def get_contact(self, contact_id: int) -> Contact | None:
+        """The contact, decrypted, or None."""
+        row = self.conn.execute(
+            "SELECT id, name, email, email_verified, created_at FROM contacts WHERE id = ?", (contact_id,)
+        ).fetchone()
+        if row is None:
+            return None
+        owner = KeyOwner.contact(row[0])
+        return Contact(
+            id=row[0],
+            name=self.open_optional(owner, "contacts", "name", row[0], row[1]),
+            email=self.open_optional(owner, "contacts", "email", row[0], row[2]),
+            email_verified=bool(row[3]),
+            created_at=row[4],
+        )
+
+    def set_contact_name(self, contact_id: int, name: str | None) -> None:
+        """Set (or clear) the contact's display name."""
+        owner = KeyOwner.contact(contact_id)
+        blob = None if name is None else self.seal(owner, "contacts", "name", contact_id, name)
+        if self.conn.execute("UPDATE contacts SET name = ? WHERE id = ?", (blob, contact_id)).rowcount != 1:
+            raise UnknownRecordError(f"no contact {contact_id}")
+
+    def set_contact_email(self, contact_id: int, email: str | None, *, verified: bool = False) -> None:
+        """Set the contact's email address (for ``/secure``); ``verified`` once a code was confirmed."""
+        owner = KeyOwner.contact(contact_id)
+        blob = index = None
+        if email is not None:
+            email = email.strip().lower()
+            blob = self.seal(owner, "contacts", "email", contact_id, email)
+            index = self.blind("email", email)
+        cursor = self.conn.execute(
+            "UPDATE contacts SET email = ?, email_index = ?, email_verified = ? WHERE id = ?",
+            (blob, index, int(verified and email is not None), contact_id),
+        )
+        if cursor.rowcount != 1:
+            raise UnknownRecordError(f"no contact {contact_id}")
+
+    def find_contacts_by_email(self, email: str) -> list[int]:
+        """Ids of contacts whose stored email is ``email``."""
+        rows = self.conn.execute(
+            "SELECT id FROM contacts WHERE email_index = ? ORDER BY id", (self.blind("email", email),)
+        ).fetchall()
+        return [r[0] for r in rows]
+
+    def _identity(self, row: tuple) -> Identity:  # type: ignore[type-arg]
+        owner = KeyOwner.contact(row[1])
+        return Identity(
+            id=row[0],
+            contact_id=row[1],
+            channel=row[2],
+            address=self.open_text(owner, "contact_identities", "address", row[0], row[3]),
+            last_inbound_at=row[4],
+            created_at=row[5],
+        )
+
+    _IDENTITY_COLUMNS = "id, contact_id, channel, address, last_inbound_at, created_at"
+
+    def find_identity(self, channel: str, address: str) -> Identity | None:
+        """The identity for ``address`` on ``channel`` (normalized), or None."""
+        address = normalize_address(channel, address)
+        row = self.conn.execute(
+            f"SELECT {self._IDENTITY_COLUMNS} FROM contact_identities WHERE channel = ? AND address_index = ?",
+            (channel, self.blind(identity_kind(channel), address)),
+        ).fetchone()
+        return None if row is None else self._identity(row)
+
+    def get_identity(self, identity_id: int) -> Identity | None:
+        """One identity by id."""
+        row = self.conn.execute(
+            f"SELECT {self._IDENTITY_COLUMNS} FROM contact_identities WHERE id = ?", (identity_id,)
+        ).fetchone()
+        return None if row is None else self._identity(row)
+
+    def identities_of(self, contact_id: int) -> list[Identity]:
+        """Every identity of a contact, oldest first."""
+        rows = self.conn.execute(
+            f"SELECT {self._IDENTITY_COLUMNS} FROM contact_identities WHERE contact_id = ? ORDER BY id", (contact_id,)
+        ).fetchall()
+        return [self._identity(r) for r in rows]
+
+    def add_identity(self, contact_id: int, channel: str, address: str, *, inbound_at: float | None = None) -> Identity:
+        """Attach a new address to an existing contact."""
+        address = normalize_address(channel, address)
+        identity_id = self.next_id("contact_identities")
+        owner = KeyOwner.contact(contact_id)
+        now = self.now()
+        self.conn.execute(
+            "INSERT INTO contact_identities(id, contact_id, channel, address_index, address, last_inbound_at, created_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (
+                identity_id,
+                contact_id,
+                channel,
+                self.blind(identity_kind(channel), address),
+                self.seal(owner, "contact_identities", "address", identity_id, address),
+                inbound_at,
+                now,
+            ),
+        )
+        return Identity(identity_id, contact_id, channel, address, inbound_at, now)
+
+    def get_or_create_identity(
+        self, channel: str, address: str, *, name: str | None = None, inbound_at: float | None = None
+    ) -> tuple[Identity, bool]:
+        """Find the identity of ``address`` on ``channel``, creating contact + identity if new.
+
+        ``inbound_at`` (when the person wrote) moves ``last_inbound_at`` forward;
+        ``name`` is stored when the contact has none yet. Returns ``(identity, created)``.
+        """
+        found = self.find_identity(channel, address)
+        if found is None:
+            contact_id = self.create_contact(name=name)
+            return self.add_identity(contact_id, channel, address, inbound_at=inbound_at), True
+        if inbound_at is not None and (found.last_inbound_at is None or inbound_at > found.last_inbound_at):
+            self.touch_identity(found.id, inbound_at)
+            found = Identity(found.id, found.contact_id, found.channel, found.address, inbound_at, found.created_at)
+        if name:
+            has_name = self.conn.execute(
+                "SELECT name IS NOT NULL FROM contacts WHERE id = ?", (found.contact_id,)
+            ).fetchone()
+            if has_name is not None and not has_name[0]:
+                self.set_contact_name(found.contact_id, name)
+        return found, False
+
+    def touch_identity(self, identity_id: int, at: float) -> None:
+        """Record that the person wrote at ``at`` (opens platform reply windows)."""
+        self.conn.execute(
+            "UPDATE contact_identities SET last_inbound_at = max(coalesce(last_inbound_at, 0), ?) WHERE id = ?",
+            (at, identity_id),
+        )
+
+    def find_contact(self, ref: str) -> int | None:
+        """A contact id from a CLI reference: a numeric id or ``CHANNEL:ADDRESS``.
+
+        :raises ValueError: when ``ref`` is neither.
+        """
+        ref = ref.strip()
+        if ref.isdigit():
+            row = self.conn.execute("SELECT id FROM contacts WHERE id = ?", (int(ref),)).fetchone()
+            return None if row is None else row[0]
+        address = Address.parse(ref)
+        identity = self.find_identity(address.channel, address.address)
+        if identity is not None:
+            return identity.contact_id
+        if address.channel == "email":
+            found = self.find_contacts_by_email(address.address)
+            return found[0] if found else None
+        return None

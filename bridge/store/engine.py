@@ -1,0 +1,360 @@
+"""The store engine: one writer thread with group commit, one reader thread.
+
+Why one writer: SQLite allows one writer at a time, and at
+``synchronous=FULL`` every COMMIT costs an fsync. Concurrent webhooks queue
+their write functions; the writer drains everything queued, runs each
+function inside its own SAVEPOINT of ONE transaction, commits once, and only
+then resolves every waiting future. A failing function rolls back only its
+savepoint and its caller gets the exception; the others still commit.
+Reads run on a second connection (WAL lets them proceed during writes).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import inspect
+import logging
+import queue
+import sqlite3
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Protocol, TypeVar
+
+import sqlite_utils
+
+from ..errors import KeyMismatchError, StoreError
+from ..keyfile import fsync_dir, generate_key, key_file_path, load_master_key, write_key_file
+from . import schema
+from .keyring import HMAC_ROOT, KEY_CHECK_NAME, MISMATCH, Keyring, KeyOwner, key_matches, pending_key_path, seal_key_check
+from .tx import Tx
+
+log = logging.getLogger("carebridge.store")
+T = TypeVar("T")
+
+MAX_BATCH = 512
+BUSY_TIMEOUT_MS = 10_000
+_SYNC_MODES = {"off", "normal", "full", "extra"}
+_STOP = object()
+
+
+class StoreSettings(Protocol):
+    """What the store needs from ``config.store`` (``bridge.config.StoreConfig``)."""
+
+    path: Path
+    key: str
+    synchronous: str
+
+
+class Store:
+    """The encrypted local store; build it with ``await Store.open(config.store)``."""
+
+    def __init__(self) -> None:  # use Store.open()
+        self.path: Path = Path()
+        self.media_dir: Path = Path()
+        self.schema_version = 0
+        self._keyring: Keyring
+        self._writer_conn: sqlite3.Connection
+        self._reader_conn: sqlite3.Connection
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._reader: concurrent.futures.ThreadPoolExecutor | None = None
+        self._closed = False
+        self._clock: Callable[[], float] = time.time
+        self.batches = 0
+        self.writes = 0
+
+    # -- opening ----------------------------------------------------------
+    @classmethod
+    async def open(
+        cls,
+        settings: StoreSettings,
+        *,
+        create_missing_key: bool = True,
+        clock: Callable[[], float] | None = None,
+    ) -> Store:
+        """Open (creating and migrating when needed) the store named by ``settings``.
+
+        :raises KeyMismatchError: the master key does not match this database.
+        :raises StoreError: missing key with an existing database, a database
+            newer than this code, or an unusable file.
+        """
+        store = cls()
+        store._clock = clock or time.time
+        await asyncio.to_thread(store._open_sync, settings, create_missing_key)
+        store._start_threads()
+        return store
+
+    def _open_sync(self, settings: StoreSettings, create_missing_key: bool) -> None:
+        path = Path(settings.path)
+        self.path = path
+        self.media_dir = path.with_name(path.stem + "-media")
+        ref = settings.key
+        synchronous = str(getattr(settings, "synchronous", "full")).lower()
+        if synchronous not in _SYNC_MODES:
+            raise StoreError(f"store.synchronous: expected one of off, normal, full, extra; got {synchronous!r}")
+        db_exists = path.exists() and path.stat().st_size > 0
+        key_path = key_file_path(ref)
+        if key_path is not None and not key_path.exists():
+            if db_exists:
+                raise StoreError(
+                    f"master key {key_path} not found; refusing to open an existing database without it"
+                )
+            if not create_missing_key:
+                raise StoreError(f"master key {key_path} not found")
+            write_key_file(key_path, generate_key(), exclusive=True)
+            log.warning("generated a new master key in %s: back it up, the store cannot be read without it", key_path)
+        master = load_master_key(ref)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            conn = _connect(path)
+        except (OSError, sqlite3.Error) as err:
+            raise StoreError(f"cannot open the store {path}: {err}") from err
+        try:
+            master = self._check_before_writing(conn, master, key_path)
+            _configure(conn, synchronous)
+            db = sqlite_utils.Database(conn)
+            self.schema_version = schema.migrate(db)
+            self._keyring = Keyring(master, ref)
+            _bootstrap(conn, master, self._clock())
+            self._keyring.load_secrets(conn)
+            self.media_dir.mkdir(mode=0o700, exist_ok=True)
+            reader = _connect(path)
+            _configure(reader, synchronous)
+            reader.execute("PRAGMA query_only = ON")
+        except BaseException:
+            conn.close()
+            raise
+        self._writer_conn = conn
+        self._reader_conn = reader
+
+    def _check_before_writing(self, conn: sqlite3.Connection, master: bytes, key_path: Path | None) -> bytes:
+        """Refuse a newer schema or a wrong key without writing; finish an interrupted rotation."""
+        try:
+            schema.check_not_newer(sqlite_utils.Database(conn))
+        except sqlite3.DatabaseError as err:
+            raise StoreError(f"{self.path} is not a Carebridge database: {err}") from err
+        if key_matches(conn, master) is not False:
+            return master
+        if key_path is not None:
+            pending = pending_key_path(key_path)
+            try:
+                new = load_master_key(f"file:{pending}")
+            except StoreError:
+                new = None
+            if new is not None and key_matches(conn, new):
+                try:
+                    pending.replace(key_path)
+                    fsync_dir(key_path.parent)
+                except FileNotFoundError:  # another process finished the same rotation
+                    pass
+                log.warning("finished an interrupted key rotation: %s now holds the new master key", key_path)
+                return new
+        raise KeyMismatchError(MISMATCH)
+
+    def _start_threads(self) -> None:
+        self._thread = threading.Thread(target=self._writer_loop, name="carebridge-store-writer", daemon=True)
+        self._thread.start()
+        self._reader = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="carebridge-store-reader")
+
+    # -- public API -------------------------------------------------------
+    async def write(self, fn: Callable[[Tx], T]) -> T:
+        """Run ``fn(tx)`` on the writer thread; return its result once committed.
+
+        Concurrent calls share one transaction (group commit), each in its own
+        SAVEPOINT: an exception rolls back only that function's work and is
+        raised here. The function must be synchronous and must not commit.
+        """
+        if self._closed:
+            raise StoreError("the store is closed")
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+        self._queue.put((fn, future, loop))
+        return await future
+
+    async def read(self, fn: Callable[[Tx], T]) -> T:
+        """Run ``fn(tx)`` on the read-only connection, in one consistent snapshot."""
+        if self._closed or self._reader is None:
+            raise StoreError("the store is closed")
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._reader, self._run_read, fn)
+
+    def health(self) -> dict[str, Any]:
+        """Store status for /healthz."""
+        ok = not self._closed and self._thread is not None and self._thread.is_alive()
+        return {"status": "ok" if ok else "error", "schema_version": self.schema_version, "path": str(self.path)}
+
+    async def purge_closed(self, days: float) -> int:
+        """Retention: delete the messages of conversations closed more than ``days`` ago."""
+        return await self.write(lambda tx: tx.purge_closed(days))
+
+    async def rotate_master_key(self, new_master: bytes) -> int:
+        """Re-wrap every data key under ``new_master`` in one transaction; return the count.
+
+        The caller must have stored ``new_master`` durably BEFORE calling this
+        (see ``carebridge keys rotate``); from the commit on, only it opens the store.
+        """
+
+        def rotate(tx: Tx) -> int:
+            count = self._keyring.rewrap_all(tx.conn, new_master)
+            tx.after_commit(lambda: self._keyring.replace_master(new_master))
+            return count
+
+        return await self.write(rotate)
+
+    async def close(self) -> None:
+        """Finish queued writes, stop the threads and close the connections."""
+        if self._closed:
+            return
+        self._closed = True
+        self._queue.put(_STOP)
+        if self._thread is not None:
+            await asyncio.to_thread(self._thread.join)
+        if self._reader is not None:
+            await asyncio.to_thread(self._reader.shutdown, True)
+        await asyncio.to_thread(self._close_connections)
+
+    def _close_connections(self) -> None:
+        self._reader_conn.close()
+        try:
+            self._writer_conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        except sqlite3.Error:  # a reader of another process holds the WAL; fine
+            pass
+        self._writer_conn.close()
+
+    # -- threads ----------------------------------------------------------
+    def _run_read(self, fn: Callable[[Tx], T]) -> T:
+        conn = self._reader_conn
+        tx = Tx(conn, self._keyring, self._clock, self.media_dir, writable=False)
+        conn.execute("BEGIN")
+        try:
+            return fn(tx)
+        finally:
+            conn.execute("ROLLBACK")
+
+    def _writer_loop(self) -> None:
+        tx = Tx(self._writer_conn, self._keyring, self._clock, self.media_dir, writable=True)
+        stopping = False
+        while not stopping:
+            item = self._queue.get()
+            if item is _STOP:
+                break
+            batch = [item]
+            while len(batch) < MAX_BATCH:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is _STOP:
+                    stopping = True
+                    break
+                batch.append(item)
+            self._commit_batch(tx, batch)
+
+    def _commit_batch(self, tx: Tx, batch: list[tuple[Callable[[Tx], Any], asyncio.Future[Any], Any]]) -> None:
+        conn = self._writer_conn
+        outcomes: list[tuple[bool, Any]] = []
+        tx._begin_batch()
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as err:
+            self._settle(batch, [(False, StoreError(f"the store is busy or unusable: {err}"))] * len(batch))
+            return
+        for fn, _future, _loop in batch:
+            tx._begin_fn()
+            conn.execute("SAVEPOINT w")
+            try:
+                result = fn(tx)
+                if inspect.isawaitable(result):
+                    _discard(result)
+                    raise TypeError("store.write() takes a plain function, not a coroutine function")
+            except BaseException as err:  # noqa: BLE001 (handed to the caller)
+                try:
+                    conn.execute("ROLLBACK TO w")
+                    conn.execute("RELEASE w")
+                except sqlite3.Error:
+                    pass
+                tx._end_fn(False)
+                outcomes.append((False, err))
+            else:
+                conn.execute("RELEASE w")
+                tx._end_fn(True)
+                outcomes.append((True, result))
+        try:
+            conn.execute("COMMIT")
+        except sqlite3.Error as err:
+            try:
+                conn.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass
+            tx._end_batch(False)
+            failure = StoreError(f"commit failed: {err}")
+            self._settle(batch, [(False, failure)] * len(batch))
+            return
+        tx._end_batch(True)
+        self.batches += 1
+        self.writes += len(batch)
+        self._settle(batch, outcomes)
+
+    @staticmethod
+    def _settle(batch: list[tuple[Any, asyncio.Future[Any], Any]], outcomes: list[tuple[bool, Any]]) -> None:
+        by_loop: dict[Any, list[tuple[asyncio.Future[Any], bool, Any]]] = {}
+        for (_fn, future, loop), (ok, value) in zip(batch, outcomes):
+            by_loop.setdefault(loop, []).append((future, ok, value))
+        for loop, items in by_loop.items():
+            try:
+                loop.call_soon_threadsafe(_resolve, items)
+            except RuntimeError:  # the loop is closed: nobody is waiting any more
+                pass
+
+
+def _discard(awaitable: Any) -> None:
+    close = getattr(awaitable, "close", None)
+    if close is not None:
+        close()
+
+
+def _resolve(items: list[tuple[asyncio.Future[Any], bool, Any]]) -> None:
+    for future, ok, value in items:
+        if future.cancelled():
+            continue
+        if ok:
+            future.set_result(value)
+        else:
+            future.set_exception(value)
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+    return conn
+
+
+def _configure(conn: sqlite3.Connection, synchronous: str) -> None:
+    mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+    if str(mode).lower() != "wal":
+        raise StoreError(f"cannot switch the store to WAL mode (got {mode})")
+    conn.execute(f"PRAGMA synchronous = {synchronous.upper()}")
+    conn.execute("PRAGMA foreign_keys = ON")
+    conn.execute("PRAGMA secure_delete = ON")
+
+
+def _bootstrap(conn: sqlite3.Connection, master: bytes, now: float) -> None:
+    """On a new database: the key check, the HMAC root key and the system key, in one transaction."""
+    if key_matches(conn, master) is not None:
+        return
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        if key_matches(conn, master) is None:
+            if conn.execute("SELECT count(*) FROM keys").fetchone()[0]:
+                raise StoreError("the store has data keys but no key check; refusing to guess its master key")
+            conn.execute("INSERT INTO meta(name, value) VALUES (?, ?)", (KEY_CHECK_NAME, seal_key_check(master)))
+            keyring = Keyring(master, None)
+            for key_id, owner in enumerate((HMAC_ROOT, KeyOwner.SYSTEM), start=1):
+                keyring.create(conn, owner, key_id, now)
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise

@@ -1,0 +1,173 @@
+"""Erasure (crypto-shredding), subject-access export and retention purge."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+from ..errors import IntegrityError, UnknownRecordError
+from .attachments import AttachmentsMixin
+from .audit import AuditMixin
+from .contacts import ContactsMixin
+from .conversations import ConversationsMixin
+from .keyring import KeyOwner
+from .messages import MessagesMixin
+
+
+def iso(ts: float | None) -> str | None:
+    """Epoch seconds as ISO 8601 UTC text (the export's time format)."""
+    if ts is None:
+        return None
+    return datetime.fromtimestamp(ts, timezone.utc).isoformat().replace("+00:00", "Z")
+
+
+class GdprMixin(ContactsMixin, ConversationsMixin, MessagesMixin, AttachmentsMixin, AuditMixin):
+    """Whole-contact operations built on the other repositories."""
+
+    def _media_files(self, where: str, args: tuple[Any, ...]) -> list[str]:
+        rows = self.conn.execute(
+            "SELECT a.file FROM attachments a JOIN messages m ON m.id = a.message_id"
+            f" JOIN conversations c ON c.id = m.conversation_id WHERE {where} AND a.file IS NOT NULL",
+            args,
+        ).fetchall()
+        return [r[0] for r in rows]
+
+    def _unlink_after_commit(self, names: list[str]) -> None:
+        paths = [self.media_dir / name for name in names]
+
+        def unlink() -> None:
+            for path in paths:
+                path.unlink(missing_ok=True)
+
+        if paths:
+            self.after_commit(unlink)
+
+    def erase_contact(self, contact_id: int) -> dict[str, int]:
+        """Erase a contact: delete every row of theirs and destroy their data key.
+
+        Rows go with ``secure_delete`` on; media files are removed after the
+        commit; the WAL is checkpointed and truncated after the commit so no
+        copy of the wrapped key stays in it. Returns counts of what went.
+
+        :raises UnknownRecordError: no such contact.
+        """
+        if self.conn.execute("SELECT 1 FROM contacts WHERE id = ?", (contact_id,)).fetchone() is None:
+            raise UnknownRecordError(f"no contact {contact_id}")
+        files = self._media_files("c.contact_id = ?", (contact_id,))
+        counts = {
+            "conversations": self.conn.execute(
+                "SELECT count(*) FROM conversations WHERE contact_id = ?", (contact_id,)
+            ).fetchone()[0],
+            "messages": self.conn.execute(
+                "SELECT count(*) FROM messages WHERE conversation_id IN"
+                " (SELECT id FROM conversations WHERE contact_id = ?)",
+                (contact_id,),
+            ).fetchone()[0],
+            "files": len(files),
+        }
+        self.conn.execute(
+            "DELETE FROM outbox WHERE (key_kind = 'contact' AND key_owner = ?)"
+            " OR (recipient_kind = 'contact' AND recipient_id = ?)",
+            (contact_id, contact_id),
+        )
+        self.conn.execute("DELETE FROM contacts WHERE id = ?", (contact_id,))
+        self.shred_key(KeyOwner.contact(contact_id))
+        self._unlink_after_commit(files)
+        conn = self.conn
+        self.after_commit(lambda: conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone())
+        return counts
+
+    def purge_closed(self, days: float) -> int:
+        """Delete the messages (and media) of conversations closed more than ``days`` ago.
+
+        The conversation rows stay (status, times, agent) for statistics; returns
+        the number of messages deleted.
+        """
+        cutoff = self.now() - days * 86400.0
+        where = "c.status = 'closed' AND c.closed_at < ?"
+        files = self._media_files(where, (cutoff,))
+        cursor = self.conn.execute(
+            "DELETE FROM messages WHERE conversation_id IN"
+            " (SELECT id FROM conversations c WHERE " + where + ")",
+            (cutoff,),
+        )
+        self._unlink_after_commit(files)
+        return cursor.rowcount
+
+    def export_contact(self, contact_id: int) -> tuple[dict[str, Any], list[str]]:
+        """Everything stored about a contact, decrypted, in the documented export shape.
+
+        Returns ``(document, problems)``: a record that fails its integrity check
+        is kept with ``text``/``name`` null and ``"unreadable": true``, and its
+        error is listed in ``problems``.
+
+        :raises UnknownRecordError: no such contact.
+        """
+        problems: list[str] = []
+        row = self.conn.execute("SELECT id, created_at FROM contacts WHERE id = ?", (contact_id,)).fetchone()
+        if row is None:
+            raise UnknownRecordError(f"no contact {contact_id}")
+        contact: dict[str, Any] = {"id": contact_id, "name": None, "created_at": iso(row[1]), "email": None}
+        try:
+            found = self.get_contact(contact_id)
+            assert found is not None
+            contact["name"], contact["email"] = found.name, found.email
+        except IntegrityError as err:
+            contact["unreadable"] = True
+            problems.append(str(err))
+        identities = []
+        for ident_row in self.conn.execute(
+            "SELECT id, contact_id, channel, address, last_inbound_at, created_at FROM contact_identities"
+            " WHERE contact_id = ? ORDER BY id",
+            (contact_id,),
+        ).fetchall():
+            try:
+                identities.append({"channel": ident_row[2], "address": self._identity(ident_row).address})
+            except IntegrityError as err:
+                identities.append({"channel": ident_row[2], "address": None, "unreadable": True})
+                problems.append(str(err))
+        agents = dict(self.conn.execute("SELECT id, name FROM agents").fetchall())
+        conversations = []
+        for conv in self.conversations_of(contact_id):
+            messages = []
+            for message in self.messages_of(conv.id, strict=False):
+                item: dict[str, Any] = {
+                    "id": message.id,
+                    "direction": message.direction,
+                    "channel": message.channel,
+                    "text": message.text,
+                    "created_at": iso(message.created_at),
+                    "sensitive": message.sensitive,
+                }
+                if message.unreadable:
+                    item["unreadable"] = True
+                    problems.append(f"messages.body of row {message.id} failed its integrity check")
+                else:
+                    item["attachments"] = self._export_attachments(message.id, problems)
+                messages.append(item)
+            conversations.append(
+                {
+                    "id": conv.id,
+                    "channel": conv.channel,
+                    "status": conv.status,
+                    "agent": agents.get(conv.agent_id) if conv.agent_id is not None else None,
+                    "created_at": iso(conv.created_at),
+                    "messages": messages,
+                }
+            )
+        audit = [
+            {"at": iso(e.at), "actor": e.actor, "action": e.action, "detail": e.detail}
+            for e in self.audit_entries(f"contact:{contact_id}")
+        ]
+        document = {"contact": contact, "identities": identities, "conversations": conversations, "audit": audit}
+        return document, problems
+
+    def _export_attachments(self, message_id: int, problems: list[str]) -> list[dict[str, Any]]:
+        try:
+            return [
+                {"kind": a.kind, "mime": a.mime, "meta": a.meta, "size": a.size}
+                for a in self.attachments_of(message_id)
+            ]
+        except IntegrityError as err:
+            problems.append(str(err))
+            return []

@@ -1,0 +1,241 @@
+"""Data keys: who owns them, how they are wrapped, cached, checked and shredded.
+
+Each contact and each agent has its own 256-bit data key; system data has
+one more. Data keys are stored in ``keys`` wrapped (AES-GCM) by the master
+key, and unwrapped keys are cached in memory. A random "hmac" root key, also
+wrapped, gives the blind-index key and the audit-chain key through HKDF, so a
+master key rotation only re-wraps rows and never has to recompute an index.
+
+A ``meta`` row (``key_check``) holds a constant sealed by the master key: a
+wrong master key is detected before anything is written. If an admin rotates
+the key while the daemon runs, the daemon notices when a key check fails and
+re-reads the key file (or the ``.new`` file of a rotation in progress).
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import ClassVar
+
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from .. import crypto
+from ..errors import IntegrityError, KeyMismatchError, StoreError
+from ..keyfile import key_file_path, load_master_key
+
+log = logging.getLogger("carebridge.store")
+
+KEY_CHECK_NAME = "key_check"
+_KEY_CHECK_PLAIN = b"carebridge key check v1"
+_KEY_CHECK_AAD = crypto.aad("meta", "value", KEY_CHECK_NAME)
+MISMATCH = "the master key does not match this database"
+
+
+@dataclass(frozen=True, slots=True)
+class KeyOwner:
+    """Whose data key seals a value: ``KeyOwner("contact", 7)``, ``KeyOwner("agent", 2)``
+    or ``KeyOwner.SYSTEM``."""
+
+    kind: str
+    id: int = 0
+
+    SYSTEM: ClassVar[KeyOwner]
+
+    @classmethod
+    def contact(cls, contact_id: int) -> KeyOwner:
+        """The data key of one contact (shredded when the contact is erased)."""
+        return cls("contact", int(contact_id))
+
+    @classmethod
+    def agent(cls, agent_id: int) -> KeyOwner:
+        """The data key of one agent."""
+        return cls("agent", int(agent_id))
+
+
+KeyOwner.SYSTEM = KeyOwner("system", 0)
+HMAC_ROOT = KeyOwner("hmac", 0)
+
+
+def pending_key_path(key_path: Path) -> Path:
+    """Where ``keys rotate`` puts the new key before the database commit."""
+    return key_path.with_name(key_path.name + ".new")
+
+
+def seal_key_check(master: bytes) -> bytes:
+    """The ``meta.key_check`` value for ``master``."""
+    return crypto.seal(crypto.cipher(master), _KEY_CHECK_AAD, _KEY_CHECK_PLAIN)
+
+
+def key_matches(conn: sqlite3.Connection, master: bytes) -> bool | None:
+    """True/False whether ``master`` opens the key check; None when there is none yet."""
+    try:
+        row = conn.execute("SELECT value FROM meta WHERE name = ?", (KEY_CHECK_NAME,)).fetchone()
+    except sqlite3.OperationalError as err:
+        if "no such table" in str(err):
+            return None
+        raise
+    if row is None:
+        return None
+    try:
+        return crypto.open_blob(crypto.cipher(master), _KEY_CHECK_AAD, row[0]) == _KEY_CHECK_PLAIN
+    except crypto.DecryptError:
+        return False
+
+
+def wrap(master: AESGCM, key_id: int, raw: bytes) -> bytes:
+    """Wrap a data key under the master key, bound to its ``keys`` row."""
+    return crypto.seal(master, crypto.aad("keys", "wrapped", key_id), raw)
+
+
+def unwrap(master: AESGCM, key_id: int, wrapped: bytes) -> bytes:
+    """Unwrap a data key; :class:`crypto.DecryptError` when the master is wrong."""
+    return crypto.open_blob(master, crypto.aad("keys", "wrapped", key_id), wrapped)
+
+
+class Keyring:
+    """The master key, the cache of unwrapped data keys, and the derived HMAC keys.
+
+    Shared by the writer and reader threads; the cache is a plain dict (the GIL
+    makes single get/set atomic) and master-key swaps take a lock.
+    """
+
+    def __init__(self, master: bytes, ref: str | None) -> None:
+        self._ref = ref
+        self._lock = threading.Lock()
+        self._set_master(master)
+        self._cache: dict[tuple[str, int], tuple[int, AESGCM]] = {}
+        self.blind: crypto.BlindIndex | None = None
+        self.audit_key: bytes = b""
+
+    def _set_master(self, master: bytes) -> None:
+        self._master_raw = master
+        self._master = crypto.cipher(master)
+
+    @property
+    def master(self) -> bytes:
+        """The master key in use (for rotation only)."""
+        return self._master_raw
+
+    # -- master key -------------------------------------------------------
+    def ensure_current(self, conn: sqlite3.Connection) -> None:
+        """Make sure our master key is the database's, reloading it after a rotation.
+
+        :raises KeyMismatchError: when neither the loaded key nor a fresh read matches.
+        """
+        if key_matches(conn, self._master_raw) is not False:
+            return
+        with self._lock:
+            if key_matches(conn, self._master_raw) is not False:
+                return
+            for candidate in self._candidates():
+                if key_matches(conn, candidate):
+                    self._set_master(candidate)
+                    log.warning("the master key was rotated; now using the new key")
+                    return
+        raise KeyMismatchError(f"{MISMATCH} (it was rotated: restart with the new key)")
+
+    def _candidates(self) -> list[bytes]:
+        if self._ref is None:
+            return []
+        found: list[bytes] = []
+        try:
+            found.append(load_master_key(self._ref))
+        except StoreError:
+            pass
+        path = key_file_path(self._ref)
+        if path is not None:
+            try:
+                found.append(load_master_key(f"file:{pending_key_path(path)}"))
+            except StoreError:
+                pass
+        return found
+
+    def replace_master(self, new_master: bytes) -> None:
+        """Use ``new_master`` from now on (after a committed rotation)."""
+        with self._lock:
+            self._set_master(new_master)
+
+    # -- data keys --------------------------------------------------------
+    def load_secrets(self, conn: sqlite3.Connection) -> None:
+        """Unwrap the HMAC root key and derive the blind-index and audit keys."""
+        key_id, aead_root = self.lookup(conn, HMAC_ROOT)
+        del aead_root
+        row = conn.execute("SELECT wrapped FROM keys WHERE id = ?", (key_id,)).fetchone()
+        root = self._unwrap(conn, key_id, row[0])
+        self.blind = crypto.BlindIndex(crypto.derive(root, crypto.BLIND_INFO))
+        self.audit_key = crypto.derive(root, crypto.AUDIT_INFO)
+
+    def cached(self, owner: KeyOwner) -> tuple[int, AESGCM] | None:
+        """The cached key of ``owner``, if any."""
+        return self._cache.get((owner.kind, owner.id))
+
+    def lookup(self, conn: sqlite3.Connection, owner: KeyOwner) -> tuple[int, AESGCM]:
+        """Return ``(key id, cipher)`` of ``owner``'s existing key.
+
+        :raises IntegrityError: when the owner has no key (erased, or never had one).
+        """
+        hit = self._cache.get((owner.kind, owner.id))
+        if hit is not None:
+            return hit
+        row = conn.execute(
+            "SELECT id, wrapped FROM keys WHERE owner_kind = ? AND owner_id = ?", (owner.kind, owner.id)
+        ).fetchone()
+        if row is None:
+            raise IntegrityError(f"no data key for {owner.kind} {owner.id} (erased?)")
+        entry = (row[0], crypto.cipher(self._unwrap(conn, row[0], row[1])))
+        self._cache[(owner.kind, owner.id)] = entry
+        return entry
+
+    def _unwrap(self, conn: sqlite3.Connection, key_id: int, wrapped: bytes) -> bytes:
+        try:
+            return unwrap(self._master, key_id, wrapped)
+        except crypto.DecryptError:
+            self.ensure_current(conn)
+        try:
+            return unwrap(self._master, key_id, wrapped)
+        except crypto.DecryptError as err:
+            raise IntegrityError(
+                f"keys.wrapped of row {key_id} failed authentication", table="keys", column="wrapped", row_id=key_id
+            ) from err
+
+    def create(
+        self, conn: sqlite3.Connection, owner: KeyOwner, key_id: int, now: float, raw: bytes | None = None
+    ) -> tuple[int, AESGCM]:
+        """Insert a new wrapped data key for ``owner`` (not cached until commit)."""
+        self.ensure_current(conn)
+        raw = raw if raw is not None else crypto.new_data_key()
+        try:
+            conn.execute(
+                "INSERT INTO keys(id, owner_kind, owner_id, wrapped, created_at) VALUES (?, ?, ?, ?, ?)",
+                (key_id, owner.kind, owner.id, wrap(self._master, key_id, raw), now),
+            )
+        except sqlite3.IntegrityError as err:
+            raise StoreError(f"{owner.kind} {owner.id} already has a data key") from err
+        return key_id, crypto.cipher(raw)
+
+    def publish(self, owner: KeyOwner, entry: tuple[int, AESGCM]) -> None:
+        """Cache a key whose row is committed."""
+        self._cache[(owner.kind, owner.id)] = entry
+
+    def drop(self, owner: KeyOwner) -> None:
+        """Forget ``owner``'s unwrapped key (crypto-shredding)."""
+        self._cache.pop((owner.kind, owner.id), None)
+
+    def rewrap_all(self, conn: sqlite3.Connection, new_master: bytes) -> int:
+        """Re-wrap every data key and the key check under ``new_master``; return the count.
+
+        Runs inside the caller's transaction; nothing is visible until it commits.
+        """
+        self.ensure_current(conn)
+        new = crypto.cipher(new_master)
+        rows = conn.execute("SELECT id, wrapped FROM keys").fetchall()
+        updates = [(wrap(new, key_id, self._unwrap(conn, key_id, wrapped)), key_id) for key_id, wrapped in rows]
+        conn.executemany("UPDATE keys SET wrapped = ? WHERE id = ?", updates)
+        conn.execute("UPDATE meta SET value = ? WHERE name = ?", (seal_key_check(new_master), KEY_CHECK_NAME))
+        return len(updates)
+
+

@@ -1,0 +1,301 @@
+"""Numbered schema migrations.
+
+The store runs every migration whose number is not yet in ``schema_migrations``,
+in order, each in its own transaction together with its version row. A
+database whose highest version is above every migration this code knows is
+refused ("database schema version N is newer than this Carebridge (M)").
+
+Other parts of Carebridge add tables through the same mechanism:
+
+* call :func:`register_migration(number, fn) <register_migration>` at import
+  time, or
+* define ``MIGRATIONS = [(number, fn), ...]`` in one of the modules named in
+  :data:`EXTENSION_MODULES` (``bridge.relay.schema`` owns numbers 100–199).
+
+``fn(db)`` receives a :class:`sqlite_utils.Database` wrapping the writer
+connection (``db.conn`` is the plain :mod:`sqlite3` connection) and must not
+commit; it runs inside the migration's transaction.
+"""
+
+from __future__ import annotations
+
+import importlib
+import time
+from collections.abc import Callable
+
+import sqlite_utils
+
+from ..errors import StoreError
+
+Migration = Callable[[sqlite_utils.Database], None]
+
+# Modules that may hold MIGRATIONS lists; imported when present.
+EXTENSION_MODULES = ("bridge.relay.schema",)
+
+_MIGRATIONS: dict[int, tuple[str, Migration]] = {}
+
+
+def register_migration(number: int, fn: Migration, *, name: str | None = None) -> None:
+    """Add migration ``number``; registering the same function twice is harmless.
+
+    :raises ValueError: when another function already holds that number.
+    """
+    existing = _MIGRATIONS.get(number)
+    label = name or getattr(fn, "__name__", f"m{number:03d}")
+    if existing is not None:
+        if existing[1] is fn or (existing[0] == label and existing[1].__module__ == fn.__module__):
+            return
+        raise ValueError(f"migration {number} is already registered as {existing[0]}")
+    _MIGRATIONS[number] = (label, fn)
+
+
+def _load_extensions() -> None:
+    for module_name in EXTENSION_MODULES:
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as err:
+            if err.name is not None and module_name.startswith(err.name):
+                continue
+            raise
+        for number, fn in getattr(module, "MIGRATIONS", ()):
+            register_migration(number, fn)
+
+
+def migrations() -> list[tuple[int, str, Migration]]:
+    """Every known migration, ordered by number."""
+    _load_extensions()
+    return [(n, label, fn) for n, (label, fn) in sorted(_MIGRATIONS.items())]
+
+
+def latest_version() -> int:
+    """The highest migration number this code knows."""
+    known = migrations()
+    return known[-1][0] if known else 0
+
+
+def current_version(db: sqlite_utils.Database) -> int:
+    """The highest migration applied to ``db`` (0 for a new database)."""
+    if not db["schema_migrations"].exists():
+        return 0
+    row = db.execute("SELECT max(number) FROM schema_migrations").fetchone()
+    return int(row[0] or 0)
+
+
+def check_not_newer(db: sqlite_utils.Database) -> int:
+    """Refuse a database migrated by a newer Carebridge; return its version."""
+    version = current_version(db)
+    latest = latest_version()
+    if version > latest:
+        raise StoreError(f"database schema version {version} is newer than this Carebridge ({latest})")
+    return version
+
+
+def migrate(db: sqlite_utils.Database) -> int:
+    """Apply every pending migration; return the resulting version."""
+    check_not_newer(db)
+    conn = db.conn
+    for number, label, fn in migrations():
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            if number == 1:
+                _create_version_table(db)
+            applied = db["schema_migrations"].exists() and db.execute(
+                "SELECT 1 FROM schema_migrations WHERE number = ?", [number]
+            ).fetchone()
+            if not applied:
+                fn(db)
+                conn.execute(
+                    "INSERT INTO schema_migrations(number, name, applied_at) VALUES (?, ?, ?)",
+                    (number, label, time.time()),
+                )
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+    return current_version(db)
+
+
+def _create_version_table(db: sqlite_utils.Database) -> None:
+    # Plain DDL: sqlite-utils' Table.create() commits, which would end our transaction.
+    db.execute(
+        "CREATE TABLE IF NOT EXISTS schema_migrations("
+        "number INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at REAL NOT NULL)"
+    )
+
+
+_M001 = """
+CREATE TABLE keys(
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  owner_kind TEXT NOT NULL,
+  owner_id INTEGER NOT NULL,
+  wrapped BLOB NOT NULL,
+  created_at REAL NOT NULL,
+  UNIQUE(owner_kind, owner_id));
+CREATE TABLE meta(name TEXT PRIMARY KEY, value BLOB);
+CREATE TABLE contacts(
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  created_at REAL NOT NULL,
+  name BLOB, email BLOB, email_index BLOB,
+  email_verified INTEGER NOT NULL DEFAULT 0);
+CREATE INDEX contacts_email ON contacts(email_index) WHERE email_index IS NOT NULL;
+CREATE TABLE contact_identities(
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  contact_id INTEGER NOT NULL REFERENCES contacts(id) ON DELETE CASCADE,
+  channel TEXT NOT NULL,
+  address_index BLOB NOT NULL,
+  address BLOB NOT NULL,
+  last_inbound_at REAL,
+  created_at REAL NOT NULL,
+  UNIQUE(channel, address_index));
+CREATE INDEX contact_identities_contact ON contact_identities(contact_id);
+CREATE TABLE agents(
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  name TEXT NOT NULL UNIQUE,
+  role TEXT NOT NULL DEFAULT 'agent' CHECK(role IN ('agent', 'admin')),
+  channel TEXT NOT NULL,
+  address BLOB, email BLOB,
+  capacity INTEGER NOT NULL DEFAULT 5,
+  queues TEXT NOT NULL DEFAULT '["default"]',
+  disabled INTEGER NOT NULL DEFAULT 0,
+  totp_secret BLOB, password_hash BLOB,
+  created_at REAL NOT NULL,
+  current_conversation_id INTEGER REFERENCES conversations(id) ON DELETE SET NULL);
+CREATE INDEX agents_current ON agents(current_conversation_id) WHERE current_conversation_id IS NOT NULL;
+CREATE TABLE agent_identities(
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  agent_id INTEGER NOT NULL REFERENCES agents(id) ON DELETE CASCADE,
+  channel TEXT NOT NULL,
+  address_index BLOB NOT NULL,
+  address BLOB NOT NULL,
+  last_inbound_at REAL,
+  created_at REAL,
+  UNIQUE(channel, address_index));
+CREATE INDEX agent_identities_agent ON agent_identities(agent_id);
+CREATE TABLE shifts(
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  agent_id INTEGER NOT NULL REFERENCES agents(id) ON DELETE CASCADE,
+  started_at REAL NOT NULL, expires_at REAL NOT NULL, ended_at REAL);
+CREATE INDEX shifts_agent ON shifts(agent_id, expires_at);
+CREATE TABLE totp_used(
+  agent_id INTEGER NOT NULL REFERENCES agents(id) ON DELETE CASCADE,
+  counter INTEGER NOT NULL,
+  used_at REAL NOT NULL,
+  PRIMARY KEY(agent_id, counter));
+CREATE TABLE conversations(
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  contact_id INTEGER NOT NULL REFERENCES contacts(id) ON DELETE CASCADE,
+  identity_id INTEGER REFERENCES contact_identities(id) ON DELETE CASCADE,
+  channel TEXT NOT NULL,
+  status TEXT NOT NULL DEFAULT 'queued' CHECK(status IN ('queued', 'assigned', 'closed')),
+  queue TEXT NOT NULL DEFAULT 'default',
+  agent_id INTEGER REFERENCES agents(id) ON DELETE SET NULL,
+  created_at REAL NOT NULL, updated_at REAL NOT NULL,
+  closed_at REAL, language TEXT);
+CREATE INDEX conversations_status ON conversations(status, queue);
+CREATE INDEX conversations_identity ON conversations(identity_id, status);
+CREATE INDEX conversations_contact ON conversations(contact_id);
+CREATE INDEX conversations_agent ON conversations(agent_id, status);
+CREATE INDEX conversations_closed ON conversations(closed_at) WHERE closed_at IS NOT NULL;
+CREATE TABLE messages(
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  conversation_id INTEGER NOT NULL REFERENCES conversations(id) ON DELETE CASCADE,
+  direction TEXT NOT NULL CHECK(direction IN ('in', 'out', 'note', 'system')),
+  channel TEXT NOT NULL,
+  agent_id INTEGER,
+  external_index BLOB,
+  external_id BLOB,
+  reply_to_index BLOB,
+  status TEXT NOT NULL,
+  sensitive INTEGER NOT NULL DEFAULT 0,
+  body BLOB NOT NULL,
+  meta BLOB,
+  created_at REAL NOT NULL,
+  UNIQUE(channel, external_index));
+CREATE INDEX messages_conversation ON messages(conversation_id, id);
+CREATE TABLE attachments(
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  message_id INTEGER NOT NULL REFERENCES messages(id) ON DELETE CASCADE,
+  idx INTEGER NOT NULL,
+  kind TEXT NOT NULL,
+  mime TEXT,
+  meta BLOB,
+  file TEXT,
+  size INTEGER,
+  UNIQUE(message_id, idx));
+CREATE TABLE events(
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  conversation_id INTEGER NOT NULL REFERENCES conversations(id) ON DELETE CASCADE,
+  kind TEXT NOT NULL,
+  from_agent INTEGER, to_agent INTEGER,
+  detail BLOB,
+  created_at REAL NOT NULL,
+  expires_at REAL);
+CREATE INDEX events_conversation ON events(conversation_id, id);
+CREATE INDEX events_expiry ON events(kind, expires_at) WHERE expires_at IS NOT NULL;
+CREATE TABLE outbox(
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  conversation_id INTEGER REFERENCES conversations(id) ON DELETE CASCADE,
+  message_id INTEGER REFERENCES messages(id) ON DELETE CASCADE,
+  key_kind TEXT NOT NULL,
+  key_owner INTEGER NOT NULL,
+  channel TEXT NOT NULL,
+  recipient_kind TEXT NOT NULL CHECK(recipient_kind IN ('contact', 'agent')),
+  recipient_id INTEGER NOT NULL,
+  recipient BLOB NOT NULL,
+  body BLOB NOT NULL,
+  reply_to BLOB,
+  template INTEGER NOT NULL DEFAULT 0,
+  meta BLOB,
+  status TEXT NOT NULL DEFAULT 'pending'
+    CHECK(status IN ('pending', 'held', 'sent', 'failed', 'cancelled')),
+  attempts INTEGER NOT NULL DEFAULT 0,
+  next_attempt_at REAL NOT NULL,
+  last_error TEXT,
+  external_index BLOB,
+  created_at REAL NOT NULL,
+  sent_at REAL);
+CREATE INDEX outbox_due ON outbox(status, next_attempt_at);
+CREATE INDEX outbox_conversation ON outbox(conversation_id, id);
+CREATE INDEX outbox_message ON outbox(message_id) WHERE message_id IS NOT NULL;
+CREATE INDEX outbox_key ON outbox(key_kind, key_owner);
+CREATE INDEX outbox_external ON outbox(channel, external_index) WHERE external_index IS NOT NULL;
+CREATE TABLE audit_log(
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  at REAL NOT NULL,
+  actor TEXT NOT NULL,
+  action TEXT NOT NULL,
+  subject TEXT,
+  detail BLOB,
+  prev_hash BLOB NOT NULL,
+  hash BLOB NOT NULL);
+CREATE INDEX audit_log_subject ON audit_log(subject);
+CREATE TRIGGER audit_log_no_update BEFORE UPDATE ON audit_log
+  BEGIN SELECT RAISE(ABORT, 'audit_log is append-only'); END;
+CREATE TRIGGER audit_log_no_delete BEFORE DELETE ON audit_log
+  BEGIN SELECT RAISE(ABORT, 'audit_log is append-only'); END;
+"""
+
+
+def m001_initial(db: sqlite_utils.Database) -> None:
+    """The initial schema: every table of the contract (see COMMON schema)."""
+    for statement in _split(_M001):
+        db.execute(statement)
+
+
+def _split(script: str) -> list[str]:
+    """Split a DDL script into statements, keeping trigger bodies whole."""
+    statements: list[str] = []
+    current: list[str] = []
+    for line in script.strip().splitlines():
+        current.append(line)
+        text = "\n".join(current).strip()
+        in_trigger = text.upper().startswith("CREATE TRIGGER")
+        if text.endswith(";") and (not in_trigger or text.upper().endswith("END;")):
+            statements.append(text)
+            current = []
+    if current and "\n".join(current).strip():
+        statements.append("\n".join(current).strip())
+    return statements
+
+
+register_migration(1, m001_initial)
