@@ -26,12 +26,14 @@ body (PROTOCOLS §0.4, §1.6):
   accepted, after 7 days nothing → 400, 10 / 2018278.
 
 Scripted failures: :meth:`fail_next` queues ``n`` refusals with a given code
-(the body is Meta's for that code), answered before any check but the token.
+(the body is Meta's for that code), answered before any check but the token;
+``after=k`` lets ``k`` requests through first (to fail the middle of a split).
 
 Recorded: ``sent`` holds each accepted message request body (with the
 ``message_id`` the fake answered added under ``"_message_id"``), ``actions``
 each accepted sender action body, ``requests`` every body that reached the
-route, accepted or not.
+route, accepted or not; ``urls`` the path and query of each request and
+``auth`` how each carried the token (``"bearer"``, ``"query"`` or ``"none"``).
 """
 
 from __future__ import annotations
@@ -96,8 +98,10 @@ class FakeMessengerGraph:
         self.sent: list[dict[str, Any]] = []
         self.actions: list[dict[str, Any]] = []
         self.requests: list[Any] = []
+        self.urls: list[str] = []
+        self.auth: list[str] = []
         self.last_wrote: dict[str, float] = {}
-        self._script: list[ScriptedError] = []
+        self._script: list[ScriptedError | None] = []  # None: let one request through
         self._ids = itertools.count(1)
         self.app = web.Application()
         for path in ("/{version:v\\d+\\.\\d+}/{node}/messages", "/{node}/messages"):
@@ -116,8 +120,9 @@ class FakeMessengerGraph:
         subcode: int | None = None,
         status: int | None = None,
         message: str | None = None,
+        after: int = 0,
     ) -> None:
-        """Refuse the next ``n`` authenticated requests with Meta's error ``code``.
+        """Refuse ``n`` authenticated requests with Meta's error ``code``, after ``after`` others.
 
         ``subcode``, ``status`` and ``message`` default to Meta's for that code.
         """
@@ -128,7 +133,7 @@ class FakeMessengerGraph:
             status=status if status is not None else known[0],
             message=message if message is not None else known[1],
         )
-        self._script.extend([scripted] * n)
+        self._script.extend([None] * after + [scripted] * n)
 
     def texts_to(self, psid: str) -> list[str]:
         """Return the texts accepted for ``psid``, in order."""
@@ -142,10 +147,14 @@ class FakeMessengerGraph:
         except ValueError:
             body = None
         self.requests.append(body)
+        self.urls.append(str(request.rel_url))
+        header = request.headers.get("Authorization", "")
+        via = "bearer" if header.startswith("Bearer ") else "query" if "access_token" in request.query else "none"
+        self.auth.append(via)
         if not self._token_ok(request):
             return self._refuse(401, 190, "Invalid OAuth access token.", 1234567)
-        if self._script:
-            scripted = self._script.pop(0)
+        scripted = self._script.pop(0) if self._script else None
+        if scripted is not None:
             transient = _KNOWN.get(scripted.code, (0, "", None, "", False))[4]
             body_out = error_body(scripted.code, scripted.message, scripted.subcode, transient=transient)
             return web.json_response(body_out, status=scripted.status)
@@ -182,7 +191,7 @@ class FakeMessengerGraph:
         return web.json_response(error_body(code, message, subcode), status=status)
 
 
-def _shape_problem(body: Any) -> str | None:
+def _shape_problem(body: object) -> str | None:
     """Return what Meta would object to in a Send API body, or None."""
     if not isinstance(body, dict):
         return "The request body must be a JSON object"

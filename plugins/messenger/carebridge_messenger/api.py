@@ -9,7 +9,6 @@ this module builds or reports ever holds a secret.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
 from typing import Any
@@ -59,7 +58,7 @@ class GraphClient:
             async with self._http.post(self._url, json=body, headers=self._headers, timeout=_TIMEOUT) as resp:
                 status = resp.status
                 raw = await resp.read()
-        except (aiohttp.ClientError, asyncio.TimeoutError) as err:
+        except (TimeoutError, aiohttp.ClientError) as err:
             # Name the failure class only: aiohttp's messages may quote the URL.
             raise DeliveryError(
                 f"Graph API unreachable ({type(err).__name__})", retryable=True, code="network"
@@ -137,7 +136,7 @@ def _code_text(error: GraphError) -> str:
     return f"{error.code}/{error.subcode}" if error.subcode is not None else str(error.code)
 
 
-def _json_or_none(raw: bytes) -> Any:
+def _json_or_none(raw: bytes) -> object:
     try:
         return json.loads(raw)
     except (UnicodeDecodeError, ValueError):

@@ -54,7 +54,8 @@ class MessengerChannel(Channel):
     def __init__(self, config: Mapping[str, Any], ctx: ChannelContext) -> None:
         super().__init__(config, ctx)
         self.settings = MessengerConfig.from_section(config)
-        self.client = GraphClient(ctx.http, self.settings.graph_url, self.settings.page_id, self.settings.page_access_token)
+        settings = self.settings
+        self.client = GraphClient(ctx.http, settings.graph_url, settings.page_id, settings.page_access_token)
         self._partial: OrderedDict[int, tuple[str, list[str]]] = OrderedDict()
 
     @classmethod

@@ -81,7 +81,7 @@ def _required_text(section: Mapping[str, Any], key: str) -> str:
     return text
 
 
-def _graph_url(value: Any) -> str:
+def _graph_url(value: object) -> str:
     if not isinstance(value, str) or not value.strip():
         raise ConfigError(f"{SECTION}.graph_url: expected a URL like {DEFAULT_GRAPH_URL!r}")
     url = value.strip().rstrip("/")

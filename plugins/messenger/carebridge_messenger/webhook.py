@@ -88,7 +88,7 @@ def parse_events(payload: Mapping[str, Any], *, page_id: str, now: float) -> Bat
     return batch
 
 
-def _parse_item(item: Any, batch: Batch, fallback_time: float) -> None:
+def _parse_item(item: object, batch: Batch, fallback_time: float) -> None:
     if not isinstance(item, Mapping):
         batch.ignored.append("malformed")
         return
@@ -130,7 +130,8 @@ def _parse_message(
         if recipient is None:
             batch.ignored.append("malformed")
             return
-    text = message.get("text") if isinstance(message.get("text"), str) else ""
+    raw_text = message.get("text")
+    text = raw_text if isinstance(raw_text, str) else ""
     meta: dict[str, str] = {}
     quick_reply = message.get("quick_reply")
     if isinstance(quick_reply, Mapping) and isinstance(quick_reply.get("payload"), str):
@@ -194,7 +195,7 @@ def _parse_receipt(
         )
 
 
-def _attachments(raw: Any) -> list[Attachment]:
+def _attachments(raw: object) -> list[Attachment]:
     if not isinstance(raw, Sequence) or isinstance(raw, (str, bytes)):
         return []
     out: list[Attachment] = []
@@ -202,27 +203,33 @@ def _attachments(raw: Any) -> list[Attachment]:
         if not isinstance(item, Mapping):
             continue
         kind = str(item.get("type") or "unknown")
-        payload = item.get("payload") if isinstance(item.get("payload"), Mapping) else {}
-        out.append(_attachment(kind, payload, item))
+        payload = item.get("payload")
+        out.append(_attachment(kind, payload if isinstance(payload, Mapping) else {}, item))
     return out
 
 
 def _attachment(kind: str, payload: Mapping[str, Any], item: Mapping[str, Any]) -> Attachment:
     url = _str_or_none(payload.get("url")) or _str_or_none(item.get("url"))
     if kind == "location":
-        coords = payload.get("coordinates") if isinstance(payload.get("coordinates"), Mapping) else {}
-        meta = {"latitude": coords.get("lat"), "longitude": coords.get("long")}
-        if item.get("title"):
-            meta["title"] = str(item["title"])
-        return Attachment(kind="location", url=url, meta={k: v for k, v in meta.items() if v is not None})
+        coords = payload.get("coordinates")
+        coords = coords if isinstance(coords, Mapping) else {}
+        meta: dict[str, object] = {
+            name: coords[key]
+            for name, key in (("latitude", "lat"), ("longitude", "long"))
+            if isinstance(coords.get(key), (int, float)) and not isinstance(coords.get(key), bool)
+        }
+        title = _str_or_none(item.get("title")) or _str_or_none(payload.get("title"))
+        if title:
+            meta["title"] = title
+        return Attachment(kind="location", url=url, meta=meta)
     if kind == "fallback":
         # A shared link Messenger could not render; it may have no payload at all.
         title = _str_or_none(payload.get("title")) or _str_or_none(item.get("title"))
         return Attachment(kind="link", url=url, meta={"title": title} if title else {})
-    meta = {k: v for k, v in payload.items() if k != "url" and isinstance(v, (str, int, float, bool))}
+    media_meta = {k: v for k, v in payload.items() if k != "url" and isinstance(v, (str, int, float, bool))}
     if kind == "image" and "sticker_id" in payload:
-        return Attachment(kind="sticker", url=url, meta=meta)
-    return Attachment(kind=_MEDIA_KINDS.get(kind, kind), url=url, meta=meta)
+        return Attachment(kind="sticker", url=url, meta=media_meta)
+    return Attachment(kind=_MEDIA_KINDS.get(kind, kind), url=url, meta=media_meta)
 
 
 def _kind_of(item: Mapping[str, Any]) -> str:
@@ -230,13 +237,13 @@ def _kind_of(item: Mapping[str, Any]) -> str:
     return keys[0] if keys else "empty"
 
 
-def _id_of(party: Any) -> str | None:
+def _id_of(party: object) -> str | None:
     if isinstance(party, Mapping):
         return _str_or_none(party.get("id"))
     return None
 
 
-def _str_or_none(value: Any) -> str | None:
+def _str_or_none(value: object) -> str | None:
     if isinstance(value, bool) or value is None:
         return None
     if isinstance(value, (str, int)):
@@ -245,7 +252,7 @@ def _str_or_none(value: Any) -> str | None:
     return None
 
 
-def _seconds(value: Any) -> float | None:
+def _seconds(value: object) -> float | None:
     """Messenger timestamps are epoch milliseconds as JSON integers."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None

@@ -18,9 +18,9 @@ import aiohttp
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
+from carebridge_messenger import MessengerChannel
 
 from bridge import ChannelContext, ChannelState, InboundMessage, StatusUpdate
-from carebridge_messenger import MessengerChannel
 from tests.fakes.messenger_graph import FakeMessengerGraph
 
 FIXTURES = Path(__file__).parent / "fixtures"

@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from carebridge_messenger.webhook import PayloadError, is_page_event, parse_events
 
 from bridge import Attachment
-from carebridge_messenger.webhook import PayloadError, is_page_event, parse_events
 from tests.plugins.messenger.conftest import PAGE_ID, fixture_json
 
 NOW = 1_800_000_000.0

@@ -1,0 +1,231 @@
+"""Send tests against the fake Graph API: window rules, splitting, every error path."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from carebridge_messenger import MessengerChannel
+from carebridge_messenger.api import split_text
+
+from bridge import (
+    ChannelAuthFailed,
+    ChannelState,
+    DeliveryError,
+    OutboundMessage,
+    WindowClosedError,
+)
+from tests.fakes.messenger_graph import FakeMessengerGraph
+from tests.plugins.messenger.conftest import Core
+
+PSID = "2000000000000001"
+HOUR = 3600.0
+
+
+def _out(text: str = "Hello from support", *, wrote_ago: float | None = HOUR, delivery_id: int = 7) -> OutboundMessage:
+    last = None if wrote_ago is None else time.time() - wrote_ago
+    return OutboundMessage(
+        delivery_id=delivery_id, channel="messenger", recipient=PSID, text=text, last_inbound_at=last
+    )
+
+
+async def test_reply_inside_24h_is_a_response(channel: MessengerChannel, graph: FakeMessengerGraph) -> None:
+    graph.customer_wrote(PSID, time.time() - HOUR)
+    receipt = await channel.send(_out())
+    (body,) = graph.sent
+    assert body["messaging_type"] == "RESPONSE" and "tag" not in body
+    assert body["recipient"] == {"id": PSID}
+    assert body["message"] == {"text": "Hello from support", "metadata": "carebridge:7"}
+    assert receipt.external_ids == (body["_message_id"],)
+
+
+async def test_reply_between_24h_and_7_days_uses_the_human_agent_tag(
+    channel: MessengerChannel, graph: FakeMessengerGraph
+) -> None:
+    graph.customer_wrote(PSID, time.time() - 30 * HOUR)
+    await channel.send(_out(wrote_ago=30 * HOUR))
+    (body,) = graph.sent
+    assert (body["messaging_type"], body["tag"]) == ("MESSAGE_TAG", "HUMAN_AGENT")
+
+
+@pytest.mark.parametrize("wrote_ago", [8 * 24 * HOUR, None])
+async def test_closed_window_raises_without_calling_the_api(
+    channel: MessengerChannel, graph: FakeMessengerGraph, wrote_ago: float | None
+) -> None:
+    graph.customer_wrote(PSID, time.time() - 8 * 24 * HOUR)
+    with pytest.raises(WindowClosedError) as info:
+        await channel.send(_out(wrote_ago=wrote_ago))
+    assert info.value.retryable is False
+    assert graph.requests == []
+
+
+async def test_fake_refuses_an_untagged_send_after_24h(channel: MessengerChannel, graph: FakeMessengerGraph) -> None:
+    # The core believes the customer wrote recently, Meta knows better: 10/2018278.
+    graph.customer_wrote(PSID, time.time() - 30 * HOUR)
+    with pytest.raises(WindowClosedError) as info:
+        await channel.send(_out(wrote_ago=HOUR))
+    assert info.value.code == "10/2018278"
+    assert graph.sent == []
+
+
+async def test_long_text_is_split_at_word_boundaries_in_order(
+    channel: MessengerChannel, graph: FakeMessengerGraph
+) -> None:
+    graph.customer_wrote(PSID)
+    words = [f"w{i:04d}" for i in range(750)]  # 750 × 6 - 1 = 4499 characters
+    text = " ".join(words)
+    assert len(text) == 4499
+    receipt = await channel.send(_out(text))
+    parts = graph.texts_to(PSID)
+    assert len(parts) == 3
+    assert all(len(p) <= 2000 for p in parts)
+    assert " ".join(parts).split(" ") == words  # no word cut, none lost, order kept
+    assert receipt.external_ids == tuple(b["_message_id"] for b in graph.sent)
+    assert receipt.external_id == graph.sent[0]["_message_id"]
+    assert {b["message"]["metadata"] for b in graph.sent} == {"carebridge:7"}
+
+
+async def test_retry_after_a_failed_part_resumes_with_the_next_part(
+    channel: MessengerChannel, graph: FakeMessengerGraph
+) -> None:
+    graph.customer_wrote(PSID)
+    text = " ".join(["part"] * 1000)  # 4999 characters: three parts
+    graph.fail_next(1, code=613, after=1)  # the first part goes through, the second is refused
+    with pytest.raises(DeliveryError) as info:
+        await channel.send(_out(text, delivery_id=11))
+    assert info.value.retryable is True and info.value.code == "613"
+    assert len(graph.sent) == 1
+    receipt = await channel.send(_out(text, delivery_id=11))
+    # The outbox's retry sends parts two and three only; the receipt still names all three.
+    assert len(graph.sent) == 3
+    assert receipt.external_ids == tuple(b["_message_id"] for b in graph.sent)
+    assert "".join(graph.texts_to(PSID)).replace(" ", "") == "part" * 1000
+
+
+@pytest.mark.parametrize(
+    ("code", "status", "expected"),
+    [(4, None, "4"), (17, None, "17"), (32, None, "32"), (613, None, "613"), (1, None, "1"), (2, 500, "2")],
+)
+async def test_rate_limits_and_temporary_errors_are_retryable(
+    channel: MessengerChannel, graph: FakeMessengerGraph, code: int, status: int | None, expected: str
+) -> None:
+    graph.customer_wrote(PSID)
+    graph.fail_next(1, code=code, status=status)
+    with pytest.raises(DeliveryError) as info:
+        await channel.send(_out())
+    assert type(info.value) is DeliveryError
+    assert info.value.retryable is True and info.value.code == expected
+    assert graph.sent == []
+
+
+@pytest.mark.parametrize(("code", "expected"), [(551, "551/1545041"), (100, "100/2018001"), (200, "200")])
+async def test_refusals_are_permanent(
+    channel: MessengerChannel, graph: FakeMessengerGraph, code: int, expected: str
+) -> None:
+    graph.customer_wrote(PSID)
+    graph.fail_next(1, code=code)
+    with pytest.raises(DeliveryError) as info:
+        await channel.send(_out())
+    assert type(info.value) is DeliveryError
+    assert info.value.retryable is False and info.value.code == expected
+    if code == 551:
+        assert "This person isn't available right now" in str(info.value)
+
+
+async def test_unknown_psid_is_permanent(channel: MessengerChannel, graph: FakeMessengerGraph) -> None:
+    # Never recorded as having written: Meta answers 100/2018001.
+    with pytest.raises(DeliveryError) as info:
+        await channel.send(_out())
+    assert info.value.retryable is False and info.value.code == "100/2018001"
+
+
+async def test_window_error_code_is_window_closed(channel: MessengerChannel, graph: FakeMessengerGraph) -> None:
+    graph.customer_wrote(PSID)
+    graph.fail_next(1, code=10, subcode=2018278)
+    with pytest.raises(WindowClosedError) as info:
+        await channel.send(_out())
+    assert info.value.code == "10/2018278"
+
+
+async def test_code_10_without_the_window_subcode_is_a_permanent_permission_error(
+    channel: MessengerChannel, graph: FakeMessengerGraph
+) -> None:
+    graph.customer_wrote(PSID)
+    graph.fail_next(1, code=10, subcode=2018065, message="(#10) Requires pages_messaging permission")
+    with pytest.raises(DeliveryError) as info:
+        await channel.send(_out())
+    assert not isinstance(info.value, WindowClosedError)
+    assert info.value.retryable is False
+
+
+async def test_refused_token_is_channel_auth_failed_and_reported(
+    section: dict[str, Any],
+    graph: FakeMessengerGraph,
+    core: Core,
+    make_channel: Callable[[dict[str, Any]], MessengerChannel],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    graph.customer_wrote(PSID)
+    channel = make_channel({**section, "page_access_token": "expired-token"})
+    with pytest.raises(ChannelAuthFailed) as info:
+        await channel.send(_out())
+    assert info.value.code == "190/1234567"
+    assert core.reports[-1][0] is ChannelState.BAD_CREDENTIALS
+    assert "expired-token" not in caplog.text and "expired-token" not in str(info.value)
+    assert graph.sent == []
+
+
+async def test_server_error_without_graph_body_is_retryable(
+    channel: MessengerChannel, graph: FakeMessengerGraph
+) -> None:
+    graph.customer_wrote(PSID)
+    graph.fail_next(1, code=2, status=503, message="")
+    with pytest.raises(DeliveryError) as info:
+        await channel.send(_out())
+    assert info.value.retryable is True
+
+
+async def test_network_failure_is_retryable_and_names_no_url(
+    section: dict[str, Any], make_channel: Callable[[dict[str, Any]], MessengerChannel]
+) -> None:
+    # Nothing listens on the discard port of loopback.
+    channel = make_channel({**section, "graph_url": "http://127.0.0.1:9/v25.0"})
+    with pytest.raises(DeliveryError) as info:
+        await channel.send(_out())
+    assert info.value.retryable is True and info.value.code == "network"
+    assert "127.0.0.1" not in str(info.value)
+
+
+async def test_token_goes_in_the_authorization_header_not_the_url(
+    channel: MessengerChannel, graph: FakeMessengerGraph
+) -> None:
+    graph.customer_wrote(PSID)
+    await channel.send(_out())
+    assert graph.auth == ["bearer"]
+    assert graph.urls == ["/v25.0/100000000000001/messages"]
+
+
+async def test_empty_text_is_refused_before_any_request(channel: MessengerChannel, graph: FakeMessengerGraph) -> None:
+    graph.customer_wrote(PSID)
+    with pytest.raises(DeliveryError) as info:
+        await channel.send(_out("   "))
+    assert info.value.retryable is False
+    assert graph.requests == []
+
+
+async def test_mark_read_sends_mark_seen(channel: MessengerChannel, graph: FakeMessengerGraph) -> None:
+    graph.customer_wrote(PSID)
+    await channel.mark_read(PSID, "m_whatever")
+    assert graph.actions == [{"recipient": {"id": PSID}, "sender_action": "mark_seen"}]
+    assert graph.sent == []
+
+
+def test_split_text_edges() -> None:
+    assert split_text("short") == ["short"]
+    assert split_text("") == [""]
+    assert split_text("x" * 5, 2) == ["xx", "xx", "x"]  # one long word is cut hard
+    assert split_text("ab cd ef", 5) == ["ab cd", "ef"]
+    assert split_text("ab\ncd ef", 3) == ["ab", "cd", "ef"]
+    assert split_text("a" * 2000) == ["a" * 2000]
