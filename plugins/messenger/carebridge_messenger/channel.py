@@ -19,6 +19,7 @@ from typing import Any, ClassVar
 from aiohttp import web
 
 from bridge import (
+    BridgeError,
     Channel,
     ChannelAuthFailed,
     ChannelContext,
@@ -189,10 +190,13 @@ class MessengerChannel(Channel):
         """Build a text-message webhook from ``sender``, signed as Meta signs it.
 
         :raises ConfigError: when the section is invalid.
-        :raises ValueError: when ``sender`` is not a PSID.
+        :raises BridgeError: when ``sender`` is not a PSID (the CLI prints it).
         """
         settings = MessengerConfig.from_section(section)
-        psid = cls.normalize_address(sender)
+        try:
+            psid = cls.normalize_address(sender)
+        except ValueError as err:
+            raise BridgeError(f"--from: {err}") from err
         now_ms = int(time.time() * 1000)
         payload = {
             "object": "page",

@@ -11,7 +11,7 @@ from aiohttp.test_utils import TestClient
 from carebridge_messenger import MessengerChannel, MessengerConfig
 from carebridge_messenger.config import DEFAULT_GRAPH_URL
 
-from bridge import ChannelState, ConfigError
+from bridge import BridgeError, ChannelState, ConfigError
 from bridge.plugins import make_plugin_manager
 from tests.plugins.messenger.conftest import APP_SECRET, PAGE_ID, Core
 
@@ -84,7 +84,7 @@ async def test_simulated_request_passes_the_channels_own_webhook(
 
 
 def test_simulate_refuses_a_bad_sender(section: dict[str, Any]) -> None:
-    with pytest.raises(ValueError, match="PSID"):
+    with pytest.raises(BridgeError, match="^--from: not a Messenger PSID"):
         MessengerChannel.simulate(section, "alice", "hi")
 
 
