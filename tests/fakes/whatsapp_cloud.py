@@ -28,8 +28,9 @@ calls (messages, media lookups, the number profile; not downloads), in
 order. An item is a Meta error code (``130429``, ``131056``, ``80007``, ``1``,
 ``2``, ``4``, ``131047``, ``190``, ``100``, ``131026``; each answered with Meta's
 error body and usual HTTP status), a ``FakeError`` for anything else (e.g.
-``FakeError(status=502, code=None)`` for a non-JSON gateway error), or
-``"disconnect"`` to drop the connection without an answer.
+``FakeError(status=502, code=None)`` for a non-JSON gateway error),
+``"disconnect"`` to drop the connection without an answer, or ``"ok"`` to
+answer that call normally (``fail_next("ok", 130429)``: the second call fails).
 
 Recorded: ``sent`` (``SentMessage`` accepted and delivered, in order),
 ``failed`` (accepted, then failed by status webhook), ``read_marks`` (wamids),
@@ -362,6 +363,8 @@ class FakeWhatsAppCloud:
         if not self._script:
             return None
         item = self._script.pop(0)
+        if item == "ok":
+            return None
         if item == "disconnect":
             assert request.transport is not None
             request.transport.close()

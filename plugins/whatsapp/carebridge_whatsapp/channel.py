@@ -128,6 +128,8 @@ class WhatsAppChannel(Channel):
         to = _wa_id(message.recipient)
         if message.template:
             return DeliveryReceipt((await self._send_template(to),))
+        if not message.text.strip():
+            raise DeliveryError("WhatsApp cannot send an empty text", retryable=False, code="empty_text")
         if message.last_inbound_at is None or time.time() - message.last_inbound_at >= (self.reply_window or 0):
             raise WindowClosedError(
                 "the 24-hour WhatsApp window is closed: the recipient has not written in the last 24 hours"

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 
-from bridge.meta import signed_body
+from bridge.meta import sign, signed_body
 from carebridge_whatsapp import WhatsAppChannel
 from tests.plugins.whatsapp.conftest import APP_SECRET, VERIFY_TOKEN, Core, fixture_bytes, fixture_json
 
@@ -75,10 +75,7 @@ async def test_reserialised_body_does_not_match_metas_signature(webhook: TestCli
 
 async def test_malformed_json_is_400(webhook: TestClient, core: Core) -> None:
     body = b'{"object": "whatsapp_business_account", '
-    _, headers = signed_body({}, APP_SECRET)
-    from bridge.meta import sign
-
-    headers["X-Hub-Signature-256"] = sign(body, APP_SECRET)
+    headers = {"Content-Type": "application/json", "X-Hub-Signature-256": sign(body, APP_SECRET)}
     resp = await webhook.post("/", data=body, headers=headers)
     assert resp.status == 400
     assert (await resp.json())["error"]["code"] == "malformed_json"
