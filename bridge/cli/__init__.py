@@ -43,6 +43,8 @@ def build_parser(*, with_plugins: bool = True) -> argparse.ArgumentParser:
 
         registry = make_plugin_manager()
         registry.pm.hook.register_cli(subparsers=sub)
+        # Commands reuse this registry (args.plugin_registry) instead of loading plugins twice.
+        parser.set_defaults(plugin_registry=registry)
     return parser
 
 

@@ -1,9 +1,121 @@
-"""Placeholder until its owner lands it."""
+"""``carebridge gdpr export CONTACT`` and ``gdpr erase CONTACT [--yes]``.
+
+CONTACT is a numeric contact id or ``CHANNEL:ADDRESS`` (``whatsapp:+31…``).
+Export prints everything stored about the contact, decrypted, as JSON (the
+shape of DESIGN §11; times are ISO 8601 UTC). A record that fails its
+integrity check is printed with ``"unreadable": true`` and the command exits 1
+after printing, naming it on stderr. Erase destroys the contact's data key and
+every row of theirs. Both append an audit entry.
+"""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import json
+import sys
+from typing import Any
+
+from ..errors import UnknownRecordError
+from . import add_config_option
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    """Register nothing yet."""
+    """Register ``gdpr export`` and ``gdpr erase``."""
+    parser = sub.add_parser("gdpr", help="export or erase a contact's data", description="Subject access and erasure.")
+    actions = parser.add_subparsers(dest="gdpr_command", metavar="ACTION")
+    actions.required = True
+    export = actions.add_parser("export", help="print everything stored about a contact as JSON")
+    export.add_argument("contact", metavar="CONTACT", help="contact id or CHANNEL:ADDRESS")
+    add_config_option(export)
+    export.set_defaults(func=run_export)
+    erase = actions.add_parser("erase", help="erase a contact (destroys their data key)")
+    erase.add_argument("contact", metavar="CONTACT", help="contact id or CHANNEL:ADDRESS")
+    erase.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    add_config_option(erase)
+    erase.set_defaults(func=run_erase)
+
+
+def _find(tx: Any, ref: str) -> int:
+    try:
+        contact_id = tx.find_contact(ref)
+    except ValueError as err:
+        raise UnknownRecordError(f"CONTACT must be a contact id or CHANNEL:ADDRESS: {err}") from err
+    if contact_id is None:
+        raise UnknownRecordError(f"no contact {ref}")
+    return int(contact_id)
+
+
+def _open(args: argparse.Namespace) -> Any:
+    from ..config import load_config
+    from ..store import Store
+
+    config = load_config(args.config)
+    return Store.open(config.store, create_missing_key=False, must_exist=True)
+
+
+def run_export(args: argparse.Namespace) -> int:
+    """Print the contact's data; exit 1 after printing if any record was unreadable."""
+    from .keys import _actor
+
+    async def export() -> tuple[dict[str, Any], list[str]]:
+        store = await _open(args)
+        try:
+            contact_id, document, problems = await store.read(lambda tx: (lambda cid: (cid, *tx.export_contact(cid)))(_find(tx, args.contact)))
+            await store.write(
+                lambda tx: tx.audit(_actor(), "gdpr.export", f"contact:{contact_id}", {"problems": len(problems)})
+            )
+            return document, problems
+        finally:
+            await store.close()
+
+    document, problems = asyncio.run(export())
+    json.dump(document, sys.stdout, ensure_ascii=False, indent=2)
+    sys.stdout.write("\n")
+    for problem in problems:
+        print(f"carebridge: unreadable record: {problem}", file=sys.stderr)
+    return 1 if problems else 0
+
+
+def run_erase(args: argparse.Namespace) -> int:
+    """Erase the contact after confirmation (``yes`` on stdin, or ``--yes``)."""
+    from .keys import _actor
+
+    async def erase() -> int:
+        store = await _open(args)
+        try:
+            contact_id, counts = await store.read(lambda tx: _summary(tx, _find(tx, args.contact)))
+            if not args.yes:
+                sys.stderr.write(
+                    f"Erase contact {contact_id} ({counts[0]} conversations, {counts[1]} messages)? "
+                    "Their data key is destroyed; this cannot be undone. Type 'yes' to continue: "
+                )
+                sys.stderr.flush()
+                if sys.stdin.readline().strip().lower() != "yes":
+                    print("carebridge: erase cancelled", file=sys.stderr)
+                    return 1
+
+            def do(tx: Any) -> dict[str, int]:
+                done = tx.erase_contact(contact_id)
+                tx.audit(_actor(), "gdpr.erase", f"contact:{contact_id}", done)
+                return done
+
+            done = await store.write(do)
+        finally:
+            await store.close()
+        print(
+            f"erased contact {contact_id}: {done['conversations']} conversations, "
+            f"{done['messages']} messages, {done['files']} media files; data key destroyed"
+        )
+        return 0
+
+    return asyncio.run(erase())
+
+
+def _summary(tx: Any, contact_id: int) -> tuple[int, tuple[int, int]]:
+    conversations = tx.conn.execute("SELECT count(*) FROM conversations WHERE contact_id = ?", (contact_id,)).fetchone()[0]
+    messages = tx.conn.execute(
+        "SELECT count(*) FROM messages WHERE conversation_id IN (SELECT id FROM conversations WHERE contact_id = ?)",
+        (contact_id,),
+    ).fetchone()[0]
+    return contact_id, (conversations, messages)

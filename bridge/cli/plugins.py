@@ -17,7 +17,7 @@ from . import add_config_option
 
 def run_plugins(args: argparse.Namespace) -> int:
     """Print one line per plugin (or JSON with ``--json``)."""
-    registry = make_plugin_manager()
+    registry = getattr(args, "plugin_registry", None) or make_plugin_manager()
     enabled: set[str] = set()
     required: tuple[str, ...] = ()
     if args.config:

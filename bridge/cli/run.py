@@ -24,6 +24,7 @@ from aiohttp import web
 from ..config import Config, load_config
 from ..errors import BridgeError, ConfigError
 from ..logging_setup import mask_secrets, secrets_in, set_level, setup_logging
+from ..plugins import PluginRegistry
 from ..sdnotify import Notifier
 from . import add_config_option
 
@@ -66,9 +67,10 @@ def _ssl_context(config: Config) -> ssl.SSLContext | None:
 class Daemon:
     """One run of the daemon: owns the bridge, the web runner and the signals."""
 
-    def __init__(self, config: Config, config_arg: str | None) -> None:
+    def __init__(self, config: Config, config_arg: str | None, registry: PluginRegistry | None = None) -> None:
         self.config = config
         self.config_arg = config_arg
+        self.registry = registry
         self.notifier = Notifier()
         self.stop_requested = asyncio.Event()
         self._reloads: set[asyncio.Task[None]] = set()
@@ -80,7 +82,7 @@ class Daemon:
         from ..web import make_app
 
         config = self.config
-        registry = make_plugin_manager(required=config.plugins.required)
+        registry = self.registry or make_plugin_manager()
         for name, reason in sorted(registry.failures.items()):
             log.warning("plugin %s failed to load: %s", name, reason)
         ssl_context = _ssl_context(config)
@@ -192,7 +194,7 @@ def run_daemon(args: argparse.Namespace) -> int:
             config.store.path,
             config.store.key,
         )
-    return asyncio.run(Daemon(config, args.config).serve())
+    return asyncio.run(Daemon(config, args.config, getattr(args, "plugin_registry", None)).serve())
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]

@@ -51,7 +51,7 @@ async def post(base: str, request: SimulatedRequest) -> tuple[int, str]:
 def run_simulate(args: argparse.Namespace) -> int:
     """Build, post, print the daemon's answer; exit 0 on 2xx."""
     config = load_config(args.config)
-    registry = make_plugin_manager()
+    registry = getattr(args, "plugin_registry", None) or make_plugin_manager()
     cls = registry.channels.get(args.channel)
     if cls is None:
         failure = registry.failures.get(args.channel)

@@ -1,0 +1,124 @@
+"""Shared fixtures: a real third-party plugin installed as a ``*.dist-info`` folder.
+
+Why a dist-info folder and not a patched loader: it is exactly how pip
+installs a plugin, so discovery goes through ``importlib.metadata`` and the
+``carebridge`` entry-point group as it would in production. Put the folder
+on ``PYTHONPATH`` for a subprocess, or ``monkeypatch.syspath_prepend`` it.
+"""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+
+ACME_PLUGIN = '''
+"""Acme Chat: a tiny third-party channel used by the core's tests."""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import time
+
+from aiohttp import web
+
+from bridge import Channel, ChannelAuthError, ConfigError, DeliveryReceipt, InboundMessage, SimulatedRequest, hookimpl
+
+
+class AcmeChannel(Channel):
+    name = "acme"
+    max_text_length = 500
+
+    @classmethod
+    def check_config(cls, section):
+        if not isinstance(section.get("token"), str) or not section.get("token"):
+            raise ConfigError("channels.acme.token: required (a non-empty string)")
+        unknown = sorted(set(section) - {"enabled", "token", "fail_start"})
+        if unknown:
+            raise ConfigError(f"channels.acme.{unknown[0]}: unknown key")
+
+    async def start(self):
+        if self.config.get("fail_start") == "auth":
+            raise ChannelAuthError("token rejected by Acme")
+
+    async def send(self, message):
+        return DeliveryReceipt(external_ids=("acme-1",))
+
+    def web_app(self):
+        app = web.Application()
+
+        async def receive(request):
+            if request.headers.get("X-Acme-Token") != self.config["token"]:
+                raise web.HTTPForbidden(reason="bad token")
+            body = await request.read()
+            data = json.loads(body)
+            await self.ctx.deliver([InboundMessage(channel="acme", sender=data["from"], external_id=data["id"],
+                                                   text=data["text"], timestamp=time.time())])
+            return web.json_response({"ok": True})
+
+        app.router.add_post("", receive)
+        app.router.add_post("/", receive)
+        return app
+
+    @classmethod
+    def simulate(cls, section, sender, text):
+        body = json.dumps({"from": sender, "text": text, "id": f"sim-{time.time_ns()}"}).encode()
+        return SimulatedRequest("POST", "/webhooks/acme", {"X-Acme-Token": section["token"],
+                                                           "Content-Type": "application/json"}, body)
+
+
+@hookimpl
+def register_channels(register):
+    register(AcmeChannel)
+
+
+@contextlib.asynccontextmanager
+async def _lifespan(bridge):
+    marker = os.environ.get("ACME_LIFESPAN_FILE")
+    if marker:
+        with open(marker, "a") as f:
+            f.write("enter\\n")
+    try:
+        yield
+    finally:
+        if marker:
+            with open(marker, "a") as f:
+                f.write("exit\\n")
+
+
+@hookimpl
+def lifespan(bridge):
+    return _lifespan(bridge)
+'''
+
+
+def install_plugin(site: Path, dist: str, version: str, entry_points: dict[str, str], modules: dict[str, str]) -> None:
+    """Write modules and a ``<dist>-<version>.dist-info`` with METADATA and entry_points.txt."""
+    site.mkdir(parents=True, exist_ok=True)
+    for name, source in modules.items():
+        (site / f"{name}.py").write_text(textwrap.dedent(source), encoding="utf-8")
+    info = site / f"{dist.replace('-', '_')}-{version}.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: {version}\n", encoding="utf-8")
+    lines = "".join(f"{name} = {target}\n" for name, target in entry_points.items())
+    (info / "entry_points.txt").write_text(f"[carebridge]\n{lines}", encoding="utf-8")
+
+
+@pytest.fixture
+def plugin_site(tmp_path: Path) -> Path:
+    """A site directory holding ``acme-chat 1.2.3`` (channel ``acme``) and a broken plugin.
+
+    ``broken-plugin 0.1`` registers entry point ``broken`` whose import fails.
+    """
+    site = tmp_path / "site"
+    install_plugin(site, "acme-chat", "1.2.3", {"acme": "acme_chat"}, {"acme_chat": ACME_PLUGIN})
+    install_plugin(
+        site,
+        "broken-plugin",
+        "0.1",
+        {"broken": "broken_plugin"},
+        {"broken_plugin": 'raise ImportError("needs libbroken, which is not installed")\n'},
+    )
+    return site

@@ -1,0 +1,161 @@
+"""The CLI frame commands as real subprocesses: init, check-config, plugins, simulate."""
+
+from __future__ import annotations
+
+import base64
+import os
+import stat
+from pathlib import Path
+
+import pytest
+
+from bridge.config import load_config
+from tests.daemon import free_port, run_cli_sync, write_config
+
+
+def site_env(site: Path) -> dict[str, str]:
+    return {"PYTHONPATH": str(site)}
+
+
+def test_help_works_without_any_config(tmp_path: Path) -> None:
+    status, out, _ = run_cli_sync("--help", cwd=tmp_path)
+    assert status == 0
+    for command in ("init", "run", "check-config", "plugins", "simulate"):
+        assert command in out
+
+
+def test_init_writes_a_working_config_and_a_private_key(tmp_path: Path) -> None:
+    target = tmp_path / "etc"
+    status, out, err = run_cli_sync("init", str(target), cwd=tmp_path)
+    assert status == 0, err
+    key_file = target / "master.key"
+    assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+    raw = key_file.read_bytes()
+    assert raw.endswith(b"\n") and raw.count(b"\n") == 1
+    assert len(base64.b64decode(raw.strip(), validate=True)) == 32
+    config = load_config(target / "bridge.toml")
+    assert config.store.key == f"file:{key_file}"
+    assert config.store.path == target / "var" / "carebridge.db"
+    assert set(config.channels) >= {"messenger", "whatsapp", "email"}
+    assert config.enabled_channels() == []
+    assert "[store]" in (target / "bridge.toml").read_text() and "# " in (target / "bridge.toml").read_text()
+    status, out, err = run_cli_sync("check-config", "-c", str(target / "bridge.toml"), cwd=tmp_path)
+    assert (status, err) == (0, "")
+    assert "configuration OK" in out
+
+
+def test_two_inits_make_different_keys(tmp_path: Path) -> None:
+    for name in ("a", "b"):
+        assert run_cli_sync("init", str(tmp_path / name))[0] == 0
+    assert (tmp_path / "a" / "master.key").read_bytes() != (tmp_path / "b" / "master.key").read_bytes()
+
+
+@pytest.mark.parametrize("existing", ["bridge.toml", "master.key"])
+def test_init_refuses_to_overwrite_either_file(tmp_path: Path, existing: str) -> None:
+    (tmp_path / existing).write_text("precious\n")
+    status, out, err = run_cli_sync("init", str(tmp_path))
+    assert status == 1
+    assert f"{tmp_path / existing} already exists; refusing to overwrite it" in err
+    assert (tmp_path / existing).read_text() == "precious\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [existing]
+
+
+def test_check_config_rejects_a_misspelt_key_with_its_path(tmp_path: Path) -> None:
+    config = write_config(tmp_path, "[routing]\nstrategy = 'least_busy'\nrules_fiel = 'x.yaml'\n")
+    status, out, err = run_cli_sync("check-config", "-c", str(config))
+    assert status == 1
+    assert err.startswith("carebridge: routing.rules_fiel: unknown key (expected one of: strategy, rules_file")
+    assert err.count("\n") == 1  # one line, no traceback
+
+
+def test_check_config_uses_env_variable_and_option_after_leaf(tmp_path: Path) -> None:
+    config = write_config(tmp_path, "[logging]\nlevel = 'verbose'\n")
+    status, _, err = run_cli_sync("check-config", env={"CAREBRIDGE_CONFIG": str(config)})
+    assert status == 1 and "logging.level: expected one of" in err
+    status, _, err = run_cli_sync("check-config", "--config", str(tmp_path / "missing.toml"))
+    assert status == 1 and "missing.toml: configuration file not found" in err
+
+
+def test_check_config_reports_missing_files(tmp_path: Path) -> None:
+    config = write_config(tmp_path, "[routing]\nrules_file = 'rules.yaml'\n[templates]\nfile = 't.yaml'\n")
+    status, _, err = run_cli_sync("check-config", "-c", str(config))
+    assert status == 1
+    assert f"routing.rules_file: file {tmp_path / 'rules.yaml'} not found" in err
+    assert f"templates.file: file {tmp_path / 't.yaml'} not found" in err
+
+
+def test_check_config_runs_the_channel_plugins_validator(tmp_path: Path, plugin_site: Path) -> None:
+    config = write_config(tmp_path, "[channels.acme]\ntoken = ''\n")
+    status, _, err = run_cli_sync("check-config", "-c", str(config), env=site_env(plugin_site))
+    assert status == 1 and "channels.acme.token: required" in err
+    write_config(tmp_path, "[channels.acme]\ntoken = 'env:ACME_TOKEN'\n")
+    status, out, err = run_cli_sync("check-config", "-c", str(config), env={**site_env(plugin_site), "ACME_TOKEN": "t0ken"})
+    assert status == 0
+    # The broken plugin is not needed by this config: a warning, once, not an error.
+    assert err.splitlines() == ["plugin broken (broken-plugin) failed to load: ImportError: needs libbroken, which is not installed"]
+    assert "enabled channels: acme" in out
+    status, _, err = run_cli_sync("check-config", "-c", str(config), env=site_env(plugin_site))
+    assert status == 1 and "channels.acme.token: environment variable ACME_TOKEN is not set" in err
+
+
+def test_check_config_reports_enabled_channel_without_plugin(tmp_path: Path, plugin_site: Path) -> None:
+    config = write_config(tmp_path, "[channels.broken]\ntoken = 'x'\n[channels.nowhere]\n[channels.off]\nenabled = false\n")
+    status, _, err = run_cli_sync("check-config", "-c", str(config), env=site_env(plugin_site))
+    assert status == 1
+    assert "channels.broken: enabled, but plugin 'broken' failed to load: ImportError: needs libbroken" in err
+    assert "channels.nowhere: enabled, but no installed plugin provides this channel" in err
+    assert "channels.off" not in err
+
+
+def test_check_config_reports_a_required_plugin_that_is_missing(tmp_path: Path) -> None:
+    config = write_config(tmp_path, "[plugins]\nrequired = ['telepathy']\n")
+    status, _, err = run_cli_sync("check-config", "-c", str(config))
+    assert status == 1 and "plugins.required: plugin 'telepathy' is not available: not installed" in err
+
+
+def test_plugins_lists_a_third_party_plugin_and_a_broken_one(tmp_path: Path, plugin_site: Path) -> None:
+    status, out, _ = run_cli_sync("plugins", cwd=tmp_path, env=site_env(plugin_site))
+    assert "acme (acme-chat 1.2.3): channels: acme" in out
+    assert "broken (broken-plugin 0.1): FAILED to load: ImportError: needs libbroken, which is not installed" in out
+    assert status == 1  # a plugin failed
+    status, out, _ = run_cli_sync("plugins", "--json", cwd=tmp_path, env=site_env(plugin_site))
+    import json
+
+    rows = {row["name"]: row for row in json.loads(out)["plugins"]}
+    assert rows["acme"]["channels"] == ["acme"] and rows["acme"]["version"] == "1.2.3"
+    assert rows["broken"]["error"].startswith("ImportError")
+
+
+def test_plugins_works_with_no_config_and_shows_builtins(tmp_path: Path, plugin_site: Path) -> None:
+    good = tmp_path / "good"
+    from tests.conftest import ACME_PLUGIN, install_plugin
+
+    install_plugin(good, "acme-chat", "1.2.3", {"acme": "acme_chat"}, {"acme_chat": ACME_PLUGIN})
+    config = write_config(tmp_path, "[channels.acme]\ntoken = 'x'\n")
+    status, out, err = run_cli_sync("plugins", "-c", str(config), cwd=tmp_path, env=site_env(good))
+    assert status == 0, err
+    assert "acme (acme-chat 1.2.3): channels: acme [enabled]" in out
+    assert "core-routing (carebridge " in out  # the core's own hooks come through the same entry points
+
+
+def test_simulate_reports_a_daemon_that_is_not_running(tmp_path: Path, plugin_site: Path) -> None:
+    config = write_config(tmp_path, "[channels.acme]\ntoken = 'x'\n", port=free_port())
+    status, _, err = run_cli_sync(
+        "simulate", "acme", "--from", "ann", "--text", "hello", "-c", str(config), env=site_env(plugin_site)
+    )
+    assert status == 1
+    assert "cannot reach the daemon at http://127.0.0.1:" in err and "is `carebridge run` running?" in err
+
+
+def test_simulate_rejects_unknown_or_disabled_channels(tmp_path: Path, plugin_site: Path) -> None:
+    config = write_config(tmp_path, "[channels.acme]\nenabled = false\ntoken = 'x'\n")
+    status, _, err = run_cli_sync("simulate", "acme", "--from", "a", "--text", "t", "-c", str(config), env=site_env(plugin_site))
+    assert status == 1 and "channels.acme: not enabled" in err
+    status, _, err = run_cli_sync("simulate", "nope", "--from", "a", "--text", "t", "-c", str(config))
+    assert status == 1 and "channel 'nope': no installed plugin provides it" in err
+
+
+def test_usage_errors_exit_2(tmp_path: Path) -> None:
+    status, _, err = run_cli_sync("simulate", "acme", cwd=tmp_path)
+    assert status == 2 and "--from" in err
+    assert os.path.exists(tmp_path)
