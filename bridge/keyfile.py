@@ -124,6 +124,7 @@ def write_key_file(path: str | Path, key: bytes, *, exclusive: bool = False) -> 
         tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         try:
+            os.fchmod(fd, 0o600)  # whatever the umask
             os.write(fd, text)
             os.fsync(fd)
         finally:

@@ -61,7 +61,7 @@ def run_export(args: argparse.Namespace) -> int:
     async def export() -> tuple[dict[str, Any], list[str]]:
         store = await _open(args)
         try:
-            contact_id, document, problems = await store.read(lambda tx: (lambda cid: (cid, *tx.export_contact(cid)))(_find(tx, args.contact)))
+            contact_id, document, problems = await store.read(lambda tx: _collect(tx, args.contact))
             await store.write(
                 lambda tx: tx.audit(_actor(), "gdpr.export", f"contact:{contact_id}", {"problems": len(problems)})
             )
@@ -70,8 +70,11 @@ def run_export(args: argparse.Namespace) -> int:
             await store.close()
 
     document, problems = asyncio.run(export())
-    json.dump(document, sys.stdout, ensure_ascii=False, indent=2)
-    sys.stdout.write("\n")
+    try:
+        sys.stdout.write(json.dumps(document, ensure_ascii=False, indent=2) + "\n")
+        sys.stdout.flush()
+    except BrokenPipeError:  # `| head`: the reader left; nothing more to say
+        return 1
     for problem in problems:
         print(f"carebridge: unreadable record: {problem}", file=sys.stderr)
     return 1 if problems else 0
@@ -110,6 +113,12 @@ def run_erase(args: argparse.Namespace) -> int:
         return 0
 
     return asyncio.run(erase())
+
+
+def _collect(tx: Any, ref: str) -> tuple[int, dict[str, Any], list[str]]:
+    contact_id = _find(tx, ref)
+    document, problems = tx.export_contact(contact_id)
+    return contact_id, document, problems
 
 
 def _summary(tx: Any, contact_id: int) -> tuple[int, tuple[int, int]]:

@@ -15,6 +15,7 @@ import asyncio
 import concurrent.futures
 import inspect
 import logging
+import os
 import queue
 import sqlite3
 import threading
@@ -73,14 +74,18 @@ class Store:
         settings: StoreSettings,
         *,
         create_missing_key: bool = True,
+        must_exist: bool = False,
         clock: Callable[[], float] | None = None,
     ) -> Store:
         """Open (creating and migrating when needed) the store named by ``settings``.
 
         :raises KeyMismatchError: the master key does not match this database.
+        :param must_exist: refuse to create a new database (admin commands).
         :raises StoreError: missing key with an existing database, a database
             newer than this code, or an unusable file.
         """
+        if must_exist and not Path(settings.path).exists():
+            raise StoreError(f"no store at {settings.path}")
         store = cls()
         store._clock = clock or time.time
         await asyncio.to_thread(store._open_sync, settings, create_missing_key)
@@ -109,6 +114,8 @@ class Store:
         master = load_master_key(ref)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
+            if not path.exists():  # readable by the service user only (-wal/-shm inherit the mode)
+                os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
             conn = _connect(path)
         except (OSError, sqlite3.Error) as err:
             raise StoreError(f"cannot open the store {path}: {err}") from err
