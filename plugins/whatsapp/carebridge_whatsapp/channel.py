@@ -17,6 +17,7 @@ from typing import Any, ClassVar
 from aiohttp import web
 
 from bridge import (
+    BridgeError,
     ChannelAuthError,
     ChannelAuthFailed,
     ChannelContext,
@@ -193,9 +194,16 @@ class WhatsAppChannel(Channel):
 
     @classmethod
     def simulate(cls, section: Mapping[str, Any], sender: str, text: str) -> SimulatedRequest:
-        """A text webhook from ``sender`` (E.164), signed with the configured app secret."""
+        """A text webhook from ``sender`` (E.164), signed with the configured app secret.
+
+        :raises ConfigError: when the section is invalid.
+        :raises BridgeError: when ``sender`` is not a phone number (the CLI prints it).
+        """
         settings = WhatsAppConfig.from_section(section)
-        wa_id = _wa_id(sender)
+        try:
+            wa_id = normalize_e164(sender)[1:]
+        except ValueError as err:
+            raise BridgeError(f"--from: {err}") from err
         payload = {
             "object": OBJECT,
             "entry": [

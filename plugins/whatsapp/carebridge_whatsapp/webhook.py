@@ -28,13 +28,19 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bridge import Attachment, InboundMessage, StatusUpdate
-from bridge.models import normalize_e164
+from bridge.models import StatusKind, normalize_e164
 
 CHANNEL = "whatsapp"
 OBJECT = "whatsapp_business_account"
 UNSUPPORTED_TEXT = "[unsupported message]"
 MEDIA_TYPES = {"image": "image", "audio": "audio", "video": "video", "document": "file", "sticker": "sticker"}
-_STATUSES = {"sent": "sent", "delivered": "delivered", "read": "read", "played": "read", "failed": "failed"}
+_STATUSES: dict[str, StatusKind] = {
+    "sent": "sent",
+    "delivered": "delivered",
+    "read": "read",
+    "played": "read",
+    "failed": "failed",
+}
 
 log = logging.getLogger("carebridge.whatsapp")
 
@@ -204,7 +210,7 @@ def parse_status(item: Mapping[str, Any]) -> StatusUpdate | None:
     recipient = item.get("recipient_id")
     return StatusUpdate(
         channel=CHANNEL,
-        status=status,  # type: ignore[arg-type]  # one of StatusKind by construction of _STATUSES
+        status=status,
         timestamp=parse_timestamp(item.get("timestamp")),
         recipient=address_from_wa_id(recipient) if isinstance(recipient, str) and recipient else None,
         external_id=str(item["id"]) if item.get("id") else None,

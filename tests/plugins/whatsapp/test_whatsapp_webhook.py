@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 
+from bridge import BridgeError
 from bridge.meta import sign, signed_body
 from carebridge_whatsapp import WhatsAppChannel
 from tests.plugins.whatsapp.conftest import APP_SECRET, VERIFY_TOKEN, Core, fixture_bytes, fixture_json
@@ -175,3 +176,8 @@ async def test_webhook_logs_carry_no_text_or_phone_number(
     resp = await webhook.post("/", data=fixture_bytes("whatsapp-text-message.json"), headers=headers)
     assert resp.status == 200 and core.messages
     assert "nchen" not in caplog.text and "5550002222" not in caplog.text
+
+
+def test_simulate_refuses_a_sender_that_is_not_a_number(section: dict[str, Any]) -> None:
+    with pytest.raises(BridgeError, match="^--from: not an E.164 phone number"):
+        WhatsAppChannel.simulate(section, "alice", "hi")
