@@ -27,7 +27,9 @@ body (PROTOCOLS §0.4, §1.6):
 
 Scripted failures: :meth:`fail_next` queues ``n`` refusals with a given code
 (the body is Meta's for that code), answered before any check but the token;
-``after=k`` lets ``k`` requests through first (to fail the middle of a split).
+``after=k`` lets ``k`` requests through first (to fail the middle of a split);
+``code=None`` answers ``status`` with a plain-text body, as a proxy in front
+of the API would.
 
 Recorded: ``sent`` holds each accepted message request body (with the
 ``message_id`` the fake answered added under ``"_message_id"``), ``actions``
@@ -69,7 +71,7 @@ _KNOWN: dict[int, tuple[int, str, int | None, str, bool]] = {
 class ScriptedError:
     """One refusal queued by :meth:`FakeMessengerGraph.fail_next`."""
 
-    code: int
+    code: int | None
     subcode: int | None
     status: int
     message: str
@@ -116,7 +118,7 @@ class FakeMessengerGraph:
     def fail_next(
         self,
         n: int = 1,
-        code: int = 2,
+        code: int | None = 2,
         subcode: int | None = None,
         status: int | None = None,
         message: str | None = None,
@@ -126,7 +128,8 @@ class FakeMessengerGraph:
 
         ``subcode``, ``status`` and ``message`` default to Meta's for that code.
         """
-        known = _KNOWN.get(code, (400, f"(#{code}) Scripted error", None, "OAuthException", False))
+        default = (502 if code is None else 400, f"(#{code}) Scripted error", None, "OAuthException", False)
+        known = _KNOWN.get(code, default) if code is not None else default
         scripted = ScriptedError(
             code=code,
             subcode=subcode if subcode is not None else known[2],
@@ -155,9 +158,7 @@ class FakeMessengerGraph:
             return self._refuse(401, 190, "Invalid OAuth access token.", 1234567)
         scripted = self._script.pop(0) if self._script else None
         if scripted is not None:
-            transient = _KNOWN.get(scripted.code, (0, "", None, "", False))[4]
-            body_out = error_body(scripted.code, scripted.message, scripted.subcode, transient=transient)
-            return web.json_response(body_out, status=scripted.status)
+            return self._scripted(scripted)
         node = request.match_info["node"]
         if node not in (self.page_id, "me"):
             return self._refuse(
@@ -179,6 +180,14 @@ class FakeMessengerGraph:
         message_id = f"m_fake{next(self._ids):06d}"
         self.sent.append({**body, "_message_id": message_id})
         return web.json_response({"recipient_id": recipient, "message_id": message_id})
+
+    @staticmethod
+    def _scripted(scripted: ScriptedError) -> web.Response:
+        if scripted.code is None:
+            return web.Response(status=scripted.status, text="Bad Gateway")
+        transient = _KNOWN.get(scripted.code, (0, "", None, "", False))[4]
+        body = error_body(scripted.code, scripted.message, scripted.subcode, transient=transient)
+        return web.json_response(body, status=scripted.status)
 
     def _token_ok(self, request: web.Request) -> bool:
         header = request.headers.get("Authorization", "")

@@ -58,6 +58,7 @@ class GraphClient:
             async with self._http.post(self._url, json=body, headers=self._headers, timeout=_TIMEOUT) as resp:
                 status = resp.status
                 raw = await resp.read()
+                retry_after = _retry_after(resp.headers.get("Retry-After"))
         except (TimeoutError, aiohttp.ClientError) as err:
             # Name the failure class only: aiohttp's messages may quote the URL.
             raise DeliveryError(
@@ -65,7 +66,7 @@ class GraphClient:
             ) from err
         answer = _json_or_none(raw)
         if status != 200:
-            raise classify(GraphError.from_response(status, answer))
+            raise classify(GraphError.from_response(status, answer), retry_after)
         if not isinstance(answer, dict):
             # Meta accepted the request; a retry could deliver it twice.
             raise DeliveryError("Graph API answered 200 without a JSON object", retryable=False, code="bad_response")
@@ -80,27 +81,30 @@ class GraphClient:
         return message_id
 
 
-def classify(error: GraphError) -> DeliveryError:
+def classify(error: GraphError, retry_after: float | None = None) -> DeliveryError:
     """Return the error the core should see for a Graph API refusal.
 
     190 → ``ChannelAuthFailed`` (the channel stops sending); 10/2018278 →
     ``WindowClosedError``; 1, 2, 4, 17, 32, 613 and server errors without a
     known code → retryable; 100, 551 and every other refusal → permanent.
+    ``code`` on the result is Meta's ``error.code`` as text (the subcode is
+    in the message), or ``http_<status>`` when the body had no Graph error.
+
+    :param retry_after: seconds from a ``Retry-After`` header, if Meta sent one.
     """
-    code = _code_text(error)
-    text = f"Graph API error {code}: {error.message}"
+    code = str(error.code) if error.code is not None else f"http_{error.status}"
+    subcode = f", subcode {error.subcode}" if error.subcode is not None else ""
+    text = f"Messenger refused the message (HTTP {error.status}, code {code}{subcode}): {error.message}"
     if error.code == TOKEN_CODE:
         return ChannelAuthFailed(text, code=code)
     if error.code == 10 and error.subcode in WINDOW_SUBCODES:
         return WindowClosedError(text, code=code)
     if error.code in RETRYABLE_CODES:
-        return DeliveryError(text, retryable=True, code=code)
+        return DeliveryError(text, retryable=True, code=code, retry_after=retry_after)
     if error.code in PERMANENT_CODES:
         return DeliveryError(text, retryable=False, code=code)
-    if error.code is None and error.status >= 500:
-        return DeliveryError(text, retryable=True, code=code)
-    if error.code is None and error.status == 429:
-        return DeliveryError(text, retryable=True, code=code)
+    if error.code is None and (error.status >= 500 or error.status == 429):
+        return DeliveryError(text, retryable=True, code=code, retry_after=retry_after)
     return DeliveryError(text, retryable=False, code=code)
 
 
@@ -130,10 +134,11 @@ def split_text(text: str, limit: int = MAX_TEXT) -> list[str]:
     return parts
 
 
-def _code_text(error: GraphError) -> str:
-    if error.code is None:
-        return f"http_{error.status}"
-    return f"{error.code}/{error.subcode}" if error.subcode is not None else str(error.code)
+def _retry_after(value: str | None) -> float | None:
+    try:
+        return max(0.0, float(value)) if value else None
+    except ValueError:
+        return None
 
 
 def _json_or_none(raw: bytes) -> object:

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 from carebridge_messenger import MessengerChannel
-from carebridge_messenger.api import split_text
+from carebridge_messenger.api import classify, split_text
 
 from bridge import (
     ChannelAuthFailed,
@@ -17,6 +17,7 @@ from bridge import (
     OutboundMessage,
     WindowClosedError,
 )
+from bridge.meta import GraphError
 from tests.fakes.messenger_graph import FakeMessengerGraph
 from tests.plugins.messenger.conftest import Core
 
@@ -66,7 +67,7 @@ async def test_fake_refuses_an_untagged_send_after_24h(channel: MessengerChannel
     graph.customer_wrote(PSID, time.time() - 30 * HOUR)
     with pytest.raises(WindowClosedError) as info:
         await channel.send(_out(wrote_ago=HOUR))
-    assert info.value.code == "10/2018278"
+    assert info.value.code == "10"
     assert graph.sent == []
 
 
@@ -120,7 +121,7 @@ async def test_rate_limits_and_temporary_errors_are_retryable(
     assert graph.sent == []
 
 
-@pytest.mark.parametrize(("code", "expected"), [(551, "551/1545041"), (100, "100/2018001"), (200, "200")])
+@pytest.mark.parametrize(("code", "expected"), [(551, "551"), (100, "100"), (200, "200")])
 async def test_refusals_are_permanent(
     channel: MessengerChannel, graph: FakeMessengerGraph, code: int, expected: str
 ) -> None:
@@ -138,7 +139,7 @@ async def test_unknown_psid_is_permanent(channel: MessengerChannel, graph: FakeM
     # Never recorded as having written: Meta answers 100/2018001.
     with pytest.raises(DeliveryError) as info:
         await channel.send(_out())
-    assert info.value.retryable is False and info.value.code == "100/2018001"
+    assert info.value.retryable is False and info.value.code == "100"
 
 
 async def test_window_error_code_is_window_closed(channel: MessengerChannel, graph: FakeMessengerGraph) -> None:
@@ -146,7 +147,7 @@ async def test_window_error_code_is_window_closed(channel: MessengerChannel, gra
     graph.fail_next(1, code=10, subcode=2018278)
     with pytest.raises(WindowClosedError) as info:
         await channel.send(_out())
-    assert info.value.code == "10/2018278"
+    assert info.value.code == "10" and "subcode 2018278" in str(info.value)
 
 
 async def test_code_10_without_the_window_subcode_is_a_permanent_permission_error(
@@ -171,7 +172,7 @@ async def test_refused_token_is_channel_auth_failed_and_reported(
     channel = make_channel({**section, "page_access_token": "expired-token"})
     with pytest.raises(ChannelAuthFailed) as info:
         await channel.send(_out())
-    assert info.value.code == "190/1234567"
+    assert info.value.code == "190"
     assert core.reports[-1][0] is ChannelState.BAD_CREDENTIALS
     assert "expired-token" not in caplog.text and "expired-token" not in str(info.value)
     assert graph.sent == []
@@ -181,10 +182,10 @@ async def test_server_error_without_graph_body_is_retryable(
     channel: MessengerChannel, graph: FakeMessengerGraph
 ) -> None:
     graph.customer_wrote(PSID)
-    graph.fail_next(1, code=2, status=503, message="")
+    graph.fail_next(1, code=None, status=502)
     with pytest.raises(DeliveryError) as info:
         await channel.send(_out())
-    assert info.value.retryable is True
+    assert (info.value.retryable, info.value.code) == (True, "http_502")
 
 
 async def test_network_failure_is_retryable_and_names_no_url(
@@ -229,3 +230,14 @@ def test_split_text_edges() -> None:
     assert split_text("ab cd ef", 5) == ["ab cd", "ef"]
     assert split_text("ab\ncd ef", 3) == ["ab", "cd", "ef"]
     assert split_text("a" * 2000) == ["a" * 2000]
+
+
+def test_classify_keeps_retry_after_and_reads_bare_http_errors() -> None:
+    limited = classify(GraphError(status=400, code=613, subcode=None, message="(#613) limit"), 30.0)
+    assert (limited.retryable, limited.retry_after, limited.code) == (True, 30.0, "613")
+    bare = classify(GraphError(status=503, code=None, subcode=None, message="HTTP 503"))
+    assert (bare.retryable, bare.code) == (True, "http_503")
+    teapot = classify(GraphError(status=418, code=None, subcode=None, message="HTTP 418"))
+    assert (teapot.retryable, teapot.code) == (False, "http_418")
+    window = classify(GraphError(status=400, code=10, subcode=2534022, message="(#10) outside window"))
+    assert isinstance(window, WindowClosedError)
