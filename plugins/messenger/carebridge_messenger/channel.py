@@ -10,9 +10,10 @@ all after that, so that no message is ever sent blindly.
 
 from __future__ import annotations
 
+import logging
 import secrets
 import time
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
@@ -108,7 +109,10 @@ class MessengerChannel(Channel):
                 done.append(await self.client.send_message(body))
         except DeliveryError as err:
             if isinstance(err, ChannelAuthFailed):
-                self.ctx.log.error("Messenger refused the Page access token (%s); sending stopped", err.code)
+                self.ctx.log.error(
+                    "Messenger refused the Page access token (code %s): renew channels.messenger.page_access_token",
+                    err.code,
+                )
                 self.ctx.report(ChannelState.BAD_CREDENTIALS, "Page access token refused by Meta (code 190)")
             if not err.retryable:
                 self._partial.pop(message.delivery_id, None)
@@ -117,20 +121,20 @@ class MessengerChannel(Channel):
         return DeliveryReceipt(tuple(done))
 
     async def mark_read(self, sender: str, external_id: str) -> None:
-        """Show the customer their message was seen (sender action ``mark_seen``)."""
+        """Show ``sender`` that their messages were seen (sender action ``mark_seen``)."""
         await self.client.post({"recipient": {"id": sender}, "sender_action": "mark_seen"})
 
     @staticmethod
     def _window(last_inbound_at: float | None, now: float) -> dict[str, str]:
         if last_inbound_at is None:
-            raise WindowClosedError("the customer has never written on Messenger", code="window_closed")
+            raise WindowClosedError("the recipient has never written to the Page on Messenger", code="window_closed")
         age = now - last_inbound_at
         if age < STANDARD_WINDOW:
             return {"messaging_type": "RESPONSE"}
         if age < HUMAN_AGENT_WINDOW:
             return {"messaging_type": "MESSAGE_TAG", "tag": "HUMAN_AGENT"}
         raise WindowClosedError(
-            "the customer last wrote more than 7 days ago; Messenger allows no reply", code="window_closed"
+            "the recipient last wrote more than 7 days ago; Messenger allows no reply", code="window_closed"
         )
 
     def _resume(self, message: OutboundMessage) -> list[str]:
@@ -171,8 +175,7 @@ class MessengerChannel(Channel):
             batch = parse_events(payload, page_id=self.settings.page_id, now=time.time())
         except PayloadError as err:
             return _error(400, "malformed_payload", str(err))
-        for kind in batch.ignored:
-            self.ctx.log.info("ignored Messenger event of kind %s", kind)
+        _log_ignored(self.ctx.log, batch.ignored)
         try:
             if batch.messages:
                 await self.ctx.deliver(batch.messages)
@@ -217,6 +220,17 @@ class MessengerChannel(Channel):
         }
         body, headers = signed_body(payload, settings.app_secret)
         return SimulatedRequest(method="POST", path=f"/webhooks/{CHANNEL}", headers=headers, body=body)
+
+
+def _log_ignored(log: logging.Logger, kinds: list[str]) -> None:
+    """Log what a POST carried that was not stored, by kind and count only (never text)."""
+    counts = Counter(kinds)
+    # Echoes of our own sends arrive for every message we send: routine, not news.
+    own = counts.pop("own_echo", 0)
+    if own:
+        log.debug("ignored %d echo(es) of our own sends", own)
+    if counts:
+        log.info("ignored Messenger events: %s", ", ".join(f"{kind} x{n}" for kind, n in sorted(counts.items())))
 
 
 def _error(status: int, code: str, message: str) -> web.Response:

@@ -56,12 +56,16 @@ async def test_verification_refuses_anything_else(webhook: TestClient, params: d
         assert (await resp.json())["error"]["code"] == "verification_failed"
 
 
-async def test_signed_text_message_is_delivered_once_and_acknowledged(webhook: TestClient, core: Core) -> None:
+async def test_signed_text_message_is_delivered_once_and_acknowledged(
+    webhook: TestClient, core: Core, caplog: pytest.LogCaptureFixture
+) -> None:
     body = fixture_bytes("messenger-text-message.json")
     assert _signed(body)["X-Hub-Signature-256"] == (
         "sha256=ed6e78e3b7e27165505a721871a9f4e5807f202705249dd98e6803bf6f9f75d3"
     )
-    status, answer = await _post(webhook, body, _signed(body))
+    with caplog.at_level(logging.DEBUG):
+        status, answer = await _post(webhook, body, _signed(body))
+    assert "anyone there" not in caplog.text and "2000000000000001" not in caplog.text
     assert (status, answer) == (200, {"status": "ok"})
     (batch,) = core.deliveries
     (msg,) = batch
@@ -187,7 +191,7 @@ async def test_unknown_kinds_are_logged_by_kind_never_by_text(
     with caplog.at_level(logging.DEBUG, logger="carebridge.messenger"):
         status, answer = await _post(webhook, body, headers)
     assert (status, answer) == (200, {"status": "ok"})
-    assert "ignored Messenger event of kind message_edit" in caplog.text
+    assert "ignored Messenger events: message_edit x1" in caplog.text
     assert "4321" not in caplog.text
     assert core.deliveries == []
 
