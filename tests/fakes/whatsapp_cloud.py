@@ -211,7 +211,9 @@ class FakeWhatsAppCloud:
             "messaging_product": "whatsapp",
             "metadata": {"display_phone_number": "15550001000", "phone_number_id": self.phone_number_id},
             "contacts": [{"profile": {"name": name}, "wa_id": wa_id}] if name else [{"wa_id": wa_id}],
-            "messages": [{"from": wa_id, "id": wamid, "timestamp": str(int(when)), "type": "text", "text": {"body": text}}],
+            "messages": [
+                {"from": wa_id, "id": wamid, "timestamp": str(int(when)), "type": "text", "text": {"body": text}}
+            ],
         }
         self.user_wrote(wa_id, when)
         status = await self._post_webhook(value)
@@ -271,8 +273,14 @@ class FakeWhatsAppCloud:
         kind = body.get("type", "text")
         wa_id = _digits(to)
         record = SentMessage(
-            id=self._wamid(), to=to, type=kind, text=None, template=None, language=None,
-            context=context["message_id"] if context else None, payload=body,
+            id=self._wamid(),
+            to=to,
+            type=kind,
+            text=None,
+            template=None,
+            language=None,
+            context=context["message_id"] if context else None,
+            payload=body,
         )
         if kind == "text":
             text = body.get("text")
@@ -321,12 +329,20 @@ class FakeWhatsAppCloud:
         node = request.match_info["node"]
         if request.match_info["version"] == self.version and node == self.phone_number_id:
             return web.json_response(
-                {"verified_name": "Test Business", "display_phone_number": "+1 555-000-1000",
-                 "quality_rating": "GREEN", "id": node}
+                {
+                    "verified_name": "Test Business",
+                    "display_phone_number": "+1 555-000-1000",
+                    "quality_rating": "GREEN",
+                    "id": node,
+                }
             )
         media = self._media.get(node) if request.match_info["version"] == self.version else None
         if media is None:
-            return _error(FakeError(400, 100, f"(#100) Unsupported get request. Object with ID '{node}' does not exist", subcode=33))
+            return _error(
+                FakeError(
+                    400, 100, f"(#100) Unsupported get request. Object with ID '{node}' does not exist", subcode=33
+                )
+            )
         self.media_lookups += 1
         key = secrets.token_urlsafe(16)
         expires = time.time() + self.url_ttl
@@ -336,8 +352,14 @@ class FakeWhatsAppCloud:
         self._urls[key] = (node, expires)
         url = str(request.url.with_path(f"/media-download/{key}").with_query({"ext": "1"}))
         return web.json_response(
-            {"messaging_product": "whatsapp", "url": url, "mime_type": media.mime, "sha256": media.sha256,
-             "file_size": str(len(media.data)), "id": node}
+            {
+                "messaging_product": "whatsapp",
+                "url": url,
+                "mime_type": media.mime,
+                "sha256": media.sha256,
+                "file_size": str(len(media.data)),
+                "id": node,
+            }
         )
 
     async def _download(self, request: web.Request) -> web.StreamResponse:
@@ -383,19 +405,31 @@ class FakeWhatsAppCloud:
     async def _post_status(self, record: SentMessage, *kinds: str) -> None:
         await asyncio.sleep(self.status_delay)
         for kind in kinds:
-            item: dict[str, Any] = {"id": record.id, "status": kind, "timestamp": str(int(time.time())),
-                                    "recipient_id": _digits(record.to)}
+            item: dict[str, Any] = {
+                "id": record.id,
+                "status": kind,
+                "timestamp": str(int(time.time())),
+                "recipient_id": _digits(record.to),
+            }
             if kind == "failed":
                 error = known_error(131047)
-                item["errors"] = [{"code": 131047, "title": "Re-engagement message", "message": "Re-engagement message",
-                                   "error_data": {"details": error.details}}]
+                item["errors"] = [
+                    {
+                        "code": 131047,
+                        "title": "Re-engagement message",
+                        "message": "Re-engagement message",
+                        "error_data": {"details": error.details},
+                    }
+                ]
             self.webhook_answers.append(await self.post_statuses([item]))
 
     async def _post_webhook(self, value: dict[str, Any]) -> int:
         if not self.webhook_url:
             raise AssertionError("set fake.webhook_url before posting webhooks")
-        payload = {"object": "whatsapp_business_account",
-                   "entry": [{"id": "300000000000001", "changes": [{"field": "messages", "value": value}]}]}
+        payload = {
+            "object": "whatsapp_business_account",
+            "entry": [{"id": "300000000000001", "changes": [{"field": "messages", "value": value}]}],
+        }
         body = json.dumps(payload).encode("ascii")  # Meta's escaped-unicode form
         signature = "sha256=" + hmac.new(self.app_secret.encode(), body, hashlib.sha256).hexdigest()
         if self._session is None:

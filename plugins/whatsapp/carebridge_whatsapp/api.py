@@ -8,7 +8,6 @@ carries a secret. Decisions are taken on Meta's ``error.code`` (PROTOCOLS
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import hashlib
 import json
@@ -84,7 +83,7 @@ class CloudClient:
                 answer = await _json_or_none(resp)
                 if resp.status >= 300:
                     raise error_for(GraphError.from_response(resp.status, answer), _retry_after(resp))
-        except (aiohttp.ClientError, asyncio.TimeoutError) as err:
+        except (TimeoutError, aiohttp.ClientError) as err:
             raise DeliveryError(
                 f"WhatsApp API unreachable: {type(err).__name__}", retryable=True, code="network"
             ) from err
@@ -112,7 +111,9 @@ class CloudClient:
         except (TypeError, ValueError):
             size_int = None
         sha = answer.get("sha256")
-        return MediaInfo(url=url, mime=answer.get("mime_type"), sha256=sha if isinstance(sha, str) else None, size=size_int)
+        return MediaInfo(
+            url=url, mime=answer.get("mime_type"), sha256=sha if isinstance(sha, str) else None, size=size_int
+        )
 
     async def download(self, info: MediaInfo, limit: int) -> bytes:
         """GET the media URL with the bearer token, streaming, refusing more than ``limit`` bytes.
@@ -136,7 +137,7 @@ class CloudClient:
                     data.extend(chunk)
                     if len(data) > limit:
                         raise MediaTooLarge(f"more than {limit} bytes")
-        except (aiohttp.ClientError, asyncio.TimeoutError) as err:
+        except (TimeoutError, aiohttp.ClientError) as err:
             raise DeliveryError(f"media download failed: {type(err).__name__}", retryable=True, code="network") from err
         if info.sha256 and not sha256_matches(bytes(data), info.sha256):
             raise DeliveryError("media sha256 does not match", retryable=True, code="sha256_mismatch")
@@ -148,15 +149,19 @@ class CloudClient:
                 answer = await _json_or_none(resp)
                 if resp.status >= 300:
                     raise error_for(GraphError.from_response(resp.status, answer), _retry_after(resp))
-        except (aiohttp.ClientError, asyncio.TimeoutError) as err:
-            raise DeliveryError(f"WhatsApp API unreachable: {type(err).__name__}", retryable=True, code="network") from err
+        except (TimeoutError, aiohttp.ClientError) as err:
+            raise DeliveryError(
+                f"WhatsApp API unreachable: {type(err).__name__}", retryable=True, code="network"
+            ) from err
         return answer if isinstance(answer, dict) else {}
 
 
 def sha256_matches(data: bytes, expected: str) -> bool:
     """Compare with the announced digest, which Meta gives as hex or base64 depending on the endpoint."""
     digest = hashlib.sha256(data)
-    return expected.strip().lower() == digest.hexdigest() or expected.strip() == base64.b64encode(digest.digest()).decode()
+    return (
+        expected.strip().lower() == digest.hexdigest() or expected.strip() == base64.b64encode(digest.digest()).decode()
+    )
 
 
 async def _json_or_none(resp: aiohttp.ClientResponse) -> Any:

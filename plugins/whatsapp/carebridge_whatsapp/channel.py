@@ -53,7 +53,9 @@ class WhatsAppChannel(Channel):
     def __init__(self, config: Mapping[str, Any], ctx: ChannelContext) -> None:
         super().__init__(config, ctx)
         self.settings = WhatsAppConfig.from_section(config)
-        self.client = CloudClient(ctx.http, self.settings.graph_url, self.settings.phone_number_id, self.settings.access_token)
+        self.client = CloudClient(
+            ctx.http, self.settings.graph_url, self.settings.phone_number_id, self.settings.access_token
+        )
         self.media = MediaFetcher(self.client, ctx.save_media, ctx.log, self.settings.max_media_bytes)
         # Parts of a split text already accepted, by delivery id: a retry after a
         # failure in the middle resumes instead of sending the first parts twice.

@@ -87,8 +87,8 @@ def parse_payload(payload: Mapping[str, Any], *, phone_number_id: str | None = N
 
 
 def _parse_value(value: dict[str, Any], phone_number_id: str | None, events: ParsedEvents) -> None:
-    metadata = value.get("metadata") if isinstance(value.get("metadata"), dict) else {}
-    target = metadata.get("phone_number_id")
+    metadata = value.get("metadata")
+    target = metadata.get("phone_number_id") if isinstance(metadata, dict) else None
     if phone_number_id and target and str(target) != phone_number_id:
         log.warning("skipping a change for another business number (phone_number_id %s)", target)
         return
@@ -188,9 +188,10 @@ def _contacts_text(cards: list[dict[str, Any]]) -> str:
     """One line per shared contact card: its name and phone numbers, for the agent to read."""
     lines = []
     for card in cards:
-        name = card.get("name") if isinstance(card.get("name"), dict) else {}
+        name = card.get("name")
+        formatted = name.get("formatted_name") if isinstance(name, dict) else None
         phones = [str(p.get("phone")) for p in _objects(card.get("phones")) if p.get("phone")]
-        lines.append(" ".join([str(name.get("formatted_name") or ""), *phones]).strip())
+        lines.append(" ".join([str(formatted or ""), *phones]).strip())
     return "\n".join(line for line in lines if line)
 
 

@@ -17,9 +17,9 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
+from carebridge_whatsapp import WhatsAppChannel
 
 from bridge import ChannelContext, ChannelState, InboundMessage, StatusUpdate
-from carebridge_whatsapp import WhatsAppChannel
 from tests.fakes.whatsapp_cloud import FakeWhatsAppCloud
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -115,9 +115,7 @@ def section(fake: FakeWhatsAppCloud, fake_server: TestServer) -> dict[str, Any]:
 
 
 @pytest.fixture
-def make_channel(
-    section: dict[str, Any], core: Core, http: aiohttp.ClientSession
-) -> Callable[..., WhatsAppChannel]:
+def make_channel(section: dict[str, Any], core: Core, http: aiohttp.ClientSession) -> Callable[..., WhatsAppChannel]:
     """Build a channel; keyword arguments override config keys (``max_body`` the context's)."""
 
     def make(*, max_body: int = MAX_BODY, **overrides: Any) -> WhatsAppChannel:

@@ -5,11 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from carebridge_whatsapp import WhatsAppChannel
+from carebridge_whatsapp.config import DEFAULT_GRAPH_URL, WhatsAppConfig
 
 from bridge import ConfigError
 from bridge.plugins import make_plugin_manager
-from carebridge_whatsapp import WhatsAppChannel
-from carebridge_whatsapp.config import DEFAULT_GRAPH_URL, WhatsAppConfig
 
 VALID = {
     "enabled": True,
@@ -57,7 +57,9 @@ def test_bad_values_name_their_key(override: dict[str, Any], key: str) -> None:
 
 
 def test_numeric_phone_number_id_and_trailing_slash_are_accepted() -> None:
-    config = WhatsAppConfig.from_section({**VALID, "phone_number_id": 400000000000001, "graph_url": "http://127.0.0.1:9/v25.0/"})
+    config = WhatsAppConfig.from_section(
+        {**VALID, "phone_number_id": 400000000000001, "graph_url": "http://127.0.0.1:9/v25.0/"}
+    )
     assert config.phone_number_id == "400000000000001" and config.graph_url == "http://127.0.0.1:9/v25.0"
 
 
@@ -66,7 +68,10 @@ def test_repr_hides_the_secrets() -> None:
     assert "secret" not in text and "400000000000001" in text
 
 
-@pytest.mark.parametrize(("raw", "normal"), [("+15551234567", "+15551234567"), ("15551234567", "+15551234567"), ("+1 555-123 4567", "+15551234567")])
+@pytest.mark.parametrize(
+    ("raw", "normal"),
+    [("+15551234567", "+15551234567"), ("15551234567", "+15551234567"), ("+1 555-123 4567", "+15551234567")],
+)
 def test_addresses_normalise_to_e164(raw: str, normal: str) -> None:
     assert WhatsAppChannel.normalize_address(raw) == normal
 

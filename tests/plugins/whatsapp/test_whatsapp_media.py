@@ -9,9 +9,9 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp.test_utils import TestClient
+from carebridge_whatsapp import WhatsAppChannel
 
 from bridge.meta import signed_body
-from carebridge_whatsapp import WhatsAppChannel
 from tests.fakes.whatsapp_cloud import FakeWhatsAppCloud
 from tests.plugins.whatsapp.conftest import APP_SECRET, TOKEN, Core
 
@@ -20,12 +20,20 @@ PICTURE = os.urandom(200_000)  # larger than one read chunk
 
 def media_webhook(*media: tuple[str, str], message_id: str = "wamid.MEDIA1") -> dict[str, Any]:
     messages = [
-        {"from": "15550002222", "id": f"{message_id}-{n}" if len(media) > 1 else message_id, "timestamp": "1735689600",
-         "type": kind, kind: {"id": media_id, "mime_type": "image/jpeg", "caption": "look"}}
+        {
+            "from": "15550002222",
+            "id": f"{message_id}-{n}" if len(media) > 1 else message_id,
+            "timestamp": "1735689600",
+            "type": kind,
+            kind: {"id": media_id, "mime_type": "image/jpeg", "caption": "look"},
+        }
         for n, (kind, media_id) in enumerate(media)
     ]
     value = {"messaging_product": "whatsapp", "metadata": {"phone_number_id": "400000000000001"}, "messages": messages}
-    return {"object": "whatsapp_business_account", "entry": [{"id": "1", "changes": [{"field": "messages", "value": value}]}]}
+    return {
+        "object": "whatsapp_business_account",
+        "entry": [{"id": "1", "changes": [{"field": "messages", "value": value}]}],
+    }
 
 
 async def post(client: TestClient, payload: dict[str, Any]) -> int:

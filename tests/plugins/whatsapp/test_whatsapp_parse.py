@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-
 from carebridge_whatsapp.webhook import UNSUPPORTED_TEXT, PayloadError, parse_payload
+
 from tests.plugins.whatsapp.conftest import PHONE_NUMBER_ID, fixture_json
 
 
@@ -21,11 +21,21 @@ def envelope(*messages: dict[str, Any], statuses: list[dict[str, Any]] | None = 
         body["messages"] = list(messages)
     if statuses:
         body["statuses"] = statuses
-    return {"object": "whatsapp_business_account", "entry": [{"id": "1", "changes": [{"field": "messages", "value": body}]}]}
+    return {
+        "object": "whatsapp_business_account",
+        "entry": [{"id": "1", "changes": [{"field": "messages", "value": body}]}],
+    }
 
 
 def message(kind: str, content: Any, **extra: Any) -> dict[str, Any]:
-    return {"from": "15550002222", "id": f"wamid.T-{kind}", "timestamp": "1735689600", "type": kind, kind: content, **extra}
+    return {
+        "from": "15550002222",
+        "id": f"wamid.T-{kind}",
+        "timestamp": "1735689600",
+        "type": kind,
+        kind: content,
+        **extra,
+    }
 
 
 def only(payload: dict[str, Any]):  # noqa: ANN201 - test helper
@@ -79,7 +89,14 @@ def test_interactive_and_button_replies_become_text_with_ids_in_meta() -> None:
 
 
 def test_list_reply_uses_its_title() -> None:
-    msg = only(envelope(message("interactive", {"type": "list_reply", "list_reply": {"id": "r2", "title": "Returns", "description": "x"}})))
+    msg = only(
+        envelope(
+            message(
+                "interactive",
+                {"type": "list_reply", "list_reply": {"id": "r2", "title": "Returns", "description": "x"}},
+            )
+        )
+    )
     assert msg.text == "Returns" and msg.meta["reply_id"] == "r2" and msg.meta["reply_kind"] == "list_reply"
 
 
@@ -110,7 +127,12 @@ def test_location_keeps_coordinates_and_reads_as_text() -> None:
 
 
 def test_contacts_card_lists_name_and_phone() -> None:
-    cards = [{"name": {"formatted_name": "Ann Example", "first_name": "Ann"}, "phones": [{"phone": "+1 555 000 4444", "type": "CELL"}]}]
+    cards = [
+        {
+            "name": {"formatted_name": "Ann Example", "first_name": "Ann"},
+            "phones": [{"phone": "+1 555 000 4444", "type": "CELL"}],
+        }
+    ]
     msg = only(envelope(message("contacts", cards)))
     (att,) = msg.attachments
     assert att.kind == "contacts" and att.meta["contacts"] == cards

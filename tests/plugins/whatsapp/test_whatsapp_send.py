@@ -8,6 +8,7 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp.test_utils import TestClient
+from carebridge_whatsapp import WhatsAppChannel
 
 from bridge import (
     ChannelAuthError,
@@ -18,7 +19,6 @@ from bridge import (
     OutboundMessage,
     WindowClosedError,
 )
-from carebridge_whatsapp import WhatsAppChannel
 from tests.fakes.whatsapp_cloud import FakeError, FakeWhatsAppCloud
 from tests.plugins.whatsapp.conftest import TEMPLATE, TOKEN, Core
 
@@ -36,7 +36,9 @@ def open_window(fake: FakeWhatsAppCloud) -> None:
 
 
 @pytest.mark.usefixtures("open_window")
-async def test_text_inside_the_window_is_sent_with_metas_body(channel: WhatsAppChannel, fake: FakeWhatsAppCloud) -> None:
+async def test_text_inside_the_window_is_sent_with_metas_body(
+    channel: WhatsAppChannel, fake: FakeWhatsAppCloud
+) -> None:
     receipt = await channel.send(outbound())
     (sent,) = fake.sent
     assert receipt.external_ids == (sent.id,) and receipt.external_id.startswith("wamid.")
@@ -50,7 +52,9 @@ async def test_text_inside_the_window_is_sent_with_metas_body(channel: WhatsAppC
 
 
 @pytest.mark.usefixtures("open_window")
-async def test_9000_characters_are_split_at_words_and_sent_in_order(channel: WhatsAppChannel, fake: FakeWhatsAppCloud) -> None:
+async def test_9000_characters_are_split_at_words_and_sent_in_order(
+    channel: WhatsAppChannel, fake: FakeWhatsAppCloud
+) -> None:
     words = [f"w{n:05d}" for n in range(1300)]  # 7 characters + a space each: 9099 characters
     text = " ".join(words)
     receipt = await channel.send(outbound(text, reply_to="wamid.QUOTED"))
@@ -128,7 +132,9 @@ async def test_131047_as_failed_status_reaches_update_status(
 
 @pytest.mark.usefixtures("open_window")
 @pytest.mark.parametrize("code", [130429, 131056, 80007, 1, 2, 4])
-async def test_rate_limits_and_transient_errors_are_retryable(channel: WhatsAppChannel, fake: FakeWhatsAppCloud, code: int) -> None:
+async def test_rate_limits_and_transient_errors_are_retryable(
+    channel: WhatsAppChannel, fake: FakeWhatsAppCloud, code: int
+) -> None:
     fake.fail_next(code)
     with pytest.raises(DeliveryError) as info:
         await channel.send(outbound())
@@ -140,7 +146,9 @@ async def test_rate_limits_and_transient_errors_are_retryable(channel: WhatsAppC
 
 
 @pytest.mark.usefixtures("open_window")
-async def test_pair_rate_limit_suggests_a_wait_and_retry_after_header_wins(channel: WhatsAppChannel, fake: FakeWhatsAppCloud) -> None:
+async def test_pair_rate_limit_suggests_a_wait_and_retry_after_header_wins(
+    channel: WhatsAppChannel, fake: FakeWhatsAppCloud
+) -> None:
     fake.fail_next(131056, FakeError(status=400, code=130429, message="(#130429) Rate limit hit", retry_after=42))
     with pytest.raises(DeliveryError) as first:
         await channel.send(outbound())
@@ -189,14 +197,18 @@ async def test_other_client_errors_are_permanent(channel: WhatsAppChannel, fake:
 
 
 async def test_invalid_recipient_is_permanent_without_a_call(channel: WhatsAppChannel, fake: FakeWhatsAppCloud) -> None:
-    message = OutboundMessage(delivery_id=1, channel="whatsapp", recipient="ann@example.org", text="hi", last_inbound_at=time.time())
+    message = OutboundMessage(
+        delivery_id=1, channel="whatsapp", recipient="ann@example.org", text="hi", last_inbound_at=time.time()
+    )
     with pytest.raises(DeliveryError) as info:
         await channel.send(message)
     assert info.value.retryable is False and fake.calls == []
 
 
 @pytest.mark.usefixtures("open_window")
-async def test_retry_after_a_failed_middle_part_does_not_resend_the_first(channel: WhatsAppChannel, fake: FakeWhatsAppCloud) -> None:
+async def test_retry_after_a_failed_middle_part_does_not_resend_the_first(
+    channel: WhatsAppChannel, fake: FakeWhatsAppCloud
+) -> None:
     text = " ".join(f"w{n:05d}" for n in range(1300))
     fake.fail_next("ok", 130429)  # the first part passes, the second hits the throughput limit
     with pytest.raises(DeliveryError):
@@ -236,7 +248,9 @@ async def test_start_checks_the_token_and_number(make_channel: Any, core: Core, 
         await make_channel().start()
 
 
-async def test_fake_refuses_text_over_4096_and_missing_token(fake: FakeWhatsAppCloud, section: dict[str, Any], http: aiohttp.ClientSession) -> None:
+async def test_fake_refuses_text_over_4096_and_missing_token(
+    fake: FakeWhatsAppCloud, section: dict[str, Any], http: aiohttp.ClientSession
+) -> None:
     url = f"{section['graph_url']}/{section['phone_number_id']}/messages"
     body = {"messaging_product": "whatsapp", "to": "15550002222", "type": "text", "text": {"body": "x" * 4097}}
     fake.user_wrote(CUSTOMER)

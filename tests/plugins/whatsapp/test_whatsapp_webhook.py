@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient
+from carebridge_whatsapp import WhatsAppChannel
 
 from bridge import BridgeError
 from bridge.meta import sign, signed_body
-from carebridge_whatsapp import WhatsAppChannel
 from tests.plugins.whatsapp.conftest import APP_SECRET, VERIFY_TOKEN, Core, fixture_bytes, fixture_json
 
 # Signatures PROTOCOLS §2.10 lists for the committed sample bytes (secret test-app-secret).
@@ -43,7 +43,9 @@ async def test_verification_with_wrong_token_is_403(webhook: TestClient) -> None
 
 
 @pytest.mark.parametrize("name", sorted(PROTOCOL_SIGNATURES))
-async def test_sample_payloads_signed_as_meta_signs_them_are_accepted(webhook: TestClient, core: Core, name: str) -> None:
+async def test_sample_payloads_signed_as_meta_signs_them_are_accepted(
+    webhook: TestClient, core: Core, name: str
+) -> None:
     headers = {"Content-Type": "application/json", "X-Hub-Signature-256": PROTOCOL_SIGNATURES[name]}
     resp = await webhook.post("/", data=fixture_bytes(name), headers=headers)
     assert resp.status == 200, await resp.text()
@@ -52,7 +54,9 @@ async def test_sample_payloads_signed_as_meta_signs_them_are_accepted(webhook: T
 
 
 async def test_missing_signature_is_401_and_nothing_delivered(webhook: TestClient, core: Core) -> None:
-    resp = await webhook.post("/", data=fixture_bytes("whatsapp-text-message.json"), headers={"Content-Type": "application/json"})
+    resp = await webhook.post(
+        "/", data=fixture_bytes("whatsapp-text-message.json"), headers={"Content-Type": "application/json"}
+    )
     assert resp.status == 401
     assert (await resp.json())["error"]["code"] == "signature_missing"
     assert core.deliveries == [] and core.status_batches == []
@@ -69,7 +73,10 @@ async def test_wrong_signature_is_403_and_nothing_delivered(webhook: TestClient,
 
 async def test_reserialised_body_does_not_match_metas_signature(webhook: TestClient, core: Core) -> None:
     decoded = json.dumps(fixture_json("whatsapp-text-message.json"), ensure_ascii=False).encode()
-    headers = {"Content-Type": "application/json", "X-Hub-Signature-256": PROTOCOL_SIGNATURES["whatsapp-text-message.json"]}
+    headers = {
+        "Content-Type": "application/json",
+        "X-Hub-Signature-256": PROTOCOL_SIGNATURES["whatsapp-text-message.json"],
+    }
     resp = await webhook.post("/", data=decoded, headers=headers)
     assert resp.status == 403 and core.deliveries == []
 
@@ -129,15 +136,29 @@ async def test_every_message_type_and_statuses_arrive_in_one_deliver_call(webhoo
         "messages": [_message(kind, content, n) for n, (kind, content) in enumerate(items)],
         "statuses": [{"id": "wamid.OURS", "status": "read", "timestamp": "1735689601", "recipient_id": "15550002222"}],
     }
-    payload = {"object": "whatsapp_business_account", "entry": [{"id": "1", "changes": [{"field": "messages", "value": value}]}]}
+    payload = {
+        "object": "whatsapp_business_account",
+        "entry": [{"id": "1", "changes": [{"field": "messages", "value": value}]}],
+    }
     # Media downloads are not part of this test: the media ids are unknown to the fake.
     resp = await post(webhook, payload)
     assert resp.status == 200
     assert len(core.deliveries) == 1, "one POST must be one deliver call"
     texts = [m.text for m in core.deliveries[0]]
     assert texts == [
-        "hello", "", "", "", "", "", "(1.5, 2.5)", "Ann +15550009999", "Yes", "Refund", "Stop",
-        "[reaction \u2764]", "[unsupported message]",
+        "hello",
+        "",
+        "",
+        "",
+        "",
+        "",
+        "(1.5, 2.5)",
+        "Ann +15550009999",
+        "Yes",
+        "Refund",
+        "Stop",
+        "[reaction \u2764]",
+        "[unsupported message]",
     ]
     kinds = [m.attachments[0].kind if m.attachments else None for m in core.deliveries[0]]
     assert kinds[:8] == [None, "image", "audio", "video", "file", "sticker", "location", "contacts"]
@@ -145,9 +166,14 @@ async def test_every_message_type_and_statuses_arrive_in_one_deliver_call(webhoo
     assert [(s.status, s.external_id) for s in core.statuses] == [("read", "wamid.OURS")]
 
 
-async def test_failing_store_answers_500_so_meta_retries(webhook: TestClient, core: Core, channel: WhatsAppChannel) -> None:
+async def test_failing_store_answers_500_so_meta_retries(
+    webhook: TestClient, core: Core, channel: WhatsAppChannel
+) -> None:
     core.fail_deliver = RuntimeError("disk full")
-    headers = {"Content-Type": "application/json", "X-Hub-Signature-256": PROTOCOL_SIGNATURES["whatsapp-image-reply-with-context.json"]}
+    headers = {
+        "Content-Type": "application/json",
+        "X-Hub-Signature-256": PROTOCOL_SIGNATURES["whatsapp-image-reply-with-context.json"],
+    }
     resp = await webhook.post("/", data=fixture_bytes("whatsapp-image-reply-with-context.json"), headers=headers)
     assert resp.status == 500
     assert (await resp.json())["error"]["code"] == "store_failed"
@@ -172,7 +198,10 @@ async def test_webhook_logs_carry_no_text_or_phone_number(
     webhook: TestClient, core: Core, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG)
-    headers = {"Content-Type": "application/json", "X-Hub-Signature-256": PROTOCOL_SIGNATURES["whatsapp-text-message.json"]}
+    headers = {
+        "Content-Type": "application/json",
+        "X-Hub-Signature-256": PROTOCOL_SIGNATURES["whatsapp-text-message.json"],
+    }
     resp = await webhook.post("/", data=fixture_bytes("whatsapp-text-message.json"), headers=headers)
     assert resp.status == 200 and core.messages
     assert "nchen" not in caplog.text and "5550002222" not in caplog.text
