@@ -83,7 +83,8 @@ def make_plugin_manager(
     try:
         pm.check_pending()
     except pluggy.PluginValidationError as err:
-        raise PluginLoadError(f"plugin {err.plugin!r} has an unknown hook: {err}") from err
+        name = pm.get_name(err.plugin) or repr(err.plugin)
+        raise PluginLoadError(f"plugin {name!r} has an unknown hook: {err}") from err
     _collect_channels(registry)
     return registry
 
