@@ -24,7 +24,7 @@ FIELDS = frozenset(
 #: Keys the core uses; each must exist in English in the built-in file.
 REQUIRED_KEYS = (
     "queued", "closed", "transfer", "handoff", "window_closed_customer", "window_closed_agent",
-    "window_warning", "window_reopened", "email_hint", "delivery_failed", "channel_unavailable",
+    "window_warning", "email_hint", "delivery_failed", "channel_unavailable",
     "which_conversation", "no_conversation", "conversation_closed",
 )
 FALLBACK_LANGUAGE = "en"

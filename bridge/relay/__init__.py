@@ -1,0 +1,189 @@
+"""The relay: inbound messages in, routing, and the durable outbox out.
+
+``Relay(bridge)`` is built by ``bridge.app.Bridge``; channels reach it
+through their ``ChannelContext`` (``deliver`` → ``ingest``, ``update_status``,
+``save_media``). Every change happens inside one ``store.write`` function, so
+it commits whole; the outbox worker is woken after the commit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+
+from ..errors import UnknownRecordError
+from ..models import InboundMessage, StatusUpdate
+from ..plugins import notify
+from . import outbox, windows
+from .commands import CommandTable
+from .context import RelayContext
+from .ingest import IngestResult, ingest_batch
+from .rules import Rules, load_rules
+from .status import apply_status_updates
+from .templates import Templates, load_templates
+from .worker import OutboxWorker
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+#: How often the periodic checks run (agent window warnings, old dedupe rows).
+CHECK_INTERVAL = 60.0
+#: Agent-message dedupe rows older than this are dropped (Meta retries for up to 7 days).
+DEDUPE_KEEP = 8 * 86400.0
+
+
+class Relay:
+    """Ingest, routing and delivery for one Bridge."""
+
+    def __init__(self, bridge: Any) -> None:
+        self.bridge = bridge
+        self.rctx: RelayContext | None = None
+        self.worker: OutboxWorker | None = None
+        self._periodic: asyncio.Task[None] | None = None
+
+    # --- lifecycle -------------------------------------------------------------
+
+    def _context(self, rules: Rules, templates: Templates, commands: CommandTable) -> RelayContext:
+        channels = getattr(self.bridge, "channels", {})
+        return RelayContext(
+            config=self.bridge.config,
+            pm=self.bridge.pm,
+            templates=templates,
+            rules=rules,
+            windows={name: type(ch).reply_window for name, ch in channels.items()},
+            channels=frozenset(channels) | {"console"},
+            commands=commands,
+        )
+
+    async def start(self) -> None:
+        """Load rules and templates, resume the outbox, start the worker and timers.
+
+        :raises ConfigError: the rules or templates file is wrong (FILE:LINE).
+        """
+        config = self.bridge.config
+        rules = load_rules(config.routing.rules_file)
+        templates = load_templates(config.templates.file)
+        self.rctx = self._context(rules, templates, CommandTable.build(self.bridge.pm))
+        released = await self.write(lambda tx: outbox.release_channel(tx, sorted(self.rctx.channels)))  # type: ignore[union-attr]
+        if released:
+            log.info("outbox: %d delivery(ies) held for a missing channel are pending again", released)
+        self.worker = OutboxWorker(self.bridge, self.rctx)
+        self.worker.start()
+        self._periodic = asyncio.create_task(self._run_periodic(), name="carebridge-relay-checks")
+
+    async def stop(self) -> None:
+        """Stop timers and the worker; in-flight sends get a few seconds to finish."""
+        if self._periodic is not None:
+            self._periodic.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._periodic
+            self._periodic = None
+        if self.worker is not None:
+            await self.worker.stop(timeout=max(1.0, self.bridge.config.server.shutdown_timeout / 2))
+            self.worker = None
+
+    async def reload(self) -> None:
+        """Re-read rules and templates (SIGHUP) and resume channels paused for bad credentials.
+
+        :raises ConfigError: a file is wrong; the previous rules and templates stay.
+        """
+        config = self.bridge.config
+        rules = load_rules(config.routing.rules_file)
+        templates = load_templates(config.templates.file)
+        commands = self.rctx.commands if self.rctx is not None else CommandTable.build(self.bridge.pm)
+        self.rctx = self._context(rules, templates, commands)
+        if self.worker is not None:
+            self.worker.rctx = self.rctx
+            for name in list(self.worker.stopped_channels):
+                self.worker.resume_channel(name)
+        await self.write(lambda tx: outbox.release_channel(tx, sorted(self.rctx.channels)))  # type: ignore[union-attr]
+        log.info("relay: reloaded rules (%s) and templates (%s)", rules.source, templates.source)
+
+    def _require(self) -> RelayContext:
+        if self.rctx is None:
+            raise RuntimeError("the relay is not started")
+        return self.rctx
+
+    async def write(self, fn: Callable[[Any], T]) -> T:
+        """Run ``fn(tx)`` in the store's writer and wake the worker if it enqueued something.
+
+        Other parts (the console) call relay helpers through this.
+        """
+        result = await self.bridge.store.write(fn)
+        if self.rctx is not None and self.rctx.take_wake() and self.worker is not None:
+            self.worker.wake()
+        return result
+
+    # --- channel callbacks --------------------------------------------------------
+
+    async def ingest(self, channel: str, messages: Sequence[InboundMessage]) -> None:
+        """Store and route one webhook's messages; returns once they are committed."""
+        if not messages:
+            return
+        rctx = self._require()
+        batch = list(messages)
+        result: IngestResult = await self.write(lambda tx: ingest_batch(tx, rctx, channel, batch))
+        metrics = getattr(self.bridge, "metrics", None)
+        if metrics is not None:
+            for name, direction in result.stored:
+                metrics.messages_stored.labels(channel=name, direction=direction).inc()
+        for message, conversation_id in result.customer:
+            await notify(
+                self.bridge.pm.hook.message_received, bridge=self.bridge, message=message, conversation_id=conversation_id
+            )
+
+    async def update_status(self, channel: str, updates: Sequence[StatusUpdate]) -> None:
+        """Apply delivery/read/failure reports to our messages and deliveries."""
+        if not updates:
+            return
+        rctx = self._require()
+        batch = list(updates)
+        await self.write(lambda tx: apply_status_updates(tx, rctx, channel, batch))
+
+    async def save_media(self, channel: str, external_id: str, index: int, data: bytes, mime: str | None) -> None:
+        """Store the bytes of attachment ``index`` of an already ingested message, encrypted.
+
+        :raises UnknownRecordError: no such message or attachment was ingested.
+        """
+
+        def save(tx: Any) -> None:
+            attachment = tx.attachment_by_external(channel, external_id, index)
+            if attachment is None:
+                raise UnknownRecordError(f"{channel}: no attachment {index} of an ingested message with that id")
+            tx.store_attachment_data(attachment.id, data, mime)
+
+        await self.write(save)
+
+    # --- periodic checks and health ------------------------------------------------
+
+    async def check_windows(self) -> int:
+        """Warn agents whose reply window closes soon; return how many were warned."""
+        rctx = self._require()
+        return await self.write(lambda tx: windows.check_window_warnings(tx, rctx))
+
+    async def _run_periodic(self) -> None:
+        interval = min(CHECK_INTERVAL, max(1.0, self.bridge.config.routing.window_warning / 4))
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self.check_windows()
+                cutoff = self._require().now() - DEDUPE_KEEP
+                await self.write(lambda tx: tx.conn.execute("DELETE FROM agent_inbound WHERE created_at < ?", (cutoff,)))
+            except Exception:  # boundary: a failed check is retried at the next tick
+                log.exception("relay periodic check failed")
+
+    def health(self) -> dict[str, Any]:
+        """Outbox depth, age of the oldest pending delivery and paused channels (for /healthz)."""
+        worker = self.worker
+        if worker is None:
+            return {"running": False}
+        return {
+            "running": True,
+            "depth": worker.depth,
+            "oldest_age": round(worker.oldest_age, 3),
+            "in_flight": len(worker.inflight),
+            "paused_channels": dict(worker.stopped_channels),
+        }

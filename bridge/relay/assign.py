@@ -1,0 +1,302 @@
+"""Who handles a conversation, and the deliveries that follow from it.
+
+Sync helpers run inside ``store.write``: they change conversations, write
+events and enqueue outbox rows in the caller's transaction, so an
+assignment and the messages it releases commit together. H6's commands and
+transfer use them too (see RELAY-SHARED).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from .. import agents as agents_repo
+from ..agents import Agent
+from ..store import KeyOwner
+from . import outbox, records
+from .format import attachment_line, channel_label, display_name, format_prefix, relay_text
+from ..store.records import Conversation, Message
+
+if TYPE_CHECKING:
+    from .context import RelayContext
+
+__all__ = [
+    "assign",
+    "assign_waiting",
+    "format_prefix",
+    "notify_agent",
+    "recent_messages",
+    "relay_to_agent",
+    "requeue",
+    "route",
+    "send_to_customer",
+]
+
+QUEUED_NOTICE = "queued_notice"
+
+
+@dataclass(frozen=True)
+class RoutingCandidate:
+    """What a ``choose_agent`` strategy sees of one agent (see bridge.strategies)."""
+
+    agent: Agent
+    open_conversations: int
+    idle_since: float
+    last_assigned_at: float | None
+
+
+def recent_messages(tx: Any, conversation_id: int, n: int) -> list[Message]:
+    """The last ``n`` messages, decrypted, oldest first."""
+    return records.recent_messages(tx, conversation_id, n)
+
+
+def notify_agent(tx: Any, rctx: RelayContext, agent: Agent, text: str, *, conversation_id: int | None = None) -> int | None:
+    """Enqueue ``text`` to the agent's preferred channel; return the outbox id.
+
+    A notice about a conversation is sealed under the customer's key (it
+    names them, and erasing them must erase it too); others under the agent's.
+    Returns None when the agent has no reachable address.
+    """
+    if agent.channel != "console" and not agent.address:
+        return None
+    owner = KeyOwner.agent(agent.id)
+    if conversation_id is not None:
+        conv = records.get_conversation(tx, conversation_id)
+        if conv is not None:
+            owner = KeyOwner.contact(conv.contact_id)
+    row = outbox.enqueue(
+        tx,
+        channel=agent.channel,
+        recipient=agent.address,
+        recipient_kind="agent",
+        recipient_id=agent.id,
+        text=text,
+        key_owner=owner,
+        conversation_id=conversation_id,
+    )
+    rctx.wake()
+    return row
+
+
+def _conversation_label(tx: Any, conv: Conversation) -> str:
+    return format_prefix(conv.id, records.contact_name(tx, conv.contact_id), conv.channel)
+
+
+def send_to_customer(
+    tx: Any,
+    rctx: RelayContext,
+    conversation_id: int,
+    text: str,
+    *,
+    agent_id: int | None = None,
+    reply_to: str | None = None,
+    kind: str = "out",
+) -> int:
+    """Store an outbound message (``out`` or ``system``) and its delivery; return the message id.
+
+    :raises ValueError: for an unknown conversation or one without a customer identity.
+    """
+    conv = records.get_conversation(tx, conversation_id)
+    if conv is None or conv.identity_id is None:
+        raise ValueError(f"conversation {conversation_id} has no customer to send to")
+    ident = tx.get_identity(conv.identity_id)
+    if ident is None:
+        raise ValueError(f"conversation {conversation_id} has no customer identity")
+    meta = {k: str(v) for k, v in records.last_inbound_meta(tx, conversation_id).items() if isinstance(v, (str, int))}
+    message_id = tx.insert_message(
+        conversation_id, direction=kind, channel=ident.channel, text=text, agent_id=agent_id, status="pending"
+    )
+    contact_id, channel, address = ident.contact_id, ident.channel, ident.address
+    outbox.enqueue(
+        tx,
+        channel=channel,
+        recipient=address,
+        recipient_kind="contact",
+        recipient_id=contact_id,
+        text=text,
+        key_owner=KeyOwner.contact(contact_id),
+        conversation_id=conversation_id,
+        message_id=message_id,
+        reply_to=reply_to,
+        meta=meta or None,
+    )
+    tx.conn.execute("UPDATE conversations SET updated_at = ? WHERE id = ?", (tx.now(), conversation_id))
+    rctx.wake()
+    return int(message_id)
+
+
+def relay_to_agent(
+    tx: Any,
+    rctx: RelayContext,
+    conv: Conversation,
+    agent: Agent,
+    message: Message,
+    *,
+    contact: str | None = None,
+) -> int | None:
+    """Enqueue one customer message to the agent, prefixed, and mark it relayed."""
+    name = contact if contact is not None else records.contact_name(tx, conv.contact_id)
+    lines = [attachment_line(a.kind, a.id, rctx.public_url, a.meta) for a in tx.attachments_of(message.id)]
+    text = relay_text(format_prefix(conv.id, name, conv.channel), message.text or "", lines)
+    row = outbox.enqueue(
+        tx,
+        channel=agent.channel,
+        recipient=agent.address,
+        recipient_kind="agent",
+        recipient_id=agent.id,
+        text=text,
+        key_owner=KeyOwner.contact(conv.contact_id),
+        conversation_id=conv.id,
+        message_id=message.id,
+    )
+    tx.conn.execute("UPDATE messages SET status = ? WHERE id = ? AND direction = 'in'", (records.RELAYED, message.id))
+    rctx.wake()
+    return row
+
+
+def _event(tx: Any, conv: Conversation, kind: str, from_agent: int | None, to_agent: int | None,
+           detail: dict[str, Any] | None = None, expires_at: float | None = None) -> int:  # fmt: skip
+    event_id = tx.next_id("events")
+    sealed = (
+        tx.seal(KeyOwner.contact(conv.contact_id), "events", "detail", event_id, json.dumps(detail))
+        if detail
+        else None
+    )
+    tx.conn.execute(
+        "INSERT INTO events (id, conversation_id, kind, from_agent, to_agent, detail, created_at, expires_at)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        (event_id, conv.id, kind, from_agent, to_agent, sealed, tx.now(), expires_at),
+    )
+    return int(event_id)
+
+
+def _history_line(conv: Conversation, name: str, msg: Message, agents: dict[int, str]) -> str:
+    who = {"in": name, "out": agents.get(msg.agent_id or 0, "agent"), "note": "note", "system": "bridge"}
+    speaker = who.get(msg.direction, msg.direction)
+    if msg.direction == "note":
+        speaker = f"note by {agents.get(msg.agent_id or 0, 'agent')}"
+    return f"[#{conv.id} history] {speaker}: {msg.text or '[unreadable]'}"
+
+
+def assign(
+    tx: Any,
+    rctx: RelayContext,
+    conversation_id: int,
+    agent: Agent,
+    *,
+    history: int = 0,
+    note: str | None = None,
+    reason: str,
+    from_agent: Agent | None = None,
+) -> None:
+    """Give a conversation to ``agent`` and deliver what they need to take it over.
+
+    Sets agent and status, writes an ``assigned`` event, makes it the agent's
+    current conversation and records the assignment time (round robin); then
+    enqueues a hand-off header (with ``note``) and the last ``history``
+    messages when ``history > 0``, then every customer message not yet
+    relayed to an agent, oldest first.
+    """
+    conv = records.get_conversation(tx, conversation_id)
+    if conv is None:
+        raise ValueError(f"unknown conversation {conversation_id}")
+    now = tx.now()
+    previous = conv.agent_id
+    tx.conn.execute(
+        "UPDATE conversations SET agent_id = ?, status = 'assigned', updated_at = ? WHERE id = ?",
+        (agent.id, now, conversation_id),
+    )
+    _event(tx, conv, "assigned", from_agent.id if from_agent else previous, agent.id, {"reason": reason})
+    agents_repo.set_current_conversation(tx, agent.id, conversation_id)
+    tx.conn.execute(
+        "INSERT INTO routing_state (agent_id, last_assigned_at) VALUES (?, ?)"
+        " ON CONFLICT(agent_id) DO UPDATE SET last_assigned_at = excluded.last_assigned_at",
+        (agent.id, now),
+    )
+    outbox.clear_flag(tx, QUEUED_NOTICE, str(conversation_id))
+    name = display_name(records.contact_name(tx, conv.contact_id), conv.id)
+    if history > 0 or note:
+        by = f" by {from_agent.name}" if from_agent else ""
+        header = rctx.templates.render(
+            "handoff", None, conversation=conv.id, contact=name, channel=channel_label(conv.channel),
+            from_agent=by, note=f" Note: {note}" if note else "",
+        )  # fmt: skip
+        notify_agent(tx, rctx, agent, header, conversation_id=conv.id)
+        if history > 0:
+            names = {a.id: a.name for a in agents_repo.list_agents(tx)}
+            for msg in records.recent_messages(tx, conv.id, history, exclude_status=records.WAITING):
+                notify_agent(tx, rctx, agent, _history_line(conv, name, msg, names), conversation_id=conv.id)
+    for msg in records.unrelayed_messages(tx, conv.id):
+        relay_to_agent(tx, rctx, conv, agent, msg, contact=name)
+
+
+def _candidates(tx: Any, queue: str, now: float, exclude: int | None) -> list[RoutingCandidate]:
+    out = []
+    for cand in agents_repo.online_candidates(tx, queue, now):
+        if cand.agent.id == exclude:
+            continue
+        row = tx.conn.execute("SELECT last_assigned_at FROM routing_state WHERE agent_id = ?", (cand.agent.id,)).fetchone()
+        out.append(RoutingCandidate(cand.agent, cand.open_conversations, cand.idle_since, row[0] if row else None))
+    return out
+
+
+def route(tx: Any, rctx: RelayContext, conversation_id: int, *, exclude: int | None = None, history: int = 0) -> Agent | None:
+    """Pick an online agent for a waiting conversation with the strategy; assign it.
+
+    Returns the agent, or None when nobody is free (the conversation waits).
+    """
+    conv = records.get_conversation(tx, conversation_id)
+    if conv is None:
+        return None
+    candidates = _candidates(tx, conv.queue, rctx.now(), exclude)
+    if not candidates:
+        return None
+    chosen = rctx.pm.hook.choose_agent(strategy=rctx.strategy, conversation=conv, candidates=candidates)
+    if chosen is None:
+        return None
+    agent = chosen.agent if isinstance(chosen, RoutingCandidate) else chosen
+    if not isinstance(agent, Agent) or agent.id not in {c.agent.id for c in candidates}:
+        raise ValueError(f"routing strategy {rctx.strategy!r} returned something that is not a candidate")
+    assign(tx, rctx, conversation_id, agent, history=history, reason="routed")
+    return agent
+
+
+def _was_assigned_before(tx: Any, conversation_id: int) -> bool:
+    row = tx.conn.execute(
+        "SELECT 1 FROM events WHERE conversation_id = ? AND kind = 'assigned' LIMIT 1", (conversation_id,)
+    ).fetchone()
+    return row is not None
+
+
+def assign_waiting(tx: Any, rctx: RelayContext, agent: Agent) -> list[int]:
+    """Assign waiting conversations of the agent's queues to them, oldest first, up to capacity.
+
+    A conversation that had an agent before (put back by a logout) comes with
+    its recent history, so the new agent sees what was said.
+    """
+    room = agent.capacity - agents_repo.open_conversations(tx, agent.id)
+    assigned: list[int] = []
+    for conv in records.waiting_conversations(tx, agent.queues, room):
+        history = rctx.config.routing.history_messages if _was_assigned_before(tx, conv.id) else 0
+        assign(tx, rctx, conv.id, agent, history=history, reason="login")
+        assigned.append(conv.id)
+    return assigned
+
+
+def requeue(tx: Any, rctx: RelayContext, conversation_id: int, queue: str | None = None) -> None:
+    """Put a conversation back to waiting (in ``queue`` if given) and try another online agent."""
+    conv = records.get_conversation(tx, conversation_id)
+    if conv is None or conv.status == "closed":
+        return
+    previous = conv.agent_id
+    tx.conn.execute(
+        "UPDATE conversations SET status = 'queued', agent_id = NULL, queue = ?, updated_at = ? WHERE id = ?",
+        (queue or conv.queue, tx.now(), conversation_id),
+    )
+    tx.conn.execute(
+        "UPDATE agents SET current_conversation_id = NULL WHERE current_conversation_id = ?", (conversation_id,)
+    )
+    _event(tx, conv, "requeued", previous, None, {"queue": queue or conv.queue})
+    route(tx, rctx, conversation_id, exclude=previous, history=rctx.config.routing.history_messages)

@@ -1,0 +1,224 @@
+"""Inbound messages of one webhook POST, stored and routed in ONE write.
+
+``ingest_batch`` runs inside ``store.write`` (group-committed), so a webhook
+is acknowledged only once everything it carried is committed: the customer
+message, its contact and conversation, and the outbox rows that relay it.
+Traffic from a registered agent identity is never a customer conversation:
+it is a command or a reply (see RELAY-SHARED).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from .. import agents as agents_repo
+from ..agents import Agent
+from ..models import InboundMessage
+from ..plugins import collect
+from . import outbox, records, windows
+from .assign import QUEUED_NOTICE, notify_agent, relay_to_agent, requeue, route, send_to_customer
+from .commands import NOT_LOGGED_IN, handle_agent_command
+
+if TYPE_CHECKING:
+    from .context import RelayContext
+
+
+@dataclass
+class IngestResult:
+    """What the caller does after the commit: hooks and metrics."""
+
+    customer: list[tuple[InboundMessage, int]] = field(default_factory=list)
+    stored: list[tuple[str, str]] = field(default_factory=list)  # (channel, direction) per stored message
+    duplicates: int = 0
+
+
+def ingest_batch(tx: Any, rctx: RelayContext, channel: str, messages: list[InboundMessage]) -> IngestResult:
+    """Store and route every message of one POST, in order."""
+    result = IngestResult()
+    for message in messages:
+        if message.channel != channel:
+            raise ValueError(f"channel {channel!r} delivered a message marked {message.channel!r}")
+        if message.echo:
+            _ingest_echo(tx, rctx, message, result)
+            continue
+        agent = agents_repo.find_agent_by_identity(tx, channel, message.sender)
+        if agent is not None:
+            _ingest_agent(tx, rctx, agent, message, result)
+        else:
+            _ingest_customer(tx, rctx, message, result)
+    return result
+
+
+# --- customers ------------------------------------------------------------------
+
+
+def _attachment_meta(message: InboundMessage, index: int) -> dict[str, Any]:
+    att = message.attachments[index]
+    meta: dict[str, Any] = {k: v for k, v in att.meta.items() if isinstance(v, (str, int, float, bool))}
+    for key in ("url", "media_id", "filename"):
+        value = getattr(att, key)
+        if value:
+            meta[key] = value
+    return meta
+
+
+def _ingest_customer(tx: Any, rctx: RelayContext, message: InboundMessage, result: IngestResult) -> None:
+    channel = message.channel
+    if tx.message_id_by_external(channel, message.external_id) is not None:
+        result.duplicates += 1
+        return
+    identity, _created = tx.get_or_create_identity(
+        channel, message.sender, name=message.sender_name, inbound_at=message.timestamp
+    )
+    windows.person_wrote(tx, rctx, "contact", identity.contact_id, channel)
+    conv = tx.open_conversation(identity.id)
+    if conv is None:
+        language = rctx.rules.detect_language(message.text, message.meta)
+        queue = rctx.rules.match(channel, message.text, language)
+        conv = tx.create_conversation(identity.contact_id, identity.id, channel, queue=queue, language=language)
+    findings = collect(rctx.pm.hook.detect_sensitive, text=message.text) if message.text else []
+    message_id = tx.insert_message(
+        conv.id,
+        direction="in",
+        channel=channel,
+        text=message.text,
+        external_id=message.external_id,
+        reply_to=message.reply_to,
+        status=records.WAITING,
+        sensitive=bool(findings),
+        meta=dict(message.meta) or None,
+    )
+    if message_id is None:  # a duplicate inside the same POST
+        result.duplicates += 1
+        return
+    for index, att in enumerate(message.attachments):
+        tx.add_attachment(message_id, index, att.kind, mime=att.mime, meta=_attachment_meta(message, index))
+    tx.update_conversation(conv.id)  # updated_at: the conversation is active
+    result.customer.append((message, conv.id))
+    result.stored.append((channel, "in"))
+    _route_message(tx, rctx, conv.id, message_id)
+
+
+def _route_message(tx: Any, rctx: RelayContext, conversation_id: int, message_id: int) -> None:
+    """Relay to the assigned online agent, else find one, else queue with a notice (once)."""
+    conv = records.get_conversation(tx, conversation_id)
+    if conv is None:
+        return
+    now = rctx.now()
+    if conv.status == "assigned" and conv.agent_id is not None:
+        agent = agents_repo.get_agent(tx, conv.agent_id)
+        if agent is not None and not agent.disabled and agents_repo.is_online(tx, agent.id, now):
+            msg = tx.get_message(message_id)
+            relay_to_agent(tx, rctx, conv, agent, msg)
+            if agent.current_conversation_id is None:
+                agents_repo.set_current_conversation(tx, agent.id, conv.id)
+            return
+        requeue(tx, rctx, conv.id)  # their agent went offline: someone else, or wait
+    else:
+        history = rctx.config.routing.history_messages if _had_agent(tx, conv.id) else 0
+        route(tx, rctx, conv.id, history=history)
+    conv = records.get_conversation(tx, conversation_id)
+    if conv is not None and conv.status == "queued" and outbox.flag(tx, QUEUED_NOTICE, str(conv.id)):
+        send_to_customer(tx, rctx, conv.id, rctx.templates.render("queued", conv.language), kind="system")
+
+
+def _had_agent(tx: Any, conversation_id: int) -> bool:
+    row = tx.conn.execute(
+        "SELECT 1 FROM events WHERE conversation_id = ? AND kind = 'assigned' LIMIT 1", (conversation_id,)
+    ).fetchone()
+    return row is not None
+
+
+def _ingest_echo(tx: Any, rctx: RelayContext, message: InboundMessage, result: IngestResult) -> None:
+    """A message the business sent outside Carebridge: keep the transcript whole, relay nothing."""
+    channel = message.channel
+    if outbox.find_by_external_id(tx, channel, message.external_id) is not None:
+        return  # the platform's echo of our own send
+    if agents_repo.find_agent_by_identity(tx, channel, message.sender) is not None:
+        return  # a page-inbox message to an agent is not customer data
+    if tx.message_id_by_external(channel, message.external_id) is not None:
+        result.duplicates += 1
+        return
+    identity, _created = tx.get_or_create_identity(channel, message.sender)
+    conv = tx.open_conversation(identity.id)
+    if conv is None:
+        conv = tx.create_conversation(
+            identity.contact_id, identity.id, channel, queue=rctx.rules.default_queue, status="closed"
+        )
+    tx.insert_message(
+        conv.id, direction="out", channel=channel, text=message.text, external_id=message.external_id, status="sent"
+    )
+    result.stored.append((channel, "out"))
+
+
+# --- agents -----------------------------------------------------------------------
+
+
+def _ingest_agent(tx: Any, rctx: RelayContext, agent: Agent, message: InboundMessage, result: IngestResult) -> None:
+    channel = message.channel
+    seen = tx.conn.execute(
+        "INSERT OR IGNORE INTO agent_inbound (channel, external_index, created_at) VALUES (?, ?, ?)",
+        (channel, tx.blind(f"agent-message:{channel}", message.external_id), tx.now()),
+    )
+    if seen.rowcount == 0:
+        result.duplicates += 1
+        return
+    agents_repo.touch_identity(tx, agent.id, channel, message.sender, message.timestamp)
+    windows.person_wrote(tx, rctx, "agent", agent.id, channel)
+    text = message.text.strip()
+    if text.startswith("/"):
+        answer = handle_agent_command(tx, rctx, rctx.commands, agent, message)
+        if answer:
+            notify_agent(tx, rctx, agents_repo.get_agent(tx, agent.id) or agent, answer)
+        return
+    if agent.disabled or not agents_repo.is_online(tx, agent.id, rctx.now()):
+        notify_agent(tx, rctx, agent, NOT_LOGGED_IN)
+        return
+    _agent_reply(tx, rctx, agent, message)
+
+
+def _agent_reply(tx: Any, rctx: RelayContext, agent: Agent, message: InboundMessage) -> None:
+    """Send an agent's plain text to the conversation it belongs to; ask when unsure."""
+    conversation_id: int | None = None
+    quoted_customer: str | None = None
+    if message.reply_to:
+        quoted = outbox.find_by_external_id(tx, message.channel, message.reply_to)
+        if quoted is not None and quoted.recipient_kind == "agent" and quoted.conversation_id is not None:
+            conversation_id = quoted.conversation_id
+            if quoted.message_id is not None:
+                original = tx.get_message(quoted.message_id, strict=False)
+                if original is not None and original.direction == "in":
+                    quoted_customer = original.external_id
+    if conversation_id is None:
+        conversation_id = agent.current_conversation_id
+    if conversation_id is None:
+        notify_agent(tx, rctx, agent, _which_conversation(tx, rctx, agent))
+        return
+    conv = records.get_conversation(tx, conversation_id)
+    if conv is None or conv.status == "closed":
+        notify_agent(tx, rctx, agent, rctx.templates.render("conversation_closed", None, conversation=conversation_id))
+        return
+    if conv.agent_id != agent.id:
+        notify_agent(tx, rctx, agent, _which_conversation(tx, rctx, agent))
+        return
+    text = message.text
+    if message.attachments:
+        note = ", ".join(att.kind for att in message.attachments)
+        notify_agent(tx, rctx, agent, f"Attachments ({note}) are not relayed to customers; send them as text or links.")
+        if not text.strip():
+            return
+    send_to_customer(tx, rctx, conv.id, text, agent_id=agent.id, reply_to=quoted_customer)
+    if agent.current_conversation_id != conv.id:
+        agents_repo.set_current_conversation(tx, agent.id, conv.id)
+
+
+def _which_conversation(tx: Any, rctx: RelayContext, agent: Agent) -> str:
+    rows = tx.conn.execute(
+        "SELECT id FROM conversations WHERE agent_id = ? AND status = 'assigned' ORDER BY updated_at DESC LIMIT 10",
+        (agent.id,),
+    ).fetchall()
+    if not rows:
+        return rctx.templates.render("no_conversation")
+    listing = ", ".join(f"#{r[0]}" for r in rows)
+    return rctx.templates.render("which_conversation", None, list=listing)

@@ -1,0 +1,185 @@
+"""Delivery outcomes that need a fall-back: closed reply windows, missing channels, failures.
+
+A WhatsApp-style window closes 24 h after the recipient last wrote. A
+refused free-text delivery (WindowClosedError, or a later ``failed`` status
+with code 131047) is never dropped: the row is *held* and released when the
+person writes again. Meanwhile, for a customer, the channel's re-engagement
+template goes out once and the agent is told; for an agent, the template goes
+out once and each held text is also mailed when they have an email address
+and the email channel is enabled. Agents are warned before their window closes.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from .. import agents as agents_repo
+from ..agents import Agent
+from . import outbox, records
+from .assign import notify_agent
+from .format import channel_label, display_name
+from .outbox import CHANNEL_UNAVAILABLE, WINDOW_CLOSED, Delivery
+
+if TYPE_CHECKING:
+    from .context import RelayContext
+
+WINDOW_CODE = "131047"
+REENGAGE = "reengage"
+WARNED = "window_warning"
+EMAIL = "email"
+
+
+def load_for_send(tx: Any, delivery_id: int) -> tuple[Delivery, float | None] | None:
+    """Return a delivery and when its recipient last wrote on its channel."""
+    delivery = outbox.load(tx, delivery_id)
+    if delivery is None:
+        return None
+    return delivery, last_inbound(tx, delivery)
+
+
+def last_inbound(tx: Any, delivery: Delivery) -> float | None:
+    """When the recipient of ``delivery`` last wrote to us on its channel (None: never)."""
+    if delivery.recipient_kind == "agent":
+        return agents_repo.identity_last_inbound(tx, delivery.recipient_id, delivery.channel)
+    row = tx.conn.execute(
+        "SELECT MAX(last_inbound_at) FROM contact_identities WHERE contact_id = ? AND channel = ?",
+        (delivery.recipient_id, delivery.channel),
+    ).fetchone()
+    return float(row[0]) if row and row[0] is not None else None
+
+
+def _responsible_agent(tx: Any, delivery: Delivery) -> tuple[Agent, records.ConversationInfo] | None:
+    """The agent to tell about a customer delivery: the conversation's, else the author's."""
+    if delivery.conversation_id is None:
+        return None
+    conv = records.get_conversation(tx, delivery.conversation_id)
+    if conv is None:
+        return None
+    agent_id = conv.agent_id
+    if agent_id is None and delivery.message_id is not None:
+        row = tx.conn.execute("SELECT agent_id FROM messages WHERE id = ?", (delivery.message_id,)).fetchone()
+        agent_id = row[0] if row else None
+    agent = agents_repo.get_agent(tx, agent_id) if agent_id is not None else None
+    return (agent, conv) if agent is not None else None
+
+
+def tell_agent(tx: Any, rctx: RelayContext, delivery: Delivery, key: str, **fields: Any) -> int | None:
+    """Send notice ``key`` about a customer delivery to the responsible agent."""
+    found = _responsible_agent(tx, delivery)
+    if found is None:
+        return None
+    agent, conv = found
+    name = display_name(records.contact_name(tx, conv.contact_id), conv.id)
+    text = rctx.templates.render(
+        key, None, conversation=conv.id, contact=name, channel=channel_label(delivery.channel), **fields
+    )
+    return notify_agent(tx, rctx, agent, text, conversation_id=conv.id)
+
+
+def on_channel_unavailable(tx: Any, rctx: RelayContext, delivery: Delivery) -> None:
+    """Hold a delivery whose channel is not installed or enabled; tell the agent."""
+    error = f"channel {delivery.channel!r} is not installed or not enabled on this bridge"
+    outbox.hold(tx, delivery, CHANNEL_UNAVAILABLE, error)
+    if delivery.recipient_kind == "contact":
+        tell_agent(tx, rctx, delivery, "channel_unavailable", error="")
+
+
+def on_failed(tx: Any, rctx: RelayContext, delivery: Delivery, reason: str) -> None:
+    """Give up on a delivery; a customer's failure is told to the agent."""
+    outbox.mark_failed(tx, delivery, reason)
+    if delivery.recipient_kind == "contact":
+        tell_agent(tx, rctx, delivery, "delivery_failed", error=reason)
+
+
+def on_window_closed(tx: Any, rctx: RelayContext, delivery: Delivery, reason: str) -> None:
+    """Hold a delivery refused for a closed window and start the fall-backs (once per window)."""
+    if delivery.template:
+        # Even the template was refused: nothing else can reach them on this channel.
+        on_failed(tx, rctx, delivery, reason)
+        return
+    outbox.hold(tx, delivery, WINDOW_CLOSED, reason)
+    subject = f"{delivery.recipient_kind}:{delivery.recipient_id}:{delivery.channel}"
+    first = outbox.flag(tx, REENGAGE, subject)
+    if delivery.recipient_kind == "contact":
+        if first:
+            _enqueue_template(tx, rctx, delivery, "[re-engagement template]")
+            email, verified = records.contact_email(tx, delivery.recipient_id)
+            hint = rctx.templates.render("email_hint") if email and verified else ""
+            tell_agent(tx, rctx, delivery, "window_closed_customer", email=hint)
+        return
+    agent = agents_repo.get_agent(tx, delivery.recipient_id)
+    if agent is None:
+        return
+    if first:
+        notice = rctx.templates.render("window_closed_agent", None, channel=channel_label(delivery.channel))
+        _enqueue_template(tx, rctx, delivery, notice)
+    if agent.email and rctx.channel_enabled(EMAIL) and delivery.channel != EMAIL:
+        outbox.enqueue(
+            tx,
+            channel=EMAIL,
+            recipient=agent.email,
+            recipient_kind="agent",
+            recipient_id=agent.id,
+            text=delivery.text,
+            key_owner=delivery.owner,
+            conversation_id=delivery.conversation_id,
+            message_id=delivery.message_id,
+            meta={"subject": "Carebridge: messages while your window is closed"},
+        )
+        rctx.wake()
+
+
+def _enqueue_template(tx: Any, rctx: RelayContext, delivery: Delivery, text: str) -> None:
+    """Queue the channel's re-engagement template to the same recipient (``text`` is our record of it)."""
+    outbox.enqueue(
+        tx,
+        channel=delivery.channel,
+        recipient=delivery.recipient,
+        recipient_kind=delivery.recipient_kind,
+        recipient_id=delivery.recipient_id,
+        text=text,
+        key_owner=delivery.owner,
+        conversation_id=delivery.conversation_id,
+        template=True,
+    )
+    rctx.wake()
+
+
+def on_status_failed(tx: Any, rctx: RelayContext, delivery: Delivery, code: str | None, title: str | None) -> None:
+    """A delivery the platform accepted later failed: a window code takes the window path."""
+    if delivery.status in ("failed", "cancelled", "held"):
+        return  # already handled (platforms repeat status reports)
+    reason = f"{title or 'delivery failed'}" + (f" (code {code})" if code else "")
+    if code == WINDOW_CODE:
+        on_window_closed(tx, rctx, delivery, reason)
+    else:
+        on_failed(tx, rctx, delivery, reason)
+
+
+def person_wrote(tx: Any, rctx: RelayContext, kind: str, person_id: int, channel: str) -> int:
+    """Release the window-held deliveries of someone who just wrote on ``channel``."""
+    outbox.clear_flag(tx, REENGAGE, f"{kind}:{person_id}:{channel}")
+    released = outbox.release_held(tx, kind, person_id, channel)
+    if released:
+        rctx.wake()
+    return released
+
+
+def check_window_warnings(tx: Any, rctx: RelayContext) -> int:
+    """Warn online agents whose reply window closes within ``routing.window_warning``; once per window."""
+    now = rctx.now()
+    lead = rctx.config.routing.window_warning
+    sent = 0
+    for agent in agents_repo.list_agents(tx):
+        window = rctx.channel_window(agent.channel)
+        if window is None or agent.disabled or not agents_repo.is_online(tx, agent.id, now):
+            continue
+        last = agents_repo.identity_last_inbound(tx, agent.id, agent.channel)
+        if last is None or not (last + window - lead <= now < last + window):
+            continue
+        if outbox.flag(tx, WARNED, f"{agent.id}:{agent.channel}:{last:.3f}"):
+            minutes = max(1, int((last + window - now) // 60))
+            text = rctx.templates.render("window_warning", None, channel=channel_label(agent.channel), minutes=minutes)
+            notify_agent(tx, rctx, agent, text)
+            sent += 1
+    return sent

@@ -1,0 +1,239 @@
+"""The outbox worker: sends due deliveries through their channels, durably.
+
+One loop reads the due rows (``outbox.due``: oldest first, one per recipient
+stream, so order holds), starts a task per row within each channel's
+concurrency limit, and sleeps until woken (a commit that enqueued something,
+a finished task) or until the next retry is due. Each outcome is committed
+in one write: the platform's message ids with status ``sent``; a retry time;
+``failed`` and a notice to the agent; or a hold for a closed window or a
+missing channel. A crash between a platform's 2xx and that commit is the only
+way a delivery is sent twice; nothing is ever lost, since rows stay pending.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections import Counter
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from ..errors import ChannelAuthFailed, DeliveryError, WindowClosedError
+from ..models import ChannelState, DeliveryReceipt, OutboundMessage
+from ..plugins import notify
+from . import outbox, windows
+from .outbox import Delivery
+
+if TYPE_CHECKING:
+    from .context import RelayContext
+
+log = logging.getLogger(__name__)
+
+#: Longest sleep when nothing is due: a safety net for rows written by other
+#: processes (the CLI) or paths that did not wake us.
+IDLE_POLL = 2.0
+CONSOLE = "console"
+
+
+class OutboxWorker:
+    """Deliver outbox rows; ``start()``/``stop()`` pair with the relay's."""
+
+    def __init__(self, bridge: Any, rctx: RelayContext, *, clock: Callable[[], float] | None = None) -> None:
+        self.bridge = bridge
+        self.rctx = rctx
+        self.clock = clock or rctx.now
+        self.delivery = bridge.config.delivery
+        self.stopped_channels: dict[str, str] = {}
+        self._event = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._inflight: dict[int, asyncio.Task[None]] = {}
+        self._per_channel: Counter[str] = Counter()
+        self._rng = random.Random()
+        self._stopping = False
+        self.depth = 0
+        self.oldest_age = 0.0
+
+    @property
+    def inflight(self) -> list[int]:
+        """Ids of the deliveries being sent right now."""
+        return list(self._inflight)
+
+    def start(self) -> None:
+        """Start the loop (idempotent); pending rows from before a restart go first."""
+        if self._task is None:
+            self._stopping = False
+            self._task = asyncio.create_task(self._run(), name="carebridge-outbox")
+
+    def wake(self) -> None:
+        """Look at the outbox again now."""
+        self._event.set()
+
+    async def stop(self, timeout: float = 5.0) -> None:
+        """Stop the loop, give in-flight sends ``timeout`` seconds, then cancel them."""
+        self._stopping = True
+        self._event.set()
+        if self._task is not None:
+            await self._task
+            self._task = None
+        tasks = list(self._inflight.values())
+        if tasks:
+            _done, pending = await asyncio.wait(tasks, timeout=timeout)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+
+    def resume_channel(self, name: str) -> None:
+        """Send on ``name`` again after its credentials were fixed (reload)."""
+        self.stopped_channels.pop(name, None)
+        self._event.set()
+
+    async def _run(self) -> None:
+        while not self._stopping:
+            self._event.clear()
+            try:
+                delay = await self._dispatch()
+            except Exception:  # boundary: a store hiccup must not kill the worker
+                log.exception("outbox worker: reading due deliveries failed; retrying")
+                delay = IDLE_POLL
+            if self._stopping:
+                break
+            try:
+                await asyncio.wait_for(self._event.wait(), timeout=delay)
+            except TimeoutError:
+                pass
+
+    async def _dispatch(self) -> float:
+        """Start what is due; return how long to sleep at most."""
+        now = self.clock()
+        limit = self.delivery.concurrency * 8
+        rows = await self.bridge.store.read(lambda tx: outbox.due(tx, now, exclude=tuple(self._inflight), limit=limit))
+        sleep = IDLE_POLL
+        for delivery_id, channel, due_at in rows:
+            if due_at > now:
+                sleep = min(sleep, due_at - now)
+                continue
+            if channel in self.stopped_channels:
+                continue
+            if self._per_channel[channel] >= self.delivery.concurrency:
+                continue
+            self._per_channel[channel] += 1
+            task = asyncio.create_task(self._deliver(delivery_id, channel), name=f"carebridge-delivery-{delivery_id}")
+            self._inflight[delivery_id] = task
+        await self._update_gauges(now)
+        return max(0.0, sleep)
+
+    async def _update_gauges(self, now: float) -> None:
+        depth, oldest = await self.bridge.store.read(lambda tx: outbox.stats(tx, now))
+        self.depth, self.oldest_age = depth, oldest
+        metrics = getattr(self.bridge, "metrics", None)
+        if metrics is None:
+            return
+        metrics.outbox_depth.set(depth)
+        metrics.outbox_oldest_age.set(oldest)
+
+    async def _deliver(self, delivery_id: int, channel_name: str) -> None:
+        try:
+            await self._deliver_one(delivery_id)
+        except Exception:  # boundary: one delivery's failure must not stop the others
+            log.exception("outbox: delivery %s failed unexpectedly; it stays pending", delivery_id)
+        finally:
+            self._inflight.pop(delivery_id, None)
+            self._per_channel[channel_name] -= 1
+            self._event.set()
+
+    async def _deliver_one(self, delivery_id: int) -> None:
+        store = self.bridge.store
+        loaded = await store.read(lambda tx: windows.load_for_send(tx, delivery_id))
+        if loaded is None:
+            return
+        delivery, last_inbound = loaded
+        if delivery.status != "pending":
+            return
+        if delivery.channel == CONSOLE:
+            # The console reads conversations from the store; nothing to send.
+            await self._write(lambda tx: outbox.mark_sent(tx, delivery, ()))
+            self._count(delivery.channel, "sent")
+            return
+        channel = self.bridge.channels.get(delivery.channel)
+        if channel is None or not self.rctx.channel_enabled(delivery.channel):
+            await self._write(lambda tx: windows.on_channel_unavailable(tx, self.rctx, delivery))
+            self._count(delivery.channel, "held")
+            return
+        message = OutboundMessage(
+            delivery_id=delivery.id,
+            channel=delivery.channel,
+            recipient=delivery.recipient,
+            text=delivery.text,
+            reply_to=delivery.reply_to,
+            last_inbound_at=last_inbound,
+            template=delivery.template,
+            conversation_id=delivery.conversation_id,
+            meta=delivery.meta,
+        )
+        try:
+            receipt = await channel.send(message)
+        except WindowClosedError as err:
+            await self._write(lambda tx: windows.on_window_closed(tx, self.rctx, delivery, str(err)))
+            self._count(delivery.channel, "held")
+        except ChannelAuthFailed as err:
+            await self._auth_failed(delivery, err)
+        except DeliveryError as err:
+            await self._failed_attempt(delivery, message, err)
+        except Exception as err:  # boundary: a plugin bug is treated as a retryable failure
+            log.exception("channel %s raised while sending delivery %s", delivery.channel, delivery.id)
+            await self._failed_attempt(delivery, message, DeliveryError(f"{type(err).__name__}", retryable=True))
+        else:
+            await self._sent(delivery, message, receipt)
+
+    async def _sent(self, delivery: Delivery, message: OutboundMessage, receipt: DeliveryReceipt) -> None:
+        await self._write(lambda tx: outbox.mark_sent(tx, delivery, receipt.external_ids))
+        self._count(delivery.channel, "sent")
+        await notify(self.bridge.pm.hook.message_sent, bridge=self.bridge, message=message, receipt=receipt)
+
+    async def _failed_attempt(self, delivery: Delivery, message: OutboundMessage, err: DeliveryError) -> None:
+        attempts = delivery.attempts + 1
+        reason = _describe(err)
+        if err.retryable and attempts < self.delivery.max_attempts:
+            wait = outbox.retry_delay(
+                attempts, self.delivery.retry_base, self.delivery.retry_max, err.retry_after, self._rng
+            )
+            log.warning(
+                "delivery %s on %s failed (attempt %d/%d, %s); retrying in %.1fs",
+                delivery.id, delivery.channel, attempts, self.delivery.max_attempts, reason, wait,
+            )  # fmt: skip
+            next_at = self.clock() + wait
+            await self._write(lambda tx: outbox.mark_retry(tx, delivery.id, next_at, reason))
+            self._count(delivery.channel, "retry")
+            return
+        log.warning("delivery %s on %s failed for good after %d attempt(s): %s", delivery.id, delivery.channel, attempts, reason)
+        await self._write(lambda tx: windows.on_failed(tx, self.rctx, delivery, reason))
+        self._count(delivery.channel, "failed")
+        await notify(self.bridge.pm.hook.delivery_failed, bridge=self.bridge, message=message, error=err)
+
+    async def _auth_failed(self, delivery: Delivery, err: ChannelAuthFailed) -> None:
+        name = delivery.channel
+        reason = f"the platform refused the credentials of channel {name} (code {err.code or 'unknown'})"
+        if name not in self.stopped_channels:
+            self.stopped_channels[name] = reason
+            log.error("OPERATOR ALERT: %s; deliveries on %s are paused until the bridge is reloaded or restarted", reason, name)
+            report = getattr(self.bridge, "report_channel", None)
+            if report is not None:
+                report(name, ChannelState.DEGRADED, reason)
+        # The row stays pending (not an attempt the recipient is to blame for).
+        await self._write(lambda tx: tx.conn.execute("UPDATE outbox SET last_error = ? WHERE id = ?", (reason, delivery.id)))
+
+    async def _write(self, fn: Callable[[Any], object]) -> None:
+        await self.bridge.store.write(fn)
+        if self.rctx.take_wake():
+            self._event.set()
+
+    def _count(self, channel: str, outcome: str) -> None:
+        metrics = getattr(self.bridge, "metrics", None)
+        if metrics is not None:
+            metrics.deliveries.labels(channel=channel, outcome=outcome).inc()
+
+
+def _describe(err: DeliveryError) -> str:
+    text = str(err) or type(err).__name__
+    return f"{text} (code {err.code})" if err.code and str(err.code) not in text else text
