@@ -137,7 +137,8 @@ class WhatsAppChannel(Channel):
             raise WindowClosedError(
                 "the 24-hour WhatsApp window is closed: the recipient has not written in the last 24 hours"
             )
-        parts = split_text(message.text, self.max_text_length or 4096)
+        # A cut next to trailing whitespace can leave a blank part, which Meta refuses.
+        parts = [part for part in split_text(message.text, self.max_text_length or 4096) if part.strip()]
         done = self._resume(message.delivery_id, message.text)
         for number, part in enumerate(parts):
             if number < len(done):

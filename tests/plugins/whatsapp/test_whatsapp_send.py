@@ -266,3 +266,9 @@ async def test_empty_text_is_refused_without_a_call(channel: WhatsAppChannel, fa
     with pytest.raises(DeliveryError) as info:
         await channel.send(outbound("  \n "))
     assert info.value.retryable is False and fake.calls == []
+
+
+@pytest.mark.usefixtures("open_window")
+async def test_trailing_whitespace_at_the_cut_sends_no_blank_part(channel: WhatsAppChannel, fake: FakeWhatsAppCloud) -> None:
+    receipt = await channel.send(outbound("x" * 4096 + " \n "))
+    assert [len(s.text or "") for s in fake.sent] == [4096] and len(receipt.external_ids) == 1
