@@ -135,7 +135,8 @@ class TxBase:
         except IntegrityError:
             if not create or not self.writable:
                 raise
-        return self.new_key(owner)
+        self.new_key(owner)
+        return self._new_keys[owner]
 
     def new_key(self, owner: KeyOwner) -> int:
         """Create and wrap a data key for ``owner``; return its key id."""

@@ -1,0 +1,116 @@
+"""No plaintext at rest, and every ciphertext bound to its cell."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from bridge.errors import IntegrityError
+from bridge.store import Store
+from tests.core.test_store_kit import raw, raw_files, settings
+
+MARKERS = {
+    "body": "MARKERBODY-zebra-quartz",
+    "name": "Marker-Namesake",
+    "phone": "+31699887766",
+    "phone_digits": "31699887766",
+    "email": "marker.person@example.org",
+    "psid": "MARKERPSID77321",
+    "wamid": "wamid.MARKERWAMID",
+    "meta": "MARKERSUBJECT",
+    "media": "MARKERMEDIA-bytes",
+    "audit": "MARKERAUDIT",
+}
+
+
+def _fill(tx, rnd: int = 0) -> None:
+    wa, _ = tx.get_or_create_identity("whatsapp", MARKERS["phone_digits"], name=MARKERS["name"], inbound_at=tx.now())
+    tx.set_contact_email(wa.contact_id, MARKERS["email"], verified=True)
+    conv = tx.create_conversation(wa.contact_id, wa.id, "whatsapp")
+    for i in range(30):
+        mid = tx.insert_message(
+            conv.id, direction="in", channel="whatsapp", text=f"{MARKERS['body']} {i} call {MARKERS['phone']}",
+            external_id=f"{MARKERS['wamid']}{rnd}-{i}", meta={"subject": MARKERS["meta"]},
+        )  # fmt: skip
+    tx.add_attachment(mid, 0, "image", mime="image/png", meta={"caption": MARKERS["meta"]}, data=MARKERS["media"].encode() * 10)
+    fb, _ = tx.get_or_create_identity("messenger", MARKERS["psid"], name=MARKERS["name"])
+    tx.insert_message(tx.create_conversation(fb.contact_id, fb.id, "messenger").id, direction="out",
+                      channel="messenger", text=MARKERS["body"], reply_to=MARKERS["psid"])  # fmt: skip
+    tx.audit("cli:test", "test.event", f"contact:{wa.contact_id}", {"note": MARKERS["audit"]})
+
+
+def _assert_no_markers(files: dict[str, bytes]) -> None:
+    assert any(name.endswith(".db") for name in files)
+    for name, data in files.items():
+        for label, marker in MARKERS.items():
+            for form in {marker.encode(), marker.encode("utf-16-le"), marker.lower().encode()}:
+                assert form not in data, f"{label} marker found in {name}"
+
+
+@pytest.mark.parametrize("checkpoint", [False, True])
+async def test_no_plaintext_in_db_wal_shm_or_media(tmp_path, caplog, checkpoint) -> None:
+    cfg = settings(tmp_path)
+    caplog.set_level(logging.DEBUG)
+    store = await Store.open(cfg)
+    try:
+        await store.write(_fill)
+        await store.write(lambda tx: _fill(tx, 1))  # a second round: updates of existing rows go through the WAL too
+        if checkpoint:
+            await store.write(lambda tx: tx.after_commit(lambda: tx.conn.execute("PRAGMA wal_checkpoint(FULL)")))
+        files = raw_files(cfg.path)
+        assert "carebridge.db-wal" in files and len(files["carebridge.db-wal"]) > 0
+        assert any(name.startswith("media/") for name in files)
+        _assert_no_markers(files)
+        # and it is all really there, decrypted
+        contact = await store.read(lambda tx: tx.get_contact(tx.find_contact(f"whatsapp:{MARKERS['phone']}")))
+        assert (contact.name, contact.email) == (MARKERS["name"], MARKERS["email"])
+    finally:
+        await store.close()
+    _assert_no_markers(raw_files(cfg.path))
+    for label, marker in MARKERS.items():
+        assert marker not in caplog.text, f"{label} marker logged"
+
+
+async def test_ciphertext_moved_to_another_row_fails(tmp_path) -> None:
+    cfg = settings(tmp_path)
+    store = await Store.open(cfg)
+    try:
+        def setup(tx):
+            ident, _ = tx.get_or_create_identity("whatsapp", "+31611111111")
+            conv = tx.create_conversation(ident.contact_id, ident.id, "whatsapp")
+            return conv.id, [tx.insert_message(conv.id, direction="in", channel="whatsapp", text=t) for t in ("one", "two")]
+
+        conv, (first, second) = await store.write(setup)
+        conn = raw(cfg.path)
+        conn.execute("UPDATE messages SET body = (SELECT body FROM messages WHERE id = ?) WHERE id = ?", (first, second))
+        conn.close()
+        with pytest.raises(IntegrityError) as caught:
+            await store.read(lambda tx: tx.get_message(second))
+        assert (caught.value.table, caught.value.column, caught.value.row_id) == ("messages", "body", second)
+        assert f"messages.body of row {second}" in str(caught.value)
+        # the untouched record still reads, and non-strict readers report and continue
+        assert (await store.read(lambda tx: tx.get_message(first))).text == "one"
+        history = await store.read(lambda tx: tx.recent_messages(conv, 10, strict=False))
+        assert [(m.text, m.unreadable) for m in history] == [("one", False), (None, True)]
+    finally:
+        await store.close()
+
+
+async def test_ciphertext_from_another_contact_fails(tmp_path) -> None:
+    cfg = settings(tmp_path)
+    store = await Store.open(cfg)
+    try:
+        a = await store.write(lambda tx: tx.create_contact(name="Alice"))
+        b = await store.write(lambda tx: tx.create_contact(name="Bob"))
+        conn = raw(cfg.path)
+        # same row id is impossible across contacts, so swap a name into b's row: wrong row AND wrong key
+        conn.execute("UPDATE contacts SET name = (SELECT name FROM contacts WHERE id = ?) WHERE id = ?", (a, b))
+        conn.execute("UPDATE contacts SET email = x'01' WHERE id = ?", (a,))
+        conn.close()
+        with pytest.raises(IntegrityError, match=f"contacts.name of row {b}"):
+            await store.read(lambda tx: tx.get_contact(b))
+        with pytest.raises(IntegrityError, match=f"contacts.email of row {a}"):
+            await store.read(lambda tx: tx.get_contact(a))
+    finally:
+        await store.close()

@@ -1,0 +1,221 @@
+"""Opening, key checks, migrations and the group-committing writer, on real SQLite files."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sqlite3
+import stat
+import threading
+
+import pytest
+
+from bridge.errors import KeyMismatchError, StoreError
+from bridge.keyfile import generate_key, write_key_file
+from bridge.store import KeyOwner, Store, register_migration
+from bridge.store import schema as store_schema
+from tests.core.test_store_kit import env_key_settings, raw, settings
+
+
+async def test_new_store_generates_key_and_migrates(tmp_path, caplog) -> None:
+    cfg = settings(tmp_path)
+    with caplog.at_level(logging.WARNING, logger="carebridge.store"):
+        store = await Store.open(cfg)
+    try:
+        key_path = tmp_path / "var" / "master.key"
+        assert stat.S_IMODE(key_path.stat().st_mode) == 0o600
+        assert "generated a new master key" in caplog.text
+        assert store.health() == {"status": "ok", "schema_version": store_schema.latest_version(), "path": str(cfg.path)}
+        assert stat.S_IMODE(cfg.path.stat().st_mode) == 0o600
+        conn = raw(cfg.path)
+        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        assert {"keys", "meta", "contacts", "contact_identities", "agents", "agent_identities", "shifts",
+                "totp_used", "conversations", "messages", "attachments", "events", "outbox",
+                "audit_log", "schema_migrations"} <= tables  # fmt: skip
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        conn.close()
+    finally:
+        await store.close()
+    assert store.health()["status"] == "error"
+
+
+async def test_pragmas_on_both_connections(tmp_path) -> None:
+    store = await Store.open(settings(tmp_path))
+    try:
+        def pragmas(tx):
+            return [tx.conn.execute(f"PRAGMA {p}").fetchone()[0] for p in ("synchronous", "foreign_keys", "secure_delete")]
+
+        assert await store.write(pragmas) == [2, 1, 1]  # FULL, on, on
+        assert await store.read(pragmas) == [2, 1, 1]
+    finally:
+        await store.close()
+    store = await Store.open(settings(tmp_path, synchronous="normal"))
+    try:
+        assert (await store.write(pragmas))[0] == 1
+    finally:
+        await store.close()
+
+
+async def test_bad_synchronous_setting_is_named(tmp_path) -> None:
+    with pytest.raises(StoreError, match="store.synchronous"):
+        await Store.open(settings(tmp_path, synchronous="fast"))
+
+
+async def _populate(cfg) -> None:
+    store = await Store.open(cfg)
+    try:
+        await store.write(lambda tx: tx.create_contact(name="Someone"))
+    finally:
+        await store.close()
+
+
+async def test_wrong_key_refused_before_any_write(tmp_path, monkeypatch) -> None:
+    await _populate(settings(tmp_path))
+    db = settings(tmp_path).path
+    before = (db.read_bytes(), db.stat().st_mtime_ns)
+    wrong = env_key_settings(tmp_path, generate_key(), monkeypatch)
+    with pytest.raises(KeyMismatchError, match="^the master key does not match this database$"):
+        await Store.open(wrong)
+    assert (db.read_bytes(), db.stat().st_mtime_ns) == before
+
+
+async def test_missing_key_with_existing_database_is_refused(tmp_path) -> None:
+    cfg = settings(tmp_path)
+    await _populate(cfg)
+    (tmp_path / "var" / "master.key").unlink()
+    with pytest.raises(StoreError, match="master key .* not found; refusing to open an existing database without it"):
+        await Store.open(cfg)
+    assert not (tmp_path / "var" / "master.key").exists()  # no new key was made
+
+
+async def test_admin_open_requires_existing_store_and_key(tmp_path) -> None:
+    with pytest.raises(StoreError, match="no store at"):
+        await Store.open(settings(tmp_path), must_exist=True)
+    with pytest.raises(StoreError, match="master key .* not found"):
+        await Store.open(settings(tmp_path), create_missing_key=False)
+
+
+async def test_newer_schema_is_refused(tmp_path) -> None:
+    cfg = settings(tmp_path)
+    await _populate(cfg)
+    conn = raw(cfg.path)
+    conn.execute("INSERT INTO schema_migrations(number, name, applied_at) VALUES (9999, 'future', 0)")
+    conn.close()
+    latest = store_schema.latest_version()
+    with pytest.raises(StoreError, match=f"database schema version 9999 is newer than this Carebridge \\({latest}\\)"):
+        await Store.open(cfg)
+
+
+async def test_not_a_database(tmp_path) -> None:
+    cfg = settings(tmp_path)
+    write_key_file(tmp_path / "var" / "master.key", generate_key())
+    cfg.path.write_bytes(b"this is not sqlite" * 100)
+    with pytest.raises(StoreError, match="not a Carebridge database"):
+        await Store.open(cfg)
+
+
+async def test_registered_migration_runs_once(tmp_path) -> None:
+    def m990_extra(db) -> None:
+        db.execute("CREATE TABLE extra_things(id INTEGER PRIMARY KEY)")
+
+    register_migration(990, m990_extra)
+    try:
+        with pytest.raises(ValueError, match="already registered"):
+            register_migration(990, lambda db: None)
+        for _ in range(2):
+            store = await Store.open(settings(tmp_path))
+            assert store.schema_version == 990
+            await store.close()
+        conn = raw(settings(tmp_path).path)
+        assert conn.execute("SELECT name FROM schema_migrations WHERE number = 990").fetchone() == ("m990_extra",)
+        conn.close()
+    finally:
+        store_schema._MIGRATIONS.pop(990)
+
+
+async def test_group_commit_one_transaction_and_resolves_after_commit(tmp_path) -> None:
+    cfg = settings(tmp_path)
+    store = await Store.open(cfg)
+    try:
+        contact = await store.write(lambda tx: tx.create_contact(name="C"))
+        conv = await store.write(lambda tx: tx.create_conversation(contact, None, "whatsapp").id)
+        gate, started = threading.Event(), threading.Event()
+
+        def blocker(tx) -> None:
+            started.set()
+            assert gate.wait(10)
+
+        def insert(i: int):
+            def fn(tx):
+                mid = tx.insert_message(conv, direction="in", channel="whatsapp", text=f"m{i}", external_id=f"x{i}")
+                if i == 7:
+                    raise ValueError("boom")
+                return mid
+
+            return fn
+
+        first = asyncio.ensure_future(store.write(blocker))
+        assert await asyncio.to_thread(started.wait, 10)
+        batches = store.batches
+        tasks = [asyncio.ensure_future(store.write(insert(i))) for i in range(40)]
+        await asyncio.sleep(0)  # every task has queued its function
+        gate.set()
+        await first
+        outcomes = await asyncio.gather(*tasks, return_exceptions=True)
+        assert store.batches == batches + 2  # the blocker's batch, then the 40 queued writes in ONE
+        assert isinstance(outcomes[7], ValueError)
+        assert all(isinstance(o, int) for i, o in enumerate(outcomes) if i != 7)
+        # the future resolved after COMMIT: another connection sees every row right away
+        conn = raw(cfg.path)
+        ids = {r[0] for r in conn.execute("SELECT id FROM messages")}
+        conn.close()
+        assert ids == {o for i, o in enumerate(outcomes) if i != 7}
+        texts = await store.read(lambda tx: [m.text for m in tx.recent_messages(conv, 100)])
+        assert texts == [f"m{i}" for i in range(40) if i != 7]
+    finally:
+        await store.close()
+
+
+async def test_failed_function_loses_its_new_key_but_not_others(tmp_path) -> None:
+    store = await Store.open(settings(tmp_path))
+    try:
+        def create_then_fail(tx):
+            tx.create_contact(name="ghost")
+            raise RuntimeError("no")
+
+        with pytest.raises(RuntimeError):
+            await store.write(create_then_fail)
+        contact = await store.write(lambda tx: tx.create_contact(name="real"))
+        assert (await store.read(lambda tx: tx.get_contact(contact))).name == "real"
+        await store.close()
+        store = await Store.open(settings(tmp_path))
+        assert (await store.read(lambda tx: tx.get_contact(contact))).name == "real"
+    finally:
+        await store.close()
+
+
+async def test_write_refuses_coroutine_functions_and_reads_are_read_only(tmp_path) -> None:
+    store = await Store.open(settings(tmp_path))
+    try:
+        async def not_sync(tx):
+            return 1
+
+        with pytest.raises(TypeError, match="plain function"):
+            await store.write(not_sync)
+        with pytest.raises(sqlite3.OperationalError, match="readonly|read-only|query_only"):
+            await store.read(lambda tx: tx.conn.execute("DELETE FROM contacts"))
+        with pytest.raises(StoreError, match="needs store.write"):
+            await store.read(lambda tx: tx.new_key(KeyOwner.agent(1)))
+    finally:
+        await store.close()
+    with pytest.raises(StoreError, match="closed"):
+        await store.write(lambda tx: None)
+
+
+async def test_injected_clock(tmp_path) -> None:
+    store = await Store.open(settings(tmp_path), clock=lambda: 1234.5)
+    try:
+        contact = await store.write(lambda tx: tx.create_contact())
+        assert (await store.read(lambda tx: tx.get_contact(contact))).created_at == 1234.5
+    finally:
+        await store.close()
