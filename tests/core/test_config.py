@@ -228,3 +228,18 @@ def test_resolve_secret_leaves_plain_strings_alone(tmp_path: Path, monkeypatch: 
 def test_store_key_env_and_credential_references_are_kept_as_text(tmp_path: Path) -> None:
     assert load_config(write(tmp_path, "[store]\nkey = 'env:CB_KEY'\n")).store.key == "env:CB_KEY"
     assert load_config(write(tmp_path, "[store]\nkey = 'credential:master.key'\n")).store.key == "credential:master.key"
+
+
+def test_example_bridge_toml_is_the_init_template_and_both_load(tmp_path: Path) -> None:
+    root = Path(__file__).resolve().parents[2]
+    example = (root / "bridge.toml").read_text(encoding="utf-8")
+    template = (root / "bridge" / "defaults" / "bridge.toml").read_text(encoding="utf-8")
+    # Identical except the key location: init puts master.key beside the file.
+    assert example.replace('key = "file:var/master.key" #', 'key = "file:master.key"     #') == template
+    config = load_config(root / "bridge.toml")
+    assert config.store.key == f"file:{root / 'var' / 'master.key'}"
+    assert set(config.channels) == {"messenger", "whatsapp", "email"} and config.enabled_channels() == []
+    # Every documented key of the core sections is present in the example.
+    for section in ("server", "logging", "plugins", "store", "security", "routing", "delivery", "templates",
+                    "retention", "sensitive"):
+        assert f"[{section}]" in example
