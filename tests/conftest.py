@@ -24,7 +24,7 @@ import time
 
 from aiohttp import web
 
-from bridge import Channel, ChannelAuthError, ConfigError, DeliveryReceipt, InboundMessage, SimulatedRequest, hookimpl
+from bridge import Channel, ChannelAuthError, ChannelUnavailable, ConfigError, DeliveryReceipt, InboundMessage, SimulatedRequest, hookimpl
 
 
 class AcmeChannel(Channel):
@@ -39,9 +39,14 @@ class AcmeChannel(Channel):
         if unknown:
             raise ConfigError(f"channels.acme.{unknown[0]}: unknown key")
 
+    starts = 0
+
     async def start(self):
+        type(self).starts += 1
         if self.config.get("fail_start") == "auth":
             raise ChannelAuthError("token rejected by Acme")
+        if self.config.get("fail_start") == "once" and type(self).starts == 1:
+            raise ChannelUnavailable("Acme is down for maintenance")
 
     async def send(self, message):
         return DeliveryReceipt(external_ids=("acme-1",))
@@ -58,8 +63,12 @@ class AcmeChannel(Channel):
                                                    text=data["text"], timestamp=time.time())])
             return web.json_response({"ok": True})
 
+        async def boom(request):
+            raise RuntimeError("acme handler bug")
+
         app.router.add_post("", receive)
         app.router.add_post("/", receive)
+        app.router.add_get("/boom", boom)
         return app
 
     @classmethod

@@ -35,12 +35,13 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def write_config(directory: Path, extra: str = "", *, port: int | None = None, name: str = "bridge.toml") -> Path:
+def write_config(
+    directory: Path, extra: str = "", *, port: int | None = None, server: str = "", name: str = "bridge.toml"
+) -> Path:
     """Write a bridge.toml for a test daemon: loopback, a free port, store under ``directory``.
 
-    ``extra`` is appended verbatim (more sections; do not repeat ``[server]``
-    keys other than through ``server_extra`` lines placed in ``extra`` after
-    a fresh table header of your own).
+    :param extra: appended verbatim (more sections such as ``[channels.x]``).
+    :param server: extra ``key = value`` lines for the ``[server]`` table.
     """
     port = free_port() if port is None else port
     text = (
@@ -48,7 +49,8 @@ def write_config(directory: Path, extra: str = "", *, port: int | None = None, n
         'host = "127.0.0.1"\n'
         f"port = {port}\n"
         'shutdown_timeout = "5s"\n'
-        "[store]\n"
+        + (server.rstrip("\n") + "\n" if server else "")
+        + "[store]\n"
         'path = "var/carebridge.db"\n'
         'key = "file:var/master.key"\n'
         'synchronous = "normal"\n'

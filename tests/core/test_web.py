@@ -1,0 +1,223 @@
+"""The Bridge and its web app in-process, over real loopback HTTP (pytest-aiohttp)."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import io
+import json
+import sys
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import aiohttp
+import pytest
+
+import bridge.strategies
+from bridge.app import Bridge
+from bridge.config import load_config
+from bridge.errors import ChannelAuthError, ConfigError, PluginLoadError
+from bridge.models import ChannelState
+from bridge.plugins import make_plugin_manager
+from bridge.web import make_app
+from tests.daemon import write_config
+
+BridgeFactory = Callable[..., Any]
+
+
+@pytest.fixture
+def acme(plugin_site: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[ModuleType]:
+    monkeypatch.syspath_prepend(str(plugin_site))
+    sys.modules.pop("acme_chat", None)
+    module = importlib.import_module("acme_chat")
+    yield module
+    sys.modules.pop("acme_chat", None)
+
+
+@pytest.fixture
+async def make_bridge(tmp_path: Path, acme: ModuleType) -> AsyncIterator[BridgeFactory]:
+    """Build a Bridge from config text; plugins: the core strategies and acme (no entry points)."""
+    created: list[Bridge] = []
+
+    async def factory(
+        extra: str = "[channels.acme]\ntoken = 'acme-token'\n", *, entry_points: bool = False, server: str = ""
+    ) -> Bridge:
+        config = load_config(write_config(tmp_path, extra, server=server))
+        plugins = [] if entry_points else [("core-routing", bridge.strategies), ("acme", acme)]
+        registry = make_plugin_manager(load_entry_points=entry_points, plugins=plugins)
+        instance = await Bridge.create(config, registry)
+        created.append(instance)
+        return instance
+
+    yield factory
+    for instance in created:
+        await instance.close()
+
+
+async def test_healthz_reports_version_plugins_channels_store_scheduler(
+    make_bridge: BridgeFactory, aiohttp_client: Any
+) -> None:
+    instance = await make_bridge()
+    client = await aiohttp_client(make_app(instance))
+    response = await client.get("/healthz")
+    assert response.status == 200
+    assert response.content_type == "application/json"
+    body = await response.json()
+    assert body["status"] == "ok"
+    assert body["version"]
+    assert body["plugins"]["acme"] == {"version": None, "channels": ["acme"], "error": None}
+    assert body["channels"] == {"acme": {"state": "connected", "reason": None}}
+    assert body["store"]["status"] == "ok"
+    assert body["scheduler"]["running"] is True
+    assert [job["id"] for job in body["scheduler"]["jobs"]] == ["retention"]
+    assert body["outbox"]["running"] is True
+
+
+async def test_broken_plugin_not_enabled_is_listed_and_degrades_health(
+    make_bridge: BridgeFactory, aiohttp_client: Any
+) -> None:
+    instance = await make_bridge(entry_points=True)  # the site also holds broken-plugin
+    client = await aiohttp_client(make_app(instance))
+    body = await (await client.get("/healthz")).json()
+    assert body["status"] == "degraded"
+    assert body["plugins"]["broken"]["error"] == "ImportError: needs libbroken, which is not installed"
+    assert body["plugins"]["acme"]["version"] == "1.2.3"
+    assert body["channels"]["acme"]["state"] == "connected"
+
+
+async def test_enabled_channel_of_a_broken_plugin_stops_start_up(make_bridge: BridgeFactory) -> None:
+    with pytest.raises(PluginLoadError, match="channels.broken: enabled, but plugin 'broken' failed to load: ImportError"):
+        await make_bridge("[channels.broken]\n", entry_points=True)
+
+
+async def test_missing_required_plugin_stops_start_up(make_bridge: BridgeFactory) -> None:
+    with pytest.raises(PluginLoadError, match="plugins.required: plugin 'telepathy' is not available: not installed"):
+        await make_bridge("[plugins]\nrequired = ['telepathy']\n")
+
+
+async def test_invalid_channel_section_stops_start_up(make_bridge: BridgeFactory) -> None:
+    with pytest.raises(ConfigError, match="channels.acme.token: required"):
+        await make_bridge("[channels.acme]\ntoken = ''\n")
+
+
+async def test_refused_credentials_stop_start_up(make_bridge: BridgeFactory) -> None:
+    instance = await make_bridge("[channels.acme]\ntoken = 'acme-token'\nfail_start = 'auth'\n")
+    with pytest.raises(ChannelAuthError, match="channel acme: the platform refused the credentials: token rejected"):
+        await instance.start()
+    assert instance.channel_state("acme") == (ChannelState.BAD_CREDENTIALS, "token rejected by Acme")
+    assert not instance.scheduler.running  # start-up rolled back
+
+
+async def test_unreachable_channel_is_retried_in_the_background(make_bridge: BridgeFactory, acme: ModuleType) -> None:
+    acme.AcmeChannel.starts = 0
+    instance = await make_bridge("[channels.acme]\ntoken = 'acme-token'\nfail_start = 'once'\n")
+    await instance.start()
+    assert instance.channel_state("acme") == (ChannelState.TRANSIENT_DISCONNECT, "Acme is down for maintenance")
+    assert instance.health()["status"] == "degraded"
+    for _ in range(100):
+        if instance.channel_state("acme")[0] is ChannelState.CONNECTED:
+            break
+        await asyncio.sleep(0.05)
+    assert instance.channel_state("acme") == (ChannelState.CONNECTED, None)
+    assert acme.AcmeChannel.starts == 2
+
+
+async def test_webhook_is_stored_counted_and_timed(make_bridge: BridgeFactory, aiohttp_client: Any) -> None:
+    instance = await make_bridge()
+    client = await aiohttp_client(make_app(instance))
+    body = json.dumps({"from": "ann-1", "text": "hello there", "id": "m-1"})
+    response = await client.post("/webhooks/acme", data=body, headers={"X-Acme-Token": "acme-token"})
+    assert response.status == 200, await response.text()
+    count = await instance.store.read(
+        lambda tx: tx.conn.execute("SELECT count(*) FROM messages WHERE direction = 'in'").fetchone()[0]
+    )
+    assert count == 1
+    metrics = await (await client.get("/metrics")).text()
+    assert 'carebridge_http_requests_total{route="/webhooks/acme",status="200"} 1.0' in metrics
+    assert 'carebridge_webhook_latency_seconds_count{channel="acme"} 1.0' in metrics
+    assert 'carebridge_messages_stored_total{channel="acme",direction="in"} 1.0' in metrics
+
+
+async def test_errors_are_json_with_the_right_status(make_bridge: BridgeFactory, aiohttp_client: Any) -> None:
+    instance = await make_bridge()
+    client = await aiohttp_client(make_app(instance))
+    response = await client.get("/nowhere")
+    assert response.status == 404
+    assert (await response.json())["error"]["code"] == "not_found"
+    response = await client.post("/healthz")
+    assert response.status == 405
+    assert (await response.json())["error"]["code"] == "method_not_allowed"
+    assert "GET" in response.headers["Allow"]
+    response = await client.post("/webhooks/acme", data="{}", headers={"X-Acme-Token": "wrong"})
+    assert response.status == 403
+    assert await response.json() == {"error": {"code": "forbidden", "message": "bad token"}}
+    response = await client.get("/webhooks/acme/boom")
+    assert response.status == 500
+    assert await response.json() == {"error": {"code": "internal_error", "message": "internal error"}}
+    metrics = await (await client.get("/metrics")).text()
+    assert 'carebridge_http_requests_total{route="unmatched",status="404"} 1.0' in metrics
+    assert 'carebridge_http_requests_total{route="/webhooks/acme",status="500"} 1.0' in metrics
+
+
+async def test_body_over_max_body_is_413_json_and_stores_nothing(make_bridge: BridgeFactory, aiohttp_client: Any) -> None:
+    instance = await make_bridge()
+    limit = instance.config.server.max_body
+    client = await aiohttp_client(make_app(instance))
+    big = json.dumps({"from": "ann", "text": "x" * limit, "id": "big"}).encode()
+    response = await client.post("/webhooks/acme", data=io.BytesIO(big), headers={"X-Acme-Token": "acme-token"})
+    assert response.status == 413
+    assert (await response.json())["error"]["code"] == "too_large"
+
+    async def chunks() -> AsyncIterator[bytes]:  # no Content-Length: the limit applies while reading
+        for start in range(0, len(big), 65536):
+            yield big[start : start + 65536]
+
+    response = await client.post("/webhooks/acme", data=chunks(), headers={"X-Acme-Token": "acme-token"})
+    assert response.status == 413
+    assert (await response.json())["error"]["code"] == "too_large"
+    count = await instance.store.read(lambda tx: tx.conn.execute("SELECT count(*) FROM messages").fetchone()[0])
+    assert count == 0
+
+
+async def test_small_max_body_from_config(make_bridge: BridgeFactory, aiohttp_client: Any) -> None:
+    instance = await make_bridge("[channels.acme]\ntoken = 'acme-token'\n", server="max_body = 100")
+    client = await aiohttp_client(make_app(instance))
+    response = await client.post("/webhooks/acme", data=b"x" * 101, headers={"X-Acme-Token": "acme-token"})
+    assert response.status == 413
+    assert (await response.json())["error"]["message"] == "request body exceeds 100 bytes"
+    response = await client.post("/webhooks/acme", data=b"not json", headers={"X-Acme-Token": "wrong"})
+    assert response.status == 403  # under the limit: the handler decides
+
+
+async def test_lifespan_contexts_are_entered_and_left(
+    make_bridge: BridgeFactory, aiohttp_client: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    marker = tmp_path / "lifespan.txt"
+    monkeypatch.setenv("ACME_LIFESPAN_FILE", str(marker))
+    instance = await make_bridge()
+    client = await aiohttp_client(make_app(instance))
+    assert (await client.get("/healthz")).status == 200
+    assert marker.read_text() == "enter\n"
+    await client.close()
+    assert marker.read_text() == "enter\nexit\n"
+
+
+async def test_metrics_registry_is_per_bridge(make_bridge: BridgeFactory) -> None:
+    first = await make_bridge()
+    first.metrics.login_failures.inc()
+    second = await make_bridge()
+    body, content_type = second.metrics.render()
+    assert content_type.startswith("text/plain")
+    assert b"carebridge_login_failures_total 0.0" in body
+    assert b"\ncarebridge_outbox_depth 0.0\n" in body
+    assert b"\ncarebridge_deliveries_total{" not in body  # labelled: no samples until a delivery
+
+
+async def test_client_session_is_shared_with_channels(make_bridge: BridgeFactory) -> None:
+    instance = await make_bridge()
+    channel = instance.channels["acme"]
+    assert channel.ctx.http is instance.http
+    assert isinstance(instance.http, aiohttp.ClientSession)
+    assert channel.ctx.max_body == instance.config.server.max_body
