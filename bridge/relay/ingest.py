@@ -111,7 +111,8 @@ def _route_message(tx: Any, rctx: RelayContext, conversation_id: int, message_id
         if agent is not None and not agent.disabled and agents_repo.is_online(tx, agent.id, now):
             msg = tx.get_message(message_id)
             relay_to_agent(tx, rctx, conv, agent, msg)
-            if agent.current_conversation_id is None:
+            # DESIGN §7: the last relayed message sets the agent's current conversation.
+            if agent.current_conversation_id != conv.id:
                 agents_repo.set_current_conversation(tx, agent.id, conv.id)
             return
         requeue(tx, rctx, conv.id)  # their agent went offline: someone else, or wait
@@ -208,9 +209,8 @@ def _agent_reply(tx: Any, rctx: RelayContext, agent: Agent, message: InboundMess
         notify_agent(tx, rctx, agent, f"Attachments ({note}) are not relayed to customers; send them as text or links.")
         if not text.strip():
             return
+    # A quoted reply does not move the current conversation (set by relays and /switch).
     send_to_customer(tx, rctx, conv.id, text, agent_id=agent.id, reply_to=quoted_customer)
-    if agent.current_conversation_id != conv.id:
-        agents_repo.set_current_conversation(tx, agent.id, conv.id)
 
 
 def _which_conversation(tx: Any, rctx: RelayContext, agent: Agent) -> str:

@@ -21,7 +21,7 @@ from bridge import hookimpl, strategies
 from bridge.app import Bridge
 from bridge.channel import Channel
 from bridge.config import load_config
-from bridge.errors import DeliveryError
+from bridge.errors import DeliveryError, WindowClosedError
 from bridge.models import Address, DeliveryReceipt, InboundMessage, OutboundMessage
 from bridge.plugins import make_plugin_manager
 from tests.daemon import write_config
@@ -39,6 +39,7 @@ class MemoryChannel(Channel):
         self.attempts: list[OutboundMessage] = []
         self.script: list[BaseException | None] = []
         self.counter = 0
+        self.receipts: dict[int, str] = {}  # delivery id -> the platform id we answered
 
     async def send(self, message: OutboundMessage) -> DeliveryReceipt:
         self.attempts.append(message)
@@ -48,7 +49,8 @@ class MemoryChannel(Channel):
                 raise item
         self.counter += 1
         self.sent.append(message)
-        return DeliveryReceipt(external_ids=(f"{self.name}-out-{self.counter}",))
+        self.receipts[message.delivery_id] = f"{self.name}-out-{self.counter}"
+        return DeliveryReceipt(external_ids=(self.receipts[message.delivery_id],))
 
     async def inbound(self, sender: str, text: str, **kwargs: Any) -> str:
         """Deliver one message as if the platform had posted it; return its id."""
@@ -71,22 +73,40 @@ class SecondChannel(MemoryChannel):
     name = "second"
 
 
+class WindowedChannel(MemoryChannel):
+    """A platform with a one-hour reply window, refusing free text outside it."""
+
+    name = "windowed"
+    reply_window = 3600.0
+
+    async def send(self, message: OutboundMessage) -> DeliveryReceipt:
+        last = message.last_inbound_at
+        if not message.template and (last is None or time.time() - last >= self.reply_window):
+            self.attempts.append(message)
+            raise WindowClosedError("(#131047) Re-engagement message", code="131047")
+        return await super().send(message)
+
+
 class _Plugin:
     @hookimpl
     def register_channels(self, register: Callable[[type[Channel]], None]) -> None:
         register(MemoryChannel)
         register(SecondChannel)
+        register(WindowedChannel)
 
 
 CHANNELS = '[channels.memory]\nenabled = true\n[channels.second]\nenabled = true\n'
 
 
-async def make_bridge(tmp_path: Path, extra: str = "", *, channels: str = CHANNELS) -> Bridge:
-    """Build and start a Bridge on a fresh store under ``tmp_path``."""
+async def make_bridge(
+    tmp_path: Path, extra: str = "", *, channels: str = CHANNELS, plugins: list[tuple[str, object]] | None = None
+) -> Bridge:
+    """Build and start a Bridge on a fresh (or existing) store under ``tmp_path``."""
     path = write_config(tmp_path, channels + extra)
     config = load_config(path)
     registry = make_plugin_manager(
-        load_entry_points=False, plugins=[("core-routing", strategies), ("test-channels", _Plugin())]
+        load_entry_points=False,
+        plugins=[("core-routing", strategies), ("test-channels", _Plugin()), *(plugins or [])],
     )
     bridge = await Bridge.create(config, registry)
     try:
@@ -118,6 +138,21 @@ async def wait_for(predicate: Callable[[], bool | Awaitable[bool]], timeout: flo
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError(f"timed out waiting for {what or predicate}")
         await asyncio.sleep(0.01)
+
+
+async def login(bridge: Bridge, channel: str, address: str, secret: str, *, timestamp: float | None = None) -> None:
+    """Log an agent in the way they would: ``/login CODE`` from their identity."""
+    extra = {} if timestamp is None else {"timestamp": timestamp}
+    await bridge.channels[channel].inbound(address, f"/login {pyotp.TOTP(secret).now()}", **extra)  # type: ignore[attr-defined]
+
+
+def outbox_rows(bridge: Bridge) -> Awaitable[list[tuple[Any, ...]]]:
+    """``(id, channel, recipient_kind, status, attempts, template, hold_reason, last_error)`` of every row."""
+    return bridge.store.read(
+        lambda tx: tx.conn.execute(
+            "SELECT id, channel, recipient_kind, status, attempts, template, hold_reason, last_error FROM outbox ORDER BY id"
+        ).fetchall()
+    )
 
 
 def retryable(message: str = "HTTP 500") -> DeliveryError:
