@@ -74,3 +74,118 @@ def db_bytes(path: Path) -> bytes:
         if part.exists():
             out += part.read_bytes()
     return out
+
+
+class Desk:
+    """A real store plus H5's relay context, driven through the relay's real ingest path.
+
+    Customers and agents "write" by handing InboundMessages to ``ingest_batch``
+    inside ``store.write``, exactly as the channels' deliver callback does;
+    what the bridge would send is read back, decrypted, from the outbox.
+    """
+
+    def __init__(self, store: Store, rctx: Any, clock: Clock) -> None:
+        self.store = store
+        self.rctx = rctx
+        self.clock = clock
+        self._seen: dict[str | None, int] = {}
+        self._n = 0
+        self.secrets: dict[str, str] = {}
+
+    @classmethod
+    async def open(cls, tmp_path: Path, *, pm_plugins: tuple[tuple[str, object], ...] = (), **routing: Any) -> Desk:
+        from bridge import strategies
+        from bridge.plugins import make_plugin_manager
+        from bridge.relay.commands import CommandTable
+        from bridge.relay.context import RelayContext
+        from bridge.relay.rules import load_rules
+        from bridge.relay.templates import load_templates
+
+        clock = Clock()
+        store = await open_store(tmp_path, clock)
+        registry = make_plugin_manager(load_entry_points=False, plugins=(("core-routing", strategies), *pm_plugins))
+        config = config_for(tmp_path, **routing)
+        rctx = RelayContext(
+            config=config, pm=registry.pm, templates=load_templates(None), rules=load_rules(None),
+            channels=frozenset({"console", "whatsapp", "messenger", "email"}), clock=clock,
+            commands=CommandTable.build(registry.pm),
+        )  # fmt: skip
+        return cls(store, rctx, clock)
+
+    async def close(self) -> None:
+        await self.store.close()
+
+    async def add_agent(self, name: str, address: str, **kwargs: Any) -> Agent:
+        agent, secret = await self.store.write(lambda tx: add_agent(tx, name, address, **kwargs))
+        self.secrets[name] = secret
+        return agent
+
+    async def agent(self, name: str) -> Agent:
+        from bridge.agents import get_agent_by_name
+
+        found = await self.store.read(lambda tx: get_agent_by_name(tx, name))
+        assert found is not None
+        return found
+
+    def _message(self, channel: str, sender: str, text: str, name: str | None = None,
+                 reply_to: str | None = None) -> Any:  # fmt: skip
+        from bridge.models import InboundMessage
+
+        self._n += 1
+        return InboundMessage(channel=channel, sender=sender, external_id=f"m{self._n}", text=text,
+                              timestamp=self.clock.now, sender_name=name, reply_to=reply_to)  # fmt: skip
+
+    async def deliver(self, message: Any) -> Any:
+        from bridge.relay.ingest import ingest_batch
+
+        return await self.store.write(lambda tx: ingest_batch(tx, self.rctx, message.channel, [message]))
+
+    async def customer(self, address: str, text: str, name: str = "Jan") -> int:
+        """A customer writes (``whatsapp:+31…``); return their conversation id."""
+        channel, _, sender = address.partition(":")
+        result = await self.deliver(self._message(channel, sender, text, name))
+        return int(result.customer[-1][1])
+
+    async def say(self, name: str, text: str) -> None:
+        """Agent ``name`` writes ``text`` from their preferred channel."""
+        agent = await self.agent(name)
+        await self.deliver(self._message(agent.channel, agent.address, text))
+
+    def code(self, name: str, at: float | None = None) -> str:
+        return pyotp.TOTP(self.secrets[name]).at(self.clock.now if at is None else at)
+
+    async def login(self, name: str) -> list[str]:
+        await self.say(name, f"/login {self.code(name)}")
+        # The next code's time step: a second login in the same 30 s would be a replay.
+        self.clock.advance(30)
+        return await self.sent_to(name)
+
+    async def sent_to(self, name: str | None = None) -> list[str]:
+        """Texts enqueued since the last call (to agent ``name``, or to everyone when None)."""
+        from bridge.relay import outbox
+
+        agent = await self.agent(name) if name is not None else None
+
+        def read(tx: Any) -> list[Any]:
+            since = self._seen.get(name, 0)
+            rows = tx.conn.execute("SELECT id FROM outbox WHERE id > ? ORDER BY id", (since,)).fetchall()
+            return [outbox.load(tx, r[0]) for r in rows]
+
+        rows = await self.store.read(read)
+        if rows:
+            self._seen[name] = rows[-1].id
+        if agent is None:
+            return [r.text for r in rows]
+        return [r.text for r in rows if r.recipient_kind == "agent" and r.recipient_id == agent.id]
+
+    async def deliveries(self) -> list[Any]:
+        """Every outbox row, decrypted."""
+        from bridge.relay import outbox
+
+        def read(tx: Any) -> list[Any]:
+            return [outbox.load(tx, r[0]) for r in tx.conn.execute("SELECT id FROM outbox ORDER BY id").fetchall()]
+
+        return list(await self.store.read(read))
+
+    async def conversation(self, conversation_id: int) -> Any:
+        return await self.store.read(lambda tx: tx.get_conversation(conversation_id))

@@ -1,0 +1,154 @@
+"""The built-in agent commands: /login /logout /list /switch /close /note /help.
+
+Handlers follow the ``register_commands`` contract: ``handler(ctx, args)``
+runs inside the store transaction and returns the answer for the agent (or
+None when it already sent what the agent needs). Refusals raise
+``CommandRefused`` so that nothing they touched is kept; failed logins
+*return* their answer instead, because their audit entry must be kept.
+"""
+
+from __future__ import annotations
+
+from .. import agents as agents_repo
+from .. import totp
+from .assign import assign_waiting, notify_agent, requeue, send_to_customer
+from .commands import (
+    CommandContext,
+    CommandRefused,
+    CommandTable,
+    actor,
+    label,
+    open_conversation_ids,
+    own_conversation,
+    parse_conversation_ref,
+    split_target,
+    write_event,
+)
+from . import records
+
+LOGIN_USAGE = "Send /login followed by the 6-digit code from your authenticator app, e.g. /login 123456."
+LOGIN_INVALID = "That code is not valid. Check that your phone's clock is right and send /login with the current code."
+LOGIN_REPLAYED = "That code was already used. Wait for the next code in your app, then send /login again."
+
+
+def _duration(seconds: float) -> str:
+    if seconds >= 3600 and seconds % 3600 == 0:
+        hours = int(seconds // 3600)
+        return f"{hours} hour{'s' if hours != 1 else ''}"
+    minutes = max(1, round(seconds / 60))
+    return f"{minutes} minute{'s' if minutes != 1 else ''}"
+
+
+def cmd_login(ctx: CommandContext, args: str) -> str | None:
+    """Check the TOTP code, start (or extend) the shift, then take waiting conversations."""
+    tx, agent = ctx.tx, ctx.agent
+    subject = f"agent:{agent.id}"
+    if totp.normalize_code(args) is None:
+        raise CommandRefused(LOGIN_USAGE)
+    result = totp.verify(tx, agent.id, agents_repo.get_totp_secret(tx, agent.id), args, ctx.now)
+    if result is totp.TotpResult.REPLAYED:
+        tx.audit(actor(agent), "agent.login_replayed", subject, {"channel": ctx.message.channel})
+        return LOGIN_REPLAYED
+    if result is not totp.TotpResult.ACCEPTED:
+        tx.audit(actor(agent), "agent.login_failed", subject, {"channel": ctx.message.channel})
+        return LOGIN_INVALID
+    ttl = ctx.rctx.config.security.session_ttl
+    agents_repo.start_shift(tx, agent.id, ctx.now, ttl)
+    tx.audit(actor(agent), "agent.login", subject, {"channel": ctx.message.channel, "ttl": ttl})
+    agent = ctx.refresh()
+    room = agent.capacity - agents_repo.open_conversations(tx, agent.id)
+    waiting = len(records.waiting_conversations(tx, agent.queues, room))
+    answer = f"You are logged in for {_duration(ttl)}."
+    answer += f" {waiting} waiting conversation(s) follow." if waiting else " No conversations are waiting."
+    # Sent before the hand-offs so the agent reads it first.
+    notify_agent(tx, ctx.rctx, agent, answer)
+    assign_waiting(tx, ctx.rctx, agent)
+    return None
+
+
+def cmd_logout(ctx: CommandContext, args: str) -> str | None:
+    """End the shift; the agent's open conversations go back to their queues."""
+    tx, agent = ctx.tx, ctx.agent
+    agents_repo.end_shift(tx, agent.id, ctx.now)
+    agents_repo.set_current_conversation(tx, agent.id, None)
+    open_ids = open_conversation_ids(tx, agent.id)
+    for conversation_id in reversed(open_ids):  # oldest activity first, like a queue
+        requeue(tx, ctx.rctx, conversation_id)
+    tx.audit(actor(agent), "agent.logout", f"agent:{agent.id}", {"requeued": len(open_ids)})
+    if not open_ids:
+        return "You are logged out."
+    return f"You are logged out. {len(open_ids)} conversation(s) went back to the queue."
+
+
+def cmd_list(ctx: CommandContext, args: str) -> str | None:
+    """List the agent's open conversations, marking the current one."""
+    tx, agent = ctx.tx, ctx.agent
+    lines = []
+    for conversation_id in open_conversation_ids(tx, agent.id):
+        conv = records.get_conversation(tx, conversation_id)
+        if conv is None:
+            continue
+        mark = "  ← current" if conversation_id == agent.current_conversation_id else ""
+        lines.append(f"{label(tx, conv)[1:-1]} · {conv.status}{mark}")
+    waiting = len(records.waiting_conversations(tx, agent.queues, 1000))
+    tail = f"\n{waiting} conversation(s) waiting in your queues." if waiting else ""
+    if not lines:
+        return "You have no open conversations." + tail
+    return "Your conversations:\n" + "\n".join(lines) + tail
+
+
+def cmd_switch(ctx: CommandContext, args: str) -> str | None:
+    """Make one of the agent's conversations the one plain replies go to."""
+    conversation_id = parse_conversation_ref(args)
+    if conversation_id is None:
+        raise CommandRefused("Send /switch followed by a conversation number, e.g. /switch 42. Send /list to see yours.")
+    conv = own_conversation(ctx, conversation_id)
+    agents_repo.set_current_conversation(ctx.tx, ctx.agent.id, conv.id)
+    return f"Now answering {label(ctx.tx, conv)}. Your messages go to this customer."
+
+
+def cmd_close(ctx: CommandContext, args: str) -> str | None:
+    """Close the current conversation (or ``/close 42``); tell the customer if a text is set."""
+    tx, agent = ctx.tx, ctx.agent
+    conversation_id, rest = split_target(args)
+    if rest:
+        raise CommandRefused("Send /close, or /close followed by a conversation number.")
+    conv = own_conversation(ctx, conversation_id)
+    notice = ctx.rctx.templates.render("closed", conv.language).strip()
+    if notice:
+        send_to_customer(tx, ctx.rctx, conv.id, notice, agent_id=agent.id, kind="system")
+    tx.close_conversation(conv.id)
+    tx.conn.execute("UPDATE agents SET current_conversation_id = NULL WHERE current_conversation_id = ?", (conv.id,))
+    write_event(tx, conv, "closed", from_agent=agent.id)
+    remaining = len(open_conversation_ids(tx, agent.id))
+    more = f" You have {remaining} open conversation(s); send /list." if remaining else ""
+    return f"Closed {label(tx, conv)}.{more}"
+
+
+def cmd_note(ctx: CommandContext, args: str) -> str | None:
+    """Store an internal note on the current conversation (or ``/note 42 TEXT``); never sent."""
+    conversation_id, text = split_target(args)
+    if not text:
+        raise CommandRefused("Send /note followed by the text of the note.")
+    conv = own_conversation(ctx, conversation_id)
+    ctx.tx.insert_message(
+        conv.id, direction="note", channel=ctx.message.channel, text=text, agent_id=ctx.agent.id, status="stored"
+    )
+    return f"Note added to {label(ctx.tx, conv)}. The customer does not see it."
+
+
+def cmd_help(ctx: CommandContext, args: str) -> str | None:
+    """List the commands."""
+    table = ctx.table if ctx.table is not None else CommandTable()
+    return table.help_text()
+
+
+def register_builtins(table: CommandTable) -> None:
+    """Add the built-in commands to ``table``."""
+    table.register("login", cmd_login, "/login CODE — start your shift with the code from your authenticator app", public=True)
+    table.register("logout", cmd_logout, "end your shift; your open conversations go back to the queue")
+    table.register("list", cmd_list, "your open conversations (the current one is marked)")
+    table.register("switch", cmd_switch, "/switch ID — answer conversation ID from now on")
+    table.register("close", cmd_close, "close the current conversation (or /close ID)")
+    table.register("note", cmd_note, "/note TEXT — internal note on the current conversation, never sent")
+    table.register("help", cmd_help, "this list", public=True)

@@ -1,0 +1,264 @@
+"""Agent commands: ``/name args`` sent from any agent channel.
+
+The relay calls ``handle_agent_command`` inside the write transaction that
+records the agent's message, so a command and everything it changes commit
+together. Each handler runs inside its own SAVEPOINT: a refusal
+(``CommandRefused``) rolls back whatever the handler had done and answers the
+agent with the reason. Plugins add commands with the ``register_commands``
+hook (``/secure`` arrives that way).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import pluggy
+
+from .. import agents as agents_repo
+from ..agents import Agent
+from ..errors import BridgeError, PluginLoadError
+from ..models import InboundMessage
+from ..store import KeyOwner
+from ..store.records import Conversation
+from . import records
+from .format import format_prefix
+
+Handler = Callable[["CommandContext", str], "str | None"]
+
+UNKNOWN = "Unknown command /{name}. Send /help."
+NOT_LOGGED_IN = "You are not logged in. Send /login CODE."
+DISABLED = "Your agent account is disabled. Ask an administrator."
+_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
+_CONV_REF = re.compile(r"^#?(\d{1,18})$")
+
+
+class CommandRefused(BridgeError):
+    """A command cannot do what was asked; the message is the answer to the agent."""
+
+
+@dataclass
+class CommandContext:
+    """What a command handler gets: the transaction, relay helpers, the agent and their message.
+
+    :param tx: the store transaction (sync; valid only during the call).
+    :param rctx: the relay context (config, templates, ``now()``, strategy, ``wake()``).
+    :param agent: the agent who sent the command, as stored before the command.
+    :param message: the agent's message as the channel parsed it.
+    :param now: the time the command is handled (epoch seconds).
+    :param table: the command table (``/help`` lists it).
+    """
+
+    tx: Any
+    rctx: Any
+    agent: Agent
+    message: InboundMessage
+    now: float
+    table: CommandTable | None = None
+
+    def refresh(self) -> Agent:
+        """Re-read the agent (after a command changed it) and return it."""
+        agent = agents_repo.get_agent(self.tx, self.agent.id)
+        if agent is not None:
+            self.agent = agent
+        return self.agent
+
+
+@dataclass(frozen=True)
+class Command:
+    """One registered command.
+
+    :param public: usable before ``/login`` (only ``/login`` and ``/help``).
+    """
+
+    name: str
+    handler: Handler
+    help: str
+    owner: str = "core"
+    public: bool = False
+
+
+@dataclass
+class CommandTable:
+    """The commands agents can send, built-ins first, then plugins'."""
+
+    commands: dict[str, Command] = field(default_factory=dict)
+
+    @classmethod
+    def build(cls, pm: pluggy.PluginManager | None = None) -> CommandTable:
+        """Return the table of built-ins plus every plugin's ``register_commands``.
+
+        :raises PluginLoadError: a plugin registers a malformed or taken name.
+        """
+        from . import builtin_commands, transfer
+
+        table = cls()
+        builtin_commands.register_builtins(table)
+        transfer.register_transfer_commands(table)
+        if pm is not None:
+            for impl in pm.hook.register_commands.get_hookimpls():
+
+                def register(name: str, handler: Handler, help: str, owner: str = impl.plugin_name) -> None:  # noqa: A002 - hook contract
+                    table.register(name, handler, help, owner=owner)
+
+                impl.function(register=register)
+        return table
+
+    def register(self, name: str, handler: Handler, help: str, *, owner: str = "core", public: bool = False) -> None:  # noqa: A002 - hook contract
+        """Add ``/name``; ``handler(ctx, args)`` returns the answer text or None.
+
+        :raises PluginLoadError: malformed name, not callable, or already registered.
+        """
+        name = name.lstrip("/")
+        if not _NAME.match(name):
+            raise PluginLoadError(f"plugin {owner!r} registers command {name!r}: use lower-case letters, digits, '-' or '_'")
+        if not callable(handler):
+            raise PluginLoadError(f"plugin {owner!r} registers command /{name} without a callable handler")
+        if name in self.commands:
+            raise PluginLoadError(
+                f"plugin {owner!r} registers command /{name}, which {self.commands[name].owner!r} already has"
+            )
+        self.commands[name] = Command(name=name, handler=handler, help=" ".join(help.split()), owner=owner, public=public)
+
+    def lookup(self, name: str) -> Command | None:
+        """Return the command called ``name`` (with or without ``/``, any case), or None."""
+        return self.commands.get(name.lstrip("/").lower())
+
+    def help_text(self) -> str:
+        """One line per command, in registration order."""
+        lines = []
+        for c in self.commands.values():
+            # A help text may start with its own usage ("/transfer AGENT|QUEUE [note] — ...").
+            lines.append(c.help if c.help.startswith(f"/{c.name}") else f"/{c.name} — {c.help}" if c.help else f"/{c.name}")
+        return "Commands:\n" + "\n".join(lines)
+
+
+def parse_command(text: str, *, first_line_only: bool = False) -> tuple[str, str] | None:
+    """Split ``/name args`` into ``(name, args)``; None when ``text`` is not a command.
+
+    :param first_line_only: email agents send the command as the first line of
+        a body that may carry a quoted reply below it.
+    """
+    text = text.strip()
+    if not text.startswith("/") or len(text) < 2 or text[1].isspace():
+        return None
+    if first_line_only:
+        text = text.splitlines()[0].strip()
+    head, _, rest = text[1:].partition(" ")
+    head, nl, more = head.partition("\n")
+    args = (more + (" " if more and rest else "") + rest) if nl else rest
+    return head.lower(), args.strip()
+
+
+def handle_agent_command(tx: Any, rctx: Any, table: CommandTable, agent: Agent, message: InboundMessage) -> str | None:
+    """Run the command in ``message.text`` for ``agent``; return the answer to send them.
+
+    Unknown commands, commands of a disabled agent, and commands that need a
+    shift from an agent who is not online are answered, never run. A
+    ``CommandRefused`` rolls back the handler's changes and its text is the answer.
+    """
+    parsed = parse_command(message.text, first_line_only=message.channel == "email")
+    if parsed is None:
+        return UNKNOWN.format(name=message.text.strip()[1:].split(maxsplit=1)[0] if message.text.strip()[1:] else "")
+    name, args = parsed
+    if agent.disabled:
+        return DISABLED
+    command = table.lookup(name)
+    if command is None:
+        return UNKNOWN.format(name=name)
+    now = float(rctx.now())
+    if not command.public and not agents_repo.is_online(tx, agent.id, now):
+        return NOT_LOGGED_IN
+    ctx = CommandContext(tx=tx, rctx=rctx, agent=agent, message=message, now=now, table=table)
+    conn = tx.conn
+    conn.execute("SAVEPOINT agent_command")
+    try:
+        answer = command.handler(ctx, args)
+    except CommandRefused as refusal:
+        conn.execute("ROLLBACK TO SAVEPOINT agent_command")
+        conn.execute("RELEASE SAVEPOINT agent_command")
+        return str(refusal)
+    except BaseException:
+        conn.execute("ROLLBACK TO SAVEPOINT agent_command")
+        conn.execute("RELEASE SAVEPOINT agent_command")
+        raise
+    conn.execute("RELEASE SAVEPOINT agent_command")
+    return answer
+
+
+# --- helpers shared by the built-in commands, transfer and plugin commands -------------
+
+
+def actor(agent: Agent) -> str:
+    """The audit-log actor for an agent (their username, never an address)."""
+    return f"agent:{agent.name}"
+
+
+def parse_conversation_ref(text: str) -> int | None:
+    """Return the id in ``42`` or ``#42``, else None."""
+    match = _CONV_REF.match(text.strip())
+    return int(match.group(1)) if match else None
+
+
+def split_target(args: str) -> tuple[int | None, str]:
+    """Split an optional leading ``#42``/``42`` off ``args``: ``(42, rest)`` or ``(None, args)``."""
+    head, _, rest = args.strip().partition(" ")
+    ref = parse_conversation_ref(head) if head else None
+    return (ref, rest.strip()) if ref is not None else (None, args.strip())
+
+
+def label(tx: Any, conv: Conversation) -> str:
+    """``[#42 Jan · WhatsApp]`` for a conversation."""
+    return format_prefix(conv.id, records.contact_name(tx, conv.contact_id), conv.channel)
+
+
+def own_conversation(ctx: CommandContext, conversation_id: int | None) -> Conversation:
+    """Return the agent's open conversation ``conversation_id`` (default: their current one).
+
+    :raises CommandRefused: none given and none current, or not theirs, or closed.
+    """
+    if conversation_id is None:
+        conversation_id = ctx.agent.current_conversation_id
+        if conversation_id is None:
+            raise CommandRefused("You have no current conversation. Send /list, then /switch ID.")
+    conv = records.get_conversation(ctx.tx, conversation_id)
+    if conv is None or conv.agent_id != ctx.agent.id:
+        raise CommandRefused(f"Conversation #{conversation_id} is not one of yours. Send /list to see yours.")
+    if conv.status == "closed":
+        raise CommandRefused(f"Conversation #{conversation_id} is closed.")
+    return conv
+
+
+def open_conversation_ids(tx: Any, agent_id: int) -> list[int]:
+    """The agent's assigned conversations, most recently active first."""
+    rows = tx.conn.execute(
+        "SELECT id FROM conversations WHERE agent_id = ? AND status = 'assigned' ORDER BY updated_at DESC, id DESC",
+        (agent_id,),
+    ).fetchall()
+    return [int(r[0]) for r in rows]
+
+
+def write_event(
+    tx: Any,
+    conv: Conversation,
+    kind: str,
+    *,
+    from_agent: int | None = None,
+    to_agent: int | None = None,
+    detail: dict[str, Any] | None = None,
+    expires_at: float | None = None,
+) -> int:
+    """Append a conversation event; ``detail`` is sealed under the customer's key."""
+    event_id = tx.next_id("events")
+    sealed = (
+        tx.seal(KeyOwner.contact(conv.contact_id), "events", "detail", event_id, json.dumps(detail)) if detail else None
+    )
+    tx.conn.execute(
+        "INSERT INTO events (id, conversation_id, kind, from_agent, to_agent, detail, created_at, expires_at)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        (event_id, conv.id, kind, from_agent, to_agent, sealed, tx.now(), expires_at),
+    )
+    return int(event_id)

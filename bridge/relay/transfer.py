@@ -1,0 +1,175 @@
+"""Hand a conversation to a colleague or a queue (/transfer), and hand it back (/decline).
+
+A transfer to a named agent writes a ``transferred`` event whose
+``expires_at`` is the end of the decline window (``[routing]
+decline_timeout``); ``/decline`` inside that window sends the conversation
+back to the sender, or to the queue when the sender is no longer online. The
+new agent gets a hand-off with the note and the last
+``[routing] history_messages`` messages on their own channel; every
+transfer and decline goes into the audit log.
+"""
+
+from __future__ import annotations
+
+from .. import agents as agents_repo
+from ..agents import Agent
+from ..store.records import Conversation
+from . import records
+from .assign import assign, notify_agent, requeue, send_to_customer
+from .commands import (
+    CommandContext,
+    CommandRefused,
+    CommandTable,
+    actor,
+    label,
+    own_conversation,
+    parse_conversation_ref,
+    split_target,
+    write_event,
+)
+
+TRANSFERRED = "transferred"
+DECLINED = "declined"
+USAGE = "Send /transfer followed by a colleague's name or a queue, and optionally a note: /transfer bob Wants a refund."
+
+
+def known_queues(ctx: CommandContext) -> set[str]:
+    """Queues of the routing rules plus every queue an agent serves."""
+    queues = set(getattr(ctx.rctx.rules, "queues", ()) or ())
+    for agent in agents_repo.list_agents(ctx.tx):
+        queues.update(agent.queues)
+    return queues
+
+
+def _refuse_target(ctx: CommandContext, target: Agent, conv: Conversation) -> None:
+    if target.id == ctx.agent.id:
+        raise CommandRefused(f"{label(ctx.tx, conv)} is already yours.")
+    if target.disabled:
+        raise CommandRefused(f"Cannot transfer to {target.name}: their account is disabled.")
+    if not agents_repo.is_online(ctx.tx, target.id, ctx.now):
+        raise CommandRefused(f"Cannot transfer to {target.name}: they are not logged in.")
+    open_count = agents_repo.open_conversations(ctx.tx, target.id)
+    if open_count >= target.capacity:
+        raise CommandRefused(f"Cannot transfer to {target.name}: they already have {open_count} open conversation(s), their maximum.")
+
+
+def _notify_customer(ctx: CommandContext, conv: Conversation) -> None:
+    if not ctx.rctx.config.routing.transfer_notice:
+        return
+    notice = ctx.rctx.templates.render("transfer", conv.language).strip()
+    if notice:
+        send_to_customer(ctx.tx, ctx.rctx, conv.id, notice, kind="system")
+
+
+def _release_sender(ctx: CommandContext, conv: Conversation) -> None:
+    if ctx.agent.current_conversation_id == conv.id:
+        agents_repo.set_current_conversation(ctx.tx, ctx.agent.id, None)
+
+
+def cmd_transfer(ctx: CommandContext, args: str) -> str | None:
+    """``/transfer [#ID] AGENT|QUEUE [note]``: hand the (current) conversation over."""
+    tx, rctx, agent = ctx.tx, ctx.rctx, ctx.agent
+    conversation_id, rest = split_target(args)
+    target_name, _, note = rest.partition(" ")
+    note = " ".join(note.split())
+    if not target_name:
+        raise CommandRefused(USAGE)
+    conv = own_conversation(ctx, conversation_id)
+    before = label(tx, conv)
+    history = rctx.config.routing.history_messages
+    target = agents_repo.get_agent_by_name(tx, target_name)
+    if target is not None:
+        _refuse_target(ctx, target, conv)
+        _release_sender(ctx, conv)
+        assign(tx, rctx, conv.id, target, history=history, note=note or None, reason="transfer", from_agent=agent)
+        timeout = rctx.config.routing.decline_timeout
+        write_event(tx, conv, TRANSFERRED, from_agent=agent.id, to_agent=target.id,
+                    detail={"note": note} if note else None, expires_at=ctx.now + timeout)  # fmt: skip
+        if timeout > 0:
+            notify_agent(tx, rctx, target, f"{before} You can hand it back with /decline within {_minutes(timeout)}.",
+                         conversation_id=conv.id)  # fmt: skip
+        _notify_customer(ctx, conv)
+        tx.audit(actor(agent), "conversation.transfer", f"conversation:{conv.id}",
+                 {"from": agent.name, "to": target.name})  # fmt: skip
+        return f"{before} is now with {target.name}."
+    if target_name not in known_queues(ctx):
+        raise CommandRefused(f"There is no agent or queue named {target_name!r}. {USAGE}")
+    _release_sender(ctx, conv)
+    if note:
+        # Stored as an internal note, so whoever takes it from the queue sees it in the history.
+        tx.insert_message(conv.id, direction="note", channel=ctx.message.channel, text=note, agent_id=agent.id, status="stored")
+    write_event(tx, conv, TRANSFERRED, from_agent=agent.id, detail={"queue": target_name})
+    requeue(tx, rctx, conv.id, queue=target_name)
+    _notify_customer(ctx, conv)
+    tx.audit(actor(agent), "conversation.transfer", f"conversation:{conv.id}", {"from": agent.name, "queue": target_name})
+    after = records.get_conversation(tx, conv.id)
+    taker = agents_repo.get_agent(tx, after.agent_id) if after is not None and after.agent_id else None
+    if taker is not None:
+        return f"{before} moved to queue {target_name} and is now with {taker.name}."
+    return f"{before} moved to queue {target_name}; it waits there for an agent."
+
+
+def _minutes(seconds: float) -> str:
+    minutes = max(1, round(seconds / 60))
+    return f"{minutes} minute{'s' if minutes != 1 else ''}"
+
+
+def _pending_transfer(ctx: CommandContext, conversation_id: int | None) -> tuple[int, int, int | None, float | None]:
+    """The latest transfer *to this agent* of a conversation they still hold: (event, conversation, sender, expires)."""
+    sql = (
+        "SELECT e.id, e.conversation_id, e.from_agent, e.expires_at FROM events e"
+        " JOIN conversations c ON c.id = e.conversation_id"
+        " WHERE e.kind = ? AND e.to_agent = ? AND c.agent_id = ? AND c.status = 'assigned'"
+        # Assigned or requeued since: this transfer is history, not the reason they hold it.
+        " AND NOT EXISTS (SELECT 1 FROM events a WHERE a.conversation_id = e.conversation_id"
+        " AND a.kind IN ('assigned', 'requeued') AND a.id > e.id)"
+    )
+    params: list[object] = [TRANSFERRED, ctx.agent.id, ctx.agent.id]
+    if conversation_id is not None:
+        sql += " AND e.conversation_id = ?"
+        params.append(conversation_id)
+    row = ctx.tx.conn.execute(sql + " ORDER BY e.id DESC LIMIT 1", params).fetchone()
+    if row is None:
+        which = f"#{conversation_id}" if conversation_id is not None else "a conversation"
+        raise CommandRefused(f"There is no transfer of {which} to you to decline.")
+    return int(row[0]), int(row[1]), row[2], row[3]
+
+
+def cmd_decline(ctx: CommandContext, args: str) -> str | None:
+    """``/decline [ID]``: within the decline window, hand a transfer back to its sender."""
+    tx, rctx, agent = ctx.tx, ctx.rctx, ctx.agent
+    conversation_id = parse_conversation_ref(args) if args.strip() else None
+    if args.strip() and conversation_id is None:
+        raise CommandRefused("Send /decline, or /decline followed by the conversation number.")
+    event_id, conv_id, sender_id, expires_at = _pending_transfer(ctx, conversation_id)
+    conv = records.get_conversation(tx, conv_id)
+    assert conv is not None  # noqa: S101 - joined above
+    if expires_at is None or ctx.now >= expires_at:
+        raise CommandRefused(f"Too late to decline {label(tx, conv)}: the time for that has passed. Use /transfer to pass it on.")
+    # The window is used up: a second /decline must not bounce it again.
+    tx.conn.execute("UPDATE events SET expires_at = ? WHERE id = ?", (ctx.now, event_id))
+    write_event(tx, conv, DECLINED, from_agent=agent.id, to_agent=sender_id)
+    if agent.current_conversation_id == conv.id:
+        agents_repo.set_current_conversation(tx, agent.id, None)
+    sender = agents_repo.get_agent(tx, sender_id) if sender_id is not None else None
+    tx.audit(actor(agent), "conversation.transfer_declined", f"conversation:{conv.id}",
+             {"by": agent.name, "back_to": sender.name if sender else None})  # fmt: skip
+    here = label(tx, conv)
+    if sender is not None and not sender.disabled and agents_repo.is_online(tx, sender.id, ctx.now):
+        notify_agent(tx, rctx, sender, f"{here} {agent.name} declined the transfer; the conversation is yours again.",
+                     conversation_id=conv.id)  # fmt: skip
+        assign(tx, rctx, conv.id, sender, reason="declined", from_agent=agent)
+        return f"You declined {here}; it went back to {sender.name}."
+    requeue(tx, rctx, conv.id)
+    after = records.get_conversation(tx, conv.id)
+    who = sender.name if sender else "the sender"
+    if after is not None and after.agent_id:
+        taker = agents_repo.get_agent(tx, after.agent_id)
+        return f"You declined {here}; {who} is not logged in, so it went to {taker.name if taker else 'another agent'}."
+    return f"You declined {here}; {who} is not logged in, so it waits in the queue {conv.queue}."
+
+
+def register_transfer_commands(table: CommandTable) -> None:
+    """Add /transfer and /decline to ``table``."""
+    table.register("transfer", cmd_transfer, "/transfer AGENT|QUEUE [note] — hand the current conversation over, with its history")
+    table.register("decline", cmd_decline, "/decline — hand a conversation just transferred to you back (for a short time)")
