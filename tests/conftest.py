@@ -17,6 +17,7 @@ ACME_PLUGIN = '''
 """Acme Chat: a tiny third-party channel used by the core's tests."""
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import os
@@ -59,6 +60,7 @@ class AcmeChannel(Channel):
                 raise web.HTTPForbidden(reason="bad token")
             body = await request.read()
             data = json.loads(body)
+            await asyncio.sleep(float(request.headers.get("X-Acme-Delay", "0")))  # a slow platform handler
             await self.ctx.deliver([InboundMessage(channel="acme", sender=data["from"], external_id=data["id"],
                                                    text=data["text"], timestamp=time.time())])
             return web.json_response({"ok": True})

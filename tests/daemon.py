@@ -48,7 +48,7 @@ def write_config(
         "[server]\n"
         'host = "127.0.0.1"\n'
         f"port = {port}\n"
-        'shutdown_timeout = "5s"\n'
+        + ("" if "shutdown_timeout" in server else 'shutdown_timeout = "5s"\n')
         + (server.rstrip("\n") + "\n" if server else "")
         + "[store]\n"
         'path = "var/carebridge.db"\n'
