@@ -1,0 +1,108 @@
+"""The audit log's HMAC chain and ``carebridge audit verify``."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+
+import pytest
+
+from bridge.config import load_config
+from bridge.store import Store
+from tests.core.test_store_kit import cli, raw, write_config
+
+
+def _append(config, count: int) -> None:
+    async def go() -> None:
+        store = await Store.open(load_config(config).store)
+        try:
+            for i in range(count):
+                await store.write(lambda tx, i=i: tx.audit("agent:alice", "login", f"agent:{i}", {"ip": "127.0.0.1"}))
+        finally:
+            await store.close()
+
+    asyncio.run(go())
+
+
+@pytest.fixture
+def logged(tmp_path):
+    config = write_config(tmp_path)
+    _append(config, 5)
+    return tmp_path, config, load_config(config).store.path
+
+
+def _tamper(db, *statements: str) -> None:
+    conn = raw(db)
+    conn.execute("DROP TRIGGER audit_log_no_update")
+    conn.execute("DROP TRIGGER audit_log_no_delete")
+    for statement in statements:
+        conn.execute(statement)
+    conn.close()
+
+
+def test_intact_log_verifies_and_entries_read_back(logged) -> None:
+    tmp_path, config, _ = logged
+    result = cli("audit", "verify", "-c", str(config), cwd=tmp_path)
+    assert (result.returncode, result.stdout.strip()) == (0, "audit log intact: 5 entries")
+
+    async def entries():
+        store = await Store.open(load_config(config).store)
+        try:
+            return await store.read(lambda tx: tx.audit_entries("agent:3"))
+        finally:
+            await store.close()
+
+    [entry] = asyncio.run(entries())
+    assert (entry.actor, entry.action, entry.detail) == ("agent:alice", "login", {"ip": "127.0.0.1"})
+
+
+def test_append_only_triggers(logged) -> None:
+    _, _, db = logged
+    conn = raw(db)
+    with pytest.raises(sqlite3.DatabaseError, match="append-only"):
+        conn.execute("UPDATE audit_log SET action = 'x' WHERE id = 1")
+    with pytest.raises(sqlite3.DatabaseError, match="append-only"):
+        conn.execute("DELETE FROM audit_log WHERE id = 1")
+    conn.close()
+
+
+@pytest.mark.parametrize(
+    ("statements", "message"),
+    [
+        (["UPDATE audit_log SET action = 'logout' WHERE id = 3"], "entry 3: its hash does not match its content"),
+        (["UPDATE audit_log SET detail = (SELECT detail FROM audit_log WHERE id = 1) WHERE id = 2"],
+         "entry 2: its hash does not match its content"),
+        (["DELETE FROM audit_log WHERE id = 2"], "entry 3: its prev_hash does not match the previous entry"),
+        (["DELETE FROM audit_log WHERE id = 5"], "entry 5: entries after 4 are missing (head is 5)"),
+        (["DELETE FROM meta WHERE name = 'audit_head'"], "entry 5: the audit head record is missing"),
+    ],
+)  # fmt: skip
+def test_tampering_is_named(logged, statements, message) -> None:
+    tmp_path, config, db = logged
+    _tamper(db, *statements)
+    result = cli("audit", "verify", "-c", str(config), cwd=tmp_path)
+    assert result.returncode == 1
+    assert result.stderr.strip() == f"carebridge: audit log broken at {message}"
+
+
+def test_recomputed_plain_hash_does_not_pass(logged) -> None:
+    """Someone with only the file cannot re-chain: the chain is keyed."""
+    import hashlib
+
+    tmp_path, config, db = logged
+    conn = raw(db)
+    rows = conn.execute("SELECT id, prev_hash FROM audit_log ORDER BY id").fetchall()
+    conn.close()
+    fake = hashlib.sha256(rows[-1][1] + b"forged").digest()
+    _tamper(db, f"UPDATE audit_log SET action = 'forged', hash = x'{fake.hex()}' WHERE id = 5")
+    result = cli("audit", "verify", "-c", str(config), cwd=tmp_path)
+    assert result.returncode == 1 and "entry 5" in result.stderr
+
+
+def test_empty_log_verifies(tmp_path) -> None:
+    config = write_config(tmp_path)
+    _append(config, 0)
+    result = cli("audit", "verify", "-c", str(config), cwd=tmp_path)
+    assert (result.returncode, result.stdout.strip()) == (0, "audit log intact: 0 entries")
+    missing = cli("audit", "verify", "-c", str(tmp_path / "nope.toml"), cwd=tmp_path)
+    assert missing.returncode == 1

@@ -1,0 +1,166 @@
+"""GDPR export and erase through the real CLI, and crypto-shredding underneath."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+
+from bridge.config import load_config
+from bridge.errors import IntegrityError
+from bridge.store import KeyOwner, Store
+from tests.core.test_store_kit import cli, raw, raw_files, write_config
+
+
+def _seed(config_path, *, phone: str = "+31612340000", name: str = "Jan Marker") -> int:
+    async def go() -> int:
+        store = await Store.open(load_config(config_path).store)
+        try:
+            def fill(tx):
+                ident, _ = tx.get_or_create_identity("whatsapp", phone, name=name, inbound_at=tx.now())
+                tx.add_identity(ident.contact_id, "messenger", f"PSID-{phone[-6:]}")
+                conv = tx.create_conversation(ident.contact_id, ident.id, "whatsapp")
+                tx.insert_message(conv.id, direction="in", channel="whatsapp", text="hello SECRETWORD", external_id=f"w.{phone}")
+                tx.insert_message(conv.id, direction="note", channel="console", text="internal note", sensitive=True)
+                mid = tx.insert_message(conv.id, direction="out", channel="whatsapp", text="hi back")
+                tx.add_attachment(mid, 0, "image", mime="image/png", meta={"caption": "c"}, data=b"PNGDATA" * 50)
+                tx.close_conversation(conv.id)
+                tx.create_conversation(ident.contact_id, ident.id, "whatsapp")
+                tx.audit("cli:test", "transcript.view", f"contact:{ident.contact_id}", {"by": "alice"})
+                return ident.contact_id
+
+            return await store.write(fill)
+        finally:
+            await store.close()
+
+    return asyncio.run(go())
+
+
+@pytest.fixture
+def seeded(tmp_path):
+    config = write_config(tmp_path)
+    first = _seed(config)
+    second = _seed(config, phone="+31698760000", name="Other Person")
+    return tmp_path, config, first, second
+
+
+def test_export_shape_by_address_and_id(seeded) -> None:
+    tmp_path, config, first, _ = seeded
+    by_address = cli("gdpr", "export", "whatsapp:31612340000", "-c", str(config), cwd=tmp_path)
+    assert by_address.returncode == 0, by_address.stderr
+    doc = json.loads(by_address.stdout)
+    assert set(doc) == {"contact", "identities", "conversations", "audit"}
+    assert {"id", "name", "created_at"} <= set(doc["contact"])
+    assert (doc["contact"]["id"], doc["contact"]["name"]) == (first, "Jan Marker")
+    assert doc["identities"] == [
+        {"channel": "whatsapp", "address": "+31612340000"},
+        {"channel": "messenger", "address": "PSID-340000"},
+    ]
+    assert [(c["status"], c["channel"], c["agent"]) for c in doc["conversations"]] == [
+        ("closed", "whatsapp", None),
+        ("queued", "whatsapp", None),
+    ]
+    messages = doc["conversations"][0]["messages"]
+    assert [(m["direction"], m["channel"], m["text"], m["sensitive"]) for m in messages] == [
+        ("in", "whatsapp", "hello SECRETWORD", False),
+        ("note", "console", "internal note", True),
+        ("out", "whatsapp", "hi back", False),
+    ]
+    assert all({"id", "direction", "channel", "text", "created_at", "sensitive"} <= set(m) for m in messages)
+    assert messages[0]["created_at"].endswith("Z")
+    assert [(a["action"], a["detail"]) for a in doc["audit"]] == [("transcript.view", {"by": "alice"})]
+    # the other contact's data is not in it
+    assert "Other Person" not in by_address.stdout and "98760000" not in by_address.stdout
+    by_id = cli("gdpr", "export", str(first), "-c", str(config), cwd=tmp_path)
+    assert json.loads(by_id.stdout)["conversations"] == doc["conversations"]
+    # each export is audited
+    verify = cli("audit", "verify", "-c", str(config), cwd=tmp_path)
+    assert verify.returncode == 0 and "4 entries" in verify.stdout
+
+
+@pytest.mark.parametrize("ref", ["4242", "whatsapp:+15550000000", "messenger:nobody"])
+def test_unknown_contact_exits_1(seeded, ref) -> None:
+    tmp_path, config, _, _ = seeded
+    for action in ("export", "erase"):
+        result = cli("gdpr", action, ref, "--yes" if action == "erase" else "-c", *(["-c"] if action == "erase" else []),
+                     str(config), cwd=tmp_path)  # fmt: skip
+        assert result.returncode == 1
+        assert result.stderr.strip() == f"carebridge: no contact {ref}"
+        assert result.stdout == ""
+
+
+def test_bad_contact_reference_exits_1(seeded) -> None:
+    tmp_path, config, _, _ = seeded
+    result = cli("gdpr", "export", "not a contact", "-c", str(config), cwd=tmp_path)
+    assert result.returncode == 1 and "CONTACT must be a contact id or CHANNEL:ADDRESS" in result.stderr
+
+
+def test_erase_asks_and_cancels(seeded) -> None:
+    tmp_path, config, first, _ = seeded
+    result = cli("gdpr", "erase", str(first), "-c", str(config), cwd=tmp_path, stdin="no\n")
+    assert result.returncode == 1
+    assert "Type 'yes'" in result.stderr and "erase cancelled" in result.stderr
+    assert cli("gdpr", "export", str(first), "-c", str(config), cwd=tmp_path).returncode == 0
+
+
+def test_erase_shreds_everything_of_the_contact(seeded) -> None:
+    tmp_path, config, first, second = seeded
+    db = load_config(config).store.path
+    conn = raw(db)
+    wrapped = conn.execute("SELECT wrapped FROM keys WHERE owner_kind = 'contact' AND owner_id = ?", (first,)).fetchone()[0]
+    bodies = [r[0] for r in conn.execute(
+        "SELECT body FROM messages WHERE conversation_id IN (SELECT id FROM conversations WHERE contact_id = ?)", (first,))]  # fmt: skip
+    conn.close()
+    media_before = {p.name for p in db.with_name(db.stem + "-media").iterdir()}
+    assert len(media_before) == 2
+
+    result = cli("gdpr", "erase", "whatsapp:+31612340000", "-c", str(config), cwd=tmp_path, stdin="yes\n")
+    assert result.returncode == 0, result.stderr
+    assert f"erased contact {first}: 2 conversations, 3 messages, 1 media files" in result.stdout
+
+    conn = raw(db)
+    for table, where in [
+        ("contacts", "id = ?"), ("contact_identities", "contact_id = ?"), ("conversations", "contact_id = ?"),
+        ("keys", "owner_kind = 'contact' AND owner_id = ?"),
+    ]:  # fmt: skip
+        assert conn.execute(f"SELECT count(*) FROM {table} WHERE {where}", (first,)).fetchone()[0] == 0, table
+    assert conn.execute("SELECT count(*) FROM messages").fetchone()[0] == 3  # the other contact's
+    assert conn.execute("SELECT count(*) FROM attachments").fetchone()[0] == 1
+    conn.close()
+    assert len({p.name for p in db.with_name(db.stem + "-media").iterdir()}) == 1
+    # nothing of the destroyed key or the rows survives in the files (secure_delete, WAL truncated)
+    for name, data in raw_files(db).items():
+        assert wrapped not in data, name
+        for body in bodies:
+            assert body not in data, name
+    # and even a saved copy of a ciphertext cannot be opened any more
+    async def try_open() -> None:
+        store = await Store.open(load_config(config).store)
+        try:
+            await store.read(lambda tx: tx.open_text(KeyOwner.contact(first), "messages", "body", 1, bodies[0]))
+        finally:
+            await store.close()
+
+    with pytest.raises(IntegrityError, match="no data key for contact"):
+        asyncio.run(try_open())
+    assert cli("gdpr", "export", str(first), "-c", str(config), cwd=tmp_path).returncode == 1
+    other = cli("gdpr", "export", str(second), "-c", str(config), cwd=tmp_path)
+    assert other.returncode == 0 and json.loads(other.stdout)["contact"]["name"] == "Other Person"
+    audit = cli("audit", "verify", "-c", str(config), cwd=tmp_path)
+    assert audit.returncode == 0, audit.stderr
+
+
+def test_export_marks_tampered_records_and_exits_1(seeded) -> None:
+    tmp_path, config, first, _ = seeded
+    db = load_config(config).store.path
+    conn = raw(db)
+    row = conn.execute("SELECT min(id) FROM messages").fetchone()[0]
+    conn.execute("UPDATE messages SET body = (SELECT body FROM messages WHERE id = ?) WHERE id = ?", (row + 1, row))
+    conn.close()
+    result = cli("gdpr", "export", str(first), "-c", str(config), cwd=tmp_path)
+    assert result.returncode == 1
+    messages = json.loads(result.stdout)["conversations"][0]["messages"]
+    assert messages[0] == {**messages[0], "text": None, "unreadable": True}
+    assert messages[1]["text"] == "internal note"
+    assert f"messages.body of row {row}" in result.stderr

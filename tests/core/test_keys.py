@@ -1,0 +1,186 @@
+"""``carebridge keys rotate``: re-wrapping, refusal of the old key, crash safety."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import signal
+import sqlite3
+import stat
+import subprocess
+import sys
+import time
+
+import pytest
+
+from bridge.cli.keys import rotate
+from bridge.config import load_config
+from bridge.errors import ConfigError, KeyMismatchError, StoreError
+from bridge.keyfile import encode_key, generate_key, load_master_key
+from bridge.store import Store
+from tests.core.test_store_kit import ROOT, cli, env_key_settings, settings, write_config
+
+
+async def _names(cfg) -> list[str]:
+    store = await Store.open(cfg, create_missing_key=False)
+    try:
+        return await store.read(
+            lambda tx: [tx.get_contact(r[0]).name for r in tx.conn.execute("SELECT id FROM contacts ORDER BY id")]
+        )
+    finally:
+        await store.close()
+
+
+async def _seed(cfg, count: int) -> None:
+    store = await Store.open(cfg)
+    try:
+        await store.write(lambda tx: [tx.create_contact(name=f"person {i}") for i in range(count)])
+    finally:
+        await store.close()
+
+
+def test_rotate_file_key_in_place_and_refuse_old(tmp_path, monkeypatch) -> None:
+    config = write_config(tmp_path)
+    cfg = load_config(config).store
+    asyncio.run(_seed(cfg, 5))
+    old = load_master_key(cfg.key)
+    result = cli("keys", "rotate", "-c", str(config), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "7 data keys re-wrapped" in result.stdout  # 5 contacts + system + hmac root
+    new = load_master_key(cfg.key)
+    assert new != old
+    key_path = tmp_path / "var" / "master.key"
+    assert stat.S_IMODE(key_path.stat().st_mode) == 0o600
+    assert not key_path.with_name("master.key.new").exists()
+    assert asyncio.run(_names(cfg)) == [f"person {i}" for i in range(5)]
+    with pytest.raises(KeyMismatchError, match="does not match"):
+        asyncio.run(_names(env_key_settings(tmp_path, old, monkeypatch)))
+    assert asyncio.run(_names(env_key_settings(tmp_path, new, monkeypatch))) == [f"person {i}" for i in range(5)]
+    assert cli("audit", "verify", "-c", str(config), cwd=tmp_path).returncode == 0
+
+
+def test_rotate_env_key_writes_output(tmp_path) -> None:
+    old = generate_key()
+    env = {"CB_MASTER": encode_key(old).strip()}
+    config = write_config(tmp_path, key="env:CB_MASTER")
+    refused = cli("keys", "rotate", "-c", str(config), cwd=tmp_path, env=env)
+    assert refused.returncode == 1 and "pass --output FILE" in refused.stderr
+    os.environ["CB_MASTER"] = env["CB_MASTER"]
+    try:
+        asyncio.run(_seed(load_config(config).store, 2))
+    finally:
+        del os.environ["CB_MASTER"]
+    out = tmp_path / "new.key"
+    result = cli("keys", "rotate", "--output", str(out), "-c", str(config), cwd=tmp_path, env=env)
+    assert result.returncode == 0, result.stderr
+    assert f"install the new key from {out}" in result.stdout
+    assert stat.S_IMODE(out.stat().st_mode) == 0o600
+    new = load_master_key(f"file:{out}")
+    # the old env value is refused from now on; the new key text works as an env value too
+    stale = cli("audit", "verify", "-c", str(config), cwd=tmp_path, env=env)
+    assert stale.returncode == 1 and "the master key does not match this database" in stale.stderr
+    fresh = cli("audit", "verify", "-c", str(config), cwd=tmp_path, env={"CB_MASTER": out.read_text().strip()})
+    assert fresh.returncode == 0, fresh.stderr
+    assert new != old
+    again = cli("keys", "rotate", "--output", str(out), "-c", str(config), cwd=tmp_path,
+                env={"CB_MASTER": out.read_text().strip()})  # fmt: skip
+    assert again.returncode == 1 and "refusing to overwrite" in again.stderr
+
+
+async def test_rotate_argument_errors(tmp_path) -> None:
+    with pytest.raises(ConfigError, match="--output is only for env: or credential: keys"):
+        await rotate(settings(tmp_path), tmp_path / "out.key")
+    with pytest.raises(StoreError, match="no store at"):
+        await rotate(settings(tmp_path), None)
+
+
+async def test_running_daemon_follows_a_rotation(tmp_path, monkeypatch) -> None:
+    cfg = settings(tmp_path)
+    daemon = await Store.open(cfg)
+    try:
+        known = await daemon.write(lambda tx: tx.create_contact(name="before"))
+        await rotate(cfg, None)  # what `carebridge keys rotate` does, from another Store
+        new_key = load_master_key(cfg.key)
+        # the daemon still reads, and new data keys are wrapped under the NEW key
+        assert (await daemon.read(lambda tx: tx.get_contact(known))).name == "before"
+        fresh = await daemon.write(lambda tx: tx.create_contact(name="after"))
+    finally:
+        await daemon.close()
+    assert await _names(env_key_settings(tmp_path, new_key, monkeypatch)) == ["before", "after"]
+    assert fresh == known + 1
+
+
+def _rotate_process(config) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "bridge", "keys", "rotate", "-c", str(config)],
+        cwd=config.parent,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+def _key_check(db) -> bytes | None:
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    try:
+        conn.execute("PRAGMA busy_timeout = 1000")
+        row = conn.execute("SELECT value FROM meta WHERE name = 'key_check'").fetchone()
+        return None if row is None else row[0]
+    finally:
+        conn.close()
+
+
+def _wait_for(proc: subprocess.Popen[bytes], condition) -> None:
+    deadline = time.monotonic() + 20
+    while proc.poll() is None and time.monotonic() < deadline and not condition():
+        time.sleep(0.0005)
+
+
+def _opens(tmp_path, key: bytes, monkeypatch) -> bool:
+    try:
+        asyncio.run(_names(env_key_settings(tmp_path, key, monkeypatch)))
+    except KeyMismatchError:
+        return False
+    return True
+
+
+def test_killed_rotation_leaves_exactly_one_working_key(tmp_path, monkeypatch) -> None:
+    """SIGKILL a real `keys rotate` at random moments; exactly one key must open the store."""
+    config = write_config(tmp_path)
+    cfg = load_config(config).store
+    asyncio.run(_seed(cfg, 3000))
+    expected = [f"person {i}" for i in range(3000)]
+    key_path = tmp_path / "var" / "master.key"
+    pending = key_path.with_name("master.key.new")
+    rng = random.Random(1234)
+    outcomes = set()
+    for run in range(10):
+        old = load_master_key(cfg.key)
+        proc = _rotate_process(config)
+        if run % 3 == 0:
+            time.sleep(rng.uniform(0.0, 1.2))  # anywhere in the run
+        elif run % 3 == 1:
+            _wait_for(proc, pending.exists)
+            time.sleep(rng.uniform(0.0, 0.15))  # inside the re-wrap / commit / rename window
+        else:
+            # right after the commit, before the rename: watch the key check from outside
+            check = _key_check(cfg.path)
+            _wait_for(proc, lambda: _key_check(cfg.path) != check)
+            time.sleep(rng.uniform(0.0, 0.003))
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        candidates = {old}
+        for path in (pending, key_path):
+            if path.exists():
+                candidates.add(load_master_key(f"file:{path}"))
+        working = [key for key in candidates if _opens(tmp_path, key, monkeypatch)]
+        assert len(working) == 1, f"run {run}: {len(working)} of {len(candidates)} keys open the store"
+        outcomes.add(("old" if working[0] == old else "new", pending.exists(), load_master_key(cfg.key) == working[0]))
+        # the product path (file: reference) opens it, finishing an interrupted rename
+        assert asyncio.run(_names(cfg)) == expected
+        assert load_master_key(cfg.key) == working[0]
+        assert not (pending.exists() and load_master_key(f"file:{pending}") == working[0])
+    # the loop really exercised both sides of the commit, and the rename left undone
+    assert {o[0] for o in outcomes} == {"old", "new"}, outcomes
+    assert ("new", True, False) in outcomes, outcomes
