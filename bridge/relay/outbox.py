@@ -5,10 +5,12 @@ customer's text under the contact's key, so erasing the contact shreds the
 copy too). The worker (``worker.py``) sends them; the functions here are the
 sync repository it and the relay use inside ``store.read``/``store.write``.
 
-Order: a row is *due* only when no earlier unfinished row goes to the same
+Order: a row is *due* only when no earlier pending row goes to the same
 recipient on the same channel, so a customer (or agent) sees messages in
-the order they were written, across retries and restarts. A held row blocks
-later free text to that recipient, but not a re-engagement template.
+the order they were written, across retries and restarts. Free text behind
+a held row is held too (in order) rather than sent past it; a re-engagement
+template waits only for earlier templates, so it reaches someone whose free
+text is held.
 """
 
 from __future__ import annotations
@@ -169,22 +171,27 @@ def load(tx: Any, delivery_id: int) -> Delivery | None:
     return _decode(tx, row) if row else None
 
 
-def due(tx: Any, now: float, *, exclude: Sequence[int] = (), limit: int = 64) -> list[tuple[int, str, float]]:
-    """Return ``(id, channel, next_attempt_at)`` of rows that may be sent now, oldest first.
+def due(tx: Any, now: float, *, exclude: Sequence[int] = (), limit: int = 64) -> list[tuple[int, str, float, bool]]:
+    """Return ``(id, channel, next_attempt_at, behind_hold)`` of rows first in line, soonest first.
 
-    Also returns (with a future time) the first blocked-by-time row per
-    recipient, so the worker knows when to wake; the caller checks the time.
+    Rows whose time has not come are returned too (the worker sleeps until
+    the first). ``behind_hold`` is True for free text queued behind a held
+    delivery to the same person: its window is known to be closed, so the
+    worker applies the fall-backs instead of sending.
     """
     rows = tx.conn.execute(
-        "SELECT o.id, o.channel, o.next_attempt_at FROM outbox o WHERE o.status = 'pending'"
+        "SELECT o.id, o.channel, o.next_attempt_at, o.template = 0 AND EXISTS (SELECT 1 FROM outbox h"
+        "   WHERE h.recipient_kind = o.recipient_kind AND h.recipient_id = o.recipient_id AND h.channel = o.channel"
+        "   AND h.id < o.id AND h.status = 'held')"
+        " FROM outbox o WHERE o.status = 'pending'"
         " AND NOT EXISTS (SELECT 1 FROM outbox p WHERE p.recipient_kind = o.recipient_kind"
-        "   AND p.recipient_id = o.recipient_id AND p.channel = o.channel AND p.id < o.id"
-        "   AND (p.status = 'pending' OR (p.status = 'held' AND o.template = 0)))"
+        "   AND p.recipient_id = o.recipient_id AND p.channel = o.channel AND p.id < o.id AND p.status = 'pending'"
+        "   AND (o.template = 0 OR p.template = 1))"
         " ORDER BY o.next_attempt_at, o.id LIMIT ?",
         (limit + len(exclude),),
     ).fetchall()
     skip = set(exclude)
-    return [(r[0], r[1], r[2]) for r in rows if r[0] not in skip][:limit]
+    return [(r[0], r[1], r[2], bool(r[3])) for r in rows if r[0] not in skip][:limit]
 
 
 def mark_sent(tx: Any, delivery: Delivery, external_ids: Sequence[str]) -> None:

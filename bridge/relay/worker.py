@@ -109,7 +109,7 @@ class OutboxWorker:
         limit = self.delivery.concurrency * 8
         rows = await self.bridge.store.read(lambda tx: outbox.due(tx, now, exclude=tuple(self._inflight), limit=limit))
         sleep = IDLE_POLL
-        for delivery_id, channel, due_at in rows:
+        for delivery_id, channel, due_at, behind_hold in rows:
             if due_at > now:
                 sleep = min(sleep, due_at - now)
                 continue
@@ -118,7 +118,9 @@ class OutboxWorker:
             if self._per_channel[channel] >= self.delivery.concurrency:
                 continue
             self._per_channel[channel] += 1
-            task = asyncio.create_task(self._deliver(delivery_id, channel), name=f"carebridge-delivery-{delivery_id}")
+            task = asyncio.create_task(
+                self._deliver(delivery_id, channel, behind_hold), name=f"carebridge-delivery-{delivery_id}"
+            )
             self._inflight[delivery_id] = task
         await self._update_gauges(now)
         return max(0.0, sleep)
@@ -132,9 +134,9 @@ class OutboxWorker:
         metrics.outbox_depth.set(depth)
         metrics.outbox_oldest_age.set(oldest)
 
-    async def _deliver(self, delivery_id: int, channel_name: str) -> None:
+    async def _deliver(self, delivery_id: int, channel_name: str, behind_hold: bool) -> None:
         try:
-            await self._deliver_one(delivery_id)
+            await self._deliver_one(delivery_id, behind_hold)
         except Exception:  # boundary: one delivery's failure must not stop the others
             log.exception("outbox: delivery %s failed unexpectedly; it stays pending", delivery_id)
         finally:
@@ -142,7 +144,7 @@ class OutboxWorker:
             self._per_channel[channel_name] -= 1
             self._event.set()
 
-    async def _deliver_one(self, delivery_id: int) -> None:
+    async def _deliver_one(self, delivery_id: int, behind_hold: bool = False) -> None:
         store = self.bridge.store
         loaded = await store.read(lambda tx: windows.load_for_send(tx, delivery_id))
         if loaded is None:
@@ -158,6 +160,11 @@ class OutboxWorker:
         channel = self.bridge.channels.get(delivery.channel)
         if channel is None or not self.rctx.channel_enabled(delivery.channel):
             await self._write(lambda tx: windows.on_channel_unavailable(tx, self.rctx, delivery))
+            self._count(delivery.channel, "held")
+            return
+        if behind_hold:
+            reason = "held behind an earlier message: the recipient's window is closed"
+            await self._write(lambda tx: windows.on_window_closed(tx, self.rctx, delivery, reason))
             self._count(delivery.channel, "held")
             return
         message = OutboundMessage(

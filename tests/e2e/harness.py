@@ -87,12 +87,19 @@ class WindowedChannel(MemoryChannel):
         return await super().send(message)
 
 
+class MailChannel(MemoryChannel):
+    """Stands in for an email channel (the fall-back of closed windows)."""
+
+    name = "email"
+
+
 class _Plugin:
     @hookimpl
     def register_channels(self, register: Callable[[type[Channel]], None]) -> None:
         register(MemoryChannel)
         register(SecondChannel)
         register(WindowedChannel)
+        register(MailChannel)
 
 
 CHANNELS = '[channels.memory]\nenabled = true\n[channels.second]\nenabled = true\n'
