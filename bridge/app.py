@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine, Mapping
 from contextlib import AsyncExitStack
 from datetime import datetime, timedelta
 from functools import partial
@@ -33,7 +33,7 @@ from .models import ChannelState
 from .plugins import PluginRegistry
 
 if TYPE_CHECKING:
-    from apscheduler.schedulers.asyncio import AsyncIOScheduler
+    from apscheduler.schedulers.asyncio import AsyncIOScheduler  # type: ignore[import-untyped]  # no stubs
 
     from .relay import Relay
     from .store import Store
@@ -288,7 +288,12 @@ class Bridge:
             return
         first = datetime.now() + PURGE_FIRST_DELAY
         self.scheduler.add_job(
-            self._purge, "interval", seconds=PURGE_INTERVAL.total_seconds(), next_run_time=first, id="retention", coalesce=True
+            self._purge,
+            "interval",
+            seconds=PURGE_INTERVAL.total_seconds(),
+            next_run_time=first,
+            id="retention",
+            coalesce=True,
         )
 
     async def _purge(self) -> None:
@@ -383,7 +388,7 @@ class Bridge:
         }
 
 
-def _safe(fn: Any) -> dict[str, Any]:
+def _safe(fn: Callable[[], Mapping[str, Any] | None]) -> dict[str, Any]:
     """Call a health function; a failure becomes an error entry, not a 500."""
     try:
         result = fn()
@@ -391,4 +396,3 @@ def _safe(fn: Any) -> dict[str, Any]:
     except Exception as err:  # boundary: /healthz must answer even when a part is broken
         log.exception("health check failed")
         return {"status": "error", "error": f"{type(err).__name__}: {err}"}
-

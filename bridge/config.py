@@ -157,23 +157,23 @@ class Config:
 
 # --- value parsers: (raw value, key path, base_dir) -> typed value ----------
 
-Parser = Callable[[Any, str, Path], Any]
+Parser = Callable[[object, str, Path], Any]
 
 
 def _type_name(value: object) -> str:
-    return {bool: "a boolean", int: "an integer", float: "a number", str: "a string", list: "an array", dict: "a table"}.get(
-        type(value), type(value).__name__
-    )
+    names = {bool: "a boolean", int: "an integer", float: "a number", str: "a string"}
+    names.update({list: "an array", dict: "a table"})
+    return names.get(type(value), type(value).__name__)
 
 
-def _string(value: Any, key: str, base_dir: Path) -> str:
+def _string(value: object, key: str, base_dir: Path) -> str:
     if not isinstance(value, str):
         raise ConfigError(f"{key}: expected a string, got {_type_name(value)}")
     return resolve_secret(value, key, base_dir)
 
 
 def _choice(options: tuple[str, ...]) -> Parser:
-    def parse(value: Any, key: str, base_dir: Path) -> str:
+    def parse(value: object, key: str, base_dir: Path) -> str:
         text = _string(value, key, base_dir).strip().lower()
         if text not in options:
             raise ConfigError(f"{key}: expected one of {', '.join(options)}, got {value!r}")
@@ -183,7 +183,7 @@ def _choice(options: tuple[str, ...]) -> Parser:
 
 
 def _int(low: int, high: int | None = None) -> Parser:
-    def parse(value: Any, key: str, base_dir: Path) -> int:
+    def parse(value: object, key: str, base_dir: Path) -> int:
         if isinstance(value, bool) or not isinstance(value, int):
             raise ConfigError(f"{key}: expected an integer, got {_type_name(value)}")
         if value < low or (high is not None and value > high):
@@ -194,32 +194,32 @@ def _int(low: int, high: int | None = None) -> Parser:
     return parse
 
 
-def _bool(value: Any, key: str, base_dir: Path) -> bool:
+def _bool(value: object, key: str, base_dir: Path) -> bool:
     if not isinstance(value, bool):
         raise ConfigError(f"{key}: expected true or false, got {_type_name(value)}")
     return value
 
 
-def _duration(value: Any, key: str, base_dir: Path) -> float:
+def _duration(value: object, key: str, base_dir: Path) -> float:
     if not isinstance(value, (str, int, float)) or isinstance(value, bool):
         raise ConfigError(f"{key}: expected a duration like '10s', '15m' or '8h', got {_type_name(value)}")
     return parse_duration(value, key)
 
 
-def _path(value: Any, key: str, base_dir: Path) -> Path:
+def _path(value: object, key: str, base_dir: Path) -> Path:
     text = _string(value, key, base_dir)
     if not text.strip():
         raise ConfigError(f"{key}: expected a path, got an empty string")
     return _resolve_path(text.strip(), base_dir)
 
 
-def _optional_path(value: Any, key: str, base_dir: Path) -> Path | None:
+def _optional_path(value: object, key: str, base_dir: Path) -> Path | None:
     if isinstance(value, str) and not value.strip():
         return None
     return _path(value, key, base_dir)
 
 
-def _names(value: Any, key: str, base_dir: Path) -> tuple[str, ...]:
+def _names(value: object, key: str, base_dir: Path) -> tuple[str, ...]:
     if not isinstance(value, list):
         raise ConfigError(f"{key}: expected an array of strings, got {_type_name(value)}")
     for i, item in enumerate(value):
@@ -228,7 +228,7 @@ def _names(value: Any, key: str, base_dir: Path) -> tuple[str, ...]:
     return tuple(item.strip() for item in value)
 
 
-def _key_ref(value: Any, key: str, base_dir: Path) -> str:
+def _key_ref(value: object, key: str, base_dir: Path) -> str:
     """Keep the master-key reference as text; make ``file:`` paths absolute."""
     if not isinstance(value, str):
         raise ConfigError(f"{key}: expected a string, got {_type_name(value)}")
@@ -240,7 +240,7 @@ def _key_ref(value: Any, key: str, base_dir: Path) -> str:
     return f"{kind}:{rest.strip()}"
 
 
-def _public_url(value: Any, key: str, base_dir: Path) -> str:
+def _public_url(value: object, key: str, base_dir: Path) -> str:
     text = _string(value, key, base_dir).strip().rstrip("/")
     if text and not re.match(r"^https?://[^\s/]+", text):
         raise ConfigError(f"{key}: expected an http(s) URL such as 'https://care.example.org', got {value!r}")
@@ -319,7 +319,9 @@ def resolve_secret(value: str, key_path: str, base_dir: Path) -> str:
         else:
             directory = os.environ.get("CREDENTIALS_DIRECTORY")
             if not directory:
-                raise ConfigError(f"{key_path}: credential {rest} needs $CREDENTIALS_DIRECTORY (systemd LoadCredential=)")
+                raise ConfigError(
+                    f"{key_path}: credential {rest} needs $CREDENTIALS_DIRECTORY (systemd LoadCredential=)"
+                )
             if "/" in rest or rest in (".", ".."):
                 raise ConfigError(f"{key_path}: credential name {rest!r} must not contain '/'")
             path = Path(directory) / rest
@@ -334,7 +336,7 @@ def resolve_secret(value: str, key_path: str, base_dir: Path) -> str:
     return secret
 
 
-def _section(name: str, raw: Any, base_dir: Path) -> Any:
+def _section(name: str, raw: object, base_dir: Path) -> object:
     cls, parsers = _SCHEMA[name]
     if not isinstance(raw, dict):
         raise ConfigError(f"{name}: expected a table, got {_type_name(raw)}")
@@ -353,7 +355,7 @@ def _section(name: str, raw: Any, base_dir: Path) -> Any:
     return cls(**values)
 
 
-def _resolve_tree(value: Any, key: str, base_dir: Path) -> Any:
+def _resolve_tree(value: object, key: str, base_dir: Path) -> object:
     if isinstance(value, str):
         return resolve_secret(value, key, base_dir)
     if isinstance(value, list):
@@ -363,7 +365,7 @@ def _resolve_tree(value: Any, key: str, base_dir: Path) -> Any:
     return value
 
 
-def _channels(raw: Any, base_dir: Path) -> dict[str, dict[str, Any]]:
+def _channels(raw: object, base_dir: Path) -> dict[str, dict[str, Any]]:
     if not isinstance(raw, dict):
         raise ConfigError(f"channels: expected a table of [channels.<name>] sections, got {_type_name(raw)}")
     out: dict[str, dict[str, Any]] = {}
@@ -374,8 +376,9 @@ def _channels(raw: Any, base_dir: Path) -> dict[str, dict[str, Any]]:
         if not isinstance(section, dict):
             raise ConfigError(f"{key}: expected a table, got {_type_name(section)}")
         enabled = _bool(section.get("enabled", True), f"{key}.enabled", base_dir)
-        # A disabled channel's secrets may legitimately be absent on this host.
-        body = _resolve_tree(section, key, base_dir) if enabled else dict(section)
+        body: dict[str, Any] = dict(section)
+        if enabled:  # a disabled channel's secrets may legitimately be absent on this host
+            body = {k: _resolve_tree(v, f"{key}.{k}", base_dir) for k, v in section.items()}
         body["enabled"] = enabled
         out[name] = body
     return out
@@ -389,7 +392,7 @@ def parse_config(data: Mapping[str, Any], *, path: Path | None, base_dir: Path) 
     for key in data:
         if key not in _TOP_LEVEL:
             raise ConfigError(f"{key}: unknown key (expected one of: {', '.join(_TOP_LEVEL)})")
-    sections = {name: _section(name, data.get(name, {}), base_dir) for name in _SCHEMA}
+    sections: dict[str, Any] = {name: _section(name, data.get(name, {}), base_dir) for name in _SCHEMA}
     server: ServerConfig = sections["server"]
     if (server.tls_cert is None) != (server.tls_key is None):
         missing = "server.tls_key" if server.tls_key is None else "server.tls_cert"

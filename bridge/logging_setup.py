@@ -86,7 +86,7 @@ def secrets_in(sections: dict[str, dict[str, Any]]) -> list[str]:
     """Collect string values of secret-looking keys from channel sections."""
     found: list[str] = []
 
-    def walk(value: Any, key: str) -> None:
+    def walk(value: object, key: str) -> None:
         if isinstance(value, dict):
             for k, v in value.items():
                 walk(v, str(k))

@@ -45,7 +45,10 @@ class Metrics:
             "carebridge_outbox_oldest_age_seconds", "Age of the oldest waiting outbox row", registry=r
         )
         self.deliveries = Counter(
-            "carebridge_deliveries", "Delivery attempts by outcome (sent, retry, failed, held)", ["channel", "outcome"], registry=r
+            "carebridge_deliveries",
+            "Delivery attempts by outcome (sent, retry, failed, held)",
+            ["channel", "outcome"],
+            registry=r,
         )
         self.login_failures = Counter("carebridge_login_failures", "Failed console logins", registry=r)
 

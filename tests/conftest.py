@@ -25,7 +25,10 @@ import time
 
 from aiohttp import web
 
-from bridge import Channel, ChannelAuthError, ChannelUnavailable, ConfigError, DeliveryReceipt, InboundMessage, SimulatedRequest, hookimpl
+from bridge import (
+    Channel, ChannelAuthError, ChannelUnavailable, ConfigError, DeliveryReceipt, InboundMessage, SimulatedRequest,
+    hookimpl,
+)
 
 
 class AcmeChannel(Channel):

@@ -156,7 +156,7 @@ class DaemonProcess:
                     async with session.get(self.url("/healthz")) as response:
                         if response.status in (200, 503):
                             return self
-                except (aiohttp.ClientError, asyncio.TimeoutError):
+                except (TimeoutError, aiohttp.ClientError):
                     pass
                 await asyncio.sleep(0.05)
         await self.stop(signal.SIGKILL)
@@ -172,7 +172,7 @@ class DaemonProcess:
         assert self.proc is not None
         try:
             await asyncio.wait_for(self.proc.wait(), timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             self.proc.kill()
             await self.proc.wait()
         await asyncio.gather(*self._readers, return_exceptions=True)
@@ -206,7 +206,11 @@ def _cli_env(env: dict[str, str] | None) -> dict[str, str]:
 
 
 async def run_cli(
-    *args: str, env: dict[str, str] | None = None, cwd: Path | None = None, stdin: bytes | None = None, timeout: float = 60.0
+    *args: str,
+    env: dict[str, str] | None = None,
+    cwd: Path | None = None,
+    stdin: bytes | None = None,
+    timeout: float = 60.0,
 ) -> tuple[int, str, str]:
     """Run ``python -m bridge ARGS`` to completion; return (status, stdout, stderr)."""
     proc = await asyncio.create_subprocess_exec(
@@ -222,7 +226,7 @@ async def run_cli(
     )
     try:
         out, err = await asyncio.wait_for(proc.communicate(stdin), timeout)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         proc.kill()
         out, err = await proc.communicate()
     assert proc.returncode is not None
@@ -230,7 +234,11 @@ async def run_cli(
 
 
 def run_cli_sync(
-    *args: str, env: dict[str, str] | None = None, cwd: Path | None = None, stdin: bytes | None = None, timeout: float = 60.0
+    *args: str,
+    env: dict[str, str] | None = None,
+    cwd: Path | None = None,
+    stdin: bytes | None = None,
+    timeout: float = 60.0,
 ) -> tuple[int, str, str]:
     """Blocking variant of ``run_cli`` for plain (non-async) tests."""
     import subprocess

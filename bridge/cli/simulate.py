@@ -68,7 +68,8 @@ def run_simulate(args: argparse.Namespace) -> int:
     try:
         status, body = asyncio.run(post(base, request))
     except aiohttp.ClientConnectorError as err:
-        raise BridgeError(f"cannot reach the daemon at {base} (is `carebridge run` running?): {err.strerror or err}") from err
+        reason = err.strerror or str(err)
+        raise BridgeError(f"cannot reach the daemon at {base} (is `carebridge run` running?): {reason}") from err
     except (aiohttp.ClientError, TimeoutError) as err:
         raise BridgeError(f"request to {base}{request.path} failed: {err}") from err
     print(f"{request.method} {request.path}: HTTP {status} {body[:200]}")

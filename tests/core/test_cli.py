@@ -89,17 +89,23 @@ def test_check_config_runs_the_channel_plugins_validator(tmp_path: Path, plugin_
     status, _, err = run_cli_sync("check-config", "-c", str(config), env=site_env(plugin_site))
     assert status == 1 and "channels.acme.token: required" in err
     write_config(tmp_path, "[channels.acme]\ntoken = 'env:ACME_TOKEN'\n")
-    status, out, err = run_cli_sync("check-config", "-c", str(config), env={**site_env(plugin_site), "ACME_TOKEN": "t0ken"})
+    status, out, err = run_cli_sync(
+        "check-config", "-c", str(config), env={**site_env(plugin_site), "ACME_TOKEN": "t0ken"}
+    )
     assert status == 0
     # The broken plugin is not needed by this config: a warning, once, not an error.
-    assert err.splitlines() == ["plugin broken (broken-plugin) failed to load: ImportError: needs libbroken, which is not installed"]
+    assert err.splitlines() == [
+        "plugin broken (broken-plugin) failed to load: ImportError: needs libbroken, which is not installed"
+    ]
     assert "enabled channels: acme" in out
     status, _, err = run_cli_sync("check-config", "-c", str(config), env=site_env(plugin_site))
     assert status == 1 and "channels.acme.token: environment variable ACME_TOKEN is not set" in err
 
 
 def test_check_config_reports_enabled_channel_without_plugin(tmp_path: Path, plugin_site: Path) -> None:
-    config = write_config(tmp_path, "[channels.broken]\ntoken = 'x'\n[channels.nowhere]\n[channels.off]\nenabled = false\n")
+    config = write_config(
+        tmp_path, "[channels.broken]\ntoken = 'x'\n[channels.nowhere]\n[channels.off]\nenabled = false\n"
+    )
     status, _, err = run_cli_sync("check-config", "-c", str(config), env=site_env(plugin_site))
     assert status == 1
     assert "channels.broken: enabled, but plugin 'broken' failed to load: ImportError: needs libbroken" in err
@@ -149,7 +155,9 @@ def test_simulate_reports_a_daemon_that_is_not_running(tmp_path: Path, plugin_si
 
 def test_simulate_rejects_unknown_or_disabled_channels(tmp_path: Path, plugin_site: Path) -> None:
     config = write_config(tmp_path, "[channels.acme]\nenabled = false\ntoken = 'x'\n")
-    status, _, err = run_cli_sync("simulate", "acme", "--from", "a", "--text", "t", "-c", str(config), env=site_env(plugin_site))
+    status, _, err = run_cli_sync(
+        "simulate", "acme", "--from", "a", "--text", "t", "-c", str(config), env=site_env(plugin_site)
+    )
     assert status == 1 and "channels.acme: not enabled" in err
     status, _, err = run_cli_sync("simulate", "nope", "--from", "a", "--text", "t", "-c", str(config))
     assert status == 1 and "channel 'nope': no installed plugin provides it" in err

@@ -22,7 +22,9 @@ def error_of(tmp_path: Path, text: str) -> str:
     return str(info.value)
 
 
-def test_embedded_defaults_are_relative_to_the_current_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_embedded_defaults_are_relative_to_the_current_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("CAREBRIDGE_CONFIG", raising=False)
     config = load_config(None)
@@ -240,6 +242,16 @@ def test_example_bridge_toml_is_the_init_template_and_both_load(tmp_path: Path) 
     assert config.store.key == f"file:{root / 'var' / 'master.key'}"
     assert set(config.channels) == {"messenger", "whatsapp", "email"} and config.enabled_channels() == []
     # Every documented key of the core sections is present in the example.
-    for section in ("server", "logging", "plugins", "store", "security", "routing", "delivery", "templates",
-                    "retention", "sensitive"):
+    for section in (
+        "server",
+        "logging",
+        "plugins",
+        "store",
+        "security",
+        "routing",
+        "delivery",
+        "templates",
+        "retention",
+        "sensitive",
+    ):
         assert f"[{section}]" in example

@@ -105,9 +105,10 @@ async def test_in_flight_request_finishes_before_exit(tmp_path: Path, plugin_sit
     headers = {"X-Acme-Token": "tok-123456", "X-Acme-Delay": "1.0"}
 
     async def post() -> tuple[int, object]:
-        async with aiohttp.ClientSession() as session, session.post(
-            daemon.url("/webhooks/acme"), data=body, headers=headers
-        ) as response:
+        async with (
+            aiohttp.ClientSession() as session,
+            session.post(daemon.url("/webhooks/acme"), data=body, headers=headers) as response,
+        ):
             return response.status, await response.json()
 
     request = asyncio.create_task(post())
@@ -129,8 +130,11 @@ async def test_sd_notify_ready_watchdog_reload_stopping(tmp_path: Path, notify_s
         status, _ = await get_json(daemon.url("/healthz"))
         assert status == 200
         # SIGHUP: a changed restart-only key is logged; the level change is applied.
-        config.write_text(config.read_text().replace("level = 'info'", "level = 'debug'").replace(
-            'synchronous = "normal"', 'synchronous = "full"'))
+        config.write_text(
+            config.read_text()
+            .replace("level = 'info'", "level = 'debug'")
+            .replace('synchronous = "normal"', 'synchronous = "full"')
+        )
         daemon.send_signal(signal.SIGHUP)
         reloading = await notify_socket.expect("RELOADING=1")
         assert any(f.startswith("MONOTONIC_USEC=") for f in reloading)
@@ -230,8 +234,9 @@ async def test_simulate_posts_a_signed_webhook_to_the_daemon(tmp_path: Path, plu
     config = write_config(tmp_path, "[channels.acme]\ntoken = 'env:ACME_TOKEN'\n")
     env = {"PYTHONPATH": str(plugin_site), "ACME_TOKEN": "tok-123456"}
     async with DaemonProcess(config, env=env) as daemon:
-        code, out, err = await run_cli("simulate", "acme", "--from", "ann", "--text", "hello from sim", "-c", str(config),
-                                       env=env)
+        code, out, err = await run_cli(
+            "simulate", "acme", "--from", "ann", "--text", "hello from sim", "-c", str(config), env=env
+        )
         assert code == 0, err
         assert out.startswith("POST /webhooks/acme: HTTP 200")
     assert daemon.returncode == 0

@@ -11,9 +11,7 @@ from bridge import hookspecs
 
 ROOT = Path(__file__).resolve().parents[2]
 SPECS = sorted(
-    name
-    for name, fn in vars(hookspecs).items()
-    if inspect.isfunction(fn) and hasattr(fn, "carebridge_spec")
+    name for name, fn in vars(hookspecs).items() if inspect.isfunction(fn) and hasattr(fn, "carebridge_spec")
 )
 
 

@@ -88,7 +88,9 @@ async def test_broken_plugin_not_enabled_is_listed_and_degrades_health(
 
 
 async def test_enabled_channel_of_a_broken_plugin_stops_start_up(make_bridge: BridgeFactory) -> None:
-    with pytest.raises(PluginLoadError, match="channels.broken: enabled, but plugin 'broken' failed to load: ImportError"):
+    with pytest.raises(
+        PluginLoadError, match="channels.broken: enabled, but plugin 'broken' failed to load: ImportError"
+    ):
         await make_bridge("[channels.broken]\n", entry_points=True)
 
 
@@ -161,7 +163,9 @@ async def test_errors_are_json_with_the_right_status(make_bridge: BridgeFactory,
     assert 'carebridge_http_requests_total{route="/webhooks/acme",status="500"} 1.0' in metrics
 
 
-async def test_body_over_max_body_is_413_json_and_stores_nothing(make_bridge: BridgeFactory, aiohttp_client: Any) -> None:
+async def test_body_over_max_body_is_413_json_and_stores_nothing(
+    make_bridge: BridgeFactory, aiohttp_client: Any
+) -> None:
     instance = await make_bridge()
     limit = instance.config.server.max_body
     client = await aiohttp_client(make_app(instance))
