@@ -1,0 +1,122 @@
+"""End to end over loopback: real webhooks, real plugins, fake Meta servers, real TOTP logins."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pyotp
+
+from tests.e2e.harness import add_agent, wait_for
+from tests.e2e.world import World
+
+CUSTOMER = "+15550002222"
+ALICE_PSID = "7000000000000001"  # agent on Messenger
+BOB = "+15550009999"  # agent on WhatsApp
+
+
+def code(secret: str) -> str:
+    return pyotp.TOTP(secret).now()
+
+
+async def test_whatsapp_customer_and_messenger_agent_talk_both_ways(
+    world: World, make_world_bridge: Callable[..., Any]
+) -> None:
+    bridge = await make_world_bridge()
+    _alice, secret = await add_agent(bridge, "alice", f"messenger:{ALICE_PSID}")
+    await world.messenger(ALICE_PSID, f"/login {code(secret)}")
+    await wait_for(lambda: any("logged in" in t for t in world.fb_texts(ALICE_PSID)), what="login answer")
+    wamid = await world.whatsapp(CUSTOMER, "Where is my parcel?", name="Ann Example")
+    await wait_for(lambda: "[#1 Ann Example · WhatsApp] Where is my parcel?" in world.fb_texts(ALICE_PSID), what="relay")
+    # a plain reply goes to the current conversation; a quoted one answers in thread
+    await world.messenger(ALICE_PSID, "It left the warehouse today.")
+    relayed_mid = world.fb_mid_of(ALICE_PSID, "Where is my parcel?")
+    await world.messenger(ALICE_PSID, "Tracking code follows by mail.", reply_to=relayed_mid)
+    await wait_for(lambda: len(world.wa_texts(CUSTOMER)) == 2, what="both replies on WhatsApp")
+    assert world.wa_texts(CUSTOMER) == ["It left the warehouse today.", "Tracking code follows by mail."]
+    assert [s.context for s in world.wa.sent if s.text] == [None, wamid]
+    # the customer writes again: relayed to the same agent, still prefixed
+    await world.whatsapp(CUSTOMER, "Thanks!")
+    await wait_for(lambda: "[#1 Ann Example · WhatsApp] Thanks!" in world.fb_texts(ALICE_PSID))
+
+
+async def test_nobody_online_queues_with_notice_then_login_delivers(
+    world: World, make_world_bridge: Callable[..., Any]
+) -> None:
+    bridge = await make_world_bridge()
+    _alice, secret = await add_agent(bridge, "alice", f"messenger:{ALICE_PSID}")
+    await world.whatsapp(CUSTOMER, "Anyone there?", name="Ann")
+    await world.whatsapp(CUSTOMER, "Hello?")
+    await wait_for(lambda: len(world.wa_texts(CUSTOMER)) == 1, what="the queued notice")
+    assert "busy" in world.wa_texts(CUSTOMER)[0]
+    assert world.fb_texts(ALICE_PSID) == []
+    await world.messenger(ALICE_PSID, f"/login {code(secret)}")
+    await wait_for(lambda: sum(t.startswith("[#1 Ann") for t in world.fb_texts(ALICE_PSID)) == 2, what="assigned at login")
+    relayed = [t for t in world.fb_texts(ALICE_PSID) if t.startswith("[#1")]
+    assert relayed == ["[#1 Ann · WhatsApp] Anyone there?", "[#1 Ann · WhatsApp] Hello?"]
+    assert len(world.wa_texts(CUSTOMER)) == 1  # the notice went once per waiting period
+
+
+async def test_transfer_between_agents_on_different_channels_with_history(
+    world: World, make_world_bridge: Callable[..., Any]
+) -> None:
+    bridge = await make_world_bridge()
+    _alice, sa = await add_agent(bridge, "alice", f"messenger:{ALICE_PSID}")
+    _bob, sb = await add_agent(bridge, "bob", f"whatsapp:{BOB}")
+    await world.messenger(ALICE_PSID, f"/login {code(sa)}")
+    await world.whatsapp(CUSTOMER, "My invoice is wrong", name="Ann")
+    await wait_for(lambda: any("invoice is wrong" in t for t in world.fb_texts(ALICE_PSID)))
+    await world.messenger(ALICE_PSID, "Let me check that for you.")
+    await wait_for(lambda: world.wa_texts(CUSTOMER) == ["Let me check that for you."])
+    await world.whatsapp(BOB, f"/login {code(sb)}")
+    await wait_for(lambda: any("logged in" in t for t in world.wa_texts(BOB)))
+    await world.messenger(ALICE_PSID, "/transfer bob billing question, needs a credit note")
+    await wait_for(lambda: any("credit note" in t for t in world.wa_texts(BOB)), what="hand-off")
+    to_bob = world.wa_texts(BOB)
+    handoff = [t for t in to_bob if "credit note" in t][0]
+    assert handoff.startswith("[#1 Ann · WhatsApp]")
+    await wait_for(lambda: any("Let me check" in t for t in world.wa_texts(BOB)), what="history")
+    history = [t for t in world.wa_texts(BOB) if "history" in t]
+    assert any("My invoice is wrong" in t for t in history) and any("Let me check that for you." in t for t in history)
+    assert any("bob" in t.lower() for t in world.fb_texts(ALICE_PSID)[-2:]), "alice got a confirmation"
+    # bob answers from WhatsApp; the customer gets it; the customer's next message goes to bob
+    await world.whatsapp(BOB, "Credit note is on its way.")
+    await wait_for(lambda: "Credit note is on its way." in world.wa_texts(CUSTOMER))
+    await world.whatsapp(CUSTOMER, "Great")
+    await wait_for(lambda: "[#1 Ann · WhatsApp] Great" in world.wa_texts(BOB))
+    assert not any("Great" in t for t in world.fb_texts(ALICE_PSID))
+
+
+async def test_platform_500_twice_then_200_delivers_once_in_order(
+    world: World, make_world_bridge: Callable[..., Any]
+) -> None:
+    bridge = await make_world_bridge()
+    _alice, secret = await add_agent(bridge, "alice", f"messenger:{ALICE_PSID}")
+    await world.messenger(ALICE_PSID, f"/login {code(secret)}")
+    await world.whatsapp(CUSTOMER, "hi", name="Ann")
+    await wait_for(lambda: any("hi" in t for t in world.fb_texts(ALICE_PSID)))
+    world.wa.fail_next(1, 1)  # HTTP 500, twice, then the platform accepts
+    for text in ("one", "two", "three"):
+        await world.messenger(ALICE_PSID, text)
+    await wait_for(lambda: len(world.wa_texts(CUSTOMER)) == 3, what="all three")
+    assert world.wa_texts(CUSTOMER) == ["one", "two", "three"]
+    calls = [c for c in world.wa.calls if c.startswith("POST") and c.endswith("/messages")]
+    assert len(calls) == 5  # two refused attempts + three accepted sends, nothing doubled
+
+
+async def test_closed_windows_on_both_legs_are_never_silent(
+    world: World, make_world_bridge: Callable[..., Any]
+) -> None:
+    bridge = await make_world_bridge()
+    _alice, sa = await add_agent(bridge, "alice", f"messenger:{ALICE_PSID}")
+    await world.messenger(ALICE_PSID, f"/login {code(sa)}")
+    await world.whatsapp(CUSTOMER, "old question", name="Ann")
+    await wait_for(lambda: any("old question" in t for t in world.fb_texts(ALICE_PSID)))
+    world.wa.user_wrote(CUSTOMER, ts=0)  # a day passes on the platform: the customer's window closes
+    await world.messenger(ALICE_PSID, "Sorry for the wait!")
+    await wait_for(lambda: world.wa_templates(CUSTOMER) == ["hello_world"], what="re-engagement template")
+    await wait_for(lambda: any("will not deliver" in t for t in world.fb_texts(ALICE_PSID)), what="agent told")
+    assert world.wa_texts(CUSTOMER) == []
+    await world.whatsapp(CUSTOMER, "I'm back")
+    await wait_for(lambda: world.wa_texts(CUSTOMER) == ["Sorry for the wait!"], what="held reply released")
+    assert world.wa_templates(CUSTOMER) == ["hello_world"]
