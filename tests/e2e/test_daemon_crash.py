@@ -1,0 +1,72 @@
+"""The real daemon, SIGKILLed with deliveries pending: after a restart all go out, none twice."""
+
+from __future__ import annotations
+
+import re
+import signal
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pyotp
+
+from tests.daemon import DaemonProcess, run_cli, write_config
+from tests.e2e.harness import wait_for
+from tests.e2e.world import World, channel_sections, store_rows
+
+CUSTOMER = "+15550002222"
+ALICE_PSID = "7000000000000001"
+
+
+async def test_sigkill_with_pending_deliveries_then_restart_sends_each_once_in_order(
+    world: World, tmp_path: Path, aiohttp_server: Callable[..., Any]
+) -> None:
+    wa_url = world.wa.graph_url(world.wa_server)  # type: ignore[attr-defined]
+    graph_url = str(world.graph_server.make_url("/v25.0"))  # type: ignore[attr-defined]
+    config = write_config(
+        tmp_path, channel_sections(wa_url, graph_url) + '[delivery]\nretry_base = "1500ms"\nretry_max = "1500ms"\n'
+    )
+    status, out, err = await run_cli(
+        "agent", "add", "alice", "--channel", f"messenger:{ALICE_PSID}", "--password-stdin", "-c", str(config),
+        stdin=b"correct horse battery staple\n",
+    )  # fmt: skip
+    assert status == 0, err
+    found = re.search(r"secret=([A-Z2-7]+)", out)
+    assert found, out
+    secret = found.group(1)
+    db = tmp_path / "var" / "carebridge.db"
+
+    daemon = DaemonProcess(config)
+    await daemon.start()
+    try:
+        world.point_at(daemon.url("/"))
+        await world.messenger(ALICE_PSID, f"/login {pyotp.TOTP(secret).now()}")
+        await world.whatsapp(CUSTOMER, "Is my order shipped?", name="Ann")
+        await wait_for(lambda: any("order shipped" in t for t in world.fb_texts(ALICE_PSID)), what="relay")
+        world.wa.fail_next(2)  # the Cloud API is down for the next call (503)
+        for text in ("first", "second", "third"):
+            await world.messenger(ALICE_PSID, text)  # acknowledged: committed
+
+        def attempted() -> bool:
+            rows = store_rows(db, "SELECT status, attempts FROM outbox WHERE recipient_kind = 'contact' ORDER BY id")
+            return rows == [("pending", 1), ("pending", 0), ("pending", 0)]
+
+        await wait_for(attempted, what="the first reply failed once, the others wait behind it")
+    finally:
+        await daemon.stop(signal.SIGKILL)
+    assert daemon.returncode == -signal.SIGKILL
+    assert world.wa_texts(CUSTOMER) == []
+
+    restarted = DaemonProcess(config)
+    await restarted.start()
+    try:
+        await wait_for(lambda: len(world.wa_texts(CUSTOMER)) == 3, timeout=20, what="resumed deliveries")
+        assert world.wa_texts(CUSTOMER) == ["first", "second", "third"]
+        rows = store_rows(db, "SELECT status FROM outbox WHERE recipient_kind = 'contact' ORDER BY id")
+        assert rows == [("sent",), ("sent",), ("sent",)]
+        # the shift survived the crash: the customer's next message still reaches alice
+        await world.whatsapp(CUSTOMER, "thanks")
+        await wait_for(lambda: "[#1 Ann · WhatsApp] thanks" in world.fb_texts(ALICE_PSID), what="relay after restart")
+    finally:
+        await restarted.stop()
+    assert world.wa_texts(CUSTOMER) == ["first", "second", "third"]
