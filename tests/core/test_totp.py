@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import urllib.parse
+from pathlib import Path
 
 import pyotp
 import pytest
 
 from bridge import totp
+from bridge.store import Store
+from tests.core.agentkit import add_agent, open_store
 
 # RFC 6238 Appendix B (PROTOCOLS §4.1): 8 digits, T0 = 0, X = 30 s.
 SEEDS = {
@@ -78,3 +82,60 @@ def test_provisioning_uri_names_issuer_and_account() -> None:
     assert urllib.parse.unquote(parsed.path) == "/Care Desk:alice"
     query = urllib.parse.parse_qs(parsed.query)
     assert query["secret"] == [secret] and query["issuer"] == ["Care Desk"]
+
+
+# --- replay protection against the real store --------------------------------------
+
+
+async def _store_with_agent(tmp_path: Path) -> tuple[Store, int, str]:
+    store = await open_store(tmp_path)
+    agent, secret = await store.write(lambda tx: add_agent(tx, "alice", "console"))
+    return store, agent.id, secret
+
+
+async def test_a_code_is_accepted_once_per_agent(tmp_path: Path) -> None:
+    store, agent_id, secret = await _store_with_agent(tmp_path)
+    try:
+        code = pyotp.TOTP(secret).at(3000)
+        verify = lambda at, c=code: store.write(lambda tx: totp.verify(tx, agent_id, secret, c, at))  # noqa: E731
+        assert await verify(3000) is totp.TotpResult.ACCEPTED
+        assert await verify(3000) is totp.TotpResult.REPLAYED
+        assert await verify(3031) is totp.TotpResult.REPLAYED  # still inside the window
+        assert await verify(3000, "12345") is totp.TotpResult.MALFORMED
+        assert await verify(3000, f"{(int(code) + 1) % 10**6:06d}") is totp.TotpResult.INVALID
+        # The next step's code works; after it, the previous step's code is refused even inside the window.
+        assert await verify(3030, pyotp.TOTP(secret).at(3030)) is totp.TotpResult.ACCEPTED
+        assert await verify(3030, pyotp.TOTP(secret).at(3000)) is totp.TotpResult.REPLAYED
+        rows = await store.read(lambda tx: tx.conn.execute("SELECT agent_id, counter FROM totp_used").fetchall())
+        assert [tuple(r) for r in rows] == [(agent_id, 101)]
+    finally:
+        await store.close()
+
+
+async def test_two_concurrent_logins_with_one_code_let_exactly_one_in(tmp_path: Path) -> None:
+    store, agent_id, secret = await _store_with_agent(tmp_path)
+    try:
+        code = pyotp.TOTP(secret).at(6000)
+        results = await asyncio.gather(
+            *(store.write(lambda tx: totp.verify(tx, agent_id, secret, code, 6000)) for _ in range(4))
+        )
+        assert sorted(r.value for r in results) == ["accepted", "replayed", "replayed", "replayed"]
+    finally:
+        await store.close()
+
+
+async def test_codes_are_tracked_per_agent(tmp_path: Path) -> None:
+    store = await open_store(tmp_path)
+    try:
+        (a, secret_a), (b, secret_b) = await store.write(
+            lambda tx: (add_agent(tx, "alice", "console"), add_agent(tx, "bob", "messenger:42"))
+        )
+        at = 9000
+        assert await store.write(lambda tx: totp.verify(tx, a.id, secret_a, pyotp.TOTP(secret_a).at(at), at)) is totp.TotpResult.ACCEPTED
+        assert await store.write(lambda tx: totp.verify(tx, b.id, secret_b, pyotp.TOTP(secret_b).at(at), at)) is totp.TotpResult.ACCEPTED
+        # Alice's code is no good for bob (at a step where their codes differ, as almost all do).
+        later = next(t for t in range(at + 30, at + 3000, 30) if pyotp.TOTP(secret_a).at(t) != pyotp.TOTP(secret_b).at(t))
+        wrong = pyotp.TOTP(secret_a).at(later)
+        assert await store.write(lambda tx: totp.verify(tx, b.id, secret_b, wrong, later)) is totp.TotpResult.INVALID
+    finally:
+        await store.close()
