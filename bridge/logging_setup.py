@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import sys
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, TextIO
 
 _HANDLER_NAME = "carebridge-stderr"
 _SECRET_WORDS = ("token", "secret", "password", "key")
@@ -61,6 +61,18 @@ class SecretFilter(logging.Filter):
         return True
 
 
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]  # generic only in typeshed
+    """Write to whatever ``sys.stderr`` is at emit time (tests and daemons may swap it)."""
+
+    @property  # type: ignore[override]
+    def stream(self) -> TextIO:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: object) -> None:
+        pass
+
+
 _filter = SecretFilter()
 
 
@@ -69,7 +81,7 @@ def setup_logging(level: str = "info") -> None:
     root = logging.getLogger()
     handler = next((h for h in root.handlers if h.get_name() == _HANDLER_NAME), None)
     if handler is None:
-        handler = logging.StreamHandler(sys.stderr)
+        handler = _StderrHandler()
         handler.set_name(_HANDLER_NAME)
         handler.setFormatter(OneLineFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
         handler.addFilter(_filter)
@@ -80,6 +92,8 @@ def setup_logging(level: str = "info") -> None:
 def set_level(level: str) -> None:
     """Apply a ``[logging] level`` name (debug, info, warning, error, critical)."""
     logging.getLogger().setLevel(level.upper())
+    # apscheduler narrates every job at INFO; only its problems matter unless debugging.
+    logging.getLogger("apscheduler").setLevel(logging.DEBUG if level.lower() == "debug" else logging.WARNING)
 
 
 def secrets_in(sections: dict[str, dict[str, Any]]) -> list[str]:
