@@ -1,4 +1,4 @@
-"""The installed plugin inside the real daemon: mounted webhook, simulate, health.
+"""The installed plugin inside the real daemon: mounted webhook, simulate, dedupe, health.
 
 These run ``carebridge run`` as a subprocess (tests/daemon.py) with the
 Messenger channel enabled and its Graph URL on the local fake, so they show
@@ -7,6 +7,7 @@ the plugin is found through its entry point and wired as the core wires it.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -57,9 +58,21 @@ async def test_daemon_serves_the_messenger_webhook_and_simulate_reaches_it(
         )
         assert status == 0, err
         assert "HTTP 200" in out
+        # Meta's retry of the same signed body: acknowledged again, stored once.
+        for _ in range(2):
+            async with http.post(
+                daemon.url("/webhooks/messenger"), data=body, headers={"X-Hub-Signature-256": sign(body, APP_SECRET)}
+            ) as resp:
+                assert resp.status == 200
         async with http.get(daemon.url("/healthz")) as resp:
             health = await resp.json()
         assert health["channels"]["messenger"]["state"] == "connected"
         assert health["plugins"]["messenger"]["channels"] == ["messenger"]
     assert daemon.returncode == 0
     assert PAGE_TOKEN not in daemon.stderr and "Hello from simulate" not in daemon.stderr
+    status, out, err = await run_cli("gdpr", "export", "messenger:2000000000000001", "-c", str(config), env=env)
+    assert status == 0, err
+    texts = [m["text"] for c in json.loads(out)["conversations"] for m in c["messages"] if m["direction"] == "in"]
+    assert sorted(texts) == ["Hello from simulate", "Hello, is anyone there? Café opens at 9?"]
+    stored = b"".join(p.read_bytes() for p in (tmp_path / "var").glob("carebridge.db*"))
+    assert b"Hello from simulate" not in stored and b"anyone there" not in stored
