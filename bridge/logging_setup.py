@@ -61,10 +61,10 @@ class SecretFilter(logging.Filter):
         return True
 
 
-class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]  # generic only in typeshed
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]  # StreamHandler is generic in typeshed only
     """Write to whatever ``sys.stderr`` is at emit time (tests and daemons may swap it)."""
 
-    @property  # type: ignore[override]
+    @property
     def stream(self) -> TextIO:
         return sys.stderr
 

@@ -25,7 +25,9 @@ def stderr_logging(capsys: pytest.CaptureFixture[str]) -> Iterator[logging.Logge
         mask_secrets([])
 
 
-def test_one_line_per_event_even_with_a_traceback(stderr_logging: logging.Logger, capsys: pytest.CaptureFixture[str]) -> None:
+def test_one_line_per_event_even_with_a_traceback(
+    stderr_logging: logging.Logger, capsys: pytest.CaptureFixture[str]
+) -> None:
     try:
         raise ValueError("first line\nsecond line")
     except ValueError:
@@ -51,8 +53,12 @@ def test_configured_secrets_are_masked_in_messages_and_tracebacks(
     stderr_logging: logging.Logger, capsys: pytest.CaptureFixture[str]
 ) -> None:
     channels = {
-        "messenger": {"enabled": True, "page_access_token": "EAAG-secret-token", "app_secret": "appsecret123",
-                      "page_id": "1234567"},
+        "messenger": {
+            "enabled": True,
+            "page_access_token": "EAAG-secret-token",
+            "app_secret": "appsecret123",
+            "page_id": "1234567",
+        },
         "email": {"smtp_password": "hunter2-long", "nested": {"imap_password": "imap-pass-99"}},
     }
     found = secrets_in(channels)
