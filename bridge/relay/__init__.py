@@ -112,7 +112,7 @@ class Relay:
 
         Other parts (the console) call relay helpers through this.
         """
-        result = await self.bridge.store.write(fn)
+        result: T = await self.bridge.store.write(fn)
         if self.rctx is not None and self.rctx.take_wake() and self.worker is not None:
             self.worker.wake()
         return result
@@ -132,7 +132,10 @@ class Relay:
                 metrics.messages_stored.labels(channel=name, direction=direction).inc()
         for message, conversation_id in result.customer:
             await notify(
-                self.bridge.pm.hook.message_received, bridge=self.bridge, message=message, conversation_id=conversation_id
+                self.bridge.pm.hook.message_received,
+                bridge=self.bridge,
+                message=message,
+                conversation_id=conversation_id,
             )
 
     async def update_status(self, channel: str, updates: Sequence[StatusUpdate]) -> None:
@@ -170,8 +173,7 @@ class Relay:
             await asyncio.sleep(interval)
             try:
                 await self.check_windows()
-                cutoff = self._require().now() - DEDUPE_KEEP
-                await self.write(lambda tx: tx.conn.execute("DELETE FROM agent_inbound WHERE created_at < ?", (cutoff,)))
+                await self.write(_forget_old_agent_messages)
             except Exception:  # boundary: a failed check is retried at the next tick
                 log.exception("relay periodic check failed")
 
@@ -187,3 +189,8 @@ class Relay:
             "in_flight": len(worker.inflight),
             "paused_channels": dict(worker.stopped_channels),
         }
+
+
+def _forget_old_agent_messages(tx: Any) -> None:
+    """Drop agent-message dedupe rows older than any platform still retries."""
+    tx.conn.execute("DELETE FROM agent_inbound WHERE created_at < ?", (tx.now() - DEDUPE_KEEP,))

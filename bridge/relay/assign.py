@@ -15,9 +15,15 @@ from typing import TYPE_CHECKING, Any
 from .. import agents as agents_repo
 from ..agents import Agent
 from ..store import KeyOwner
-from . import outbox, records
-from .format import attachment_line, channel_label, display_name, format_prefix, relay_text
 from ..store.records import Conversation, Message
+from . import outbox, records
+from .format import (
+    attachment_line,
+    channel_label,
+    display_name,
+    format_prefix,
+    relay_text,
+)
 
 if TYPE_CHECKING:
     from .context import RelayContext
@@ -52,7 +58,9 @@ def recent_messages(tx: Any, conversation_id: int, n: int) -> list[Message]:
     return records.recent_messages(tx, conversation_id, n)
 
 
-def notify_agent(tx: Any, rctx: RelayContext, agent: Agent, text: str, *, conversation_id: int | None = None) -> int | None:
+def notify_agent(
+    tx: Any, rctx: RelayContext, agent: Agent, text: str, *, conversation_id: int | None = None
+) -> int | None:
     """Enqueue ``text`` to the agent's preferred channel; return the outbox id.
 
     A notice about a conversation is sealed under the customer's key (it
@@ -160,9 +168,7 @@ def _event(tx: Any, conv: Conversation, kind: str, from_agent: int | None, to_ag
            detail: dict[str, Any] | None = None, expires_at: float | None = None) -> int:  # fmt: skip
     event_id = tx.next_id("events")
     sealed = (
-        tx.seal(KeyOwner.contact(conv.contact_id), "events", "detail", event_id, json.dumps(detail))
-        if detail
-        else None
+        tx.seal(KeyOwner.contact(conv.contact_id), "events", "detail", event_id, json.dumps(detail)) if detail else None
     )
     tx.conn.execute(
         "INSERT INTO events (id, conversation_id, kind, from_agent, to_agent, detail, created_at, expires_at)"
@@ -237,12 +243,16 @@ def _candidates(tx: Any, queue: str, now: float, exclude: int | None) -> list[Ro
     for cand in agents_repo.online_candidates(tx, queue, now):
         if cand.agent.id == exclude:
             continue
-        row = tx.conn.execute("SELECT last_assigned_at FROM routing_state WHERE agent_id = ?", (cand.agent.id,)).fetchone()
+        row = tx.conn.execute(
+            "SELECT last_assigned_at FROM routing_state WHERE agent_id = ?", (cand.agent.id,)
+        ).fetchone()
         out.append(RoutingCandidate(cand.agent, cand.open_conversations, cand.idle_since, row[0] if row else None))
     return out
 
 
-def route(tx: Any, rctx: RelayContext, conversation_id: int, *, exclude: int | None = None, history: int = 0) -> Agent | None:
+def route(
+    tx: Any, rctx: RelayContext, conversation_id: int, *, exclude: int | None = None, history: int = 0
+) -> Agent | None:
     """Pick an online agent for a waiting conversation with the strategy; assign it.
 
     Returns the agent, or None when nobody is free (the conversation waits).

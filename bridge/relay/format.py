@@ -36,7 +36,9 @@ def format_prefix(conversation: Any, contact_name: str | None, channel: str | No
     return f"[#{conv_id} {display_name(contact_name, conv_id)} · {channel_label(channel)}]"
 
 
-def attachment_line(kind: str, attachment_id: int | None, public_url: str, meta: Mapping[str, Any] | None = None) -> str:
+def attachment_line(
+    kind: str, attachment_id: int | None, public_url: str, meta: Mapping[str, Any] | None = None
+) -> str:
     """Return one line describing an attachment for an agent's chat.
 
     With a public URL the agent gets a console link to the stored (decrypted

@@ -17,7 +17,14 @@ from ..agents import Agent
 from ..models import InboundMessage
 from ..plugins import collect
 from . import outbox, records, windows
-from .assign import QUEUED_NOTICE, notify_agent, relay_to_agent, requeue, route, send_to_customer
+from .assign import (
+    QUEUED_NOTICE,
+    notify_agent,
+    relay_to_agent,
+    requeue,
+    route,
+    send_to_customer,
+)
 from .commands import NOT_LOGGED_IN, handle_agent_command
 
 if TYPE_CHECKING:

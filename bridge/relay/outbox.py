@@ -43,7 +43,7 @@ def retry_delay(
     floor: we never call back sooner than asked.
     """
     rng = rng or random.Random()
-    delay = min(maximum, base * (2 ** max(0, attempt - 1)))
+    delay = float(min(maximum, base * (2 ** max(0, attempt - 1))))
     jittered = delay / 2 + rng.uniform(0, delay / 2)
     if retry_after is not None and retry_after > jittered:
         return float(retry_after)
@@ -75,9 +75,7 @@ class Delivery:
 
 
 def owner_of(kind: str, owner_id: int) -> KeyOwner:
-    """Rebuild the key owner recorded in a row."""
-    if kind == KeyOwner.SYSTEM.kind:
-        return KeyOwner.SYSTEM
+    """Rebuild the key owner recorded in a row (``KeyOwner.SYSTEM`` compares equal to its parts)."""
     return KeyOwner(kind, owner_id)
 
 
@@ -130,7 +128,7 @@ def enqueue(
             hold_reason,
         ),
     )
-    return row_id
+    return int(row_id)
 
 
 _COLUMNS = (
@@ -140,8 +138,27 @@ _COLUMNS = (
 
 
 def _decode(tx: Any, row: Sequence[Any]) -> Delivery:
-    (row_id, conv, msg, kind, owner_id, channel, rkind, rid, recipient, body, reply_to, template, meta,
-     status, attempts, next_at, last_error, hold_reason, created_at) = tuple(row)
+    (
+        row_id,
+        conv,
+        msg,
+        kind,
+        owner_id,
+        channel,
+        rkind,
+        rid,
+        recipient,
+        body,
+        reply_to,
+        template,
+        meta,
+        status,
+        attempts,
+        next_at,
+        last_error,
+        hold_reason,
+        created_at,
+    ) = tuple(row)
     owner = owner_of(kind, owner_id)
     return Delivery(
         id=row_id,
@@ -167,7 +184,7 @@ def _decode(tx: Any, row: Sequence[Any]) -> Delivery:
 
 def load(tx: Any, delivery_id: int) -> Delivery | None:
     """Return one row, decrypted, or None."""
-    row = tx.conn.execute(f"SELECT {_COLUMNS} FROM outbox WHERE id = ?", (delivery_id,)).fetchone()  # noqa: S608
+    row = tx.conn.execute(f"SELECT {_COLUMNS} FROM outbox WHERE id = ?", (delivery_id,)).fetchone()
     return _decode(tx, row) if row else None
 
 
@@ -237,8 +254,7 @@ def mark_retry(tx: Any, delivery_id: int, next_attempt_at: float, error: str) ->
 def mark_failed(tx: Any, delivery: Delivery, error: str) -> None:
     """Give up on a delivery for good."""
     tx.conn.execute(
-        "UPDATE outbox SET status = 'failed', attempts = attempts + 1, last_error = ?, hold_reason = NULL"
-        " WHERE id = ?",
+        "UPDATE outbox SET status = 'failed', attempts = attempts + 1, last_error = ?, hold_reason = NULL WHERE id = ?",
         (error[:500], delivery.id),
     )
     if delivery.message_id is not None and delivery.recipient_kind == "contact":
@@ -271,7 +287,7 @@ def release_channel(tx: Any, channels: Sequence[str]) -> int:
         return 0
     marks = ",".join("?" * len(channels))
     cur = tx.conn.execute(
-        f"UPDATE outbox SET status = 'pending', hold_reason = NULL, next_attempt_at = ?"  # noqa: S608
+        f"UPDATE outbox SET status = 'pending', hold_reason = NULL, next_attempt_at = ?"
         f" WHERE status = 'held' AND hold_reason = ? AND channel IN ({marks})",
         (tx.now(), CHANNEL_UNAVAILABLE, *channels),
     )
@@ -301,7 +317,7 @@ def flag(tx: Any, name: str, subject: str) -> bool:
     cur = tx.conn.execute(
         "INSERT OR IGNORE INTO relay_flags (name, subject, at) VALUES (?, ?, ?)", (name, subject, tx.now())
     )
-    return cur.rowcount == 1
+    return bool(cur.rowcount == 1)
 
 
 def clear_flag(tx: Any, name: str, subject: str) -> None:

@@ -29,7 +29,7 @@ def waiting_conversations(tx: Any, queues: tuple[str, ...], limit: int) -> list[
         return []
     marks = ",".join("?" * len(queues))
     rows = tx.conn.execute(
-        f"SELECT {_CONV} FROM conversations WHERE status = 'queued' AND queue IN ({marks})"  # noqa: S608
+        f"SELECT {_CONV} FROM conversations WHERE status = 'queued' AND queue IN ({marks})"
         " ORDER BY created_at, id LIMIT ?",
         (*queues, limit),
     ).fetchall()

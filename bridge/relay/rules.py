@@ -112,7 +112,9 @@ def load_rules(path: Path | None) -> Rules:
         elif key == "rules":
             rule_nodes = [] if value.is_null else value.sequence("rules")
         else:
-            raise value.error(f"unknown key {key!r} (expected queues, default_queue, default_language, language_hints, rules)")
+            raise value.error(
+                f"unknown key {key!r} (expected queues, default_queue, default_language, language_hints, rules)"
+            )
     known = set(queues) | {DEFAULT_QUEUE}
     if default_node is not None and default_queue not in known:
         raise default_node.error(f"default_queue {default_queue!r} is not listed under queues")

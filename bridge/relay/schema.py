@@ -11,21 +11,29 @@ import sqlite_utils
 _M100 = (
     # Agent traffic is not a customer message, so it has no row in messages;
     # this keyed-hash table drops a platform's re-delivery of it.
-    "CREATE TABLE agent_inbound(channel TEXT NOT NULL, external_index BLOB NOT NULL,"
-    " created_at REAL NOT NULL, PRIMARY KEY(channel, external_index))",
+    (
+        "CREATE TABLE agent_inbound(channel TEXT NOT NULL, external_index BLOB NOT NULL,"
+        " created_at REAL NOT NULL, PRIMARY KEY(channel, external_index))"
+    ),
     # Every platform id of every part of a sent delivery: status reports and
     # an agent's quoted reply name any part.
-    "CREATE TABLE outbox_ids(channel TEXT NOT NULL, external_index BLOB NOT NULL,"
-    " outbox_id INTEGER NOT NULL REFERENCES outbox(id) ON DELETE CASCADE, part INTEGER NOT NULL,"
-    " PRIMARY KEY(channel, external_index))",
+    (
+        "CREATE TABLE outbox_ids(channel TEXT NOT NULL, external_index BLOB NOT NULL,"
+        " outbox_id INTEGER NOT NULL REFERENCES outbox(id) ON DELETE CASCADE, part INTEGER NOT NULL,"
+        " PRIMARY KEY(channel, external_index))"
+    ),
     "CREATE INDEX outbox_ids_outbox ON outbox_ids(outbox_id)",
     # Round-robin rotation survives restarts.
-    "CREATE TABLE routing_state(agent_id INTEGER PRIMARY KEY REFERENCES agents(id) ON DELETE CASCADE,"
-    " last_assigned_at REAL)",
+    (
+        "CREATE TABLE routing_state(agent_id INTEGER PRIMARY KEY REFERENCES agents(id) ON DELETE CASCADE,"
+        " last_assigned_at REAL)"
+    ),
     # "Once per period" notices: queued notice per waiting period, one
     # re-engagement template per closed window, one warning per agent window.
-    "CREATE TABLE relay_flags(name TEXT NOT NULL, subject TEXT NOT NULL, at REAL NOT NULL,"
-    " PRIMARY KEY(name, subject))",
+    (
+        "CREATE TABLE relay_flags(name TEXT NOT NULL, subject TEXT NOT NULL, at REAL NOT NULL,"
+        " PRIMARY KEY(name, subject))"
+    ),
     # Why a row is held: 'window' (released when the person writes again) or
     # 'channel' (released when the channel is enabled again).
     "ALTER TABLE outbox ADD COLUMN hold_reason TEXT",

@@ -29,9 +29,12 @@ def apply_status_updates(tx: Any, rctx: RelayContext, channel: str, updates: lis
             touched += 1
             if update.status == "failed":
                 windows.on_status_failed(tx, rctx, delivery, update.error_code, update.error_title)
-            elif update.status in ("delivered", "read") and delivery.message_id is not None:
-                if delivery.recipient_kind == "contact":
-                    outbox.set_message_status(tx, delivery.message_id, update.status)
+            elif (
+                update.status in ("delivered", "read")
+                and delivery.message_id is not None
+                and delivery.recipient_kind == "contact"
+            ):
+                outbox.set_message_status(tx, delivery.message_id, update.status)
         elif update.watermark is not None and update.recipient and update.status in ("delivered", "read"):
             touched += _watermark(tx, channel, update.recipient, update.watermark, update.status)
     return touched

@@ -18,14 +18,37 @@ from .yamlfile import Node, load_yaml, load_yaml_text
 
 #: Every placeholder a template may use.
 FIELDS = frozenset(
-    {"conversation", "contact", "channel", "agent", "from_agent", "queue", "error", "minutes",
-     "email", "note", "list", "count", "link"}
+    {
+        "conversation",
+        "contact",
+        "channel",
+        "agent",
+        "from_agent",
+        "queue",
+        "error",
+        "minutes",
+        "email",
+        "note",
+        "list",
+        "count",
+        "link",
+    }
 )
 #: Keys the core uses; each must exist in English in the built-in file.
 REQUIRED_KEYS = (
-    "queued", "closed", "transfer", "handoff", "window_closed_customer", "window_closed_agent",
-    "window_warning", "email_hint", "delivery_failed", "channel_unavailable",
-    "which_conversation", "no_conversation", "conversation_closed",
+    "queued",
+    "closed",
+    "transfer",
+    "handoff",
+    "window_closed_customer",
+    "window_closed_agent",
+    "window_warning",
+    "email_hint",
+    "delivery_failed",
+    "channel_unavailable",
+    "which_conversation",
+    "no_conversation",
+    "conversation_closed",
 )
 FALLBACK_LANGUAGE = "en"
 

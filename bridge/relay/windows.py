@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from .. import agents as agents_repo
 from ..agents import Agent
+from ..store.records import Conversation
 from . import outbox, records
 from .assign import notify_agent
 from .format import channel_label, display_name
@@ -48,7 +49,7 @@ def last_inbound(tx: Any, delivery: Delivery) -> float | None:
     return float(row[0]) if row and row[0] is not None else None
 
 
-def _responsible_agent(tx: Any, delivery: Delivery) -> tuple[Agent, records.ConversationInfo] | None:
+def _responsible_agent(tx: Any, delivery: Delivery) -> tuple[Agent, Conversation] | None:
     """The agent to tell about a customer delivery: the conversation's, else the author's."""
     if delivery.conversation_id is None:
         return None

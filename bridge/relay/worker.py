@@ -180,8 +180,9 @@ class OutboxWorker:
         )
         try:
             receipt = await channel.send(message)
-        except WindowClosedError as err:
-            await self._write(lambda tx: windows.on_window_closed(tx, self.rctx, delivery, str(err)))
+        except WindowClosedError as closed:
+            reason = str(closed) or "the recipient's window is closed"
+            await self._write(lambda tx: windows.on_window_closed(tx, self.rctx, delivery, reason))
             self._count(delivery.channel, "held")
         except ChannelAuthFailed as err:
             await self._auth_failed(delivery, err)
@@ -213,7 +214,9 @@ class OutboxWorker:
             await self._write(lambda tx: outbox.mark_retry(tx, delivery.id, next_at, reason))
             self._count(delivery.channel, "retry")
             return
-        log.warning("delivery %s on %s failed for good after %d attempt(s): %s", delivery.id, delivery.channel, attempts, reason)
+        log.warning(
+            "delivery %s on %s failed for good after %d attempt(s): %s", delivery.id, delivery.channel, attempts, reason
+        )
         await self._write(lambda tx: windows.on_failed(tx, self.rctx, delivery, reason))
         self._count(delivery.channel, "failed")
         await notify(self.bridge.pm.hook.delivery_failed, bridge=self.bridge, message=message, error=err)
@@ -223,12 +226,18 @@ class OutboxWorker:
         reason = f"the platform refused the credentials of channel {name} (code {err.code or 'unknown'})"
         if name not in self.stopped_channels:
             self.stopped_channels[name] = reason
-            log.error("OPERATOR ALERT: %s; deliveries on %s are paused until the bridge is reloaded or restarted", reason, name)
+            log.error(
+                "OPERATOR ALERT: %s; deliveries on %s are paused until the bridge is reloaded or restarted",
+                reason,
+                name,
+            )
             report = getattr(self.bridge, "report_channel", None)
             if report is not None:
                 report(name, ChannelState.DEGRADED, reason)
         # The row stays pending (not an attempt the recipient is to blame for).
-        await self._write(lambda tx: tx.conn.execute("UPDATE outbox SET last_error = ? WHERE id = ?", (reason, delivery.id)))
+        await self._write(
+            lambda tx: tx.conn.execute("UPDATE outbox SET last_error = ? WHERE id = ?", (reason, delivery.id))
+        )
 
     async def _write(self, fn: Callable[[Any], object]) -> None:
         await self.bridge.store.write(fn)

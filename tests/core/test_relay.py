@@ -34,7 +34,7 @@ async def test_duplicates_are_stored_once_and_relayed_once(tmp_path: Path) -> No
     bridge = await make_bridge(tmp_path, FAST)
     try:
         mem, second = bridge.channels["memory"], bridge.channels["second"]
-        agent, secret = await add_agent(bridge, "alice", "second:alice")
+        _agent, secret = await add_agent(bridge, "alice", "second:alice")
         await login(bridge, "second", "alice", secret)
         await mem.inbound("cust", "same", external_id="wamid.1")
         await mem.inbound("cust", "same", external_id="wamid.1")
@@ -66,7 +66,9 @@ async def test_nobody_online_queues_with_one_notice_then_login_assigns_oldest_fi
             "[#1 Ann · Memory] still waiting",
             "[#2 Customer 2 · Memory] second customer",
         ]
-        status = await bridge.store.read(lambda tx: tx.conn.execute("SELECT status FROM messages WHERE direction='system'").fetchall())
+        status = await bridge.store.read(
+            lambda tx: tx.conn.execute("SELECT status FROM messages WHERE direction='system'").fetchall()
+        )
         assert [s[0] for s in status] == ["sent", "sent"]
     finally:
         await bridge.close()
@@ -97,7 +99,7 @@ async def test_reply_context_beats_current_conversation_and_ambiguity_is_asked(t
         await wait_for(lambda: any("from one" in t for t in second.texts_to("alice")))
         await mem.inbound("c2", "from two")
         await wait_for(lambda: any("from two" in t for t in second.texts_to("alice")))
-        quoted = [m for m in second.sent if "from one" in m.text][0]
+        quoted = next(m for m in second.sent if "from one" in m.text)
         external = second.receipts[quoted.delivery_id]
         await second.inbound("alice", "answer to one", reply_to=external)
         await second.inbound("alice", "answer to current")
@@ -108,7 +110,7 @@ async def test_reply_context_beats_current_conversation_and_ambiguity_is_asked(t
         await bridge.store.write(lambda tx: agents_repo.set_current_conversation(tx, agent.id, None))
         await second.inbound("alice", "to whom?")
         await wait_for(lambda: any(t.startswith("Which conversation") for t in second.texts_to("alice")))
-        assert "#1" in [t for t in second.texts_to("alice") if t.startswith("Which")][0]
+        assert "#1" in next(t for t in second.texts_to("alice") if t.startswith("Which"))
         assert len(mem.texts_to("c1")) == 1 and len(mem.texts_to("c2")) == 1
     finally:
         await bridge.close()
@@ -123,7 +125,9 @@ async def test_echo_is_stored_as_outbound_and_not_relayed(tmp_path: Path) -> Non
         await mem.inbound("cust", "question")
         await mem.inbound("cust", "answered from the page inbox", echo=True)
         await wait_for(lambda: any("question" in t for t in second.texts_to("alice")))
-        rows = await bridge.store.read(lambda tx: tx.conn.execute("SELECT direction FROM messages ORDER BY id").fetchall())
+        rows = await bridge.store.read(
+            lambda tx: tx.conn.execute("SELECT direction FROM messages ORDER BY id").fetchall()
+        )
         assert [r[0] for r in rows] == ["in", "out"]
         assert not any("page inbox" in t for t in second.texts_to("alice"))
     finally:
@@ -160,7 +164,9 @@ async def test_sensitive_messages_are_flagged(tmp_path: Path) -> None:
         mem = bridge.channels["memory"]
         await mem.inbound("cust", "my IBAN is NL91ABNA0417164300")
         await mem.inbound("cust", "thanks")
-        flags = await bridge.store.read(lambda tx: tx.conn.execute("SELECT sensitive FROM messages WHERE direction='in' ORDER BY id").fetchall())
+        flags = await bridge.store.read(
+            lambda tx: tx.conn.execute("SELECT sensitive FROM messages WHERE direction='in' ORDER BY id").fetchall()
+        )
         assert [f[0] for f in flags] == [1, 0]
     finally:
         await bridge.close()
@@ -178,7 +184,12 @@ async def test_rules_pick_the_queue_and_only_its_agents_get_it(tmp_path: Path) -
         await login(bridge, "second", "biller", sb)
         await mem.inbound("c1", "Where is my invoice?")
         await mem.inbound("c2", "Hello")
-        await wait_for(lambda: any("invoice" in t for t in second.texts_to("biller")) and any("Hello" in t for t in second.texts_to("general")))
+        await wait_for(
+            lambda: (
+                any("invoice" in t for t in second.texts_to("biller"))
+                and any("Hello" in t for t in second.texts_to("general"))
+            )
+        )
         assert not any("invoice" in t for t in second.texts_to("general"))
     finally:
         await bridge.close()
@@ -194,7 +205,9 @@ async def test_round_robin_rotates_across_agents(tmp_path: Path) -> None:
         for n in range(4):
             await mem.inbound(f"c{n}", f"customer {n}")
         await wait_for(lambda: len([m for m in second.sent if m.text.startswith("[#")]) == 4)
-        owners = await bridge.store.read(lambda tx: tx.conn.execute("SELECT agent_id FROM conversations ORDER BY id").fetchall())
+        owners = await bridge.store.read(
+            lambda tx: tx.conn.execute("SELECT agent_id FROM conversations ORDER BY id").fetchall()
+        )
         assert [o[0] for o in owners] == [1, 2, 1, 2]
     finally:
         await bridge.close()
@@ -215,7 +228,9 @@ async def test_delivered_and_read_reports_move_the_message_status(tmp_path: Path
         await bridge.relay.update_status(
             "memory", [StatusUpdate("memory", "delivered", time.time(), recipient="cust", watermark=time.time() + 5)]
         )
-        statuses = await bridge.store.read(lambda tx: tx.conn.execute("SELECT status FROM messages WHERE direction='out' ORDER BY id").fetchall())
+        statuses = await bridge.store.read(
+            lambda tx: tx.conn.execute("SELECT status FROM messages WHERE direction='out' ORDER BY id").fetchall()
+        )
         assert [s[0] for s in statuses] == ["read", "delivered"]  # read is never moved back
     finally:
         await bridge.close()

@@ -31,6 +31,7 @@ async def test_customer_window_closed_holds_sends_template_once_and_releases(tmp
         assert len(notice) == 1 and notice[0].startswith("[#1 Jan · Windowed]") and "/secure" in notice[0]
         await wait_for(lambda: any(m.template for m in win.sent), what="template")
         assert [m.template for m in win.sent] == [True]
+
         async def both_held() -> bool:
             rows = [r for r in await outbox_rows(bridge) if r[1] == "windowed" and not r[5]]
             return [(r[3], r[6]) for r in rows] == [("held", "window"), ("held", "window")]
@@ -39,7 +40,9 @@ async def test_customer_window_closed_holds_sends_template_once_and_releases(tmp
         # the customer answers: the window opens, held replies go out in order
         await win.inbound("+15550001", "ok I am back")
         await wait_for(lambda: win.texts_to("+15550001") == ["first answer", "second answer"], what="released")
-        statuses = await bridge.store.read(lambda tx: tx.conn.execute("SELECT status FROM messages WHERE direction='out'").fetchall())
+        statuses = await bridge.store.read(
+            lambda tx: tx.conn.execute("SELECT status FROM messages WHERE direction='out'").fetchall()
+        )
         assert [s[0] for s in statuses] == ["sent", "sent"]
     finally:
         await bridge.close()
@@ -96,7 +99,7 @@ async def test_agent_is_warned_once_before_the_window_closes(tmp_path: Path) -> 
         assert await bridge.relay.check_windows() == 1
         assert await bridge.relay.check_windows() == 0
         await wait_for(lambda: any("closes in about" in t for t in win.texts_to("+15559999")), what="warning")
-        warning = [t for t in win.texts_to("+15559999") if "closes in about" in t][0]
+        warning = next(t for t in win.texts_to("+15559999") if "closes in about" in t)
         assert "9 minutes" in warning or "10 minutes" in warning
     finally:
         await bridge.close()

@@ -17,7 +17,16 @@ from bridge.config import load_config
 from bridge.plugins import make_plugin_manager
 from bridge.web import make_app
 from tests.daemon import write_config
-from tests.e2e.world import PAGE_ID, PAGE_TOKEN, WA_NUMBER_ID, WA_SECRET, WA_TEMPLATE, WA_TOKEN, World, channel_sections
+from tests.e2e.world import (
+    PAGE_ID,
+    PAGE_TOKEN,
+    WA_NUMBER_ID,
+    WA_SECRET,
+    WA_TEMPLATE,
+    WA_TOKEN,
+    World,
+    channel_sections,
+)
 from tests.fakes.messenger_graph import FakeMessengerGraph
 from tests.fakes.whatsapp_cloud import FakeWhatsAppCloud
 
@@ -26,9 +35,7 @@ FAST = '[delivery]\nretry_base = "20ms"\nretry_max = "100ms"\nmax_attempts = 5\n
 
 @pytest.fixture
 async def world(aiohttp_server: Callable[..., Any]) -> World:
-    wa = FakeWhatsAppCloud(
-        token=WA_TOKEN, phone_number_id=WA_NUMBER_ID, app_secret=WA_SECRET, templates=(WA_TEMPLATE,)
-    )
+    wa = FakeWhatsAppCloud(token=WA_TOKEN, phone_number_id=WA_NUMBER_ID, app_secret=WA_SECRET, templates=(WA_TEMPLATE,))
     graph = FakeMessengerGraph(page_id=PAGE_ID, token=PAGE_TOKEN)
     found = World(wa, graph)
     found.wa_server = await aiohttp_server(wa.app)  # type: ignore[attr-defined]
@@ -49,7 +56,11 @@ async def make_world_bridge(
         config = load_config(write_config(tmp_path, channel_sections(wa_url, graph_url) + extra))
         registry = make_plugin_manager(
             load_entry_points=False,
-            plugins=[("core-routing", strategies), ("whatsapp", carebridge_whatsapp), ("messenger", carebridge_messenger)],
+            plugins=[
+                ("core-routing", strategies),
+                ("whatsapp", carebridge_whatsapp),
+                ("messenger", carebridge_messenger),
+            ],
         )
         bridge = await Bridge.create(config, registry)
         built.append(bridge)

@@ -102,7 +102,7 @@ class _Plugin:
         register(MailChannel)
 
 
-CHANNELS = '[channels.memory]\nenabled = true\n[channels.second]\nenabled = true\n'
+CHANNELS = "[channels.memory]\nenabled = true\n[channels.second]\nenabled = true\n"
 
 
 async def make_bridge(

@@ -27,7 +27,9 @@ async def test_whatsapp_customer_and_messenger_agent_talk_both_ways(
     await world.messenger(ALICE_PSID, f"/login {code(secret)}")
     await wait_for(lambda: any("logged in" in t for t in world.fb_texts(ALICE_PSID)), what="login answer")
     wamid = await world.whatsapp(CUSTOMER, "Where is my parcel?", name="Ann Example")
-    await wait_for(lambda: "[#1 Ann Example · WhatsApp] Where is my parcel?" in world.fb_texts(ALICE_PSID), what="relay")
+    await wait_for(
+        lambda: "[#1 Ann Example · WhatsApp] Where is my parcel?" in world.fb_texts(ALICE_PSID), what="relay"
+    )
     # a plain reply goes to the current conversation; a quoted one answers in thread
     await world.messenger(ALICE_PSID, "It left the warehouse today.")
     relayed_mid = world.fb_mid_of(ALICE_PSID, "Where is my parcel?")
@@ -51,7 +53,9 @@ async def test_nobody_online_queues_with_notice_then_login_delivers(
     assert "busy" in world.wa_texts(CUSTOMER)[0]
     assert world.fb_texts(ALICE_PSID) == []
     await world.messenger(ALICE_PSID, f"/login {code(secret)}")
-    await wait_for(lambda: sum(t.startswith("[#1 Ann") for t in world.fb_texts(ALICE_PSID)) == 2, what="assigned at login")
+    await wait_for(
+        lambda: sum(t.startswith("[#1 Ann") for t in world.fb_texts(ALICE_PSID)) == 2, what="assigned at login"
+    )
     relayed = [t for t in world.fb_texts(ALICE_PSID) if t.startswith("[#1")]
     assert relayed == ["[#1 Ann · WhatsApp] Anyone there?", "[#1 Ann · WhatsApp] Hello?"]
     assert len(world.wa_texts(CUSTOMER)) == 1  # the notice went once per waiting period
@@ -73,7 +77,7 @@ async def test_transfer_between_agents_on_different_channels_with_history(
     await world.messenger(ALICE_PSID, "/transfer bob billing question, needs a credit note")
     await wait_for(lambda: any("credit note" in t for t in world.wa_texts(BOB)), what="hand-off")
     to_bob = world.wa_texts(BOB)
-    handoff = [t for t in to_bob if "credit note" in t][0]
+    handoff = next(t for t in to_bob if "credit note" in t)
     assert handoff.startswith("[#1 Ann · WhatsApp]")
     await wait_for(lambda: any("Let me check" in t for t in world.wa_texts(BOB)), what="history")
     history = [t for t in world.wa_texts(BOB) if "history" in t]

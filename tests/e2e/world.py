@@ -75,10 +75,10 @@ class World:
         }  # fmt: skip
         self.graph.customer_wrote(psid)
         body, headers = signed_body(payload, PAGE_SECRET)
-        async with aiohttp.ClientSession() as session:
-            async with session.post(f"{self.base_url}/webhooks/messenger", data=body, headers=headers) as resp:
-                if resp.status != 200:
-                    raise AssertionError(f"bridge answered {resp.status} to a Messenger webhook: {await resp.text()}")
+        url = f"{self.base_url}/webhooks/messenger"
+        async with aiohttp.ClientSession() as session, session.post(url, data=body, headers=headers) as resp:
+            if resp.status != 200:
+                raise AssertionError(f"bridge answered {resp.status} to a Messenger webhook: {await resp.text()}")
         return mid
 
     def wa_texts(self, number: str) -> list[str]:
