@@ -92,10 +92,16 @@ class WhatsAppChannel(Channel):
     # -- inbound -------------------------------------------------------------
 
     def web_app(self) -> web.Application:
-        """The webhook sub-app: ``GET /`` verification, ``POST /`` signed notifications."""
+        """The webhook sub-app: GET verification, POST signed notifications.
+
+        Mounted at ``/webhooks/whatsapp``; both that path and the one with a
+        trailing slash answer, since the callback URL is typed by hand in
+        Meta's dashboard.
+        """
         app = web.Application(client_max_size=self.ctx.max_body)
-        app.router.add_get("/", self._verify)
-        app.router.add_post("/", self._receive)
+        for path in ("", "/"):
+            app.router.add_get(path, self._verify)
+            app.router.add_post(path, self._receive)
         return app
 
     async def _verify(self, request: web.Request) -> web.Response:

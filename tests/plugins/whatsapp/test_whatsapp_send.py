@@ -269,6 +269,8 @@ async def test_empty_text_is_refused_without_a_call(channel: WhatsAppChannel, fa
 
 
 @pytest.mark.usefixtures("open_window")
-async def test_trailing_whitespace_at_the_cut_sends_no_blank_part(channel: WhatsAppChannel, fake: FakeWhatsAppCloud) -> None:
+async def test_trailing_whitespace_at_the_cut_sends_no_blank_part(
+    channel: WhatsAppChannel, fake: FakeWhatsAppCloud
+) -> None:
     receipt = await channel.send(outbound("x" * 4096 + " \n "))
     assert [len(s.text or "") for s in fake.sent] == [4096] and len(receipt.external_ids) == 1

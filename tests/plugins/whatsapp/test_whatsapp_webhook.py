@@ -12,7 +12,13 @@ from carebridge_whatsapp import WhatsAppChannel
 
 from bridge import BridgeError
 from bridge.meta import sign, signed_body
-from tests.plugins.whatsapp.conftest import APP_SECRET, VERIFY_TOKEN, Core, fixture_bytes, fixture_json
+from tests.plugins.whatsapp.conftest import (
+    APP_SECRET,
+    VERIFY_TOKEN,
+    Core,
+    fixture_bytes,
+    fixture_json,
+)
 
 # Signatures PROTOCOLS §2.10 lists for the committed sample bytes (secret test-app-secret).
 PROTOCOL_SIGNATURES = {
