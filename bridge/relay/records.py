@@ -88,3 +88,17 @@ def last_inbound_meta(tx: Any, conversation_id: int) -> dict[str, Any]:
         return {}
     message = tx.get_message(row[0], strict=False)
     return dict(message.meta) if message is not None else {}
+
+
+def read_mark_target(tx: Any, message_id: int) -> tuple[str, str, str] | None:
+    """``(channel, customer address, platform id)`` of a customer message, to mark it read."""
+    message = tx.get_message(message_id, strict=False)
+    if message is None or message.direction != "in" or not message.external_id:
+        return None
+    conv = tx.get_conversation(message.conversation_id)
+    if conv is None or conv.identity_id is None:
+        return None
+    identity = tx.get_identity(conv.identity_id)
+    if identity is None:
+        return None
+    return str(message.channel), str(identity.address), str(message.external_id)

@@ -11,6 +11,7 @@ and the email channel is enabled. Agents are warned before their window closes.
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING, Any
 
 from .. import agents as agents_repo
@@ -23,6 +24,8 @@ from .outbox import CHANNEL_UNAVAILABLE, WINDOW_CLOSED, Delivery
 
 if TYPE_CHECKING:
     from .context import RelayContext
+
+log = logging.getLogger(__name__)
 
 WINDOW_CODE = "131047"
 REENGAGE = "reengage"
@@ -83,6 +86,13 @@ def on_channel_unavailable(tx: Any, rctx: RelayContext, delivery: Delivery) -> N
     outbox.hold(tx, delivery, CHANNEL_UNAVAILABLE, error)
     if delivery.recipient_kind == "contact":
         tell_agent(tx, rctx, delivery, "channel_unavailable", error="")
+    else:
+        # Nobody can be told in chat: the agent's own channel is the missing one.
+        log.warning(
+            "agent %s prefers channel %s, which is not enabled: their deliveries are held"
+            " (enable the channel or run `carebridge agent set-channel`)",
+            delivery.recipient_id, delivery.channel,
+        )  # fmt: skip
 
 
 def on_failed(tx: Any, rctx: RelayContext, delivery: Delivery, reason: str) -> None:

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 from ..errors import ChannelAuthFailed, DeliveryError, WindowClosedError
 from ..models import ChannelState, DeliveryReceipt, OutboundMessage
 from ..plugins import notify
-from . import outbox, windows
+from . import outbox, records, windows
 from .outbox import Delivery
 
 if TYPE_CHECKING:
@@ -198,6 +198,22 @@ class OutboxWorker:
         await self._write(lambda tx: outbox.mark_sent(tx, delivery, receipt.external_ids))
         self._count(delivery.channel, "sent")
         await notify(self.bridge.pm.hook.message_sent, bridge=self.bridge, message=message, receipt=receipt)
+        if delivery.recipient_kind == "agent" and delivery.message_id is not None:
+            await self._mark_read(delivery.message_id)
+
+    async def _mark_read(self, message_id: int) -> None:
+        """The agent has the customer's message: show the customer it was read (where the platform can)."""
+        target = await self.bridge.store.read(lambda tx: records.read_mark_target(tx, message_id))
+        if target is None:
+            return
+        channel_name, sender, external_id = target
+        channel = self.bridge.channels.get(channel_name)
+        if channel is None:
+            return
+        try:
+            await channel.mark_read(sender, external_id)
+        except Exception as err:  # noqa: BLE001 - boundary: a read mark is a courtesy, never a failed delivery
+            log.warning("channel %s: marking a message read failed: %s", channel_name, type(err).__name__)
 
     async def _failed_attempt(self, delivery: Delivery, message: OutboundMessage, err: DeliveryError) -> None:
         attempts = delivery.attempts + 1

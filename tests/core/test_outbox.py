@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import random
 from pathlib import Path
 
@@ -212,3 +213,24 @@ def test_enqueue_refuses_unknown_recipient_kinds() -> None:
             key_owner=KeyOwner.contact(1),
         )  # fmt: skip
     assert outbox.owner_of("system", 0) == KeyOwner.SYSTEM
+
+
+async def test_per_channel_concurrency_is_bounded(tmp_path: Path) -> None:
+    bridge = await _assigned(tmp_path, FAST + "concurrency = 2\n")
+    try:
+        mem, second = bridge.channels["memory"], bridge.channels["second"]
+        for n in range(4):
+            await mem.inbound(f"c{n}", f"question {n}")
+        await wait_for(lambda: sum(t.startswith("[#") for t in second.texts_to("alice")) == 4)
+        mem.gate = asyncio.Event()  # the platform is slow from now on
+        for n in range(1, 5):
+            await second.inbound("alice", f"/switch {n}")
+            await second.inbound("alice", f"answer {n}")
+        await wait_for(lambda: mem.in_flight == 2, what="two sends in flight")
+        assert len(mem.attempts) == 2  # the other two wait for a free slot
+        mem.gate.set()
+        await wait_for(lambda: len(mem.sent) == 4, what="all sent")
+        assert mem.max_in_flight == 2
+        assert sorted(m.text for m in mem.sent) == [f"answer {n}" for n in range(1, 5)]
+    finally:
+        await bridge.close()

@@ -5,8 +5,11 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import pytest
+
 from bridge import agents as agents_repo
 from bridge import hookimpl
+from bridge.errors import ConfigError
 from bridge.models import Attachment, Finding, StatusUpdate
 from tests.e2e.harness import add_agent, login, make_bridge, outbox_rows, wait_for
 
@@ -245,5 +248,62 @@ async def test_health_reports_outbox_depth(tmp_path: Path) -> None:
         assert health["running"] is True and health["paused_channels"] == {}
         rows = await outbox_rows(bridge)
         assert [r[3] for r in rows] == ["sent"]
+    finally:
+        await bridge.close()
+
+
+async def test_failed_status_reaches_the_agent_and_customer_gets_read_marks(tmp_path: Path) -> None:
+    bridge = await make_bridge(tmp_path, FAST)
+    try:
+        mem, second = bridge.channels["memory"], bridge.channels["second"]
+        _agent, secret = await add_agent(bridge, "alice", "second:alice")
+        await login(bridge, "second", "alice", secret)
+        ext = await mem.inbound("cust", "hi", sender_name="Jan")
+        await wait_for(lambda: mem.read_marks == [("cust", ext)], what="read mark once the agent has it")
+        await second.inbound("alice", "accepted, then undeliverable")
+        await wait_for(lambda: len(mem.sent) == 1)
+        external = mem.receipts[mem.sent[0].delivery_id]
+        failed = StatusUpdate("memory", "failed", time.time(), external_id=external, error_code="131026",
+                              error_title="Message undeliverable")  # fmt: skip
+        await bridge.relay.update_status("memory", [failed])
+        await wait_for(lambda: any("Message undeliverable (code 131026)" in t for t in second.texts_to("alice")))
+        status = await bridge.store.read(
+            lambda tx: tx.conn.execute("SELECT status FROM messages WHERE direction='out'").fetchone()[0]
+        )
+        assert status == "failed"
+    finally:
+        await bridge.close()
+
+
+async def test_platform_echo_of_our_own_send_is_not_stored_again(tmp_path: Path) -> None:
+    bridge = await make_bridge(tmp_path, FAST)
+    try:
+        mem, second = bridge.channels["memory"], bridge.channels["second"]
+        _agent, secret = await add_agent(bridge, "alice", "second:alice")
+        await login(bridge, "second", "alice", secret)
+        await mem.inbound("cust", "hi")
+        await second.inbound("alice", "our reply")
+        await wait_for(lambda: len(mem.sent) == 1)
+        echo_id = mem.receipts[mem.sent[0].delivery_id]
+        await mem.inbound("cust", "our reply", echo=True, external_id=echo_id)
+        rows = await bridge.store.read(
+            lambda tx: tx.conn.execute("SELECT direction FROM messages ORDER BY id").fetchall()
+        )
+        assert [r[0] for r in rows] == ["in", "out"]
+    finally:
+        await bridge.close()
+
+
+async def test_reload_with_a_bad_rules_file_keeps_the_running_rules(tmp_path: Path) -> None:
+    rules = tmp_path / "routing.yaml"
+    rules.write_text("queues: [vip]\nrules:\n  - {queue: vip, keywords: [gold]}\n", encoding="utf-8")
+    bridge = await make_bridge(tmp_path, FAST + f'[routing]\nrules_file = "{rules}"\n')
+    try:
+        rules.write_text("rules:\n  - queue: nowhere\n", encoding="utf-8")
+        with pytest.raises(ConfigError, match=f"{rules}:2: queue 'nowhere' is not listed"):
+            await bridge.relay.reload()
+        await bridge.channels["memory"].inbound("cust", "gold member here")
+        queue = await bridge.store.read(lambda tx: tx.get_conversation(1).queue)
+        assert queue == "vip"
     finally:
         await bridge.close()

@@ -40,9 +40,23 @@ class MemoryChannel(Channel):
         self.script: list[BaseException | None] = []
         self.counter = 0
         self.receipts: dict[int, str] = {}  # delivery id -> the platform id we answered
+        self.read_marks: list[tuple[str, str]] = []
+        self.gate: asyncio.Event | None = None  # when set, sends wait for it (a slow platform)
+        self.in_flight = 0
+        self.max_in_flight = 0
+
+    async def mark_read(self, sender: str, external_id: str) -> None:
+        self.read_marks.append((sender, external_id))
 
     async def send(self, message: OutboundMessage) -> DeliveryReceipt:
         self.attempts.append(message)
+        if self.gate is not None:
+            self.in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
+            try:
+                await self.gate.wait()
+            finally:
+                self.in_flight -= 1
         if self.script:
             item = self.script.pop(0)
             if item is not None:
