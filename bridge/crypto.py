@@ -84,7 +84,9 @@ def normalize(kind: str, value: str) -> str:
     Platform ids are case-sensitive (WhatsApp message ids are base64), so only
     email addresses are folded; callers normalize phone numbers to E.164 first.
     """
-    value = unicodedata.normalize("NFC", value.strip())
+    value = value.strip()
+    if not value.isascii():
+        value = unicodedata.normalize("NFC", value)
     if kind == "email" or kind.endswith(":email"):
         value = value.casefold()
     return value
@@ -94,12 +96,11 @@ class BlindIndex:
     """HMAC-SHA256 over ``kind NUL normalized value``, truncated to 128 bits."""
 
     def __init__(self, key: bytes) -> None:
-        self._base = hmac.new(key, digestmod=hashlib.sha256)
+        self._key = key
 
     def __call__(self, kind: str, value: str) -> bytes:
-        mac = self._base.copy()
-        mac.update(f"{kind}\0{normalize(kind, value)}".encode())
-        return mac.digest()[:BLIND_BYTES]
+        message = f"{kind}\0{normalize(kind, value)}".encode()
+        return hmac.digest(self._key, message, "sha256")[:BLIND_BYTES]
 
 
 def chain_hash(key: bytes, prev_hash: bytes, record: bytes) -> bytes:

@@ -37,6 +37,8 @@ T = TypeVar("T")
 
 MAX_BATCH = 512
 BUSY_TIMEOUT_MS = 10_000
+CACHE_KIB = 16_384  # per connection: a big batch must not spill pages mid-transaction
+READER_MMAP_BYTES = 256 * 1024 * 1024  # history pages read without a syscall per page
 _SYNC_MODES = {"off", "normal", "full", "extra"}
 _STOP = object()
 
@@ -131,6 +133,7 @@ class Store:
             reader = _connect(path)
             _configure(reader, synchronous)
             reader.execute("PRAGMA query_only = ON")
+            reader.execute(f"PRAGMA mmap_size = {READER_MMAP_BYTES}")
         except BaseException:
             conn.close()
             raise
@@ -346,6 +349,7 @@ def _configure(conn: sqlite3.Connection, synchronous: str) -> None:
     conn.execute(f"PRAGMA synchronous = {synchronous.upper()}")
     conn.execute("PRAGMA foreign_keys = ON")
     conn.execute("PRAGMA secure_delete = ON")
+    conn.execute(f"PRAGMA cache_size = -{CACHE_KIB}")
 
 
 def _bootstrap(conn: sqlite3.Connection, master: bytes, now: float) -> None:

@@ -17,9 +17,8 @@ from __future__ import annotations
 import logging
 import sqlite3
 import threading
-from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar
+from typing import NamedTuple
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
@@ -35,15 +34,12 @@ _KEY_CHECK_AAD = crypto.aad("meta", "value", KEY_CHECK_NAME)
 MISMATCH = "the master key does not match this database"
 
 
-@dataclass(frozen=True, slots=True)
-class KeyOwner:
+class KeyOwner(NamedTuple):
     """Whose data key seals a value: ``KeyOwner("contact", 7)``, ``KeyOwner("agent", 2)``
-    or ``KeyOwner.SYSTEM``."""
+    or ``KeyOwner.SYSTEM``. A tuple, so hashing it on the hot path is cheap."""
 
     kind: str
     id: int = 0
-
-    SYSTEM: ClassVar[KeyOwner]
 
     @classmethod
     def contact(cls, contact_id: int) -> KeyOwner:
@@ -56,7 +52,7 @@ class KeyOwner:
         return cls("agent", int(agent_id))
 
 
-KeyOwner.SYSTEM = KeyOwner("system", 0)
+KeyOwner.SYSTEM = KeyOwner("system", 0)  # type: ignore[attr-defined]
 HMAC_ROOT = KeyOwner("hmac", 0)
 
 

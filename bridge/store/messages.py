@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import json
 import logging
+import sqlite3
 from typing import Any
 
+from .. import crypto
 from ..errors import IntegrityError
 from .base import TxBase
 from .keyring import KeyOwner
@@ -52,35 +54,40 @@ class MessagesMixin(TxBase):
         """
         if direction not in _DIRECTIONS:
             raise ValueError(f"unknown message direction {direction!r}")
-        conn = self.conn
-        external_index = None
+        owner = owner or self.conversation_owner(conversation_id)
+        aead = self._key(owner, create=True)[1]
+        message_id = self.next_id("messages")
+        external_index = external_blob = meta_blob = None
         if external_id is not None:
             external_index = self.blind(external_kind(channel), external_id)
-            if conn.execute(
-                "SELECT 1 FROM messages WHERE channel = ? AND external_index = ?", (channel, external_index)
-            ).fetchone():
+            external_blob = crypto.seal(aead, b"messages.external_id.%d" % message_id, external_id.encode())
+        if meta:
+            meta_blob = crypto.seal(aead, b"messages.meta.%d" % message_id, json.dumps(meta).encode())
+        try:
+            self.conn.execute(
+                "INSERT INTO messages(id, conversation_id, direction, channel, agent_id, external_index, external_id,"
+                " reply_to_index, status, sensitive, body, meta, created_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                (
+                    message_id,
+                    conversation_id,
+                    direction,
+                    channel,
+                    agent_id,
+                    external_index,
+                    external_blob,
+                    None if reply_to is None else self.blind(external_kind(channel), reply_to),
+                    status or ("received" if direction == "in" else "stored"),
+                    int(sensitive),
+                    crypto.seal(aead, b"messages.body.%d" % message_id, text.encode()),
+                    meta_blob,
+                    self.now() if created_at is None else created_at,
+                ),
+            )
+        except sqlite3.IntegrityError as err:
+            # dedupe by the UNIQUE index: cheaper than a SELECT before every insert
+            if external_index is not None and "messages.external_index" in str(err):
                 return None
-        owner = owner or self.conversation_owner(conversation_id)
-        message_id = self.next_id("messages")
-        conn.execute(
-            "INSERT INTO messages(id, conversation_id, direction, channel, agent_id, external_index, external_id,"
-            " reply_to_index, status, sensitive, body, meta, created_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
-            (
-                message_id,
-                conversation_id,
-                direction,
-                channel,
-                agent_id,
-                external_index,
-                None if external_id is None else self.seal(owner, "messages", "external_id", message_id, external_id),
-                None if reply_to is None else self.blind(external_kind(channel), reply_to),
-                status or ("received" if direction == "in" else "stored"),
-                int(sensitive),
-                self.seal(owner, "messages", "body", message_id, text),
-                None if not meta else self.seal(owner, "messages", "meta", message_id, json.dumps(meta)),
-                self.now() if created_at is None else created_at,
-            ),
-        )
+            raise
         return message_id
 
     def message_id_by_external(self, channel: str, external_id: str) -> int | None:
