@@ -105,7 +105,9 @@ async def test_platform_500_twice_then_200_delivers_once_in_order(
     await wait_for(lambda: len(world.wa_texts(CUSTOMER)) == 3, what="all three")
     assert world.wa_texts(CUSTOMER) == ["one", "two", "three"]
     calls = [c for c in world.wa.calls if c.startswith("POST") and c.endswith("/messages")]
-    assert len(calls) == 5  # two refused attempts + three accepted sends, nothing doubled
+    assert len(world.wa.sent) == 3  # accepted exactly once each
+    assert len(calls) == 2 + 3 + len(world.wa.read_marks)  # two refused attempts, three sends, read marks
+    assert len(world.wa.read_marks) == 1  # the customer's message was marked read once relayed
 
 
 async def test_closed_windows_on_both_legs_are_never_silent(
@@ -124,3 +126,35 @@ async def test_closed_windows_on_both_legs_are_never_silent(
     await world.whatsapp(CUSTOMER, "I'm back")
     await wait_for(lambda: world.wa_texts(CUSTOMER) == ["Sorry for the wait!"], what="held reply released")
     assert world.wa_templates(CUSTOMER) == ["hello_world"]
+
+
+async def test_whatsapp_agent_with_a_closed_window_gets_the_template_then_the_held_messages(
+    world: World, make_world_bridge: Callable[..., Any]
+) -> None:
+    bridge = await make_world_bridge()
+    _bob, secret = await add_agent(bridge, "bob", f"whatsapp:{BOB}")
+    await world.whatsapp(BOB, f"/login {code(secret)}", ts=0)  # logged in long ago: his window has closed
+    await world.messenger("7000000000000099", "Hello from Messenger")
+    await wait_for(lambda: world.wa_templates(BOB) == ["hello_world"], what="template to the agent")
+    assert not any("Hello from Messenger" in t for t in world.wa_texts(BOB))
+    await world.whatsapp(BOB, "/list")  # bob answers the template: his window opens
+    await wait_for(lambda: any("Hello from Messenger" in t for t in world.wa_texts(BOB)), what="held relay released")
+    assert world.wa_templates(BOB) == ["hello_world"]
+
+
+async def test_window_failure_reported_by_status_webhook_takes_the_held_path(
+    world: World, make_world_bridge: Callable[..., Any]
+) -> None:
+    bridge = await make_world_bridge()
+    world.wa.window_mode = "status"  # 200 first, then a signed `failed` status with 131047
+    _alice, sa = await add_agent(bridge, "alice", f"messenger:{ALICE_PSID}")
+    await world.messenger(ALICE_PSID, f"/login {code(sa)}")
+    await world.whatsapp(CUSTOMER, "question", name="Ann")
+    await wait_for(lambda: any("question" in t for t in world.fb_texts(ALICE_PSID)))
+    world.wa.user_wrote(CUSTOMER, ts=0)
+    await world.messenger(ALICE_PSID, "late answer")
+    await wait_for(lambda: world.wa_templates(CUSTOMER) == ["hello_world"], what="template after the failed status")
+    await wait_for(lambda: any("will not deliver" in t for t in world.fb_texts(ALICE_PSID)), what="agent told")
+    await world.wa.drain()
+    await world.whatsapp(CUSTOMER, "hello again")
+    await wait_for(lambda: world.wa_texts(CUSTOMER) == ["late answer"], what="re-sent once the window opened")
