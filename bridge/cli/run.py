@@ -73,6 +73,7 @@ class Daemon:
         self.registry = registry
         self.notifier = Notifier()
         self.stop_requested = asyncio.Event()
+        self.ready = False
         self._reloads: set[asyncio.Task[None]] = set()
 
     async def serve(self) -> int:
@@ -86,32 +87,38 @@ class Daemon:
         for name, reason in sorted(registry.failures.items()):
             log.warning("plugin %s failed to load: %s", name, reason)
         ssl_context = _ssl_context(config)
-        bridge = await Bridge.create(config, registry)
-        self.bridge = bridge
+        # From here a SIGTERM asks for a clean stop instead of killing a half-open store.
+        self._install_signals()
         try:
-            app = make_app(bridge)
-            runner = web.AppRunner(
-                app, handle_signals=False, access_log=None, shutdown_timeout=config.server.shutdown_timeout * 0.6
-            )
+            bridge = await Bridge.create(config, registry)
+            self.bridge = bridge
             try:
-                await runner.setup()
-                await self._listen(runner, ssl_context)
-                self._install_signals()
-                watchdog = asyncio.get_running_loop().create_task(self.notifier.watchdog(), name="watchdog")
-                self.notifier.ready(self._status())
-                await self.stop_requested.wait()
-                log.info("stopping (grace period %.0fs)", config.server.shutdown_timeout)
-                self.notifier.stopping()
-                watchdog.cancel()
-                await asyncio.gather(watchdog, *self._reloads, return_exceptions=True)
+                await self._run_app(make_app(bridge), ssl_context)
             finally:
-                self._remove_signals()
-                await self._cleanup(runner)
+                await bridge.close()
         finally:
-            await bridge.close()
+            self._remove_signals()
             self.notifier.close()
         log.info("stopped")
         return 0
+
+    async def _run_app(self, app: web.Application, ssl_context: ssl.SSLContext | None) -> None:
+        """Start the app (and with it the bridge), listen, serve until asked to stop."""
+        timeout = self.config.server.shutdown_timeout
+        runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=timeout * 0.6)
+        try:
+            await runner.setup()
+            await self._listen(runner, ssl_context)
+            watchdog = asyncio.get_running_loop().create_task(self.notifier.watchdog(), name="watchdog")
+            self.ready = True
+            self.notifier.ready(self._status())
+            await self.stop_requested.wait()
+            log.info("stopping (grace period %.0fs)", timeout)
+            self.notifier.stopping()
+            watchdog.cancel()
+            await asyncio.gather(watchdog, *self._reloads, return_exceptions=True)
+        finally:
+            await self._cleanup(runner)
 
     async def _listen(self, runner: web.AppRunner, ssl_context: ssl.SSLContext | None) -> None:
         server = self.config.server
@@ -136,9 +143,14 @@ class Daemon:
 
     def _install_signals(self) -> None:
         loop = asyncio.get_running_loop()
-        loop.add_signal_handler(signal.SIGTERM, self.stop_requested.set)
-        loop.add_signal_handler(signal.SIGINT, self.stop_requested.set)
+        loop.add_signal_handler(signal.SIGTERM, self._request_stop)
+        loop.add_signal_handler(signal.SIGINT, self._request_stop)
         loop.add_signal_handler(signal.SIGHUP, self._schedule_reload)
+
+    def _request_stop(self) -> None:
+        if self.stop_requested.is_set():
+            log.info("already stopping")
+        self.stop_requested.set()
 
     def _remove_signals(self) -> None:
         loop = asyncio.get_running_loop()
@@ -146,6 +158,9 @@ class Daemon:
             loop.remove_signal_handler(sig)
 
     def _schedule_reload(self) -> None:
+        if not self.ready or self.stop_requested.is_set():
+            log.info("SIGHUP ignored: not running yet, or stopping")
+            return
         task = asyncio.get_running_loop().create_task(self.reload(), name="reload")
         self._reloads.add(task)
         task.add_done_callback(self._reloads.discard)
