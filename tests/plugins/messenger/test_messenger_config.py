@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,6 +14,7 @@ from carebridge_messenger.config import DEFAULT_GRAPH_URL
 
 from bridge import BridgeError, ChannelState, ConfigError
 from bridge.plugins import make_plugin_manager
+from tests.daemon import run_cli_sync
 from tests.plugins.messenger.conftest import APP_SECRET, PAGE_ID, Core
 
 
@@ -106,3 +108,11 @@ def test_channel_limits_are_declared() -> None:
 async def test_start_reports_connected(channel: MessengerChannel, core: Core) -> None:
     await channel.start()
     assert core.reports == [(ChannelState.CONNECTED, None)]
+
+
+def test_carebridge_plugins_lists_messenger(tmp_path: Path) -> None:
+    status, out, err = run_cli_sync("plugins", cwd=tmp_path)
+    assert status == 0, err
+    assert "messenger (carebridge-messenger " in out
+    line = next(line for line in out.splitlines() if line.startswith("messenger "))
+    assert line.endswith("channels: messenger")
