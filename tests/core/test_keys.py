@@ -100,15 +100,32 @@ async def test_running_daemon_follows_a_rotation(tmp_path, monkeypatch) -> None:
     daemon = await Store.open(cfg)
     try:
         known = await daemon.write(lambda tx: tx.create_contact(name="before"))
+        other = await Store.open(cfg)  # a contact whose key the daemon never unwrapped
+        unseen = await other.write(lambda tx: tx.create_contact(name="unseen"))
+        await other.close()
         await rotate(cfg, None)  # what `carebridge keys rotate` does, from another Store
         new_key = load_master_key(cfg.key)
-        # the daemon still reads, and new data keys are wrapped under the NEW key
+        # the daemon still reads (cached and uncached keys), and wraps new keys under the NEW key
         assert (await daemon.read(lambda tx: tx.get_contact(known))).name == "before"
+        assert (await daemon.read(lambda tx: tx.get_contact(unseen))).name == "unseen"
         fresh = await daemon.write(lambda tx: tx.create_contact(name="after"))
     finally:
         await daemon.close()
-    assert await _names(env_key_settings(tmp_path, new_key, monkeypatch)) == ["before", "after"]
-    assert fresh == known + 1
+    assert await _names(env_key_settings(tmp_path, new_key, monkeypatch)) == ["before", "unseen", "after"]
+    assert fresh == unseen + 1
+
+
+async def test_daemon_on_an_env_key_stops_wrapping_after_rotation(tmp_path, monkeypatch) -> None:
+    cfg = env_key_settings(tmp_path, generate_key(), monkeypatch)
+    daemon = await Store.open(cfg)
+    try:
+        await rotate(cfg, tmp_path / "new.key")
+        with pytest.raises(KeyMismatchError, match="it was rotated: restart with the new key"):
+            await daemon.write(lambda tx: tx.create_contact(name="lost"))
+    finally:
+        await daemon.close()
+    new_cfg = env_key_settings(tmp_path, load_master_key(f"file:{tmp_path / 'new.key'}"), monkeypatch)
+    assert await _names(new_cfg) == []
 
 
 def _rotate_process(config) -> subprocess.Popen[bytes]:
