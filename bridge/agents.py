@@ -168,6 +168,13 @@ def _check_address_free(tx: Any, address: Address, agent_id: int | None) -> byte
     return index
 
 
+def address_owner(tx: Any, address: Address) -> Agent | None:
+    """Return the agent whose identity ``address`` is, or None (always None for the console)."""
+    if address.channel == "console":
+        return None
+    return find_agent_by_identity(tx, address.channel, address.address)
+
+
 def _put_identity(tx: Any, agent_id: int, address: Address, index: bytes | None) -> None:
     """Make ``address`` the agent's one identity on its channel (replacing an older one there)."""
     if index is None:

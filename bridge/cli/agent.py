@@ -15,6 +15,7 @@ import asyncio
 import getpass
 import sys
 import time
+from pathlib import Path
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -112,6 +113,21 @@ def _with_store(config: Any, fn: Callable[[Any], Any], *, read: bool = False, mu
     return asyncio.run(go())
 
 
+def _refuse_taken(config: Any, name: str, address: Address) -> None:
+    """Say "taken" before asking for a password (the write checks again, atomically)."""
+    if not Path(config.store.path).exists():
+        return
+
+    def check(tx: Any) -> None:
+        if agents.get_agent_by_name(tx, name) is not None:
+            raise AgentError(f"an agent named {name!r} already exists")
+        owner = agents.address_owner(tx, address)
+        if owner is not None:
+            raise AgentError(f"{address.channel} address already belongs to agent {owner.name!r}")
+
+    _with_store(config, check, read=True)
+
+
 def _read_password(name: str, from_stdin: bool) -> str:
     if from_stdin:
         line = sys.stdin.readline()
@@ -145,6 +161,12 @@ def run_add(args: argparse.Namespace) -> int:
     address = _address(args, config, args.channel, "--channel")
     agents.validate_name(args.name)
     agents.validate_queues(args.queue)
+    if args.email is not None:
+        try:
+            Address.parse(f"email:{args.email}")
+        except ValueError as err:
+            raise AgentError(f"--email: {err}") from err
+    _refuse_taken(config, args.name, address)
     password_hash = passwords.hash_password(_read_password(args.name, args.password_stdin))
     secret = totp.new_secret()
 

@@ -9,6 +9,8 @@ None when it already sent what the agent needs). Refusals raise
 
 from __future__ import annotations
 
+from typing import Any
+
 from .. import agents as agents_repo
 from .. import totp
 from .assign import assign_waiting, notify_agent, requeue, send_to_customer
@@ -32,11 +34,29 @@ LOGIN_REPLAYED = "That code was already used. Wait for the next code in your app
 
 
 def _duration(seconds: float) -> str:
-    if seconds >= 3600 and seconds % 3600 == 0:
+    if seconds >= 3600 and round(seconds) % 3600 == 0:
         hours = int(seconds // 3600)
         return f"{hours} hour{'s' if hours != 1 else ''}"
     minutes = max(1, round(seconds / 60))
     return f"{minutes} minute{'s' if minutes != 1 else ''}"
+
+
+def locked_for(tx: Any, subject: str, now: float, max_attempts: int, lockout: float) -> float:
+    """Seconds the account stays locked: ``max_attempts`` failed logins in a row within ``lockout``.
+
+    Six digits carry about 20 bits, so NIST SP 800-63B requires limiting
+    failed attempts per account; the audit log already records each one.
+    """
+    if max_attempts <= 0 or lockout <= 0:
+        return 0.0
+    rows = tx.conn.execute(
+        "SELECT at, action FROM audit_log WHERE subject = ? AND action IN (?, ?, ?) AND at > ?"
+        " ORDER BY id DESC LIMIT ?",
+        (subject, "agent.login", "agent.login_failed", "agent.login_replayed", now - lockout, max_attempts),
+    ).fetchall()
+    if len(rows) < max_attempts or any(action == "agent.login" for _at, action in rows):
+        return 0.0
+    return max(0.0, float(rows[0][0]) + lockout - now)
 
 
 def cmd_login(ctx: CommandContext, args: str) -> str | None:
@@ -45,6 +65,11 @@ def cmd_login(ctx: CommandContext, args: str) -> str | None:
     subject = f"agent:{agent.id}"
     if totp.normalize_code(args) is None:
         raise CommandRefused(LOGIN_USAGE)
+    security = ctx.rctx.config.security
+    locked = locked_for(tx, subject, ctx.now, security.login_max_attempts, security.lockout)
+    if locked > 0:
+        tx.audit(actor(agent), "agent.login_locked", subject, {"channel": ctx.message.channel})
+        return f"Too many failed logins. Try again in {_duration(locked)}."
     result = totp.verify(tx, agent.id, agents_repo.get_totp_secret(tx, agent.id), args, ctx.now)
     if result is totp.TotpResult.REPLAYED:
         tx.audit(actor(agent), "agent.login_replayed", subject, {"channel": ctx.message.channel})

@@ -177,3 +177,13 @@ def test_list_before_any_store_exists_says_so(cfg: Path) -> None:
     assert result.returncode == 1
     assert result.stderr.strip() == f"carebridge: no store at {cfg.parent / 'var' / 'carebridge.db'}"
     assert not (cfg.parent / "var" / "carebridge.db").exists()
+
+
+def test_add_refuses_a_bad_email_and_a_taken_name_before_asking_for_a_password(cfg: Path) -> None:
+    bad = cli(cfg, "add", "alice", "--channel", "console", "--email", "alice-at-example", "--password-stdin",
+              stdin="correct horse battery\n")  # fmt: skip
+    assert bad.returncode == 1 and bad.stderr.strip() == "carebridge: --email: not an email address: 'alice-at-example'"
+    assert cli(cfg, "add", "alice", "--channel", "console", "--password-stdin", stdin="correct horse battery\n").returncode == 0
+    # No --password-stdin and nothing on stdin: a prompt would fail, but the name check comes first.
+    taken = cli(cfg, "add", "alice", "--channel", "console")
+    assert taken.returncode == 1 and taken.stderr.strip() == "carebridge: an agent named 'alice' already exists"

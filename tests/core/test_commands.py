@@ -275,3 +275,25 @@ async def test_transfer_to_nobody_is_refused_and_changes_nothing(desk: Desk) -> 
     assert "no agent or queue named 'nobody-here'" in answer
     alice = await desk.agent("alice")
     assert alice.current_conversation_id == jan and (await desk.conversation(jan)).agent_id == alice.id
+
+
+async def test_repeated_wrong_codes_lock_the_account_for_the_lockout_time(desk: Desk) -> None:
+    alice = await desk.add_agent("alice", ALICE)
+    wrong = f"{(int(desk.code('alice')) + 500_000) % 1_000_000:06d}"
+    for _ in range(5):  # [security] login_max_attempts = 5
+        await desk.say("alice", f"/login {wrong}")
+        desk.clock.advance(1)
+    assert all("not valid" in t for t in await desk.sent_to("alice"))
+    await desk.say("alice", f"/login {desk.code('alice')}")
+    assert await desk.sent_to("alice") == ["Too many failed logins. Try again in 15 minutes."]
+    assert not await desk.store.read(lambda tx: agents.is_online(tx, alice.id, desk.clock.now))
+    desk.clock.advance(15 * 60)
+    await desk.say("alice", f"/login {desk.code('alice')}")
+    assert (await desk.sent_to("alice"))[0].startswith("You are logged in")
+    # A success resets the count: one more mistake does not lock again.
+    await desk.say("alice", f"/login {wrong}")
+    desk.clock.advance(30)
+    await desk.say("alice", f"/login {desk.code('alice')}")
+    assert (await desk.sent_to("alice"))[-1].startswith("You are logged in")
+    actions = await audit_actions(desk)
+    assert actions.count("agent.login_failed") == 6 and actions.count("agent.login_locked") == 1
