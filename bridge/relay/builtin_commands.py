@@ -19,6 +19,7 @@ from .commands import (
     CommandRefused,
     CommandTable,
     actor,
+    customer_window_open,
     label,
     open_conversation_ids,
     own_conversation,
@@ -140,7 +141,7 @@ def cmd_close(ctx: CommandContext, args: str) -> str | None:
         raise CommandRefused("Send /close, or /close followed by a conversation number.")
     conv = own_conversation(ctx, conversation_id)
     notice = ctx.rctx.templates.render("closed", conv.language).strip()
-    if notice:
+    if notice and customer_window_open(ctx, conv):
         send_to_customer(tx, ctx.rctx, conv.id, notice, agent_id=agent.id, kind="system")
     tx.close_conversation(conv.id)
     tx.conn.execute("UPDATE agents SET current_conversation_id = NULL WHERE current_conversation_id = ?", (conv.id,))

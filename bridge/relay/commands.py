@@ -232,6 +232,21 @@ def own_conversation(ctx: CommandContext, conversation_id: int | None) -> Conver
     return conv
 
 
+def customer_window_open(ctx: CommandContext, conv: Conversation) -> bool:
+    """Whether the customer can get free text now on their channel (no reply window, or inside it).
+
+    Courtesy notices (closed, transferred) are skipped when the window is
+    closed: a re-engagement template only to say goodbye would invite a reply
+    to a conversation that is over.
+    """
+    window = ctx.rctx.channel_window(conv.channel)
+    if window is None:
+        return True
+    identity = ctx.tx.get_identity(conv.identity_id) if conv.identity_id is not None else None
+    last = identity.last_inbound_at if identity is not None else None
+    return last is not None and ctx.now - float(last) < float(window)
+
+
 def open_conversation_ids(tx: Any, agent_id: int) -> list[int]:
     """The agent's assigned conversations, most recently active first."""
     rows = tx.conn.execute(

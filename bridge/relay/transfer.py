@@ -21,6 +21,7 @@ from .commands import (
     CommandRefused,
     CommandTable,
     actor,
+    customer_window_open,
     label,
     own_conversation,
     parse_conversation_ref,
@@ -57,7 +58,7 @@ def _notify_customer(ctx: CommandContext, conv: Conversation) -> None:
     if not ctx.rctx.config.routing.transfer_notice:
         return
     notice = ctx.rctx.templates.render("transfer", conv.language).strip()
-    if notice:
+    if notice and customer_window_open(ctx, conv):
         send_to_customer(ctx.tx, ctx.rctx, conv.id, notice, kind="system")
 
 

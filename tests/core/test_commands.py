@@ -297,3 +297,21 @@ async def test_repeated_wrong_codes_lock_the_account_for_the_lockout_time(desk: 
     assert (await desk.sent_to("alice"))[-1].startswith("You are logged in")
     actions = await audit_actions(desk)
     assert actions.count("agent.login_failed") == 6 and actions.count("agent.login_locked") == 1
+
+
+async def test_close_after_the_customer_window_closed_sends_no_notice(tmp_path: Path) -> None:
+    desk = await Desk.open(tmp_path)
+    desk.rctx.windows = {"whatsapp": 24 * 3600.0}
+    try:
+        await desk.add_agent("alice", ALICE)
+        await desk.login("alice")
+        jan = await desk.customer(JAN, "Hi", name="Jan")
+        desk.clock.advance(25 * 3600)
+        await desk.login("alice")  # the shift had expired too
+        await desk.say("alice", f"/switch {jan}")
+        await desk.say("alice", "/close")
+        assert (await desk.sent_to("alice"))[-1] == f"Closed [#{jan} Jan · WhatsApp]."
+        assert (await desk.conversation(jan)).status == "closed"
+        assert [d for d in await desk.deliveries() if d.recipient_kind == "contact" and "closed" in d.text] == []
+    finally:
+        await desk.close()
