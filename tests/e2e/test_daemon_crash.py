@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import signal
+import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,7 @@ async def test_sigkill_with_pending_deliveries_then_restart_sends_each_once_in_o
     wa_url = world.wa.graph_url(world.wa_server)  # type: ignore[attr-defined]
     graph_url = str(world.graph_server.make_url("/v25.0"))  # type: ignore[attr-defined]
     config = write_config(
-        tmp_path, channel_sections(wa_url, graph_url) + '[delivery]\nretry_base = "1500ms"\nretry_max = "1500ms"\n'
+        tmp_path, channel_sections(wa_url, graph_url) + '[delivery]\nretry_base = "1h"\nretry_max = "1h"\n'
     )
     status, out, err = await run_cli(
         "agent", "add", "alice", "--channel", f"messenger:{ALICE_PSID}", "--password-stdin", "-c", str(config),
@@ -43,6 +44,7 @@ async def test_sigkill_with_pending_deliveries_then_restart_sends_each_once_in_o
         await world.messenger(ALICE_PSID, f"/login {pyotp.TOTP(secret).now()}")
         await world.whatsapp(CUSTOMER, "Is my order shipped?", name="Ann")
         await wait_for(lambda: any("order shipped" in t for t in world.fb_texts(ALICE_PSID)), what="relay")
+        await wait_for(lambda: len(world.wa.read_marks) == 1, what="the customer's message marked read")
         world.wa.fail_next(2)  # the Cloud API is down for the next call (503)
         for text in ("first", "second", "third"):
             await world.messenger(ALICE_PSID, text)  # acknowledged: committed
@@ -56,6 +58,10 @@ async def test_sigkill_with_pending_deliveries_then_restart_sends_each_once_in_o
         await daemon.stop(signal.SIGKILL)
     assert daemon.returncode == -signal.SIGKILL
     assert world.wa_texts(CUSTOMER) == []
+    # The retry is due in an hour; bring it forward (plain scheduling column) rather than wait.
+    with sqlite3.connect(db) as conn:
+        conn.execute("UPDATE outbox SET next_attempt_at = 0 WHERE status = 'pending'")
+    conn.close()
 
     restarted = DaemonProcess(config)
     await restarted.start()
