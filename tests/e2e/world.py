@@ -54,7 +54,7 @@ class World:
     def point_at(self, base_url: str) -> None:
         """Send webhooks to the bridge at ``base_url``."""
         self.base_url = base_url.rstrip("/")
-        self.wa.webhook_url = f"{self.base_url}/webhooks/whatsapp/"
+        self.wa.webhook_url = f"{self.base_url}/webhooks/whatsapp"
 
     async def whatsapp(self, number: str, text: str, *, name: str | None = None, ts: float | None = None) -> str:
         """A WhatsApp user writes; returns the wamid."""
