@@ -14,25 +14,34 @@ plaintext. Names are plaintext usernames, unique.
 from __future__ import annotations
 
 import json
-import re
 import sqlite3
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import BridgeError, UnknownRecordError
+from .agent_fields import (
+    DEFAULT_QUEUE,
+    ROLES,
+    AgentError,
+    mask_address,
+    normalize_address,
+    parse_address,
+    validate_name,
+    validate_queues,
+)
+from .errors import UnknownRecordError
 from .models import Address
 from .store import KeyOwner
 
-ROLES = ("agent", "admin")
-DEFAULT_QUEUE = "default"
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
-_QUEUE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+__all__ = [
+    "DEFAULT_QUEUE", "ROLES", "Agent", "AgentError", "Candidate", "address_owner", "create_agent", "disable",
+    "end_shift", "find_agent_by_identity", "get_agent", "get_agent_by_name", "get_password_hash", "get_totp_secret",
+    "identity_last_inbound", "is_online", "list_agents", "mask_address", "normalize_address", "online_candidates",
+    "open_conversations", "parse_address", "require_agent", "set_channel", "set_current_conversation",
+    "start_shift", "touch_identity", "validate_name", "validate_queues",
+]  # fmt: skip
+
 _AGENT_COLUMNS = "id, name, role, channel, address, email, capacity, queues, disabled, current_conversation_id"
-
-
-class AgentError(BridgeError):
-    """An agent cannot be created or changed as asked; the message says why."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,18 +87,6 @@ def _owner(agent_id: int) -> KeyOwner:
     return KeyOwner.agent(agent_id)
 
 
-def normalize_address(channel: str, address: str) -> str:
-    """Return the canonical form used for blind indexes (E.164 with ``+``, lower-case email).
-
-    Platforms give WhatsApp numbers without ``+``; the CLI may give them with.
-    An address the channel's rules cannot parse is kept as given, stripped.
-    """
-    try:
-        return Address.parse(f"{channel}:{address}").address
-    except ValueError:
-        return address.strip()
-
-
 def _blind(tx: Any, channel: str, address: str) -> bytes:
     return bytes(tx.blind(f"agent:{channel}", normalize_address(channel, address)))
 
@@ -109,50 +106,6 @@ def _row_to_agent(tx: Any, row: sqlite3.Row | tuple[Any, ...]) -> Agent:
         disabled=bool(disabled),
         current_conversation_id=current,
     )
-
-
-def parse_address(text: str, known_channels: Iterable[str] | None = None) -> Address:
-    """Parse an agent's ``CHANNEL:ADDRESS`` (``console`` needs no address).
-
-    :param known_channels: channel names this bridge knows; None skips the check.
-    :raises AgentError: saying what is wrong with the text.
-    """
-    try:
-        address = Address.parse(text)
-    except ValueError as err:
-        raise AgentError(str(err)) from err
-    if known_channels is not None and address.channel != "console" and address.channel not in set(known_channels):
-        known = ", ".join(sorted({"console", *known_channels}))
-        raise AgentError(f"unknown channel {address.channel!r} in {text!r}: known channels are {known}")
-    if address.channel == "messenger" and not address.address.isdigit():
-        raise AgentError(f"not a Messenger PSID (digits only): {address.address!r}")
-    if len(address.address) > 320:
-        raise AgentError("address too long")
-    return address
-
-
-def validate_name(name: str) -> str:
-    """Return ``name`` if it is a valid username.
-
-    :raises AgentError: saying what is allowed.
-    """
-    if not _NAME.match(name):
-        raise AgentError(f"invalid agent name {name!r}: use letters, digits, '.', '_' or '-' (at most 64)")
-    return name
-
-
-def validate_queues(queues: Iterable[str]) -> tuple[str, ...]:
-    """Return the queues, de-duplicated in order; ``("default",)`` when none.
-
-    :raises AgentError: for a malformed queue name.
-    """
-    out: list[str] = []
-    for queue in queues:
-        if not _QUEUE.match(queue):
-            raise AgentError(f"invalid queue name {queue!r}: use letters, digits, '.', '_' or '-'")
-        if queue not in out:
-            out.append(queue)
-    return tuple(out) or (DEFAULT_QUEUE,)
 
 
 def _check_address_free(tx: Any, address: Address, agent_id: int | None) -> bytes | None:
@@ -355,7 +308,8 @@ def start_shift(tx: Any, agent_id: int, now: float, ttl: float) -> None:
     """Put the agent online until ``now + ttl`` (a second login extends the open shift)."""
     conn = tx.conn
     updated = conn.execute(
-        "UPDATE shifts SET expires_at = ? WHERE agent_id = ? AND ended_at IS NULL AND started_at <= ? AND expires_at > ?",
+        "UPDATE shifts SET expires_at = ? WHERE agent_id = ? AND ended_at IS NULL"
+        " AND started_at <= ? AND expires_at > ?",
         (now + ttl, agent_id, now, now),
     ).rowcount
     if not updated:
@@ -377,7 +331,8 @@ def end_shift(tx: Any, agent_id: int, now: float) -> bool:
 
 def _shift_start(tx: Any, agent_id: int, now: float) -> float | None:
     row = tx.conn.execute(
-        "SELECT MIN(started_at) FROM shifts WHERE agent_id = ? AND ended_at IS NULL AND started_at <= ? AND expires_at > ?",
+        "SELECT MIN(started_at) FROM shifts WHERE agent_id = ? AND ended_at IS NULL"
+        " AND started_at <= ? AND expires_at > ?",
         (agent_id, now, now),
     ).fetchone()
     return float(row[0]) if row and row[0] is not None else None
@@ -425,20 +380,3 @@ def online_candidates(tx: Any, queue: str, now: float) -> list[Candidate]:
 def set_current_conversation(tx: Any, agent_id: int, conversation_id: int | None) -> None:
     """Make ``conversation_id`` the one the agent's plain replies go to (None: none)."""
     tx.conn.execute("UPDATE agents SET current_conversation_id = ? WHERE id = ?", (conversation_id, agent_id))
-
-
-def mask_address(address: Address) -> str:
-    """Return ``channel:address`` with the middle hidden, e.g. ``whatsapp:+3161****78``."""
-    text = address.address
-    if not text:
-        return address.channel
-    if address.channel == "email" and "@" in text:
-        local, _, domain = text.partition("@")
-        shown = local[:1] + "***@" + domain
-    elif len(text) <= 6:
-        shown = "*" * len(text)
-    else:
-        # A fixed run of stars: the mask must not tell the length either.
-        keep = 5 if len(text) >= 10 else 2
-        shown = text[:keep] + "****" + text[-2:]
-    return f"{address.channel}:{shown}"

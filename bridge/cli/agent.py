@@ -46,12 +46,18 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
 
     add = actions.add_parser("add", help="enrol an agent (TOTP and console password)")
     add.add_argument("name", metavar="NAME", help="username (letters, digits, '.', '_', '-')")
-    add.add_argument("--channel", required=True, metavar="CHANNEL:ADDRESS",
-                     help="where the agent receives conversations: whatsapp:+E164, messenger:PSID, email:ADDR, console")  # fmt: skip
+    add.add_argument(
+        "--channel", required=True, metavar="CHANNEL:ADDRESS",
+        help="where the agent receives conversations: whatsapp:+E164, messenger:PSID, email:ADDR, console",
+    )  # fmt: skip
     add.add_argument("--role", choices=ROLES, default="agent")
     add.add_argument("--email", metavar="ADDR", help="the agent's email address")
-    add.add_argument("--queue", action="append", default=[], metavar="Q", help="a queue served (repeatable; default: default)")
-    add.add_argument("--capacity", type=_capacity, default=5, metavar="N", help="open conversations at most (default 5)")
+    add.add_argument(
+        "--queue", action="append", default=[], metavar="Q", help="a queue served (repeatable; default: default)"
+    )
+    add.add_argument(
+        "--capacity", type=_capacity, default=5, metavar="N", help="open conversations at most (default 5)"
+    )
     add.add_argument("--password-stdin", action="store_true", help="read the console password as one line from stdin")
     add_config_option(add)
     add.set_defaults(func=run_add)
@@ -175,8 +181,8 @@ def run_add(args: argparse.Namespace) -> int:
             tx, name=args.name, address=address, role=args.role, email=args.email, queues=args.queue,
             capacity=args.capacity, totp_secret=secret, password_hash=password_hash,
         )  # fmt: skip
-        tx.audit(_actor(), "agent.add", f"agent:{agent.id}",
-                 {"name": agent.name, "role": agent.role, "channel": agent.channel, "queues": list(agent.queues)})  # fmt: skip
+        detail = {"name": agent.name, "role": agent.role, "channel": agent.channel, "queues": list(agent.queues)}
+        tx.audit(_actor(), "agent.add", f"agent:{agent.id}", detail)
         return agent
 
     agent: Agent = _with_store(config, enrol, must_exist=False)
@@ -186,7 +192,8 @@ def run_add(args: argparse.Namespace) -> int:
     sys.stdout.flush()
     where = "the web console" if agent.channel == "console" else agents.mask_address(agent.preferred)
     print(
-        f"Agent {agent.name} added ({agent.role}, {where}, queues {', '.join(agent.queues)}, capacity {agent.capacity}).\n"
+        f"Agent {agent.name} added ({agent.role}, {where}, queues {', '.join(agent.queues)},"
+        f" capacity {agent.capacity}).\n"
         "Scan the QR code (or enter the URI above) in an authenticator app, then send /login CODE.",
         file=sys.stderr,
     )

@@ -127,7 +127,9 @@ def cmd_switch(ctx: CommandContext, args: str) -> str | None:
     """Make one of the agent's conversations the one plain replies go to."""
     conversation_id = parse_conversation_ref(args)
     if conversation_id is None:
-        raise CommandRefused("Send /switch followed by a conversation number, e.g. /switch 42. Send /list to see yours.")
+        raise CommandRefused(
+            "Send /switch followed by a conversation number, e.g. /switch 42. Send /list to see yours."
+        )
     conv = own_conversation(ctx, conversation_id)
     agents_repo.set_current_conversation(ctx.tx, ctx.agent.id, conv.id)
     return f"Now answering {label(ctx.tx, conv)}. Your messages go to this customer."
@@ -171,7 +173,9 @@ def cmd_help(ctx: CommandContext, args: str) -> str | None:
 
 def register_builtins(table: CommandTable) -> None:
     """Add the built-in commands to ``table``."""
-    table.register("login", cmd_login, "/login CODE — start your shift with the code from your authenticator app", public=True)
+    table.register(
+        "login", cmd_login, "/login CODE — start your shift with the code from your authenticator app", public=True
+    )
     table.register("logout", cmd_logout, "end your shift; your open conversations go back to the queue")
     table.register("list", cmd_list, "your open conversations (the current one is marked)")
     table.register("switch", cmd_switch, "/switch ID — answer conversation ID from now on")

@@ -101,27 +101,33 @@ class CommandTable:
         if pm is not None:
             for impl in pm.hook.register_commands.get_hookimpls():
 
-                def register(name: str, handler: Handler, help: str, owner: str = impl.plugin_name) -> None:  # noqa: A002 - hook contract
+                def register(
+                    name: str, handler: Handler, help: str, owner: str = impl.plugin_name  # noqa: A002 - hook contract
+                ) -> None:
                     table.register(name, handler, help, owner=owner)
 
                 impl.function(register=register)
         return table
 
-    def register(self, name: str, handler: Handler, help: str, *, owner: str = "core", public: bool = False) -> None:  # noqa: A002 - hook contract
+    def register(
+        self, name: str, handler: Handler, help: str, *, owner: str = "core", public: bool = False  # noqa: A002
+    ) -> None:
         """Add ``/name``; ``handler(ctx, args)`` returns the answer text or None.
 
         :raises PluginLoadError: malformed name, not callable, or already registered.
         """
         name = name.lstrip("/")
         if not _NAME.match(name):
-            raise PluginLoadError(f"plugin {owner!r} registers command {name!r}: use lower-case letters, digits, '-' or '_'")
+            raise PluginLoadError(
+                f"plugin {owner!r} registers command {name!r}: use lower-case letters, digits, '-' or '_'"
+            )
         if not callable(handler):
             raise PluginLoadError(f"plugin {owner!r} registers command /{name} without a callable handler")
         if name in self.commands:
             raise PluginLoadError(
                 f"plugin {owner!r} registers command /{name}, which {self.commands[name].owner!r} already has"
             )
-        self.commands[name] = Command(name=name, handler=handler, help=" ".join(help.split()), owner=owner, public=public)
+        self.commands[name] = Command(name, handler, " ".join(help.split()), owner=owner, public=public)
 
     def lookup(self, name: str) -> Command | None:
         """Return the command called ``name`` (with or without ``/``, any case), or None."""
@@ -131,8 +137,10 @@ class CommandTable:
         """One line per command, in registration order."""
         lines = []
         for c in self.commands.values():
-            # A help text may start with its own usage ("/transfer AGENT|QUEUE [note] — ...").
-            lines.append(c.help if c.help.startswith(f"/{c.name}") else f"/{c.name} — {c.help}" if c.help else f"/{c.name}")
+            if c.help.startswith(f"/{c.name}"):  # the help gives its own usage: "/switch ID — ..."
+                lines.append(c.help)
+            else:
+                lines.append(f"/{c.name} — {c.help}" if c.help else f"/{c.name}")
         return "Commands:\n" + "\n".join(lines)
 
 

@@ -51,7 +51,9 @@ def _refuse_target(ctx: CommandContext, target: Agent, conv: Conversation) -> No
         raise CommandRefused(f"Cannot transfer to {target.name}: they are not logged in.")
     open_count = agents_repo.open_conversations(ctx.tx, target.id)
     if open_count >= target.capacity:
-        raise CommandRefused(f"Cannot transfer to {target.name}: they already have {open_count} open conversation(s), their maximum.")
+        raise CommandRefused(
+            f"Cannot transfer to {target.name}: they already have {open_count} open conversation(s), their maximum."
+        )
 
 
 def _notify_customer(ctx: CommandContext, conv: Conversation) -> None:
@@ -98,11 +100,14 @@ def cmd_transfer(ctx: CommandContext, args: str) -> str | None:
     _release_sender(ctx, conv)
     if note:
         # Stored as an internal note, so whoever takes it from the queue sees it in the history.
-        tx.insert_message(conv.id, direction="note", channel=ctx.message.channel, text=note, agent_id=agent.id, status="stored")
+        tx.insert_message(
+            conv.id, direction="note", channel=ctx.message.channel, text=note, agent_id=agent.id, status="stored"
+        )
     write_event(tx, conv, TRANSFERRED, from_agent=agent.id, detail={"queue": target_name})
     requeue(tx, rctx, conv.id, queue=target_name)
     _notify_customer(ctx, conv)
-    tx.audit(actor(agent), "conversation.transfer", f"conversation:{conv.id}", {"from": agent.name, "queue": target_name})
+    detail = {"from": agent.name, "queue": target_name}
+    tx.audit(actor(agent), "conversation.transfer", f"conversation:{conv.id}", detail)
     after = records.get_conversation(tx, conv.id)
     taker = agents_repo.get_agent(tx, after.agent_id) if after is not None and after.agent_id else None
     if taker is not None:
@@ -146,7 +151,9 @@ def cmd_decline(ctx: CommandContext, args: str) -> str | None:
     conv = records.get_conversation(tx, conv_id)
     assert conv is not None  # noqa: S101 - joined above
     if expires_at is None or ctx.now >= expires_at:
-        raise CommandRefused(f"Too late to decline {label(tx, conv)}: the time for that has passed. Use /transfer to pass it on.")
+        raise CommandRefused(
+            f"Too late to decline {label(tx, conv)}: the time for that has passed. Use /transfer to pass it on."
+        )
     # The window is used up: a second /decline must not bounce it again.
     tx.conn.execute("UPDATE events SET expires_at = ? WHERE id = ?", (ctx.now, event_id))
     write_event(tx, conv, DECLINED, from_agent=agent.id, to_agent=sender_id)
@@ -172,5 +179,7 @@ def cmd_decline(ctx: CommandContext, args: str) -> str | None:
 
 def register_transfer_commands(table: CommandTable) -> None:
     """Add /transfer and /decline to ``table``."""
-    table.register("transfer", cmd_transfer, "/transfer AGENT|QUEUE [note] — hand the current conversation over, with its history")
-    table.register("decline", cmd_decline, "/decline — hand a conversation just transferred to you back (for a short time)")
+    table.register(
+        "transfer", cmd_transfer, "/transfer AGENT|QUEUE [note] — hand the current conversation over, with its history"
+    )
+    table.register("decline", cmd_decline, "/decline — hand back a conversation just transferred to you (for a while)")
