@@ -15,7 +15,8 @@ from .models import Address
 
 ROLES = ("agent", "admin")
 DEFAULT_QUEUE = "default"
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+# A leading letter: "/transfer 42" must never be read as an agent named "42".
+_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9._-]{0,63}$")
 _QUEUE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
 
@@ -61,7 +62,9 @@ def validate_name(name: str) -> str:
     :raises AgentError: saying what is allowed.
     """
     if not _NAME.match(name):
-        raise AgentError(f"invalid agent name {name!r}: use letters, digits, '.', '_' or '-' (at most 64)")
+        raise AgentError(
+            f"invalid agent name {name!r}: start with a letter, then letters, digits, '.', '_' or '-' (at most 64)"
+        )
     return name
 
 

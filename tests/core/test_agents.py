@@ -62,6 +62,7 @@ async def test_duplicate_name_and_taken_address_are_refused(tmp_path: Path) -> N
     ("kwargs", "message"),
     [
         ({"name": "bad name"}, "invalid agent name"),
+        ({"name": "42"}, "start with a letter"),
         ({"role": "root"}, "invalid role"),
         ({"capacity": 0}, "invalid capacity"),
         ({"queues": ("ok", "not ok")}, "invalid queue name"),
