@@ -188,27 +188,55 @@ def load(tx: Any, delivery_id: int) -> Delivery | None:
     return _decode(tx, row) if row else None
 
 
-def due(tx: Any, now: float, *, exclude: Sequence[int] = (), limit: int = 64) -> list[tuple[int, str, float, bool]]:
-    """Return ``(id, channel, next_attempt_at, behind_hold)`` of rows first in line, soonest first.
+# Pending rows first in line for their recipient stream: no earlier pending row
+# to the same person on the same channel (a template waits only for templates).
+# ``behind`` marks free text queued behind a held delivery to that person.
+_FIRST_IN_LINE = (
+    "SELECT o.id, o.channel, o.next_attempt_at, o.template = 0 AND EXISTS (SELECT 1 FROM outbox h"
+    "   WHERE h.recipient_kind = o.recipient_kind AND h.recipient_id = o.recipient_id AND h.channel = o.channel"
+    "   AND h.id < o.id AND h.status = 'held') AS behind"
+    " FROM outbox o WHERE o.status = 'pending'"
+    " AND NOT EXISTS (SELECT 1 FROM outbox p WHERE p.recipient_kind = o.recipient_kind"
+    "   AND p.recipient_id = o.recipient_id AND p.channel = o.channel AND p.id < o.id AND p.status = 'pending'"
+    "   AND (o.template = 0 OR p.template = 1))"
+)
 
-    Rows whose time has not come are returned too (the worker sleeps until
-    the first). ``behind_hold`` is True for free text queued behind a held
-    delivery to the same person: its window is known to be closed, so the
-    worker applies the fall-backs instead of sending.
+
+def due(
+    tx: Any,
+    now: float,
+    *,
+    exclude: Sequence[int] = (),
+    per_channel: int = 8,
+    skip_channels: Sequence[str] = (),
+) -> tuple[list[tuple[int, str, bool]], float | None]:
+    """Plan one round of the worker.
+
+    Returns ``(rows, next_at)``: up to ``per_channel`` due rows of each
+    channel as ``(id, channel, behind_hold)``, soonest first, so that a
+    backlog on one channel never starves another; and when the next row
+    that is not due yet will be (None if none). ``behind_hold`` is True for
+    free text queued behind a held delivery to the same person: its window
+    is known to be closed, so the worker applies the fall-backs, not a send.
     """
+    skip = tuple(skip_channels)
+    not_skipped = f" AND channel NOT IN ({','.join('?' * len(skip))})" if skip else ""
+    limit = per_channel + len(exclude)
     rows = tx.conn.execute(
-        "SELECT o.id, o.channel, o.next_attempt_at, o.template = 0 AND EXISTS (SELECT 1 FROM outbox h"
-        "   WHERE h.recipient_kind = o.recipient_kind AND h.recipient_id = o.recipient_id AND h.channel = o.channel"
-        "   AND h.id < o.id AND h.status = 'held')"
-        " FROM outbox o WHERE o.status = 'pending'"
-        " AND NOT EXISTS (SELECT 1 FROM outbox p WHERE p.recipient_kind = o.recipient_kind"
-        "   AND p.recipient_id = o.recipient_id AND p.channel = o.channel AND p.id < o.id AND p.status = 'pending'"
-        "   AND (o.template = 0 OR p.template = 1))"
-        " ORDER BY o.next_attempt_at, o.id LIMIT ?",
-        (limit + len(exclude),),
+        f"WITH line AS ({_FIRST_IN_LINE}) SELECT id, channel, behind FROM ("
+        "  SELECT id, channel, next_attempt_at, behind,"
+        "  ROW_NUMBER() OVER (PARTITION BY channel ORDER BY next_attempt_at, id) AS n"
+        f"  FROM line WHERE next_attempt_at <= ?{not_skipped})"
+        " WHERE n <= ? ORDER BY next_attempt_at, id",
+        (now, *skip, limit),
     ).fetchall()
-    skip = set(exclude)
-    return [(r[0], r[1], r[2], bool(r[3])) for r in rows if r[0] not in skip][:limit]
+    (next_at,) = tx.conn.execute(
+        f"WITH line AS ({_FIRST_IN_LINE}) SELECT MIN(next_attempt_at) FROM line WHERE next_attempt_at > ?{not_skipped}",
+        (now, *skip),
+    ).fetchone()
+    excluded = set(exclude)
+    planned = [(int(r[0]), str(r[1]), bool(r[2])) for r in rows if r[0] not in excluded]
+    return planned, (float(next_at) if next_at is not None else None)
 
 
 def mark_sent(tx: Any, delivery: Delivery, external_ids: Sequence[str]) -> None:

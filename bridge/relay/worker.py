@@ -106,16 +106,15 @@ class OutboxWorker:
     async def _dispatch(self) -> float:
         """Start what is due; return how long to sleep at most."""
         now = self.clock()
-        limit = self.delivery.concurrency * 8
-        rows = await self.bridge.store.read(lambda tx: outbox.due(tx, now, exclude=tuple(self._inflight), limit=limit))
-        sleep = IDLE_POLL
-        for delivery_id, channel, due_at, behind_hold in rows:
-            if due_at > now:
-                sleep = min(sleep, due_at - now)
-                continue
-            if channel in self.stopped_channels:
-                continue
-            if self._per_channel[channel] >= self.delivery.concurrency:
+        concurrency = self.delivery.concurrency
+        rows, next_at = await self.bridge.store.read(
+            lambda tx: outbox.due(
+                tx, now, exclude=tuple(self._inflight), per_channel=concurrency,
+                skip_channels=tuple(self.stopped_channels),
+            )
+        )  # fmt: skip
+        for delivery_id, channel, behind_hold in rows:
+            if self._per_channel[channel] >= concurrency:
                 continue
             self._per_channel[channel] += 1
             task = asyncio.create_task(
@@ -123,6 +122,7 @@ class OutboxWorker:
             )
             self._inflight[delivery_id] = task
         await self._update_gauges(now)
+        sleep = IDLE_POLL if next_at is None else min(IDLE_POLL, next_at - now)
         return max(0.0, sleep)
 
     async def _update_gauges(self, now: float) -> None:

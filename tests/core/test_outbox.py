@@ -39,9 +39,9 @@ def test_retry_after_is_a_floor() -> None:
     assert 1.0 <= outbox.retry_delay(1, 2.0, 600.0, retry_after=0.5) <= 2.0
 
 
-async def _assigned(tmp_path: Path, extra: str = FAST):  # type: ignore[no-untyped-def]
+async def _assigned(tmp_path: Path, extra: str = FAST, capacity: int = 5):  # type: ignore[no-untyped-def]
     bridge = await make_bridge(tmp_path, extra)
-    _agent, secret = await add_agent(bridge, "alice", "second:alice")
+    _agent, secret = await add_agent(bridge, "alice", "second:alice", capacity=capacity)
     await login(bridge, "second", "alice", secret)
     return bridge
 
@@ -232,5 +232,25 @@ async def test_per_channel_concurrency_is_bounded(tmp_path: Path) -> None:
         await wait_for(lambda: len(mem.sent) == 4, what="all sent")
         assert mem.max_in_flight == 2
         assert sorted(m.text for m in mem.sent) == [f"answer {n}" for n in range(1, 5)]
+    finally:
+        await bridge.close()
+
+
+async def test_a_backlog_on_one_channel_does_not_starve_another(tmp_path: Path) -> None:
+    bridge = await _assigned(tmp_path, FAST + "concurrency = 1\n", capacity=20)
+    try:
+        mem, second = bridge.channels["memory"], bridge.channels["second"]
+        for n in range(12):
+            await mem.inbound(f"c{n}", f"question {n}")
+        await wait_for(lambda: sum(t.startswith("[#") for t in second.texts_to("alice")) == 12)
+        mem.gate = asyncio.Event()  # memory stalls with a backlog of twelve replies
+        for n in range(1, 13):
+            await second.inbound("alice", f"/switch {n}")
+            await second.inbound("alice", f"answer {n}")
+        await wait_for(lambda: mem.in_flight == 1)
+        await mem.inbound("c0", "one more thing")  # relayed to alice on the other channel meanwhile
+        await wait_for(lambda: any("one more thing" in t for t in second.texts_to("alice")), what="no starvation")
+        mem.gate.set()
+        await wait_for(lambda: len(mem.sent) == 12, what="backlog drained")
     finally:
         await bridge.close()
