@@ -158,3 +158,27 @@ async def test_window_failure_reported_by_status_webhook_takes_the_held_path(
     await world.wa.drain()
     await world.whatsapp(CUSTOMER, "hello again")
     await wait_for(lambda: world.wa_texts(CUSTOMER) == ["late answer"], what="re-sent once the window opened")
+
+
+async def test_no_plaintext_text_or_address_in_the_store_files_or_logs(
+    world: World, make_world_bridge: Callable[..., Any], tmp_path: Any, caplog: Any
+) -> None:
+    caplog.set_level("DEBUG")
+    bridge = await make_world_bridge()
+    _alice, secret = await add_agent(bridge, "alice", f"messenger:{ALICE_PSID}")
+    await world.messenger(ALICE_PSID, f"/login {code(secret)}")
+    await world.whatsapp(CUSTOMER, "Zanzibar parcel question", name="Quirinus Example")
+    await wait_for(lambda: any("Zanzibar" in t for t in world.fb_texts(ALICE_PSID)))
+    world.wa.fail_next(1)  # one failure, so an error and a retry are recorded too
+    await world.messenger(ALICE_PSID, "Yodelling answer")
+    await wait_for(lambda: world.wa_texts(CUSTOMER) == ["Yodelling answer"])
+    secrets = [b"Zanzibar", b"Yodelling", b"Quirinus", CUSTOMER[1:].encode(), ALICE_PSID.encode()]
+    files = [p for p in (tmp_path / "var").rglob("*") if p.is_file()]
+    assert any(p.name.endswith(".db") for p in files) and any(p.name.endswith("-wal") for p in files)
+    for path in files:
+        data = path.read_bytes()
+        for secret_text in secrets:
+            assert secret_text not in data, f"{secret_text!r} in plaintext in {path.name}"
+    logged = "\n".join(r.getMessage() for r in caplog.records if r.levelno >= 20)
+    for secret_text in secrets:
+        assert secret_text.decode() not in logged, f"{secret_text!r} in the logs"
