@@ -15,8 +15,8 @@ import asyncio
 import getpass
 import sys
 import time
-from pathlib import Path
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 from .. import agents, passwords, totp

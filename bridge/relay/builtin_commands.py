@@ -13,6 +13,7 @@ from typing import Any
 
 from .. import agents as agents_repo
 from .. import totp
+from . import records
 from .assign import assign_waiting, notify_agent, requeue, send_to_customer
 from .commands import (
     CommandContext,
@@ -27,7 +28,6 @@ from .commands import (
     split_target,
     write_event,
 )
-from . import records
 
 LOGIN_USAGE = "Send /login followed by the 6-digit code from your authenticator app, e.g. /login 123456."
 LOGIN_INVALID = "That code is not valid. Check that your phone's clock is right and send /login with the current code."

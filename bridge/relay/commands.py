@@ -102,7 +102,10 @@ class CommandTable:
             for impl in pm.hook.register_commands.get_hookimpls():
 
                 def register(
-                    name: str, handler: Handler, help: str, owner: str = impl.plugin_name  # noqa: A002 - hook contract
+                    name: str,
+                    handler: Handler,
+                    help: str,
+                    owner: str = impl.plugin_name,  # noqa: A002 - hook contract
                 ) -> None:
                     table.register(name, handler, help, owner=owner)
 
@@ -110,7 +113,13 @@ class CommandTable:
         return table
 
     def register(
-        self, name: str, handler: Handler, help: str, *, owner: str = "core", public: bool = False  # noqa: A002
+        self,
+        name: str,
+        handler: Handler,
+        help: str,
+        *,
+        owner: str = "core",
+        public: bool = False,  # noqa: A002
     ) -> None:
         """Add ``/name``; ``handler(ctx, args)`` returns the answer text or None.
 

@@ -16,8 +16,15 @@ async def test_create_agent_seals_everything_and_reads_it_back(tmp_path: Path) -
     store = await open_store(tmp_path)
     try:
         agent, secret = await store.write(
-            lambda tx: add_agent(tx, "alice", "whatsapp:31612345678", queues=("billing", "billing", "vip"),
-                                 capacity=3, role="admin", email="Alice.Care@Example.ORG")  # fmt: skip
+            lambda tx: add_agent(
+                tx,
+                "alice",
+                "whatsapp:31612345678",
+                queues=("billing", "billing", "vip"),
+                capacity=3,
+                role="admin",
+                email="Alice.Care@Example.ORG",
+            )  # fmt: skip
         )
         assert agent.name == "alice" and agent.role == "admin"
         assert agent.preferred == Address("whatsapp", "+31612345678")
@@ -177,6 +184,7 @@ async def test_online_candidates_filter_queue_capacity_shift_and_disabled(tmp_pa
     clock = Clock(10_000.0)
     store = await open_store(tmp_path, clock)
     try:
+
         def setup(tx: object) -> dict[str, int]:
             ids = {}
             for name, queues, capacity in (("ann", (), 1), ("ben", ("default", "vip"), 2), ("cat", ("vip",), 2),

@@ -100,11 +100,12 @@ def test_add_refuses_a_bad_address_with_the_reason(cfg: Path, args: tuple[str, .
 async def test_add_refuses_duplicates_and_short_passwords(cfg: Path) -> None:
     ok = cli(cfg, "add", "alice", "--channel", "messenger:1001", "--password-stdin", stdin="correct horse battery\n")
     assert ok.returncode == 0, ok.stderr
+    good = "correct horse battery\n"
     cases = [
-        (("bob", "--channel", "messenger:1001"), "correct horse battery\n", "messenger address already belongs to agent 'alice'"),
-        (("alice", "--channel", "console"), "correct horse battery\n", "an agent named 'alice' already exists"),
+        (("bob", "--channel", "messenger:1001"), good, "messenger address already belongs to agent 'alice'"),
+        (("alice", "--channel", "console"), good, "an agent named 'alice' already exists"),
         (("bob", "--channel", "console"), "short\n", "password too short"),
-    ]  # fmt: skip
+    ]
     for args, stdin, message in cases:
         result = cli(cfg, "add", *args, "--password-stdin", stdin=stdin)
         assert result.returncode == 1 and message in result.stderr, (args, result.stderr)
@@ -144,7 +145,10 @@ async def test_list_set_channel_and_disable_while_the_store_is_in_use(cfg: Path)
         ]
 
         moved = cli(cfg, "set-channel", "alice", "email:Alice@Example.org")
-        assert moved.returncode == 0 and moved.stdout.strip() == "alice now receives conversations on email:a***@example.org."
+        assert (
+            moved.returncode == 0
+            and moved.stdout.strip() == "alice now receives conversations on email:a***@example.org."
+        )
         taken = cli(cfg, "set-channel", "alice", "messenger:1001")
         assert taken.returncode == 1 and "already belongs to agent 'bob'" in taken.stderr
         unknown = cli(cfg, "set-channel", "zed", "console")
@@ -183,7 +187,10 @@ def test_add_refuses_a_bad_email_and_a_taken_name_before_asking_for_a_password(c
     bad = cli(cfg, "add", "alice", "--channel", "console", "--email", "alice-at-example", "--password-stdin",
               stdin="correct horse battery\n")  # fmt: skip
     assert bad.returncode == 1 and bad.stderr.strip() == "carebridge: --email: not an email address: 'alice-at-example'"
-    assert cli(cfg, "add", "alice", "--channel", "console", "--password-stdin", stdin="correct horse battery\n").returncode == 0
+    assert (
+        cli(cfg, "add", "alice", "--channel", "console", "--password-stdin", stdin="correct horse battery\n").returncode
+        == 0
+    )
     # No --password-stdin and nothing on stdin: a prompt would fail, but the name check comes first.
     taken = cli(cfg, "add", "alice", "--channel", "console")
     assert taken.returncode == 1 and taken.stderr.strip() == "carebridge: an agent named 'alice' already exists"

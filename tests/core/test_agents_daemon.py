@@ -23,7 +23,9 @@ from tests.fakes.whatsapp_cloud import FakeWhatsAppCloud
 ALICE = "+15550001111"
 
 
-async def test_agent_added_and_disabled_while_the_daemon_runs(tmp_path: Path, aiohttp_server: Callable[..., Any]) -> None:
+async def test_agent_added_and_disabled_while_the_daemon_runs(
+    tmp_path: Path, aiohttp_server: Callable[..., Any]
+) -> None:
     wa = FakeWhatsAppCloud(token=WA_TOKEN, phone_number_id=WA_NUMBER_ID, app_secret=WA_SECRET, templates=(WA_TEMPLATE,))
     graph = FakeMessengerGraph(page_id=PAGE_ID, token=PAGE_TOKEN)
     world = World(wa, graph)
@@ -41,7 +43,9 @@ async def test_agent_added_and_disabled_while_the_daemon_runs(tmp_path: Path, ai
         found = re.search(r"secret=([A-Z2-7]{32})", out)
         assert found, out
         await world.whatsapp(ALICE, f"/login {pyotp.TOTP(found.group(1)).now()}")
-        await wait_for(lambda: any(t.startswith("You are logged in") for t in world.wa_texts(ALICE)), what="login answer")
+        await wait_for(
+            lambda: any(t.startswith("You are logged in") for t in world.wa_texts(ALICE)), what="login answer"
+        )
 
         status, out, err = await run_cli("agent", "list", "-c", str(config))
         assert status == 0, err

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from bridge import agents
-from bridge.hookspecs import hookimpl
 from bridge.errors import PluginLoadError
+from bridge.hookspecs import hookimpl
 from bridge.plugins import make_plugin_manager
 from bridge.relay.commands import CommandContext, CommandRefused, CommandTable, own_conversation, parse_command
 from tests.core.agentkit import Desk, db_bytes
@@ -172,7 +172,9 @@ async def test_close_tells_the_customer_and_clears_current(desk: Desk) -> None:
     assert (await desk.agent("alice")).current_conversation_id is None
     await desk.say("alice", "/close")
     assert await desk.sent_to("alice") == ["You have no current conversation. Send /list, then /switch ID."]
-    events = await desk.store.read(lambda tx: tx.conn.execute("SELECT kind FROM events WHERE conversation_id = ?", (jan,)).fetchall())
+    events = await desk.store.read(
+        lambda tx: tx.conn.execute("SELECT kind FROM events WHERE conversation_id = ?", (jan,)).fetchall()
+    )
     assert ("closed",) in [tuple(e) for e in events]
 
 

@@ -24,7 +24,9 @@ def test_each_hash_has_its_own_salt() -> None:
     assert check_password("same password", first) and check_password("same password", second)
 
 
-@pytest.mark.parametrize("stored", ["", "scrypt$1$2", "bcrypt$16384$8$1$AAAA$BBBB", "scrypt$x$8$1$AAAA$BBBB", "scrypt$16384$8$1$!!$BBBB"])
+@pytest.mark.parametrize(
+    "stored", ["", "scrypt$1$2", "bcrypt$16384$8$1$AAAA$BBBB", "scrypt$x$8$1$AAAA$BBBB", "scrypt$16384$8$1$!!$BBBB"]
+)
 def test_malformed_hash_never_matches_and_never_raises(stored: str) -> None:
     assert check_password("whatever123", stored) is False
 

@@ -64,7 +64,18 @@ def test_window_accepts_one_step_either_side_only() -> None:
     assert totp.match_timecode(secret, code, 3000 - 31) is None
 
 
-@pytest.mark.parametrize(("raw", "expected"), [("123456", "123456"), (" 123 456 ", "123456"), ("12345", None), ("1234567", None), ("12345a", None), ("١٢٣٤٥٦", None), ("", None)])
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("123456", "123456"),
+        (" 123 456 ", "123456"),
+        ("12345", None),
+        ("1234567", None),
+        ("12345a", None),
+        ("١٢٣٤٥٦", None),
+        ("", None),
+    ],
+)
 def test_normalize_code_requires_six_ascii_digits(raw: str, expected: str | None) -> None:
     assert totp.normalize_code(raw) == expected
 
@@ -131,10 +142,18 @@ async def test_codes_are_tracked_per_agent(tmp_path: Path) -> None:
             lambda tx: (add_agent(tx, "alice", "console"), add_agent(tx, "bob", "messenger:42"))
         )
         at = 9000
-        assert await store.write(lambda tx: totp.verify(tx, a.id, secret_a, pyotp.TOTP(secret_a).at(at), at)) is totp.TotpResult.ACCEPTED
-        assert await store.write(lambda tx: totp.verify(tx, b.id, secret_b, pyotp.TOTP(secret_b).at(at), at)) is totp.TotpResult.ACCEPTED
+        assert (
+            await store.write(lambda tx: totp.verify(tx, a.id, secret_a, pyotp.TOTP(secret_a).at(at), at))
+            is totp.TotpResult.ACCEPTED
+        )
+        assert (
+            await store.write(lambda tx: totp.verify(tx, b.id, secret_b, pyotp.TOTP(secret_b).at(at), at))
+            is totp.TotpResult.ACCEPTED
+        )
         # Alice's code is no good for bob (at a step where their codes differ, as almost all do).
-        later = next(t for t in range(at + 30, at + 3000, 30) if pyotp.TOTP(secret_a).at(t) != pyotp.TOTP(secret_b).at(t))
+        later = next(
+            t for t in range(at + 30, at + 3000, 30) if pyotp.TOTP(secret_a).at(t) != pyotp.TOTP(secret_b).at(t)
+        )
         wrong = pyotp.TOTP(secret_a).at(later)
         assert await store.write(lambda tx: totp.verify(tx, b.id, secret_b, wrong, later)) is totp.TotpResult.INVALID
     finally:

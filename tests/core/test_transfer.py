@@ -130,7 +130,9 @@ async def test_transfer_to_queue_with_nobody_online_waits(desk: Desk) -> None:
     conv = await conversation_with_alice(desk, "Hello")
     await desk.add_agent("carol", CAROL, queues=("billing",))  # serves billing, not logged in
     await desk.say("alice", "/transfer billing")
-    assert await desk.sent_to("alice") == [f"[#{conv} Jan · WhatsApp] moved to queue billing; it waits there for an agent."]
+    assert await desk.sent_to("alice") == [
+        f"[#{conv} Jan · WhatsApp] moved to queue billing; it waits there for an agent."
+    ]
     after = await desk.conversation(conv)
     assert after.status == "queued" and after.agent_id is None
     texts = await desk.login("carol")
