@@ -64,14 +64,20 @@ class TxBase:
         self._batch_undo.clear()
 
     def _begin_fn(self) -> None:
-        self._fn_keys.clear()
-        self._fn_after.clear()
-        self._fn_undo.clear()
+        # cheap on the hot path: most functions register no keys or callbacks
+        if self._fn_keys:
+            self._fn_keys.clear()
+        if self._fn_after:
+            self._fn_after.clear()
+        if self._fn_undo:
+            self._fn_undo.clear()
 
     def _end_fn(self, ok: bool) -> None:
         if ok:
-            self._after.extend(self._fn_after)
-            self._batch_undo.extend(self._fn_undo)
+            if self._fn_after:
+                self._after.extend(self._fn_after)
+            if self._fn_undo:
+                self._batch_undo.extend(self._fn_undo)
         else:
             for owner in self._fn_keys:
                 self._new_keys.pop(owner, None)

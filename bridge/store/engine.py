@@ -227,11 +227,9 @@ class Store:
         await asyncio.to_thread(self._close_connections)
 
     def _close_connections(self) -> None:
+        # The last connection to close checkpoints and removes the WAL by itself;
+        # an explicit TRUNCATE here could wait on a busy daemon for busy_timeout.
         self._reader_conn.close()
-        try:
-            self._writer_conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        except sqlite3.Error:  # a reader of another process holds the WAL; fine
-            pass
         self._writer_conn.close()
 
     # -- threads ----------------------------------------------------------
@@ -272,9 +270,9 @@ class Store:
         except sqlite3.Error as err:
             self._settle(batch, [(False, StoreError(f"the store is busy or unusable: {err}"))] * len(batch))
             return
+        execute = conn.execute
         for fn, _future, _loop in batch:
-            tx._begin_fn()
-            conn.execute("SAVEPOINT w")
+            execute("SAVEPOINT w")
             try:
                 result = fn(tx)
                 if inspect.isawaitable(result):
@@ -282,14 +280,14 @@ class Store:
                     raise TypeError("store.write() takes a plain function, not a coroutine function")
             except BaseException as err:  # noqa: BLE001 (handed to the caller)
                 try:
-                    conn.execute("ROLLBACK TO w")
-                    conn.execute("RELEASE w")
+                    execute("ROLLBACK TO w")
+                    execute("RELEASE w")
                 except sqlite3.Error:
                     pass
                 tx._end_fn(False)
                 outcomes.append((False, err))
             else:
-                conn.execute("RELEASE w")
+                execute("RELEASE w")
                 tx._end_fn(True)
                 outcomes.append((True, result))
         try:
@@ -350,6 +348,7 @@ def _configure(conn: sqlite3.Connection, synchronous: str) -> None:
     conn.execute("PRAGMA foreign_keys = ON")
     conn.execute("PRAGMA secure_delete = ON")
     conn.execute(f"PRAGMA cache_size = -{CACHE_KIB}")
+    conn.execute("PRAGMA temp_store = MEMORY")  # savepoint sub-journals stay in memory
 
 
 def _bootstrap(conn: sqlite3.Connection, master: bytes, now: float) -> None:
