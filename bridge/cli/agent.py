@@ -45,7 +45,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     actions.required = True
 
     add = actions.add_parser("add", help="enrol an agent (TOTP and console password)")
-    add.add_argument("name", metavar="NAME", help="username (letters, digits, '.', '_', '-')")
+    add.add_argument("name", metavar="NAME", help="username: a letter, then letters, digits, '.', '_' or '-'")
     add.add_argument(
         "--channel", required=True, metavar="CHANNEL:ADDRESS",
         help="where the agent receives conversations: whatsapp:+E164, messenger:PSID, email:ADDR, console",

@@ -29,6 +29,7 @@ from .commands import (
     write_event,
 )
 
+WAITING_LIMIT = 1000  # counted for answers only
 LOGIN_USAGE = "Send /login followed by the 6-digit code from your authenticator app, e.g. /login 123456."
 LOGIN_INVALID = "That code is not valid. Check that your phone's clock is right and send /login with the current code."
 LOGIN_REPLAYED = "That code was already used. Wait for the next code in your app, then send /login again."
@@ -82,10 +83,20 @@ def cmd_login(ctx: CommandContext, args: str) -> str | None:
     agents_repo.start_shift(tx, agent.id, ctx.now, ttl)
     tx.audit(actor(agent), "agent.login", subject, {"channel": ctx.message.channel, "ttl": ttl})
     agent = ctx.refresh()
-    room = agent.capacity - agents_repo.open_conversations(tx, agent.id)
-    waiting = len(records.waiting_conversations(tx, agent.queues, room))
+    room = max(0, agent.capacity - agents_repo.open_conversations(tx, agent.id))
+    waiting = len(records.waiting_conversations(tx, agent.queues, WAITING_LIMIT))
     answer = f"You are logged in for {_duration(ttl)}."
-    answer += f" {waiting} waiting conversation(s) follow." if waiting else " No conversations are waiting."
+    if not waiting:
+        answer += " No conversations are waiting."
+    elif room >= waiting:
+        answer += f" {waiting} waiting conversation(s) follow."
+    else:
+        answer += (
+            f" {waiting} conversation(s) are waiting; you have room for {room} (capacity {agent.capacity}),"
+            " so the oldest of them follow."
+            if room
+            else f" {waiting} conversation(s) are waiting, but you already have {agent.capacity} open, your maximum."
+        )
     # Sent before the hand-offs so the agent reads it first.
     notify_agent(tx, ctx.rctx, agent, answer)
     assign_waiting(tx, ctx.rctx, agent)
@@ -116,7 +127,7 @@ def cmd_list(ctx: CommandContext, args: str) -> str | None:
             continue
         mark = "  ← current" if conversation_id == agent.current_conversation_id else ""
         lines.append(f"{label(tx, conv)[1:-1]} · {conv.status}{mark}")
-    waiting = len(records.waiting_conversations(tx, agent.queues, 1000))
+    waiting = len(records.waiting_conversations(tx, agent.queues, WAITING_LIMIT))
     tail = f"\n{waiting} conversation(s) waiting in your queues." if waiting else ""
     if not lines:
         return "You have no open conversations." + tail

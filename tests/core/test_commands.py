@@ -317,3 +317,24 @@ async def test_close_after_the_customer_window_closed_sends_no_notice(tmp_path: 
         assert [d for d in await desk.deliveries() if d.recipient_kind == "contact" and "closed" in d.text] == []
     finally:
         await desk.close()
+
+
+async def test_login_at_capacity_says_how_many_wait_and_takes_only_what_fits(desk: Desk) -> None:
+    await desk.add_agent("alice", ALICE, capacity=2)
+    convs = [await desk.customer(f"whatsapp:+3160000000{i}", f"Question {i}", name=f"C{i}") for i in range(1, 4)]
+    texts = await desk.login("alice")
+    assert texts[0] == (
+        "You are logged in for 8 hours. 3 conversation(s) are waiting; you have room for 2 (capacity 2),"
+        " so the oldest of them follow."
+    )
+    assert [t.split("]")[0] + "]" for t in texts[1:]] == [
+        f"[#{convs[0]} C1 · WhatsApp]",
+        f"[#{convs[1]} C2 · WhatsApp]",
+    ]
+    assert (await desk.conversation(convs[2])).status == "queued"
+    await desk.say("alice", "/list")
+    assert (await desk.sent_to("alice"))[0].endswith("\n1 conversation(s) waiting in your queues.")
+    await desk.say("alice", f"/login {desk.code('alice')}")  # a new code extends the shift
+    assert (await desk.sent_to("alice")) == [
+        "You are logged in for 8 hours. 1 conversation(s) are waiting, but you already have 2 open, your maximum."
+    ]
