@@ -66,6 +66,7 @@ class Store:
         self._reader: concurrent.futures.ThreadPoolExecutor | None = None
         self._closed = False
         self._clock: Callable[[], float] = time.time
+        self._data_version = 0
         self.batches = 0
         self.writes = 0
 
@@ -139,6 +140,7 @@ class Store:
             raise
         self._writer_conn = conn
         self._reader_conn = reader
+        self._data_version = conn.execute("PRAGMA data_version").fetchone()[0]
 
     def _check_before_writing(self, conn: sqlite3.Connection, master: bytes, key_path: Path | None) -> bytes:
         """Refuse a newer schema or a wrong key without writing; finish an interrupted rotation."""
@@ -265,12 +267,18 @@ class Store:
         conn = self._writer_conn
         outcomes: list[tuple[bool, Any]] = []
         tx._begin_batch()
+        execute = conn.execute
         try:
-            conn.execute("BEGIN IMMEDIATE")
+            execute("BEGIN IMMEDIATE")
         except sqlite3.Error as err:
             self._settle(batch, [(False, StoreError(f"the store is busy or unusable: {err}"))] * len(batch))
             return
-        execute = conn.execute
+        # Another process committed since our last batch (an admin command)?
+        # Then drop cached keys it shredded; cheap when nothing changed.
+        version = execute("PRAGMA data_version").fetchone()[0]
+        if version != self._data_version:
+            self._keyring.prune(conn)
+            self._data_version = version
         for fn, _future, _loop in batch:
             execute("SAVEPOINT w")
             try:

@@ -217,6 +217,16 @@ class Keyring:
         """Cache a key whose row is committed."""
         self._cache[(owner.kind, owner.id)] = entry
 
+    def prune(self, conn: sqlite3.Connection) -> int:
+        """Forget cached keys whose rows another process deleted (``gdpr erase`` while we run)."""
+        if not self._cache:
+            return 0
+        existing = {(kind, owner_id) for kind, owner_id in conn.execute("SELECT owner_kind, owner_id FROM keys")}
+        gone = [owner for owner in list(self._cache) if owner not in existing]
+        for owner in gone:
+            self._cache.pop(owner, None)
+        return len(gone)
+
     def drop(self, owner: KeyOwner) -> None:
         """Forget ``owner``'s unwrapped key (crypto-shredding)."""
         self._cache.pop((owner.kind, owner.id), None)

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import sys
 
 import pytest
 
 from bridge.config import load_config
 from bridge.errors import IntegrityError
 from bridge.store import KeyOwner, Store
-from tests.core.test_store_kit import cli, raw, raw_files, write_config
+from tests.core.test_store_kit import ROOT, cli, raw, raw_files, write_config
 
 
 def _seed(config_path, *, phone: str = "+31612340000", name: str = "Jan Marker") -> int:
@@ -164,3 +166,27 @@ def test_export_marks_tampered_records_and_exits_1(seeded) -> None:
     assert messages[0] == {**messages[0], "text": None, "unreadable": True}
     assert messages[1]["text"] == "internal note"
     assert f"messages.body of row {row}" in result.stderr
+
+
+async def test_erase_while_the_daemon_runs(seeded) -> None:
+    tmp_path, config, first, second = seeded
+    daemon = await Store.open(load_config(config).store)
+    try:
+        assert (await daemon.read(lambda tx: tx.get_contact(first))).name == "Jan Marker"  # key cached
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "bridge", "gdpr", "erase", str(first), "--yes", "-c", str(config),
+            cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(ROOT)},
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        _, err = await proc.communicate()
+        assert proc.returncode == 0, err.decode()
+        # the running store sees the erasure at once, and keeps working for everyone else
+        assert await daemon.read(lambda tx: tx.get_contact(first)) is None
+        assert await daemon.read(lambda tx: tx.find_contact("whatsapp:+31612340000")) is None
+        ident, created = await daemon.write(lambda tx: tx.get_or_create_identity("whatsapp", "+31612340000"))
+        assert created and ident.contact_id not in (first, second)
+        # and the erased contact's unwrapped key is gone from the running store's memory too
+        assert daemon._keyring.cached(KeyOwner.contact(first)) is None
+        assert daemon._keyring.cached(KeyOwner.contact(ident.contact_id)) is not None
+    finally:
+        await daemon.close()

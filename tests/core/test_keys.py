@@ -201,3 +201,36 @@ def test_killed_rotation_leaves_exactly_one_working_key(tmp_path, monkeypatch) -
     # the loop really exercised both sides of the commit, and the rename left undone
     assert {o[0] for o in outcomes} == {"old", "new"}, outcomes
     assert ("new", True, False) in outcomes, outcomes
+
+
+async def test_rotate_subprocess_while_the_daemon_keeps_writing(tmp_path, monkeypatch) -> None:
+    """The CLI rotates while a running store creates contacts: no key may stay under the old master."""
+    config = write_config(tmp_path)
+    cfg = load_config(config).store
+    daemon = await Store.open(cfg)
+    stop = asyncio.Event()
+    created: list[int] = []
+
+    async def keep_writing() -> None:
+        while not stop.is_set():
+            created.append(await daemon.write(lambda tx: tx.create_contact(name=f"n{len(created)}")))
+            await asyncio.sleep(0.002)
+
+    writer = asyncio.create_task(keep_writing())
+    try:
+        await asyncio.sleep(0.05)
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "bridge", "keys", "rotate", "-c", str(config),
+            cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(ROOT)},
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        out, err = await proc.communicate()
+        assert proc.returncode == 0, err.decode()
+        await asyncio.sleep(0.05)
+    finally:
+        stop.set()
+        await writer
+        await daemon.close()
+    assert len(created) > 10
+    names = await _names(env_key_settings(tmp_path, load_master_key(cfg.key), monkeypatch))
+    assert names == [f"n{i}" for i in range(len(created))]
