@@ -167,13 +167,18 @@ class Relay:
         rctx = self._require()
         return await self.write(lambda tx: windows.check_window_warnings(tx, rctx))
 
+    async def run_checks(self) -> int:
+        """One round of the periodic checks; return how many agents were warned."""
+        warned = await self.check_windows()
+        await self.write(_forget_old_bookkeeping)
+        return warned
+
     async def _run_periodic(self) -> None:
         interval = min(CHECK_INTERVAL, max(1.0, self.bridge.config.routing.window_warning / 4))
         while True:
             await asyncio.sleep(interval)
             try:
-                await self.check_windows()
-                await self.write(_forget_old_agent_messages)
+                await self.run_checks()
             except Exception:  # boundary: a failed check is retried at the next tick
                 log.exception("relay periodic check failed")
 
@@ -191,6 +196,8 @@ class Relay:
         }
 
 
-def _forget_old_agent_messages(tx: Any) -> None:
-    """Drop agent-message dedupe rows older than any platform still retries."""
-    tx.conn.execute("DELETE FROM agent_inbound WHERE created_at < ?", (tx.now() - DEDUPE_KEEP,))
+def _forget_old_bookkeeping(tx: Any) -> None:
+    """Drop agent-message dedupe rows older than any platform still retries, and spent window warnings."""
+    cutoff = tx.now() - DEDUPE_KEEP
+    tx.conn.execute("DELETE FROM agent_inbound WHERE created_at < ?", (cutoff,))
+    tx.conn.execute("DELETE FROM relay_flags WHERE name = ? AND at < ?", (windows.WARNED, cutoff))

@@ -307,3 +307,21 @@ async def test_reload_with_a_bad_rules_file_keeps_the_running_rules(tmp_path: Pa
         assert queue == "vip"
     finally:
         await bridge.close()
+
+
+async def test_periodic_checks_forget_old_agent_dedupe_rows(tmp_path: Path) -> None:
+    bridge = await make_bridge(tmp_path, FAST)
+    try:
+        second = bridge.channels["second"]
+        await add_agent(bridge, "alice", "second:alice")
+        await second.inbound("alice", "/help", external_id="recent")
+        await bridge.store.write(
+            lambda tx: tx.conn.execute(
+                "INSERT INTO agent_inbound (channel, external_index, created_at) VALUES ('second', x'00', 1.0)"
+            )
+        )
+        assert await bridge.relay.run_checks() == 0
+        rows = await bridge.store.read(lambda tx: tx.conn.execute("SELECT created_at FROM agent_inbound").fetchall())
+        assert len(rows) == 1 and rows[0][0] > 1.0  # the recent one stays, the old one is gone
+    finally:
+        await bridge.close()
