@@ -27,7 +27,7 @@ import aiohttp
 
 from .channel import Channel, ChannelContext
 from .config import Config
-from .errors import ChannelAuthError, ChannelUnavailable, ConfigError, PluginLoadError
+from .errors import BridgeError, ChannelAuthError, ChannelUnavailable, ConfigError, PluginLoadError
 from .metrics import Metrics
 from .models import ChannelState
 from .plugins import PluginRegistry
@@ -46,33 +46,35 @@ PURGE_INTERVAL = timedelta(hours=24)
 PURGE_FIRST_DELAY = timedelta(minutes=1)
 
 
-def channel_problems(config: Config, registry: PluginRegistry) -> list[str]:
+def channel_problems(config: Config, registry: PluginRegistry) -> list[BridgeError]:
     """Check every enabled channel against the installed plugins and its own validator.
 
     Shared by ``check-config`` and start-up so both say the same thing.
-    Returns one message per problem (empty when all is well).
+    Returns one error per problem (empty when all is well): ``PluginLoadError``
+    for a missing or broken plugin, ``ConfigError`` for a bad section.
     """
-    problems: list[str] = []
+    problems: list[BridgeError] = []
     loaded = {name for name, info in registry.plugins.items() if not info.error}
     for name in config.plugins.required:
         if name not in loaded:
             reason = registry.plugins[name].error if name in registry.plugins else "not installed"
-            problems.append(f"plugins.required: plugin {name!r} is not available: {reason}")
+            problems.append(PluginLoadError(f"plugins.required: plugin {name!r} is not available: {reason}"))
     for name in config.enabled_channels():
         cls = registry.channels.get(name)
         if cls is None:
             failure = registry.failures.get(name)
             if failure:
-                problems.append(f"channels.{name}: enabled, but plugin {name!r} failed to load: {failure}")
+                message = f"channels.{name}: enabled, but plugin {name!r} failed to load: {failure}"
             else:
                 others = "; ".join(f"plugin {n!r} failed: {e}" for n, e in sorted(registry.failures.items()))
                 hint = f" ({others})" if others else " (install its plugin, see `carebridge plugins`)"
-                problems.append(f"channels.{name}: enabled, but no installed plugin provides this channel{hint}")
+                message = f"channels.{name}: enabled, but no installed plugin provides this channel{hint}"
+            problems.append(PluginLoadError(message))
             continue
         try:
             cls.check_config(config.channels[name])
         except ConfigError as err:
-            problems.append(str(err))
+            problems.append(err)
     return problems
 
 
@@ -122,8 +124,8 @@ class Bridge:
         """
         problems = channel_problems(config, registry)
         if problems:
-            error = PluginLoadError if any("plugin" in p for p in problems) else ConfigError
-            raise error("; ".join(problems))
+            kind = PluginLoadError if any(isinstance(p, PluginLoadError) for p in problems) else ConfigError
+            raise kind("; ".join(str(p) for p in problems))
         bridge = cls(config, registry)
         try:
             await bridge._open()

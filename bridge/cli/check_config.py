@@ -34,7 +34,7 @@ def run_check_config(args: argparse.Namespace) -> int:
     """Print ``OK`` and exit 0, or print every problem and exit 1."""
     config = load_config(args.config)  # a ConfigError here is reported by cli.main, exit 1
     registry = getattr(args, "plugin_registry", None) or make_plugin_manager()
-    problems = file_problems(config) + channel_problems(config, registry)
+    problems = file_problems(config) + [str(p) for p in channel_problems(config, registry)]
     if problems:
         for problem in problems:
             print(f"carebridge: {problem}", file=sys.stderr)

@@ -77,7 +77,7 @@ async def test_embedded_defaults_answer_healthz_and_sigterm_exits_0(tmp_path: Pa
 
 
 async def test_healthz_then_sigterm_exits_0_within_the_grace_period(tmp_path: Path) -> None:
-    config = write_config(tmp_path, server='shutdown_timeout = "3s"')
+    config = write_config(tmp_path, server='shutdown_timeout = "10s"')
     daemon = await DaemonProcess(config).start()
     status, body = await get_json(daemon.url("/healthz"))
     assert status == 200 and body["status"] == "ok"
@@ -86,7 +86,8 @@ async def test_healthz_then_sigterm_exits_0_within_the_grace_period(tmp_path: Pa
     code = await daemon.stop(signal.SIGTERM, timeout=10)
     elapsed = time.monotonic() - started
     assert code == 0, daemon.stderr
-    assert elapsed < 3.0 + 2.0, f"shutdown took {elapsed:.1f}s"  # grace period plus interpreter exit
+    # Within the grace period (plus interpreter exit), not killed by the helper's 30 s SIGKILL.
+    assert elapsed < 10.0 + 2.0, f"shutdown took {elapsed:.1f}s"
     assert f"starting with config file {config}" in daemon.stderr.splitlines()[0]
     assert "stopped" in daemon.stderr.splitlines()[-1]
     assert "Traceback" not in daemon.stderr
@@ -285,3 +286,25 @@ async def test_tls_serves_https(tmp_path: Path) -> None:
     finally:
         assert await daemon.stop() == 0, daemon.stderr
     assert "listening on https://127.0.0.1:" in daemon.stderr
+
+
+async def test_reload_with_a_broken_rules_file_keeps_the_previous_rules(
+    tmp_path: Path, notify_socket: NotifySocket
+) -> None:
+    config = write_config(tmp_path)
+    daemon = DaemonProcess(config, env={"NOTIFY_SOCKET": notify_socket.name})
+    await daemon.spawn()
+    try:
+        await notify_socket.expect("READY=1")
+        (tmp_path / "rules.yaml").write_text("queues: [unclosed\n")
+        config.write_text(config.read_text() + "[routing]\nrules_file = 'rules.yaml'\n")
+        daemon.send_signal(signal.SIGHUP)
+        await notify_socket.expect("RELOADING=1")
+        await notify_socket.expect("READY=1")
+        status, body = await get_json(daemon.url("/healthz"))
+        assert status == 200 and body["outbox"]["running"] is True
+    finally:
+        assert await daemon.stop() == 0, daemon.stderr
+    assert "routing.rules_file changed: applied" in daemon.stderr
+    assert "reload of rules/templates failed, keeping the previous ones:" in daemon.stderr
+    assert "rules.yaml" in daemon.stderr
