@@ -83,7 +83,10 @@ def _ingest_customer(tx: Any, rctx: RelayContext, message: InboundMessage, resul
     if conv is None:
         language = rctx.rules.detect_language(message.text, message.meta)
         queue = rctx.rules.match(channel, message.text, language)
-        conv = tx.create_conversation(identity.contact_id, identity.id, channel, queue=queue, language=language)
+        # Rules match on what was detected; notices use the rules' default when nothing was.
+        conv = tx.create_conversation(
+            identity.contact_id, identity.id, channel, queue=queue, language=language or rctx.rules.default_language
+        )
     findings = collect(rctx.pm.hook.detect_sensitive, text=message.text) if message.text else []
     message_id = tx.insert_message(
         conv.id,

@@ -325,3 +325,22 @@ async def test_periodic_checks_forget_old_agent_dedupe_rows(tmp_path: Path) -> N
         assert len(rows) == 1 and rows[0][0] > 1.0  # the recent one stays, the old one is gone
     finally:
         await bridge.close()
+
+
+async def test_queued_notice_speaks_the_detected_or_default_language(tmp_path: Path) -> None:
+    rules = tmp_path / "routing.yaml"
+    rules.write_text("default_language: de\nlanguage_hints:\n  nl: [goedemorgen]\n", encoding="utf-8")
+    bridge = await make_bridge(tmp_path, FAST + f'[routing]\nrules_file = "{rules}"\n')
+    try:
+        mem = bridge.channels["memory"]
+        await mem.inbound("dutch", "Goedemorgen, een vraag")
+        await mem.inbound("unknown", "???")
+        await wait_for(lambda: len(mem.sent) == 2)
+        assert "bezet" in mem.texts_to("dutch")[0]
+        assert "beschäftigt" in mem.texts_to("unknown")[0]
+        languages = await bridge.store.read(
+            lambda tx: tx.conn.execute("SELECT language FROM conversations ORDER BY id").fetchall()
+        )
+        assert [row[0] for row in languages] == ["nl", "de"]
+    finally:
+        await bridge.close()
