@@ -9,6 +9,7 @@ transfer use them too (see RELAY-SHARED).
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -39,6 +40,8 @@ __all__ = [
     "route",
     "send_to_customer",
 ]
+
+log = logging.getLogger(__name__)
 
 QUEUED_NOTICE = "queued_notice"
 
@@ -263,12 +266,18 @@ def route(
     candidates = _candidates(tx, conv.queue, rctx.now(), exclude)
     if not candidates:
         return None
-    chosen = rctx.pm.hook.choose_agent(strategy=rctx.strategy, conversation=conv, candidates=candidates)
+    try:
+        chosen = rctx.pm.hook.choose_agent(strategy=rctx.strategy, conversation=conv, candidates=candidates)
+    except Exception:  # boundary: a broken strategy plugin must not refuse the customer's message
+        log.exception("routing strategy %r failed; conversation %s waits in its queue", rctx.strategy, conv.id)
+        return None
     if chosen is None:
         return None
     agent = chosen.agent if isinstance(chosen, RoutingCandidate) else chosen
     if not isinstance(agent, Agent) or agent.id not in {c.agent.id for c in candidates}:
-        raise ValueError(f"routing strategy {rctx.strategy!r} returned something that is not a candidate")
+        log.error("routing strategy %r returned %r, not one of the candidates; the conversation waits",
+                  rctx.strategy, type(chosen).__name__)  # fmt: skip
+        return None
     assign(tx, rctx, conversation_id, agent, history=history, reason="routed")
     return agent
 

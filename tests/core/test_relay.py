@@ -344,3 +344,28 @@ async def test_queued_notice_speaks_the_detected_or_default_language(tmp_path: P
         assert [row[0] for row in languages] == ["nl", "de"]
     finally:
         await bridge.close()
+
+
+class _BrokenStrategy:
+    @hookimpl(tryfirst=True)
+    def choose_agent(self, strategy: str, conversation: object, candidates: list[object]) -> object:
+        if strategy == "broken":
+            raise RuntimeError("bug in a third-party strategy")
+        return None
+
+
+async def test_a_failing_strategy_plugin_leaves_the_conversation_waiting_not_the_webhook_failing(
+    tmp_path: Path,
+) -> None:
+    extra = FAST + '[routing]\nstrategy = "broken"\n'
+    bridge = await make_bridge(tmp_path, extra, plugins=[("broken-strategy", _BrokenStrategy())])
+    try:
+        mem, second = bridge.channels["memory"], bridge.channels["second"]
+        _agent, secret = await add_agent(bridge, "alice", "second:alice")
+        await login(bridge, "second", "alice", secret)
+        await mem.inbound("cust", "hello")  # stored and acknowledged despite the plugin
+        await wait_for(lambda: len(mem.texts_to("cust")) == 1, what="queued notice")
+        status = await bridge.store.read(lambda tx: tx.get_conversation(1).status)
+        assert status == "queued"
+    finally:
+        await bridge.close()
