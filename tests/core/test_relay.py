@@ -367,5 +367,6 @@ async def test_a_failing_strategy_plugin_leaves_the_conversation_waiting_not_the
         await wait_for(lambda: len(mem.texts_to("cust")) == 1, what="queued notice")
         status = await bridge.store.read(lambda tx: tx.get_conversation(1).status)
         assert status == "queued"
+        assert not any("hello" in t for t in second.texts_to("alice"))
     finally:
         await bridge.close()
