@@ -56,14 +56,14 @@ def _open(args: argparse.Namespace) -> Any:
 
 def run_export(args: argparse.Namespace) -> int:
     """Print the contact's data; exit 1 after printing if any record was unreadable."""
-    from .keys import _actor
+    from .keys import cli_actor
 
     async def export() -> tuple[dict[str, Any], list[str]]:
         store = await _open(args)
         try:
             contact_id, document, problems = await store.read(lambda tx: _collect(tx, args.contact))
             await store.write(
-                lambda tx: tx.audit(_actor(), "gdpr.export", f"contact:{contact_id}", {"problems": len(problems)})
+                lambda tx: tx.audit(cli_actor(), "gdpr.export", f"contact:{contact_id}", {"problems": len(problems)})
             )
             return document, problems
         finally:
@@ -82,7 +82,7 @@ def run_export(args: argparse.Namespace) -> int:
 
 def run_erase(args: argparse.Namespace) -> int:
     """Erase the contact after confirmation (``yes`` on stdin, or ``--yes``)."""
-    from .keys import _actor
+    from .keys import cli_actor
 
     async def erase() -> int:
         store = await _open(args)
@@ -100,7 +100,7 @@ def run_erase(args: argparse.Namespace) -> int:
 
             def do(tx: Any) -> dict[str, int]:
                 done = tx.erase_contact(contact_id)
-                tx.audit(_actor(), "gdpr.erase", f"contact:{contact_id}", done)
+                tx.audit(cli_actor(), "gdpr.erase", f"contact:{contact_id}", done)
                 return done
 
             done = await store.write(do)
@@ -122,7 +122,9 @@ def _collect(tx: Any, ref: str) -> tuple[int, dict[str, Any], list[str]]:
 
 
 def _summary(tx: Any, contact_id: int) -> tuple[int, tuple[int, int]]:
-    conversations = tx.conn.execute("SELECT count(*) FROM conversations WHERE contact_id = ?", (contact_id,)).fetchone()[0]
+    conversations = tx.conn.execute(
+        "SELECT count(*) FROM conversations WHERE contact_id = ?", (contact_id,)
+    ).fetchone()[0]
     messages = tx.conn.execute(
         "SELECT count(*) FROM messages WHERE conversation_id IN (SELECT id FROM conversations WHERE contact_id = ?)",
         (contact_id,),

@@ -16,10 +16,14 @@ import argparse
 import asyncio
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..errors import ConfigError, StoreError
 from ..keyfile import describe, fsync_dir, generate_key, key_file_path, load_master_key, write_key_file
 from . import add_config_option
+
+if TYPE_CHECKING:
+    from ..store import StoreSettings
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -48,19 +52,21 @@ def run_rotate(args: argparse.Namespace) -> int:
     return 0
 
 
-async def rotate(settings: object, output: Path | None) -> str:
+async def rotate(settings: StoreSettings, output: Path | None) -> str:
     """Do the rotation; return the line to print."""
     from ..store import Store
 
-    ref: str = settings.key  # type: ignore[attr-defined]
+    ref = settings.key
     key_path = key_file_path(ref)
     if key_path is None and output is None:
         raise ConfigError(f"keys rotate: [store] key is {ref}; pass --output FILE to receive the new key")
     if key_path is not None and output is not None:
-        raise ConfigError("keys rotate: --output is only for env: or credential: keys; a file: key is replaced in place")
+        raise ConfigError(
+            "keys rotate: --output is only for env: or credential: keys; a file: key is replaced in place"
+        )
     if output is not None and output.exists():
         raise StoreError(f"{output} already exists; refusing to overwrite a key file")
-    store = await Store.open(settings, create_missing_key=False, must_exist=True)  # type: ignore[arg-type]
+    store = await Store.open(settings, create_missing_key=False, must_exist=True)
     try:
         new_key = generate_key()
         if key_path is not None:
@@ -70,7 +76,7 @@ async def rotate(settings: object, output: Path | None) -> str:
             assert output is not None
             write_key_file(output, new_key, exclusive=True)
         count = await store.rotate_master_key(new_key)
-        await store.write(lambda tx: tx.audit(_actor(), "keys.rotate", None, {"data_keys": count}))
+        await store.write(lambda tx: tx.audit(cli_actor(), "keys.rotate", None, {"data_keys": count}))
     finally:
         await store.close()
     if key_path is not None:
@@ -87,7 +93,8 @@ async def rotate(settings: object, output: Path | None) -> str:
     )
 
 
-def _actor() -> str:
+def cli_actor() -> str:
+    """The audit actor for admin commands: ``cli:<login name>``."""
     try:
         import getpass
 

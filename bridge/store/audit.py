@@ -77,11 +77,14 @@ class AuditMixin(TxBase):
         prev = GENESIS
         count = 0
         last_id = 0
-        cursor = self.conn.execute("SELECT id, at, actor, action, subject, detail, prev_hash, hash FROM audit_log ORDER BY id")
+        cursor = self.conn.execute(
+            "SELECT id, at, actor, action, subject, detail, prev_hash, hash FROM audit_log ORDER BY id"
+        )
         for row_id, at, actor, action, subject, blob, prev_hash, digest in cursor:
             if prev_hash != prev:
                 return AuditCheck(False, count, row_id, "its prev_hash does not match the previous entry")
-            expected = crypto.chain_hash(self.keyring.audit_key, prev, _record(row_id, at, actor, action, subject, blob))
+            record = _record(row_id, at, actor, action, subject, blob)
+            expected = crypto.chain_hash(self.keyring.audit_key, prev, record)
             if expected != digest:
                 return AuditCheck(False, count, row_id, "its hash does not match its content")
             if blob is not None:

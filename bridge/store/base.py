@@ -8,6 +8,7 @@ Carebridge write their own repository functions on the same primitives.
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 from collections.abc import Callable
 from pathlib import Path
@@ -21,6 +22,8 @@ from .keyring import KeyOwner
 
 if TYPE_CHECKING:
     from .keyring import Keyring
+
+log = logging.getLogger("carebridge.store")
 
 # Tables whose ids are handed out by next_id() (all use AUTOINCREMENT).
 _ID_TABLES = frozenset(
@@ -219,6 +222,4 @@ def _run_all(callbacks: list[Callable[[], None]]) -> None:
             errors.append(err)
     callbacks.clear()
     if errors:
-        import logging
-
-        logging.getLogger("carebridge.store").warning("store clean-up step failed: %s", errors[0])
+        log.warning("store clean-up step failed: %s", errors[0])

@@ -131,8 +131,8 @@ class ContactsMixin(TxBase):
         owner = KeyOwner.contact(contact_id)
         now = self.now()
         self.conn.execute(
-            "INSERT INTO contact_identities(id, contact_id, channel, address_index, address, last_inbound_at, created_at)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO contact_identities(id, contact_id, channel, address_index, address, last_inbound_at,"
+            " created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
             (
                 identity_id,
                 contact_id,

@@ -29,7 +29,16 @@ import sqlite_utils
 from ..errors import KeyMismatchError, StoreError
 from ..keyfile import fsync_dir, generate_key, key_file_path, load_master_key, write_key_file
 from . import schema
-from .keyring import HMAC_ROOT, KEY_CHECK_NAME, MISMATCH, Keyring, KeyOwner, key_matches, pending_key_path, seal_key_check
+from .keyring import (
+    HMAC_ROOT,
+    KEY_CHECK_NAME,
+    MISMATCH,
+    Keyring,
+    KeyOwner,
+    key_matches,
+    pending_key_path,
+    seal_key_check,
+)
 from .tx import Tx
 
 log = logging.getLogger("carebridge.store")

@@ -158,10 +158,12 @@ class Keyring:
     # -- data keys --------------------------------------------------------
     def load_secrets(self, conn: sqlite3.Connection) -> None:
         """Unwrap the HMAC root key and derive the blind-index and audit keys."""
-        key_id, aead_root = self.lookup(conn, HMAC_ROOT)
-        del aead_root
-        row = conn.execute("SELECT wrapped FROM keys WHERE id = ?", (key_id,)).fetchone()
-        root = self._unwrap(conn, key_id, row[0])
+        row = conn.execute(
+            "SELECT id, wrapped FROM keys WHERE owner_kind = ? AND owner_id = ?", (HMAC_ROOT.kind, HMAC_ROOT.id)
+        ).fetchone()
+        if row is None:
+            raise StoreError("the store has no HMAC root key; it was not created by Carebridge")
+        root = self._unwrap(conn, row[0], row[1])
         self.blind = crypto.BlindIndex(crypto.derive(root, crypto.BLIND_INFO))
         self.audit_key = crypto.derive(root, crypto.AUDIT_INFO)
 
