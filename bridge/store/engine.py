@@ -124,6 +124,8 @@ class Store:
             write_key_file(key_path, generate_key(), exclusive=True)
             log.warning("generated a new master key in %s: back it up, the store cannot be read without it", key_path)
         master = load_master_key(ref)
+        if key_path is not None and key_path.stat().st_mode & 0o077:
+            log.warning("master key %s is readable by other users; run: chmod 600 %s", key_path, key_path)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             if not path.exists():  # readable by the service user only (-wal/-shm inherit the mode)
@@ -139,7 +141,10 @@ class Store:
             self._keyring = Keyring(master, ref)
             _bootstrap(conn, master, self._clock())
             self._keyring.load_secrets(conn)
-            self.media_dir.mkdir(mode=0o700, exist_ok=True)
+            try:
+                self.media_dir.mkdir(mode=0o700, exist_ok=True)
+            except OSError as err:
+                raise StoreError(f"cannot create the media directory {self.media_dir}: {err}") from err
             reader = _connect(path)
             _configure(reader, synchronous)
             reader.execute("PRAGMA query_only = ON")

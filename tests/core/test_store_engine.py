@@ -219,3 +219,19 @@ async def test_injected_clock(tmp_path) -> None:
         assert (await store.read(lambda tx: tx.get_contact(contact))).created_at == 1234.5
     finally:
         await store.close()
+
+
+async def test_loose_key_file_mode_is_warned(tmp_path, caplog) -> None:
+    key_path = write_key_file(tmp_path / "var" / "master.key", generate_key())
+    key_path.chmod(0o644)
+    with caplog.at_level(logging.WARNING, logger="carebridge.store"):
+        store = await Store.open(settings(tmp_path))
+    await store.close()
+    assert f"master key {key_path} is readable by other users" in caplog.text
+
+
+async def test_unwritable_location_is_a_store_error(tmp_path) -> None:
+    blocker = tmp_path / "var"
+    blocker.write_text("a file where the directory should be")
+    with pytest.raises(StoreError):
+        await Store.open(settings(tmp_path, key=f"file:{tmp_path / 'master.key'}"))
