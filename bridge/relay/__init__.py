@@ -56,7 +56,13 @@ class Relay:
             windows={name: type(ch).reply_window for name, ch in channels.items()},
             channels=frozenset(channels) | {"console"},
             commands=commands,
+            count_stored=self._count_stored,
         )
+
+    def _count_stored(self, channel: str, direction: str) -> None:
+        metrics = getattr(self.bridge, "metrics", None)
+        if metrics is not None:
+            metrics.messages_stored.labels(channel=channel, direction=direction).inc()
 
     async def start(self) -> None:
         """Load rules and templates, resume the outbox, start the worker and timers.

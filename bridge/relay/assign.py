@@ -120,6 +120,7 @@ def send_to_customer(
         conversation_id, direction=kind, channel=ident.channel, text=text, agent_id=agent_id, status="pending"
     )
     contact_id, channel, address = ident.contact_id, ident.channel, ident.address
+    rctx.stored(tx, channel, kind)
     outbox.enqueue(
         tx,
         channel=channel,

@@ -38,6 +38,8 @@ class RelayContext:
     channels: frozenset[str] = frozenset({"console"})
     clock: Callable[[], float] = time.time
     commands: Any = None
+    #: ``count_stored(channel, direction)``: called after the commit of each stored message (metrics).
+    count_stored: Callable[[str, str], None] | None = None
     _wake_wanted: threading.Event = field(default_factory=threading.Event)
 
     @property
@@ -61,6 +63,12 @@ class RelayContext:
     def channel_enabled(self, channel: str) -> bool:
         """Whether deliveries on ``channel`` can be made by this bridge."""
         return channel in self.channels
+
+    def stored(self, tx: Any, channel: str, direction: str) -> None:
+        """Count a message stored in ``tx`` once that transaction commits."""
+        counter = self.count_stored
+        if counter is not None:
+            tx.after_commit(lambda: counter(channel, direction))
 
     def wake(self) -> None:
         """Ask the outbox worker to look again once the current write has committed."""

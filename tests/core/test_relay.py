@@ -27,6 +27,7 @@ async def test_customer_message_reaches_online_agent_with_prefix_and_reply_retur
         await second.inbound("alice-psid", "We are on it!")
         await wait_for(lambda: mem.texts_to("cust-1") == ["We are on it!"], what="reply")
         assert bridge.metrics.messages_stored.labels(channel="memory", direction="in")._value.get() == 1
+        assert bridge.metrics.messages_stored.labels(channel="memory", direction="out")._value.get() == 1
         conv = await bridge.store.read(lambda tx: tx.get_conversation(1))
         assert conv.status == "assigned" and conv.queue == "default"
     finally:
