@@ -248,7 +248,9 @@ class OutboxWorker:
                 name,
             )
             report = getattr(self.bridge, "report_channel", None)
-            if report is not None:
+            state = getattr(self.bridge, "channel_state", None)
+            # A channel may already have said BAD_CREDENTIALS, which is more precise: keep it.
+            if report is not None and (state is None or state(name)[0] is not ChannelState.BAD_CREDENTIALS):
                 report(name, ChannelState.DEGRADED, reason)
         # The row stays pending (not an attempt the recipient is to blame for).
         await self._write(

@@ -254,3 +254,30 @@ async def test_a_backlog_on_one_channel_does_not_starve_another(tmp_path: Path) 
         await wait_for(lambda: len(mem.sent) == 12, what="backlog drained")
     finally:
         await bridge.close()
+
+
+async def test_rows_held_for_a_disabled_channel_go_out_when_it_is_enabled_again(tmp_path: Path) -> None:
+    from bridge import agents as agents_repo
+
+    without = "[channels.memory]\n[channels.second]\n[channels.windowed]\nenabled = false\n" + FAST
+    bridge = await make_bridge(tmp_path, channels=without)
+    try:
+        agent, _secret = await add_agent(bridge, "wanda", "windowed:+15559999")
+        await bridge.relay.write(lambda tx: agents_repo.start_shift(tx, agent.id, tx.now(), 3600))
+        # she wrote recently on that platform, so her window is open once the channel is back
+        await bridge.relay.write(lambda tx: agents_repo.touch_identity(tx, agent.id, "windowed", "+15559999", tx.now()))
+        await bridge.channels["memory"].inbound("cust", "for wanda")
+
+        async def held() -> bool:
+            return [(r[1], r[3], r[6]) for r in await outbox_rows(bridge)] == [("windowed", "held", "channel")]
+
+        await wait_for(held, what="held while the channel is off")
+    finally:
+        await bridge.close()
+    with_channel = "[channels.memory]\n[channels.second]\n[channels.windowed]\n" + FAST
+    bridge = await make_bridge(tmp_path, channels=with_channel)
+    try:
+        win = bridge.channels["windowed"]
+        await wait_for(lambda: win.texts_to("+15559999") == ["[#1 Customer 1 · Memory] for wanda"], what="released")
+    finally:
+        await bridge.close()
