@@ -207,3 +207,5 @@ def _forget_old_bookkeeping(tx: Any) -> None:
     cutoff = tx.now() - DEDUPE_KEEP
     tx.conn.execute("DELETE FROM agent_inbound WHERE created_at < ?", (cutoff,))
     tx.conn.execute("DELETE FROM relay_flags WHERE name = ? AND at < ?", (windows.WARNED, cutoff))
+    # Reports about messages we never recorded (sent by other tools on the same number).
+    tx.conn.execute("DELETE FROM early_statuses WHERE at < ?", (tx.now() - 86400.0,))

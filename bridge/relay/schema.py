@@ -49,4 +49,12 @@ def m100_relay(db: sqlite_utils.Database) -> None:
         db.execute(statement)
 
 
-MIGRATIONS = [(100, m100_relay)]
+def m101_early_statuses(db: sqlite_utils.Database) -> None:
+    """Status reports that arrive before the send they describe was recorded."""
+    db.execute(
+        "CREATE TABLE early_statuses(channel TEXT NOT NULL, external_index BLOB NOT NULL, status TEXT NOT NULL,"
+        " error_code TEXT, error_title TEXT, at REAL NOT NULL, PRIMARY KEY(channel, external_index, status))"
+    )
+
+
+MIGRATIONS = [(100, m100_relay), (101, m101_early_statuses)]

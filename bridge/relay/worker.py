@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 from ..errors import ChannelAuthFailed, DeliveryError, WindowClosedError
 from ..models import ChannelState, DeliveryReceipt, OutboundMessage
 from ..plugins import notify
-from . import outbox, records, windows
+from . import outbox, records, status, windows
 from .outbox import Delivery
 
 if TYPE_CHECKING:
@@ -195,7 +195,13 @@ class OutboxWorker:
             await self._sent(delivery, message, receipt)
 
     async def _sent(self, delivery: Delivery, message: OutboundMessage, receipt: DeliveryReceipt) -> None:
-        await self._write(lambda tx: outbox.mark_sent(tx, delivery, receipt.external_ids))
+        ids = list(receipt.external_ids)
+
+        def record(tx: Any) -> None:
+            outbox.mark_sent(tx, delivery, ids)
+            status.apply_early(tx, self.rctx, delivery.id, delivery.channel, ids)
+
+        await self._write(record)
         self._count(delivery.channel, "sent")
         await notify(self.bridge.pm.hook.message_sent, bridge=self.bridge, message=message, receipt=receipt)
         if delivery.recipient_kind == "agent" and delivery.message_id is not None:

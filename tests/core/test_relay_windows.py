@@ -113,3 +113,24 @@ async def test_agent_far_from_window_end_is_not_warned(tmp_path: Path) -> None:
         assert await bridge.relay.check_windows() == 0
     finally:
         await bridge.close()
+
+
+async def test_a_failure_reported_before_the_send_is_recorded_is_not_lost(tmp_path: Path) -> None:
+    bridge = await make_bridge(tmp_path, channels=CHANNELS)
+    try:
+        mem, second = bridge.channels["memory"], bridge.channels["second"]
+        _agent, secret = await add_agent(bridge, "alice", "second:alice")
+        await login(bridge, "second", "alice", secret)
+        await mem.inbound("cust", "hi", sender_name="Jan")
+        await wait_for(lambda: any("hi" in t for t in second.texts_to("alice")))
+        mem.early_report = StatusUpdate(
+            "memory", "failed", time.time(), error_code="131026", error_title="Undeliverable"
+        )
+        await second.inbound("alice", "raced reply")
+        await wait_for(lambda: any("Undeliverable (code 131026)" in t for t in second.texts_to("alice")), what="told")
+        rows = [r for r in await outbox_rows(bridge) if r[2] == "contact"]
+        assert [r[3] for r in rows] == ["failed"]
+        left = await bridge.store.read(lambda tx: tx.conn.execute("SELECT COUNT(*) FROM early_statuses").fetchone()[0])
+        assert left == 0
+    finally:
+        await bridge.close()

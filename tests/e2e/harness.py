@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,7 @@ from bridge.app import Bridge
 from bridge.channel import Channel
 from bridge.config import load_config
 from bridge.errors import DeliveryError, WindowClosedError
-from bridge.models import Address, DeliveryReceipt, InboundMessage, OutboundMessage
+from bridge.models import Address, DeliveryReceipt, InboundMessage, OutboundMessage, StatusUpdate
 from bridge.plugins import make_plugin_manager
 from tests.daemon import write_config
 
@@ -44,6 +45,8 @@ class MemoryChannel(Channel):
         self.gate: asyncio.Event | None = None  # when set, sends wait for it (a slow platform)
         self.in_flight = 0
         self.max_in_flight = 0
+        #: a status report the platform posts before its send answer reaches us (a race real webhooks win)
+        self.early_report: StatusUpdate | None = None
 
     async def mark_read(self, sender: str, external_id: str) -> None:
         self.read_marks.append((sender, external_id))
@@ -64,6 +67,9 @@ class MemoryChannel(Channel):
         self.counter += 1
         self.sent.append(message)
         self.receipts[message.delivery_id] = f"{self.name}-out-{self.counter}"
+        if self.early_report is not None:
+            report, self.early_report = self.early_report, None
+            await self.ctx.update_status([replace(report, external_id=self.receipts[message.delivery_id])])
         return DeliveryReceipt(external_ids=(self.receipts[message.delivery_id],))
 
     async def inbound(self, sender: str, text: str, **kwargs: Any) -> str:
