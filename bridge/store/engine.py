@@ -192,6 +192,8 @@ class Store:
         Concurrent calls share one transaction (group commit), each in its own
         SAVEPOINT: an exception rolls back only that function's work and is
         raised here. The function must be synchronous and must not commit.
+        Cancelling the caller does not cancel a queued function: it still runs
+        and commits (a webhook whose client went away is still stored).
         """
         if self._closed:
             raise StoreError("the store is closed")
@@ -275,7 +277,16 @@ class Store:
                     stopping = True
                     break
                 batch.append(item)
-            self._commit_batch(tx, batch)
+            try:
+                self._commit_batch(tx, batch)
+            except BaseException as err:  # noqa: BLE001 (the writer must outlive a bug in one batch)
+                log.exception("store writer failed a batch")
+                try:
+                    self._writer_conn.execute("ROLLBACK")
+                except sqlite3.Error:
+                    pass
+                failure = StoreError(f"store writer failed: {err}")
+                self._settle(batch, [(False, failure)] * len(batch))
 
     def _commit_batch(self, tx: Tx, batch: list[tuple[Callable[[Tx], Any], asyncio.Future[Any], Any]]) -> None:
         conn = self._writer_conn
@@ -348,7 +359,7 @@ def _discard(awaitable: Any) -> None:
 
 def _resolve(items: list[tuple[asyncio.Future[Any], bool, Any]]) -> None:
     for future, ok, value in items:
-        if future.cancelled():
+        if future.done():  # cancelled by its caller (the work is committed anyway)
             continue
         if ok:
             future.set_result(value)

@@ -235,3 +235,22 @@ async def test_unwritable_location_is_a_store_error(tmp_path) -> None:
     blocker.write_text("a file where the directory should be")
     with pytest.raises(StoreError):
         await Store.open(settings(tmp_path, key=f"file:{tmp_path / 'master.key'}"))
+
+
+async def test_cancelled_caller_still_commits(tmp_path) -> None:
+    store = await Store.open(settings(tmp_path))
+    try:
+        gate = threading.Event()
+        blocker = asyncio.ensure_future(store.write(lambda tx: gate.wait(10)))
+        task = asyncio.ensure_future(store.write(lambda tx: tx.create_contact(name="kept")))
+        await asyncio.sleep(0)
+        task.cancel()
+        gate.set()
+        await blocker
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        await store.write(lambda tx: None)  # FIFO: every earlier function is committed now
+        names = await store.read(lambda tx: [tx.get_contact(r[0]).name for r in tx.conn.execute("SELECT id FROM contacts")])
+        assert names == ["kept"]
+    finally:
+        await store.close()
