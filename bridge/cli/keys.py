@@ -89,7 +89,7 @@ async def rotate(settings: StoreSettings, output: Path | None) -> str:
         return f"master key rotated: {count} data keys re-wrapped; {key_path} holds the new key"
     return (
         f"master key rotated: {count} data keys re-wrapped; install the new key from {output} "
-        f"in place of {describe(ref)} before the next start (the old key is refused from now on)"
+        f"in place of {describe(ref)} and restart the daemon (the old key is refused from now on)"
     )
 
 
