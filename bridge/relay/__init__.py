@@ -14,7 +14,7 @@ import logging
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
-from ..errors import UnknownRecordError
+from ..errors import ConfigError, UnknownRecordError
 from ..models import InboundMessage, StatusUpdate
 from ..plugins import notify
 from . import outbox, windows
@@ -33,6 +33,20 @@ T = TypeVar("T")
 CHECK_INTERVAL = 60.0
 #: Agent-message dedupe rows older than this are dropped (Meta retries for up to 7 days).
 DEDUPE_KEEP = 8 * 86400.0
+
+
+def config_problems(config: Any) -> list[str]:
+    """Problems in the rules and templates files that ``start()`` would stop on (for check-config).
+
+    Each is ``FILE:LINE: reason``; an empty list means the relay will start.
+    """
+    problems: list[str] = []
+    for loader, path in ((load_rules, config.routing.rules_file), (load_templates, config.templates.file)):
+        try:
+            loader(path)
+        except ConfigError as err:
+            problems.append(str(err))
+    return problems
 
 
 class Relay:

@@ -87,3 +87,19 @@ def test_bad_file_names_file_and_line(tmp_path: Path, text: str, line: int, reas
 def test_missing_file_is_a_config_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="cannot read"):
         load_rules(tmp_path / "absent.yaml")
+
+
+def test_config_problems_lists_bad_rules_and_templates_files(tmp_path: Path) -> None:
+    from types import SimpleNamespace
+
+    from bridge.relay import config_problems
+
+    rules = write(tmp_path, "rules:\n  - queue: nowhere\n")
+    templates = tmp_path / "t.yaml"
+    templates.write_text("queued:\n  en: '{oops}'\n", encoding="utf-8")
+    config = SimpleNamespace(routing=SimpleNamespace(rules_file=rules), templates=SimpleNamespace(file=templates))
+    problems = config_problems(config)
+    assert [p.split(":")[1] for p in problems] == ["2", "2"]
+    assert "nowhere" in problems[0] and "{oops}" in problems[1]
+    good = SimpleNamespace(routing=SimpleNamespace(rules_file=None), templates=SimpleNamespace(file=None))
+    assert config_problems(good) == []
