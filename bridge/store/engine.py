@@ -214,9 +214,17 @@ class Store:
         ok = not self._closed and self._thread is not None and self._thread.is_alive()
         return {"status": "ok" if ok else "error", "schema_version": self.schema_version, "path": str(self.path)}
 
-    async def purge_closed(self, days: float) -> int:
-        """Retention: delete the messages of conversations closed more than ``days`` ago."""
-        return await self.write(lambda tx: tx.purge_closed(days))
+    async def purge_closed(self, days: float, *, chunk: int = 2000) -> int:
+        """Retention: delete the messages of conversations closed more than ``days`` ago.
+
+        Works in transactions of at most ``chunk`` messages, so live writes interleave.
+        """
+        total = 0
+        while True:
+            done = await self.write(lambda tx: tx.purge_closed(days, limit=chunk))
+            total += done
+            if done < chunk:
+                return total
 
     async def rotate_master_key(self, new_master: bytes) -> int:
         """Re-wrap every data key under ``new_master`` in one transaction; return the count.

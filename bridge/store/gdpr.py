@@ -77,20 +77,35 @@ class GdprMixin(ContactsMixin, ConversationsMixin, MessagesMixin, AttachmentsMix
         self.after_commit(lambda: conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone())
         return counts
 
-    def purge_closed(self, days: float) -> int:
+    def purge_closed(self, days: float, *, limit: int | None = None) -> int:
         """Delete the messages (and media) of conversations closed more than ``days`` ago.
 
         The conversation rows stay (status, times, agent) for statistics; returns
-        the number of messages deleted.
+        the number of messages deleted, at most ``limit`` (``Store.purge_closed``
+        calls this in chunks so webhooks are not held up behind one big delete).
         """
         cutoff = self.now() - days * 86400.0
-        where = "c.status = 'closed' AND c.closed_at < ?"
-        files = self._media_files(where, (cutoff,))
-        cursor = self.conn.execute(
-            "DELETE FROM messages WHERE conversation_id IN"
-            " (SELECT id FROM conversations c WHERE " + where + ")",
-            (cutoff,),
-        )
+        ids = [
+            r[0]
+            for r in self.conn.execute(
+                "SELECT m.id FROM conversations c JOIN messages m ON m.conversation_id = c.id"
+                " WHERE c.status = 'closed' AND c.closed_at < ? LIMIT ?",
+                (cutoff, -1 if limit is None else limit),
+            )
+        ]
+        if not ids:
+            return 0
+        self.conn.execute("CREATE TEMP TABLE IF NOT EXISTS purge_ids(id INTEGER PRIMARY KEY)")
+        self.conn.execute("DELETE FROM temp.purge_ids")
+        self.conn.executemany("INSERT INTO temp.purge_ids(id) VALUES (?)", [(i,) for i in ids])
+        files = [
+            r[0]
+            for r in self.conn.execute(
+                "SELECT file FROM attachments WHERE message_id IN (SELECT id FROM temp.purge_ids) AND file IS NOT NULL"
+            )
+        ]
+        cursor = self.conn.execute("DELETE FROM messages WHERE id IN (SELECT id FROM temp.purge_ids)")
+        self.conn.execute("DELETE FROM temp.purge_ids")
         self._unlink_after_commit(files)
         return cursor.rowcount
 

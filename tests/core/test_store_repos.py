@@ -193,6 +193,7 @@ async def test_purge_closed_deletes_old_messages_and_media(store) -> None:
     await store.write(lambda tx: tx.close_conversation(recent))
     store.test_clock[0] += 20 * 86400
     assert await store.purge_closed(90) == 1
+    assert await store.purge_closed(90) == 0
     counts = await store.read(
         lambda tx: [tx.conn.execute("SELECT count(*) FROM messages WHERE conversation_id = ?", (c,)).fetchone()[0]
                     for c in (old, recent, still_open)]  # fmt: skip
@@ -230,3 +231,15 @@ async def test_foreign_keys_enforced(store, tmp_path) -> None:
     conn = raw(settings(tmp_path).path)
     assert conn.execute("SELECT count(*) FROM conversations").fetchone()[0] == 0
     conn.close()
+
+
+async def test_purge_in_chunks(store) -> None:
+    conv = await _conversation(store, "+31600000006")
+    await store.write(lambda tx: [tx.insert_message(conv, direction="in", channel="whatsapp", text=str(i))
+                                  for i in range(25)])  # fmt: skip
+    await store.write(lambda tx: tx.close_conversation(conv))
+    store.test_clock[0] += 2 * 86400
+    batches = store.batches
+    assert await store.purge_closed(1, chunk=10) == 25
+    assert store.batches - batches == 3
+    assert await store.read(lambda tx: tx.messages_of(conv)) == []
