@@ -7,11 +7,20 @@ Usage::
     msgs = await store.read(lambda tx: tx.recent_messages(conv_id, 50))
     await store.close()
 
-``Store``: ``open(settings, *, create_missing_key=True, clock=None)``,
-``write(fn)``, ``read(fn)``, ``health()``, ``media_dir``, ``purge_closed(days)``,
-``rotate_master_key(new_key)``, ``close()``. ``fn`` is a plain (sync) function
-of a :class:`Tx`; a write function must not commit; an exception rolls back
-that function's work only and is raised to its caller.
+``Store``: ``open(settings, *, create_missing_key=True, must_exist=False, clock=None)``,
+``write(fn)``, ``read(fn)``, ``health()``, ``media_dir``, ``purge_closed(days, chunk=2000)``,
+``rotate_master_key(new_key)``, ``close()``, counters ``batches``/``writes``. ``fn`` is a
+plain (sync) function of a :class:`Tx`; a write function must not commit; an
+exception rolls back that function's work only and is raised to its caller; a
+cancelled caller's function still runs and commits. Admin commands in other
+processes (``keys rotate``, ``gdpr erase``) are seen by a running store without
+a restart: it re-reads a rotated key file, and drops cached keys another
+process shredded.
+
+Errors: ``KeyMismatchError`` (wrong master key, checked before any write),
+``StoreError`` (missing key with an existing database, newer schema, unusable
+file), ``IntegrityError`` (a tampered or moved ciphertext; has ``table``,
+``column``, ``row_id``), ``UnknownRecordError`` (no such contact/conversation).
 
 Tx primitives (``bridge.store.base.TxBase``)
     ``tx.conn`` (sqlite3), ``tx.now()``, ``tx.next_id(table)`` (take the id
