@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from typing import Any, TypeVar
 
 from ..errors import ConfigError, UnknownRecordError
@@ -57,6 +57,7 @@ class Relay:
         self.rctx: RelayContext | None = None
         self.worker: OutboxWorker | None = None
         self._periodic: asyncio.Task[None] | None = None
+        self._observers: set[asyncio.Task[None]] = set()
 
     # --- lifecycle -------------------------------------------------------------
 
@@ -101,6 +102,11 @@ class Relay:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._periodic
             self._periodic = None
+        if self._observers:
+            await asyncio.wait(list(self._observers), timeout=max(1.0, self.bridge.config.server.shutdown_timeout / 4))
+            for task in list(self._observers):
+                task.cancel()
+            await asyncio.gather(*self._observers, return_exceptions=True)
         if self.worker is not None:
             await self.worker.stop(timeout=max(1.0, self.bridge.config.server.shutdown_timeout / 2))
             self.worker = None
@@ -151,12 +157,20 @@ class Relay:
             for name, direction in result.stored:
                 metrics.messages_stored.labels(channel=name, direction=direction).inc()
         for message, conversation_id in result.customer:
-            await notify(
-                self.bridge.pm.hook.message_received,
-                bridge=self.bridge,
-                message=message,
-                conversation_id=conversation_id,
+            # Observers run after the answer: a slow plugin must not delay the platform's 200.
+            self._spawn(
+                notify(
+                    self.bridge.pm.hook.message_received,
+                    bridge=self.bridge,
+                    message=message,
+                    conversation_id=conversation_id,
+                )
             )
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coro, name="carebridge-message-received")
+        self._observers.add(task)
+        task.add_done_callback(self._observers.discard)
 
     async def update_status(self, channel: str, updates: Sequence[StatusUpdate]) -> None:
         """Apply delivery/read/failure reports to our messages and deliveries."""

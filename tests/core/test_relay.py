@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from pathlib import Path
 
@@ -10,7 +11,7 @@ import pytest
 from bridge import agents as agents_repo
 from bridge import hookimpl
 from bridge.errors import ConfigError
-from bridge.models import Attachment, Finding, StatusUpdate
+from bridge.models import Attachment, Finding, InboundMessage, StatusUpdate
 from tests.e2e.harness import add_agent, login, make_bridge, outbox_rows, wait_for
 
 FAST = '[delivery]\nretry_base = "10ms"\nretry_max = "40ms"\nmax_attempts = 3\n'
@@ -369,5 +370,28 @@ async def test_a_failing_strategy_plugin_leaves_the_conversation_waiting_not_the
         status = await bridge.store.read(lambda tx: tx.get_conversation(1).status)
         assert status == "queued"
         assert not any("hello" in t for t in second.texts_to("alice"))
+    finally:
+        await bridge.close()
+
+
+class _SlowObserver:
+    def __init__(self) -> None:
+        self.release = asyncio.Event()
+        self.seen: list[tuple[str, int]] = []
+
+    @hookimpl
+    async def message_received(self, bridge: object, message: InboundMessage, conversation_id: int) -> None:
+        await self.release.wait()
+        self.seen.append((message.text, conversation_id))
+
+
+async def test_message_received_observers_run_after_the_webhook_is_answered(tmp_path: Path) -> None:
+    observer = _SlowObserver()
+    bridge = await make_bridge(tmp_path, FAST, plugins=[("observer", observer)])
+    try:
+        await asyncio.wait_for(bridge.channels["memory"].inbound("cust", "hello"), timeout=5)  # not held up
+        assert observer.seen == []
+        observer.release.set()
+        await wait_for(lambda: observer.seen == [("hello", 1)], what="observer ran")
     finally:
         await bridge.close()
