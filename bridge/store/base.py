@@ -9,6 +9,7 @@ Carebridge write their own repository functions on the same primitives.
 from __future__ import annotations
 
 import logging
+import re
 import sqlite3
 from collections.abc import Callable
 from pathlib import Path
@@ -25,13 +26,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("carebridge.store")
 
-# Tables whose ids are handed out by next_id() (all use AUTOINCREMENT).
-_ID_TABLES = frozenset(
-    {
-        "keys", "contacts", "contact_identities", "agents", "agent_identities", "shifts",
-        "conversations", "messages", "attachments", "events", "outbox", "audit_log",
-    }
-)  # fmt: skip
+_IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]*$")
 
 
 class TxBase:
@@ -104,11 +99,12 @@ class TxBase:
     def next_id(self, table: str) -> int:
         """The id the next row of ``table`` must be INSERTed with.
 
-        Ids are taken before sealing so the associated data can name the row;
-        they never repeat (AUTOINCREMENT), even after deletes.
+        Ids are taken before sealing so the associated data can name the row.
+        On AUTOINCREMENT tables (all of the store's) they never repeat, even
+        after deletes; other tables continue from their highest id.
         """
-        if table not in _ID_TABLES:
-            raise ValueError(f"no id sequence for table {table!r}")
+        if not _IDENTIFIER.match(table):
+            raise ValueError(f"not a table name: {table!r}")
         current = self._ids.get(table)
         if current is None:
             row = self.conn.execute("SELECT seq FROM sqlite_sequence WHERE name = ?", (table,)).fetchone()

@@ -216,6 +216,8 @@ async def test_keys_and_seal_primitives(store) -> None:
     assert await store.read(lambda tx: tx.open_text(KeyOwner.agent(7), "agents", "totp_secret", 7, blob)) == "JBSWY3DPEHPK3PXP"
     with pytest.raises(IntegrityError):
         await store.read(lambda tx: tx.open_text(KeyOwner.agent(8), "agents", "totp_secret", 7, blob))
+    with pytest.raises(ValueError, match="not a table name"):
+        await store.write(lambda tx: tx.next_id("messages; DROP TABLE keys"))
     system = await store.write(lambda tx: tx.seal(KeyOwner.SYSTEM, "events", "detail", 1, b"\x00\x01"))
     assert await store.read(lambda tx: tx.open_bytes(KeyOwner.SYSTEM, "events", "detail", 1, system)) == b"\x00\x01"
     assert await store.read(lambda tx: tx.blind("agent:whatsapp", "+1555")) == await store.write(
