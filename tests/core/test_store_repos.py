@@ -245,3 +245,14 @@ async def test_purge_in_chunks(store) -> None:
     assert await store.purge_closed(1, chunk=10) == 25
     assert store.batches - batches == 3
     assert await store.read(lambda tx: tx.messages_of(conv)) == []
+
+
+async def test_ids_never_repeat_after_deletes(store) -> None:
+    first = await store.write(lambda tx: tx.create_contact(name="a"))
+    second = await store.write(lambda tx: tx.create_contact(name="b"))
+    await store.write(lambda tx: tx.erase_contact(second))
+    third = await store.write(lambda tx: tx.create_contact(name="c"))
+    assert (first, second, third) == (1, 2, 3)
+    # and the erased contact's old id is not quietly readable through the new one
+    assert (await store.read(lambda tx: tx.get_contact(third))).name == "c"
+    assert await store.read(lambda tx: tx.get_contact(second)) is None
