@@ -149,6 +149,9 @@ class Store:
             _configure(reader, synchronous)
             reader.execute("PRAGMA query_only = ON")
             reader.execute(f"PRAGMA mmap_size = {READER_MMAP_BYTES}")
+        except sqlite3.Error as err:
+            conn.close()
+            raise StoreError(f"cannot open the store {path}: {err}") from err
         except BaseException:
             conn.close()
             raise
