@@ -20,6 +20,7 @@ commit; it runs inside the migration's transaction.
 from __future__ import annotations
 
 import importlib
+import sqlite3
 import time
 from collections.abc import Callable
 
@@ -109,6 +110,9 @@ def migrate(db: sqlite_utils.Database) -> int:
                     (number, label, time.time()),
                 )
             conn.execute("COMMIT")
+        except sqlite3.Error as err:
+            conn.execute("ROLLBACK")
+            raise StoreError(f"migration {number} ({label}) failed: {err}") from err
         except BaseException:
             conn.execute("ROLLBACK")
             raise

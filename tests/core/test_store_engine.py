@@ -254,3 +254,21 @@ async def test_cancelled_caller_still_commits(tmp_path) -> None:
         assert names == ["kept"]
     finally:
         await store.close()
+
+
+async def test_failing_migration_is_named_and_rolled_back(tmp_path) -> None:
+    def m991_broken(db) -> None:
+        db.execute("CREATE TABLE half_done(id INTEGER PRIMARY KEY)")
+        db.execute("INSERT INTO no_such_table VALUES (1)")
+
+    register_migration(991, m991_broken)
+    try:
+        with pytest.raises(StoreError, match=r"migration 991 \(m991_broken\) failed: no such table"):
+            await Store.open(settings(tmp_path))
+    finally:
+        store_schema._MIGRATIONS.pop(991)
+    conn = raw(settings(tmp_path).path)
+    assert conn.execute("SELECT count(*) FROM sqlite_master WHERE name = 'half_done'").fetchone()[0] == 0
+    conn.close()
+    store = await Store.open(settings(tmp_path))  # and without it, the store opens fine
+    await store.close()
