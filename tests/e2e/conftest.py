@@ -37,10 +37,7 @@ FAST = '[delivery]\nretry_base = "20ms"\nretry_max = "100ms"\nmax_attempts = 5\n
 async def world(aiohttp_server: Callable[..., Any]) -> World:
     wa = FakeWhatsAppCloud(token=WA_TOKEN, phone_number_id=WA_NUMBER_ID, app_secret=WA_SECRET, templates=(WA_TEMPLATE,))
     graph = FakeMessengerGraph(page_id=PAGE_ID, token=PAGE_TOKEN)
-    found = World(wa, graph)
-    found.wa_server = await aiohttp_server(wa.app)  # type: ignore[attr-defined]
-    found.graph_server = await aiohttp_server(graph.app)  # type: ignore[attr-defined]
-    return found
+    return World(wa, graph, await aiohttp_server(wa.app), await aiohttp_server(graph.app))
 
 
 @pytest.fixture
@@ -51,8 +48,7 @@ async def make_world_bridge(
     built: list[Bridge] = []
 
     async def build(extra: str = FAST) -> Bridge:
-        wa_url = world.wa.graph_url(world.wa_server)  # type: ignore[attr-defined]
-        graph_url = str(world.graph_server.make_url("/v25.0"))  # type: ignore[attr-defined]
+        wa_url, graph_url = world.graph_urls()
         config = load_config(write_config(tmp_path, channel_sections(wa_url, graph_url) + extra))
         registry = make_plugin_manager(
             load_entry_points=False,

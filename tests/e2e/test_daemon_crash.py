@@ -22,8 +22,7 @@ ALICE_PSID = "7000000000000001"
 async def test_sigkill_with_pending_deliveries_then_restart_sends_each_once_in_order(
     world: World, tmp_path: Path, aiohttp_server: Callable[..., Any]
 ) -> None:
-    wa_url = world.wa.graph_url(world.wa_server)  # type: ignore[attr-defined]
-    graph_url = str(world.graph_server.make_url("/v25.0"))  # type: ignore[attr-defined]
+    wa_url, graph_url = world.graph_urls()
     config = write_config(
         tmp_path, channel_sections(wa_url, graph_url) + '[delivery]\nretry_base = "1h"\nretry_max = "1h"\n'
     )

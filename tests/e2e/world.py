@@ -45,11 +45,17 @@ def channel_sections(wa_url: str, graph_url: str) -> str:
 class World:
     """The fakes plus helpers to act as customers and agents."""
 
-    def __init__(self, wa: FakeWhatsAppCloud, graph: FakeMessengerGraph) -> None:
+    def __init__(self, wa: FakeWhatsAppCloud, graph: FakeMessengerGraph, wa_server: Any, graph_server: Any) -> None:
         self.wa = wa
         self.graph = graph
+        self.wa_server = wa_server
+        self.graph_server = graph_server
         self.base_url = ""
         self._mids = itertools.count(1)
+
+    def graph_urls(self) -> tuple[str, str]:
+        """``graph_url`` for the WhatsApp and the Messenger channel, pointing at the fakes."""
+        return self.wa.graph_url(self.wa_server), str(self.graph_server.make_url("/v25.0"))
 
     def point_at(self, base_url: str) -> None:
         """Send webhooks to the bridge at ``base_url``."""
