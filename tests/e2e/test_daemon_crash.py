@@ -5,9 +5,7 @@ from __future__ import annotations
 import re
 import signal
 import sqlite3
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pyotp
 
@@ -20,7 +18,7 @@ ALICE_PSID = "7000000000000001"
 
 
 async def test_sigkill_with_pending_deliveries_then_restart_sends_each_once_in_order(
-    world: World, tmp_path: Path, aiohttp_server: Callable[..., Any]
+    world: World, tmp_path: Path
 ) -> None:
     wa_url, graph_url = world.graph_urls()
     config = write_config(
