@@ -45,7 +45,9 @@ def channel_sections(wa_url: str, graph_url: str) -> str:
 class World:
     """The fakes plus helpers to act as customers and agents."""
 
-    def __init__(self, wa: FakeWhatsAppCloud, graph: FakeMessengerGraph, wa_server: Any, graph_server: Any) -> None:
+    def __init__(
+        self, wa: FakeWhatsAppCloud, graph: FakeMessengerGraph, wa_server: Any = None, graph_server: Any = None
+    ) -> None:
         self.wa = wa
         self.graph = graph
         self.wa_server = wa_server
@@ -54,7 +56,9 @@ class World:
         self._mids = itertools.count(1)
 
     def graph_urls(self) -> tuple[str, str]:
-        """``graph_url`` for the WhatsApp and the Messenger channel, pointing at the fakes."""
+        """``graph_url`` for the WhatsApp and the Messenger channel, pointing at the fakes' servers."""
+        if self.wa_server is None or self.graph_server is None:
+            raise RuntimeError("World was built without its fake servers")
         return self.wa.graph_url(self.wa_server), str(self.graph_server.make_url("/v25.0"))
 
     def point_at(self, base_url: str) -> None:
