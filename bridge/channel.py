@@ -15,6 +15,7 @@ from typing import Any, ClassVar
 import aiohttp
 from aiohttp import web
 
+from .errors import ChannelError
 from .models import ChannelState, DeliveryReceipt, InboundMessage, OutboundMessage, StatusUpdate
 
 DeliverCallback = Callable[[Sequence[InboundMessage]], Awaitable[None]]
@@ -128,9 +129,10 @@ class Channel(ABC):
         """Build the webhook request the platform would send for ``text`` from ``sender``.
 
         Used by ``carebridge simulate``; the request must pass the channel's
-        own verification (signature) with the configured secrets.
+        own verification (signature) with the configured secrets. Channels that
+        cannot simulate keep this default, which raises ``ChannelError``.
         """
-        raise NotImplementedError(f"channel {cls.name!r} cannot simulate inbound messages")
+        raise ChannelError(f"channel {cls.name!r} cannot simulate inbound messages")
 
 
 RegisterChannel = Callable[[type[Channel]], None]

@@ -10,7 +10,6 @@ this module builds or reports ever holds a secret.
 from __future__ import annotations
 
 import json
-import re
 from typing import Any
 
 import aiohttp
@@ -106,32 +105,6 @@ def classify(error: GraphError, retry_after: float | None = None) -> DeliveryErr
     if error.code is None and (error.status >= 500 or error.status == 429):
         return DeliveryError(text, retryable=True, code=code, retry_after=retry_after)
     return DeliveryError(text, retryable=False, code=code)
-
-
-def split_text(text: str, limit: int = MAX_TEXT) -> list[str]:
-    """Split ``text`` into parts of at most ``limit`` characters, at word boundaries.
-
-    A part ends at the last whitespace that fits (the whitespace itself is
-    dropped); a single word longer than ``limit`` is cut hard. Order is kept.
-    """
-    if limit < 1:
-        raise ValueError("limit must be positive")
-    parts: list[str] = []
-    rest = text
-    while len(rest) > limit:
-        window = rest[: limit + 1]
-        cut = max(window.rfind(" "), window.rfind("\n"), window.rfind("\t"))
-        if cut <= 0:
-            head, rest = rest[:limit], rest[limit:]
-        else:
-            head, rest = rest[:cut], rest[cut + 1 :]
-        head = head.rstrip()
-        if head:
-            parts.append(head)
-        rest = re.sub(r"^\s+", "", rest)
-    if rest or not parts:
-        parts.append(rest)
-    return parts
 
 
 def _retry_after(value: str | None) -> float | None:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import secrets
 import time
-from collections import Counter, OrderedDict
+from collections import Counter
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
@@ -32,8 +32,9 @@ from bridge import (
     WindowClosedError,
 )
 from bridge.meta import read_signed_json, signed_body, verify_subscription
+from bridge.parts import SentParts, split_text
 
-from .api import MAX_TEXT, GraphClient, split_text
+from .api import MAX_TEXT, GraphClient
 from .config import MessengerConfig
 from .webhook import CHANNEL, METADATA_TAG, PayloadError, is_page_event, parse_events
 
@@ -43,7 +44,6 @@ STANDARD_WINDOW = 24 * 3600.0
 HUMAN_AGENT_WINDOW = 7 * 24 * 3600.0
 # Split sends resume after their last accepted part when the outbox retries;
 # remember at most this many unfinished deliveries.
-_MAX_PENDING_SPLITS = 1024
 
 
 class MessengerChannel(Channel):
@@ -58,7 +58,7 @@ class MessengerChannel(Channel):
         self.settings = MessengerConfig.from_section(config)
         settings = self.settings
         self.client = GraphClient(ctx.http, settings.graph_url, settings.page_id, settings.page_access_token)
-        self._partial: OrderedDict[int, tuple[str, list[str]]] = OrderedDict()
+        self._partial = SentParts()
 
     @classmethod
     def check_config(cls, section: Mapping[str, Any]) -> None:
@@ -98,7 +98,7 @@ class MessengerChannel(Channel):
         if not message.text.strip():
             raise DeliveryError("nothing to send: the message text is empty", retryable=False, code="empty")
         parts = split_text(message.text, MAX_TEXT)
-        done = self._resume(message)
+        done = self._partial.accepted(message.delivery_id, message.text)
         try:
             for part in parts[len(done) :]:
                 body: dict[str, Any] = {
@@ -115,9 +115,9 @@ class MessengerChannel(Channel):
                 )
                 self.ctx.report(ChannelState.BAD_CREDENTIALS, "Page access token refused by Meta (code 190)")
             if not err.retryable:
-                self._partial.pop(message.delivery_id, None)
+                self._partial.finish(message.delivery_id)
             raise
-        self._partial.pop(message.delivery_id, None)
+        self._partial.finish(message.delivery_id)
         return DeliveryReceipt(tuple(done))
 
     async def mark_read(self, sender: str, external_id: str) -> None:
@@ -136,18 +136,6 @@ class MessengerChannel(Channel):
         raise WindowClosedError(
             "the recipient last wrote more than 7 days ago; Messenger allows no reply", code="window_closed"
         )
-
-    def _resume(self, message: OutboundMessage) -> list[str]:
-        """Return the ids of parts already accepted in an earlier attempt (kept in order)."""
-        known = self._partial.get(message.delivery_id)
-        if known is not None and known[0] == message.text:
-            self._partial.move_to_end(message.delivery_id)
-            return known[1]
-        done: list[str] = []
-        self._partial[message.delivery_id] = (message.text, done)
-        while len(self._partial) > _MAX_PENDING_SPLITS:
-            self._partial.popitem(last=False)
-        return done
 
     # -- inbound ----------------------------------------------------------
 

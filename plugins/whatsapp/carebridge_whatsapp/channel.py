@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections import OrderedDict
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
@@ -33,14 +32,12 @@ from bridge.channel import Channel
 from bridge.http import json_error
 from bridge.meta import read_signed_json, signed_body, verify_subscription
 from bridge.models import normalize_e164
+from bridge.parts import SentParts, split_text
 
 from .api import CloudClient
 from .config import WhatsAppConfig
 from .media import MediaFetcher
-from .text import split_text
 from .webhook import OBJECT, PayloadError, parse_payload
-
-_PARTS_REMEMBERED = 1024
 
 
 class WhatsAppChannel(Channel):
@@ -59,7 +56,7 @@ class WhatsAppChannel(Channel):
         self.media = MediaFetcher(self.client, ctx.save_media, ctx.log, self.settings.max_media_bytes)
         # Parts of a split text already accepted, by delivery id: a retry after a
         # failure in the middle resumes instead of sending the first parts twice.
-        self._sent_parts: OrderedDict[int, tuple[str, list[str]]] = OrderedDict()
+        self._sent_parts = SentParts()
 
     @classmethod
     def check_config(cls, section: Mapping[str, Any]) -> None:
@@ -143,9 +140,8 @@ class WhatsAppChannel(Channel):
             raise WindowClosedError(
                 "the 24-hour WhatsApp window is closed: the recipient has not written in the last 24 hours"
             )
-        # A cut next to trailing whitespace can leave a blank part, which Meta refuses.
-        parts = [part for part in split_text(message.text, self.max_text_length or 4096) if part.strip()]
-        done = self._resume(message.delivery_id, message.text)
+        parts = split_text(message.text, self.max_text_length or 4096)
+        done = self._sent_parts.accepted(message.delivery_id, message.text)
         for number, part in enumerate(parts):
             if number < len(done):
                 continue
@@ -159,17 +155,8 @@ class WhatsAppChannel(Channel):
             if message.reply_to and number == 0:
                 body["context"] = {"message_id": message.reply_to}
             done.append(_message_id(await self.client.post_message(body)))
-        self._sent_parts.pop(message.delivery_id, None)
+        self._sent_parts.finish(message.delivery_id)
         return DeliveryReceipt(tuple(done))
-
-    def _resume(self, delivery_id: int, text: str) -> list[str]:
-        known = self._sent_parts.get(delivery_id)
-        if known is None or known[0] != text:
-            known = (text, [])
-            self._sent_parts[delivery_id] = known
-            while len(self._sent_parts) > _PARTS_REMEMBERED:
-                self._sent_parts.popitem(last=False)
-        return known[1]
 
     async def _send_template(self, to: str) -> str:
         name = self.settings.reengage_template

@@ -8,7 +8,9 @@ from typing import Any
 
 import pytest
 from carebridge_messenger import MessengerChannel
-from carebridge_messenger.api import classify, split_text
+from carebridge_messenger.api import classify
+
+from bridge.parts import split_text
 
 from bridge import (
     ChannelAuthFailed,
@@ -224,12 +226,12 @@ async def test_mark_read_sends_mark_seen(channel: MessengerChannel, graph: FakeM
 
 
 def test_split_text_edges() -> None:
-    assert split_text("short") == ["short"]
-    assert split_text("") == [""]
+    assert split_text("short", 2000) == ["short"]
+    assert split_text("", 2000) == [""]
     assert split_text("x" * 5, 2) == ["xx", "xx", "x"]  # one long word is cut hard
     assert split_text("ab cd ef", 5) == ["ab cd", "ef"]
     assert split_text("ab\ncd ef", 3) == ["ab", "cd", "ef"]
-    assert split_text("a" * 2000) == ["a" * 2000]
+    assert split_text("a" * 2000, 2000) == ["a" * 2000]
 
 
 def test_classify_keeps_retry_after_and_reads_bare_http_errors() -> None:

@@ -1,9 +1,9 @@
-"""split_text: parts within the limit, cut at whitespace, nothing lost, order kept."""
+"""bridge.parts.split_text: parts within the limit, cut at whitespace, nothing lost, order kept."""
 
 from __future__ import annotations
 
 import pytest
-from carebridge_whatsapp.text import split_text
+from bridge.parts import split_text
 
 
 def test_short_text_is_one_part() -> None:
@@ -33,3 +33,23 @@ def test_every_part_fits_and_rejoins_to_the_text() -> None:
 def test_limit_must_be_positive() -> None:
     with pytest.raises(ValueError):
         split_text("x", 0)
+
+
+def test_blank_parts_at_a_cut_are_dropped() -> None:
+    parts = split_text("aaaa     \n     bbbb", 6)
+    assert all(part.strip() for part in parts)
+    assert [part.strip() for part in parts] == ["aaaa", "bbbb"]
+
+
+def test_sent_parts_resume_the_same_text_and_restart_a_changed_one() -> None:
+    from bridge.parts import SentParts
+
+    sent = SentParts(remember=2)
+    sent.accepted(1, "hello").append("mid-1")
+    assert sent.accepted(1, "hello") == ["mid-1"]
+    assert sent.accepted(1, "changed") == []
+    sent.accepted(2, "b").append("x")
+    sent.accepted(3, "c").append("y")  # 1 is the oldest and is forgotten
+    assert sent.accepted(1, "changed") == []
+    sent.finish(3)
+    assert sent.accepted(3, "c") == []
