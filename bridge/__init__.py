@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version
 
-from .channel import Channel, ChannelContext, SimulatedRequest
+from .channel import Channel, ChannelContext, PendingMedia, SimulatedRequest
 from .errors import (
     BridgeError,
     ChannelAuthError,
@@ -52,6 +52,7 @@ __all__ = [
     "Finding",
     "InboundMessage",
     "OutboundMessage",
+    "PendingMedia",
     "SimulatedRequest",
     "StatusUpdate",
     "WindowClosedError",

@@ -16,7 +16,7 @@ import aiohttp
 from aiohttp import web
 
 from .errors import ChannelError
-from .models import ChannelState, DeliveryReceipt, InboundMessage, OutboundMessage, StatusUpdate
+from .models import Attachment, ChannelState, DeliveryReceipt, InboundMessage, OutboundMessage, StatusUpdate
 
 DeliverCallback = Callable[[Sequence[InboundMessage]], Awaitable[None]]
 StatusCallback = Callable[[Sequence[StatusUpdate]], Awaitable[None]]
@@ -50,6 +50,22 @@ class ChannelContext:
     log: logging.Logger
     max_body: int = 2 * 1024 * 1024
     public_url: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class PendingMedia:
+    """An attachment whose bytes were never stored (the daemon stopped mid-download).
+
+    :param external_id: the platform id of the message that carried it.
+    :param index: its position among that message's attachments.
+    :param attachment: what the channel parsed at the time (media id, mime, …).
+    :param received_at: when the message arrived, epoch seconds.
+    """
+
+    external_id: str
+    index: int
+    attachment: Attachment
+    received_at: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,6 +131,14 @@ class Channel(ABC):
         :raises DeliveryError: with ``retryable`` saying whether a retry can help.
         :raises WindowClosedError: when the platform's reply window is closed.
         :raises ChannelAuthFailed: when the platform refuses our credentials.
+        """
+
+    async def resume_media(self, pending: Sequence[PendingMedia]) -> None:
+        """Fetch media left unstored by an earlier run and hand it to ``ctx.save_media``.
+
+        Called once after ``start()`` with the channel's attachments that have a
+        media id but no stored bytes. Platforms that push bytes inline or keep
+        no media ids leave this as is.
         """
 
     async def mark_read(self, sender: str, external_id: str) -> None:
