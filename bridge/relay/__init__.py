@@ -14,10 +14,11 @@ import logging
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any, TypeVar
 
-from ..errors import ConfigError, UnknownRecordError
+from ..channel import Channel
+from ..errors import ConfigError
 from ..models import InboundMessage, StatusUpdate
 from ..plugins import notify
-from . import outbox, windows
+from . import media, outbox, windows
 from .commands import CommandTable
 from .context import RelayContext
 from .ingest import IngestResult, ingest_batch
@@ -185,14 +186,23 @@ class Relay:
 
         :raises UnknownRecordError: no such message or attachment was ingested.
         """
+        await self.write(lambda tx: media.save_media(tx, channel, external_id, index, data, mime))
 
-        def save(tx: Any) -> None:
-            attachment = tx.attachment_by_external(channel, external_id, index)
-            if attachment is None:
-                raise UnknownRecordError(f"{channel}: no attachment {index} of an ingested message with that id")
-            tx.store_attachment_data(attachment.id, data, mime)
+    async def resume_media(self, channel_name: str, channel: Channel) -> int:
+        """Hand ``channel`` the media an earlier run left unfetched; return how many.
 
-        await self.write(save)
+        Called once after the channel started. A channel that fails here is
+        logged; the daemon keeps running and the rows stay for the next start.
+        """
+        pending = await self.bridge.store.read(lambda tx: media.pending_media(tx, channel_name))
+        if not pending:
+            return 0
+        log.info("%s: resuming %d unfetched media file(s)", channel_name, len(pending))
+        try:
+            await channel.resume_media(pending)
+        except Exception:  # boundary: a plugin's failure must not stop the daemon
+            log.exception("%s: resuming media failed", channel_name)
+        return len(pending)
 
     # --- periodic checks and health ------------------------------------------------
 

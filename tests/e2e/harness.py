@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -20,7 +20,7 @@ import pyotp
 from bridge import agents as agents_repo
 from bridge import hookimpl, strategies
 from bridge.app import Bridge
-from bridge.channel import Channel
+from bridge.channel import Channel, PendingMedia
 from bridge.config import load_config
 from bridge.errors import DeliveryError, WindowClosedError
 from bridge.models import Address, DeliveryReceipt, InboundMessage, OutboundMessage, StatusUpdate
@@ -47,9 +47,17 @@ class MemoryChannel(Channel):
         self.max_in_flight = 0
         #: a status report the platform posts before its send answer reaches us (a race real webhooks win)
         self.early_report: StatusUpdate | None = None
+        self.resumed: list[PendingMedia] = []  # what resume_media was handed, in order
 
     async def mark_read(self, sender: str, external_id: str) -> None:
         self.read_marks.append((sender, external_id))
+
+    async def resume_media(self, pending: Sequence[PendingMedia]) -> None:
+        """Fetch each pending file again (its bytes are the media id) and save it."""
+        for item in pending:
+            self.resumed.append(item)
+            media_id = item.attachment.media_id or ""
+            await self.ctx.save_media(item.external_id, item.index, f"bytes of {media_id}".encode(), item.attachment.mime)
 
     async def send(self, message: OutboundMessage) -> DeliveryReceipt:
         self.attempts.append(message)

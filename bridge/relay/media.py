@@ -1,0 +1,66 @@
+"""Media bytes: saving what a channel fetched, and finding what an earlier run left unfetched.
+
+A channel hands the core an inbound message first (so the platform gets its
+200 quickly) and fetches the media bytes afterwards. If the daemon stops in
+between, the attachment row keeps its media id but no file; at the next start
+``pending_media`` lists those rows so the channel can fetch them again.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from ..channel import PendingMedia
+from ..errors import IntegrityError, UnknownRecordError
+from ..models import Attachment
+
+log = logging.getLogger(__name__)
+
+#: Attachment meta keys that are fields of ``bridge.models.Attachment``, not free meta.
+_FIELDS = ("url", "media_id", "filename")
+
+
+def save_media(tx: Any, channel: str, external_id: str, index: int, data: bytes, mime: str | None) -> None:
+    """Store the bytes of attachment ``index`` of the message the platform calls ``external_id``.
+
+    :raises UnknownRecordError: no such message or attachment was ingested.
+    """
+    attachment = tx.attachment_by_external(channel, external_id, index)
+    if attachment is None:
+        raise UnknownRecordError(f"{channel}: no attachment {index} of an ingested message with that id")
+    tx.store_attachment_data(attachment.id, data, mime)
+
+
+def pending_media(tx: Any, channel: str) -> list[PendingMedia]:
+    """Inbound attachments of ``channel`` that have a media id but no stored bytes, oldest first.
+
+    A row that fails its integrity check is logged and skipped: one tampered
+    record must not keep the others from being fetched.
+    """
+    rows = tx.conn.execute(
+        "SELECT a.id, m.id, a.idx FROM attachments a JOIN messages m ON m.id = a.message_id"
+        " WHERE m.channel = ? AND m.direction = 'in' AND a.file IS NULL ORDER BY m.id, a.idx",
+        (channel,),
+    ).fetchall()
+    pending: list[PendingMedia] = []
+    for attachment_id, message_id, _idx in rows:
+        try:
+            record = tx.get_attachment(attachment_id)
+            message = tx.get_message(message_id)
+        except IntegrityError as err:
+            log.error("%s: attachment %d cannot be resumed: %s", channel, attachment_id, err)
+            continue
+        if record is None or message is None or not message.external_id or not record.meta.get("media_id"):
+            continue
+        meta = {k: v for k, v in record.meta.items() if k not in _FIELDS}
+        attachment = Attachment(
+            kind=record.kind,
+            url=record.meta.get("url"),
+            media_id=str(record.meta["media_id"]),
+            mime=record.mime,
+            filename=record.meta.get("filename"),
+            meta=meta,
+        )
+        pending.append(PendingMedia(message.external_id, record.idx, attachment, message.created_at))
+    return pending
