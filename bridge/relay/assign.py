@@ -182,12 +182,32 @@ def _event(tx: Any, conv: Conversation, kind: str, from_agent: int | None, to_ag
     return int(event_id)
 
 
-def _history_line(conv: Conversation, name: str, msg: Message, agents: dict[int, str]) -> str:
+def _history_line(name: str, msg: Message, agents: dict[int, str]) -> str:
     who = {"in": name, "out": agents.get(msg.agent_id or 0, "agent"), "note": "note", "system": "bridge"}
     speaker = who.get(msg.direction, msg.direction)
     if msg.direction == "note":
         speaker = f"note by {agents.get(msg.agent_id or 0, 'agent')}"
-    return f"[#{conv.id} history] {speaker}: {msg.text or '[unreadable]'}"
+    return f"{speaker}: {msg.text if msg.text is not None else '[unreadable]'}"
+
+
+def handoff_text(tx: Any, rctx: RelayContext, conv: Conversation, name: str, *, history: int,
+                 note: str | None, from_agent: Agent | None) -> str:  # fmt: skip
+    """The hand-off an agent receives: header (with note), then the last ``history`` messages.
+
+    One text, so it arrives as one message (the channel splits it if the
+    platform's limit requires) and cannot interleave with other deliveries.
+    """
+    by = f" by {from_agent.name}" if from_agent else ""
+    header = rctx.templates.render(
+        "handoff", None, conversation=conv.id, contact=name, channel=channel_label(conv.channel),
+        from_agent=by, note=f" Note: {note}" if note else "",
+    )  # fmt: skip
+    messages = records.recent_messages(tx, conv.id, history, exclude_status=records.WAITING) if history > 0 else []
+    if not messages:
+        return header
+    names = {a.id: a.name for a in agents_repo.list_agents(tx)}
+    lines = [_history_line(name, msg, names) for msg in messages]
+    return "\n".join([header, f"Last {len(messages)} message(s):", *lines])
 
 
 def assign(
@@ -205,8 +225,8 @@ def assign(
 
     Sets agent and status, writes an ``assigned`` event, makes it the agent's
     current conversation and records the assignment time (round robin); then
-    enqueues a hand-off header (with ``note``) and the last ``history``
-    messages when ``history > 0``, then every customer message not yet
+    enqueues one hand-off message (header, ``note`` and the last ``history``
+    messages) when either is given, then every customer message not yet
     relayed to an agent, oldest first.
     """
     conv = records.get_conversation(tx, conversation_id)
@@ -228,16 +248,8 @@ def assign(
     outbox.clear_flag(tx, QUEUED_NOTICE, str(conversation_id))
     name = display_name(records.contact_name(tx, conv.contact_id), conv.id)
     if history > 0 or note:
-        by = f" by {from_agent.name}" if from_agent else ""
-        header = rctx.templates.render(
-            "handoff", None, conversation=conv.id, contact=name, channel=channel_label(conv.channel),
-            from_agent=by, note=f" Note: {note}" if note else "",
-        )  # fmt: skip
-        notify_agent(tx, rctx, agent, header, conversation_id=conv.id)
-        if history > 0:
-            names = {a.id: a.name for a in agents_repo.list_agents(tx)}
-            for msg in records.recent_messages(tx, conv.id, history, exclude_status=records.WAITING):
-                notify_agent(tx, rctx, agent, _history_line(conv, name, msg, names), conversation_id=conv.id)
+        text = handoff_text(tx, rctx, conv, name, history=history, note=note, from_agent=from_agent)
+        notify_agent(tx, rctx, agent, text, conversation_id=conv.id)
     for msg in records.unrelayed_messages(tx, conv.id):
         relay_to_agent(tx, rctx, conv, agent, msg, contact=name)
 

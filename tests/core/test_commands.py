@@ -191,7 +191,7 @@ async def test_logout_requeues_open_conversations_to_another_online_agent(desk: 
     bob = await desk.agent("bob")
     assert (await desk.conversation(jan)).agent_id == bob.id
     texts = await desk.sent_to("bob")
-    assert texts == [f"[#{jan} Jan · WhatsApp] Handed over to you.", f"[#{jan} history] Jan: Hello?"]
+    assert texts == [f"[#{jan} Jan · WhatsApp] Handed over to you.\nLast 1 message(s):\nJan: Hello?"]
     await desk.say("alice", "/list")
     assert await desk.sent_to("alice") == ["You are not logged in. Send /login CODE."]
 
