@@ -18,7 +18,9 @@ the contract (shared/PROTOCOLS.md §0.4, §2.5-2.9) that a bridge can get wrong:
   (HTTP 200 and a wamid, then a ``failed`` status with 131047 POSTed, signed
   with ``app_secret``, to ``webhook_url``). Templates pass in both modes;
 * ``GET /{version}/{media_id}`` → ``{url, mime_type, sha256 (hex), file_size
-  (string), id}``; the URL serves the bytes only with the bearer header
+  (string), id}`` while the id is younger than 7 days (webhook media ids
+  expire then, PROTOCOLS §2.7; afterwards 400 code 100 as for an unknown
+  id; ``add_media(..., received_at=)`` backdates one); the URL serves the bytes only with the bearer header
   (401 otherwise) and only for ``url_ttl`` seconds (404 afterwards);
   ``expire_next_urls(n)`` hands out n URLs that are already expired;
 * ``GET /{version}/{phone_number_id}`` → the number's profile (used by start()).
@@ -65,6 +67,7 @@ from aiohttp import web
 
 WINDOW = 24 * 3600
 MAX_TEXT = 4096
+MEDIA_ID_LIFETIME = 7 * 24 * 3600
 
 
 @dataclass(frozen=True)
@@ -127,6 +130,7 @@ class _Media:
     data: bytes
     mime: str
     sha256: str
+    received_at: float
 
 
 class FakeWhatsAppCloud:
@@ -189,10 +193,17 @@ class FakeWhatsAppCloud:
         for item in items:
             self._script.append(known_error(item) if isinstance(item, int) else item)
 
-    def add_media(self, data: bytes, mime: str = "image/jpeg", *, sha256: str | None = None) -> str:
-        """Make ``data`` downloadable; return its media id (``sha256`` overrides the announced digest)."""
+    def add_media(
+        self, data: bytes, mime: str = "image/jpeg", *, sha256: str | None = None, received_at: float | None = None
+    ) -> str:
+        """Make ``data`` downloadable; return its media id.
+
+        ``sha256`` overrides the announced digest; ``received_at`` (default
+        now) is when its webhook arrived: the id expires 7 days later.
+        """
         media_id = str(500000000000000 + next(self._ids))
-        self._media[media_id] = _Media(data, mime, sha256 or hashlib.sha256(data).hexdigest())
+        digest = sha256 or hashlib.sha256(data).hexdigest()
+        self._media[media_id] = _Media(data, mime, digest, time.time() if received_at is None else received_at)
         return media_id
 
     def expire_next_urls(self, count: int) -> None:
@@ -337,6 +348,8 @@ class FakeWhatsAppCloud:
                 }
             )
         media = self._media.get(node) if request.match_info["version"] == self.version else None
+        if media is not None and time.time() - media.received_at >= MEDIA_ID_LIFETIME:
+            media = None  # expired ids are answered like ids that never existed
         if media is None:
             return _error(
                 FakeError(

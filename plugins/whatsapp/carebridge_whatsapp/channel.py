@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 from aiohttp import web
@@ -28,7 +28,7 @@ from bridge import (
     SimulatedRequest,
     WindowClosedError,
 )
-from bridge.channel import Channel
+from bridge.channel import Channel, PendingMedia
 from bridge.http import json_error
 from bridge.meta import read_signed_json, signed_body, verify_subscription
 from bridge.models import normalize_e164
@@ -36,7 +36,7 @@ from bridge.parts import SentParts, split_text
 
 from .api import CloudClient
 from .config import WhatsAppConfig
-from .media import MediaFetcher
+from .media import MediaFetcher, message_ref
 from .webhook import OBJECT, PayloadError, parse_payload
 
 
@@ -83,8 +83,21 @@ class WhatsAppChannel(Channel):
         self.ctx.report(ChannelState.CONNECTED, None)
 
     async def stop(self) -> None:
-        """Cancel media downloads still running and wait for them."""
+        """Cancel media downloads still running and wait for them.
+
+        A cancelled download is not lost: the core hands it back to
+        ``resume_media`` at the next start.
+        """
         await self.media.close()
+
+    async def resume_media(self, pending: Sequence[PendingMedia]) -> None:
+        """Schedule the downloads an earlier run left unfinished, as for a fresh webhook.
+
+        Returns at once; media ids older than WhatsApp's 7 days are skipped
+        with a log line.
+        """
+        started = self.media.resume(pending)
+        self.ctx.log.info("resuming %d of %d unfetched media file(s)", started, len(pending))
 
     # -- inbound -------------------------------------------------------------
 
@@ -181,10 +194,10 @@ class WhatsAppChannel(Channel):
         try:
             await self.client.post_message(body)
         except ChannelAuthFailed as err:
-            self.ctx.log.error("marking %s read: token refused (code %s)", external_id, err.code)
+            self.ctx.log.error("marking %s read: token refused (code %s)", message_ref(external_id), err.code)
             self.ctx.report(ChannelState.DEGRADED, "access token refused (code 190)")
         except DeliveryError as err:
-            self.ctx.log.warning("marking %s read failed: %s", external_id, err)
+            self.ctx.log.warning("marking %s read failed: %s", message_ref(external_id), err)
 
     # -- carebridge simulate -------------------------------------------------
 

@@ -50,6 +50,8 @@ class Core:
         self.media: list[tuple[str, int, bytes, str | None]] = []
         self.reports: list[tuple[ChannelState, str | None]] = []
         self.fail_deliver: Exception | None = None
+        self.fail_save: Exception | None = None
+        self.save_attempts = 0
         self.status_arrived = asyncio.Event()
 
     @property
@@ -70,6 +72,9 @@ class Core:
         self.status_arrived.set()
 
     async def save_media(self, external_id: str, index: int, data: bytes, mime: str | None) -> None:
+        self.save_attempts += 1
+        if self.fail_save is not None:
+            raise self.fail_save
         self.media.append((external_id, index, data, mime))
 
     def report(self, state: ChannelState, reason: str | None) -> None:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
+import time
 from typing import Any
 
 import aiohttp
@@ -11,6 +13,9 @@ import pytest
 from aiohttp.test_utils import TestClient
 from carebridge_whatsapp import WhatsAppChannel
 
+from bridge import Attachment
+from bridge.errors import UnknownRecordError
+from bridge.channel import PendingMedia
 from bridge.meta import signed_body
 from tests.fakes.whatsapp_cloud import FakeWhatsAppCloud
 from tests.plugins.whatsapp.conftest import APP_SECRET, TOKEN, Core
@@ -144,6 +149,65 @@ async def test_stop_cancels_downloads_in_progress(
     assert channel.media.pending == 1
     await channel.stop()
     assert channel.media.pending == 0 and core.media == []
+
+
+async def test_download_cancelled_by_a_shutdown_is_fetched_at_the_next_start(
+    webhook: TestClient, channel: WhatsAppChannel, make_channel: Any, fake: FakeWhatsAppCloud, core: Core
+) -> None:
+    channel.media.retry_delays = (3600.0,)
+    media_id = fake.add_media(PICTURE, "image/png")
+    fake.fail_next(2)  # the first lookup fails, the retry would wait an hour
+    assert await post(webhook, media_webhook(("image", media_id))) == 200
+    await channel.stop()
+    assert core.media == [], "the shutdown cancelled the download"
+    # The next run: the core hands back the attachment the store kept without bytes.
+    stored = core.messages[0]
+    restarted: WhatsAppChannel = make_channel()
+    pending = [PendingMedia(stored.external_id, 0, stored.attachments[0], received_at=time.time() - 3600)]
+    await restarted.resume_media(pending)
+    await restarted.media.drain()
+    assert core.media == [("wamid.MEDIA1", 0, PICTURE, "image/png")]
+    assert fake.downloads == [media_id]
+
+
+async def test_resume_skips_media_ids_older_than_seven_days(
+    make_channel: Any, fake: FakeWhatsAppCloud, core: Core, caplog: pytest.LogCaptureFixture
+) -> None:
+    now = time.time()
+    old_at, fresh_at = now - 8 * 86400, now - 6 * 86400
+    old = fake.add_media(b"old bytes", received_at=old_at)
+    fresh = fake.add_media(b"fresh bytes", received_at=fresh_at)
+    pending = [
+        PendingMedia("wamid.OLD", 0, Attachment(kind="image", media_id=old, mime="image/jpeg"), old_at),
+        PendingMedia("wamid.FRESH", 0, Attachment(kind="image", media_id=fresh, mime="image/jpeg"), fresh_at),
+    ]
+    channel: WhatsAppChannel = make_channel()
+    with caplog.at_level(logging.INFO, logger="carebridge.whatsapp"):
+        await channel.resume_media(pending)
+        await channel.media.drain()
+    assert core.media == [("wamid.FRESH", 0, b"fresh bytes", "image/jpeg")]
+    assert f"GET /v25.0/{old}" not in fake.calls, "an expired media id is not even asked for"
+    assert "media id expired" in caplog.text and "resuming 1 of 2" in caplog.text
+    assert "wamid." not in caplog.text, "message ids (which encode phone numbers) are never logged"
+    await channel.stop()
+
+
+async def test_media_of_an_erased_message_is_dropped_without_retries(
+    webhook: TestClient, channel: WhatsAppChannel, fake: FakeWhatsAppCloud, core: Core
+) -> None:
+    core.fail_save = UnknownRecordError("whatsapp: no attachment 0 of an ingested message with that id")
+    assert await post(webhook, media_webhook(("image", fake.add_media(PICTURE)))) == 200
+    await channel.media.drain()
+    assert core.save_attempts == 1 and len(fake.downloads) == 1
+
+
+async def test_fake_refuses_media_ids_older_than_seven_days(
+    fake: FakeWhatsAppCloud, section: dict[str, Any], http: aiohttp.ClientSession
+) -> None:
+    media_id = fake.add_media(PICTURE, received_at=time.time() - 7 * 86400)
+    async with http.get(f"{section['graph_url']}/{media_id}", headers={"Authorization": f"Bearer {TOKEN}"}) as resp:
+        body = await resp.json()
+    assert resp.status == 400 and body["error"]["code"] == 100
 
 
 async def test_fake_serves_media_only_with_the_bearer_token(
