@@ -3,8 +3,14 @@
 Graph errors are decided by ``error.code``/``error_subcode`` (Meta asks
 integrators not to rely on HTTP status or titles); :func:`classify` maps each
 documented code to the core's error types so the outbox knows whether a retry
-can help. The Page token travels in the ``Authorization`` header, so no URL
-this module builds or reports ever holds a secret.
+can help.
+
+The Page token travels as the ``access_token`` query parameter, as every
+official Send API example shows (PROTOCOLS §1.4; the Authorization header is
+unconfirmed for this endpoint). The URL with the token therefore exists only
+inside aiohttp's request: errors name the failure class and never chain the
+aiohttp exception (whose text or request info may carry the full URL), and
+``repr`` shows the URL without its query.
 """
 
 from __future__ import annotations
@@ -33,7 +39,7 @@ _TIMEOUT = aiohttp.ClientTimeout(total=30)
 
 
 class GraphClient:
-    """Post to ``{graph_url}/{page_id}/messages`` with the Page token.
+    """Post to ``{graph_url}/{page_id}/messages?access_token=…`` with the Page token.
 
     :param http: the core's shared session (never one of our own).
     """
@@ -41,7 +47,7 @@ class GraphClient:
     def __init__(self, http: aiohttp.ClientSession, graph_url: str, page_id: str, token: str) -> None:
         self._http = http
         self._url = f"{graph_url}/{page_id}/messages"
-        self._headers = {"Authorization": f"Bearer {token}"}
+        self._params = {"access_token": token}
 
     def __repr__(self) -> str:
         return f"GraphClient({self._url!r})"
@@ -54,15 +60,18 @@ class GraphClient:
             network failures and timeouts are retryable.
         """
         try:
-            async with self._http.post(self._url, json=body, headers=self._headers, timeout=_TIMEOUT) as resp:
+            async with self._http.post(
+                self._url, json=body, params=self._params, timeout=_TIMEOUT, allow_redirects=False
+            ) as resp:
                 status = resp.status
                 raw = await resp.read()
                 retry_after = _retry_after(resp.headers.get("Retry-After"))
         except (TimeoutError, aiohttp.ClientError) as err:
-            # Name the failure class only: aiohttp's messages may quote the URL.
+            # Name the failure class only, and do not chain: aiohttp's exceptions
+            # may quote the URL, which carries the token.
             raise DeliveryError(
                 f"Graph API unreachable ({type(err).__name__})", retryable=True, code="network"
-            ) from err
+            ) from None
         answer = _json_or_none(raw)
         if status != 200:
             raise classify(GraphError.from_response(status, answer), retry_after)

@@ -42,8 +42,6 @@ from .webhook import CHANNEL, METADATA_TAG, PayloadError, is_page_event, parse_e
 STANDARD_WINDOW = 24 * 3600.0
 #: The ``HUMAN_AGENT`` tag extends an agent's replies to this long.
 HUMAN_AGENT_WINDOW = 7 * 24 * 3600.0
-# Split sends resume after their last accepted part when the outbox retries;
-# remember at most this many unfinished deliveries.
 
 
 class MessengerChannel(Channel):
@@ -58,6 +56,7 @@ class MessengerChannel(Channel):
         self.settings = MessengerConfig.from_section(config)
         settings = self.settings
         self.client = GraphClient(ctx.http, settings.graph_url, settings.page_id, settings.page_access_token)
+        # Split sends resume after their last accepted part when the outbox retries.
         self._partial = SentParts()
 
     @classmethod

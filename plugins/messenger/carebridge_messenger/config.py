@@ -25,7 +25,7 @@ class MessengerConfig:
     """Settings of the Messenger channel.
 
     :param page_id: the Facebook Page's numeric id; sends go to ``{graph_url}/{page_id}/messages``.
-    :param page_access_token: the Page token (sent in the Authorization header, never in a URL).
+    :param page_access_token: the Page token (sent as the ``access_token`` query parameter; never logged).
     :param app_secret: the app secret that signs webhook POSTs (``X-Hub-Signature-256``).
     :param verify_token: the token typed in the App Dashboard for the ``hub.*`` handshake.
     :param graph_url: the Graph API base including its version.

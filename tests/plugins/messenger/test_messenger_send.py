@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 import time
+import traceback
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 from carebridge_messenger import MessengerChannel
 from carebridge_messenger.api import classify
-
-from bridge.parts import split_text
 
 from bridge import (
     ChannelAuthFailed,
@@ -20,8 +20,9 @@ from bridge import (
     WindowClosedError,
 )
 from bridge.meta import GraphError
+from bridge.parts import split_text
 from tests.fakes.messenger_graph import FakeMessengerGraph
-from tests.plugins.messenger.conftest import Core
+from tests.plugins.messenger.conftest import PAGE_TOKEN, Core
 
 PSID = "2000000000000001"
 HOUR = 3600.0
@@ -191,7 +192,7 @@ async def test_server_error_without_graph_body_is_retryable(
 
 
 async def test_network_failure_is_retryable_and_names_no_url(
-    section: dict[str, Any], make_channel: Callable[[dict[str, Any]], MessengerChannel]
+    section: dict[str, Any], make_channel: Callable[[dict[str, Any]], MessengerChannel], caplog: pytest.LogCaptureFixture
 ) -> None:
     # Nothing listens on the discard port of loopback.
     channel = make_channel({**section, "graph_url": "http://127.0.0.1:9/v25.0"})
@@ -199,15 +200,26 @@ async def test_network_failure_is_retryable_and_names_no_url(
         await channel.send(_out())
     assert info.value.retryable is True and info.value.code == "network"
     assert "127.0.0.1" not in str(info.value)
+    # The URL carries the token: not even a logged traceback may show it.
+    logging.getLogger("carebridge.outbox").error("send failed", exc_info=info.value)
+    assert PAGE_TOKEN not in "".join(traceback.format_exception(info.value)) and PAGE_TOKEN not in caplog.text
 
 
-async def test_token_goes_in_the_authorization_header_not_the_url(
-    channel: MessengerChannel, graph: FakeMessengerGraph
+async def test_token_goes_in_the_access_token_query_as_meta_documents(
+    channel: MessengerChannel, graph: FakeMessengerGraph, caplog: pytest.LogCaptureFixture
 ) -> None:
     graph.customer_wrote(PSID)
-    await channel.send(_out())
-    assert graph.auth == ["bearer"]
-    assert graph.urls == ["/v25.0/100000000000001/messages"]
+    with caplog.at_level(logging.DEBUG):
+        await channel.send(_out())
+        graph.fail_next(1, code=190)
+        with pytest.raises(ChannelAuthFailed) as info:
+            await channel.send(_out())
+    assert graph.auth == ["query", "query"]
+    assert graph.urls[0] == f"/v25.0/100000000000001/messages?access_token={PAGE_TOKEN}"
+    assert PAGE_TOKEN not in str(info.value) and PAGE_TOKEN not in repr(channel.client)
+    assert PAGE_TOKEN not in "".join(traceback.format_exception(info.value))
+    ours = [r.getMessage() for r in caplog.records if r.name != "aiohttp.access"]  # that one is the fake's
+    assert ours and not any(PAGE_TOKEN in line for line in ours)
 
 
 async def test_empty_text_is_refused_before_any_request(channel: MessengerChannel, graph: FakeMessengerGraph) -> None:
