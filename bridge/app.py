@@ -226,11 +226,19 @@ class Bridge:
             self.report_channel(name, ChannelState.TRANSIENT_DISCONNECT, str(err))
             self.spawn(self._retry_start(name, channel), name=f"start-{name}")
             return
-        self._after_start(name, channel)
+        await self._after_start(name, channel)
 
-    def _after_start(self, name: str, channel: Channel) -> None:
+    async def _after_start(self, name: str, channel: Channel) -> None:
+        """A channel is up: mark it connected, hand it unfetched media, start its receive loop.
+
+        ``relay.resume_media`` is called directly (a Relay without it is a
+        wiring error, raised here): media an earlier run acknowledged but never
+        fetched must not be forgotten. Channels schedule those downloads and
+        return (see ``Channel.resume_media``), so start-up is not held up.
+        """
         if self.channel_state(name)[0] is not ChannelState.CONNECTED:
             self.report_channel(name, ChannelState.CONNECTED)
+        await self.relay.resume_media(name, channel)
         if type(channel).run is not Channel.run:
             self.spawn(self._supervise_run(name, channel), name=f"run-{name}")
 
@@ -251,7 +259,7 @@ class Bridge:
                 log.exception("channel %s: start failed", name)
                 self.report_channel(name, ChannelState.DEGRADED, f"{type(err).__name__}: {err}")
                 continue
-            self._after_start(name, channel)
+            await self._after_start(name, channel)
             return
 
     async def _supervise_run(self, name: str, channel: Channel) -> None:

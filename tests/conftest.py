@@ -26,8 +26,8 @@ import time
 from aiohttp import web
 
 from bridge import (
-    Channel, ChannelAuthError, ChannelUnavailable, ConfigError, DeliveryReceipt, InboundMessage, SimulatedRequest,
-    hookimpl,
+    Attachment, Channel, ChannelAuthError, ChannelUnavailable, ConfigError, DeliveryReceipt, InboundMessage,
+    SimulatedRequest, hookimpl,
 )
 
 
@@ -44,6 +44,7 @@ class AcmeChannel(Channel):
             raise ConfigError(f"channels.acme.{unknown[0]}: unknown key")
 
     starts = 0
+    resumed = []  # (external_id, index, media_id) handed to resume_media, across instances
 
     async def start(self):
         type(self).starts += 1
@@ -64,8 +65,9 @@ class AcmeChannel(Channel):
             body = await request.read()
             data = json.loads(body)
             await asyncio.sleep(float(request.headers.get("X-Acme-Delay", "0")))  # a slow platform handler
+            media = tuple(Attachment(kind="image", media_id=m, mime="image/png") for m in data.get("media", ()))
             await self.ctx.deliver([InboundMessage(channel="acme", sender=data["from"], external_id=data["id"],
-                                                   text=data["text"], timestamp=time.time())])
+                                                   text=data["text"], timestamp=time.time(), attachments=media)])
             return web.json_response({"ok": True})
 
         async def boom(request):
@@ -75,6 +77,12 @@ class AcmeChannel(Channel):
         app.router.add_post("/", receive)
         app.router.add_get("/boom", boom)
         return app
+
+    async def resume_media(self, pending):
+        # Media ids are fetched "from Acme" as their own bytes.
+        for item in pending:
+            type(self).resumed.append((item.external_id, item.index, item.attachment.media_id))
+            await self.ctx.save_media(item.external_id, item.index, item.attachment.media_id.encode(), "image/png")
 
     @classmethod
     def simulate(cls, section, sender, text):

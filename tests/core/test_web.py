@@ -225,3 +225,29 @@ async def test_client_session_is_shared_with_channels(make_bridge: BridgeFactory
     assert channel.ctx.http is instance.http
     assert isinstance(instance.http, aiohttp.ClientSession)
     assert channel.ctx.max_body == instance.config.server.max_body
+
+
+async def test_media_left_unfetched_goes_to_the_channel_at_the_next_start(
+    make_bridge: BridgeFactory, aiohttp_client: Any, acme: ModuleType
+) -> None:
+    acme.AcmeChannel.resumed = []
+    first = await make_bridge()
+    client = await aiohttp_client(make_app(first))
+    body = json.dumps({"from": "ann-1", "text": "photo", "id": "m-1", "media": ["media-photo"]})
+    response = await client.post("/webhooks/acme", data=body, headers={"X-Acme-Token": "acme-token"})
+    assert response.status == 200, await response.text()
+    await client.close()  # stopped before Acme's media was ever fetched
+    await first.close()
+    assert acme.AcmeChannel.resumed == []
+
+    second = await make_bridge()
+    await second.start()
+    assert acme.AcmeChannel.resumed == [("m-1", 0, "media-photo")]
+    stored = await second.store.read(lambda tx: tx.read_attachment(tx.attachment_by_external("acme", "m-1", 0).id))
+    assert stored == b"media-photo"
+    await second.close()
+
+    third = await make_bridge()
+    await third.start()
+    assert len(acme.AcmeChannel.resumed) == 1  # fetched once, never handed out again
+
