@@ -1,18 +1,22 @@
 """``carebridge check-config``: validate everything ``run`` would, start nothing.
 
-It runs the same loader and the same plugin and channel checks as start-up
-(``bridge.app.channel_problems``), so "check-config passes" means "run will
-not stop on its configuration". Every problem is printed, one per line.
+It runs the same loader, the same plugin and channel checks as start-up
+(``bridge.app.channel_problems``) and loads the rules and templates files as
+the relay will (``bridge.relay.config_problems``), so "check-config passes"
+means "run will not stop on its configuration". Every problem is printed, one
+per line.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 
 from ..app import channel_problems
 from ..config import Config, load_config
 from ..plugins import make_plugin_manager
+from ..relay import config_problems
 from . import add_config_option
 
 
@@ -30,11 +34,28 @@ def file_problems(config: Config) -> list[str]:
     return problems
 
 
+def relay_problems(config: Config) -> list[str]:
+    """Syntax and structure errors in the rules and templates files (``FILE:LINE: reason``).
+
+    A file already reported missing by ``file_problems`` is not read again.
+    """
+    routing, templates = config.routing, config.templates
+    if routing.rules_file is not None and not routing.rules_file.is_file():
+        routing = dataclasses.replace(routing, rules_file=None)
+    if templates.file is not None and not templates.file.is_file():
+        templates = dataclasses.replace(templates, file=None)
+    return config_problems(dataclasses.replace(config, routing=routing, templates=templates))
+
+
 def run_check_config(args: argparse.Namespace) -> int:
     """Print ``OK`` and exit 0, or print every problem and exit 1."""
     config = load_config(args.config)  # a ConfigError here is reported by cli.main, exit 1
     registry = getattr(args, "plugin_registry", None) or make_plugin_manager()
-    problems = file_problems(config) + [str(p) for p in channel_problems(config, registry)]
+    problems = [
+        *file_problems(config),
+        *relay_problems(config),
+        *(str(p) for p in channel_problems(config, registry)),
+    ]
     if problems:
         for problem in problems:
             print(f"carebridge: {problem}", file=sys.stderr)

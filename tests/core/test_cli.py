@@ -84,6 +84,25 @@ def test_check_config_reports_missing_files(tmp_path: Path) -> None:
     assert f"templates.file: file {tmp_path / 't.yaml'} not found" in err
 
 
+def test_check_config_reports_broken_rules_and_templates_files_with_their_line(tmp_path: Path) -> None:
+    (tmp_path / "rules.yaml").write_text("queues:\n  billing: Invoices\nrules:\n  - queue: [billing\n")
+    (tmp_path / "templates.yaml").write_text("closed:\n  en: Bye\nqueued:\n  en: 'Hi {nmae}'\n")
+    config = write_config(tmp_path, "[routing]\nrules_file = 'rules.yaml'\n[templates]\nfile = 'templates.yaml'\n")
+    status, out, err = run_cli_sync("check-config", "-c", str(config))
+    assert (status, out) == (1, "")
+    lines = err.splitlines()
+    assert len(lines) == 2, err
+    assert lines[0].startswith(f"carebridge: {tmp_path / 'rules.yaml'}:5:")
+    assert lines[1].startswith(f"carebridge: {tmp_path / 'templates.yaml'}:4:")
+    assert "unknown field {nmae}" in lines[1]
+    # Fixed files pass: the same loaders as start-up, nothing else to complain about.
+    (tmp_path / "rules.yaml").write_text("queues:\n  billing: Invoices\nrules:\n  - queue: billing\n    keywords: [refund]\n")
+    (tmp_path / "templates.yaml").write_text("")
+    status, out, err = run_cli_sync("check-config", "-c", str(config))
+    assert (status, err) == (0, ""), err
+    assert "configuration OK" in out
+
+
 def test_check_config_runs_the_channel_plugins_validator(tmp_path: Path, plugin_site: Path) -> None:
     config = write_config(tmp_path, "[channels.acme]\ntoken = ''\n")
     status, _, err = run_cli_sync("check-config", "-c", str(config), env=site_env(plugin_site))
