@@ -15,6 +15,7 @@ import secrets
 import time
 from collections import Counter
 from collections.abc import Mapping
+from types import MappingProxyType
 from typing import Any, ClassVar
 
 from aiohttp import web
@@ -42,6 +43,8 @@ from .webhook import CHANNEL, METADATA_TAG, PayloadError, is_page_event, parse_e
 STANDARD_WINDOW = 24 * 3600.0
 #: The ``HUMAN_AGENT`` tag extends an agent's replies to this long.
 HUMAN_AGENT_WINDOW = 7 * 24 * 3600.0
+RESPONSE: Mapping[str, str] = MappingProxyType({"messaging_type": "RESPONSE"})
+HUMAN_AGENT: Mapping[str, str] = MappingProxyType({"messaging_type": "MESSAGE_TAG", "tag": "HUMAN_AGENT"})
 
 
 class MessengerChannel(Channel):
@@ -85,14 +88,23 @@ class MessengerChannel(Channel):
         """Send ``message.text`` to a PSID, split at word boundaries when longer than 2000.
 
         Messenger's Send API documents no quoting parameter, so ``reply_to``
-        is not sent; there are no re-engagement templates either, so
-        ``template`` changes nothing: the window rules decide.
+        is not sent. Messenger has no re-engagement templates: a delivery
+        asking for one is refused before any request (it would otherwise
+        reach the customer as the core's placeholder text). When Meta answers
+        a ``RESPONSE`` with "outside of allowed window" (10/2018278, its clock
+        and ours disagree), the part is sent once more with the
+        ``HUMAN_AGENT`` tag, as PROTOCOLS §1.6 prescribes for human replies.
 
         :raises WindowClosedError: the customer last wrote over 7 days ago (or
-            never); raised before any request is made.
+            never), or a template was asked for; raised before any request.
         :raises ChannelAuthFailed: Meta refused the Page token (code 190).
         :raises DeliveryError: ``retryable`` per Meta's error code.
         """
+        if message.template:
+            raise WindowClosedError(
+                "Messenger has no re-engagement templates: the customer must write to the Page first",
+                code="no_template",
+            )
         window = self._window(message.last_inbound_at, time.time())
         if not message.text.strip():
             raise DeliveryError("nothing to send: the message text is empty", retryable=False, code="empty")
@@ -105,7 +117,13 @@ class MessengerChannel(Channel):
                     "message": {"text": part, "metadata": f"{METADATA_TAG}{message.delivery_id}"},
                     **window,
                 }
-                done.append(await self.client.send_message(body))
+                try:
+                    done.append(await self.client.send_message(body))
+                except WindowClosedError:
+                    if window != RESPONSE:
+                        raise
+                    window = HUMAN_AGENT
+                    done.append(await self.client.send_message({**body, **window}))
         except DeliveryError as err:
             if isinstance(err, ChannelAuthFailed):
                 self.ctx.log.error(
@@ -124,14 +142,14 @@ class MessengerChannel(Channel):
         await self.client.post({"recipient": {"id": sender}, "sender_action": "mark_seen"})
 
     @staticmethod
-    def _window(last_inbound_at: float | None, now: float) -> dict[str, str]:
+    def _window(last_inbound_at: float | None, now: float) -> Mapping[str, str]:
         if last_inbound_at is None:
             raise WindowClosedError("the recipient has never written to the Page on Messenger", code="window_closed")
         age = now - last_inbound_at
         if age < STANDARD_WINDOW:
-            return {"messaging_type": "RESPONSE"}
+            return RESPONSE
         if age < HUMAN_AGENT_WINDOW:
-            return {"messaging_type": "MESSAGE_TAG", "tag": "HUMAN_AGENT"}
+            return HUMAN_AGENT
         raise WindowClosedError(
             "the recipient last wrote more than 7 days ago; Messenger allows no reply", code="window_closed"
         )

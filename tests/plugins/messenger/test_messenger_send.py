@@ -65,13 +65,43 @@ async def test_closed_window_raises_without_calling_the_api(
     assert graph.requests == []
 
 
-async def test_fake_refuses_an_untagged_send_after_24h(channel: MessengerChannel, graph: FakeMessengerGraph) -> None:
+async def test_untagged_send_refused_after_24h_is_resent_with_the_human_agent_tag(
+    channel: MessengerChannel, graph: FakeMessengerGraph
+) -> None:
     # The core believes the customer wrote recently, Meta knows better: 10/2018278.
     graph.customer_wrote(PSID, time.time() - 30 * HOUR)
+    receipt = await channel.send(_out(wrote_ago=HOUR))
+    first, second = graph.requests
+    assert first["messaging_type"] == "RESPONSE" and "tag" not in first
+    assert (second["messaging_type"], second["tag"]) == ("MESSAGE_TAG", "HUMAN_AGENT")
+    assert texts_and_types(graph) == [("Hello from support", "MESSAGE_TAG")]
+    assert receipt.external_ids == (graph.sent[0]["_message_id"],)
+
+
+async def test_window_closed_on_meta_side_even_for_the_tag_is_window_closed(
+    channel: MessengerChannel, graph: FakeMessengerGraph
+) -> None:
+    graph.customer_wrote(PSID, time.time() - 8 * 24 * HOUR)
     with pytest.raises(WindowClosedError) as info:
         await channel.send(_out(wrote_ago=HOUR))
     assert info.value.code == "10"
-    assert graph.sent == []
+    assert graph.sent == [] and len(graph.requests) == 2
+
+
+async def test_a_template_is_refused_without_any_request(channel: MessengerChannel, graph: FakeMessengerGraph) -> None:
+    graph.customer_wrote(PSID)
+    message = OutboundMessage(
+        delivery_id=9, channel="messenger", recipient=PSID, text="[re-engagement template]",
+        last_inbound_at=time.time() - 2 * 24 * HOUR, template=True,
+    )  # fmt: skip
+    with pytest.raises(WindowClosedError) as info:
+        await channel.send(message)
+    assert info.value.code == "no_template" and info.value.retryable is False
+    assert graph.requests == [], "the core's placeholder text never reaches the customer"
+
+
+def texts_and_types(graph: FakeMessengerGraph) -> list[tuple[str, str]]:
+    return [(b["message"]["text"], b["messaging_type"]) for b in graph.sent]
 
 
 async def test_long_text_is_split_at_word_boundaries_in_order(
@@ -147,10 +177,11 @@ async def test_unknown_psid_is_permanent(channel: MessengerChannel, graph: FakeM
 
 async def test_window_error_code_is_window_closed(channel: MessengerChannel, graph: FakeMessengerGraph) -> None:
     graph.customer_wrote(PSID)
-    graph.fail_next(1, code=10, subcode=2018278)
+    graph.fail_next(2, code=10, subcode=2018278)  # refused untagged, then tagged
     with pytest.raises(WindowClosedError) as info:
         await channel.send(_out())
     assert info.value.code == "10" and "subcode 2018278" in str(info.value)
+    assert [r.get("messaging_type") for r in graph.requests] == ["RESPONSE", "MESSAGE_TAG"]
 
 
 async def test_code_10_without_the_window_subcode_is_a_permanent_permission_error(
