@@ -57,14 +57,17 @@ def make_plugin_manager(
 ) -> PluginRegistry:
     """Build the plugin manager, load entry points, collect channel classes.
 
-    A plugin that fails to import is recorded with its reason (see
-    ``PluginRegistry.failures``) instead of raising, so that the caller can
-    decide whether it matters (it does when its channel is enabled).
+    An installed plugin that fails to import, implements a hook that does not
+    exist (a typo), or whose ``register_channels`` fails is unregistered and
+    recorded with its reason (see ``PluginRegistry.failures``) instead of
+    raising, so that the caller decides whether it matters (it does when its
+    channel is enabled) and ``carebridge --help`` still works.
 
-    :param plugins: extra ``(name, module_or_object)`` pairs to register (tests).
+    :param plugins: extra ``(name, module_or_object)`` pairs to register
+        (tests); their mistakes raise at once.
     :param required: plugin names that must load.
-    :raises PluginLoadError: a required plugin is missing or failed, a
-        hookimpl does not match any spec, or two plugins register one channel name.
+    :raises PluginLoadError: a required plugin is missing or failed, or an
+        extra plugin has an unknown hook or registers a taken channel name.
     """
     pm = pluggy.PluginManager(ENTRY_POINT_GROUP)
     pm.add_hookspecs(hookspecs)
@@ -74,18 +77,14 @@ def make_plugin_manager(
     for name, plugin in plugins:
         pm.register(plugin, name=name)
         registry.plugins.setdefault(name, PluginInfo(name=name))
+    _check_hooks(registry)
+    _collect_channels(registry)
     missing = sorted(set(required) - {n for n, info in registry.plugins.items() if not info.error})
     if missing:
         details = "; ".join(
             f"{n}: {registry.plugins[n].error}" if n in registry.plugins else f"{n}: not installed" for n in missing
         )
         raise PluginLoadError(f"required plugins not available: {details}")
-    try:
-        pm.check_pending()
-    except pluggy.PluginValidationError as err:
-        name = pm.get_name(err.plugin) or repr(err.plugin)
-        raise PluginLoadError(f"plugin {name!r} has an unknown hook: {err}") from err
-    _collect_channels(registry)
     return registry
 
 
@@ -101,8 +100,33 @@ def _load_entry_points(registry: PluginRegistry) -> None:
             plugin = ep.load()
             registry.pm.register(plugin, name=ep.name)
         except Exception as err:  # boundary: a broken plugin is reported, not fatal by itself
-            info.error = f"{type(err).__name__}: {err}"
-            log.error("plugin %s (%s) failed to load: %s", ep.name, dist, info.error)
+            _fail(registry, ep.name, f"{type(err).__name__}: {err}")
+
+
+def _fail(registry: PluginRegistry, name: str, reason: str) -> None:
+    """Record an installed plugin as failed and unregister it; an extra (test) plugin raises."""
+    info = registry.plugins.get(name)
+    if info is None or info.distribution is None:
+        raise PluginLoadError(f"plugin {name!r}: {reason}")
+    info.error = reason
+    plugin = registry.pm.get_plugin(name)
+    if plugin is not None:
+        registry.pm.unregister(plugin)
+    for channel in info.channels:
+        registry.channels.pop(channel, None)
+    info.channels.clear()
+    log.error("plugin %s (%s) failed to load: %s", name, info.distribution, reason)
+
+
+def _check_hooks(registry: PluginRegistry) -> None:
+    """Refuse hook implementations that match no hook (a misspelt name would never be called)."""
+    while True:
+        try:
+            registry.pm.check_pending()
+            return
+        except pluggy.PluginValidationError as err:
+            name = registry.pm.get_name(err.plugin) or repr(err.plugin)
+            _fail(registry, name, str(err))  # "unknown hook 'x' in plugin <module ...>"
 
 
 def _collect_channels(registry: PluginRegistry) -> None:
@@ -111,13 +135,18 @@ def _collect_channels(registry: PluginRegistry) -> None:
 
         def register(cls: type[Channel], owner: str = owner) -> None:
             if not (isinstance(cls, type) and issubclass(cls, Channel)):
-                raise PluginLoadError(f"plugin {owner!r} registered {cls!r}, which is not a Channel subclass")
+                raise PluginLoadError(f"register_channels: {cls!r} is not a Channel subclass")
             if cls.name in registry.channels:
-                raise PluginLoadError(f"plugin {owner!r} registers channel {cls.name!r}, which another plugin already has")
+                raise PluginLoadError(f"register_channels: channel {cls.name!r} is already registered by another plugin")
             registry.channels[cls.name] = cls
             registry.plugins.setdefault(owner, PluginInfo(name=owner)).channels.append(cls.name)
 
-        impl.function(register=register)
+        try:
+            impl.function(register=register)
+        except PluginLoadError as err:
+            _fail(registry, owner, str(err))
+        except Exception as err:  # boundary: a plugin's own bug is reported by name, not a traceback
+            _fail(registry, owner, f"register_channels: {type(err).__name__}: {err}")
 
 
 async def notify(hook: pluggy.HookCaller, **kwargs: Any) -> None:

@@ -10,10 +10,15 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from ..errors import BridgeError
+
+if TYPE_CHECKING:
+    from ..plugins import PluginRegistry
 
 # Core subcommand modules, in the order ``--help`` lists them.
 _SUBCOMMANDS = ("init", "run", "check_config", "plugins", "agent", "keys", "gdpr", "audit", "simulate")
@@ -42,21 +47,39 @@ def build_parser(*, with_plugins: bool = True) -> argparse.ArgumentParser:
         from ..plugins import make_plugin_manager
 
         registry = make_plugin_manager()
-        registry.pm.hook.register_cli(subparsers=sub)
+        _add_plugin_commands(registry, sub)
         # Commands reuse this registry (args.plugin_registry) instead of loading plugins twice.
         parser.set_defaults(plugin_registry=registry)
     return parser
 
 
+def _add_plugin_commands(registry: PluginRegistry, sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """Call each plugin's ``register_cli``; one that fails is named on stderr, the others still count."""
+    for impl in registry.pm.hook.register_cli.get_hookimpls():
+        try:
+            impl.function(**{name: sub for name in impl.argnames})
+        except Exception as err:  # boundary: a plugin's bug must not take the whole CLI (and --help) down
+            print(f"carebridge: plugin {impl.plugin_name!r}: register_cli failed: {err!r}", file=sys.stderr)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; return the exit status."""
-    parser = build_parser()
+    try:
+        parser = build_parser()
+    except BridgeError as err:
+        print(f"carebridge: {err}", file=sys.stderr)
+        return 1
     args = parser.parse_args(argv)
     try:
         result = args.func(args)
+        sys.stdout.flush()
     except BridgeError as err:
         print(f"carebridge: {err}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # The reader went away (`carebridge agent list | head`): not an error worth a traceback.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
     return int(result or 0)

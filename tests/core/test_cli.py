@@ -24,6 +24,42 @@ def test_help_works_without_any_config(tmp_path: Path) -> None:
         assert command in out
 
 
+def test_help_and_plugins_survive_installed_plugins_with_wrong_hooks(tmp_path: Path) -> None:
+    from tests.core.test_plugins import install_bad_plugins
+
+    site = tmp_path / "site"
+    install_bad_plugins(site)
+    status, out, err = run_cli_sync("--help", cwd=tmp_path, env=site_env(site))
+    assert status == 0 and "check-config" in out
+    assert "typo (typo-plugin) failed to load: unknown hook 'mesage_received'" in err
+    assert "carebridge: plugin 'clibug': register_cli failed: RuntimeError('no cli')" in err
+    assert "Traceback" not in err
+    status, out, err = run_cli_sync("plugins", cwd=tmp_path, env=site_env(site))
+    assert status == 1 and "Traceback" not in err
+    assert "zdup (zdup-plugin 0.2): FAILED to load: register_channels: channel 'messenger' is already" in out
+    assert "buggy (buggy-plugin 0.3): FAILED to load: register_channels: RuntimeError: oops" in out
+    assert "messenger (carebridge-messenger " in out
+
+
+def test_a_closed_stdout_is_not_a_traceback(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from tests.daemon import _cli_env
+
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # the reader is gone before anything is written: `carebridge plugins | head -0`
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "bridge", "plugins"],
+            cwd=tmp_path, env=_cli_env(None), stdout=write_end, stderr=subprocess.PIPE, timeout=60, check=False,
+        )
+    finally:
+        os.close(write_end)
+    assert done.returncode == 1
+    assert done.stderr.decode() == ""
+
+
 def test_init_writes_a_working_config_and_a_private_key(tmp_path: Path) -> None:
     target = tmp_path / "etc"
     status, out, err = run_cli_sync("init", str(target), cwd=tmp_path)

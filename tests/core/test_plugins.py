@@ -12,6 +12,7 @@ import pytest
 from bridge import hookimpl
 from bridge.errors import PluginLoadError
 from bridge.plugins import make_plugin_manager, notify
+from tests.conftest import install_plugin
 
 
 def test_third_party_plugin_found_through_a_real_dist_info(plugin_site: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -42,7 +43,7 @@ def test_misspelt_hookimpl_is_refused_by_name() -> None:
         def mesage_received(self, bridge: object, message: object) -> None:
             """Misspelt on purpose."""
 
-    with pytest.raises(PluginLoadError, match="plugin 'typo' has an unknown hook"):
+    with pytest.raises(PluginLoadError, match="plugin 'typo': unknown hook 'mesage_received'"):
         make_plugin_manager(load_entry_points=False, plugins=[("typo", Typo())])
 
 
@@ -85,7 +86,45 @@ def test_two_plugins_cannot_register_one_channel_name(plugin_site: Path, monkeyp
             def register_channels(self, register: object) -> None:
                 register(acme_chat.AcmeChannel)  # type: ignore[operator]
 
-        with pytest.raises(PluginLoadError, match="registers channel 'acme', which another plugin already has"):
+        with pytest.raises(PluginLoadError, match="plugin 'copycat': register_channels: channel 'acme' is already registered"):
             make_plugin_manager(plugins=[("copycat", Copycat())])
     finally:
         sys.modules.pop("acme_chat", None)
+
+
+BAD_PLUGINS = {
+    "typo_plugin": "from bridge import hookimpl\n\n@hookimpl\ndef mesage_received(bridge, message):\n    pass\n",
+    "zdup_plugin": (
+        "from bridge import Channel, hookimpl\n\n"
+        "class Impostor(Channel):\n    name = 'messenger'\n\n    async def send(self, message):\n        raise NotImplementedError\n\n"
+        "@hookimpl\ndef register_channels(register):\n    register(Impostor)\n"
+    ),
+    "buggy_plugin": "from bridge import hookimpl\n\n@hookimpl\ndef register_channels(register):\n    raise RuntimeError('oops')\n",
+    "clibug_plugin": "from bridge import hookimpl\n\n@hookimpl\ndef register_cli(subparsers):\n    raise RuntimeError('no cli')\n",
+}
+
+
+def install_bad_plugins(site: Path) -> None:
+    """Installed plugins that import fine but are wrong: a misspelt hook, a taken channel, two crashes."""
+    install_plugin(site, "typo-plugin", "0.1", {"typo": "typo_plugin"}, {"typo_plugin": BAD_PLUGINS["typo_plugin"]})
+    install_plugin(site, "zdup-plugin", "0.2", {"zdup": "zdup_plugin"}, {"zdup_plugin": BAD_PLUGINS["zdup_plugin"]})
+    install_plugin(site, "buggy-plugin", "0.3", {"buggy": "buggy_plugin"}, {"buggy_plugin": BAD_PLUGINS["buggy_plugin"]})
+    install_plugin(site, "clibug", "0.4", {"clibug": "clibug_plugin"}, {"clibug_plugin": BAD_PLUGINS["clibug_plugin"]})
+
+
+def test_installed_plugins_with_wrong_hooks_are_reported_by_name_not_fatal(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    install_bad_plugins(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    for module in BAD_PLUGINS:
+        monkeypatch.delitem(sys.modules, module, raising=False)
+    registry = make_plugin_manager()
+    assert registry.failures["typo"].startswith("unknown hook 'mesage_received'")
+    assert registry.failures["zdup"] == "register_channels: channel 'messenger' is already registered by another plugin"
+    assert registry.failures["buggy"] == "register_channels: RuntimeError: oops"
+    assert registry.pm.get_plugin("typo") is None and registry.pm.get_plugin("zdup") is None
+    assert registry.channels["messenger"].__module__.startswith("carebridge_messenger")
+    assert registry.plugins["zdup"].channels == []
+    with pytest.raises(PluginLoadError, match="typo: unknown hook"):
+        make_plugin_manager(required=["typo"])
