@@ -14,6 +14,7 @@ plaintext. Names are plaintext usernames, unique.
 from __future__ import annotations
 
 import json
+import logging
 import sqlite3
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -29,9 +30,11 @@ from .agent_fields import (
     validate_name,
     validate_queues,
 )
-from .errors import UnknownRecordError
+from .errors import IntegrityError, UnknownRecordError
 from .models import Address
 from .store import KeyOwner
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "DEFAULT_QUEUE", "ROLES", "Agent", "AgentError", "Candidate", "address_owner", "create_agent", "disable",
@@ -373,7 +376,12 @@ def online_candidates(tx: Any, queue: str, now: float) -> list[Candidate]:
             continue
         started = _shift_start(tx, agent_id, now) or now
         idle_since = max(started, float(last_activity or 0.0))
-        out.append(Candidate(agent=_row_to_agent(tx, row), open_conversations=int(count), idle_since=idle_since))
+        try:
+            agent = _row_to_agent(tx, row)
+        except IntegrityError as err:  # one damaged record must not stop routing to the others
+            log.error("agent %d is unreadable and gets no conversations: %s", agent_id, err)
+            continue
+        out.append(Candidate(agent=agent, open_conversations=int(count), idle_since=idle_since))
     return out
 
 

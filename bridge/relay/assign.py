@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from .. import agents as agents_repo
 from ..agents import Agent
+from ..errors import IntegrityError
 from ..store import KeyOwner
 from ..store.records import Conversation, Message
 from . import outbox, records
@@ -148,10 +149,24 @@ def relay_to_agent(
     *,
     contact: str | None = None,
 ) -> int | None:
-    """Enqueue one customer message to the agent, prefixed, and mark it relayed."""
+    """Enqueue one customer message to the agent, prefixed, and mark it relayed.
+
+    A message that failed its integrity check (the store logged which cell)
+    reaches the agent as a notice saying so, and is marked ``failed``.
+    """
     name = contact if contact is not None else records.contact_name(tx, conv.contact_id)
-    lines = [attachment_line(a.kind, a.id, rctx.public_url, a.meta) for a in tx.attachments_of(message.id)]
-    text = relay_text(format_prefix(conv.id, name, conv.channel), message.text or "", lines)
+    prefix = format_prefix(conv.id, name, conv.channel)
+    status = records.RELAYED
+    try:
+        lines = [attachment_line(a.kind, a.id, rctx.public_url, a.meta) for a in tx.attachments_of(message.id)]
+    except IntegrityError as err:
+        log.error("message %d: its attachments cannot be relayed: %s", message.id, err)
+        lines = ["[attachment unreadable: it failed its integrity check in the store]"]
+    if message.unreadable:
+        text = f"{prefix} (message {message.id} failed its integrity check in the store and cannot be shown)"
+        status = records.FAILED
+    else:
+        text = relay_text(prefix, message.text or "", lines)
     row = outbox.enqueue(
         tx,
         channel=agent.channel,
@@ -163,7 +178,7 @@ def relay_to_agent(
         conversation_id=conv.id,
         message_id=message.id,
     )
-    tx.conn.execute("UPDATE messages SET status = ? WHERE id = ? AND direction = 'in'", (records.RELAYED, message.id))
+    tx.conn.execute("UPDATE messages SET status = ? WHERE id = ? AND direction = 'in'", (status, message.id))
     rctx.wake()
     return row
 
@@ -205,7 +220,7 @@ def handoff_text(tx: Any, rctx: RelayContext, conv: Conversation, name: str, *, 
     messages = records.recent_messages(tx, conv.id, history, exclude_status=records.WAITING) if history > 0 else []
     if not messages:
         return header
-    names = {a.id: a.name for a in agents_repo.list_agents(tx)}
+    names = {int(r[0]): str(r[1]) for r in tx.conn.execute("SELECT id, name FROM agents")}  # plaintext usernames
     lines = [_history_line(name, msg, names) for msg in messages]
     return "\n".join([header, f"Last {len(messages)} message(s):", *lines])
 

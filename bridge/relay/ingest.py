@@ -9,11 +9,15 @@ it is a command or a reply (see RELAY-SHARED).
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from .. import agents as agents_repo
 from ..agents import Agent
+from ..errors import IntegrityError
 from ..models import InboundMessage
 from ..plugins import collect
 from . import outbox, records, windows
@@ -26,9 +30,12 @@ from .assign import (
     send_to_customer,
 )
 from .commands import NOT_LOGGED_IN, handle_agent_command
+from .format import channel_label, display_name
 
 if TYPE_CHECKING:
     from .context import RelayContext
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -40,6 +47,25 @@ class IngestResult:
     duplicates: int = 0
 
 
+@contextmanager
+def _isolated(tx: Any, what: str) -> Iterator[None]:
+    """Run one step in its own SAVEPOINT; a record failing its integrity check undoes just that step.
+
+    The failure is logged (naming the cell) and the webhook is still
+    acknowledged, so one damaged row cannot make a platform retry a whole
+    batch forever. Only for steps that create no data keys and write no
+    files (routing, agent traffic): a savepoint does not undo those caches.
+    """
+    tx.conn.execute("SAVEPOINT relay_step")
+    try:
+        yield
+    except IntegrityError as err:
+        tx.conn.execute("ROLLBACK TO relay_step")
+        log.error("%s skipped: %s", what, err)
+    finally:
+        tx.conn.execute("RELEASE relay_step")
+
+
 def ingest_batch(tx: Any, rctx: RelayContext, channel: str, messages: list[InboundMessage]) -> IngestResult:
     """Store and route every message of one POST, in order."""
     result = IngestResult()
@@ -49,9 +75,14 @@ def ingest_batch(tx: Any, rctx: RelayContext, channel: str, messages: list[Inbou
         if message.echo:
             _ingest_echo(tx, rctx, message, result)
             continue
-        agent = agents_repo.find_agent_by_identity(tx, channel, message.sender)
+        try:
+            agent = agents_repo.find_agent_by_identity(tx, channel, message.sender)
+        except IntegrityError as err:  # a registered agent whose record is damaged: never a customer
+            log.error("%s: a message from an agent whose record is unreadable was dropped: %s", channel, err)
+            continue
         if agent is not None:
-            _ingest_agent(tx, rctx, agent, message, result)
+            with _isolated(tx, f"{channel}: an agent's message"):
+                _ingest_agent(tx, rctx, agent, message, result)
         else:
             _ingest_customer(tx, rctx, message, result)
     return result
@@ -107,7 +138,10 @@ def _ingest_customer(tx: Any, rctx: RelayContext, message: InboundMessage, resul
     tx.update_conversation(conv.id)  # updated_at: the conversation is active
     result.customer.append((message, conv.id))
     result.stored.append((channel, "in"))
-    _route_message(tx, rctx, conv.id, message_id)
+    # The message is stored whatever happens next; if routing meets a damaged record
+    # it waits (status "waiting") and is relayed when an agent takes the conversation.
+    with _isolated(tx, f"routing of message {message_id}"):
+        _route_message(tx, rctx, conv.id, message_id)
 
 
 def _route_message(tx: Any, rctx: RelayContext, conversation_id: int, message_id: int) -> None:
@@ -220,7 +254,15 @@ def _agent_reply(tx: Any, rctx: RelayContext, agent: Agent, message: InboundMess
         if not text.strip():
             return
     # A quoted reply does not move the current conversation (set by relays and /switch).
-    send_to_customer(tx, rctx, conv.id, text, agent_id=agent.id, reply_to=quoted_customer)
+    try:
+        send_to_customer(tx, rctx, conv.id, text, agent_id=agent.id, reply_to=quoted_customer)
+    except IntegrityError as err:  # raised before anything was written: the customer's address is damaged
+        log.error("conversation %d: an agent's reply cannot be sent: %s", conv.id, err)
+        notice = rctx.templates.render(
+            "delivery_failed", None, conversation=conv.id, contact=display_name(records.contact_name(tx, conv.contact_id), conv.id),
+            channel=channel_label(conv.channel), error="the customer's record failed its integrity check in the store",
+        )  # fmt: skip
+        notify_agent(tx, rctx, agent, notice, conversation_id=conv.id)
 
 
 def _which_conversation(tx: Any, rctx: RelayContext, agent: Agent) -> str:

@@ -188,6 +188,27 @@ def load(tx: Any, delivery_id: int) -> Delivery | None:
     return _decode(tx, row) if row else None
 
 
+def load_unsealed(tx: Any, delivery_id: int) -> Delivery | None:
+    """One row with its plain columns only (recipient and text left empty).
+
+    For a row whose sealed cells fail their integrity check: enough to mark it
+    failed and tell the responsible agent without decrypting anything.
+    """
+    row = tx.conn.execute(
+        "SELECT id, conversation_id, message_id, key_kind, key_owner, channel, recipient_kind, recipient_id,"
+        " template, status, attempts FROM outbox WHERE id = ?",
+        (delivery_id,),
+    ).fetchone()
+    if row is None:
+        return None
+    row_id, conv, msg, kind, owner_id, channel, rkind, rid, template, status, attempts = tuple(row)
+    return Delivery(
+        id=row_id, conversation_id=conv, message_id=msg, owner=owner_of(kind, owner_id), channel=channel,
+        recipient_kind=rkind, recipient_id=rid, recipient="", text="", reply_to=None, template=bool(template),
+        status=status, attempts=attempts,
+    )  # fmt: skip
+
+
 # Pending rows first in line for their recipient stream: no earlier pending row
 # to the same person on the same channel (a template waits only for templates).
 # ``behind`` marks free text queued behind a held delivery to that person.

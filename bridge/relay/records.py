@@ -7,12 +7,17 @@ messages wait for an agent, which conversations wait in a queue.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
+from ..errors import IntegrityError
 from ..store.records import Conversation, Message
+
+log = logging.getLogger(__name__)
 
 WAITING = "waiting"  # status of a customer message not yet relayed to an agent
 RELAYED = "relayed"
+FAILED = "failed"  # a customer message that could not be relayed (its record failed its integrity check)
 
 _CONV = "id, contact_id, identity_id, channel, status, queue, agent_id, created_at, updated_at, closed_at, language"
 
@@ -36,15 +41,28 @@ def waiting_conversations(tx: Any, queues: tuple[str, ...], limit: int) -> list[
     return [Conversation(*tuple(r)) for r in rows]
 
 
+def _contact(tx: Any, contact_id: int) -> Any:
+    """The contact, or None when missing or when its record fails its integrity check (logged).
+
+    A damaged name must not stop the customer's messages: prefixes fall back
+    to "Customer N" and the operator learns from the log which cell it was.
+    """
+    try:
+        return tx.get_contact(contact_id)
+    except IntegrityError as err:
+        log.error("contact %d is unreadable, relaying without their name: %s", contact_id, err)
+        return None
+
+
 def contact_name(tx: Any, contact_id: int) -> str | None:
     """The contact's display name, decrypted, or None."""
-    contact = tx.get_contact(contact_id)
+    contact = _contact(tx, contact_id)
     return contact.name if contact is not None else None
 
 
 def contact_email(tx: Any, contact_id: int) -> tuple[str | None, bool]:
     """The contact's email address (decrypted) and whether it was verified."""
-    contact = tx.get_contact(contact_id)
+    contact = _contact(tx, contact_id)
     if contact is None:
         return None, False
     return contact.email, bool(contact.email_verified)

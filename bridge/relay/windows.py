@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from .. import agents as agents_repo
 from ..agents import Agent
+from ..errors import IntegrityError
 from ..store.records import Conversation
 from . import outbox, records
 from .assign import notify_agent
@@ -100,6 +101,25 @@ def on_failed(tx: Any, rctx: RelayContext, delivery: Delivery, reason: str) -> N
     outbox.mark_failed(tx, delivery, reason)
     if delivery.recipient_kind == "contact":
         tell_agent(tx, rctx, delivery, "delivery_failed", error=reason)
+
+
+def on_unreadable(tx: Any, rctx: RelayContext, delivery_id: int, error: IntegrityError) -> None:
+    """Fail a delivery whose sealed cells were tampered with or corrupted; tell its agent.
+
+    Retrying cannot help (the ciphertext will not change), and leaving the row
+    pending would block every later delivery to the same person.
+    """
+    delivery = outbox.load_unsealed(tx, delivery_id)
+    if delivery is None or delivery.status != "pending":
+        return
+    reason = f"integrity check failed, the stored message is unreadable: {error}"
+    log.error("outbox: delivery %d on %s marked failed: %s", delivery.id, delivery.channel, reason)
+    outbox.mark_failed(tx, delivery, reason)
+    if delivery.recipient_kind == "contact":
+        try:
+            tell_agent(tx, rctx, delivery, "delivery_failed", error="it was damaged in the store (integrity check)")
+        except IntegrityError as err:  # the agent's own record is damaged too: the log must do
+            log.error("outbox: cannot tell the agent about delivery %d: %s", delivery.id, err)
 
 
 def on_window_closed(tx: Any, rctx: RelayContext, delivery: Delivery, reason: str) -> None:

@@ -19,7 +19,7 @@ from collections import Counter
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from ..errors import ChannelAuthFailed, DeliveryError, WindowClosedError
+from ..errors import ChannelAuthFailed, DeliveryError, IntegrityError, WindowClosedError
 from ..models import ChannelState, DeliveryReceipt, OutboundMessage
 from ..plugins import notify
 from . import outbox, records, status, windows
@@ -136,17 +136,48 @@ class OutboxWorker:
 
     async def _deliver(self, delivery_id: int, channel_name: str, behind_hold: bool) -> None:
         try:
-            await self._deliver_one(delivery_id, behind_hold)
-        except Exception:  # boundary: one delivery's failure must not stop the others
-            log.exception("outbox: delivery %s failed unexpectedly; it stays pending", delivery_id)
+            await self._deliver_one(delivery_id, channel_name, behind_hold)
+        except Exception as err:  # boundary: one delivery's failure must not stop the others
+            log.exception("outbox: delivery %s failed unexpectedly; it is retried later", delivery_id)
+            await self._backoff_after_bug(delivery_id, channel_name, err)
         finally:
             self._inflight.pop(delivery_id, None)
             self._per_channel[channel_name] -= 1
             self._event.set()
 
-    async def _deliver_one(self, delivery_id: int, behind_hold: bool = False) -> None:
+    async def _backoff_after_bug(self, delivery_id: int, channel_name: str, err: Exception) -> None:
+        """Count an unexpected failure as an attempt, so a persistent one cannot spin the worker."""
+        reason = f"internal error: {type(err).__name__}"
+
+        def record(tx: Any) -> None:
+            row = tx.conn.execute("SELECT attempts FROM outbox WHERE id = ? AND status = 'pending'", (delivery_id,))
+            found = row.fetchone()
+            if found is None:
+                return
+            attempts = int(found[0]) + 1
+            if attempts >= self.delivery.max_attempts:
+                tx.conn.execute(
+                    "UPDATE outbox SET status = 'failed', attempts = ?, last_error = ? WHERE id = ?",
+                    (attempts, reason, delivery_id),
+                )
+                return
+            wait = outbox.retry_delay(attempts, self.delivery.retry_base, self.delivery.retry_max, None, self._rng)
+            outbox.mark_retry(tx, delivery_id, self.clock() + wait, reason)
+
+        try:
+            await self._write(record)
+        except Exception:  # boundary: the store itself is failing; the loop's poll interval paces retries
+            log.exception("outbox: could not record the failure of delivery %s", delivery_id)
+        self._count(channel_name, "retry")
+
+    async def _deliver_one(self, delivery_id: int, channel_name: str, behind_hold: bool = False) -> None:
         store = self.bridge.store
-        loaded = await store.read(lambda tx: windows.load_for_send(tx, delivery_id))
+        try:
+            loaded = await store.read(lambda tx: windows.load_for_send(tx, delivery_id))
+        except IntegrityError as err:
+            await self._write(lambda tx: windows.on_unreadable(tx, self.rctx, delivery_id, err))
+            self._count(channel_name, "failed")
+            return
         if loaded is None:
             return
         delivery, last_inbound = loaded

@@ -1,0 +1,187 @@
+"""A tampered ciphertext in a real store is reported and skipped; the relay keeps going.
+
+Each test flips one byte of one sealed cell on disk (as a disk fault or an
+attacker would) and then drives the relay through its real paths: sending
+from the outbox, relaying to an agent, building a hand-off's history.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bridge.relay import assign
+from tests.e2e.harness import add_agent, login, make_bridge, outbox_rows, wait_for
+
+FAST = '[delivery]\nretry_base = "10ms"\nretry_max = "40ms"\nmax_attempts = 3\n'
+
+
+def flip(tx: Any, table: str, column: str, row_id: int) -> None:
+    """Flip the last byte of one sealed cell."""
+    blob = bytearray(tx.conn.execute(f"SELECT {column} FROM {table} WHERE id = ?", (row_id,)).fetchone()[0])  # noqa: S608
+    blob[-1] ^= 0x01
+    tx.conn.execute(f"UPDATE {table} SET {column} = ? WHERE id = ?", (bytes(blob), row_id))  # noqa: S608
+
+
+def errors(caplog: pytest.LogCaptureFixture, needle: str) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR and needle in r.getMessage()]
+
+
+async def test_a_tampered_outbox_row_is_failed_with_a_reason_and_later_deliveries_still_go(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    bridge = await make_bridge(tmp_path, FAST)
+    try:
+        mem, second = bridge.channels["memory"], bridge.channels["second"]
+        _alice, secret = await add_agent(bridge, "alice", "second:alice")
+        await login(bridge, "second", "alice", secret)
+        await mem.inbound("cust", "Hello", sender_name="Jan")
+        await wait_for(lambda: "[#1 Jan · Memory] Hello" in second.texts_to("alice"))
+
+        def reply_and_tamper(tx: Any) -> int:
+            """Alice's reply is queued and its sealed body damaged before the worker sees it."""
+            mid = assign.send_to_customer(tx, bridge.relay.rctx, 1, "First answer", agent_id=_alice.id)
+            row = tx.conn.execute("SELECT id FROM outbox WHERE message_id = ?", (mid,)).fetchone()[0]
+            flip(tx, "outbox", "body", row)
+            return mid
+
+        message_id = await bridge.relay.write(reply_and_tamper)
+        await second.inbound("alice", "Second answer")
+        await wait_for(lambda: mem.texts_to("cust") == ["Second answer"], what="the next reply")
+        rows = await outbox_rows(bridge)
+        (bad,) = [r for r in rows if r[3] == "failed"]
+        assert bad[2] == "contact" and "integrity" in (bad[7] or "")
+        assert bad[4] == 1, "tried once, not in a loop"
+        status = await bridge.store.read(lambda tx: tx.get_message(message_id).status)
+        assert status == "failed"
+        await wait_for(lambda: any("could not be delivered" in t for t in second.texts_to("alice")), what="notice")
+        assert errors(caplog, "integrity")
+    finally:
+        await bridge.close()
+
+
+async def test_a_tampered_customer_message_is_reported_to_the_agent_and_the_rest_is_relayed(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    bridge = await make_bridge(tmp_path, FAST)
+    try:
+        mem, second = bridge.channels["memory"], bridge.channels["second"]
+        alice, secret_a = await add_agent(bridge, "alice", "second:alice")
+        _bob, secret_b = await add_agent(bridge, "bob", "second:bob")
+        await mem.inbound("cust", "Hello", sender_name="Jan")  # nobody online: it waits
+        card = await mem.inbound("cust", "My card is 4242")
+        await mem.inbound("cust", "Anyone?")
+        bad = await bridge.store.read(lambda tx: tx.message_id_by_external("memory", card))
+        await bridge.store.write(lambda tx: flip(tx, "messages", "body", bad))
+        await login(bridge, "second", "alice", secret_a)
+        await wait_for(lambda: any("Anyone?" in t for t in second.texts_to("alice")), what="relay")
+        relayed = [t for t in second.texts_to("alice") if t.startswith("[#1")]
+        assert relayed == [
+            "[#1 Jan · Memory] Hello",
+            f"[#1 Jan · Memory] (message {bad} failed its integrity check in the store and cannot be shown)",
+            "[#1 Jan · Memory] Anyone?",
+        ]
+        assert errors(caplog, f"messages.body of row {bad}")
+        status = await bridge.store.read(
+            lambda tx: tx.conn.execute("SELECT status FROM messages WHERE id = ?", (bad,)).fetchone()[0]
+        )
+        assert status == "failed"
+        # The hand-off's history says so too, and the transfer itself goes through.
+        await login(bridge, "second", "bob", secret_b)
+        await second.inbound("alice", "/transfer bob")
+        await wait_for(lambda: any("Handed over" in t for t in second.texts_to("bob")), what="hand-off")
+        (handoff,) = [t for t in second.texts_to("bob") if "Handed over" in t]
+        assert "Jan: [unreadable]" in handoff.splitlines() and "Jan: Anyone?" in handoff.splitlines()
+        assert (await bridge.store.read(lambda tx: tx.get_conversation(1))).agent_id != alice.id
+    finally:
+        await bridge.close()
+
+
+async def test_a_tampered_contact_name_does_not_stop_their_messages(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    bridge = await make_bridge(tmp_path, FAST)
+    try:
+        mem, second = bridge.channels["memory"], bridge.channels["second"]
+        _alice, secret = await add_agent(bridge, "alice", "second:alice")
+        await login(bridge, "second", "alice", secret)
+        await mem.inbound("cust", "Hello", sender_name="Jan")
+        await wait_for(lambda: "[#1 Jan · Memory] Hello" in second.texts_to("alice"))
+        await bridge.store.write(lambda tx: flip(tx, "contacts", "name", 1))
+        await mem.inbound("cust", "Still there?")
+        await wait_for(lambda: "[#1 Customer 1 · Memory] Still there?" in second.texts_to("alice"), what="relay")
+        await second.inbound("alice", "Yes")
+        await wait_for(lambda: mem.texts_to("cust") == ["Yes"], what="the reply")
+        assert errors(caplog, "contacts.name of row 1")
+    finally:
+        await bridge.close()
+
+
+async def test_a_reply_to_a_customer_whose_address_is_damaged_is_refused_with_a_reason(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    bridge = await make_bridge(tmp_path, FAST)
+    try:
+        mem, second = bridge.channels["memory"], bridge.channels["second"]
+        _alice, secret = await add_agent(bridge, "alice", "second:alice")
+        await login(bridge, "second", "alice", secret)
+        await mem.inbound("cust", "Hello", sender_name="Jan")
+        await mem.inbound("other", "Hi there", sender_name="Kim")
+        await wait_for(lambda: "[#2 Kim · Memory] Hi there" in second.texts_to("alice"))
+        await bridge.store.write(lambda tx: flip(tx, "contact_identities", "address", 1))
+        await second.inbound("alice", "/switch 1")
+        await second.inbound("alice", "Yes?")
+        await wait_for(lambda: any("could not be delivered" in t for t in second.texts_to("alice")), what="notice")
+        (notice,) = [t for t in second.texts_to("alice") if "could not be delivered" in t]
+        assert notice.startswith("[#1 Jan · Memory]") and "integrity check" in notice
+        assert errors(caplog, "contact_identities.address of row 1")
+        # Kim's conversation is unaffected.
+        await second.inbound("alice", "/switch 2")
+        await second.inbound("alice", "Hello Kim")
+        await wait_for(lambda: mem.texts_to("other") == ["Hello Kim"], what="the other reply")
+        assert mem.texts_to("cust") == []
+    finally:
+        await bridge.close()
+
+
+async def test_a_customer_of_an_agent_with_a_damaged_record_still_has_their_message_stored(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    bridge = await make_bridge(tmp_path, FAST)
+    try:
+        mem, second = bridge.channels["memory"], bridge.channels["second"]
+        alice, secret = await add_agent(bridge, "alice", "second:alice")
+        await login(bridge, "second", "alice", secret)
+        await mem.inbound("cust", "Hello", sender_name="Jan")
+        await wait_for(lambda: "[#1 Jan · Memory] Hello" in second.texts_to("alice"))
+        await bridge.store.write(lambda tx: flip(tx, "agents", "address", alice.id))
+        ext = await mem.inbound("cust", "Are you there?")  # acknowledged, not a 500 loop
+        stored = await bridge.store.read(lambda tx: tx.get_message(tx.message_id_by_external("memory", ext)))
+        assert stored.text == "Are you there?" and stored.status == "waiting"
+        assert errors(caplog, "agents.address of row")
+        await second.inbound("alice", "hello?")  # her own messages are dropped with a log line, not a crash
+        assert errors(caplog, "agent whose record is unreadable")
+    finally:
+        await bridge.close()
+
+
+async def test_routing_skips_an_online_agent_whose_record_is_damaged(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    bridge = await make_bridge(tmp_path, FAST)
+    try:
+        mem, second = bridge.channels["memory"], bridge.channels["second"]
+        alice, secret_a = await add_agent(bridge, "alice", "second:alice")
+        _bob, secret_b = await add_agent(bridge, "bob", "second:bob")
+        await login(bridge, "second", "alice", secret_a)
+        await login(bridge, "second", "bob", secret_b)
+        await bridge.store.write(lambda tx: flip(tx, "agents", "address", alice.id))
+        for n in range(3):  # least_busy would give alice some of them
+            await mem.inbound(f"cust{n}", f"Question {n}", sender_name=f"C{n}")
+        await wait_for(lambda: len([t for t in second.texts_to("bob") if "Question" in t]) == 3, what="routing")
+        assert errors(caplog, f"agent {alice.id} is unreadable")
+    finally:
+        await bridge.close()
