@@ -32,6 +32,9 @@ Handler = Callable[["CommandContext", str], "str | None"]
 UNKNOWN = "Unknown command /{name}. Send /help."
 NOT_LOGGED_IN = "You are not logged in. Send /login CODE."
 DISABLED = "Your agent account is disabled. Ask an administrator."
+#: An agent's text starting with this is a reply, sent without its first "/".
+ESCAPE = "//"
+ESCAPE_HELP = 'To send a customer a text that starts with "/", type it twice: //5 stars sends "/5 stars".'
 _NAME = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
 _CONV_REF = re.compile(r"^#?(\d{1,18})$")
 
@@ -150,7 +153,7 @@ class CommandTable:
                 lines.append(c.help)
             else:
                 lines.append(f"/{c.name} — {c.help}" if c.help else f"/{c.name}")
-        return "Commands:\n" + "\n".join(lines)
+        return "Commands:\n" + "\n".join(lines) + "\n" + ESCAPE_HELP
 
 
 def parse_command(text: str, *, first_line_only: bool = False) -> tuple[str, str] | None:

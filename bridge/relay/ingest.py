@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from .. import agents as agents_repo
@@ -29,7 +29,7 @@ from .assign import (
     route,
     send_to_customer,
 )
-from .commands import NOT_LOGGED_IN, handle_agent_command
+from .commands import ESCAPE, NOT_LOGGED_IN, handle_agent_command
 from .format import channel_label, display_name
 
 if TYPE_CHECKING:
@@ -212,7 +212,10 @@ def _ingest_agent(tx: Any, rctx: RelayContext, agent: Agent, message: InboundMes
     agents_repo.touch_identity(tx, agent.id, channel, message.sender, message.timestamp)
     windows.person_wrote(tx, rctx, "agent", agent.id, channel)
     text = message.text.strip()
-    if text.startswith("/"):
+    if text.startswith(ESCAPE):
+        # "//text" is a reply that starts with "/": send "/text" (see /help).
+        message = replace(message, text=message.text.lstrip()[1:])
+    elif text.startswith("/"):
         answer = handle_agent_command(tx, rctx, rctx.commands, agent, message)
         if answer:
             notify_agent(tx, rctx, agents_repo.get_agent(tx, agent.id) or agent, answer)

@@ -58,6 +58,7 @@ async def test_commands_before_login_are_refused_except_login_and_help(desk: Des
     await desk.say("alice", "/help")
     (help_text,) = await desk.sent_to("alice")
     assert "/login CODE" in help_text and "/transfer AGENT|QUEUE [note]" in help_text and "/decline" in help_text
+    assert 'type it twice: //5 stars sends "/5 stars"' in help_text
     await desk.say("alice", "/frobnicate now")
     assert await desk.sent_to("alice") == ["Unknown command /frobnicate. Send /help."]
 
@@ -338,3 +339,20 @@ async def test_login_at_capacity_says_how_many_wait_and_takes_only_what_fits(des
     assert (await desk.sent_to("alice")) == [
         "You are logged in for 8 hours. 1 conversation(s) are waiting, but you already have 2 open, your maximum."
     ]
+
+
+async def test_a_double_slash_sends_the_customer_a_text_starting_with_one_slash(desk: Desk) -> None:
+    await desk.add_agent("alice", ALICE)
+    await desk.login("alice")
+    jan = await desk.customer(JAN, "How do I rate you?", name="Jan")
+    await desk.sent_to("alice")
+    await desk.say("alice", "//5 stars, or /stop to unsubscribe")
+    await desk.say("alice", "  //help")
+    assert await desk.sent_to("alice") == []  # no command ran, no "Unknown command"
+    to_jan = [d.text for d in await desk.deliveries() if d.recipient_kind == "contact" and d.conversation_id == jan]
+    assert to_jan[-2:] == ["/5 stars, or /stop to unsubscribe", "/help"]
+    # Before login, an escaped text is a reply like any other: refused, never sent.
+    await desk.say("alice", "/logout")
+    await desk.sent_to("alice")
+    await desk.say("alice", "//still here")
+    assert await desk.sent_to("alice") == ["You are not logged in. Send /login CODE."]
