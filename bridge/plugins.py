@@ -137,7 +137,8 @@ def _collect_channels(registry: PluginRegistry) -> None:
             if not (isinstance(cls, type) and issubclass(cls, Channel)):
                 raise PluginLoadError(f"register_channels: {cls!r} is not a Channel subclass")
             if cls.name in registry.channels:
-                raise PluginLoadError(f"register_channels: channel {cls.name!r} is already registered by another plugin")
+                taken = f"channel {cls.name!r} is already registered by another plugin"
+                raise PluginLoadError(f"register_channels: {taken}")
             registry.channels[cls.name] = cls
             registry.plugins.setdefault(owner, PluginInfo(name=owner)).channels.append(cls.name)
 

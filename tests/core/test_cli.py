@@ -52,7 +52,12 @@ def test_a_closed_stdout_is_not_a_traceback(tmp_path: Path) -> None:
     try:
         done = subprocess.run(
             [sys.executable, "-m", "bridge", "plugins"],
-            cwd=tmp_path, env=_cli_env(None), stdout=write_end, stderr=subprocess.PIPE, timeout=60, check=False,
+            cwd=tmp_path,
+            env=_cli_env(None),
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            timeout=60,
+            check=False,
         )
     finally:
         os.close(write_end)
@@ -132,7 +137,8 @@ def test_check_config_reports_broken_rules_and_templates_files_with_their_line(t
     assert lines[1].startswith(f"carebridge: {tmp_path / 'templates.yaml'}:4:")
     assert "unknown field {nmae}" in lines[1]
     # Fixed files pass: the same loaders as start-up, nothing else to complain about.
-    (tmp_path / "rules.yaml").write_text("queues:\n  billing: Invoices\nrules:\n  - queue: billing\n    keywords: [refund]\n")
+    fixed = "queues:\n  billing: Invoices\nrules:\n  - queue: billing\n    keywords: [refund]\n"
+    (tmp_path / "rules.yaml").write_text(fixed)
     (tmp_path / "templates.yaml").write_text("")
     status, out, err = run_cli_sync("check-config", "-c", str(config))
     assert (status, err) == (0, ""), err

@@ -86,30 +86,57 @@ def test_two_plugins_cannot_register_one_channel_name(plugin_site: Path, monkeyp
             def register_channels(self, register: object) -> None:
                 register(acme_chat.AcmeChannel)  # type: ignore[operator]
 
-        with pytest.raises(PluginLoadError, match="plugin 'copycat': register_channels: channel 'acme' is already registered"):
+        taken = "plugin 'copycat': register_channels: channel 'acme' is already registered"
+        with pytest.raises(PluginLoadError, match=taken):
             make_plugin_manager(plugins=[("copycat", Copycat())])
     finally:
         sys.modules.pop("acme_chat", None)
 
 
 BAD_PLUGINS = {
-    "typo_plugin": "from bridge import hookimpl\n\n@hookimpl\ndef mesage_received(bridge, message):\n    pass\n",
-    "zdup_plugin": (
-        "from bridge import Channel, hookimpl\n\n"
-        "class Impostor(Channel):\n    name = 'messenger'\n\n    async def send(self, message):\n        raise NotImplementedError\n\n"
-        "@hookimpl\ndef register_channels(register):\n    register(Impostor)\n"
-    ),
-    "buggy_plugin": "from bridge import hookimpl\n\n@hookimpl\ndef register_channels(register):\n    raise RuntimeError('oops')\n",
-    "clibug_plugin": "from bridge import hookimpl\n\n@hookimpl\ndef register_cli(subparsers):\n    raise RuntimeError('no cli')\n",
+    "typo_plugin": """
+        from bridge import hookimpl
+
+        @hookimpl
+        def mesage_received(bridge, message):
+            pass
+        """,
+    "zdup_plugin": """
+        from bridge import Channel, hookimpl
+
+        class Impostor(Channel):
+            name = "messenger"
+
+            async def send(self, message):
+                raise NotImplementedError
+
+        @hookimpl
+        def register_channels(register):
+            register(Impostor)
+        """,
+    "buggy_plugin": """
+        from bridge import hookimpl
+
+        @hookimpl
+        def register_channels(register):
+            raise RuntimeError("oops")
+        """,
+    "clibug_plugin": """
+        from bridge import hookimpl
+
+        @hookimpl
+        def register_cli(subparsers):
+            raise RuntimeError("no cli")
+        """,
 }
 
 
 def install_bad_plugins(site: Path) -> None:
     """Installed plugins that import fine but are wrong: a misspelt hook, a taken channel, two crashes."""
-    install_plugin(site, "typo-plugin", "0.1", {"typo": "typo_plugin"}, {"typo_plugin": BAD_PLUGINS["typo_plugin"]})
-    install_plugin(site, "zdup-plugin", "0.2", {"zdup": "zdup_plugin"}, {"zdup_plugin": BAD_PLUGINS["zdup_plugin"]})
-    install_plugin(site, "buggy-plugin", "0.3", {"buggy": "buggy_plugin"}, {"buggy_plugin": BAD_PLUGINS["buggy_plugin"]})
-    install_plugin(site, "clibug", "0.4", {"clibug": "clibug_plugin"}, {"clibug_plugin": BAD_PLUGINS["clibug_plugin"]})
+    for dist, version in (("typo-plugin", "0.1"), ("zdup-plugin", "0.2"), ("buggy-plugin", "0.3"), ("clibug", "0.4")):
+        name = dist.removesuffix("-plugin")
+        module = f"{name}_plugin"
+        install_plugin(site, dist, version, {name: module}, {module: BAD_PLUGINS[module]})
 
 
 def test_installed_plugins_with_wrong_hooks_are_reported_by_name_not_fatal(
