@@ -44,6 +44,7 @@ class AcmeChannel(Channel):
             raise ConfigError(f"channels.acme.{unknown[0]}: unknown key")
 
     starts = 0
+    in_flight = 0  # webhook handlers still inside their X-Acme-Delay
     resumed = []  # (external_id, index, media_id) handed to resume_media, across instances
 
     async def start(self):
@@ -64,7 +65,11 @@ class AcmeChannel(Channel):
                 raise web.HTTPForbidden(reason="bad token")
             body = await request.read()
             data = json.loads(body)
-            await asyncio.sleep(float(request.headers.get("X-Acme-Delay", "0")))  # a slow platform handler
+            self.in_flight += 1  # tests wait on GET /webhooks/acme/in-flight instead of sleeping
+            try:
+                await asyncio.sleep(float(request.headers.get("X-Acme-Delay", "0")))  # a slow platform handler
+            finally:
+                self.in_flight -= 1
             media = tuple(Attachment(kind="image", media_id=m, mime="image/png") for m in data.get("media", ()))
             await self.ctx.deliver([InboundMessage(channel="acme", sender=data["from"], external_id=data["id"],
                                                    text=data["text"], timestamp=time.time(), attachments=media)])
@@ -73,9 +78,13 @@ class AcmeChannel(Channel):
         async def boom(request):
             raise RuntimeError("acme handler bug")
 
+        async def in_flight(request):
+            return web.json_response({"in_flight": self.in_flight})
+
         app.router.add_post("", receive)
         app.router.add_post("/", receive)
         app.router.add_get("/boom", boom)
+        app.router.add_get("/in-flight", in_flight)
         return app
 
     async def resume_media(self, pending):
