@@ -28,7 +28,7 @@ import sqlite_utils
 
 from ..errors import KeyMismatchError, StoreError
 from ..keyfile import fsync_dir, generate_key, key_file_path, load_master_key, write_key_file
-from . import schema
+from . import schema, scrub
 from .keyring import (
     HMAC_ROOT,
     KEY_CHECK_NAME,
@@ -381,6 +381,7 @@ def _resolve(items: list[tuple[asyncio.Future[Any], bool, Any]]) -> None:
 def _connect(path: Path) -> sqlite3.Connection:
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
     conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+    scrub.register(conn)  # the outbox.last_error triggers call it
     return conn
 
 

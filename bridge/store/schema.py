@@ -27,6 +27,7 @@ from collections.abc import Callable
 import sqlite_utils
 
 from ..errors import StoreError
+from . import scrub
 
 Migration = Callable[[sqlite_utils.Database], None]
 
@@ -302,4 +303,11 @@ def _split(script: str) -> list[str]:
     return statements
 
 
+def m002_scrub_last_error(db: sqlite_utils.Database) -> None:
+    """``outbox.last_error`` never holds an address or id (see :mod:`bridge.store.scrub`)."""
+    for statement in scrub.M002_STATEMENTS:
+        db.execute(statement)
+
+
 register_migration(1, m001_initial)
+register_migration(2, m002_scrub_last_error)

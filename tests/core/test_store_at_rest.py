@@ -8,6 +8,7 @@ import pytest
 
 from bridge.errors import IntegrityError
 from bridge.store import Store
+from bridge.store.scrub import scrub_error
 from tests.core.test_store_kit import raw, raw_files, settings
 
 MARKERS = {
@@ -114,3 +115,44 @@ async def test_ciphertext_from_another_contact_fails(tmp_path) -> None:
             await store.read(lambda tx: tx.get_contact(a))
     finally:
         await store.close()
+
+
+def test_scrub_error_keeps_codes_and_drops_addresses_and_ids() -> None:
+    text = (
+        "550 5.1.1 <marker.person@example.org>: Recipient rejected; not a WhatsApp number: +31 6 9988 7766;"
+        " psid 2457812399012345 wamid.HBgLMzE2OTk4ODc3NjYVAgARGBI= (code 131047, subcode 2018278)"
+    )
+    scrubbed = scrub_error(text)
+    for gone in ("marker.person", "example.org", "9988", "7766", "2457812399012345", "HBgL"):
+        assert gone not in scrubbed
+    for kept in ("550 5.1.1", "Recipient rejected", "code 131047", "subcode 2018278"):
+        assert kept in scrubbed
+    assert scrub_error(None) is None
+
+
+async def test_outbox_last_error_never_stores_an_address(tmp_path) -> None:
+    """Whoever writes outbox.last_error (the relay's worker today), the store scrubs it."""
+    cfg = settings(tmp_path)
+    store = await Store.open(cfg)
+    error = f"SMTP 550 <{MARKERS['email']}> unknown; psid {MARKERS['psid']}99999 to {MARKERS['phone']}"
+    try:
+        def enqueue(tx) -> int:
+            row_id = tx.next_id("outbox")
+            tx.conn.execute(
+                "INSERT INTO outbox(id, key_kind, key_owner, channel, recipient_kind, recipient_id, recipient, body,"
+                " next_attempt_at, created_at, last_error) VALUES (?, 'system', 0, 'email', 'contact', 1, x'00', x'00',"
+                " 0, 0, ?)",
+                (row_id, error),
+            )
+            return row_id
+
+        first = await store.write(enqueue)
+        second = await store.write(enqueue)
+        await store.write(lambda tx: tx.conn.execute("UPDATE outbox SET last_error = ? WHERE id = ?", (error, first)))
+        stored = await store.read(lambda tx: [r[0] for r in tx.conn.execute("SELECT last_error FROM outbox ORDER BY id")])
+        assert len(stored) == 2 and all(s == stored[0] for s in stored), (first, second, stored)
+        assert stored[0].startswith("SMTP 550 <[redacted]> unknown")
+        _assert_no_markers(raw_files(cfg.path))
+    finally:
+        await store.close()
+    _assert_no_markers(raw_files(cfg.path))
