@@ -166,11 +166,21 @@ class Daemon:
         task.add_done_callback(self._reloads.discard)
 
     async def reload(self) -> None:
-        """Apply a SIGHUP: logging level, routing/templates/sensitive sections, relay.reload()."""
+        """Apply a SIGHUP: logging level, routing/templates/sensitive sections, relay.reload().
+
+        The new file, rules and templates are checked first; if any is wrong,
+        nothing changes and the error is logged.
+        """
+        from ..relay import config_problems
+
         self.notifier.reloading()
         log.info("reloading %s", self.config.describe())
         try:
             new = load_config(self.config_arg)
+            # All or nothing: a broken rules/templates file keeps every section as it was.
+            problems = config_problems(new)
+            if problems:
+                raise ConfigError("; ".join(problems))
         except BridgeError as err:
             log.error("reload failed, keeping the running configuration: %s", err)
             self.notifier.ready(self._status())
@@ -189,7 +199,7 @@ class Daemon:
             result: Any = self.bridge.relay.reload()
             if inspect.isawaitable(result):
                 await result
-        except Exception as err:  # boundary: a bad rules file must not take the daemon down
+        except Exception as err:  # boundary: a failing reload must not take the daemon down
             log.error("reload of rules/templates failed, keeping the previous ones: %s", err)
         self.notifier.ready(self._status())
         log.info("reload complete")

@@ -317,14 +317,22 @@ async def test_reload_with_a_broken_rules_file_keeps_the_previous_rules(
     try:
         await notify_socket.expect("READY=1")
         (tmp_path / "rules.yaml").write_text("queues: [unclosed\n")
-        config.write_text(config.read_text() + "[routing]\nrules_file = 'rules.yaml'\n")
+        config.write_text(config.read_text() + "[routing]\nrules_file = 'rules.yaml'\n[logging]\nlevel = 'debug'\n")
         daemon.send_signal(signal.SIGHUP)
         await notify_socket.expect("RELOADING=1")
         await notify_socket.expect("READY=1")
         status, body = await get_json(daemon.url("/healthz"))
         assert status == 200 and body["outbox"]["running"] is True
+        # Fixed, the same change applies on the next SIGHUP.
+        (tmp_path / "rules.yaml").write_text("queues:\n  billing: Invoices\n")
+        daemon.send_signal(signal.SIGHUP)
+        await notify_socket.expect("RELOADING=1")
+        await notify_socket.expect("READY=1")
     finally:
         assert await daemon.stop() == 0, daemon.stderr
-    assert "routing.rules_file changed: applied" in daemon.stderr
-    assert "reload of rules/templates failed, keeping the previous ones:" in daemon.stderr
-    assert "rules.yaml" in daemon.stderr
+    log = daemon.stderr.split("reload failed, keeping the running configuration: ", 1)[1]
+    first, second = log.split("reloading", 1)
+    assert first.startswith(f"{tmp_path / 'rules.yaml'}:2:")
+    assert "changed: applied" not in first and "DEBUG" not in first  # nothing of that reload was applied
+    assert "routing.rules_file changed: applied" in second and "logging.level changed: applied" in second
+    assert f"relay: reloaded rules ({tmp_path / 'rules.yaml'})" in second
