@@ -161,8 +161,12 @@ async def add_agent(bridge: Bridge, name: str, address: str, **kwargs: Any) -> t
     return agent, secret
 
 
-async def wait_for(predicate: Callable[[], bool | Awaitable[bool]], timeout: float = 10.0, what: str = "") -> None:
-    """Poll until ``predicate`` holds (the worker is asynchronous by design)."""
+async def wait_for(predicate: Callable[[], bool | Awaitable[bool]], timeout: float = 60.0, what: str = "") -> None:
+    """Poll until ``predicate`` holds (the worker is asynchronous by design).
+
+    The timeout is a generous safety net for a loaded machine, not a
+    measurement: passing runs return as soon as the condition holds.
+    """
     deadline = asyncio.get_running_loop().time() + timeout
     while True:
         result = predicate()

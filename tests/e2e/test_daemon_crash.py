@@ -63,10 +63,15 @@ async def test_sigkill_with_pending_deliveries_then_restart_sends_each_once_in_o
     restarted = DaemonProcess(config)
     await restarted.start()
     try:
-        await wait_for(lambda: len(world.wa_texts(CUSTOMER)) == 3, timeout=20, what="resumed deliveries")
+        await wait_for(lambda: len(world.wa_texts(CUSTOMER)) == 3, what="resumed deliveries")
         assert world.wa_texts(CUSTOMER) == ["first", "second", "third"]
-        rows = store_rows(db, "SELECT status FROM outbox WHERE recipient_kind = 'contact' ORDER BY id")
-        assert rows == [("sent",), ("sent",), ("sent",)]
+
+        def all_recorded() -> bool:
+            # The fake accepts a send before the daemon commits its outcome: wait for the commit.
+            rows = store_rows(db, "SELECT status FROM outbox WHERE recipient_kind = 'contact' ORDER BY id")
+            return rows == [("sent",), ("sent",), ("sent",)]
+
+        await wait_for(all_recorded, what="the three deliveries recorded as sent")
         # the shift survived the crash: the customer's next message still reaches alice
         await world.whatsapp(CUSTOMER, "thanks")
         await wait_for(lambda: "[#1 Ann · WhatsApp] thanks" in world.fb_texts(ALICE_PSID), what="relay after restart")

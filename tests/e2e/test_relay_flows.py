@@ -7,7 +7,7 @@ from typing import Any
 
 import pyotp
 
-from tests.e2e.harness import add_agent, wait_for
+from tests.e2e.harness import add_agent, outbox_rows, wait_for
 from tests.e2e.world import World
 
 CUSTOMER = "+15550002222"
@@ -101,13 +101,19 @@ async def test_platform_500_twice_then_200_delivers_once_in_order(
     _alice, secret = await add_agent(bridge, "alice", f"messenger:{ALICE_PSID}")
     await world.messenger(ALICE_PSID, f"/login {code(secret)}")
     await world.whatsapp(CUSTOMER, "hi", name="Ann")
-    await wait_for(lambda: any("hi" in t for t in world.fb_texts(ALICE_PSID)))
+    await wait_for(lambda: "[#1 Ann · WhatsApp] hi" in world.fb_texts(ALICE_PSID), what="relay")
     await wait_for(lambda: len(world.wa.read_marks) == 1, what="the customer's message marked read once relayed")
     world.wa.fail_next(1, 1)  # HTTP 500, twice, then the platform accepts
     for text in ("one", "two", "three"):
         await world.messenger(ALICE_PSID, text)
     await wait_for(lambda: len(world.wa_texts(CUSTOMER)) == 3, what="all three")
     assert world.wa_texts(CUSTOMER) == ["one", "two", "three"]
+
+    async def recorded() -> bool:
+        rows = await outbox_rows(bridge)
+        return [(r[3], r[4]) for r in rows if r[2] == "contact"] == [("sent", 3), ("sent", 1), ("sent", 1)]
+
+    await wait_for(recorded, what="the outcomes committed: three attempts for the first, one each for the others")
     calls = [c for c in world.wa.calls if c.startswith("POST") and c.endswith("/messages")]
     assert len(world.wa.sent) == 3  # accepted exactly once each
     assert len(calls) == 2 + 3 + 1  # two refused attempts, three sends, one read mark
