@@ -1,29 +1,41 @@
 """``carebridge plugins``: what the ``carebridge`` entry-point group offers.
 
 Works with no configuration at all, because it is the first thing to run
-when a plugin seems missing. A plugin that failed to import is listed with
-its reason and makes the exit status 1.
+when a plugin seems missing; a configuration found the usual way (``-c``,
+``$CAREBRIDGE_CONFIG``, ``./bridge.toml``) marks the enabled channels. A
+plugin that failed to import is listed with its reason and makes the exit
+status 1.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 
-from ..config import load_config
+from ..config import Config, find_config_file, load_config
+from ..errors import ConfigError
 from ..plugins import make_plugin_manager
 from . import add_config_option
+
+
+def _config(args: argparse.Namespace) -> Config | None:
+    """The configuration, if there is one; only a file named with ``-c`` must be valid."""
+    try:
+        return load_config(args.config) if find_config_file(args.config) is not None else None
+    except ConfigError as err:
+        if args.config:
+            raise
+        print(f"carebridge: {err} (listing plugins without it)", file=sys.stderr)
+        return None
 
 
 def run_plugins(args: argparse.Namespace) -> int:
     """Print one line per plugin (or JSON with ``--json``)."""
     registry = getattr(args, "plugin_registry", None) or make_plugin_manager()
-    enabled: set[str] = set()
-    required: tuple[str, ...] = ()
-    if args.config:
-        config = load_config(args.config)
-        enabled = set(config.enabled_channels())
-        required = config.plugins.required
+    config = _config(args)
+    enabled = set(config.enabled_channels()) if config else set()
+    required = config.plugins.required if config else ()
     rows = []
     for name, info in sorted(registry.plugins.items()):
         rows.append(

@@ -205,6 +205,22 @@ def test_plugins_works_with_no_config_and_shows_builtins(tmp_path: Path, plugin_
     assert "core-routing (carebridge " in out  # the core's own hooks come through the same entry points
 
 
+def test_plugins_finds_the_config_the_usual_ways_and_survives_a_broken_one(tmp_path: Path) -> None:
+    elsewhere = tmp_path / "etc"
+    elsewhere.mkdir()
+    config = write_config(elsewhere, "[channels.whatsapp]\nenabled = true\nphone_number_id = '1'\n")
+    status, out, err = run_cli_sync("plugins", cwd=tmp_path, env={"CAREBRIDGE_CONFIG": str(config)})
+    assert "whatsapp (carebridge-whatsapp " in out and "channels: whatsapp [enabled]" in out, err
+    status, out, err = run_cli_sync("plugins", cwd=elsewhere)  # ./bridge.toml
+    assert "channels: whatsapp [enabled]" in out, err
+    config.write_text("[server]\nprot = 1\n")
+    status, out, err = run_cli_sync("plugins", cwd=elsewhere)
+    assert status == 0 and "channels: whatsapp" in out and "[enabled]" not in out
+    assert err.startswith("carebridge: server.prot: unknown key") and "(listing plugins without it)" in err
+    status, out, err = run_cli_sync("plugins", "-c", str(config), cwd=tmp_path)
+    assert (status, out) == (1, "") and err.startswith("carebridge: server.prot: unknown key")
+
+
 def test_simulate_reports_a_daemon_that_is_not_running(tmp_path: Path, plugin_site: Path) -> None:
     config = write_config(tmp_path, "[channels.acme]\ntoken = 'x'\n", port=free_port())
     status, _, err = run_cli_sync(
