@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -191,3 +192,46 @@ async def test_no_plaintext_text_or_address_in_the_store_files_or_logs(
     logged = "\n".join(r.getMessage() for r in caplog.records if r.levelno >= 20)
     for secret_text in secrets:
         assert secret_text.decode() not in logged, f"{secret_text!r} in the logs"
+
+
+async def test_messenger_customer_gets_response_inside_24h_and_the_human_agent_tag_after(
+    world: World, make_world_bridge: Callable[..., Any]
+) -> None:
+    bridge = await make_world_bridge()
+    _bob, secret = await add_agent(bridge, "bob", f"whatsapp:{BOB}")
+    await world.whatsapp(BOB, f"/login {code(secret)}")
+    fresh, late = "7000000000000050", "7000000000000051"
+    await world.messenger(fresh, "Is the shop open on Sunday?")
+    await wait_for(lambda: any("open on Sunday" in t for t in world.wa_texts(BOB)), what="relay to bob")
+    await world.whatsapp(BOB, "Yes, from 10 to 16.")
+    await wait_for(lambda: world.fb_texts(fresh) == ["Yes, from 10 to 16."], what="reply inside 24 h")
+    # A message that reaches us 25 hours after it was written: only the HUMAN_AGENT tag may answer it.
+    await world.messenger(late, "My order never came", ts=time.time() - 25 * 3600)
+    await wait_for(lambda: any("never came" in t for t in world.wa_texts(BOB)), what="late relay to bob")
+    await world.whatsapp(BOB, "Sorry! A new one is on its way.")
+    await wait_for(lambda: world.fb_texts(late) == ["Sorry! A new one is on its way."], what="tagged reply")
+    sent = {body["recipient"]["id"]: body for body in world.graph.sent if body["recipient"]["id"] in (fresh, late)}
+    assert sent[fresh]["messaging_type"] == "RESPONSE" and "tag" not in sent[fresh]
+    assert sent[late]["messaging_type"] == "MESSAGE_TAG" and sent[late]["tag"] == "HUMAN_AGENT"
+
+
+async def test_a_long_hand_off_reaches_a_messenger_agent_split_in_order(
+    world: World, make_world_bridge: Callable[..., Any]
+) -> None:
+    bridge = await make_world_bridge()
+    _alice, sa = await add_agent(bridge, "alice", f"messenger:{ALICE_PSID}")
+    _bob, sb = await add_agent(bridge, "bob", f"whatsapp:{BOB}")
+    await world.whatsapp(BOB, f"/login {code(sb)}")
+    lines = [f"Line {n}: " + "details of the broken washing machine " * 7 for n in range(10)]
+    for line in lines:
+        await world.whatsapp(CUSTOMER, line, name="Ann")
+    await wait_for(lambda: sum("washing machine" in t for t in world.wa_texts(BOB)) == 10, what="relays to bob")
+    await world.messenger(ALICE_PSID, f"/login {code(sa)}")
+    await wait_for(lambda: any("logged in" in t for t in world.fb_texts(ALICE_PSID)), what="alice's login")
+    await world.whatsapp(BOB, "/transfer alice")
+    await wait_for(lambda: any("Line 9" in t for t in world.fb_texts(ALICE_PSID)), what="the hand-off's last part")
+    parts = [t for t in world.fb_texts(ALICE_PSID) if "logged in" not in t]
+    assert len(parts) >= 2 and all(len(p) <= 2000 for p in parts)  # Messenger's limit: the channel split it
+    joined = "\n".join(parts)
+    assert joined.startswith("[#1 Ann · WhatsApp] Handed over to you by bob.")
+    assert [joined.index(f"Line {n}:") for n in range(10)] == sorted(joined.index(f"Line {n}:") for n in range(10))

@@ -70,9 +70,13 @@ class World:
         """A WhatsApp user writes; returns the wamid."""
         return await self.wa.send_inbound(number, text, name=name, ts=ts)
 
-    async def messenger(self, psid: str, text: str, *, reply_to: str | None = None) -> str:
-        """A Messenger user writes (optionally quoting ``reply_to``); returns the mid."""
-        now_ms = int(time.time() * 1000)
+    async def messenger(self, psid: str, text: str, *, reply_to: str | None = None, ts: float | None = None) -> str:
+        """A Messenger user writes (optionally quoting ``reply_to``) at ``ts`` (default now); returns the mid.
+
+        An old ``ts`` is a message that reaches us late (Meta retries for days):
+        both the Page's window in the fake and the bridge's record start from it.
+        """
+        now_ms = int((time.time() if ts is None else ts) * 1000)
         mid = f"m_e2e_{next(self._mids)}_{now_ms}"
         message: dict[str, Any] = {"mid": mid, "text": text}
         if reply_to:
@@ -83,7 +87,7 @@ class World:
                 {"sender": {"id": psid}, "recipient": {"id": PAGE_ID}, "timestamp": now_ms, "message": message}
             ]}],
         }  # fmt: skip
-        self.graph.customer_wrote(psid)
+        self.graph.customer_wrote(psid, ts)
         body, headers = signed_body(payload, PAGE_SECRET)
         url = f"{self.base_url}/webhooks/messenger"
         async with aiohttp.ClientSession() as session, session.post(url, data=body, headers=headers) as resp:
