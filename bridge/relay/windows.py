@@ -201,7 +201,14 @@ def check_window_warnings(tx: Any, rctx: RelayContext) -> int:
     now = rctx.now()
     lead = rctx.config.routing.window_warning
     sent = 0
-    for agent in agents_repo.list_agents(tx):
+    for (agent_id,) in tx.conn.execute("SELECT id FROM agents WHERE disabled = 0 ORDER BY id").fetchall():
+        try:
+            agent = agents_repo.get_agent(tx, agent_id)
+        except IntegrityError as err:  # one damaged record must not cost the others their warning
+            log.error("agent %d is unreadable and cannot be warned: %s", agent_id, err)
+            continue
+        if agent is None:
+            continue
         window = rctx.channel_window(agent.channel)
         if window is None or agent.disabled or not agents_repo.is_online(tx, agent.id, now):
             continue

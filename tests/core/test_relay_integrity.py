@@ -8,13 +8,14 @@ from the outbox, relaying to an agent, building a hand-off's history.
 from __future__ import annotations
 
 import logging
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from bridge.relay import assign
-from tests.e2e.harness import add_agent, login, make_bridge, outbox_rows, wait_for
+from tests.e2e.harness import CHANNELS, add_agent, login, make_bridge, outbox_rows, wait_for
 
 FAST = '[delivery]\nretry_base = "10ms"\nretry_max = "40ms"\nmax_attempts = 3\n'
 
@@ -183,5 +184,26 @@ async def test_routing_skips_an_online_agent_whose_record_is_damaged(
             await mem.inbound(f"cust{n}", f"Question {n}", sender_name=f"C{n}")
         await wait_for(lambda: len([t for t in second.texts_to("bob") if "Question" in t]) == 3, what="routing")
         assert errors(caplog, f"agent {alice.id} is unreadable")
+    finally:
+        await bridge.close()
+
+
+async def test_window_warnings_still_reach_the_others_when_one_agent_record_is_damaged(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    channels = CHANNELS + "[channels.windowed]\nenabled = true\n"
+    bridge = await make_bridge(tmp_path, '[routing]\nwindow_warning = "30m"\n', channels=channels)
+    try:
+        win = bridge.channels["windowed"]
+        ten_minutes_left = time.time() - 3600 + 600
+        agents = []
+        for name, number in (("anna", "+15550001"), ("wanda", "+15550002")):
+            agent, secret = await add_agent(bridge, name, f"windowed:{number}")
+            await login(bridge, "windowed", number, secret, timestamp=ten_minutes_left)
+            agents.append(agent)
+        await bridge.store.write(lambda tx: flip(tx, "agents", "address", agents[0].id))
+        assert await bridge.relay.check_windows() == 1
+        await wait_for(lambda: any("closes in about" in t for t in win.texts_to("+15550002")), what="warning")
+        assert errors(caplog, f"agent {agents[0].id} is unreadable and cannot be warned")
     finally:
         await bridge.close()
