@@ -41,7 +41,11 @@ def register_channels(register: RegisterChannel) -> None:
     channel name used in addresses (``myplatform:ID``), in the config section
     ``[channels.myplatform]`` and in the webhook path ``/webhooks/myplatform``.
 
-    :param register: callback; raises ``PluginLoadError`` on a duplicate name.
+    :param register: callback. A class that is not a ``Channel`` subclass, a
+        name another plugin already registered, or an exception from this
+        hook makes the whole plugin fail to load: it is reported by name in
+        ``carebridge plugins`` and ``/healthz``, and start-up stops only if one
+        of its channels is enabled.
     """
 
 
@@ -51,7 +55,8 @@ def lifespan(bridge: Any) -> AbstractAsyncContextManager[None] | None:
 
     Contexts are entered in plugin registration order and left in reverse,
     after the channels have stopped. Use it for background resources that are
-    not a channel (a scheduler job, a connection pool).
+    not a channel (a scheduler job, a connection pool). Returning anything but
+    an async context manager (or None) stops start-up naming the plugin.
 
     :param bridge: the running ``bridge.app.Bridge``.
     """
@@ -60,6 +65,10 @@ def lifespan(bridge: Any) -> AbstractAsyncContextManager[None] | None:
 @hookspec
 def message_received(bridge: Any, message: InboundMessage, conversation_id: int) -> None:
     """Async-allowed. Observe an inbound customer message after it was committed.
+
+    Runs in a background task after the webhook was answered, so a slow
+    observer never delays the platform; tasks still running at shutdown are
+    awaited, then cancelled.
 
     :param message: the message as the channel parsed it.
     :param conversation_id: the conversation it was stored in.
@@ -122,6 +131,11 @@ def register_commands(register: RegisterCommand) -> None:
 def register_cli(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add subcommands to the ``carebridge`` CLI.
 
-    Create a parser with ``subparsers.add_parser(...)`` and set
-    ``func=callable(args) -> int`` with ``parser.set_defaults``.
+    Create a parser with ``subparsers.add_parser(...)``, give it
+    ``-c/--config`` with ``bridge.cli.add_config_option(parser)`` and set
+    ``func=callable(args) -> int`` with ``parser.set_defaults``. Raise a
+    ``BridgeError`` for a user error: the CLI prints it as one line and exits
+    1. ``args.plugin_registry`` holds the plugins already loaded. An
+    exception from this hook is reported on stderr and the other commands
+    still work.
     """
