@@ -139,6 +139,8 @@ def _read_password(name: str, from_stdin: bool) -> str:
         line = sys.stdin.readline()
         password = line.removesuffix("\n").removesuffix("\r")
     else:
+        if not sys.stdin.isatty():
+            raise BridgeError("no terminal to ask for the console password on: pass it with --password-stdin")
         password = getpass.getpass(f"Console password for {name}: ")
         if getpass.getpass("Repeat the password: ") != password:
             raise BridgeError("the passwords do not match")

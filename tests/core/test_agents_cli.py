@@ -97,6 +97,16 @@ def test_add_refuses_a_bad_address_with_the_reason(cfg: Path, args: tuple[str, .
     assert result.stderr.startswith(message) and "otpauth" not in result.stdout
 
 
+async def test_add_without_a_terminal_asks_for_password_stdin_instead_of_crashing(cfg: Path) -> None:
+    result = cli(cfg, "add", "alice", "--channel", "console", stdin="")
+    assert result.returncode == 1
+    assert result.stderr.strip() == (
+        "carebridge: no terminal to ask for the console password on: pass it with --password-stdin"
+    )
+    listing = cli(cfg, "list")
+    assert "alice" not in listing.stdout
+
+
 async def test_add_refuses_duplicates_and_short_passwords(cfg: Path) -> None:
     ok = cli(cfg, "add", "alice", "--channel", "messenger:1001", "--password-stdin", stdin="correct horse battery\n")
     assert ok.returncode == 0, ok.stderr
