@@ -27,6 +27,7 @@ NONCE_BYTES = 12
 OVERHEAD = 1 + NONCE_BYTES + 16
 BLIND_BYTES = 16
 
+_SHA256_BLOCK = 64
 BLIND_INFO = b"carebridge blind index v1"
 AUDIT_INFO = b"carebridge audit chain v1"
 
@@ -50,9 +51,31 @@ def cipher(key: bytes) -> AESGCM:
     return AESGCM(key)
 
 
+_NONCE_POOL = 256
+_nonces: list[bytes] = []
+
+
+def _nonce() -> bytes:
+    """A fresh random 96-bit nonce, taken from a pool refilled 256 at a time from os.urandom.
+
+    One getrandom() call per 256 seals instead of one per seal (the store seals
+    two or three cells per message). ``list.pop`` is atomic, so no two threads
+    ever get the same nonce; a forked child starts with an empty pool.
+    """
+    try:
+        return _nonces.pop()
+    except IndexError:
+        pool = os.urandom(NONCE_BYTES * _NONCE_POOL)
+        _nonces.extend([pool[i : i + NONCE_BYTES] for i in range(0, len(pool), NONCE_BYTES)])
+        return _nonces.pop()
+
+
+os.register_at_fork(after_in_child=_nonces.clear)
+
+
 def seal(aead: AESGCM, associated: bytes, plaintext: bytes) -> bytes:
     """Encrypt ``plaintext`` with a random nonce; the version byte is authenticated too."""
-    nonce = os.urandom(NONCE_BYTES)
+    nonce = _nonce()
     return _VERSION_BYTE + nonce + aead.encrypt(nonce, plaintext, _VERSION_BYTE + associated)
 
 
@@ -93,14 +116,26 @@ def normalize(kind: str, value: str) -> str:
 
 
 class BlindIndex:
-    """HMAC-SHA256 over ``kind NUL normalized value``, truncated to 128 bits."""
+    """HMAC-SHA256 over ``kind NUL normalized value``, truncated to 128 bits.
+
+    The HMAC's keyed inner and outer SHA-256 states are computed once and
+    copied per call (RFC 2104, exactly what ``hmac.digest`` computes), which
+    halves the cost of an index on the webhook path.
+    """
 
     def __init__(self, key: bytes) -> None:
-        self._key = key
+        if len(key) > _SHA256_BLOCK:
+            key = hashlib.sha256(key).digest()
+        key = key.ljust(_SHA256_BLOCK, b"\0")
+        self._inner = hashlib.sha256(bytes(b ^ 0x36 for b in key))
+        self._outer = hashlib.sha256(bytes(b ^ 0x5C for b in key))
 
     def __call__(self, kind: str, value: str) -> bytes:
-        message = f"{kind}\0{normalize(kind, value)}".encode()
-        return hmac.digest(self._key, message, "sha256")[:BLIND_BYTES]
+        inner = self._inner.copy()
+        inner.update(f"{kind}\0{normalize(kind, value)}".encode())
+        outer = self._outer.copy()
+        outer.update(inner.digest())
+        return outer.digest()[:BLIND_BYTES]
 
 
 def chain_hash(key: bytes, prev_hash: bytes, record: bytes) -> bytes:

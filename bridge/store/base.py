@@ -103,10 +103,10 @@ class TxBase:
         On AUTOINCREMENT tables (all of the store's) they never repeat, even
         after deletes; other tables continue from their highest id.
         """
-        if not _IDENTIFIER.match(table):
-            raise ValueError(f"not a table name: {table!r}")
         current = self._ids.get(table)
         if current is None:
+            if not _IDENTIFIER.match(table):
+                raise ValueError(f"not a table name: {table!r}")
             row = self.conn.execute("SELECT seq FROM sqlite_sequence WHERE name = ?", (table,)).fetchone()
             top = self.conn.execute(f"SELECT max(id) FROM {table}").fetchone()[0]  # noqa: S608 (fixed names)
             current = max(row[0] if row else 0, top or 0)

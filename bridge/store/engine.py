@@ -50,6 +50,8 @@ CACHE_KIB = 16_384  # per connection: a big batch must not spill pages mid-trans
 READER_MMAP_BYTES = 256 * 1024 * 1024  # history pages read without a syscall per page
 _SYNC_MODES = {"off", "normal", "full", "extra"}
 _STOP = object()
+# Results that cannot be awaitables: skips an ABC check per write on the hot path.
+_PLAIN_RESULTS = frozenset({type(None), int, str, bytes, bool, float, tuple, list, dict})
 
 
 class StoreSettings(Protocol):
@@ -319,7 +321,7 @@ class Store:
             execute("SAVEPOINT w")
             try:
                 result = fn(tx)
-                if inspect.isawaitable(result):
+                if type(result) not in _PLAIN_RESULTS and inspect.isawaitable(result):
                     _discard(result)
                     raise TypeError("store.write() takes a plain function, not a coroutine function")
             except BaseException as err:  # noqa: BLE001 (handed to the caller)

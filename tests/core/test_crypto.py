@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import hmac
 import os
 import stat
 
@@ -51,6 +52,21 @@ def test_blind_index_is_keyed_and_normalized() -> None:
     assert index("message:whatsapp", "wamid.AbC") != index("message:whatsapp", "wamid.abc")
     assert index("contact:whatsapp", "+31612345678") != index("contact:messenger", "+31612345678")
     assert index("email", "ann@example.org") != other("email", "ann@example.org")
+
+
+@pytest.mark.parametrize("key", [b"k" * 32, bytes(range(64)), b"long key " * 10])
+def test_blind_index_is_standard_hmac_sha256(key) -> None:
+    """Stored indexes stay findable: the precomputed-state HMAC equals hmac.digest."""
+    index = crypto.BlindIndex(key)
+    for kind, value in (("email", "ann@example.org"), ("message:whatsapp", "wamid.ÄbC=="), ("contact:x", "")):
+        message = f"{kind}\0{crypto.normalize(kind, value)}".encode()
+        assert index(kind, value) == hmac.digest(key, message, "sha256")[: crypto.BLIND_BYTES]
+
+
+def test_nonces_never_repeat_across_pool_refills() -> None:
+    aead = crypto.cipher(crypto.new_data_key())
+    nonces = {crypto.seal(aead, b"a", b"x")[1 : 1 + crypto.NONCE_BYTES] for _ in range(3 * 256 + 7)}
+    assert len(nonces) == 3 * 256 + 7
 
 
 def test_key_file_written_atomically_with_mode_0600(tmp_path) -> None:
