@@ -65,50 +65,13 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
+from tests.fakes.whatsapp_errors import FakeError, error_response, known_error
+
+__all__ = ["FakeError", "FakeWhatsAppCloud", "SentMessage", "known_error"]
+
 WINDOW = 24 * 3600
 MAX_TEXT = 4096
 MEDIA_ID_LIFETIME = 7 * 24 * 3600
-
-
-@dataclass(frozen=True)
-class FakeError:
-    """One scripted error answer."""
-
-    status: int
-    code: int | None
-    message: str = ""
-    subcode: int | None = None
-    details: str | None = None
-    retry_after: float | None = None
-
-
-_KNOWN: dict[int, tuple[int, str, str | None]] = {
-    1: (500, "(#1) An unknown error occurred", None),
-    2: (503, "(#2) Service temporarily unavailable", None),
-    4: (400, "(#4) Application request limit reached", None),
-    100: (400, "(#100) Invalid parameter", None),
-    190: (401, "Invalid OAuth access token - Cannot parse access token", None),
-    80007: (400, "(#80007) Rate limit issues", "The WhatsApp Business Account has reached its rate limit."),
-    130429: (400, "(#130429) Rate limit hit", "Cloud API message throughput has been reached."),
-    131026: (400, "(#131026) Message undeliverable", "Message failed to send because of an unknown error."),
-    131047: (
-        400,
-        "(#131047) Re-engagement message",
-        "Message failed to send because more than 24 hours have passed since the customer last replied to this number.",
-    ),
-    131056: (
-        400,
-        "(#131056) (Business Account, Consumer Account) pair rate limit hit",
-        "Message failed to send because there were too many messages sent from this phone number "
-        "to the same phone number in a short period of time.",
-    ),
-}
-
-
-def known_error(code: int) -> FakeError:
-    """Meta's answer for ``code`` (see ``_KNOWN``)."""
-    status, message, details = _KNOWN[code]
-    return FakeError(status=status, code=code, message=message, details=details)
 
 
 @dataclass
@@ -254,13 +217,13 @@ class FakeWhatsAppCloud:
         if refused is not None:
             return refused
         if request.match_info["version"] != self.version or request.match_info["node"] != self.phone_number_id:
-            return _error(FakeError(400, 100, "(#100) Unsupported post request. Object does not exist", subcode=33))
+            return _invalid("(#100) Unsupported post request. Object does not exist", subcode=33)
         try:
             body = json.loads(await request.read())
         except (UnicodeDecodeError, json.JSONDecodeError):
-            return _error(FakeError(400, 100, "(#100) The request body is not valid JSON"))
+            return error_response(FakeError(400, 100, "(#100) The request body is not valid JSON"))
         if not isinstance(body, dict) or body.get("messaging_product") != "whatsapp":
-            return _error(FakeError(400, 100, "(#100) The parameter messaging_product is required."))
+            return error_response(FakeError(400, 100, "(#100) The parameter messaging_product is required."))
         if body.get("status") == "read":
             return self._mark_read(body)
         return self._send(body)
@@ -268,19 +231,19 @@ class FakeWhatsAppCloud:
     def _mark_read(self, body: dict[str, Any]) -> web.Response:
         message_id = body.get("message_id")
         if not isinstance(message_id, str) or not message_id.startswith("wamid."):
-            return _error(FakeError(400, 131009, "(#131009) Parameter value is not valid"))
+            return error_response(FakeError(400, 131009, "(#131009) Parameter value is not valid"))
         self.read_marks.append(message_id)
         return web.json_response({"success": True})
 
     def _send(self, body: dict[str, Any]) -> web.Response:
         to = body.get("to")
         if not isinstance(to, str) or not re.fullmatch(r"\+?[1-9]\d{6,14}", to):
-            return _error(FakeError(400, 100, "(#100) Invalid parameter: to"))
+            return error_response(FakeError(400, 100, "(#100) Invalid parameter: to"))
         if body.get("recipient_type", "individual") != "individual":
-            return _error(FakeError(400, 100, "(#100) Invalid parameter: recipient_type"))
+            return error_response(FakeError(400, 100, "(#100) Invalid parameter: recipient_type"))
         context = body.get("context")
         if context is not None and not (isinstance(context, dict) and isinstance(context.get("message_id"), str)):
-            return _error(FakeError(400, 100, "(#100) Invalid parameter: context.message_id"))
+            return error_response(FakeError(400, 100, "(#100) Invalid parameter: context.message_id"))
         kind = body.get("type", "text")
         wa_id = _digits(to)
         record = SentMessage(
@@ -296,15 +259,15 @@ class FakeWhatsAppCloud:
         if kind == "text":
             text = body.get("text")
             if not isinstance(text, dict) or not isinstance(text.get("body"), str) or not text["body"].strip():
-                return _error(FakeError(400, 100, "(#100) The parameter text['body'] is required."))
+                return error_response(FakeError(400, 100, "(#100) The parameter text['body'] is required."))
             if len(text["body"]) > MAX_TEXT:
-                return _error(FakeError(400, 100, "(#100) Param text['body'] must be at most 4096 characters long."))
+                return _invalid("(#100) Param text['body'] must be at most 4096 characters long.")
             if not isinstance(text.get("preview_url", False), bool):
-                return _error(FakeError(400, 100, "(#100) Param text['preview_url'] must be a boolean."))
+                return error_response(FakeError(400, 100, "(#100) Param text['preview_url'] must be a boolean."))
             record.text = text["body"]
             if time.time() - self._last_inbound.get(wa_id, float("-inf")) >= WINDOW:
                 if self.window_mode == "http":
-                    return _error(known_error(131047))
+                    return error_response(known_error(131047))
                 self.failed.append(record)
                 self._spawn(self._post_status(record, "failed"))
                 return self._accepted(record)
@@ -312,12 +275,12 @@ class FakeWhatsAppCloud:
             template = body.get("template")
             language = template.get("language") if isinstance(template, dict) else None
             if not isinstance(template, dict) or not isinstance(language, dict) or not language.get("code"):
-                return _error(FakeError(400, 100, "(#100) The parameter template['language']['code'] is required."))
+                return _invalid("(#100) The parameter template['language']['code'] is required.")
             if template.get("name") not in self.templates:
-                return _error(FakeError(400, 132001, "(#132001) Template name does not exist in the translation"))
+                return _invalid("(#132001) Template name does not exist in the translation", code=132001)
             record.template, record.language = template["name"], language["code"]
         else:
-            return _error(FakeError(400, 131051, "(#131051) Unsupported message type"))
+            return error_response(FakeError(400, 131051, "(#131051) Unsupported message type"))
         self.sent.append(record)
         if self.status_webhooks:
             self._spawn(self._post_status(record, "sent", "delivered"))
@@ -351,7 +314,7 @@ class FakeWhatsAppCloud:
         if media is not None and time.time() - media.received_at >= MEDIA_ID_LIFETIME:
             media = None  # expired ids are answered like ids that never existed
         if media is None:
-            return _error(
+            return error_response(
                 FakeError(
                     400, 100, f"(#100) Unsupported get request. Object with ID '{node}' does not exist", subcode=33
                 )
@@ -391,7 +354,7 @@ class FakeWhatsAppCloud:
 
     def _check_auth(self, request: web.Request) -> web.StreamResponse | None:
         if request.headers.get("Authorization") != f"Bearer {self.token}":
-            return _error(known_error(190))
+            return error_response(known_error(190))
         return None
 
     def _scripted(self, request: web.Request) -> web.StreamResponse | None:
@@ -405,7 +368,7 @@ class FakeWhatsAppCloud:
             request.transport.close()
             return web.Response(status=500)
         assert isinstance(item, FakeError)
-        return _error(item)
+        return error_response(item)
 
     def _wamid(self) -> str:
         return f"wamid.FAKE{next(self._ids):08d}{secrets.token_hex(6).upper()}"
@@ -462,16 +425,6 @@ def _digits(number: str) -> str:
     return number.strip().lstrip("+")
 
 
-def _error(error: FakeError) -> web.Response:
-    body: dict[str, Any] = {"message": error.message, "type": "OAuthException", "fbtrace_id": "AFakeTrace0001"}
-    if error.code is None:
-        return web.Response(status=error.status, text="<html><body>Bad Gateway</body></html>", content_type="text/html")
-    body["code"] = error.code
-    if error.subcode is not None:
-        body["error_subcode"] = error.subcode
-    if error.details:
-        body["error_data"] = {"messaging_product": "whatsapp", "details": error.details}
-    if error.status >= 500:
-        body["is_transient"] = True
-    headers = {"Retry-After": str(error.retry_after)} if error.retry_after is not None else None
-    return web.json_response({"error": body}, status=error.status, headers=headers)
+def _invalid(message: str, *, code: int = 100, subcode: int | None = None) -> web.Response:
+    """A 400 refusal of the request's content, as Meta answers one."""
+    return error_response(FakeError(400, code, message, subcode=subcode))

@@ -223,7 +223,9 @@ async def test_server_error_without_graph_body_is_retryable(
 
 
 async def test_network_failure_is_retryable_and_names_no_url(
-    section: dict[str, Any], make_channel: Callable[[dict[str, Any]], MessengerChannel], caplog: pytest.LogCaptureFixture
+    section: dict[str, Any],
+    make_channel: Callable[[dict[str, Any]], MessengerChannel],
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     # Nothing listens on the discard port of loopback.
     channel = make_channel({**section, "graph_url": "http://127.0.0.1:9/v25.0"})
