@@ -27,10 +27,11 @@ import aiohttp
 
 from .channel import Channel, ChannelContext
 from .config import Config
-from .errors import BridgeError, ChannelAuthError, ChannelUnavailable, ConfigError, PluginLoadError
+from .errors import ChannelAuthError, ChannelUnavailable, ConfigError, PluginLoadError
 from .metrics import Metrics
 from .models import ChannelState
 from .plugins import PluginRegistry
+from .preflight import channel_problems
 
 if TYPE_CHECKING:
     from apscheduler.schedulers.asyncio import AsyncIOScheduler  # type: ignore[import-untyped]  # no stubs
@@ -44,38 +45,6 @@ RETRY_FIRST = 1.0
 RETRY_MAX = 300.0
 PURGE_INTERVAL = timedelta(hours=24)
 PURGE_FIRST_DELAY = timedelta(minutes=1)
-
-
-def channel_problems(config: Config, registry: PluginRegistry) -> list[BridgeError]:
-    """Check every enabled channel against the installed plugins and its own validator.
-
-    Shared by ``check-config`` and start-up so both say the same thing.
-    Returns one error per problem (empty when all is well): ``PluginLoadError``
-    for a missing or broken plugin, ``ConfigError`` for a bad section.
-    """
-    problems: list[BridgeError] = []
-    loaded = {name for name, info in registry.plugins.items() if not info.error}
-    for name in config.plugins.required:
-        if name not in loaded:
-            reason = registry.plugins[name].error if name in registry.plugins else "not installed"
-            problems.append(PluginLoadError(f"plugins.required: plugin {name!r} is not available: {reason}"))
-    for name in config.enabled_channels():
-        cls = registry.channels.get(name)
-        if cls is None:
-            failure = registry.failures.get(name)
-            if failure:
-                message = f"channels.{name}: enabled, but plugin {name!r} failed to load: {failure}"
-            else:
-                others = "; ".join(f"plugin {n!r} failed: {e}" for n, e in sorted(registry.failures.items()))
-                hint = f" ({others})" if others else " (install its plugin, see `carebridge plugins`)"
-                message = f"channels.{name}: enabled, but no installed plugin provides this channel{hint}"
-            problems.append(PluginLoadError(message))
-            continue
-        try:
-            cls.check_config(config.channels[name])
-        except ConfigError as err:
-            problems.append(err)
-    return problems
 
 
 class Bridge:
@@ -119,7 +88,8 @@ class Bridge:
 
         :raises PluginLoadError: a required plugin, or the plugin of an
             enabled channel, is missing or failed to import.
-        :raises ConfigError: a channel section is invalid.
+        :raises ConfigError: a channel section is invalid, or no plugin provides
+            the routing strategy.
         :raises StoreError: the store cannot be opened (wrong or missing key, ...).
         """
         problems = channel_problems(config, registry)

@@ -168,17 +168,21 @@ class Daemon:
     async def reload(self) -> None:
         """Apply a SIGHUP: logging level, routing/templates/sensitive sections, relay.reload().
 
-        The new file, rules and templates are checked first; if any is wrong,
-        nothing changes and the error is logged.
+        The new file, rules, templates and strategy are checked first; if any
+        is wrong, nothing changes and the error is logged.
         """
+        from ..preflight import strategy_problem
         from ..relay import config_problems
 
         self.notifier.reloading()
         log.info("reloading %s", self.config.describe())
         try:
             new = load_config(self.config_arg)
-            # All or nothing: a broken rules/templates file keeps every section as it was.
+            # All or nothing: a broken rules/templates file or strategy keeps every section as it was.
             problems = config_problems(new)
+            strategy = strategy_problem(new, self.bridge.registry)
+            if strategy is not None:
+                problems.append(str(strategy))
             if problems:
                 raise ConfigError("; ".join(problems))
         except BridgeError as err:

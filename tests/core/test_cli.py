@@ -145,6 +145,29 @@ def test_check_config_reports_broken_rules_and_templates_files_with_their_line(t
     assert "configuration OK" in out
 
 
+def test_check_config_refuses_a_strategy_no_plugin_provides(tmp_path: Path) -> None:
+    config = write_config(tmp_path, "[routing]\nstrategy = 'least_bussy'\n")
+    status, _, err = run_cli_sync("check-config", "-c", str(config))
+    assert status == 1
+    assert err == (
+        "carebridge: routing.strategy: no installed plugin provides strategy 'least_bussy'"
+        " (built in: least_busy, round_robin; see `carebridge plugins`)\n"
+    )
+    site = tmp_path / "site"
+    from tests.conftest import install_plugin
+
+    strategy = """
+        from bridge import hookimpl
+
+        @hookimpl
+        def choose_agent(strategy, conversation, candidates):
+            return candidates[-1] if strategy == "least_bussy" and candidates else None
+        """
+    install_plugin(site, "busy-strategy", "1.0", {"busy": "busy_strategy"}, {"busy_strategy": strategy})
+    status, out, err = run_cli_sync("check-config", "-c", str(config), env=site_env(site))
+    assert (status, err) == (0, ""), err
+
+
 def test_check_config_runs_the_channel_plugins_validator(tmp_path: Path, plugin_site: Path) -> None:
     config = write_config(tmp_path, "[channels.acme]\ntoken = ''\n")
     status, _, err = run_cli_sync("check-config", "-c", str(config), env=site_env(plugin_site))

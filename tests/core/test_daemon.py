@@ -176,7 +176,12 @@ async def test_reload_with_a_broken_file_keeps_running(tmp_path: Path, notify_so
     await daemon.spawn()
     try:
         await notify_socket.expect("READY=1")
-        config.write_text(config.read_text() + "[routing]\nstrategy = 5\n")
+        original = config.read_text()
+        config.write_text(original + "[routing]\nstrategy = 5\n")
+        daemon.send_signal(signal.SIGHUP)
+        await notify_socket.expect("RELOADING=1")
+        await notify_socket.expect("READY=1")
+        config.write_text(original + "[routing]\nstrategy = 'least_bussy'\n")
         daemon.send_signal(signal.SIGHUP)
         await notify_socket.expect("RELOADING=1")
         await notify_socket.expect("READY=1")
@@ -185,6 +190,8 @@ async def test_reload_with_a_broken_file_keeps_running(tmp_path: Path, notify_so
     finally:
         assert await daemon.stop() == 0, daemon.stderr
     assert "reload failed, keeping the running configuration: routing.strategy: expected a string" in daemon.stderr
+    assert "routing.strategy: no installed plugin provides strategy 'least_bussy'" in daemon.stderr
+    assert "routing.strategy changed" not in daemon.stderr
 
 
 async def test_broken_config_exits_1_naming_the_key(tmp_path: Path) -> None:

@@ -251,3 +251,8 @@ async def test_media_left_unfetched_goes_to_the_channel_at_the_next_start(
     await third.start()
     assert len(acme.AcmeChannel.resumed) == 1  # fetched once, never handed out again
 
+
+
+async def test_a_strategy_no_plugin_provides_stops_start_up(make_bridge: BridgeFactory) -> None:
+    with pytest.raises(ConfigError, match="routing.strategy: no installed plugin provides strategy 'fastest'"):
+        await make_bridge("[channels.acme]\ntoken = 'acme-token'\n[routing]\nstrategy = 'fastest'\n")
