@@ -3,7 +3,8 @@
 Why this shape: every mistake in a config file must stop the daemon before
 anything starts, with a message naming the key path (``server.port: expected
 an integer``), and a misspelt key must never be silently ignored. The core
-sections are parsed here against a small schema; each ``[channels.<name>]``
+sections are parsed here against a small schema (the value parsers live in
+``bridge.config_values``); each ``[channels.<name>]``
 section is handed raw (secrets resolved, ``enabled`` filled in) to its
 plugin, which validates it in ``Channel.check_config``.
 
@@ -17,13 +18,16 @@ from __future__ import annotations
 import os
 import re
 import tomllib
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from . import config_values as cv
+from .config_values import Parser, resolve_secret
 from .errors import ConfigError
-from .models import parse_duration
+
+__all__ = ["Config", "find_config_file", "load_config", "parse_config", "resolve_secret"]
 
 ENV_VAR = "CAREBRIDGE_CONFIG"
 DEFAULT_FILE = "bridge.toml"
@@ -31,7 +35,6 @@ LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 SYNCHRONOUS = ("off", "normal", "full", "extra")
 SENSITIVE_POLICIES = ("redact", "allow")
 _CHANNEL_NAME = re.compile(r"^[a-z][a-z0-9_-]*$")
-_SECRET_PREFIXES = ("env:", "file:", "credential:")
 
 
 @dataclass(frozen=True)
@@ -155,191 +158,62 @@ class Config:
         return f"config file {self.path}" if self.path else f"embedded defaults (relative to {self.base_dir})"
 
 
-# --- value parsers: (raw value, key path, base_dir) -> typed value ----------
-
-Parser = Callable[[object, str, Path], Any]
-
-
-def _type_name(value: object) -> str:
-    names = {bool: "a boolean", int: "an integer", float: "a number", str: "a string"}
-    names.update({list: "an array", dict: "a table"})
-    return names.get(type(value), type(value).__name__)
-
-
-def _string(value: object, key: str, base_dir: Path) -> str:
-    if not isinstance(value, str):
-        raise ConfigError(f"{key}: expected a string, got {_type_name(value)}")
-    return resolve_secret(value, key, base_dir)
-
-
-def _choice(options: tuple[str, ...]) -> Parser:
-    def parse(value: object, key: str, base_dir: Path) -> str:
-        text = _string(value, key, base_dir).strip().lower()
-        if text not in options:
-            raise ConfigError(f"{key}: expected one of {', '.join(options)}, got {value!r}")
-        return text
-
-    return parse
-
-
-def _int(low: int, high: int | None = None) -> Parser:
-    def parse(value: object, key: str, base_dir: Path) -> int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{key}: expected an integer, got {_type_name(value)}")
-        if value < low or (high is not None and value > high):
-            bounds = f"between {low} and {high}" if high is not None else f"at least {low}"
-            raise ConfigError(f"{key}: expected an integer {bounds}, got {value}")
-        return value
-
-    return parse
-
-
-def _bool(value: object, key: str, base_dir: Path) -> bool:
-    if not isinstance(value, bool):
-        raise ConfigError(f"{key}: expected true or false, got {_type_name(value)}")
-    return value
-
-
-def _duration(value: object, key: str, base_dir: Path) -> float:
-    if not isinstance(value, (str, int, float)) or isinstance(value, bool):
-        raise ConfigError(f"{key}: expected a duration like '10s', '15m' or '8h', got {_type_name(value)}")
-    return parse_duration(value, key)
-
-
-def _path(value: object, key: str, base_dir: Path) -> Path:
-    text = _string(value, key, base_dir)
-    if not text.strip():
-        raise ConfigError(f"{key}: expected a path, got an empty string")
-    return _resolve_path(text.strip(), base_dir)
-
-
-def _optional_path(value: object, key: str, base_dir: Path) -> Path | None:
-    if isinstance(value, str) and not value.strip():
-        return None
-    return _path(value, key, base_dir)
-
-
-def _names(value: object, key: str, base_dir: Path) -> tuple[str, ...]:
-    if not isinstance(value, list):
-        raise ConfigError(f"{key}: expected an array of strings, got {_type_name(value)}")
-    for i, item in enumerate(value):
-        if not isinstance(item, str) or not item.strip():
-            raise ConfigError(f"{key}[{i}]: expected a non-empty string, got {item!r}")
-    return tuple(item.strip() for item in value)
-
-
-def _key_ref(value: object, key: str, base_dir: Path) -> str:
-    """Keep the master-key reference as text; make ``file:`` paths absolute."""
-    if not isinstance(value, str):
-        raise ConfigError(f"{key}: expected a string, got {_type_name(value)}")
-    kind, sep, rest = value.partition(":")
-    if not sep or kind not in ("file", "env", "credential") or not rest.strip():
-        raise ConfigError(f"{key}: expected 'file:PATH', 'env:NAME' or 'credential:NAME', got {value!r}")
-    if kind == "file":
-        return f"file:{_resolve_path(rest.strip(), base_dir)}"
-    return f"{kind}:{rest.strip()}"
-
-
-def _public_url(value: object, key: str, base_dir: Path) -> str:
-    text = _string(value, key, base_dir).strip().rstrip("/")
-    if text and not re.match(r"^https?://[^\s/]+", text):
-        raise ConfigError(f"{key}: expected an http(s) URL such as 'https://care.example.org', got {value!r}")
-    return text
-
-
 _SCHEMA: dict[str, tuple[type, dict[str, Parser]]] = {
     "server": (
         ServerConfig,
         {
-            "host": _string,
-            "port": _int(0, 65535),
-            "public_url": _public_url,
-            "max_body": _int(1),
-            "shutdown_timeout": _duration,
-            "tls_cert": _optional_path,
-            "tls_key": _optional_path,
+            "host": cv.string,
+            "port": cv.integer(0, 65535),
+            "public_url": cv.public_url,
+            "max_body": cv.integer(1),
+            "shutdown_timeout": cv.duration,
+            "tls_cert": cv.optional_path,
+            "tls_key": cv.optional_path,
         },
     ),
-    "logging": (LoggingConfig, {"level": _choice(LOG_LEVELS)}),
-    "plugins": (PluginsConfig, {"required": _names}),
-    "store": (StoreConfig, {"path": _path, "key": _key_ref, "synchronous": _choice(SYNCHRONOUS)}),
+    "logging": (LoggingConfig, {"level": cv.choice(LOG_LEVELS)}),
+    "plugins": (PluginsConfig, {"required": cv.names}),
+    "store": (StoreConfig, {"path": cv.path, "key": cv.key_ref, "synchronous": cv.choice(SYNCHRONOUS)}),
     "security": (
         SecurityConfig,
-        {"session_ttl": _duration, "login_max_attempts": _int(1), "lockout": _duration, "totp_issuer": _string},
+        {
+            "session_ttl": cv.duration,
+            "login_max_attempts": cv.integer(1),
+            "lockout": cv.duration,
+            "totp_issuer": cv.string,
+        },
     ),
     "routing": (
         RoutingConfig,
         {
-            "strategy": _string,
-            "rules_file": _optional_path,
-            "history_messages": _int(0),
-            "decline_timeout": _duration,
-            "transfer_notice": _bool,
-            "window_warning": _duration,
+            "strategy": cv.string,
+            "rules_file": cv.optional_path,
+            "history_messages": cv.integer(0),
+            "decline_timeout": cv.duration,
+            "transfer_notice": cv.boolean,
+            "window_warning": cv.duration,
         },
     ),
     "delivery": (
         DeliveryConfig,
-        {"max_attempts": _int(1), "retry_base": _duration, "retry_max": _duration, "concurrency": _int(1)},
+        {
+            "max_attempts": cv.integer(1),
+            "retry_base": cv.duration,
+            "retry_max": cv.duration,
+            "concurrency": cv.integer(1),
+        },
     ),
-    "templates": (TemplatesConfig, {"file": _optional_path}),
-    "retention": (RetentionConfig, {"closed_after_days": _int(0)}),
-    "sensitive": (SensitiveConfig, {"policy": _choice(SENSITIVE_POLICIES)}),
+    "templates": (TemplatesConfig, {"file": cv.optional_path}),
+    "retention": (RetentionConfig, {"closed_after_days": cv.integer(0)}),
+    "sensitive": (SensitiveConfig, {"policy": cv.choice(SENSITIVE_POLICIES)}),
 }
 _TOP_LEVEL = (*_SCHEMA, "channels")
-
-
-def _resolve_path(text: str, base_dir: Path) -> Path:
-    path = Path(text).expanduser()
-    return path if path.is_absolute() else (base_dir / path)
-
-
-def resolve_secret(value: str, key_path: str, base_dir: Path) -> str:
-    """Resolve an ``env:NAME``, ``file:PATH`` or ``credential:NAME`` reference.
-
-    Any other string is returned unchanged. File contents lose surrounding
-    whitespace (a trailing newline is the norm in secret files).
-
-    :raises ConfigError: naming ``key_path`` when the variable, file or
-        credential is missing or empty.
-    """
-    kind, sep, rest = value.partition(":")
-    if not sep or f"{kind}:" not in _SECRET_PREFIXES:
-        return value
-    rest = rest.strip()
-    if not rest:
-        raise ConfigError(f"{key_path}: '{kind}:' needs a name after the colon")
-    if kind == "env":
-        if rest not in os.environ:
-            raise ConfigError(f"{key_path}: environment variable {rest} is not set")
-        secret = os.environ[rest]
-    else:
-        if kind == "file":
-            path = _resolve_path(rest, base_dir)
-        else:
-            directory = os.environ.get("CREDENTIALS_DIRECTORY")
-            if not directory:
-                raise ConfigError(
-                    f"{key_path}: credential {rest} needs $CREDENTIALS_DIRECTORY (systemd LoadCredential=)"
-                )
-            if "/" in rest or rest in (".", ".."):
-                raise ConfigError(f"{key_path}: credential name {rest!r} must not contain '/'")
-            path = Path(directory) / rest
-        try:
-            secret = path.read_text(encoding="utf-8").strip()
-        except FileNotFoundError:
-            raise ConfigError(f"{key_path}: {kind} {path} not found") from None
-        except (OSError, UnicodeDecodeError) as err:
-            raise ConfigError(f"{key_path}: cannot read {kind} {path}: {err}") from err
-    if not secret:
-        raise ConfigError(f"{key_path}: {kind}:{rest} is empty")
-    return secret
 
 
 def _section(name: str, raw: object, base_dir: Path) -> object:
     cls, parsers = _SCHEMA[name]
     if not isinstance(raw, dict):
-        raise ConfigError(f"{name}: expected a table, got {_type_name(raw)}")
+        raise ConfigError(f"{name}: expected a table, got {cv.type_name(raw)}")
     values: dict[str, Any] = {}
     for key, value in raw.items():
         if key not in parsers:
@@ -349,9 +223,9 @@ def _section(name: str, raw: object, base_dir: Path) -> object:
     for f in fields(cls):
         default = f.default
         if f.name not in values and isinstance(default, Path):
-            values[f.name] = _resolve_path(str(default), base_dir)
+            values[f.name] = cv.resolve_path(str(default), base_dir)
         if f.name not in values and name == "store" and f.name == "key":
-            values[f.name] = _key_ref(default, "store.key", base_dir)
+            values[f.name] = cv.key_ref(default, "store.key", base_dir)
     return cls(**values)
 
 
@@ -367,15 +241,15 @@ def _resolve_tree(value: object, key: str, base_dir: Path) -> object:
 
 def _channels(raw: object, base_dir: Path) -> dict[str, dict[str, Any]]:
     if not isinstance(raw, dict):
-        raise ConfigError(f"channels: expected a table of [channels.<name>] sections, got {_type_name(raw)}")
+        raise ConfigError(f"channels: expected a table of [channels.<name>] sections, got {cv.type_name(raw)}")
     out: dict[str, dict[str, Any]] = {}
     for name, section in raw.items():
         key = f"channels.{name}"
         if not _CHANNEL_NAME.match(name):
             raise ConfigError(f"{key}: channel names are lower-case letters, digits, '-' and '_'")
         if not isinstance(section, dict):
-            raise ConfigError(f"{key}: expected a table, got {_type_name(section)}")
-        enabled = _bool(section.get("enabled", True), f"{key}.enabled", base_dir)
+            raise ConfigError(f"{key}: expected a table, got {cv.type_name(section)}")
+        enabled = cv.boolean(section.get("enabled", True), f"{key}.enabled", base_dir)
         body: dict[str, Any] = dict(section)
         if enabled:  # a disabled channel's secrets may legitimately be absent on this host
             body = {k: _resolve_tree(v, f"{key}.{k}", base_dir) for k, v in section.items()}
