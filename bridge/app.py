@@ -199,7 +199,7 @@ class Bridge:
         await self._after_start(name, channel)
 
     async def _after_start(self, name: str, channel: Channel) -> None:
-        """A channel is up: mark it connected, hand it unfetched media, start its receive loop.
+        """A channel is up: mark it connected, start its receive loop, hand it unfetched media.
 
         ``relay.resume_media`` is called directly (a Relay without it is a
         wiring error, raised here): media an earlier run acknowledged but never
@@ -208,9 +208,9 @@ class Bridge:
         """
         if self.channel_state(name)[0] is not ChannelState.CONNECTED:
             self.report_channel(name, ChannelState.CONNECTED)
-        await self.relay.resume_media(name, channel)
         if type(channel).run is not Channel.run:
             self.spawn(self._supervise_run(name, channel), name=f"run-{name}")
+        await self.relay.resume_media(name, channel)
 
     async def _retry_start(self, name: str, channel: Channel) -> None:
         delay = RETRY_FIRST
