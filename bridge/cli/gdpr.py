@@ -2,7 +2,11 @@
 
 CONTACT is a numeric contact id or ``CHANNEL:ADDRESS`` (``whatsapp:+31…``).
 Export prints everything stored about the contact, decrypted, as JSON (the
-shape of DESIGN §11; times are ISO 8601 UTC). A record that fails its
+shape of DESIGN §11; times are ISO 8601 UTC). Keys beyond §11: ``contact.email``,
+``messages[].attachments`` (kind, mime, meta, size), ``conversations[].events``
+(assignments and transfers, their notes decrypted), ``audit[].subject`` (the
+audit entries about the contact and about each of their conversations), and
+``unreadable: true`` on a record that fails its integrity check. A record that fails its
 integrity check is printed with ``"unreadable": true`` and the command exits 1
 after printing, naming it on stderr. Erase destroys the contact's data key and
 every row of theirs. Both append an audit entry.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import datetime, timezone
 from typing import Any
 
@@ -168,14 +169,44 @@ class GdprMixin(ContactsMixin, ConversationsMixin, MessagesMixin, AttachmentsMix
                     "agent": agents.get(conv.agent_id) if conv.agent_id is not None else None,
                     "created_at": iso(conv.created_at),
                     "messages": messages,
+                    "events": self._export_events(conv.id, contact_id, agents, problems),
                 }
             )
+        # Entries about the contact and about each of their conversations (transfers, transcript access).
+        subjects = [f"contact:{contact_id}"] + [f"conversation:{c['id']}" for c in conversations]
+        entries = sorted((e for subject in subjects for e in self.audit_entries(subject)), key=lambda e: e.id)
         audit = [
-            {"at": iso(e.at), "actor": e.actor, "action": e.action, "detail": e.detail}
-            for e in self.audit_entries(f"contact:{contact_id}")
+            {"at": iso(e.at), "actor": e.actor, "action": e.action, "subject": e.subject, "detail": e.detail}
+            for e in entries
         ]
         document = {"contact": contact, "identities": identities, "conversations": conversations, "audit": audit}
         return document, problems
+
+    def _export_events(
+        self, conversation_id: int, contact_id: int, agents: dict[int, str], problems: list[str]
+    ) -> list[dict[str, Any]]:
+        """Assignment and transfer events of a conversation; ``detail`` is sealed under the contact's key."""
+        owner = KeyOwner.contact(contact_id)
+        events = []
+        for event_id, kind, from_agent, to_agent, blob, created_at in self.conn.execute(
+            "SELECT id, kind, from_agent, to_agent, detail, created_at FROM events WHERE conversation_id = ? ORDER BY id",
+            (conversation_id,),
+        ).fetchall():
+            item: dict[str, Any] = {
+                "kind": kind,
+                "from_agent": agents.get(from_agent),
+                "to_agent": agents.get(to_agent),
+                "detail": None,
+                "created_at": iso(created_at),
+            }
+            try:
+                text = self.open_optional(owner, "events", "detail", event_id, blob)
+                item["detail"] = None if text is None else json.loads(text)
+            except IntegrityError as err:
+                item["unreadable"] = True
+                problems.append(str(err))
+            events.append(item)
+        return events
 
     def _export_attachments(self, message_id: int, problems: list[str]) -> list[dict[str, Any]]:
         try:

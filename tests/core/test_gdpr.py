@@ -27,6 +27,13 @@ def _seed(config_path, *, phone: str = "+31612340000", name: str = "Jan Marker")
                 tx.insert_message(conv.id, direction="note", channel="console", text="internal note", sensitive=True)
                 mid = tx.insert_message(conv.id, direction="out", channel="whatsapp", text="hi back")
                 tx.add_attachment(mid, 0, "image", mime="image/png", meta={"caption": "c"}, data=b"PNGDATA" * 50)
+                event_id = tx.next_id("events")
+                tx.conn.execute(
+                    "INSERT INTO events(id, conversation_id, kind, detail, created_at) VALUES (?, ?, 'transferred', ?, 0)",
+                    (event_id, conv.id, tx.seal(KeyOwner.contact(ident.contact_id), "events", "detail", event_id,
+                                                json.dumps({"note": f"note about {name}"}))),
+                )  # fmt: skip
+                tx.audit("agent:alice", "conversation.transfer", f"conversation:{conv.id}", {"to": "bob"})
                 tx.close_conversation(conv.id)
                 tx.create_conversation(ident.contact_id, ident.id, "whatsapp")
                 tx.audit("cli:test", "transcript.view", f"contact:{ident.contact_id}", {"by": "alice"})
@@ -71,14 +78,23 @@ def test_export_shape_by_address_and_id(seeded) -> None:
     ]
     assert all({"id", "direction", "channel", "text", "created_at", "sensitive"} <= set(m) for m in messages)
     assert messages[0]["created_at"].endswith("Z")
-    assert [(a["action"], a["detail"]) for a in doc["audit"]] == [("transcript.view", {"by": "alice"})]
+    # what the audit log says about the contact AND about their conversations (transfers, transcript views)
+    assert [(a["action"], a["subject"], a["detail"]) for a in doc["audit"]] == [
+        ("conversation.transfer", f"conversation:{doc['conversations'][0]['id']}", {"to": "bob"}),
+        ("transcript.view", f"contact:{first}", {"by": "alice"}),
+    ]
+    # assignment/transfer events, their detail decrypted under the contact's key (an extra key)
+    assert [(e["kind"], e["detail"]) for e in doc["conversations"][0]["events"]] == [
+        ("transferred", {"note": "note about Jan Marker"})
+    ]
+    assert doc["conversations"][1]["events"] == []
     # the other contact's data is not in it
     assert "Other Person" not in by_address.stdout and "98760000" not in by_address.stdout
     by_id = cli("gdpr", "export", str(first), "-c", str(config), cwd=tmp_path)
     assert json.loads(by_id.stdout)["conversations"] == doc["conversations"]
     # each export is audited
     verify = cli("audit", "verify", "-c", str(config), cwd=tmp_path)
-    assert verify.returncode == 0 and "4 entries" in verify.stdout
+    assert verify.returncode == 0 and "6 entries" in verify.stdout
 
 
 @pytest.mark.parametrize("ref", ["4242", "whatsapp:+15550000000", "messenger:nobody"])
