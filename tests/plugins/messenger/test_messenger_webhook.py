@@ -8,9 +8,11 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from bridge.meta import sign, signed_body
+from tests.plugins.conftest import BlackHole
 from tests.plugins.messenger.conftest import (
     APP_SECRET,
     MAX_BODY,
@@ -209,3 +211,15 @@ async def test_oversize_chunked_body_without_length_is_413(webhook: TestClient, 
         assert resp.status == 413
         assert (await resp.json())["error"]["code"] == "body_too_large"
     assert core.deliveries == []
+
+
+async def test_answered_without_any_call_to_the_platform(
+    section: dict[str, Any], make_channel: Any, aiohttp_client: Any, core: Core, black_hole: BlackHole
+) -> None:
+    channel = make_channel({**section, "graph_url": black_hole.url})
+    root = web.Application(client_max_size=MAX_BODY)
+    root.add_subapp(URL, channel.web_app())
+    client: TestClient = await aiohttp_client(root)
+    body = fixture_bytes("messenger-text-message.json")
+    assert (await _post(client, body, _signed(body)))[0] == 200
+    assert len(core.messages) == 1 and black_hole.connections == 0

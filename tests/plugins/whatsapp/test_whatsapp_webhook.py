@@ -12,6 +12,7 @@ from carebridge_whatsapp import WhatsAppChannel
 
 from bridge import BridgeError
 from bridge.meta import sign, signed_body
+from tests.plugins.conftest import BlackHole
 from tests.plugins.whatsapp.conftest import (
     APP_SECRET,
     VERIFY_TOKEN,
@@ -216,3 +217,16 @@ async def test_webhook_logs_carry_no_text_or_phone_number(
 def test_simulate_refuses_a_sender_that_is_not_a_number(section: dict[str, Any]) -> None:
     with pytest.raises(BridgeError, match="^--from: not an E.164 phone number"):
         WhatsAppChannel.simulate(section, "alice", "hi")
+
+
+async def test_answered_without_waiting_for_the_platform(
+    make_channel: Any, aiohttp_client: Any, core: Core, black_hole: BlackHole
+) -> None:
+    # The Cloud API hangs: the webhook must still be answered once the messages are stored.
+    channel: WhatsAppChannel = make_channel(graph_url=black_hole.url)
+    client: TestClient = await aiohttp_client(channel.web_app())
+    body = fixture_bytes("whatsapp-image-reply-with-context.json")
+    resp = await client.post("/", data=body, headers={"X-Hub-Signature-256": sign(body, APP_SECRET)})
+    assert resp.status == 200 and len(core.messages) == 1
+    assert channel.media.pending == 1, "the media download goes on in the background"
+    await channel.stop()
