@@ -256,3 +256,24 @@ def test_interrupted_rename_is_finished(tmp_path, monkeypatch) -> None:
     assert asyncio.run(_names(cfg)) == ["person 0", "person 1", "person 2"]
     assert load_master_key(cfg.key) == new
     assert not key_path.with_name("master.key.new").exists()
+
+
+async def test_rotate_credential_key_writes_output(tmp_path, monkeypatch) -> None:
+    """A systemd credential cannot be rewritten in place: the new key goes to --output, 0600."""
+    creds = tmp_path / "creds"
+    old = generate_key()
+    write_key_file(creds / "master", old)
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(creds))
+    cfg = settings(tmp_path, key="credential:master")
+    await _seed(cfg, 2)
+    with pytest.raises(ConfigError, match="pass --output FILE"):
+        await rotate(cfg, None)
+    out = tmp_path / "new.key"
+    message = await rotate(cfg, out)
+    assert "4 data keys re-wrapped" in message and f"install the new key from {out}" in message
+    assert stat.S_IMODE(out.stat().st_mode) == 0o600
+    assert load_master_key("credential:master") == old  # the credential itself is left alone
+    with pytest.raises(KeyMismatchError):
+        await _names(cfg)
+    write_key_file(creds / "master", load_master_key(f"file:{out}"))  # what the admin installs
+    assert await _names(cfg) == ["person 0", "person 1"]
