@@ -77,6 +77,7 @@ class Bridge:
         self._lifespans = AsyncExitStack()
         self._started = False
         self._stopped = False
+        self._stop_task: asyncio.Task[None] | None = None
         self._opened: list[str] = []
 
     @classmethod
@@ -291,11 +292,19 @@ class Bridge:
 
         Order matters: receive loops stop first so nothing new arrives, the
         relay's worker then finishes in-flight sends while channels still
-        work, and channels close last.
+        work, and channels close last. The shutdown runs as its own task:
+        cancelling a caller (a grace period running out) does not cut it
+        short, and a later ``stop()`` or ``close()`` waits for the same one,
+        so the store is never closed under a running worker.
         """
-        if not self._started or self._stopped:
+        if not self._started:
             return
-        self._stopped = True
+        if self._stop_task is None:
+            self._stopped = True
+            self._stop_task = asyncio.get_running_loop().create_task(self._shutdown(), name="bridge-stop")
+        await asyncio.shield(self._stop_task)
+
+    async def _shutdown(self) -> None:
         if getattr(self, "scheduler", None) is not None and self.scheduler.running:
             self.scheduler.shutdown(wait=False)
         tasks = list(self._tasks)

@@ -39,7 +39,7 @@ class AcmeChannel(Channel):
     def check_config(cls, section):
         if not isinstance(section.get("token"), str) or not section.get("token"):
             raise ConfigError("channels.acme.token: required (a non-empty string)")
-        unknown = sorted(set(section) - {"enabled", "token", "fail_start"})
+        unknown = sorted(set(section) - {"enabled", "token", "fail_start", "slow_stop"})
         if unknown:
             raise ConfigError(f"channels.acme.{unknown[0]}: unknown key")
 
@@ -53,6 +53,14 @@ class AcmeChannel(Channel):
             raise ChannelAuthError("token rejected by Acme")
         if self.config.get("fail_start") == "once" and type(self).starts == 1:
             raise ChannelUnavailable("Acme is down for maintenance")
+
+    stop_entered = None  # with slow_stop: asyncio.Events the test sets up
+    stop_gate = None
+
+    async def stop(self):
+        if self.config.get("slow_stop"):
+            type(self).stop_entered.set()
+            await type(self).stop_gate.wait()
 
     async def send(self, message):
         return DeliveryReceipt(external_ids=("acme-1",))

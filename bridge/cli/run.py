@@ -105,7 +105,9 @@ class Daemon:
     async def _run_app(self, app: web.Application, ssl_context: ssl.SSLContext | None) -> None:
         """Start the app (and with it the bridge), listen, serve until asked to stop."""
         timeout = self.config.server.shutdown_timeout
-        runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=timeout * 0.6)
+        # A quarter of the grace period for in-flight requests (webhooks answer in
+        # well under a second by design); the rest for the relay's observers and sends.
+        runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=timeout * 0.25)
         try:
             await runner.setup()
             await self._listen(runner, ssl_context)
@@ -131,7 +133,12 @@ class Daemon:
         log.info("listening on %s://%s:%d", scheme, server.host, server.port)
 
     async def _cleanup(self, runner: web.AppRunner) -> None:
-        """Stop listening, finish in-flight requests, stop the bridge, bounded by the grace period."""
+        """Stop listening, finish in-flight requests, stop the bridge, bounded by the grace period.
+
+        Past the grace period the wait is abandoned with a warning; the
+        bridge's own shutdown still completes in ``bridge.close()`` (each of
+        its parts has its own share of the grace period).
+        """
         try:
             await asyncio.wait_for(runner.cleanup(), timeout=self.config.server.shutdown_timeout)
         except TimeoutError:

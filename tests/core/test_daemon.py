@@ -117,7 +117,7 @@ async def post_slow_webhook(daemon: DaemonProcess, delay: float) -> asyncio.Task
 
 async def test_in_flight_request_finishes_before_exit(tmp_path: Path, plugin_site: Path) -> None:
     """A webhook whose handler is still working when SIGTERM arrives gets its answer and is stored."""
-    config = write_config(tmp_path, "[channels.acme]\ntoken = 'tok-123456'\n")
+    config = write_config(tmp_path, "[channels.acme]\ntoken = 'tok-123456'\n", server='shutdown_timeout = "10s"')
     daemon = await DaemonProcess(config, env={"PYTHONPATH": str(plugin_site)}).start()
     request = await post_slow_webhook(daemon, 1.0)
     daemon.send_signal(signal.SIGTERM)

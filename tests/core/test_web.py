@@ -208,6 +208,26 @@ async def test_lifespan_contexts_are_entered_and_left(
     assert marker.read_text() == "enter\nexit\n"
 
 
+async def test_a_cancelled_stop_is_finished_by_close(
+    make_bridge: BridgeFactory, acme: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A grace period running out cancels the waiter, not the shutdown: close() still leaves every lifespan."""
+    marker = tmp_path / "lifespan.txt"
+    monkeypatch.setenv("ACME_LIFESPAN_FILE", str(marker))
+    acme.AcmeChannel.stop_entered, acme.AcmeChannel.stop_gate = asyncio.Event(), asyncio.Event()
+    instance = await make_bridge("[channels.acme]\ntoken = 'acme-token'\nslow_stop = true\n")
+    await instance.start()
+    stopping = asyncio.create_task(instance.stop())
+    await acme.AcmeChannel.stop_entered.wait()  # the bridge is inside the channel's stop()
+    stopping.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await stopping
+    assert marker.read_text() == "enter\n"
+    acme.AcmeChannel.stop_gate.set()
+    await instance.close()
+    assert marker.read_text() == "enter\nexit\n"
+
+
 async def test_metrics_registry_is_per_bridge(make_bridge: BridgeFactory) -> None:
     first = await make_bridge()
     first.metrics.login_failures.inc()
