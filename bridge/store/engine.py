@@ -28,27 +28,15 @@ import sqlite_utils
 
 from ..errors import KeyMismatchError, StoreError
 from ..keyfile import fsync_dir, generate_key, key_file_path, load_master_key, write_key_file
-from . import schema, scrub
-from .keyring import (
-    HMAC_ROOT,
-    KEY_CHECK_NAME,
-    MISMATCH,
-    Keyring,
-    KeyOwner,
-    key_matches,
-    pending_key_path,
-    seal_key_check,
-)
+from . import schema
+from .connection import READER_MMAP_BYTES, SYNC_MODES, bootstrap, configure, connect
+from .keyring import MISMATCH, Keyring, key_matches, pending_key_path
 from .tx import Tx
 
 log = logging.getLogger("carebridge.store")
 T = TypeVar("T")
 
 MAX_BATCH = 512
-BUSY_TIMEOUT_MS = 10_000
-CACHE_KIB = 16_384  # per connection: a big batch must not spill pages mid-transaction
-READER_MMAP_BYTES = 256 * 1024 * 1024  # history pages read without a syscall per page
-_SYNC_MODES = {"off", "normal", "full", "extra"}
 _STOP = object()
 # Results that cannot be awaitables: skips an ABC check per write on the hot path.
 _PLAIN_RESULTS = frozenset({type(None), int, str, bytes, bool, float, tuple, list, dict})
@@ -112,7 +100,7 @@ class Store:
         self.media_dir = path.with_name(path.stem + "-media")
         ref = settings.key
         synchronous = str(getattr(settings, "synchronous", "full")).lower()
-        if synchronous not in _SYNC_MODES:
+        if synchronous not in SYNC_MODES:
             raise StoreError(f"store.synchronous: expected one of off, normal, full, extra; got {synchronous!r}")
         db_exists = path.exists() and path.stat().st_size > 0
         key_path = key_file_path(ref)
@@ -132,23 +120,23 @@ class Store:
             path.parent.mkdir(parents=True, exist_ok=True)
             if not path.exists():  # readable by the service user only (-wal/-shm inherit the mode)
                 os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
-            conn = _connect(path)
+            conn = connect(path)
         except (OSError, sqlite3.Error) as err:
             raise StoreError(f"cannot open the store {path}: {err}") from err
         try:
             master = self._check_before_writing(conn, master, key_path)
-            _configure(conn, synchronous)
+            configure(conn, synchronous)
             db = sqlite_utils.Database(conn)
             self.schema_version = schema.migrate(db)
             self._keyring = Keyring(master, ref)
-            _bootstrap(conn, master, self._clock())
+            bootstrap(conn, master, self._clock())
             self._keyring.load_secrets(conn)
             try:
                 self.media_dir.mkdir(mode=0o700, exist_ok=True)
             except OSError as err:
                 raise StoreError(f"cannot create the media directory {self.media_dir}: {err}") from err
-            reader = _connect(path)
-            _configure(reader, synchronous)
+            reader = connect(path)
+            configure(reader, synchronous)
             reader.execute("PRAGMA query_only = ON")
             reader.execute(f"PRAGMA mmap_size = {READER_MMAP_BYTES}")
         except sqlite3.Error as err:
@@ -378,40 +366,3 @@ def _resolve(items: list[tuple[asyncio.Future[Any], bool, Any]]) -> None:
             future.set_result(value)
         else:
             future.set_exception(value)
-
-
-def _connect(path: Path) -> sqlite3.Connection:
-    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-    conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-    scrub.register(conn)  # the outbox.last_error triggers call it
-    return conn
-
-
-def _configure(conn: sqlite3.Connection, synchronous: str) -> None:
-    mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-    if str(mode).lower() != "wal":
-        raise StoreError(f"cannot switch the store to WAL mode (got {mode})")
-    conn.execute(f"PRAGMA synchronous = {synchronous.upper()}")
-    conn.execute("PRAGMA foreign_keys = ON")
-    conn.execute("PRAGMA secure_delete = ON")
-    conn.execute(f"PRAGMA cache_size = -{CACHE_KIB}")
-    conn.execute("PRAGMA temp_store = MEMORY")  # savepoint sub-journals stay in memory
-
-
-def _bootstrap(conn: sqlite3.Connection, master: bytes, now: float) -> None:
-    """On a new database: the key check, the HMAC root key and the system key, in one transaction."""
-    if key_matches(conn, master) is not None:
-        return
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        if key_matches(conn, master) is None:
-            if conn.execute("SELECT count(*) FROM keys").fetchone()[0]:
-                raise StoreError("the store has data keys but no key check; refusing to guess its master key")
-            conn.execute("INSERT INTO meta(name, value) VALUES (?, ?)", (KEY_CHECK_NAME, seal_key_check(master)))
-            keyring = Keyring(master, None)
-            for key_id, owner in enumerate((HMAC_ROOT, KeyOwner.SYSTEM), start=1):
-                keyring.create(conn, owner, key_id, now)
-        conn.execute("COMMIT")
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
