@@ -133,6 +133,14 @@ class Channel(ABC):
         :raises ChannelAuthFailed: when the platform refuses our credentials.
         """
 
+    def can_reengage(self) -> bool:
+        """Whether ``send`` can deliver an ``OutboundMessage(template=True)``.
+
+        True for platforms with an approved re-engagement template configured
+        (WhatsApp); the core then offers it when the reply window is closed.
+        """
+        return False
+
     async def resume_media(self, pending: Sequence[PendingMedia]) -> None:
         """Fetch media left unstored by an earlier run and hand it to ``ctx.save_media``.
 

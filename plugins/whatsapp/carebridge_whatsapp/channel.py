@@ -68,6 +68,10 @@ class WhatsAppChannel(Channel):
         """E.164 with ``+`` (``15551234567`` → ``+15551234567``); raises ValueError otherwise."""
         return normalize_e164(address)
 
+    def can_reengage(self) -> bool:
+        """True when ``reengage_template`` is configured: it is what reaches a closed window."""
+        return bool(self.settings.reengage_template)
+
     async def start(self) -> None:
         """Check the token and the phone number id with one Graph call.
 

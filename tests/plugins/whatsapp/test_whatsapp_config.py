@@ -87,3 +87,19 @@ def test_installed_plugin_registers_the_channel_through_its_entry_point() -> Non
     info = registry.plugins["whatsapp"]
     assert info.distribution == "carebridge-whatsapp" and info.channels == ["whatsapp"] and info.error is None
     assert WhatsAppChannel.max_text_length == 4096 and WhatsAppChannel.reply_window == 24 * 3600
+
+
+def test_can_reengage_only_with_a_configured_template() -> None:
+    section = {
+        "phone_number_id": "123456789",
+        "access_token": "token",
+        "app_secret": "secret",
+        "verify_token": "verify",
+        "graph_url": "http://127.0.0.1:9/v25.0",
+    }
+    with_template = WhatsAppChannel.__new__(WhatsAppChannel)
+    with_template.settings = WhatsAppConfig.from_section({**section, "reengage_template": "followup"})
+    without = WhatsAppChannel.__new__(WhatsAppChannel)
+    without.settings = WhatsAppConfig.from_section(section)
+    assert with_template.can_reengage() is True
+    assert without.can_reengage() is False
