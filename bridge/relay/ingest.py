@@ -10,9 +10,9 @@ it is a command or a reply (see RELAY-SHARED).
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from .. import agents as agents_repo
@@ -37,6 +37,12 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+#: Told to an agent whose message could not be handled because a record it needed is damaged.
+DAMAGED = (
+    "Your message could not be handled: a stored record it needed failed its integrity check. "
+    "Nothing was sent; the operator's log names the record."
+)
+
 
 @dataclass
 class IngestResult:
@@ -47,23 +53,25 @@ class IngestResult:
     duplicates: int = 0
 
 
-@contextmanager
-def _isolated(tx: Any, what: str) -> Iterator[None]:
-    """Run one step in its own SAVEPOINT; a record failing its integrity check undoes just that step.
+def _isolated(tx: Any, what: str, step: Callable[[], None]) -> bool:
+    """Run ``step`` in its own SAVEPOINT; return False when a damaged record stopped it.
 
-    The failure is logged (naming the cell) and the webhook is still
-    acknowledged, so one damaged row cannot make a platform retry a whole
-    batch forever. Only for steps that create no data keys and write no
-    files (routing, agent traffic): a savepoint does not undo those caches.
+    A record failing its integrity check undoes just that step and is logged
+    (naming the cell); the webhook is still acknowledged, so one damaged row
+    cannot make a platform retry a whole batch forever. Only for steps that
+    create no data keys and write no files (routing, agent traffic): a
+    savepoint does not undo those caches.
     """
     tx.conn.execute("SAVEPOINT relay_step")
     try:
-        yield
+        step()
     except IntegrityError as err:
         tx.conn.execute("ROLLBACK TO relay_step")
-        log.error("%s skipped: %s", what, err)
+        log.error("%s stopped by a damaged record: %s", what, err)
+        return False
     finally:
         tx.conn.execute("RELEASE relay_step")
+    return True
 
 
 def ingest_batch(tx: Any, rctx: RelayContext, channel: str, messages: list[InboundMessage]) -> IngestResult:
@@ -81,8 +89,9 @@ def ingest_batch(tx: Any, rctx: RelayContext, channel: str, messages: list[Inbou
             log.error("%s: a message from an agent whose record is unreadable was dropped: %s", channel, err)
             continue
         if agent is not None:
-            with _isolated(tx, f"{channel}: an agent's message"):
-                _ingest_agent(tx, rctx, agent, message, result)
+            step = partial(_ingest_agent, tx, rctx, agent, message, result)
+            if not _isolated(tx, f"{channel}: agent {agent.name}'s message", step):
+                notify_agent(tx, rctx, agent, DAMAGED)
         else:
             _ingest_customer(tx, rctx, message, result)
     return result
@@ -106,9 +115,15 @@ def _ingest_customer(tx: Any, rctx: RelayContext, message: InboundMessage, resul
     if tx.message_id_by_external(channel, message.external_id) is not None:
         result.duplicates += 1
         return
-    identity, _created = tx.get_or_create_identity(
-        channel, message.sender, name=message.sender_name, inbound_at=message.timestamp
-    )
+    try:
+        identity, _created = tx.get_or_create_identity(
+            channel, message.sender, name=message.sender_name, inbound_at=message.timestamp
+        )
+    except IntegrityError as err:
+        # Raised while reading their identity, before anything was written. Failing the
+        # webhook would make the platform retry (and drop) every message batched with it.
+        log.error("%s: a message from a customer whose record is unreadable was not stored: %s", channel, err)
+        return
     windows.person_wrote(tx, rctx, "contact", identity.contact_id, channel)
     conv = tx.open_conversation(identity.id)
     if conv is None:
@@ -140,8 +155,7 @@ def _ingest_customer(tx: Any, rctx: RelayContext, message: InboundMessage, resul
     result.stored.append((channel, "in"))
     # The message is stored whatever happens next; if routing meets a damaged record
     # it waits (status "waiting") and is relayed when an agent takes the conversation.
-    with _isolated(tx, f"routing of message {message_id}"):
-        _route_message(tx, rctx, conv.id, message_id)
+    _isolated(tx, f"routing of message {message_id}", partial(_route_message, tx, rctx, conv.id, message_id))
 
 
 def _route_message(tx: Any, rctx: RelayContext, conversation_id: int, message_id: int) -> None:
@@ -151,7 +165,11 @@ def _route_message(tx: Any, rctx: RelayContext, conversation_id: int, message_id
         return
     now = rctx.now()
     if conv.status == "assigned" and conv.agent_id is not None:
-        agent = agents_repo.get_agent(tx, conv.agent_id)
+        try:
+            agent = agents_repo.get_agent(tx, conv.agent_id)
+        except IntegrityError as err:  # their agent cannot be reached: treat them as gone
+            log.error("conversation %d goes back to its queue, its agent is unreadable: %s", conv.id, err)
+            agent = None
         if agent is not None and not agent.disabled and agents_repo.is_online(tx, agent.id, now):
             msg = tx.get_message(message_id)
             relay_to_agent(tx, rctx, conv, agent, msg)

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from bridge.models import InboundMessage
 from bridge.relay import assign
 from tests.e2e.harness import CHANNELS, add_agent, login, make_bridge, outbox_rows, wait_for
 
@@ -148,7 +150,7 @@ async def test_a_reply_to_a_customer_whose_address_is_damaged_is_refused_with_a_
         await bridge.close()
 
 
-async def test_a_customer_of_an_agent_with_a_damaged_record_still_has_their_message_stored(
+async def test_a_conversation_whose_agent_record_is_damaged_goes_to_a_colleague(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     bridge = await make_bridge(tmp_path, FAST)
@@ -158,11 +160,13 @@ async def test_a_customer_of_an_agent_with_a_damaged_record_still_has_their_mess
         await login(bridge, "second", "alice", secret)
         await mem.inbound("cust", "Hello", sender_name="Jan")
         await wait_for(lambda: "[#1 Jan · Memory] Hello" in second.texts_to("alice"))
+        bob, secret_b = await add_agent(bridge, "bob", "second:bob")
+        await login(bridge, "second", "bob", secret_b)
         await bridge.store.write(lambda tx: flip(tx, "agents", "address", alice.id))
-        ext = await mem.inbound("cust", "Are you there?")  # acknowledged, not a 500 loop
-        stored = await bridge.store.read(lambda tx: tx.get_message(tx.message_id_by_external("memory", ext)))
-        assert stored.text == "Are you there?" and stored.status == "waiting"
-        assert errors(caplog, "agents.address of row")
+        await mem.inbound("cust", "Are you there?")  # acknowledged, not a 500 loop
+        await wait_for(lambda: "[#1 Jan · Memory] Are you there?" in second.texts_to("bob"), what="relay to bob")
+        assert (await bridge.store.read(lambda tx: tx.get_conversation(1))).agent_id == bob.id
+        assert errors(caplog, "its agent is unreadable")
         await second.inbound("alice", "hello?")  # her own messages are dropped with a log line, not a crash
         assert errors(caplog, "agent whose record is unreadable")
     finally:
@@ -205,5 +209,49 @@ async def test_window_warnings_still_reach_the_others_when_one_agent_record_is_d
         assert await bridge.relay.check_windows() == 1
         await wait_for(lambda: any("closes in about" in t for t in win.texts_to("+15550002")), what="warning")
         assert errors(caplog, f"agent {agents[0].id} is unreadable and cannot be warned")
+    finally:
+        await bridge.close()
+
+
+async def test_a_customer_whose_identity_is_damaged_is_reported_and_the_rest_of_the_webhook_kept(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    bridge = await make_bridge(tmp_path, FAST)
+    try:
+        mem, second = bridge.channels["memory"], bridge.channels["second"]
+        alice, secret = await add_agent(bridge, "alice", "second:alice")
+        await login(bridge, "second", "alice", secret)
+        await mem.inbound("cust", "Hello", sender_name="Jan")
+        await wait_for(lambda: "[#1 Jan · Memory] Hello" in second.texts_to("alice"))
+        await bridge.store.write(lambda tx: flip(tx, "contact_identities", "address", 1))
+        message = InboundMessage(channel="memory", sender="other", external_id="x-1", text="Hi", timestamp=time.time())
+        batch = [message, replace(message, sender="cust", external_id="x-2", text="Hello again?")]
+        await bridge.relay.ingest("memory", batch)  # acknowledged: no exception
+        assert errors(caplog, "a message from a customer whose record is unreadable was not stored")
+        kim = await bridge.store.read(lambda tx: tx.get_message(tx.message_id_by_external("memory", "x-1")))
+        assert kim is not None and kim.text == "Hi", "the other customer's message in the same POST is kept"
+    finally:
+        await bridge.close()
+
+
+async def test_an_agent_command_stopped_by_a_damaged_record_is_undone_and_the_agent_told(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    bridge = await make_bridge(tmp_path, FAST)
+    try:
+        mem, second = bridge.channels["memory"], bridge.channels["second"]
+        alice, secret_a = await add_agent(bridge, "alice", "second:alice")
+        bob, secret_b = await add_agent(bridge, "bob", "second:bob")
+        await login(bridge, "second", "alice", secret_a)
+        await login(bridge, "second", "bob", secret_b)
+        await mem.inbound("cust", "Hello", sender_name="Jan")
+        await wait_for(lambda: any("Hello" in t for t in second.texts_to("alice") + second.texts_to("bob")))
+        owner = (await bridge.store.read(lambda tx: tx.get_conversation(1))).agent_id
+        sender, target = ("alice", bob) if owner == alice.id else ("bob", alice)
+        await bridge.store.write(lambda tx: flip(tx, "agents", "address", target.id))
+        await second.inbound(sender, f"/transfer {target.name}")
+        await wait_for(lambda: any("could not be handled" in t for t in second.texts_to(sender)), what="notice")
+        assert (await bridge.store.read(lambda tx: tx.get_conversation(1))).agent_id == owner
+        assert errors(caplog, f"agent {sender}'s message stopped by a damaged record")
     finally:
         await bridge.close()
