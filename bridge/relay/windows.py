@@ -69,8 +69,16 @@ def _responsible_agent(tx: Any, delivery: Delivery) -> tuple[Agent, Conversation
 
 
 def tell_agent(tx: Any, rctx: RelayContext, delivery: Delivery, key: str, **fields: Any) -> int | None:
-    """Send notice ``key`` about a customer delivery to the responsible agent."""
-    found = _responsible_agent(tx, delivery)
+    """Send notice ``key`` about a customer delivery to the responsible agent.
+
+    An agent whose record fails its integrity check cannot be told: that is
+    logged, and the delivery's own outcome is still recorded.
+    """
+    try:
+        found = _responsible_agent(tx, delivery)
+    except IntegrityError as err:
+        log.error("cannot tell the agent about delivery %d (%s): %s", delivery.id, key, err)
+        return None
     if found is None:
         return None
     agent, conv = found
@@ -116,10 +124,7 @@ def on_unreadable(tx: Any, rctx: RelayContext, delivery_id: int, error: Integrit
     log.error("outbox: delivery %d on %s marked failed: %s", delivery.id, delivery.channel, reason)
     outbox.mark_failed(tx, delivery, reason)
     if delivery.recipient_kind == "contact":
-        try:
-            tell_agent(tx, rctx, delivery, "delivery_failed", error="it was damaged in the store (integrity check)")
-        except IntegrityError as err:  # the agent's own record is damaged too: the log must do
-            log.error("outbox: cannot tell the agent about delivery %d: %s", delivery.id, err)
+        tell_agent(tx, rctx, delivery, "delivery_failed", error="it was damaged in the store (integrity check)")
 
 
 def on_window_closed(tx: Any, rctx: RelayContext, delivery: Delivery, reason: str) -> None:

@@ -7,6 +7,7 @@ from the outbox, relaying to an agent, building a hand-off's history.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from dataclasses import replace
@@ -15,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from bridge.errors import DeliveryError
 from bridge.models import InboundMessage
 from bridge.relay import assign
 from tests.e2e.harness import CHANNELS, add_agent, login, make_bridge, outbox_rows, wait_for
@@ -253,5 +255,32 @@ async def test_an_agent_command_stopped_by_a_damaged_record_is_undone_and_the_ag
         await wait_for(lambda: any("could not be handled" in t for t in second.texts_to(sender)), what="notice")
         assert (await bridge.store.read(lambda tx: tx.get_conversation(1))).agent_id == owner
         assert errors(caplog, f"agent {sender}'s message stopped by a damaged record")
+    finally:
+        await bridge.close()
+
+
+async def test_a_failed_delivery_is_recorded_even_when_its_agent_cannot_be_told(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    bridge = await make_bridge(tmp_path, FAST)
+    try:
+        mem, second = bridge.channels["memory"], bridge.channels["second"]
+        alice, secret = await add_agent(bridge, "alice", "second:alice")
+        await login(bridge, "second", "alice", secret)
+        await mem.inbound("cust", "Hello", sender_name="Jan")
+        await wait_for(lambda: "[#1 Jan · Memory] Hello" in second.texts_to("alice"))
+        mem.script = [DeliveryError("(#100) Invalid parameter", retryable=False, code="100")]
+        mem.gate = asyncio.Event()  # the platform answers only once alice's record is damaged
+        await second.inbound("alice", "An answer the platform refuses")
+        await bridge.store.write(lambda tx: flip(tx, "agents", "address", alice.id))
+        mem.gate.set()
+
+        async def failed_once() -> bool:
+            rows = [r for r in await outbox_rows(bridge) if r[2] == "contact"]
+            return [(r[3], r[4]) for r in rows] == [("failed", 1)]
+
+        await wait_for(failed_once, what="the refused delivery failed after one attempt")
+        assert len(mem.attempts) == 1
+        assert errors(caplog, "cannot tell the agent about delivery")
     finally:
         await bridge.close()
