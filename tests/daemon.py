@@ -197,7 +197,8 @@ class DaemonProcess:
             await self.stop()
 
 
-def _cli_env(env: dict[str, str] | None) -> dict[str, str]:
+def cli_env(env: dict[str, str] | None) -> dict[str, str]:
+    """The environment for a CLI subprocess: ours without $CAREBRIDGE_CONFIG, plus ``env``, the repo on PYTHONPATH."""
     full = {**os.environ}
     full.pop("CAREBRIDGE_CONFIG", None)
     full.update(env or {})
@@ -219,7 +220,7 @@ async def run_cli(
         "bridge",
         *args,
         cwd=cwd,
-        env=_cli_env(env),
+        env=cli_env(env),
         stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
@@ -246,7 +247,7 @@ def run_cli_sync(
     done = subprocess.run(
         [sys.executable, "-m", "bridge", *args],
         cwd=cwd,
-        env=_cli_env(env),
+        env=cli_env(env),
         input=stdin,
         capture_output=True,
         timeout=timeout,

@@ -45,7 +45,7 @@ def test_a_closed_stdout_is_not_a_traceback(tmp_path: Path) -> None:
     import subprocess
     import sys
 
-    from tests.daemon import _cli_env
+    from tests.daemon import cli_env
 
     read_end, write_end = os.pipe()
     os.close(read_end)  # the reader is gone before anything is written: `carebridge plugins | head -0`
@@ -53,7 +53,7 @@ def test_a_closed_stdout_is_not_a_traceback(tmp_path: Path) -> None:
         done = subprocess.run(
             [sys.executable, "-m", "bridge", "plugins"],
             cwd=tmp_path,
-            env=_cli_env(None),
+            env=cli_env(None),
             stdout=write_end,
             stderr=subprocess.PIPE,
             timeout=60,
