@@ -77,6 +77,11 @@ GDPR and retention (``gdpr.py``)
     media files removed and WAL truncated after commit); ``export_contact(id) -> (doc,
     problems)``; ``purge_closed(days) -> messages deleted``.
 
+Plaintext text columns hold no personal data: ``outbox.last_error`` is passed
+through :func:`bridge.store.scrub.scrub_error` by triggers (migration 2), so
+addresses, phone numbers and platform ids in a platform's error text never
+reach the file; log the same text through ``scrub_error`` too.
+
 Schema changes: ``register_migration(number, fn)`` or ``MIGRATIONS`` in
 ``bridge.relay.schema`` (numbers 100–199); see :mod:`bridge.store.schema`.
 """

@@ -145,6 +145,7 @@ def test_erase_shreds_everything_of_the_contact(seeded) -> None:
         assert conn.execute(f"SELECT count(*) FROM {table} WHERE {where}", (first,)).fetchone()[0] == 0, table
     assert conn.execute("SELECT count(*) FROM messages").fetchone()[0] == 3  # the other contact's
     assert conn.execute("SELECT count(*) FROM attachments").fetchone()[0] == 1
+    assert conn.execute("SELECT count(*) FROM events").fetchone()[0] == 1  # the other contact's transfer
     conn.close()
     assert len({p.name for p in db.with_name(db.stem + "-media").iterdir()}) == 1
     # nothing of the destroyed key or the rows survives in the files (secure_delete, WAL truncated)
