@@ -267,3 +267,17 @@ def test_usage_errors_exit_2(tmp_path: Path) -> None:
     status, _, err = run_cli_sync("simulate", "acme", cwd=tmp_path)
     assert status == 2 and "--from" in err
     assert os.path.exists(tmp_path)
+
+
+def test_config_option_anywhere_among_the_leaf_arguments(tmp_path: Path) -> None:
+    config = write_config(tmp_path)
+    status, out, err = run_cli_sync(
+        "agent", "add", "alice", "-c", str(config), "--channel", "whatsapp:+15551234567", "--password-stdin",
+        cwd=tmp_path / "..", stdin=b"correct horse battery staple\n",
+    )  # fmt: skip
+    assert status == 0, err
+    assert out.startswith("otpauth://totp/Carebridge:alice?secret=")
+    status, out, err = run_cli_sync("agent", f"--config={config}", "list", cwd=tmp_path / "..")
+    assert status == 2 and "unrecognized arguments: --config=" in err  # -c belongs to the leaf, not `agent`
+    status, out, err = run_cli_sync("agent", "list", f"--config={config}", cwd=tmp_path / "..")
+    assert status == 0 and out.splitlines()[1].startswith("alice  agent  whatsapp:+1555")
