@@ -71,6 +71,7 @@ class Relay:
             rules=rules,
             windows={name: type(ch).reply_window for name, ch in channels.items()},
             channels=frozenset(channels) | {"console"},
+            reengage=frozenset(name for name, ch in channels.items() if ch.can_reengage()),
             commands=commands,
             count_stored=self._count_stored,
         )

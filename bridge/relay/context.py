@@ -36,6 +36,8 @@ class RelayContext:
     rules: Rules
     windows: Mapping[str, float | None] = field(default_factory=dict)
     channels: frozenset[str] = frozenset({"console"})
+    #: channels that can send a re-engagement template (``Channel.can_reengage``)
+    reengage: frozenset[str] = frozenset()
     clock: Callable[[], float] = time.time
     commands: Any = None
     #: ``count_stored(channel, direction)``: called after the commit of each stored message (metrics).
@@ -59,6 +61,10 @@ class RelayContext:
     def channel_window(self, channel: str) -> float | None:
         """Seconds a recipient's reply window stays open on ``channel``, or None."""
         return self.windows.get(channel)
+
+    def can_reengage(self, channel: str) -> bool:
+        """Whether ``channel`` can send a re-engagement template to a closed window."""
+        return channel in self.reengage
 
     def channel_enabled(self, channel: str) -> bool:
         """Whether deliveries on ``channel`` can be made by this bridge."""

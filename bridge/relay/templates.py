@@ -41,6 +41,7 @@ REQUIRED_KEYS = (
     "transfer",
     "handoff",
     "window_closed_customer",
+    "window_closed_customer_wait",
     "window_closed_agent",
     "window_warning",
     "email_hint",

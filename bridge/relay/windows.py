@@ -136,17 +136,21 @@ def on_window_closed(tx: Any, rctx: RelayContext, delivery: Delivery, reason: st
     outbox.hold(tx, delivery, WINDOW_CLOSED, reason)
     subject = f"{delivery.recipient_kind}:{delivery.recipient_id}:{delivery.channel}"
     first = outbox.flag(tx, REENGAGE, subject)
+    # Only a channel with an approved template configured can knock on a closed window.
+    reengage = rctx.can_reengage(delivery.channel)
     if delivery.recipient_kind == "contact":
         if first:
-            _enqueue_template(tx, rctx, delivery, "[re-engagement template]")
+            if reengage:
+                _enqueue_template(tx, rctx, delivery, "[re-engagement template]")
             email, verified = records.contact_email(tx, delivery.recipient_id)
             hint = rctx.templates.render("email_hint") if email and verified else ""
-            tell_agent(tx, rctx, delivery, "window_closed_customer", email=hint)
+            key = "window_closed_customer" if reengage else "window_closed_customer_wait"
+            tell_agent(tx, rctx, delivery, key, email=hint)
         return
     agent = agents_repo.get_agent(tx, delivery.recipient_id)
     if agent is None:
         return
-    if first:
+    if first and reengage:
         notice = rctx.templates.render("window_closed_agent", None, channel=channel_label(delivery.channel))
         _enqueue_template(tx, rctx, delivery, notice)
     if agent.email and rctx.channel_enabled(EMAIL) and delivery.channel != EMAIL:

@@ -107,6 +107,9 @@ class WindowedChannel(MemoryChannel):
     name = "windowed"
     reply_window = 3600.0
 
+    def can_reengage(self) -> bool:
+        return True  # it has a template for closed windows, like WhatsApp
+
     async def send(self, message: OutboundMessage) -> DeliveryReceipt:
         last = message.last_inbound_at
         if not message.template and (last is None or time.time() - last >= self.reply_window):

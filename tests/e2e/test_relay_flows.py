@@ -235,3 +235,23 @@ async def test_a_long_hand_off_reaches_a_messenger_agent_split_in_order(
     joined = "\n".join(parts)
     assert joined.startswith("[#1 Ann · WhatsApp] Handed over to you by bob.")
     assert [joined.index(f"Line {n}:") for n in range(10)] == sorted(joined.index(f"Line {n}:") for n in range(10))
+
+
+async def test_messenger_customer_silent_for_over_a_week_is_held_without_a_template_until_they_write(
+    world: World, make_world_bridge: Callable[..., Any]
+) -> None:
+    bridge = await make_world_bridge()
+    _bob, secret = await add_agent(bridge, "bob", f"whatsapp:{BOB}")
+    await world.whatsapp(BOB, f"/login {code(secret)}")
+    psid = "7000000000000060"
+    await world.messenger(psid, "Any news on my claim?", ts=time.time() - 8 * 86400)
+    await wait_for(lambda: any("my claim" in t for t in world.wa_texts(BOB)), what="relay to bob")
+    await world.whatsapp(BOB, "Approved!")
+    await wait_for(lambda: any("write again" in t for t in world.wa_texts(BOB)), what="bob told it is held")
+    notice = next(t for t in world.wa_texts(BOB) if "write again" in t)
+    assert notice.startswith("[#1 Customer 1 · Messenger]") and "re-engagement" not in notice
+    assert world.fb_texts(psid) == [] and world.graph.sent == []  # Messenger has no template to knock with
+    rows = await outbox_rows(bridge)
+    assert [(r[3], r[5]) for r in rows if r[2] == "contact"] == [("held", 0)]
+    await world.messenger(psid, "Hello?")
+    await wait_for(lambda: world.fb_texts(psid) == ["Approved!"], what="the held reply once they wrote")
