@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import random
 import signal
@@ -14,12 +15,17 @@ import time
 
 import pytest
 
+from bridge import crypto
 from bridge.cli.keys import rotate
 from bridge.config import load_config
 from bridge.errors import ConfigError, KeyMismatchError, StoreError
 from bridge.keyfile import encode_key, generate_key, load_master_key, write_key_file
 from bridge.store import Store
+from bridge.store.keyring import unwrap
 from tests.core.test_store_kit import ROOT, cli, env_key_settings, settings, write_config
+from tests.daemon import DaemonProcess, run_cli
+from tests.daemon import write_config as daemon_config
+from tests.fakes.whatsapp_cloud import FakeWhatsAppCloud
 
 
 async def _names(cfg) -> list[str]:
@@ -277,3 +283,49 @@ async def test_rotate_credential_key_writes_output(tmp_path, monkeypatch) -> Non
         await _names(cfg)
     write_key_file(creds / "master", load_master_key(f"file:{out}"))  # what the admin installs
     assert await _names(cfg) == ["person 0", "person 1"]
+
+
+async def test_real_daemon_keeps_storing_across_a_cli_rotation(tmp_path, aiohttp_server) -> None:
+    """`carebridge run` stays up while `carebridge keys rotate` runs; new contacts get keys under the new master."""
+    fake = FakeWhatsAppCloud(token="wa-token", phone_number_id="1055", app_secret="wa-secret", templates=())
+    server = await aiohttp_server(fake.app)
+    (tmp_path / "var").mkdir()
+    write_key_file(tmp_path / "var" / "master.key", generate_key())
+    config = daemon_config(
+        tmp_path,
+        '[channels.whatsapp]\nphone_number_id = "1055"\naccess_token = "wa-token"\napp_secret = "wa-secret"\n'
+        f'verify_token = "vt"\ngraph_url = "{fake.graph_url(server)}"\n',
+    )
+
+    async def simulate(sender: str, text: str) -> None:
+        status, out, err = await run_cli("simulate", "whatsapp", "--from", sender, "--text", text, "-c", str(config))
+        assert status == 0 and "HTTP 200" in out, (out, err)
+
+    old = load_master_key(f"file:{tmp_path / 'var' / 'master.key'}")
+    async with DaemonProcess(config) as daemon:
+        await simulate("+15550001111", "before the rotation")
+        status, out, err = await run_cli("keys", "rotate", "-c", str(config))
+        assert status == 0 and "data keys re-wrapped" in out, err
+        await simulate("+15550002222", "a new customer after it")  # a new data key, wrapped by the daemon
+        await simulate("+15550001111", "the first one again")
+    assert daemon.returncode == 0, daemon.stderr
+    assert "now using the new key" in daemon.stderr
+    new = load_master_key(f"file:{tmp_path / 'var' / 'master.key'}")
+    assert new != old
+    texts = {}
+    for who in ("+15550001111", "+15550002222"):
+        status, out, err = await run_cli("gdpr", "export", f"whatsapp:{who}", "-c", str(config))
+        assert status == 0, err
+        texts[who] = [m["text"] for c in json.loads(out)["conversations"] for m in c["messages"] if m["direction"] == "in"]
+    assert texts == {"+15550001111": ["before the rotation", "the first one again"],
+                     "+15550002222": ["a new customer after it"]}  # fmt: skip
+    conn = sqlite3.connect(f"file:{tmp_path / 'var' / 'carebridge.db'}?mode=ro", uri=True)
+    try:  # every data key, including the one the daemon created after the rotation, opens under the new key
+        rows = conn.execute("SELECT id, wrapped FROM keys").fetchall()
+    finally:
+        conn.close()
+    assert len(rows) >= 4
+    for key_id, wrapped in rows:
+        unwrap(crypto.cipher(new), key_id, wrapped)
+        with pytest.raises(crypto.DecryptError):
+            unwrap(crypto.cipher(old), key_id, wrapped)
