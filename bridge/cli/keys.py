@@ -55,6 +55,7 @@ def run_rotate(args: argparse.Namespace) -> int:
 async def rotate(settings: StoreSettings, output: Path | None) -> str:
     """Do the rotation; return the line to print."""
     from ..store import Store
+    from ..store.keyring import pending_key_path
 
     ref = settings.key
     key_path = key_file_path(ref)
@@ -70,7 +71,7 @@ async def rotate(settings: StoreSettings, output: Path | None) -> str:
     try:
         new_key = generate_key()
         if key_path is not None:
-            pending = key_path.with_name(key_path.name + ".new")
+            pending = pending_key_path(key_path)
             write_key_file(pending, new_key)
         else:
             assert output is not None
