@@ -59,8 +59,12 @@ async def test_two_failures_then_success_delivers_once_in_order(tmp_path: Path) 
         await wait_for(lambda: len(mem.sent) == 3, what="three deliveries")
         assert mem.texts_to("cust") == ["one", "two", "three"]
         assert [m.text for m in mem.attempts] == ["one", "one", "one", "two", "three"]
-        rows = [r for r in await outbox_rows(bridge) if r[2] == "contact"]
-        assert [(r[3], r[4]) for r in rows] == [("sent", 3), ("sent", 1), ("sent", 1)]
+
+        async def recorded() -> bool:
+            rows = [r for r in await outbox_rows(bridge) if r[2] == "contact"]
+            return [(r[3], r[4]) for r in rows] == [("sent", 3), ("sent", 1), ("sent", 1)]
+
+        await wait_for(recorded, what="the outcomes committed (the channel returns before the worker records)")
         sent = bridge.metrics.deliveries.labels(channel="memory", outcome="retry")._value.get()
         assert sent == 2
     finally:

@@ -286,6 +286,11 @@ async def test_platform_echo_of_our_own_send_is_not_stored_again(tmp_path: Path)
         await mem.inbound("cust", "hi")
         await second.inbound("alice", "our reply")
         await wait_for(lambda: len(mem.sent) == 1)
+
+        async def recorded() -> bool:
+            return [r[3] for r in await outbox_rows(bridge) if r[2] == "contact"] == ["sent"]
+
+        await wait_for(recorded, what="the send's platform id committed")  # the echo comes after it here
         echo_id = mem.receipts[mem.sent[0].delivery_id]
         await mem.inbound("cust", "our reply", echo=True, external_id=echo_id)
         rows = await bridge.store.read(
