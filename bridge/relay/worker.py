@@ -48,6 +48,8 @@ class OutboxWorker:
         self._event = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._inflight: dict[int, asyncio.Task[None]] = {}
+        #: deliveries whose failure could not even be recorded (store refusing writes): not before this time
+        self._cooldown: dict[int, float] = {}
         self._per_channel: Counter[str] = Counter()
         self._rng = random.Random()
         self._stopping = False
@@ -107,12 +109,18 @@ class OutboxWorker:
         """Start what is due; return how long to sleep at most."""
         now = self.clock()
         concurrency = self.delivery.concurrency
+        for delivery_id, until in list(self._cooldown.items()):
+            if until <= now:
+                del self._cooldown[delivery_id]
+        exclude = (*self._inflight, *self._cooldown)
         rows, next_at = await self.bridge.store.read(
             lambda tx: outbox.due(
-                tx, now, exclude=tuple(self._inflight), per_channel=concurrency,
-                skip_channels=tuple(self.stopped_channels),
+                tx, now, exclude=exclude, per_channel=concurrency, skip_channels=tuple(self.stopped_channels),
             )
         )  # fmt: skip
+        if self._cooldown:
+            soonest = min(self._cooldown.values())
+            next_at = soonest if next_at is None else min(next_at, soonest)
         for delivery_id, channel, behind_hold in rows:
             if self._per_channel[channel] >= concurrency:
                 continue
@@ -150,24 +158,24 @@ class OutboxWorker:
         reason = f"internal error: {type(err).__name__}"
 
         def record(tx: Any) -> None:
-            row = tx.conn.execute("SELECT attempts FROM outbox WHERE id = ? AND status = 'pending'", (delivery_id,))
-            found = row.fetchone()
-            if found is None:
+            delivery = outbox.load_unsealed(tx, delivery_id)
+            if delivery is None or delivery.status != "pending":
                 return
-            attempts = int(found[0]) + 1
+            attempts = delivery.attempts + 1
             if attempts >= self.delivery.max_attempts:
-                tx.conn.execute(
-                    "UPDATE outbox SET status = 'failed', attempts = ?, last_error = ? WHERE id = ?",
-                    (attempts, reason, delivery_id),
-                )
+                windows.on_failed(tx, self.rctx, delivery, reason)  # the agent is told, as for any failure
                 return
             wait = outbox.retry_delay(attempts, self.delivery.retry_base, self.delivery.retry_max, None, self._rng)
             outbox.mark_retry(tx, delivery_id, self.clock() + wait, reason)
 
         try:
             await self._write(record)
-        except Exception:  # boundary: the store itself is failing; the loop's poll interval paces retries
-            log.exception("outbox: could not record the failure of delivery %s", delivery_id)
+        except Exception:  # boundary: the store refuses writes (disk full?): never resend in a tight loop
+            self._cooldown[delivery_id] = self.clock() + self.delivery.retry_max
+            log.exception(
+                "outbox: could not record the failure of delivery %s; next try in %.0fs",
+                delivery_id, self.delivery.retry_max,
+            )  # fmt: skip
         self._count(channel_name, "retry")
 
     async def _deliver_one(self, delivery_id: int, channel_name: str, behind_hold: bool = False) -> None:

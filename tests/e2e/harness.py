@@ -48,6 +48,8 @@ class MemoryChannel(Channel):
         #: a status report the platform posts before its send answer reaches us (a race real webhooks win)
         self.early_report: StatusUpdate | None = None
         self.resumed: list[PendingMedia] = []  # what resume_media was handed, in order
+        #: a malformed answer a buggy plugin might return instead of its receipt
+        self.bad_receipt: DeliveryReceipt | None = None
 
     async def mark_read(self, sender: str, external_id: str) -> None:
         self.read_marks.append((sender, external_id))
@@ -74,6 +76,8 @@ class MemoryChannel(Channel):
                 raise item
         self.counter += 1
         self.sent.append(message)
+        if self.bad_receipt is not None:
+            return self.bad_receipt
         self.receipts[message.delivery_id] = f"{self.name}-out-{self.counter}"
         if self.early_report is not None:
             report, self.early_report = self.early_report, None
