@@ -6,8 +6,9 @@ concurrency limit, and sleeps until woken (a commit that enqueued something,
 a finished task) or until the next retry is due. Each outcome is committed
 in one write: the platform's message ids with status ``sent``; a retry time;
 ``failed`` and a notice to the agent; or a hold for a closed window or a
-missing channel. A crash between a platform's 2xx and that commit is the only
-way a delivery is sent twice; nothing is ever lost, since rows stay pending.
+missing channel. A crash between a platform's 2xx and that commit (or a store
+refusing that commit, retried after ``retry_max``) is the only way a delivery
+is sent twice; nothing is ever lost, since rows stay pending.
 """
 
 from __future__ import annotations
