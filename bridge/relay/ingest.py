@@ -279,9 +279,10 @@ def _agent_reply(tx: Any, rctx: RelayContext, agent: Agent, message: InboundMess
         send_to_customer(tx, rctx, conv.id, text, agent_id=agent.id, reply_to=quoted_customer)
     except IntegrityError as err:  # raised before anything was written: the customer's address is damaged
         log.error("conversation %d: an agent's reply cannot be sent: %s", conv.id, err)
+        name = display_name(records.contact_name(tx, conv.contact_id), conv.id)
         notice = rctx.templates.render(
-            "delivery_failed", None, conversation=conv.id, contact=display_name(records.contact_name(tx, conv.contact_id), conv.id),
-            channel=channel_label(conv.channel), error="the customer's record failed its integrity check in the store",
+            "delivery_failed", None, conversation=conv.id, contact=name, channel=channel_label(conv.channel),
+            error="the customer's record failed its integrity check in the store",
         )  # fmt: skip
         notify_agent(tx, rctx, agent, notice, conversation_id=conv.id)
 

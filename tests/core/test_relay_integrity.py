@@ -26,7 +26,8 @@ FAST = '[delivery]\nretry_base = "10ms"\nretry_max = "40ms"\nmax_attempts = 3\n'
 
 def flip(tx: Any, table: str, column: str, row_id: int) -> None:
     """Flip the last byte of one sealed cell."""
-    blob = bytearray(tx.conn.execute(f"SELECT {column} FROM {table} WHERE id = ?", (row_id,)).fetchone()[0])  # noqa: S608
+    query = f"SELECT {column} FROM {table} WHERE id = ?"  # noqa: S608 (test-chosen names)
+    blob = bytearray(tx.conn.execute(query, (row_id,)).fetchone()[0])
     blob[-1] ^= 0x01
     tx.conn.execute(f"UPDATE {table} SET {column} = ? WHERE id = ?", (bytes(blob), row_id))  # noqa: S608
 

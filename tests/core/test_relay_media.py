@@ -47,7 +47,9 @@ async def test_resume_media_hands_unfetched_attachments_to_the_channel_after_a_r
         assert item.attachment.mime == "image/jpeg"
         assert dict(item.attachment.meta) == {"caption": "broken lid"}
         assert item.received_at > 0
-        stored = await bridge.store.read(lambda tx: tx.read_attachment(tx.attachment_by_external("memory", first, 0).id))
+        stored = await bridge.store.read(
+            lambda tx: tx.read_attachment(tx.attachment_by_external("memory", first, 0).id)
+        )
         assert stored == b"bytes of m-photo"
         # Once fetched, nothing is pending any more; the other channel never had any.
         assert await bridge.relay.resume_media("memory", mem) == 0

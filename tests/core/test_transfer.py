@@ -77,7 +77,9 @@ async def test_customer_notice_when_configured(tmp_path: Path) -> None:
         await desk.say("alice", "/transfer bob")
         to_jan = [d for d in await desk.deliveries() if d.recipient_kind == "contact" and d.conversation_id == conv]
         assert [d.text for d in to_jan] == ["A colleague will continue helping you."]
-        assert (await desk.sent_to("bob"))[0] == f"[#{conv} Jan · WhatsApp] Handed over to you by alice.\nLast 1 message(s):\nJan: Hello"
+        assert (await desk.sent_to("bob"))[0] == (
+            f"[#{conv} Jan · WhatsApp] Handed over to you by alice.\nLast 1 message(s):\nJan: Hello"
+        )
     finally:
         await desk.close()
 

@@ -59,7 +59,8 @@ class MemoryChannel(Channel):
         for item in pending:
             self.resumed.append(item)
             media_id = item.attachment.media_id or ""
-            await self.ctx.save_media(item.external_id, item.index, f"bytes of {media_id}".encode(), item.attachment.mime)
+            data = f"bytes of {media_id}".encode()
+            await self.ctx.save_media(item.external_id, item.index, data, item.attachment.mime)
 
     async def send(self, message: OutboundMessage) -> DeliveryReceipt:
         self.attempts.append(message)
