@@ -253,7 +253,10 @@ def _wa_id(address: str) -> str:
     try:
         return normalize_e164(address)[1:]
     except ValueError as err:
-        raise DeliveryError(f"not a WhatsApp number: {err}", retryable=False, code="bad_recipient") from err
+        # The error text reaches logs and the outbox: it must not carry the number itself.
+        raise DeliveryError(
+            "the recipient is not an E.164 WhatsApp number", retryable=False, code="bad_recipient"
+        ) from err
 
 
 def _message_id(answer: Mapping[str, Any]) -> str:
