@@ -1,0 +1,25 @@
+"""Email channel for Carebridge.
+
+Installed as its own distribution and found through the ``carebridge``
+entry-point group, exactly as a third-party channel would be.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from bridge import hookimpl
+
+from .channel import EmailChannel
+from .config import EmailConfig
+
+if TYPE_CHECKING:
+    from bridge.channel import RegisterChannel
+
+__all__ = ["EmailChannel", "EmailConfig", "register_channels"]
+
+
+@hookimpl
+def register_channels(register: RegisterChannel) -> None:
+    """Register the email channel."""
+    register(EmailChannel)

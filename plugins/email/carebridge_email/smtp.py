@@ -1,0 +1,136 @@
+"""Outbound mail: build a threaded reply and submit it with aiosmtplib.
+
+A reply carries the customer's Message-ID in ``In-Reply-To`` and at the end
+of ``References`` (RFC 5322 §3.6.4) and keeps their Subject with one ``Re: ``
+so it lands in the same thread in their mailbox. ``Reply-To`` is
+``reply+<token>@<our domain>``: whatever the customer's client does, the
+answer comes back through our own LMTP receiver with the token on it.
+
+TLS is never opportunistic: ``starttls`` requires the upgrade (aiosmtplib's
+default would silently stay plaintext and send the password in clear).
+"""
+
+from __future__ import annotations
+
+import re
+import ssl
+import time
+from collections.abc import Mapping
+from email.message import EmailMessage
+from email.utils import format_datetime, make_msgid
+from datetime import datetime, timezone
+
+import aiosmtplib
+
+from bridge import ChannelAuthFailed, DeliveryError, OutboundMessage
+
+from .config import EmailConfig
+from .parse import TOKEN_RE
+
+#: The Subject of a message that answers nothing (a code, a notice).
+NEUTRAL_SUBJECT = "A message from customer care"
+TIMEOUT = 30.0
+_MSGID_RE = re.compile(r"<[^<>\s]+@[^<>\s]+>")
+_RE_PREFIX = re.compile(r"^\s*((re|aw|sv|antw)\s*(\[\d+\])?\s*:\s*)+", re.I)
+
+
+def reply_subject(subject: str) -> str:
+    """``Re: <subject>`` with exactly one ``Re: `` (earlier ``Re:``/``AW:`` prefixes folded)."""
+    return "Re: " + _RE_PREFIX.sub("", subject).strip()
+
+
+def build_message(settings: EmailConfig, message: OutboundMessage) -> EmailMessage:
+    """Build the mail for ``message``; its ``Message-ID`` is the delivery receipt.
+
+    ``meta`` (the customer's last mail, passed on by the core): ``subject``,
+    ``message_id``, ``references``, ``in_reply_to``, ``reply_token``. A
+    ``subject`` without a ``message_id`` is a subject the core chose, used as is.
+    """
+    meta: Mapping[str, str] = message.meta or {}
+    domain = settings.domain
+    parent = _msgids(meta.get("message_id"))[-1:]
+    subject = _oneline(meta.get("subject", ""))
+    mail = EmailMessage()
+    mail["From"] = settings.from_address
+    mail["To"] = message.recipient
+    if subject:
+        mail["Subject"] = reply_subject(subject) if parent else subject
+    else:
+        mail["Subject"] = NEUTRAL_SUBJECT
+    mail["Date"] = format_datetime(datetime.fromtimestamp(time.time(), timezone.utc))
+    mail["Message-ID"] = make_msgid(idstring=f"cb{message.delivery_id}", domain=domain)
+    if parent:
+        mail["In-Reply-To"] = parent[0]
+        earlier = _msgids(meta.get("references")) or _msgids(meta.get("in_reply_to"))[:1]
+        mail["References"] = " ".join([*earlier, parent[0]][-20:])
+    mail["Reply-To"] = f"reply+{_token(message)}@{domain}"
+    mail.set_content(message.text)
+    return mail
+
+
+async def submit(settings: EmailConfig, mail: EmailMessage) -> None:
+    """Hand ``mail`` to the configured SMTP server.
+
+    :raises ChannelAuthFailed: the server refused our credentials (5xx to AUTH).
+    :raises DeliveryError: retryable for 4xx replies, connection errors and
+        timeouts; permanent (``code`` = the SMTP code) for other 5xx replies.
+    """
+    try:
+        await aiosmtplib.send(
+            mail,
+            sender=settings.from_address,
+            recipients=[str(mail["To"])],
+            hostname=settings.smtp_host,
+            port=settings.smtp_port,
+            username=settings.smtp_username or None,
+            password=settings.smtp_password or None,
+            use_tls=settings.smtp_tls == "tls",
+            start_tls=settings.smtp_tls == "starttls",
+            tls_context=tls_context(settings) if settings.smtp_tls != "none" else None,
+            timeout=TIMEOUT,
+        )
+    except aiosmtplib.SMTPAuthenticationError as err:
+        if 500 <= err.code < 600:
+            raise ChannelAuthFailed(f"the SMTP server refused our login: {err.code} {err.message}", code=str(err.code)) from err
+        raise DeliveryError(f"SMTP login failed for now: {err.code} {err.message}", retryable=True, code=str(err.code)) from err
+    except aiosmtplib.SMTPRecipientsRefused as err:
+        first = err.recipients[0] if err.recipients else None
+        code = first.code if first is not None else 550
+        raise _classified(code, first.message if first is not None else "recipient refused") from err
+    except aiosmtplib.SMTPResponseException as err:
+        raise _classified(err.code, err.message) from err
+    except (aiosmtplib.SMTPException, OSError, TimeoutError) as err:
+        # Connection refused or dropped, TLS failure, timeout, STARTTLS missing: retry later.
+        raise DeliveryError(f"SMTP server unavailable: {type(err).__name__}: {err}", retryable=True, code="connect") from err
+
+
+def tls_context(settings: EmailConfig) -> ssl.SSLContext:
+    """A verifying client context: ``smtp_ca_file`` when set, else the system trust store."""
+    if settings.smtp_ca_file is not None:
+        return ssl.create_default_context(cafile=str(settings.smtp_ca_file))
+    return ssl.create_default_context()
+
+
+def _classified(code: int, text: str) -> DeliveryError:
+    if 400 <= code < 500:
+        return DeliveryError(f"SMTP server deferred the mail: {code} {text}", retryable=True, code=str(code))
+    if 500 <= code < 600:
+        return DeliveryError(f"SMTP server rejected the mail: {code} {text}", retryable=False, code=str(code))
+    return DeliveryError(f"unexpected SMTP reply: {code} {text}", retryable=True, code=str(code))
+
+
+def _token(message: OutboundMessage) -> str:
+    token = (message.meta or {}).get("reply_token", "")
+    if token and TOKEN_RE.match(token):
+        return token
+    if message.conversation_id is not None:
+        return f"c{message.conversation_id}"
+    return f"d{message.delivery_id}"
+
+
+def _msgids(value: str | None) -> list[str]:
+    return _MSGID_RE.findall(value or "")
+
+
+def _oneline(text: str) -> str:
+    return re.sub(r"\s+", " ", text).strip()[:900]
