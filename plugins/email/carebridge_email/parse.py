@@ -131,7 +131,7 @@ def parse_mail(
     token = reply_token(recipients, domain)
     if token:
         meta["reply_token"] = token
-    language = (_header(mail, "Content-Language") or "").split(",")[0].strip()
+    language = _language(mail)
     if re.fullmatch(r"[A-Za-z]{2,3}(-[A-Za-z0-9]{1,8})*", language):
         meta["language"] = language
     text = strip_quoted(body_text(mail))
@@ -286,6 +286,17 @@ def _header(mail: EmailMessage, name: str) -> str | None:
     except (ValueError, IndexError, TypeError):  # a header the parser cannot make sense of
         return None
     return None if value is None else str(value)
+
+
+def _language(mail: EmailMessage) -> str:
+    """The first Content-Language tag, of the whole mail or else of its body part."""
+    body = mail.get_body(preferencelist=("plain", "html"))
+    for part in (mail, body):
+        if isinstance(part, EmailMessage):
+            tag = (_header(part, "Content-Language") or "").split(",")[0].strip()
+            if tag:
+                return tag
+    return ""
 
 
 def _msgids(value: str | None) -> list[str]:

@@ -1,0 +1,128 @@
+"""Mail parsing: quoted-reply stripping (table-driven), HTML bodies, ids, senders, tokens."""
+
+from __future__ import annotations
+
+from email.message import EmailMessage
+
+import pytest
+from carebridge_email.parse import automated_reason, html_to_text, parse_mail, read_mail, reply_token, strip_quoted
+
+DOMAIN = "example.org"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("Plain answer.", "Plain answer."),
+        ("Yes.\n\nOn Mon, 2 Nov 2026 at 10:00, Care <care@example.org> wrote:\n> old\n", "Yes."),
+        ("Yes.\nOn Mon, 2 Nov 2026 at 10:00, Care Team\n<care@example.org> wrote:\n> old\n", "Yes."),
+        ("Ja.\n\nAm 02.11.2026 um 10:00 schrieb Care <care@example.org>:\n> alt\n", "Ja."),
+        ("Oui.\n\nLe lun. 2 nov. 2026 à 10:00, Care <care@example.org> a écrit :\n> ancien\n", "Oui."),
+        ("Sí.\n\nEl lun, 2 nov 2026 a las 10:00, Care escribió:\n> viejo\n", "Sí."),
+        ("Fine.\n\n-----Original Message-----\nFrom: Care\nSent: Monday\n", "Fine."),
+        ("Fine.\n\nFrom: Care <care@example.org>\nSent: Monday, 2 November 2026\nTo: Ann\nSubject: x\n\nold", "Fine."),
+        ("Fine.\n________________________________\nFrom: Care\n", "Fine."),
+        ("Thanks!\n-- \nAnn Example\nACME Ltd", "Thanks!"),
+        ("> you asked\nmy answer\n> second\nsecond answer", "my answer\nsecond answer"),
+        ("From: here on I'll write daily.\nBye", "From: here on I'll write daily.\nBye"),
+        ("On the other hand, it wrote: nothing useful", "On the other hand, it wrote: nothing useful"),
+        ("On Mon, X wrote:\n> only quoted\n", "On Mon, X wrote:\n> only quoted"),
+    ],
+)
+def test_strip_quoted(text: str, expected: str) -> None:
+    assert strip_quoted(text) == expected
+
+
+def test_html_is_reduced_to_text_without_quotes_scripts_or_styles() -> None:
+    html = (
+        "<html><head><style>p{color:red}</style><title>t</title></head><body>"
+        "<div>Hello&nbsp;there,<br>the <b>parcel</b> arrived &amp; is fine.</div>"
+        "<p>Second paragraph.</p><script>alert(1)</script>"
+        '<div class="gmail_quote"><div>On Mon, Care wrote:</div><blockquote>old text</blockquote></div>'
+        '<blockquote type="cite">apple quote</blockquote><img src="x.png">'
+        "</body></html>"
+    )
+    assert html_to_text(html) == "Hello there,\nthe parcel arrived & is fine.\n\nSecond paragraph."
+
+
+def build(**headers: str) -> EmailMessage:
+    mail = EmailMessage()
+    mail["From"] = headers.pop("From", "Ann <ANN@Customer.Test>")
+    mail["To"] = "care@example.org"
+    for name, value in headers.items():
+        mail[name.replace("_", "-")] = value
+    return mail
+
+
+def test_html_only_mail_and_a_made_up_id_that_is_stable() -> None:
+    mail = build(Subject="Hi")
+    mail.set_content("<p>Hello from <i>HTML</i></p>", subtype="html")
+    raw = mail.as_bytes()
+    first = parse_mail(read_mail(raw), raw, mail_from="ann@customer.test", recipients=["care@example.org"], domain=DOMAIN)
+    again = parse_mail(read_mail(raw), raw, mail_from="ann@customer.test", recipients=["care@example.org"], domain=DOMAIN)
+    assert first.message.text == "Hello from HTML"
+    assert first.message.sender == "ann@customer.test" and first.message.sender_name == "Ann"
+    assert first.message.external_id == again.message.external_id, "an MTA redelivery is dropped as a duplicate"
+    assert first.message.external_id.endswith("@carebridge.invalid>")
+    assert "message_id" not in first.message.meta, "no made-up id is ever quoted back in In-Reply-To"
+
+
+def test_multipart_alternative_prefers_plain_and_keeps_language() -> None:
+    mail = build(Subject="Frage", Message_ID="<x@c.test>")
+    mail.set_content("Wo ist mein Paket?")
+    mail.add_alternative("<p>HTML version</p>", subtype="html")
+    mail.get_body(preferencelist=("plain",))["Content-Language"] = "de-DE"  # type: ignore[index]
+    raw = mail.as_bytes()
+    parsed = parse_mail(read_mail(raw), raw, mail_from="", recipients=["care@example.org"], domain=DOMAIN)
+    assert parsed.message.text == "Wo ist mein Paket?"
+    assert parsed.message.meta["language"] == "de-DE"
+    assert parsed.attachment_data == ()
+
+
+def test_an_empty_body_falls_back_to_the_subject() -> None:
+    mail = build(Subject="Call me back please", Message_ID="<e@c.test>")
+    mail.set_content("\n")
+    raw = mail.as_bytes()
+    parsed = parse_mail(read_mail(raw), raw, mail_from="", recipients=["care@example.org"], domain=DOMAIN)
+    assert parsed.message.text == "Call me back please"
+
+
+def test_a_missing_from_header_uses_the_envelope_sender() -> None:
+    mail = build(From="undisclosed-recipients:;")
+    mail.set_content("hi")
+    raw = mail.as_bytes()
+    parsed = parse_mail(read_mail(raw), raw, mail_from="Bob@C.test", recipients=["care@example.org"], domain=DOMAIN)
+    assert parsed.message.sender == "bob@c.test"
+
+
+@pytest.mark.parametrize(
+    ("recipients", "token"),
+    [
+        (["reply+c12@example.org"], "c12"),
+        (["care@example.org", "Reply+d3@EXAMPLE.org"], "d3"),
+        (["reply+c12@other.test"], None),
+        (["reply+bad token@example.org"], None),
+        (["care+c12@example.org"], None),
+    ],
+)
+def test_reply_token(recipients: list[str], token: str | None) -> None:
+    assert reply_token(recipients, DOMAIN) == token
+
+
+@pytest.mark.parametrize(
+    ("headers", "mail_from", "reason"),
+    [
+        ({}, "ann@customer.test", None),
+        ({"Auto_Submitted": "no"}, "ann@customer.test", None),
+        ({}, "", "null sender"),
+        ({}, "<>", "null sender"),
+        ({"Auto_Submitted": "auto-generated"}, "ann@customer.test", "Auto-Submitted"),
+        ({"List_Post": "<mailto:l@c.test>"}, "ann@customer.test", "mailing list"),
+        ({"Precedence": "junk"}, "ann@customer.test", "Precedence: junk"),
+        ({"From": "Care <CARE@example.org>"}, "care@example.org", "our own address"),
+    ],
+)
+def test_automated_reason(headers: dict[str, str], mail_from: str, reason: str | None) -> None:
+    mail = build(**headers)
+    mail.set_content("x")
+    assert automated_reason(read_mail(mail.as_bytes()), mail_from, own_address="care@example.org") == reason
