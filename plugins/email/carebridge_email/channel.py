@@ -14,7 +14,15 @@ from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import Any, ClassVar
 
-from bridge import Channel, ChannelAuthFailed, ChannelContext, ChannelState, DeliveryError, DeliveryReceipt, OutboundMessage
+from bridge import (
+    Channel,
+    ChannelAuthFailed,
+    ChannelContext,
+    ChannelState,
+    DeliveryError,
+    DeliveryReceipt,
+    OutboundMessage,
+)
 
 from .config import EmailConfig, split_address
 from .lmtp import LmtpHandler, LmtpServer
@@ -81,7 +89,9 @@ class EmailChannel(Channel):
         try:
             await submit(self.settings, mail)
         except ChannelAuthFailed as err:
-            self.ctx.log.error("the SMTP server refused our login (%s): check channels.email.smtp_username/password", err.code)
+            self.ctx.log.error(
+                "the SMTP server refused our login (%s): check channels.email.smtp_username/password", err.code
+            )
             self.ctx.report(ChannelState.BAD_CREDENTIALS, "SMTP login refused")
             raise
         return DeliveryReceipt((str(mail["Message-ID"]),))

@@ -88,7 +88,8 @@ class LmtpServer:
         try:
             self._server = await loop.create_server(self._session, host=self.host, port=self.port)
         except OSError as err:
-            raise ChannelUnavailable(f"cannot listen for LMTP on {self.host}:{self.port}: {err.strerror or err}") from err
+            reason = err.strerror or err
+            raise ChannelUnavailable(f"cannot listen for LMTP on {self.host}:{self.port}: {reason}") from err
 
     async def stop(self) -> None:
         """Stop listening and close open sessions (an unanswered DATA is retried by the MTA)."""

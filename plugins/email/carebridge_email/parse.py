@@ -194,8 +194,9 @@ def _starts_quote(lines: list[str], index: int) -> bool:
     if any(marker.match(line) for marker in _QUOTE_MARKERS):
         return True
     # "On Mon, 1 Jan 2026, Ann <ann@example.org>\nwrote:" — clients wrap long attributions.
-    if re.match(r"^\s*On\b", line, re.I) and index + 1 < len(lines) and re.match(r"^\s*\S.*\bwrote:\s*$", lines[index + 1]):
-        return len(line) + len(lines[index + 1]) < 200
+    following = lines[index + 1] if index + 1 < len(lines) else ""
+    if re.match(r"^\s*On\b", line, re.I) and re.match(r"^\s*\S.*\bwrote:\s*$", following):
+        return len(line) + len(following) < 200
     if _OUTLOOK_FROM.match(line):
         following = lines[index + 1 : index + 5]
         return sum(1 for nxt in following if _OUTLOOK_NEXT.match(nxt)) >= 2

@@ -31,6 +31,7 @@ from .parse import TOKEN_RE
 NEUTRAL_SUBJECT = "A message from customer care"
 TIMEOUT = 30.0
 _MSGID_RE = re.compile(r"<[^<>\s]+@[^<>\s]+>")
+_ADDRESS_RE = re.compile(r"[^\s<>\"'@]+@[^\s<>\"'@]+")
 _RE_PREFIX = re.compile(r"^\s*((re|aw|sv|antw)\s*(\[\d+\])?\s*:\s*)+", re.I)
 
 
@@ -91,8 +92,10 @@ async def submit(settings: EmailConfig, mail: EmailMessage) -> None:
         )
     except aiosmtplib.SMTPAuthenticationError as err:
         if 500 <= err.code < 600:
-            raise ChannelAuthFailed(f"the SMTP server refused our login: {err.code} {err.message}", code=str(err.code)) from err
-        raise DeliveryError(f"SMTP login failed for now: {err.code} {err.message}", retryable=True, code=str(err.code)) from err
+            text = f"the SMTP server refused our login: {err.code} {_scrub(err.message)}"
+            raise ChannelAuthFailed(text, code=str(err.code)) from err
+        text = f"SMTP login failed for now: {err.code} {_scrub(err.message)}"
+        raise DeliveryError(text, retryable=True, code=str(err.code)) from err
     except aiosmtplib.SMTPRecipientsRefused as err:
         first = err.recipients[0] if err.recipients else None
         code = first.code if first is not None else 550
@@ -101,7 +104,8 @@ async def submit(settings: EmailConfig, mail: EmailMessage) -> None:
         raise _classified(err.code, err.message) from err
     except (aiosmtplib.SMTPException, OSError, TimeoutError) as err:
         # Connection refused or dropped, TLS failure, timeout, STARTTLS missing: retry later.
-        raise DeliveryError(f"SMTP server unavailable: {type(err).__name__}: {err}", retryable=True, code="connect") from err
+        text = f"SMTP server unavailable: {type(err).__name__}: {_scrub(str(err))}"
+        raise DeliveryError(text, retryable=True, code="connect") from err
 
 
 def tls_context(settings: EmailConfig) -> ssl.SSLContext:
@@ -111,7 +115,13 @@ def tls_context(settings: EmailConfig) -> ssl.SSLContext:
     return ssl.create_default_context()
 
 
-def _classified(code: int, text: str) -> DeliveryError:
+def _scrub(text: str) -> str:
+    """A server's reply text without addresses: error texts reach logs and the outbox."""
+    return _ADDRESS_RE.sub("<address>", text)[:300]
+
+
+def _classified(code: int, reply: str) -> DeliveryError:
+    text = _scrub(reply)
     if 400 <= code < 500:
         return DeliveryError(f"SMTP server deferred the mail: {code} {text}", retryable=True, code=str(code))
     if 500 <= code < 600:

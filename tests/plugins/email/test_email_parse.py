@@ -58,8 +58,9 @@ def test_html_only_mail_and_a_made_up_id_that_is_stable() -> None:
     mail = build(Subject="Hi")
     mail.set_content("<p>Hello from <i>HTML</i></p>", subtype="html")
     raw = mail.as_bytes()
-    first = parse_mail(read_mail(raw), raw, mail_from="ann@customer.test", recipients=["care@example.org"], domain=DOMAIN)
-    again = parse_mail(read_mail(raw), raw, mail_from="ann@customer.test", recipients=["care@example.org"], domain=DOMAIN)
+    envelope = {"mail_from": "ann@customer.test", "recipients": ["care@example.org"], "domain": DOMAIN}
+    first = parse_mail(read_mail(raw), raw, **envelope)  # type: ignore[arg-type]
+    again = parse_mail(read_mail(raw), raw, **envelope)  # type: ignore[arg-type]
     assert first.message.text == "Hello from HTML"
     assert first.message.sender == "ann@customer.test" and first.message.sender_name == "Ann"
     assert first.message.external_id == again.message.external_id, "an MTA redelivery is dropped as a duplicate"

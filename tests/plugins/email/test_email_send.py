@@ -143,7 +143,7 @@ async def test_wrong_password_is_channel_auth_failed(
 @pytest.mark.parametrize(
     ("where", "reply", "retryable", "code"),
     [
-        ("rcpt", "550 5.1.1 No such user", False, "550"),
+        ("rcpt", f"550 5.1.1 <{CUSTOMER}>: Recipient address rejected", False, "550"),
         ("rcpt", "450 4.2.1 Mailbox busy", True, "450"),
         ("data", "554 5.7.1 Rejected as spam", False, "554"),
         ("data", "451 4.3.0 Try again later", True, "451"),
@@ -156,6 +156,7 @@ async def test_smtp_replies_are_classified(
     with pytest.raises(DeliveryError) as caught:
         await make_channel().send(outbound())
     assert (caught.value.retryable, caught.value.code) == (retryable, code)
+    assert "customer.test" not in str(caught.value), "no address in an error text (it reaches logs and the outbox)"
     assert not isinstance(caught.value, ChannelAuthFailed)
 
 
