@@ -136,7 +136,7 @@ def parse_mail(
         meta["language"] = language
     text = strip_quoted(body_text(mail))
     attachments, data = _attachments(mail)
-    if not text and not attachments:
+    if not text:  # a subject-only mail, or one that is just a file: the subject says what it is
         text = subject
     message = InboundMessage(
         channel=CHANNEL,
@@ -208,7 +208,8 @@ class _TextExtractor(HTMLParser):
 
     _BLOCK = frozenset({"p", "div", "br", "li", "tr", "h1", "h2", "h3", "h4", "h5", "h6", "table", "ul", "ol", "hr"})
     _VOID = frozenset({"br", "hr", "img", "meta", "link", "input", "area", "base", "col", "wbr", "source"})
-    _SKIP = frozenset({"script", "style", "head", "title", "blockquote"})
+    # Not "head": its end tag may be omitted, which would hide the whole body.
+    _SKIP = frozenset({"script", "style", "title", "blockquote"})
     _QUOTE_CLASSES = ("gmail_quote", "moz-cite-prefix", "yahoo_quoted", "divrplyfwdmsg")
 
     def __init__(self) -> None:
@@ -272,6 +273,8 @@ def _attachments(mail: EmailMessage) -> tuple[list[Attachment], list[tuple[bytes
 
 
 def _leaf_attachments(mail: EmailMessage) -> list[EmailMessage]:
+    if not mail.is_multipart() and mail.get_content_maintype() not in ("text", "multipart"):
+        return [mail]  # the whole mail is one file (a scanner's PDF, say)
     leaves: list[EmailMessage] = []
     for part in mail.iter_attachments():
         if part.get_content_maintype() == "multipart":

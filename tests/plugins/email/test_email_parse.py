@@ -45,6 +45,10 @@ def test_html_is_reduced_to_text_without_quotes_scripts_or_styles() -> None:
     assert html_to_text(html) == "Hello there,\nthe parcel arrived & is fine.\n\nSecond paragraph."
 
 
+def test_html_without_a_closing_head_tag_keeps_its_body() -> None:
+    assert html_to_text("<html><head><title>x</title><body><p>Visible text</p></body></html>") == "Visible text"
+
+
 def build(**headers: str) -> EmailMessage:
     mail = EmailMessage()
     mail["From"] = headers.pop("From", "Ann <ANN@Customer.Test>")
@@ -127,3 +131,12 @@ def test_automated_reason(headers: dict[str, str], mail_from: str, reason: str |
     mail = build(**headers)
     mail.set_content("x")
     assert automated_reason(read_mail(mail.as_bytes()), mail_from, own_address="care@example.org") == reason
+
+
+def test_a_mail_that_is_only_a_file_becomes_an_attachment_with_the_subject_as_text() -> None:
+    mail = build(Subject="Scan 12", Message_ID="<scan@c.test>")
+    mail.set_content(b"%PDF-1.7 scanned", maintype="application", subtype="pdf", filename="scan.pdf")
+    raw = mail.as_bytes()
+    parsed = parse_mail(read_mail(raw), raw, mail_from="", recipients=["care@example.org"], domain=DOMAIN)
+    assert parsed.message.text == "Scan 12" and parsed.message.attachments[0].filename == "scan.pdf"
+    assert parsed.attachment_data == ((b"%PDF-1.7 scanned", "application/pdf"),)
