@@ -239,6 +239,13 @@ def _resolve_tree(value: object, key: str, base_dir: Path) -> object:
     return value
 
 
+def _channel_path(name: str, value: Any, base_dir: Path) -> Any:
+    """Make a channel's ``*_file`` path absolute: paths are relative to the config file (DESIGN §11)."""
+    if name.endswith("_file") and isinstance(value, str) and value and not Path(value).is_absolute():
+        return str(base_dir / value)
+    return value
+
+
 def _channels(raw: object, base_dir: Path) -> dict[str, dict[str, Any]]:
     if not isinstance(raw, dict):
         raise ConfigError(f"channels: expected a table of [channels.<name>] sections, got {cv.type_name(raw)}")
@@ -253,6 +260,7 @@ def _channels(raw: object, base_dir: Path) -> dict[str, dict[str, Any]]:
         body: dict[str, Any] = dict(section)
         if enabled:  # a disabled channel's secrets may legitimately be absent on this host
             body = {k: _resolve_tree(v, f"{key}.{k}", base_dir) for k, v in section.items()}
+            body = {k: _channel_path(k, v, base_dir) for k, v in body.items()}
         body["enabled"] = enabled
         out[name] = body
     return out

@@ -255,3 +255,19 @@ def test_example_bridge_toml_is_the_init_template_and_both_load(tmp_path: Path) 
         "sensitive",
     ):
         assert f"[{section}]" in example
+
+
+def test_channel_file_paths_are_relative_to_the_config_file(tmp_path: Path) -> None:
+    config = load_config(
+        write(
+            tmp_path,
+            """
+            [channels.email]
+            smtp_ca_file = "certs/ca.pem"
+            [channels.other]
+            ca_file = "/etc/ssl/ca.pem"
+            """,
+        )
+    )
+    assert config.channels["email"]["smtp_ca_file"] == str(tmp_path / "certs" / "ca.pem")
+    assert config.channels["other"]["ca_file"] == "/etc/ssl/ca.pem"
