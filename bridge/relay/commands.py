@@ -2,7 +2,7 @@
 
 The relay calls ``handle_agent_command`` inside the write transaction that
 records the agent's message, so a command and everything it changes commit
-together. Each handler runs inside its own SAVEPOINT: a refusal
+together. Each handler runs inside its own ``Tx.savepoint``: a refusal
 (``CommandRefused``) rolls back whatever the handler had done and answers the
 agent with the reason. Plugins add commands with the ``register_commands``
 hook (``/secure`` arrives that way).
@@ -193,19 +193,11 @@ def handle_agent_command(tx: Any, rctx: Any, table: CommandTable, agent: Agent, 
     if not command.public and not agents_repo.is_online(tx, agent.id, now):
         return NOT_LOGGED_IN
     ctx = CommandContext(tx=tx, rctx=rctx, agent=agent, message=message, now=now, table=table)
-    conn = tx.conn
-    conn.execute("SAVEPOINT agent_command")
     try:
-        answer = command.handler(ctx, args)
+        with tx.savepoint():
+            answer = command.handler(ctx, args)
     except CommandRefused as refusal:
-        conn.execute("ROLLBACK TO SAVEPOINT agent_command")
-        conn.execute("RELEASE SAVEPOINT agent_command")
         return str(refusal)
-    except BaseException:
-        conn.execute("ROLLBACK TO SAVEPOINT agent_command")
-        conn.execute("RELEASE SAVEPOINT agent_command")
-        raise
-    conn.execute("RELEASE SAVEPOINT agent_command")
     return answer
 
 

@@ -54,23 +54,19 @@ class IngestResult:
 
 
 def _isolated(tx: Any, what: str, step: Callable[[], None]) -> bool:
-    """Run ``step`` in its own SAVEPOINT; return False when a damaged record stopped it.
+    """Run ``step`` in its own savepoint; return False when a damaged record stopped it.
 
-    A record failing its integrity check undoes just that step and is logged
-    (naming the cell); the webhook is still acknowledged, so one damaged row
-    cannot make a platform retry a whole batch forever. Only for steps that
-    create no data keys and write no files (routing, agent traffic): a
-    savepoint does not undo those caches.
+    A record failing its integrity check undoes just that step (rows, new
+    data keys, files: ``Tx.savepoint``) and is logged, naming the cell; the
+    webhook is still acknowledged, so one damaged row cannot make a platform
+    retry a whole batch forever.
     """
-    tx.conn.execute("SAVEPOINT relay_step")
     try:
-        step()
+        with tx.savepoint():
+            step()
     except IntegrityError as err:
-        tx.conn.execute("ROLLBACK TO relay_step")
         log.error("%s stopped by a damaged record: %s", what, err)
         return False
-    finally:
-        tx.conn.execute("RELEASE relay_step")
     return True
 
 

@@ -11,7 +11,8 @@ from __future__ import annotations
 import logging
 import re
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -53,6 +54,7 @@ class TxBase:
         self._fn_after: list[Callable[[], None]] = []
         self._fn_undo: list[Callable[[], None]] = []
         self._batch_undo: list[Callable[[], None]] = []
+        self._savepoints = 0
 
     # -- engine bookkeeping (called by the engine only) --------------------
     def _begin_batch(self) -> None:
@@ -123,6 +125,39 @@ class TxBase:
         """Run ``callback`` if this function's work is rolled back (e.g. delete a written file)."""
         self._require_writable()
         self._fn_undo.append(callback)
+
+    @contextmanager
+    def savepoint(self) -> Iterator[None]:
+        """Run a block in a nested SAVEPOINT that an exception rolls back whole.
+
+        Use it, never a raw ``SAVEPOINT`` statement, to undo part of a write
+        function: besides the rows, it forgets the data keys the block created
+        (their rows are rolled back, so nothing may stay sealed under them),
+        drops its ``after_commit`` callbacks and runs its ``on_rollback`` ones.
+        The exception propagates; catch it outside the ``with`` block.
+        """
+        self._require_writable()
+        self._savepoints += 1
+        name = f"tx_block_{self._savepoints}"
+        keys, after, undo = len(self._fn_keys), len(self._fn_after), len(self._fn_undo)
+        self.conn.execute(f"SAVEPOINT {name}")
+        try:
+            yield
+        except BaseException:
+            self.conn.execute(f"ROLLBACK TO {name}")
+            self.conn.execute(f"RELEASE {name}")
+            for owner in self._fn_keys[keys:]:
+                self._new_keys.pop(owner, None)
+            del self._fn_keys[keys:]
+            del self._fn_after[after:]
+            undone = self._fn_undo[undo:]
+            del self._fn_undo[undo:]
+            _run_all(undone)
+            raise
+        else:
+            self.conn.execute(f"RELEASE {name}")
+        finally:
+            self._savepoints -= 1
 
     def _require_writable(self) -> None:
         if not self.writable:

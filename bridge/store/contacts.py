@@ -88,13 +88,21 @@ class ContactsMixin(TxBase):
         ).fetchall()
         return [r[0] for r in rows]
 
-    def _identity(self, row: tuple) -> Identity:  # type: ignore[type-arg]
-        owner = KeyOwner.contact(row[1])
+    def _identity(self, row: tuple, address: str | None = None) -> Identity:  # type: ignore[type-arg]
+        """Build an Identity; ``address`` is given when the row was matched by it.
+
+        A row found by its blind index needs no decryption of the address: that
+        is one AES-GCM open less per inbound message, and a damaged address
+        cell cannot stop that person's new messages from being stored.
+        """
+        if address is None:
+            owner = KeyOwner.contact(row[1])
+            address = self.open_text(owner, "contact_identities", "address", row[0], row[3])
         return Identity(
             id=row[0],
             contact_id=row[1],
             channel=row[2],
-            address=self.open_text(owner, "contact_identities", "address", row[0], row[3]),
+            address=address,
             last_inbound_at=row[4],
             created_at=row[5],
         )
@@ -108,7 +116,7 @@ class ContactsMixin(TxBase):
             f"SELECT {self._IDENTITY_COLUMNS} FROM contact_identities WHERE channel = ? AND address_index = ?",
             (channel, self.blind(identity_kind(channel), address)),
         ).fetchone()
-        return None if row is None else self._identity(row)
+        return None if row is None else self._identity(row, address)
 
     def get_identity(self, identity_id: int) -> Identity | None:
         """One identity by id."""

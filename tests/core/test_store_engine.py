@@ -194,6 +194,30 @@ async def test_failed_function_loses_its_new_key_but_not_others(tmp_path) -> Non
         await store.close()
 
 
+async def test_a_rolled_back_savepoint_forgets_the_keys_it_created(tmp_path) -> None:
+    """Nothing may be sealed under a data key whose row a savepoint rolled back."""
+    store = await Store.open(settings(tmp_path))
+    undone: list[str] = []
+    try:
+        def partly_undone(tx):
+            with pytest.raises(RuntimeError):
+                with tx.savepoint():
+                    owner = KeyOwner.contact(tx.create_contact(name="inside"))
+                    tx.on_rollback(lambda: undone.append("file"))
+                    raise RuntimeError("undo the block")
+            assert not tx.has_key(owner)
+            # The same owner id sealed again must get a fresh key with a committed row.
+            return owner, tx.seal(owner, "contacts", "name", owner.id, "after")
+
+        owner, blob = await store.write(partly_undone)
+        assert undone == ["file"]
+        await store.close()
+        store = await Store.open(settings(tmp_path))
+        assert await store.read(lambda tx: tx.open_text(owner, "contacts", "name", owner.id, blob)) == "after"
+    finally:
+        await store.close()
+
+
 async def test_write_refuses_coroutine_functions_and_reads_are_read_only(tmp_path) -> None:
     store = await Store.open(settings(tmp_path))
     try:
