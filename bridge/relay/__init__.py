@@ -74,7 +74,13 @@ class Relay:
             reengage=frozenset(name for name, ch in channels.items() if ch.can_reengage()),
             commands=commands,
             count_stored=self._count_stored,
+            count_login_failure=self._count_login_failure,
         )
+
+    def _count_login_failure(self) -> None:
+        metrics = getattr(self.bridge, "metrics", None)
+        if metrics is not None:
+            metrics.login_failures.inc()
 
     def _count_stored(self, channel: str, direction: str) -> None:
         metrics = getattr(self.bridge, "metrics", None)

@@ -73,6 +73,8 @@ def cmd_login(ctx: CommandContext, args: str) -> str | None:
         tx.audit(actor(agent), "agent.login_locked", subject, {"channel": ctx.message.channel})
         return f"Too many failed logins. Try again in {_duration(locked)}."
     result = totp.verify(tx, agent.id, agents_repo.get_totp_secret(tx, agent.id), args, ctx.now)
+    if result is not totp.TotpResult.ACCEPTED and ctx.rctx.count_login_failure is not None:
+        tx.after_commit(ctx.rctx.count_login_failure)
     if result is totp.TotpResult.REPLAYED:
         tx.audit(actor(agent), "agent.login_replayed", subject, {"channel": ctx.message.channel})
         return LOGIN_REPLAYED

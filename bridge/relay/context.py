@@ -42,6 +42,8 @@ class RelayContext:
     commands: Any = None
     #: ``count_stored(channel, direction)``: called after the commit of each stored message (metrics).
     count_stored: Callable[[str, str], None] | None = None
+    #: ``count_login_failure()``: called after the commit of each refused login (metrics).
+    count_login_failure: Callable[[], None] | None = None
     _wake_wanted: threading.Event = field(default_factory=threading.Event)
 
     @property

@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from ..models import StatusUpdate
+from ..store.scrub import scrub_error
 from . import outbox, windows
 
 if TYPE_CHECKING:
@@ -35,7 +36,7 @@ def apply_status_updates(tx: Any, rctx: RelayContext, channel: str, updates: lis
                         "INSERT OR IGNORE INTO early_statuses (channel, external_index, status, error_code,"
                         " error_title, at) VALUES (?, ?, ?, ?, ?, ?)",
                         (channel, tx.blind(f"extid:{channel}", update.external_id), update.status,
-                         update.error_code, update.error_title, tx.now()),
+                         update.error_code, scrub_error(update.error_title), tx.now()),
                     )  # fmt: skip
                 continue
             touched += 1

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 from ..errors import ChannelAuthFailed, DeliveryError, IntegrityError, WindowClosedError
 from ..models import ChannelState, DeliveryReceipt, OutboundMessage
 from ..plugins import notify
+from ..store.scrub import scrub_error
 from . import outbox, records, status, windows
 from .outbox import Delivery
 
@@ -315,5 +316,11 @@ class OutboxWorker:
 
 
 def _describe(err: DeliveryError) -> str:
+    """The error as logged, stored in ``outbox.last_error`` and told to the agent.
+
+    Platform and mail-server texts may name the recipient, so addresses,
+    numbers and ids are redacted here, once, for every place it goes.
+    """
     text = str(err) or type(err).__name__
-    return f"{text} (code {err.code})" if err.code and str(err.code) not in text else text
+    text = f"{text} (code {err.code})" if err.code and str(err.code) not in text else text
+    return scrub_error(text) or type(err).__name__

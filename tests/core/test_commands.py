@@ -82,6 +82,8 @@ async def test_login_with_totp_starts_shift_and_delivers_waiting_conversations_o
 
 async def test_login_refuses_wrong_malformed_and_replayed_codes(desk: Desk) -> None:
     alice = await desk.add_agent("alice", ALICE)
+    counted: list[int] = []
+    desk.rctx.count_login_failure = lambda: counted.append(1)  # what feeds the login_failures metric
     code = desk.code("alice")
     wrong = f"{(int(code) + 1) % 1_000_000:06d}"
     await desk.say("alice", f"/login {wrong}")
@@ -107,6 +109,7 @@ async def test_login_refuses_wrong_malformed_and_replayed_codes(desk: Desk) -> N
     actions = await audit_actions(desk)
     assert actions.count("agent.login_failed") == 1 and actions.count("agent.login_replayed") == 2
     assert actions.count("agent.login") == 2
+    assert len(counted) == 3, "every refused code is counted once, after its commit"
 
 
 async def test_disabled_agent_gets_told_and_cannot_log_in(desk: Desk) -> None:
