@@ -9,7 +9,7 @@ an unknown field is refused when the file loads, not when a customer waits.
 from __future__ import annotations
 
 import string
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from importlib import resources
 from pathlib import Path
 
@@ -101,15 +101,18 @@ def load_templates(path: Path | None) -> Templates:
     if path is not None:
         node = load_yaml(path)
         if node is not None and not node.is_null:
-            for key, langs in _parse(node).items():
+            for key, langs in _parse(node, known=set(texts)).items():
                 texts.setdefault(key, {}).update(langs)
         source = str(path)
     return Templates(texts, source=source)
 
 
-def _parse(root: Node) -> dict[str, dict[str, str]]:
+def _parse(root: Node, known: Collection[str] | None = None) -> dict[str, dict[str, str]]:
+    """Read ``key: {language: text}``; with ``known``, a key outside it is an error (a typo)."""
     out: dict[str, dict[str, str]] = {}
     for key, value in root.mapping("the templates file"):
+        if known is not None and key not in known:
+            raise value.error(f"unknown template {key!r} (known: {', '.join(sorted(known))})")
         langs: dict[str, str] = {}
         if not value.is_null and value.node.tag.endswith(":str"):
             raise value.error(f"template {key!r} must map languages to texts, e.g. 'en: ...'")
