@@ -74,10 +74,13 @@ def notify_agent(
     if agent.channel != "console" and not agent.address:
         return None
     owner = KeyOwner.agent(agent.id)
+    meta: dict[str, str] | None = None
     if conversation_id is not None:
         conv = records.get_conversation(tx, conversation_id)
         if conv is not None:
             owner = KeyOwner.contact(conv.contact_id)
+            # Threading data for channels that use it (email: Subject, Reply-To token).
+            meta = agent_thread_meta(conv.id, _conversation_label(tx, conv))
     row = outbox.enqueue(
         tx,
         channel=agent.channel,
@@ -87,9 +90,20 @@ def notify_agent(
         text=text,
         key_owner=owner,
         conversation_id=conversation_id,
+        meta=meta,
     )
     rctx.wake()
     return row
+
+
+def agent_thread_meta(conversation_id: int, label: str) -> dict[str, str]:
+    """Threading data for what an agent receives about a conversation.
+
+    Channels that thread use it (email: the Subject and a per-conversation
+    Reply-To token, so an answer finds its conversation even when the mail
+    client drops In-Reply-To); the others ignore it.
+    """
+    return {"subject": label, "reply_token": f"c{conversation_id}"}
 
 
 def _conversation_label(tx: Any, conv: Conversation) -> str:
@@ -177,6 +191,7 @@ def relay_to_agent(
         key_owner=KeyOwner.contact(conv.contact_id),
         conversation_id=conv.id,
         message_id=message.id,
+        meta=agent_thread_meta(conv.id, prefix),
     )
     tx.conn.execute("UPDATE messages SET status = ? WHERE id = ? AND direction = 'in'", (status, message.id))
     rctx.wake()

@@ -240,6 +240,19 @@ def _ingest_agent(tx: Any, rctx: RelayContext, agent: Agent, message: InboundMes
     _agent_reply(tx, rctx, agent, message)
 
 
+def _token_conversation(message: InboundMessage) -> int | None:
+    """The conversation named by a reply token (``c42``: email Reply-To ``reply+c42@…``).
+
+    A channel puts it in ``meta["reply_token"]`` when the agent answered an
+    address the bridge gave out per conversation; it is a reply context like
+    a quote, checked against the agent's assignment like one.
+    """
+    token = message.meta.get("reply_token", "")
+    if len(token) > 1 and token[0] == "c" and token[1:].isdigit():
+        return int(token[1:])
+    return None
+
+
 def _agent_reply(tx: Any, rctx: RelayContext, agent: Agent, message: InboundMessage) -> None:
     """Send an agent's plain text to the conversation it belongs to; ask when unsure."""
     conversation_id: int | None = None
@@ -252,6 +265,8 @@ def _agent_reply(tx: Any, rctx: RelayContext, agent: Agent, message: InboundMess
                 original = tx.get_message(quoted.message_id, strict=False)
                 if original is not None and original.direction == "in":
                     quoted_customer = original.external_id
+    if conversation_id is None:
+        conversation_id = _token_conversation(message)
     if conversation_id is None:
         conversation_id = agent.current_conversation_id
     if conversation_id is None:

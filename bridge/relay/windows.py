@@ -143,7 +143,7 @@ def on_window_closed(tx: Any, rctx: RelayContext, delivery: Delivery, reason: st
             if reengage:
                 _enqueue_template(tx, rctx, delivery, "[re-engagement template]")
             email, verified = records.contact_email(tx, delivery.recipient_id)
-            hint = rctx.templates.render("email_hint") if email and verified else ""
+            hint = " " + rctx.templates.render("email_hint") if email and verified else ""
             key = "window_closed_customer" if reengage else "window_closed_customer_wait"
             tell_agent(tx, rctx, delivery, key, email=hint)
         return

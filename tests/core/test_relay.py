@@ -400,3 +400,25 @@ async def test_message_received_observers_run_after_the_webhook_is_answered(tmp_
         await wait_for(lambda: observer.seen == [("hello", 1)], what="observer ran")
     finally:
         await bridge.close()
+
+
+async def test_agent_copies_carry_thread_meta_and_a_reply_token_picks_the_conversation(tmp_path: Path) -> None:
+    bridge = await make_bridge(tmp_path, FAST)
+    try:
+        mem, second = bridge.channels["memory"], bridge.channels["second"]
+        _agent, secret = await add_agent(bridge, "alice", "second:alice")
+        await login(bridge, "second", "alice", secret)
+        await mem.inbound("jan", "first customer", sender_name="Jan")
+        await mem.inbound("eva", "second customer", sender_name="Eva")
+        await wait_for(lambda: sum(t.startswith("[#") for t in second.texts_to("alice")) == 2)
+        relayed = [m for m in second.sent if m.recipient == "alice" and m.text.startswith("[#")]
+        assert [dict(m.meta) for m in relayed] == [
+            {"subject": "[#1 Jan · Memory]", "reply_token": "c1"},
+            {"subject": "[#2 Eva · Memory]", "reply_token": "c2"},
+        ]
+        # Eva's conversation is the current one; the token names Jan's.
+        await second.inbound("alice", "for Jan", meta={"reply_token": "c1"})
+        await second.inbound("alice", "for Eva")
+        await wait_for(lambda: mem.texts_to("jan") == ["for Jan"] and mem.texts_to("eva") == ["for Eva"])
+    finally:
+        await bridge.close()

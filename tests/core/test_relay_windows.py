@@ -28,7 +28,8 @@ async def test_customer_window_closed_holds_sends_template_once_and_releases(tmp
         await second.inbound("alice", "second answer")
         await wait_for(lambda: any("will not deliver" in t for t in second.texts_to("alice")), what="agent told")
         notice = [t for t in second.texts_to("alice") if "will not deliver" in t]
-        assert len(notice) == 1 and notice[0].startswith("[#1 Jan · Windowed]") and "/secure" in notice[0]
+        assert len(notice) == 1 and notice[0].startswith("[#1 Jan · Windowed]")
+        assert notice[0].endswith(". They have a verified email address, so email can still reach them.")
         await wait_for(lambda: any(m.template for m in win.sent), what="template")
         assert [m.template for m in win.sent] == [True]
 
