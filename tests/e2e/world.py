@@ -70,14 +70,17 @@ class World:
         """A WhatsApp user writes; returns the wamid."""
         return await self.wa.send_inbound(number, text, name=name, ts=ts)
 
-    async def messenger(self, psid: str, text: str, *, reply_to: str | None = None, ts: float | None = None) -> str:
+    async def messenger(
+        self, psid: str, text: str, *, reply_to: str | None = None, ts: float | None = None, mid: str | None = None
+    ) -> str:
         """A Messenger user writes (optionally quoting ``reply_to``) at ``ts`` (default now); returns the mid.
 
         An old ``ts`` is a message that reaches us late (Meta retries for days):
         both the Page's window in the fake and the bridge's record start from it.
+        Passing an earlier ``mid`` again is Meta redelivering that message.
         """
         now_ms = int((time.time() if ts is None else ts) * 1000)
-        mid = f"m_e2e_{next(self._mids)}_{now_ms}"
+        mid = mid or f"m_e2e_{next(self._mids)}_{now_ms}"
         message: dict[str, Any] = {"mid": mid, "text": text}
         if reply_to:
             message["reply_to"] = {"mid": reply_to}
