@@ -8,7 +8,6 @@ transfer use them too (see RELAY-SHARED).
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -198,20 +197,6 @@ def relay_to_agent(
     return row
 
 
-def _event(tx: Any, conv: Conversation, kind: str, from_agent: int | None, to_agent: int | None,
-           detail: dict[str, Any] | None = None, expires_at: float | None = None) -> int:  # fmt: skip
-    event_id = tx.next_id("events")
-    sealed = (
-        tx.seal(KeyOwner.contact(conv.contact_id), "events", "detail", event_id, json.dumps(detail)) if detail else None
-    )
-    tx.conn.execute(
-        "INSERT INTO events (id, conversation_id, kind, from_agent, to_agent, detail, created_at, expires_at)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        (event_id, conv.id, kind, from_agent, to_agent, sealed, tx.now(), expires_at),
-    )
-    return int(event_id)
-
-
 def _history_line(name: str, msg: Message, agents: dict[int, str]) -> str:
     who = {"in": name, "out": agents.get(msg.agent_id or 0, "agent"), "note": "note", "system": "bridge"}
     speaker = who.get(msg.direction, msg.direction)
@@ -268,7 +253,10 @@ def assign(
         "UPDATE conversations SET agent_id = ?, status = 'assigned', updated_at = ? WHERE id = ?",
         (agent.id, now, conversation_id),
     )
-    _event(tx, conv, "assigned", from_agent.id if from_agent else previous, agent.id, {"reason": reason})
+    records.write_event(
+        tx, conv, "assigned", from_agent=from_agent.id if from_agent else previous, to_agent=agent.id,
+        detail={"reason": reason},
+    )  # fmt: skip
     agents_repo.set_current_conversation(tx, agent.id, conversation_id)
     tx.conn.execute(
         "INSERT INTO routing_state (agent_id, last_assigned_at) VALUES (?, ?)"
@@ -360,5 +348,5 @@ def requeue(tx: Any, rctx: RelayContext, conversation_id: int, queue: str | None
     tx.conn.execute(
         "UPDATE agents SET current_conversation_id = NULL WHERE current_conversation_id = ?", (conversation_id,)
     )
-    _event(tx, conv, "requeued", previous, None, {"queue": queue or conv.queue})
+    records.write_event(tx, conv, "requeued", from_agent=previous, detail={"queue": queue or conv.queue})
     route(tx, rctx, conversation_id, exclude=previous, history=rctx.config.routing.history_messages)

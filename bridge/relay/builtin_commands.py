@@ -26,8 +26,8 @@ from .commands import (
     own_conversation,
     parse_conversation_ref,
     split_target,
-    write_event,
 )
+from .records import write_event
 
 WAITING_LIMIT = 1000  # counted for answers only
 LOGIN_USAGE = "Send /login followed by the 6-digit code from your authenticator app, e.g. /login 123456."

@@ -10,7 +10,6 @@ hook (``/secure`` arrives that way).
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -22,7 +21,6 @@ from .. import agents as agents_repo
 from ..agents import Agent
 from ..errors import BridgeError, PluginLoadError
 from ..models import InboundMessage
-from ..store import KeyOwner
 from ..store.records import Conversation
 from . import records
 from .format import format_prefix
@@ -268,24 +266,3 @@ def open_conversation_ids(tx: Any, agent_id: int) -> list[int]:
     return [int(r[0]) for r in rows]
 
 
-def write_event(
-    tx: Any,
-    conv: Conversation,
-    kind: str,
-    *,
-    from_agent: int | None = None,
-    to_agent: int | None = None,
-    detail: dict[str, Any] | None = None,
-    expires_at: float | None = None,
-) -> int:
-    """Append a conversation event; ``detail`` is sealed under the customer's key."""
-    event_id = tx.next_id("events")
-    sealed = (
-        tx.seal(KeyOwner.contact(conv.contact_id), "events", "detail", event_id, json.dumps(detail)) if detail else None
-    )
-    tx.conn.execute(
-        "INSERT INTO events (id, conversation_id, kind, from_agent, to_agent, detail, created_at, expires_at)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        (event_id, conv.id, kind, from_agent, to_agent, sealed, tx.now(), expires_at),
-    )
-    return int(event_id)

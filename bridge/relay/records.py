@@ -7,10 +7,12 @@ messages wait for an agent, which conversations wait in a queue.
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Any
 
 from ..errors import IntegrityError
+from ..store import KeyOwner
 from ..store.records import Conversation, Message
 
 log = logging.getLogger(__name__)
@@ -120,3 +122,26 @@ def read_mark_target(tx: Any, message_id: int) -> tuple[str, str, str] | None:
     if identity is None:
         return None
     return str(message.channel), str(identity.address), str(message.external_id)
+
+
+def write_event(
+    tx: Any,
+    conv: Conversation,
+    kind: str,
+    *,
+    from_agent: int | None = None,
+    to_agent: int | None = None,
+    detail: dict[str, Any] | None = None,
+    expires_at: float | None = None,
+) -> int:
+    """Append a conversation event; ``detail`` is sealed under the customer's key."""
+    event_id = tx.next_id("events")
+    sealed = (
+        tx.seal(KeyOwner.contact(conv.contact_id), "events", "detail", event_id, json.dumps(detail)) if detail else None
+    )
+    tx.conn.execute(
+        "INSERT INTO events (id, conversation_id, kind, from_agent, to_agent, detail, created_at, expires_at)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        (event_id, conv.id, kind, from_agent, to_agent, sealed, tx.now(), expires_at),
+    )
+    return int(event_id)

@@ -26,8 +26,8 @@ from .commands import (
     own_conversation,
     parse_conversation_ref,
     split_target,
-    write_event,
 )
+from .records import write_event
 
 TRANSFERRED = "transferred"
 DECLINED = "declined"

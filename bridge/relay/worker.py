@@ -185,7 +185,8 @@ class OutboxWorker:
         try:
             loaded = await store.read(lambda tx: windows.load_for_send(tx, delivery_id))
         except IntegrityError as err:
-            await self._write(lambda tx: windows.on_unreadable(tx, self.rctx, delivery_id, err))
+            damaged = err  # bound for the closure: ``err`` itself is unbound when the except block ends
+            await self._write(lambda tx: windows.on_unreadable(tx, self.rctx, delivery_id, damaged))
             self._count(channel_name, "failed")
             return
         if loaded is None:

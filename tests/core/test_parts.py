@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from bridge.parts import split_text
 
 

@@ -16,9 +16,9 @@ import re
 import ssl
 import time
 from collections.abc import Mapping
+from datetime import datetime, timezone
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
-from datetime import datetime, timezone
 
 import aiosmtplib
 

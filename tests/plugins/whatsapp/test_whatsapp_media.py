@@ -14,8 +14,8 @@ from aiohttp.test_utils import TestClient
 from carebridge_whatsapp import WhatsAppChannel
 
 from bridge import Attachment
-from bridge.errors import UnknownRecordError
 from bridge.channel import PendingMedia
+from bridge.errors import UnknownRecordError
 from bridge.meta import signed_body
 from tests.fakes.whatsapp_cloud import FakeWhatsAppCloud
 from tests.plugins.whatsapp.conftest import APP_SECRET, TOKEN, Core
