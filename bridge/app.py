@@ -34,7 +34,7 @@ from .plugins import PluginRegistry
 from .preflight import channel_problems
 
 if TYPE_CHECKING:
-    from apscheduler.schedulers.asyncio import AsyncIOScheduler  # type: ignore[import-untyped]  # no stubs
+    from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
     from .relay import Relay
     from .store import Store

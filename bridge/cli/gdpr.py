@@ -103,7 +103,7 @@ def run_erase(args: argparse.Namespace) -> int:
                     return 1
 
             def do(tx: Any) -> dict[str, int]:
-                done = tx.erase_contact(contact_id)
+                done: dict[str, int] = tx.erase_contact(contact_id)
                 tx.audit(cli_actor(), "gdpr.erase", f"contact:{contact_id}", done)
                 return done
 

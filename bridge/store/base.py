@@ -184,7 +184,7 @@ class TxBase:
         entry = self.keyring.create(self.conn, owner, self.next_id("keys"), self.now())
         self._new_keys[owner] = entry
         self._fn_keys.append(owner)
-        return entry[0]  # type: ignore[return-value]
+        return entry[0]
 
     def has_key(self, owner: KeyOwner) -> bool:
         """Whether ``owner`` has a data key (False once erased)."""

@@ -43,11 +43,16 @@ _PLAIN_RESULTS = frozenset({type(None), int, str, bytes, bool, float, tuple, lis
 
 
 class StoreSettings(Protocol):
-    """What the store needs from ``config.store`` (``bridge.config.StoreConfig``)."""
+    """What the store needs from ``config.store`` (``bridge.config.StoreConfig``, frozen)."""
 
-    path: Path
-    key: str
-    synchronous: str
+    @property
+    def path(self) -> Path: ...
+
+    @property
+    def key(self) -> str: ...
+
+    @property
+    def synchronous(self) -> str: ...
 
 
 class Store:

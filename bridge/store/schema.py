@@ -43,7 +43,7 @@ def register_migration(number: int, fn: Migration, *, name: str | None = None) -
     :raises ValueError: when another function already holds that number.
     """
     existing = _MIGRATIONS.get(number)
-    label = name or getattr(fn, "__name__", f"m{number:03d}")
+    label: str = name or str(getattr(fn, "__name__", f"m{number:03d}"))
     if existing is not None:
         if existing[1] is fn or (existing[0] == label and existing[1].__module__ == fn.__module__):
             return
