@@ -11,12 +11,17 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
 from .http import json_error
+
+if TYPE_CHECKING:
+    from .channel import ChannelContext
+    from .models import InboundMessage, StatusUpdate
 
 SIGNATURE_HEADER = "X-Hub-Signature-256"
 
@@ -91,6 +96,44 @@ def _http_error(status: int, code: str, message: str) -> web.HTTPException:
         )
         return error
     return _ERRORS[status](text=text, content_type="application/json")
+
+
+def webhook_app(
+    max_body: int,
+    verify: Callable[[web.Request], Awaitable[web.StreamResponse]],
+    receive: Callable[[web.Request], Awaitable[web.StreamResponse]],
+) -> web.Application:
+    """Build the webhook sub-app of a Meta platform: GET handshake, POST events.
+
+    Both the mount path and the one with a trailing slash answer: the callback
+    URL is typed by hand in Meta's dashboard.
+    """
+    app = web.Application(client_max_size=max_body)
+    for path in ("", "/"):
+        app.router.add_get(path, verify)
+        app.router.add_post(path, receive)
+    return app
+
+
+async def hand_over(
+    ctx: ChannelContext, messages: Sequence[InboundMessage], statuses: Sequence[StatusUpdate]
+) -> web.Response | None:
+    """Give one POST's messages, then its statuses, to the core.
+
+    Returns None once both are committed (answer 200), or a 500 JSON answer
+    when storing failed: Meta then delivers the POST again, and the core
+    drops what it already has.
+    """
+    try:
+        if messages:
+            await ctx.deliver(messages)
+        if statuses:
+            await ctx.update_status(statuses)
+    except Exception:  # boundary: Meta must see a failure so that it retries the POST
+        ctx.log.exception("storing a webhook failed (%d messages, %d statuses); asking Meta to retry",
+                          len(messages), len(statuses))  # fmt: skip
+        return json_error(500, "store_failed", "the event could not be stored; retry later")
+    return None
 
 
 def signed_body(payload: dict[str, Any], app_secret: str) -> tuple[bytes, dict[str, str]]:

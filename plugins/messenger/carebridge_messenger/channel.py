@@ -32,7 +32,7 @@ from bridge import (
     SimulatedRequest,
     WindowClosedError,
 )
-from bridge.meta import read_signed_json, signed_body, verify_subscription
+from bridge.meta import hand_over, read_signed_json, signed_body, verify_subscription, webhook_app
 from bridge.parts import SentParts, split_text
 
 from .api import MAX_TEXT, GraphClient
@@ -158,11 +158,7 @@ class MessengerChannel(Channel):
 
     def web_app(self) -> web.Application:
         """Return the webhook app; the core mounts it at ``/webhooks/messenger``."""
-        app = web.Application(client_max_size=self.ctx.max_body)
-        for path in ("", "/"):
-            app.router.add_get(path, self._verify)
-            app.router.add_post(path, self._receive)
-        return app
+        return webhook_app(self.ctx.max_body, self._verify, self._receive)
 
     async def _verify(self, request: web.Request) -> web.Response:
         return verify_subscription(request, self.settings.verify_token)
@@ -181,15 +177,8 @@ class MessengerChannel(Channel):
         except PayloadError as err:
             return _error(400, "malformed_payload", str(err))
         _log_ignored(self.ctx.log, batch.ignored)
-        try:
-            if batch.messages:
-                await self.ctx.deliver(batch.messages)
-            if batch.statuses:
-                await self.ctx.update_status(batch.statuses)
-        except Exception:  # boundary: Meta must see a failure so that it retries the POST
-            self.ctx.log.exception("could not store a Messenger webhook (%d messages)", len(batch.messages))
-            return _error(500, "store_failed", "the event could not be stored; retry later")
-        return web.json_response({"status": "ok"})
+        failed = await hand_over(self.ctx, batch.messages, batch.statuses)
+        return failed or web.json_response({"status": "ok"})
 
     # -- simulate ---------------------------------------------------------
 

@@ -30,7 +30,7 @@ from bridge import (
 )
 from bridge.channel import Channel, PendingMedia
 from bridge.http import json_error
-from bridge.meta import read_signed_json, signed_body, verify_subscription
+from bridge.meta import hand_over, read_signed_json, signed_body, verify_subscription, webhook_app
 from bridge.models import normalize_e164
 from bridge.parts import SentParts, split_text
 
@@ -112,11 +112,7 @@ class WhatsAppChannel(Channel):
         trailing slash answer, since the callback URL is typed by hand in
         Meta's dashboard.
         """
-        app = web.Application(client_max_size=self.ctx.max_body)
-        for path in ("", "/"):
-            app.router.add_get(path, self._verify)
-            app.router.add_post(path, self._receive)
-        return app
+        return webhook_app(self.ctx.max_body, self._verify, self._receive)
 
     async def _verify(self, request: web.Request) -> web.Response:
         return verify_subscription(request, self.settings.verify_token)
@@ -127,14 +123,9 @@ class WhatsAppChannel(Channel):
             events = parse_payload(payload, phone_number_id=self.settings.phone_number_id)
         except PayloadError as err:
             return json_error(400, "bad_payload", str(err))
-        try:
-            if events.messages:
-                await self.ctx.deliver(events.messages)
-            if events.statuses:
-                await self.ctx.update_status(events.statuses)
-        except Exception:  # boundary: answer 500 so Meta redelivers; the core dedupes
-            self.ctx.log.exception("storing a webhook failed; asking Meta to retry")
-            return json_error(500, "store_failed", "the notification could not be stored; retry later")
+        failed = await hand_over(self.ctx, events.messages, events.statuses)
+        if failed is not None:
+            return failed
         self.media.schedule(events.messages)
         return web.json_response({"status": "ok"})
 
