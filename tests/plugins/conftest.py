@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
+import aiohttp
 import pytest
 
 
@@ -39,3 +40,10 @@ async def black_hole() -> AsyncIterator[BlackHole]:
         writer.close()
     server.close()
     await server.wait_closed()
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    """The shared client session a channel gets from the core."""
+    async with aiohttp.ClientSession() as session:
+        yield session

@@ -10,7 +10,6 @@ LMTP client does not read one reply per recipient, PROTOCOLS §3.3).
 from __future__ import annotations
 
 import asyncio
-import logging
 import socket
 import ssl
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -22,8 +21,8 @@ import pytest
 import trustme
 from carebridge_email import EmailChannel
 
-from bridge import ChannelContext, ChannelState, InboundMessage, StatusUpdate
 from tests.fakes.smtp_server import FakeSmtpServer
+from tests.plugins.recorder import RecordingCore
 
 FROM = "care@example.org"
 SMTP_USER = "bridge"
@@ -37,32 +36,8 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-class Core:
-    """Stands in for the core behind ``ChannelContext``: records what the channel hands over."""
+Core = RecordingCore  # the name the tests import
 
-    def __init__(self) -> None:
-        self.deliveries: list[list[InboundMessage]] = []
-        self.media: list[tuple[str, int, bytes, str | None]] = []
-        self.reports: list[tuple[ChannelState, str | None]] = []
-        self.fail_deliver: Exception | None = None
-
-    @property
-    def messages(self) -> list[InboundMessage]:
-        return [m for batch in self.deliveries for m in batch]
-
-    async def deliver(self, messages: Sequence[InboundMessage]) -> None:
-        if self.fail_deliver is not None:
-            raise self.fail_deliver
-        self.deliveries.append(list(messages))
-
-    async def update_status(self, updates: Sequence[StatusUpdate]) -> None:
-        raise AssertionError("email reports no statuses")
-
-    async def save_media(self, external_id: str, index: int, data: bytes, mime: str | None) -> None:
-        self.media.append((external_id, index, data, mime))
-
-    def report(self, state: ChannelState, reason: str | None) -> None:
-        self.reports.append((state, reason))
 
 
 class LmtpClient:
@@ -152,14 +127,7 @@ async def smtp(server_tls: ssl.SSLContext) -> AsyncIterator[FakeSmtpServer]:
 
 @pytest.fixture
 def core() -> Core:
-    return Core()
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    session = aiohttp.ClientSession()
-    yield session
-    await session.close()
+    return RecordingCore(statuses=False)
 
 
 @pytest.fixture
@@ -185,15 +153,7 @@ def make_channel(section: dict[str, Any], core: Core, http: aiohttp.ClientSessio
     """Build a channel; keyword arguments override config keys."""
 
     def make(**overrides: Any) -> EmailChannel:
-        ctx = ChannelContext(
-            http=http,
-            deliver=core.deliver,
-            update_status=core.update_status,
-            save_media=core.save_media,
-            report=core.report,
-            log=logging.getLogger("carebridge.email"),
-        )
-        return EmailChannel({**section, **overrides}, ctx)
+        return EmailChannel({**section, **overrides}, core.context(http, "email"))
 
     return make
 

@@ -9,8 +9,7 @@ fake Graph API on loopback.
 from __future__ import annotations
 
 import json
-import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +19,8 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from carebridge_messenger import MessengerChannel
 
-from bridge import ChannelContext, ChannelState, InboundMessage, StatusUpdate
 from tests.fakes.messenger_graph import FakeMessengerGraph
+from tests.plugins.recorder import RecordingCore
 
 FIXTURES = Path(__file__).parent / "fixtures"
 PAGE_ID = "100000000000001"
@@ -41,36 +40,8 @@ def fixture_json(name: str) -> dict[str, Any]:
     return json.loads(fixture_bytes(name))
 
 
-class Core:
-    """Stands in for the core behind ``ChannelContext``: records what the channel hands over."""
+Core = RecordingCore  # the name the tests import
 
-    def __init__(self) -> None:
-        self.deliveries: list[list[InboundMessage]] = []
-        self.status_batches: list[list[StatusUpdate]] = []
-        self.reports: list[tuple[ChannelState, str | None]] = []
-        self.fail_deliver: Exception | None = None
-
-    @property
-    def messages(self) -> list[InboundMessage]:
-        return [m for batch in self.deliveries for m in batch]
-
-    @property
-    def statuses(self) -> list[StatusUpdate]:
-        return [s for batch in self.status_batches for s in batch]
-
-    async def deliver(self, messages: Sequence[InboundMessage]) -> None:
-        if self.fail_deliver is not None:
-            raise self.fail_deliver
-        self.deliveries.append(list(messages))
-
-    async def update_status(self, updates: Sequence[StatusUpdate]) -> None:
-        self.status_batches.append(list(updates))
-
-    async def save_media(self, external_id: str, index: int, data: bytes, mime: str | None) -> None:
-        raise AssertionError("Messenger media arrive as URLs; save_media must not be called")
-
-    def report(self, state: ChannelState, reason: str | None) -> None:
-        self.reports.append((state, reason))
 
 
 @pytest.fixture
@@ -88,28 +59,13 @@ def section() -> dict[str, Any]:
 
 @pytest.fixture
 def core() -> Core:
-    return Core()
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
+    return RecordingCore(media=False)
 
 
 @pytest.fixture
 def make_channel(core: Core, http: aiohttp.ClientSession) -> Callable[[dict[str, Any]], MessengerChannel]:
     def make(section: dict[str, Any]) -> MessengerChannel:
-        ctx = ChannelContext(
-            http=http,
-            deliver=core.deliver,
-            update_status=core.update_status,
-            save_media=core.save_media,
-            report=core.report,
-            log=logging.getLogger("carebridge.messenger"),
-            max_body=MAX_BODY,
-        )
-        return MessengerChannel(section, ctx)
+        return MessengerChannel(section, core.context(http, "messenger", max_body=MAX_BODY))
 
     return make
 

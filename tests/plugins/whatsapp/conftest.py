@@ -7,10 +7,8 @@ aiohttp client session, and the fake Cloud API served on loopback.
 
 from __future__ import annotations
 
-import asyncio
 import json
-import logging
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -19,8 +17,8 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from carebridge_whatsapp import WhatsAppChannel
 
-from bridge import ChannelContext, ChannelState, InboundMessage, StatusUpdate
 from tests.fakes.whatsapp_cloud import FakeWhatsAppCloud
+from tests.plugins.recorder import RecordingCore
 
 FIXTURES = Path(__file__).parent / "fixtures"
 PHONE_NUMBER_ID = "400000000000001"
@@ -41,56 +39,13 @@ def fixture_json(name: str) -> dict[str, Any]:
     return json.loads(fixture_bytes(name))
 
 
-class Core:
-    """Stands in for the core behind ``ChannelContext``: records what the channel hands over."""
+Core = RecordingCore  # the name the tests import
 
-    def __init__(self) -> None:
-        self.deliveries: list[list[InboundMessage]] = []
-        self.status_batches: list[list[StatusUpdate]] = []
-        self.media: list[tuple[str, int, bytes, str | None]] = []
-        self.reports: list[tuple[ChannelState, str | None]] = []
-        self.fail_deliver: Exception | None = None
-        self.fail_save: Exception | None = None
-        self.save_attempts = 0
-        self.status_arrived = asyncio.Event()
-
-    @property
-    def messages(self) -> list[InboundMessage]:
-        return [m for batch in self.deliveries for m in batch]
-
-    @property
-    def statuses(self) -> list[StatusUpdate]:
-        return [s for batch in self.status_batches for s in batch]
-
-    async def deliver(self, messages: Sequence[InboundMessage]) -> None:
-        if self.fail_deliver is not None:
-            raise self.fail_deliver
-        self.deliveries.append(list(messages))
-
-    async def update_status(self, updates: Sequence[StatusUpdate]) -> None:
-        self.status_batches.append(list(updates))
-        self.status_arrived.set()
-
-    async def save_media(self, external_id: str, index: int, data: bytes, mime: str | None) -> None:
-        self.save_attempts += 1
-        if self.fail_save is not None:
-            raise self.fail_save
-        self.media.append((external_id, index, data, mime))
-
-    def report(self, state: ChannelState, reason: str | None) -> None:
-        self.reports.append((state, reason))
 
 
 @pytest.fixture
 def core() -> Core:
     return Core()
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    session = aiohttp.ClientSession()
-    yield session
-    await session.close()
 
 
 @pytest.fixture
@@ -124,16 +79,7 @@ def make_channel(section: dict[str, Any], core: Core, http: aiohttp.ClientSessio
     """Build a channel; keyword arguments override config keys (``max_body`` the context's)."""
 
     def make(*, max_body: int = MAX_BODY, **overrides: Any) -> WhatsAppChannel:
-        ctx = ChannelContext(
-            http=http,
-            deliver=core.deliver,
-            update_status=core.update_status,
-            save_media=core.save_media,
-            report=core.report,
-            log=logging.getLogger("carebridge.whatsapp"),
-            max_body=max_body,
-        )
-        channel = WhatsAppChannel({**section, **overrides}, ctx)
+        channel = WhatsAppChannel({**section, **overrides}, core.context(http, "whatsapp", max_body=max_body))
         channel.media.retry_delays = (0.0, 0.0, 0.0)  # retry at once: tests must not sleep
         return channel
 
