@@ -80,6 +80,21 @@ def notify_agent(
             owner = KeyOwner.contact(conv.contact_id)
             # Threading data for channels that use it (email: Subject, Reply-To token).
             meta = agent_thread_meta(conv.id, _conversation_label(tx, conv))
+    return _enqueue_to_agent(tx, rctx, agent, text, owner=owner, conversation_id=conversation_id, meta=meta)
+
+
+def _enqueue_to_agent(
+    tx: Any,
+    rctx: RelayContext,
+    agent: Agent,
+    text: str,
+    *,
+    owner: KeyOwner,
+    conversation_id: int | None,
+    meta: dict[str, str] | None,
+    message_id: int | None = None,
+) -> int:
+    """One outbox row to the agent's preferred channel, then wake the worker after commit."""
     row = outbox.enqueue(
         tx,
         channel=agent.channel,
@@ -89,6 +104,7 @@ def notify_agent(
         text=text,
         key_owner=owner,
         conversation_id=conversation_id,
+        message_id=message_id,
         meta=meta,
     )
     rctx.wake()
@@ -180,20 +196,11 @@ def relay_to_agent(
         status = records.FAILED
     else:
         text = relay_text(prefix, message.text or "", lines)
-    row = outbox.enqueue(
-        tx,
-        channel=agent.channel,
-        recipient=agent.address,
-        recipient_kind="agent",
-        recipient_id=agent.id,
-        text=text,
-        key_owner=KeyOwner.contact(conv.contact_id),
-        conversation_id=conv.id,
-        message_id=message.id,
-        meta=agent_thread_meta(conv.id, prefix),
-    )
+    row = _enqueue_to_agent(
+        tx, rctx, agent, text, owner=KeyOwner.contact(conv.contact_id), conversation_id=conv.id,
+        meta=agent_thread_meta(conv.id, prefix), message_id=message.id,
+    )  # fmt: skip
     tx.conn.execute("UPDATE messages SET status = ? WHERE id = ? AND direction = 'in'", (status, message.id))
-    rctx.wake()
     return row
 
 

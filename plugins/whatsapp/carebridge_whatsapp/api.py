@@ -77,17 +77,7 @@ class CloudClient:
         :raises DeliveryError: (or a subclass) mapped from the error code; a
             network failure or timeout is retryable.
         """
-        url = f"{self._base}/{self._phone}/messages"
-        try:
-            async with self._http.post(url, json=body, headers=self._headers, timeout=_TIMEOUT) as resp:
-                answer = await _json_or_none(resp)
-                if resp.status >= 300:
-                    raise error_for(GraphError.from_response(resp.status, answer), _retry_after(resp))
-        except (TimeoutError, aiohttp.ClientError) as err:
-            raise DeliveryError(
-                f"WhatsApp API unreachable: {type(err).__name__}", retryable=True, code="network"
-            ) from err
-        return answer if isinstance(answer, dict) else {}
+        return await self._call("POST", f"{self._base}/{self._phone}/messages", json=body)
 
     async def phone_number(self) -> dict[str, Any]:
         """GET ``{graph_url}/{phone_number_id}``: proves the token and the number id.
@@ -144,8 +134,12 @@ class CloudClient:
         return bytes(data)
 
     async def _get_json(self, url: str, params: Mapping[str, str] | None = None) -> dict[str, Any]:
+        return await self._call("GET", url, params=params)
+
+    async def _call(self, method: str, url: str, **kwargs: Any) -> dict[str, Any]:
+        """One Graph call: its JSON answer, or the typed error its error code calls for."""
         try:
-            async with self._http.get(url, headers=self._headers, params=params, timeout=_TIMEOUT) as resp:
+            async with self._http.request(method, url, headers=self._headers, timeout=_TIMEOUT, **kwargs) as resp:
                 answer = await _json_or_none(resp)
                 if resp.status >= 300:
                     raise error_for(GraphError.from_response(resp.status, answer), _retry_after(resp))
