@@ -90,11 +90,22 @@ class Channel(ABC):
         ``send`` splits longer texts itself.
     :cvar reply_window: seconds after the recipient's last message during
         which free text may be sent, or None when the platform has no window.
+    :cvar label: the platform's display name in relayed prefixes
+        (``[#42 Jan · WhatsApp]``); empty: the name with a capital.
+    :cvar commands_in_first_line: an agent's command is only the first line
+        of their message (mail bodies carry a quoted reply below it).
     """
 
     name: ClassVar[str]
     max_text_length: ClassVar[int | None] = None
     reply_window: ClassVar[float | None] = None
+    label: ClassVar[str] = ""
+    commands_in_first_line: ClassVar[bool] = False
+
+    @classmethod
+    def display_label(cls) -> str:
+        """The platform's display name (``label``, or the name with a capital)."""
+        return cls.label or cls.name[:1].upper() + cls.name[1:]
 
     def __init__(self, config: Mapping[str, Any], ctx: ChannelContext) -> None:
         self.config = config

@@ -33,7 +33,7 @@ ENV_VAR = "CAREBRIDGE_CONFIG"
 DEFAULT_FILE = "bridge.toml"
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 SYNCHRONOUS = ("off", "normal", "full", "extra")
-SENSITIVE_POLICIES = ("redact", "allow")
+SENSITIVE_POLICIES = ("redact", "block", "allow")
 _CHANNEL_NAME = re.compile(r"^[a-z][a-z0-9_-]*$")
 
 
@@ -126,9 +126,20 @@ class RetentionConfig:
 
 @dataclass(frozen=True)
 class SensitiveConfig:
-    """``[sensitive]``: what happens to detected sensitive spans in chat copies."""
+    """``[sensitive]``: what happens to detected sensitive spans in chat copies.
+
+    ``kinds`` overrides ``policy`` for single finding kinds (``iban``, ``card``,
+    ``bsn``, ``code``, ``password`` or an admin pattern's kind);
+    ``patterns_file`` is a YAML list of ``{kind, pattern}`` an admin adds.
+    """
 
     policy: str = "redact"
+    kinds: tuple[tuple[str, str], ...] = ()
+    patterns_file: Path | None = None
+
+    def policy_for(self, kind: str) -> str:
+        """The policy that applies to findings of ``kind``."""
+        return dict(self.kinds).get(kind, self.policy)
 
 
 @dataclass(frozen=True)
@@ -205,7 +216,14 @@ _SCHEMA: dict[str, tuple[type, dict[str, Parser]]] = {
     ),
     "templates": (TemplatesConfig, {"file": cv.optional_path}),
     "retention": (RetentionConfig, {"closed_after_days": cv.integer(0)}),
-    "sensitive": (SensitiveConfig, {"policy": cv.choice(SENSITIVE_POLICIES)}),
+    "sensitive": (
+        SensitiveConfig,
+        {
+            "policy": cv.choice(SENSITIVE_POLICIES),
+            "kinds": cv.choice_table(SENSITIVE_POLICIES),
+            "patterns_file": cv.optional_path,
+        },
+    ),
 }
 _TOP_LEVEL = (*_SCHEMA, "channels")
 

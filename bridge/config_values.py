@@ -99,6 +99,18 @@ def names(value: object, key: str, base_dir: Path) -> tuple[str, ...]:
     return tuple(item.strip() for item in value)
 
 
+def choice_table(options: tuple[str, ...]) -> Parser:
+    """A table whose values are each one of ``options``, kept as sorted ``(key, value)`` pairs."""
+
+    def parse(value: object, key: str, base_dir: Path) -> tuple[tuple[str, str], ...]:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key}: expected a table, got {type_name(value)}")
+        pick = choice(options)
+        return tuple(sorted((str(k), pick(v, f"{key}.{k}", base_dir)) for k, v in value.items()))
+
+    return parse
+
+
 def key_ref(value: object, key: str, base_dir: Path) -> str:
     """Keep the master-key reference as text; make ``file:`` paths absolute."""
     if not isinstance(value, str):

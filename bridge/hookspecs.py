@@ -50,6 +50,22 @@ def register_channels(register: RegisterChannel) -> None:
 
 
 @hookspec
+def configure(config: Any) -> None:
+    """Read and check the parts of the configuration this plugin uses (sync, no network).
+
+    Called after the configuration is loaded: by ``carebridge check-config``,
+    at start-up and again on every SIGHUP with the new configuration. Keep
+    what you read (a plugin object can hold it) and use it from your other
+    hooks. Raise ``ConfigError`` naming the key, or ``FILE:LINE`` for a file
+    the configuration points to: ``check-config`` prints it, start-up stops,
+    and a SIGHUP keeps the previous configuration.
+
+    :param config: the whole, read-only configuration (``config.sensitive``,
+        ``config.channels[...]``, …).
+    """
+
+
+@hookspec
 def lifespan(bridge: Any) -> AbstractAsyncContextManager[None] | None:
     """Return an async context manager entered at start-up and left at shutdown.
 

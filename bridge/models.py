@@ -126,6 +126,10 @@ class StatusUpdate:
     :param external_id: the platform id of our message; for Messenger
         ``delivery``/``read`` watermarks, ``watermark`` is set instead and
         every earlier message to ``recipient`` is covered.
+    :param window_closed: with ``failed``: the platform refused the message
+        because the recipient's reply window is closed (the channel maps its
+        own error code to this); the core holds it and starts the fall-backs
+        instead of failing it.
     """
 
     channel: str
@@ -136,6 +140,7 @@ class StatusUpdate:
     watermark: float | None = None
     error_code: str | None = None
     error_title: str | None = None
+    window_closed: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -149,7 +149,7 @@ def test_full_file_parses_into_typed_sections(tmp_path: Path) -> None:
         ("[routing]\nhistory_messages = -1\n", "routing.history_messages: expected an integer at least 0"),
         ("[delivery]\nretry_base = '1m'\nretry_max = '10s'\n", "delivery.retry_max: must not be shorter"),
         ("[delivery]\nwhatever = 1\n", "delivery.whatever: unknown key (expected one of: max_attempts,"),
-        ("[sensitive]\npolicy = 'shout'\n", "sensitive.policy: expected one of redact, allow"),
+        ("[sensitive]\npolicy = 'shout'\n", "sensitive.policy: expected one of redact, block, allow"),
         ("channels = 3\n", "channels: expected a table of [channels.<name>] sections"),
         ("[channels]\nMessenger = {}\n", "channels.Messenger: channel names are lower-case"),
         ("[channels]\nmessenger = 1\n", "channels.messenger: expected a table, got an integer"),
