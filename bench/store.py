@@ -46,7 +46,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bridge import crypto  # noqa: E402
 from bridge.store import KeyOwner, Store  # noqa: E402
-from bridge.store.messages import external_kind  # noqa: E402
+from bridge.store.repos.messages import external_kind  # noqa: E402
 from bridge.store.schema import _M001, _split  # noqa: E402
 
 TEXT = ("Hello, I ordered a blue jacket last week and it still has not arrived. Order 4711, "
@@ -113,23 +113,23 @@ async def store_rate(
     store = await Store.open(settings)
 
     def setup(tx):
-        ident, _ = tx.get_or_create_identity("whatsapp", "+31612345678")
-        return tx.create_conversation(ident.contact_id, ident.id, "whatsapp").id
+        ident, _ = tx.contacts.get_or_create_identity("whatsapp", "+31612345678")
+        return tx.conversations.create(ident.contact_id, ident.id, "whatsapp").id
 
     conv = await store.write(setup)
-    owner = await store.read(lambda tx: tx.conversation_owner(conv))
+    owner = await store.read(lambda tx: tx.conversations.owner(conv))
     counter = iter(platform_ids(writes, 1))
 
     async def writer() -> None:
         for ext in counter:
             if encrypted:
                 await store.write(
-                    lambda tx, ext=ext: tx.insert_message(conv, direction="in", channel="whatsapp", text=BODY,
+                    lambda tx, ext=ext: tx.messages.insert(conv, direction="in", channel="whatsapp", text=BODY,
                                                           external_id=ext, owner=owner)  # fmt: skip
                 )
             else:
                 await store.write(
-                    lambda tx, ext=ext: tx.conn.execute(_RAW_INSERT, (conv, ext.encode(), ext.encode(), BODY, time.time()))
+                    lambda tx, ext=ext: tx._session.conn.execute(_RAW_INSERT, (conv, ext.encode(), ext.encode(), BODY, time.time()))
                 )
 
     batches = store.batches
@@ -159,18 +159,18 @@ async def build_large(directory: Path, messages: int, conversations: int) -> tup
     def make_contacts(tx) -> list[tuple[int, int]]:
         out = []
         for i in range(conversations):
-            ident, _ = tx.get_or_create_identity("whatsapp", f"+3161{i:07d}")
-            out.append((tx.create_conversation(ident.contact_id, ident.id, "whatsapp").id, ident.contact_id))
+            ident, _ = tx.contacts.get_or_create_identity("whatsapp", f"+3161{i:07d}")
+            out.append((tx.conversations.create(ident.contact_id, ident.id, "whatsapp").id, ident.contact_id))
         return out
 
     convs = await store.write(make_contacts)
     empty = db_bytes(settings.path)
 
     def bulk(tx) -> None:
-        keys = {c: tx._key(KeyOwner.contact(contact), create=False)[1] for c, contact in convs}
-        blind = tx.keyring.blind
+        keys = {c: tx._session._key(KeyOwner.contact(contact), create=False)[1] for c, contact in convs}
+        blind = tx._session.keyring.blind
         rng = random.Random(7)
-        first = tx.next_id("messages")
+        first = tx._session.next_id("messages")
         body = BODY.encode()
         now = time.time() - messages
         chunk: list[tuple] = []
@@ -186,9 +186,9 @@ async def build_large(directory: Path, messages: int, conversations: int) -> tup
                           crypto.seal(aead, crypto.aad("messages", "external_id", row_id), ext.encode()),
                           crypto.seal(aead, crypto.aad("messages", "body", row_id), body), now + n))  # fmt: skip
             if len(chunk) == 50_000:
-                tx.conn.executemany(sql, chunk)
+                tx._session.conn.executemany(sql, chunk)
                 chunk.clear()
-        tx.conn.executemany(sql, chunk)
+        tx._session.conn.executemany(sql, chunk)
 
     start = time.perf_counter()
     await store.write(bulk)
@@ -203,7 +203,7 @@ async def history_p99(store: Store, convs: list[int], samples: int) -> tuple[flo
     for _ in range(samples):
         conv = rng.choice(convs)
         start = time.perf_counter()
-        page = await store.read(lambda tx, conv=conv: tx.recent_messages(conv, 50))
+        page = await store.read(lambda tx, conv=conv: tx.messages.recent(conv, 50))
         timings.append(time.perf_counter() - start)
         assert len(page) == 50 and page[-1].text == BODY
     timings.sort()

@@ -12,10 +12,12 @@ from __future__ import annotations
 import enum
 import logging
 import re
-import sqlite3
-from typing import Any
+from typing import TYPE_CHECKING
 
 import pyotp
+
+if TYPE_CHECKING:
+    from .store import Tx
 
 log = logging.getLogger(__name__)
 
@@ -65,24 +67,21 @@ def match_timecode(secret: str, code: str, now: float) -> int | None:
     return None
 
 
-def verify(tx: Any, agent_id: int, secret: str, code: str, now: float) -> TotpResult:
+def verify(tx: Tx, agent_id: int, secret: str, code: str, now: float) -> TotpResult:
     """Check ``code`` for ``agent_id`` and, when accepted, record its time step.
 
-    Must run inside a store write transaction (``tx.conn``), so that the check
-    and the record commit together.
+    Must run inside a store write transaction, so that the check and the
+    record commit together.
     """
     if normalize_code(code) is None:
         return TotpResult.MALFORMED
     step = match_timecode(secret, code, now)
     if step is None:
         return TotpResult.INVALID
-    conn: sqlite3.Connection = tx.conn
-    (last,) = conn.execute("SELECT MAX(counter) FROM totp_used WHERE agent_id = ?", (agent_id,)).fetchone()
+    last = tx.shifts.last_totp_step(agent_id)
     if last is not None and step <= last:
         # ASVS 2.8.5: a reused code is logged; the caller also audits it.
         log.warning("agent %s: TOTP code replayed (time step %s, last used %s)", agent_id, step, last)
         return TotpResult.REPLAYED
-    conn.execute("INSERT INTO totp_used (agent_id, counter, used_at) VALUES (?, ?, ?)", (agent_id, step, now))
-    # Only the newest step matters for the rule above; keep the table small.
-    conn.execute("DELETE FROM totp_used WHERE agent_id = ? AND counter < ?", (agent_id, step))
+    tx.shifts.use_totp_step(agent_id, step, now)
     return TotpResult.ACCEPTED

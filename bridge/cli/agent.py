@@ -125,7 +125,7 @@ def _refuse_taken(config: Any, name: str, address: Address) -> None:
         return
 
     def check(tx: Any) -> None:
-        if agents.get_agent_by_name(tx, name) is not None:
+        if tx.agents.get_by_name(name) is not None:
             raise AgentError(f"an agent named {name!r} already exists")
         owner = agents.address_owner(tx, address)
         if owner is not None:
@@ -184,7 +184,7 @@ def run_add(args: argparse.Namespace) -> int:
             capacity=args.capacity, totp_secret=secret, password_hash=password_hash,
         )  # fmt: skip
         detail = {"name": agent.name, "role": agent.role, "channel": agent.channel, "queues": list(agent.queues)}
-        tx.audit(_actor(), "agent.add", f"agent:{agent.id}", detail)
+        tx.audit.append(_actor(), "agent.add", f"agent:{agent.id}", detail)
         return agent
 
     agent: Agent = _with_store(config, enrol, must_exist=False)
@@ -216,7 +216,7 @@ def run_list(args: argparse.Namespace) -> int:
 
     def collect(tx: Any) -> list[list[str]]:
         rows = []
-        for agent in agents.list_agents(tx):
+        for agent in tx.agents.list():
             online = agents.is_online(tx, agent.id, now)
             rows.append([
                 agent.name, agent.role, agents.mask_address(agent.preferred), ",".join(agent.queues),
@@ -242,7 +242,7 @@ def run_set_channel(args: argparse.Namespace) -> int:
     def change(tx: Any) -> Agent:
         agent = agents.require_agent(tx, args.name)
         updated = agents.set_channel(tx, agent.id, address)
-        tx.audit(_actor(), "agent.set_channel", f"agent:{agent.id}", {"from": agent.channel, "to": updated.channel})
+        tx.audit.append(_actor(), "agent.set_channel", f"agent:{agent.id}", {"from": agent.channel, "to": updated.channel})
         return updated
 
     agent: Agent = _with_store(config, change)
@@ -267,7 +267,7 @@ def run_disable(args: argparse.Namespace) -> int:
         open_ids = open_conversation_ids(tx, agent.id)
         for conversation_id in reversed(open_ids):
             requeue(tx, rctx, conversation_id)
-        tx.audit(_actor(), "agent.disable", f"agent:{agent.id}", {"requeued": len(open_ids)})
+        tx.audit.append(_actor(), "agent.disable", f"agent:{agent.id}", {"requeued": len(open_ids)})
         return True, len(open_ids)
 
     changed, moved = _with_store(config, change)

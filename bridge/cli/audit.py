@@ -31,7 +31,7 @@ def run_verify(args: argparse.Namespace) -> int:
     async def verify() -> object:
         store = await Store.open(config.store, create_missing_key=False, must_exist=True)
         try:
-            return await store.read(lambda tx: tx.verify_audit())
+            return await store.read(lambda tx: tx.audit.verify())
         finally:
             await store.close()
 

@@ -40,9 +40,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     erase.set_defaults(func=run_erase)
 
 
-def _find(tx: Any, ref: str) -> int:
+def _find(tx: Tx, ref: str) -> int:
     try:
-        contact_id = tx.find_contact(ref)
+        contact_id = tx.contacts.find(ref)
     except ValueError as err:
         raise UnknownRecordError(f"CONTACT must be a contact id or CHANNEL:ADDRESS: {err}") from err
     if contact_id is None:
@@ -67,7 +67,7 @@ def run_export(args: argparse.Namespace) -> int:
         try:
             contact_id, document, problems = await store.read(lambda tx: _collect(tx, args.contact))
             await store.write(
-                lambda tx: tx.audit(cli_actor(), "gdpr.export", f"contact:{contact_id}", {"problems": len(problems)})
+                lambda tx: tx.audit.append(cli_actor(), "gdpr.export", f"contact:{contact_id}", {"problems": len(problems)})
             )
             return document, problems
         finally:
@@ -103,8 +103,8 @@ def run_erase(args: argparse.Namespace) -> int:
                     return 1
 
             def do(tx: Any) -> dict[str, int]:
-                done: dict[str, int] = tx.erase_contact(contact_id)
-                tx.audit(cli_actor(), "gdpr.erase", f"contact:{contact_id}", done)
+                done: dict[str, int] = tx.gdpr.erase_contact(contact_id)
+                tx.audit.append(cli_actor(), "gdpr.erase", f"contact:{contact_id}", done)
                 return done
 
             done = await store.write(do)
@@ -119,18 +119,11 @@ def run_erase(args: argparse.Namespace) -> int:
     return asyncio.run(erase())
 
 
-def _collect(tx: Any, ref: str) -> tuple[int, dict[str, Any], list[str]]:
+def _collect(tx: Tx, ref: str) -> tuple[int, dict[str, Any], list[str]]:
     contact_id = _find(tx, ref)
-    document, problems = tx.export_contact(contact_id)
+    document, problems = tx.gdpr.export_contact(contact_id)
     return contact_id, document, problems
 
 
-def _summary(tx: Any, contact_id: int) -> tuple[int, tuple[int, int]]:
-    conversations = tx.conn.execute(
-        "SELECT count(*) FROM conversations WHERE contact_id = ?", (contact_id,)
-    ).fetchone()[0]
-    messages = tx.conn.execute(
-        "SELECT count(*) FROM messages WHERE conversation_id IN (SELECT id FROM conversations WHERE contact_id = ?)",
-        (contact_id,),
-    ).fetchone()[0]
-    return contact_id, (conversations, messages)
+def _summary(tx: Tx, contact_id: int) -> tuple[int, tuple[int, int]]:
+    return contact_id, tx.conversations.count_of_contact(contact_id)

@@ -77,7 +77,7 @@ async def rotate(settings: StoreSettings, output: Path | None) -> str:
             assert output is not None
             write_key_file(output, new_key, exclusive=True)
         count = await store.rotate_master_key(new_key)
-        await store.write(lambda tx: tx.audit(cli_actor(), "keys.rotate", None, {"data_keys": count}))
+        await store.write(lambda tx: tx.audit.append(cli_actor(), "keys.rotate", None, {"data_keys": count}))
     finally:
         await store.close()
     if key_path is not None:

@@ -18,7 +18,8 @@ from ..channel import Channel
 from ..errors import ConfigError
 from ..models import InboundMessage, StatusUpdate
 from ..plugins import notify
-from . import media, outbox, windows
+from ..store import Tx
+from . import media, windows
 from .commands import CommandTable
 from .context import RelayContext
 from .ingest import IngestResult, ingest_batch
@@ -96,7 +97,8 @@ class Relay:
         rules = load_rules(config.routing.rules_file)
         templates = load_templates(config.templates.file)
         self.rctx = self._context(rules, templates, CommandTable.build(self.bridge.pm))
-        released = await self.write(lambda tx: outbox.release_channel(tx, sorted(self.rctx.channels)))  # type: ignore[union-attr]
+        channels = sorted(self.rctx.channels)
+        released = await self.write(lambda tx: tx.outbox.release_channels(channels))
         if released:
             log.info("outbox: %d delivery(ies) held for a missing channel are pending again", released)
         self.worker = OutboxWorker(self.bridge, self.rctx)
@@ -133,7 +135,8 @@ class Relay:
             self.worker.rctx = self.rctx
             for name in list(self.worker.stopped_channels):
                 self.worker.resume_channel(name)
-        await self.write(lambda tx: outbox.release_channel(tx, sorted(self.rctx.channels)))  # type: ignore[union-attr]
+        channels = sorted(self.rctx.channels)
+        await self.write(lambda tx: tx.outbox.release_channels(channels))
         log.info("relay: reloaded rules (%s) and templates (%s)", rules.source, templates.source)
 
     def _require(self) -> RelayContext:
@@ -247,10 +250,13 @@ class Relay:
         }
 
 
-def _forget_old_bookkeeping(tx: Any) -> None:
-    """Drop agent-message dedupe rows older than any platform still retries, and spent window warnings."""
+def _forget_old_bookkeeping(tx: Tx) -> None:
+    """Drop agent-message dedupe rows older than any platform still retries, and spent window warnings.
+
+    Early status reports older than a day are about messages we never recorded
+    (sent by other tools on the same number).
+    """
     cutoff = tx.now() - DEDUPE_KEEP
-    tx.conn.execute("DELETE FROM agent_inbound WHERE created_at < ?", (cutoff,))
-    tx.conn.execute("DELETE FROM relay_flags WHERE name = ? AND at < ?", (windows.WARNED, cutoff))
-    # Reports about messages we never recorded (sent by other tools on the same number).
-    tx.conn.execute("DELETE FROM early_statuses WHERE at < ?", (tx.now() - 86400.0,))
+    tx.relay.forget_old(
+        dedupe_before=cutoff, flag_name=windows.WARNED, flags_before=cutoff, reports_before=tx.now() - 86400.0
+    )

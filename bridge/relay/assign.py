@@ -10,14 +10,12 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from .. import agents as agents_repo
-from ..agents import Agent
 from ..errors import IntegrityError
-from ..store import KeyOwner
-from ..store.records import Conversation, Message
-from . import outbox, records
+from ..store import Agent, Conversation, KeyOwner, Message, Tx
+from . import records
 from .format import (
     attachment_line,
     channel_label,
@@ -56,13 +54,13 @@ class RoutingCandidate:
     last_assigned_at: float | None
 
 
-def recent_messages(tx: Any, conversation_id: int, n: int) -> list[Message]:
+def recent_messages(tx: Tx, conversation_id: int, n: int) -> list[Message]:
     """The last ``n`` messages, decrypted, oldest first."""
     return records.recent_messages(tx, conversation_id, n)
 
 
 def notify_agent(
-    tx: Any, rctx: RelayContext, agent: Agent, text: str, *, conversation_id: int | None = None
+    tx: Tx, rctx: RelayContext, agent: Agent, text: str, *, conversation_id: int | None = None
 ) -> int | None:
     """Enqueue ``text`` to the agent's preferred channel; return the outbox id.
 
@@ -75,7 +73,7 @@ def notify_agent(
     owner = KeyOwner.agent(agent.id)
     meta: dict[str, str] | None = None
     if conversation_id is not None:
-        conv = records.get_conversation(tx, conversation_id)
+        conv = tx.conversations.get(conversation_id)
         if conv is not None:
             owner = KeyOwner.contact(conv.contact_id)
             # Threading data for channels that use it (email: Subject, Reply-To token).
@@ -84,7 +82,7 @@ def notify_agent(
 
 
 def _enqueue_to_agent(
-    tx: Any,
+    tx: Tx,
     rctx: RelayContext,
     agent: Agent,
     text: str,
@@ -95,8 +93,7 @@ def _enqueue_to_agent(
     message_id: int | None = None,
 ) -> int:
     """One outbox row to the agent's preferred channel, then wake the worker after commit."""
-    row = outbox.enqueue(
-        tx,
+    row = tx.outbox.enqueue(
         channel=agent.channel,
         recipient=agent.address,
         recipient_kind="agent",
@@ -121,12 +118,12 @@ def agent_thread_meta(conversation_id: int, label: str) -> dict[str, str]:
     return {"subject": label, "reply_token": f"c{conversation_id}"}
 
 
-def _conversation_label(tx: Any, conv: Conversation) -> str:
+def _conversation_label(tx: Tx, conv: Conversation) -> str:
     return format_prefix(conv.id, records.contact_name(tx, conv.contact_id), conv.channel)
 
 
 def send_to_customer(
-    tx: Any,
+    tx: Tx,
     rctx: RelayContext,
     conversation_id: int,
     text: str,
@@ -139,20 +136,19 @@ def send_to_customer(
 
     :raises ValueError: for an unknown conversation or one without a customer identity.
     """
-    conv = records.get_conversation(tx, conversation_id)
+    conv = tx.conversations.get(conversation_id)
     if conv is None or conv.identity_id is None:
         raise ValueError(f"conversation {conversation_id} has no customer to send to")
-    ident = tx.get_identity(conv.identity_id)
+    ident = tx.contacts.get_identity(conv.identity_id)
     if ident is None:
         raise ValueError(f"conversation {conversation_id} has no customer identity")
     meta = {k: str(v) for k, v in records.last_inbound_meta(tx, conversation_id).items() if isinstance(v, (str, int))}
-    message_id = tx.insert_message(
+    message_id = tx.messages.insert(
         conversation_id, direction=kind, channel=ident.channel, text=text, agent_id=agent_id, status="pending"
     )
     contact_id, channel, address = ident.contact_id, ident.channel, ident.address
     rctx.stored(tx, channel, kind)
-    outbox.enqueue(
-        tx,
+    tx.outbox.enqueue(
         channel=channel,
         recipient=address,
         recipient_kind="contact",
@@ -164,13 +160,13 @@ def send_to_customer(
         reply_to=reply_to,
         meta=meta or None,
     )
-    tx.conn.execute("UPDATE conversations SET updated_at = ? WHERE id = ?", (tx.now(), conversation_id))
+    tx.conversations.touch(conversation_id)
     rctx.wake()
     return int(message_id)
 
 
 def relay_to_agent(
-    tx: Any,
+    tx: Tx,
     rctx: RelayContext,
     conv: Conversation,
     agent: Agent,
@@ -187,7 +183,7 @@ def relay_to_agent(
     prefix = format_prefix(conv.id, name, conv.channel)
     status = records.RELAYED
     try:
-        lines = [attachment_line(a.kind, a.id, rctx.public_url, a.meta) for a in tx.attachments_of(message.id)]
+        lines = [attachment_line(a.kind, a.id, rctx.public_url, a.meta) for a in tx.attachments.of_message(message.id)]
     except IntegrityError as err:
         log.error("message %d: its attachments cannot be relayed: %s", message.id, err)
         lines = ["[attachment unreadable: it failed its integrity check in the store]"]
@@ -200,7 +196,7 @@ def relay_to_agent(
         tx, rctx, agent, text, owner=KeyOwner.contact(conv.contact_id), conversation_id=conv.id,
         meta=agent_thread_meta(conv.id, prefix), message_id=message.id,
     )  # fmt: skip
-    tx.conn.execute("UPDATE messages SET status = ? WHERE id = ? AND direction = 'in'", (status, message.id))
+    tx.messages.set_inbound_status(message.id, status)
     return row
 
 
@@ -212,7 +208,7 @@ def _history_line(name: str, msg: Message, agents: dict[int, str]) -> str:
     return f"{speaker}: {msg.text if msg.text is not None else '[unreadable]'}"
 
 
-def handoff_text(tx: Any, rctx: RelayContext, conv: Conversation, name: str, *, history: int,
+def handoff_text(tx: Tx, rctx: RelayContext, conv: Conversation, name: str, *, history: int,
                  note: str | None, from_agent: Agent | None) -> str:  # fmt: skip
     """The hand-off an agent receives: header (with note), then the last ``history`` messages.
 
@@ -227,13 +223,13 @@ def handoff_text(tx: Any, rctx: RelayContext, conv: Conversation, name: str, *, 
     messages = records.recent_messages(tx, conv.id, history, exclude_status=records.WAITING) if history > 0 else []
     if not messages:
         return header
-    names = {int(r[0]): str(r[1]) for r in tx.conn.execute("SELECT id, name FROM agents")}  # plaintext usernames
+    names = tx.agents.names()  # plaintext usernames
     lines = [_history_line(name, msg, names) for msg in messages]
     return "\n".join([header, f"Last {len(messages)} message(s):", *lines])
 
 
 def assign(
-    tx: Any,
+    tx: Tx,
     rctx: RelayContext,
     conversation_id: int,
     agent: Agent,
@@ -251,26 +247,19 @@ def assign(
     messages) when either is given, then every customer message not yet
     relayed to an agent, oldest first.
     """
-    conv = records.get_conversation(tx, conversation_id)
+    conv = tx.conversations.get(conversation_id)
     if conv is None:
         raise ValueError(f"unknown conversation {conversation_id}")
     now = tx.now()
     previous = conv.agent_id
-    tx.conn.execute(
-        "UPDATE conversations SET agent_id = ?, status = 'assigned', updated_at = ? WHERE id = ?",
-        (agent.id, now, conversation_id),
-    )
+    tx.conversations.assign(conversation_id, agent.id)
     records.write_event(
         tx, conv, "assigned", from_agent=from_agent.id if from_agent else previous, to_agent=agent.id,
         detail={"reason": reason},
     )  # fmt: skip
-    agents_repo.set_current_conversation(tx, agent.id, conversation_id)
-    tx.conn.execute(
-        "INSERT INTO routing_state (agent_id, last_assigned_at) VALUES (?, ?)"
-        " ON CONFLICT(agent_id) DO UPDATE SET last_assigned_at = excluded.last_assigned_at",
-        (agent.id, now),
-    )
-    outbox.clear_flag(tx, QUEUED_NOTICE, str(conversation_id))
+    tx.agents.set_current_conversation(agent.id, conversation_id)
+    tx.agents.record_assignment(agent.id, now)
+    tx.relay.clear_flag(QUEUED_NOTICE, str(conversation_id))
     name = display_name(records.contact_name(tx, conv.contact_id), conv.id)
     if history > 0 or note:
         text = handoff_text(tx, rctx, conv, name, history=history, note=note, from_agent=from_agent)
@@ -279,26 +268,24 @@ def assign(
         relay_to_agent(tx, rctx, conv, agent, msg, contact=name)
 
 
-def _candidates(tx: Any, queue: str, now: float, exclude: int | None) -> list[RoutingCandidate]:
+def _candidates(tx: Tx, queue: str, now: float, exclude: int | None) -> list[RoutingCandidate]:
     out = []
     for cand in agents_repo.online_candidates(tx, queue, now):
         if cand.agent.id == exclude:
             continue
-        row = tx.conn.execute(
-            "SELECT last_assigned_at FROM routing_state WHERE agent_id = ?", (cand.agent.id,)
-        ).fetchone()
-        out.append(RoutingCandidate(cand.agent, cand.open_conversations, cand.idle_since, row[0] if row else None))
+        last = tx.agents.last_assigned_at(cand.agent.id)
+        out.append(RoutingCandidate(cand.agent, cand.open_conversations, cand.idle_since, last))
     return out
 
 
 def route(
-    tx: Any, rctx: RelayContext, conversation_id: int, *, exclude: int | None = None, history: int = 0
+    tx: Tx, rctx: RelayContext, conversation_id: int, *, exclude: int | None = None, history: int = 0
 ) -> Agent | None:
     """Pick an online agent for a waiting conversation with the strategy; assign it.
 
     Returns the agent, or None when nobody is free (the conversation waits).
     """
-    conv = records.get_conversation(tx, conversation_id)
+    conv = tx.conversations.get(conversation_id)
     if conv is None:
         return None
     candidates = _candidates(tx, conv.queue, rctx.now(), exclude)
@@ -320,40 +307,33 @@ def route(
     return agent
 
 
-def _was_assigned_before(tx: Any, conversation_id: int) -> bool:
-    row = tx.conn.execute(
-        "SELECT 1 FROM events WHERE conversation_id = ? AND kind = 'assigned' LIMIT 1", (conversation_id,)
-    ).fetchone()
-    return row is not None
+def was_assigned_before(tx: Tx, conversation_id: int) -> bool:
+    """Whether the conversation had an agent before (it then comes with its history)."""
+    return tx.events.has(conversation_id, "assigned")
 
 
-def assign_waiting(tx: Any, rctx: RelayContext, agent: Agent) -> list[int]:
+def assign_waiting(tx: Tx, rctx: RelayContext, agent: Agent) -> list[int]:
     """Assign waiting conversations of the agent's queues to them, oldest first, up to capacity.
 
     A conversation that had an agent before (put back by a logout) comes with
     its recent history, so the new agent sees what was said.
     """
-    room = agent.capacity - agents_repo.open_conversations(tx, agent.id)
+    room = agent.capacity - tx.conversations.count_assigned(agent.id)
     assigned: list[int] = []
-    for conv in records.waiting_conversations(tx, agent.queues, room):
-        history = rctx.config.routing.history_messages if _was_assigned_before(tx, conv.id) else 0
+    for conv in tx.conversations.waiting(agent.queues, room):
+        history = rctx.config.routing.history_messages if was_assigned_before(tx, conv.id) else 0
         assign(tx, rctx, conv.id, agent, history=history, reason="login")
         assigned.append(conv.id)
     return assigned
 
 
-def requeue(tx: Any, rctx: RelayContext, conversation_id: int, queue: str | None = None) -> None:
+def requeue(tx: Tx, rctx: RelayContext, conversation_id: int, queue: str | None = None) -> None:
     """Put a conversation back to waiting (in ``queue`` if given) and try another online agent."""
-    conv = records.get_conversation(tx, conversation_id)
+    conv = tx.conversations.get(conversation_id)
     if conv is None or conv.status == "closed":
         return
     previous = conv.agent_id
-    tx.conn.execute(
-        "UPDATE conversations SET status = 'queued', agent_id = NULL, queue = ?, updated_at = ? WHERE id = ?",
-        (queue or conv.queue, tx.now(), conversation_id),
-    )
-    tx.conn.execute(
-        "UPDATE agents SET current_conversation_id = NULL WHERE current_conversation_id = ?", (conversation_id,)
-    )
+    tx.conversations.requeue(conversation_id, queue or conv.queue)
+    tx.agents.release_conversation(conversation_id)
     records.write_event(tx, conv, "requeued", from_agent=previous, detail={"queue": queue or conv.queue})
     route(tx, rctx, conversation_id, exclude=previous, history=rctx.config.routing.history_messages)

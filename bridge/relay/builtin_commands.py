@@ -9,7 +9,7 @@ None when it already sent what the agent needs). Refusals raise
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 from .. import agents as agents_repo
 from .. import totp
@@ -29,6 +29,9 @@ from .commands import (
 )
 from .records import write_event
 
+if TYPE_CHECKING:
+    from ..store import Tx
+
 WAITING_LIMIT = 1000  # counted for answers only
 LOGIN_USAGE = "Send /login followed by the 6-digit code from your authenticator app, e.g. /login 123456."
 LOGIN_INVALID = "That code is not valid. Check that your phone's clock is right and send /login with the current code."
@@ -43,7 +46,7 @@ def _duration(seconds: float) -> str:
     return f"{minutes} minute{'s' if minutes != 1 else ''}"
 
 
-def locked_for(tx: Any, subject: str, now: float, max_attempts: int, lockout: float) -> float:
+def locked_for(tx: Tx, subject: str, now: float, max_attempts: int, lockout: float) -> float:
     """Seconds the account stays locked: ``max_attempts`` failed logins in a row within ``lockout``.
 
     Six digits carry about 20 bits, so NIST SP 800-63B requires limiting
@@ -51,11 +54,9 @@ def locked_for(tx: Any, subject: str, now: float, max_attempts: int, lockout: fl
     """
     if max_attempts <= 0 or lockout <= 0:
         return 0.0
-    rows = tx.conn.execute(
-        "SELECT at, action FROM audit_log WHERE subject = ? AND action IN (?, ?, ?) AND at > ?"
-        " ORDER BY id DESC LIMIT ?",
-        (subject, "agent.login", "agent.login_failed", "agent.login_replayed", now - lockout, max_attempts),
-    ).fetchall()
+    rows = tx.audit.recent_actions(
+        subject, ("agent.login", "agent.login_failed", "agent.login_replayed"), now - lockout, max_attempts
+    )
     if len(rows) < max_attempts or any(action == "agent.login" for _at, action in rows):
         return 0.0
     return max(0.0, float(rows[0][0]) + lockout - now)
@@ -70,23 +71,23 @@ def cmd_login(ctx: CommandContext, args: str) -> str | None:
     security = ctx.rctx.config.security
     locked = locked_for(tx, subject, ctx.now, security.login_max_attempts, security.lockout)
     if locked > 0:
-        tx.audit(actor(agent), "agent.login_locked", subject, {"channel": ctx.message.channel})
+        tx.audit.append(actor(agent), "agent.login_locked", subject, {"channel": ctx.message.channel})
         return f"Too many failed logins. Try again in {_duration(locked)}."
-    result = totp.verify(tx, agent.id, agents_repo.get_totp_secret(tx, agent.id), args, ctx.now)
+    result = totp.verify(tx, agent.id, tx.agents.totp_secret(agent.id), args, ctx.now)
     if result is not totp.TotpResult.ACCEPTED and ctx.rctx.count_login_failure is not None:
         tx.after_commit(ctx.rctx.count_login_failure)
     if result is totp.TotpResult.REPLAYED:
-        tx.audit(actor(agent), "agent.login_replayed", subject, {"channel": ctx.message.channel})
+        tx.audit.append(actor(agent), "agent.login_replayed", subject, {"channel": ctx.message.channel})
         return LOGIN_REPLAYED
     if result is not totp.TotpResult.ACCEPTED:
-        tx.audit(actor(agent), "agent.login_failed", subject, {"channel": ctx.message.channel})
+        tx.audit.append(actor(agent), "agent.login_failed", subject, {"channel": ctx.message.channel})
         return LOGIN_INVALID
     ttl = ctx.rctx.config.security.session_ttl
     agents_repo.start_shift(tx, agent.id, ctx.now, ttl)
-    tx.audit(actor(agent), "agent.login", subject, {"channel": ctx.message.channel, "ttl": ttl})
+    tx.audit.append(actor(agent), "agent.login", subject, {"channel": ctx.message.channel, "ttl": ttl})
     agent = ctx.refresh()
-    room = max(0, agent.capacity - agents_repo.open_conversations(tx, agent.id))
-    waiting = len(records.waiting_conversations(tx, agent.queues, WAITING_LIMIT))
+    room = max(0, agent.capacity - tx.conversations.count_assigned(agent.id))
+    waiting = len(tx.conversations.waiting(agent.queues, WAITING_LIMIT))
     answer = f"You are logged in for {_duration(ttl)}."
     if not waiting:
         answer += " No conversations are waiting."
@@ -109,11 +110,11 @@ def cmd_logout(ctx: CommandContext, args: str) -> str | None:
     """End the shift; the agent's open conversations go back to their queues."""
     tx, agent = ctx.tx, ctx.agent
     agents_repo.end_shift(tx, agent.id, ctx.now)
-    agents_repo.set_current_conversation(tx, agent.id, None)
+    tx.agents.set_current_conversation(agent.id, None)
     open_ids = open_conversation_ids(tx, agent.id)
     for conversation_id in reversed(open_ids):  # oldest activity first, like a queue
         requeue(tx, ctx.rctx, conversation_id)
-    tx.audit(actor(agent), "agent.logout", f"agent:{agent.id}", {"requeued": len(open_ids)})
+    tx.audit.append(actor(agent), "agent.logout", f"agent:{agent.id}", {"requeued": len(open_ids)})
     if not open_ids:
         return "You are logged out."
     return f"You are logged out. {len(open_ids)} conversation(s) went back to the queue."
@@ -124,12 +125,12 @@ def cmd_list(ctx: CommandContext, args: str) -> str | None:
     tx, agent = ctx.tx, ctx.agent
     lines = []
     for conversation_id in open_conversation_ids(tx, agent.id):
-        conv = records.get_conversation(tx, conversation_id)
+        conv = tx.conversations.get(conversation_id)
         if conv is None:
             continue
         mark = "  ← current" if conversation_id == agent.current_conversation_id else ""
         lines.append(f"{label(tx, conv)[1:-1]} · {conv.status}{mark}")
-    waiting = len(records.waiting_conversations(tx, agent.queues, WAITING_LIMIT))
+    waiting = len(tx.conversations.waiting(agent.queues, WAITING_LIMIT))
     tail = f"\n{waiting} conversation(s) waiting in your queues." if waiting else ""
     if not lines:
         return "You have no open conversations." + tail
@@ -144,7 +145,7 @@ def cmd_switch(ctx: CommandContext, args: str) -> str | None:
             "Send /switch followed by a conversation number, e.g. /switch 42. Send /list to see yours."
         )
     conv = own_conversation(ctx, conversation_id)
-    agents_repo.set_current_conversation(ctx.tx, ctx.agent.id, conv.id)
+    ctx.tx.agents.set_current_conversation(ctx.agent.id, conv.id)
     return f"Now answering {label(ctx.tx, conv)}. Your messages go to this customer."
 
 
@@ -158,8 +159,8 @@ def cmd_close(ctx: CommandContext, args: str) -> str | None:
     notice = ctx.rctx.templates.render("closed", conv.language).strip()
     if notice and customer_window_open(ctx, conv):
         send_to_customer(tx, ctx.rctx, conv.id, notice, agent_id=agent.id, kind="system")
-    tx.close_conversation(conv.id)
-    tx.conn.execute("UPDATE agents SET current_conversation_id = NULL WHERE current_conversation_id = ?", (conv.id,))
+    tx.conversations.close(conv.id)
+    tx.agents.release_conversation(conv.id)
     write_event(tx, conv, "closed", from_agent=agent.id)
     remaining = len(open_conversation_ids(tx, agent.id))
     more = f" You have {remaining} open conversation(s); send /list." if remaining else ""
@@ -172,7 +173,7 @@ def cmd_note(ctx: CommandContext, args: str) -> str | None:
     if not text:
         raise CommandRefused("Send /note followed by the text of the note.")
     conv = own_conversation(ctx, conversation_id)
-    ctx.tx.insert_message(
+    ctx.tx.messages.insert(
         conv.id, direction="note", channel=ctx.message.channel, text=text, agent_id=ctx.agent.id, status="stored"
     )
     return f"Note added to {label(ctx.tx, conv)}. The customer does not see it."

@@ -18,10 +18,9 @@ from typing import Any
 import pluggy
 
 from .. import agents as agents_repo
-from ..agents import Agent
 from ..errors import BridgeError, PluginLoadError
 from ..models import InboundMessage
-from ..store.records import Conversation
+from ..store import Agent, Conversation, Tx
 from . import records
 from .format import format_prefix
 
@@ -53,7 +52,7 @@ class CommandContext:
     :param table: the command table (``/help`` lists it).
     """
 
-    tx: Any
+    tx: Tx
     rctx: Any
     agent: Agent
     message: InboundMessage
@@ -62,7 +61,7 @@ class CommandContext:
 
     def refresh(self) -> Agent:
         """Re-read the agent (after a command changed it) and return it."""
-        agent = agents_repo.get_agent(self.tx, self.agent.id)
+        agent = self.tx.agents.get(self.agent.id)
         if agent is not None:
             self.agent = agent
         return self.agent
@@ -171,7 +170,7 @@ def parse_command(text: str, *, first_line_only: bool = False) -> tuple[str, str
     return head.lower(), args.strip()
 
 
-def handle_agent_command(tx: Any, rctx: Any, table: CommandTable, agent: Agent, message: InboundMessage) -> str | None:
+def handle_agent_command(tx: Tx, rctx: Any, table: CommandTable, agent: Agent, message: InboundMessage) -> str | None:
     """Run the command in ``message.text`` for ``agent``; return the answer to send them.
 
     Unknown commands, commands of a disabled agent, and commands that need a
@@ -220,7 +219,7 @@ def split_target(args: str) -> tuple[int | None, str]:
     return (ref, rest.strip()) if ref is not None else (None, args.strip())
 
 
-def label(tx: Any, conv: Conversation) -> str:
+def label(tx: Tx, conv: Conversation) -> str:
     """``[#42 Jan · WhatsApp]`` for a conversation."""
     return format_prefix(conv.id, records.contact_name(tx, conv.contact_id), conv.channel)
 
@@ -234,7 +233,7 @@ def own_conversation(ctx: CommandContext, conversation_id: int | None) -> Conver
         conversation_id = ctx.agent.current_conversation_id
         if conversation_id is None:
             raise CommandRefused("You have no current conversation. Send /list, then /switch ID.")
-    conv = records.get_conversation(ctx.tx, conversation_id)
+    conv = ctx.tx.conversations.get(conversation_id)
     if conv is None or conv.agent_id != ctx.agent.id:
         raise CommandRefused(f"Conversation #{conversation_id} is not one of yours. Send /list to see yours.")
     if conv.status == "closed":
@@ -252,17 +251,13 @@ def customer_window_open(ctx: CommandContext, conv: Conversation) -> bool:
     window = ctx.rctx.channel_window(conv.channel)
     if window is None:
         return True
-    identity = ctx.tx.get_identity(conv.identity_id) if conv.identity_id is not None else None
+    identity = ctx.tx.contacts.get_identity(conv.identity_id) if conv.identity_id is not None else None
     last = identity.last_inbound_at if identity is not None else None
     return last is not None and ctx.now - float(last) < float(window)
 
 
-def open_conversation_ids(tx: Any, agent_id: int) -> list[int]:
+def open_conversation_ids(tx: Tx, agent_id: int) -> list[int]:
     """The agent's assigned conversations, most recently active first."""
-    rows = tx.conn.execute(
-        "SELECT id FROM conversations WHERE agent_id = ? AND status = 'assigned' ORDER BY updated_at DESC, id DESC",
-        (agent_id,),
-    ).fetchall()
-    return [int(r[0]) for r in rows]
+    return tx.conversations.assigned_ids(agent_id)
 
 

@@ -16,13 +16,14 @@ from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from .. import agents as agents_repo
-from ..agents import Agent
 from ..errors import IntegrityError
 from ..models import InboundMessage
 from ..plugins import collect
-from . import outbox, records, windows
+from ..store import Agent, Tx
+from . import records, windows
 from .assign import (
     QUEUED_NOTICE,
+    was_assigned_before,
     notify_agent,
     relay_to_agent,
     requeue,
@@ -53,7 +54,7 @@ class IngestResult:
     duplicates: int = 0
 
 
-def _isolated(tx: Any, what: str, step: Callable[[], None]) -> bool:
+def _isolated(tx: Tx, what: str, step: Callable[[], None]) -> bool:
     """Run ``step`` in its own savepoint; return False when a damaged record stopped it.
 
     A record failing its integrity check undoes just that step (rows, new
@@ -70,7 +71,7 @@ def _isolated(tx: Any, what: str, step: Callable[[], None]) -> bool:
     return True
 
 
-def ingest_batch(tx: Any, rctx: RelayContext, channel: str, messages: list[InboundMessage]) -> IngestResult:
+def ingest_batch(tx: Tx, rctx: RelayContext, channel: str, messages: list[InboundMessage]) -> IngestResult:
     """Store and route every message of one POST, in order."""
     result = IngestResult()
     for message in messages:
@@ -106,13 +107,13 @@ def _attachment_meta(message: InboundMessage, index: int) -> dict[str, Any]:
     return meta
 
 
-def _ingest_customer(tx: Any, rctx: RelayContext, message: InboundMessage, result: IngestResult) -> None:
+def _ingest_customer(tx: Tx, rctx: RelayContext, message: InboundMessage, result: IngestResult) -> None:
     channel = message.channel
-    if tx.message_id_by_external(channel, message.external_id) is not None:
+    if tx.messages.id_by_external(channel, message.external_id) is not None:
         result.duplicates += 1
         return
     try:
-        identity, _created = tx.get_or_create_identity(
+        identity, _created = tx.contacts.get_or_create_identity(
             channel, message.sender, name=message.sender_name, inbound_at=message.timestamp
         )
     except IntegrityError as err:
@@ -121,16 +122,16 @@ def _ingest_customer(tx: Any, rctx: RelayContext, message: InboundMessage, resul
         log.error("%s: a message from a customer whose record is unreadable was not stored: %s", channel, err)
         return
     windows.person_wrote(tx, rctx, "contact", identity.contact_id, channel)
-    conv = tx.open_conversation(identity.id)
+    conv = tx.conversations.open_for_identity(identity.id)
     if conv is None:
         language = rctx.rules.detect_language(message.text, message.meta)
         queue = rctx.rules.match(channel, message.text, language)
         # Rules match on what was detected; notices use the rules' default when nothing was.
-        conv = tx.create_conversation(
+        conv = tx.conversations.create(
             identity.contact_id, identity.id, channel, queue=queue, language=language or rctx.rules.default_language
         )
     findings = collect(rctx.pm.hook.detect_sensitive, text=message.text) if message.text else []
-    message_id = tx.insert_message(
+    message_id = tx.messages.insert(
         conv.id,
         direction="in",
         channel=channel,
@@ -145,8 +146,8 @@ def _ingest_customer(tx: Any, rctx: RelayContext, message: InboundMessage, resul
         result.duplicates += 1
         return
     for index, att in enumerate(message.attachments):
-        tx.add_attachment(message_id, index, att.kind, mime=att.mime, meta=_attachment_meta(message, index))
-    tx.update_conversation(conv.id)  # updated_at: the conversation is active
+        tx.attachments.add(message_id, index, att.kind, mime=att.mime, meta=_attachment_meta(message, index))
+    tx.conversations.update(conv.id)  # updated_at: the conversation is active
     result.customer.append((message, conv.id))
     result.stored.append((channel, "in"))
     # The message is stored whatever happens next; if routing meets a damaged record
@@ -154,58 +155,51 @@ def _ingest_customer(tx: Any, rctx: RelayContext, message: InboundMessage, resul
     _isolated(tx, f"routing of message {message_id}", partial(_route_message, tx, rctx, conv.id, message_id))
 
 
-def _route_message(tx: Any, rctx: RelayContext, conversation_id: int, message_id: int) -> None:
+def _route_message(tx: Tx, rctx: RelayContext, conversation_id: int, message_id: int) -> None:
     """Relay to the assigned online agent, else find one, else queue with a notice (once)."""
-    conv = records.get_conversation(tx, conversation_id)
+    conv = tx.conversations.get(conversation_id)
     if conv is None:
         return
     now = rctx.now()
     if conv.status == "assigned" and conv.agent_id is not None:
         try:
-            agent = agents_repo.get_agent(tx, conv.agent_id)
+            agent = tx.agents.get(conv.agent_id)
         except IntegrityError as err:  # their agent cannot be reached: treat them as gone
             log.error("conversation %d goes back to its queue, its agent is unreadable: %s", conv.id, err)
             agent = None
         if agent is not None and not agent.disabled and agents_repo.is_online(tx, agent.id, now):
-            msg = tx.get_message(message_id)
+            msg = tx.messages.get(message_id)
             relay_to_agent(tx, rctx, conv, agent, msg)
             # DESIGN §7: the last relayed message sets the agent's current conversation.
             if agent.current_conversation_id != conv.id:
-                agents_repo.set_current_conversation(tx, agent.id, conv.id)
+                tx.agents.set_current_conversation(agent.id, conv.id)
             return
         requeue(tx, rctx, conv.id)  # their agent went offline: someone else, or wait
     else:
-        history = rctx.config.routing.history_messages if _had_agent(tx, conv.id) else 0
+        history = rctx.config.routing.history_messages if was_assigned_before(tx, conv.id) else 0
         route(tx, rctx, conv.id, history=history)
-    conv = records.get_conversation(tx, conversation_id)
-    if conv is not None and conv.status == "queued" and outbox.flag(tx, QUEUED_NOTICE, str(conv.id)):
+    conv = tx.conversations.get(conversation_id)
+    if conv is not None and conv.status == "queued" and tx.relay.flag(QUEUED_NOTICE, str(conv.id)):
         send_to_customer(tx, rctx, conv.id, rctx.templates.render("queued", conv.language), kind="system")
 
 
-def _had_agent(tx: Any, conversation_id: int) -> bool:
-    row = tx.conn.execute(
-        "SELECT 1 FROM events WHERE conversation_id = ? AND kind = 'assigned' LIMIT 1", (conversation_id,)
-    ).fetchone()
-    return row is not None
-
-
-def _ingest_echo(tx: Any, rctx: RelayContext, message: InboundMessage, result: IngestResult) -> None:
+def _ingest_echo(tx: Tx, rctx: RelayContext, message: InboundMessage, result: IngestResult) -> None:
     """A message the business sent outside Carebridge: keep the transcript whole, relay nothing."""
     channel = message.channel
-    if outbox.find_by_external_id(tx, channel, message.external_id) is not None:
+    if tx.outbox.find_by_external_id(channel, message.external_id) is not None:
         return  # the platform's echo of our own send
     if agents_repo.find_agent_by_identity(tx, channel, message.sender) is not None:
         return  # a page-inbox message to an agent is not customer data
-    if tx.message_id_by_external(channel, message.external_id) is not None:
+    if tx.messages.id_by_external(channel, message.external_id) is not None:
         result.duplicates += 1
         return
-    identity, _created = tx.get_or_create_identity(channel, message.sender)
-    conv = tx.open_conversation(identity.id)
+    identity, _created = tx.contacts.get_or_create_identity(channel, message.sender)
+    conv = tx.conversations.open_for_identity(identity.id)
     if conv is None:
-        conv = tx.create_conversation(
+        conv = tx.conversations.create(
             identity.contact_id, identity.id, channel, queue=rctx.rules.default_queue, status="closed"
         )
-    tx.insert_message(
+    tx.messages.insert(
         conv.id, direction="out", channel=channel, text=message.text, external_id=message.external_id, status="sent"
     )
     result.stored.append((channel, "out"))
@@ -214,13 +208,9 @@ def _ingest_echo(tx: Any, rctx: RelayContext, message: InboundMessage, result: I
 # --- agents -----------------------------------------------------------------------
 
 
-def _ingest_agent(tx: Any, rctx: RelayContext, agent: Agent, message: InboundMessage, result: IngestResult) -> None:
+def _ingest_agent(tx: Tx, rctx: RelayContext, agent: Agent, message: InboundMessage, result: IngestResult) -> None:
     channel = message.channel
-    seen = tx.conn.execute(
-        "INSERT OR IGNORE INTO agent_inbound (channel, external_index, created_at) VALUES (?, ?, ?)",
-        (channel, tx.blind(f"agent-message:{channel}", message.external_id), tx.now()),
-    )
-    if seen.rowcount == 0:
+    if not tx.relay.first_agent_message(channel, message.external_id):
         result.duplicates += 1
         return
     agents_repo.touch_identity(tx, agent.id, channel, message.sender, message.timestamp)
@@ -232,7 +222,7 @@ def _ingest_agent(tx: Any, rctx: RelayContext, agent: Agent, message: InboundMes
     elif text.startswith("/"):
         answer = handle_agent_command(tx, rctx, rctx.commands, agent, message)
         if answer:
-            notify_agent(tx, rctx, agents_repo.get_agent(tx, agent.id) or agent, answer)
+            notify_agent(tx, rctx, tx.agents.get(agent.id) or agent, answer)
         return
     if agent.disabled or not agents_repo.is_online(tx, agent.id, rctx.now()):
         notify_agent(tx, rctx, agent, NOT_LOGGED_IN)
@@ -253,16 +243,16 @@ def _token_conversation(message: InboundMessage) -> int | None:
     return None
 
 
-def _agent_reply(tx: Any, rctx: RelayContext, agent: Agent, message: InboundMessage) -> None:
+def _agent_reply(tx: Tx, rctx: RelayContext, agent: Agent, message: InboundMessage) -> None:
     """Send an agent's plain text to the conversation it belongs to; ask when unsure."""
     conversation_id: int | None = None
     quoted_customer: str | None = None
     if message.reply_to:
-        quoted = outbox.find_by_external_id(tx, message.channel, message.reply_to)
+        quoted = tx.outbox.find_by_external_id(message.channel, message.reply_to)
         if quoted is not None and quoted.recipient_kind == "agent" and quoted.conversation_id is not None:
             conversation_id = quoted.conversation_id
             if quoted.message_id is not None:
-                original = tx.get_message(quoted.message_id, strict=False)
+                original = tx.messages.get(quoted.message_id, strict=False)
                 if original is not None and original.direction == "in":
                     quoted_customer = original.external_id
     if conversation_id is None:
@@ -272,7 +262,7 @@ def _agent_reply(tx: Any, rctx: RelayContext, agent: Agent, message: InboundMess
     if conversation_id is None:
         notify_agent(tx, rctx, agent, _which_conversation(tx, rctx, agent))
         return
-    conv = records.get_conversation(tx, conversation_id)
+    conv = tx.conversations.get(conversation_id)
     if conv is None or conv.status == "closed":
         notify_agent(tx, rctx, agent, rctx.templates.render("conversation_closed", None, conversation=conversation_id))
         return
@@ -298,12 +288,9 @@ def _agent_reply(tx: Any, rctx: RelayContext, agent: Agent, message: InboundMess
         notify_agent(tx, rctx, agent, notice, conversation_id=conv.id)
 
 
-def _which_conversation(tx: Any, rctx: RelayContext, agent: Agent) -> str:
-    rows = tx.conn.execute(
-        "SELECT id FROM conversations WHERE agent_id = ? AND status = 'assigned' ORDER BY updated_at DESC LIMIT 10",
-        (agent.id,),
-    ).fetchall()
-    if not rows:
+def _which_conversation(tx: Tx, rctx: RelayContext, agent: Agent) -> str:
+    ids = tx.conversations.assigned_ids(agent.id, limit=10)
+    if not ids:
         return rctx.templates.render("no_conversation")
-    listing = ", ".join(f"#{r[0]}" for r in rows)
+    listing = ", ".join(f"#{i}" for i in ids)
     return rctx.templates.render("which_conversation", None, list=listing)

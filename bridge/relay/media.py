@@ -9,11 +9,10 @@ between, the attachment row keeps its media id but no file; at the next start
 from __future__ import annotations
 
 import logging
-from typing import Any
-
 from ..channel import PendingMedia
 from ..errors import IntegrityError, UnknownRecordError
 from ..models import Attachment
+from ..store import Tx
 
 log = logging.getLogger(__name__)
 
@@ -21,33 +20,28 @@ log = logging.getLogger(__name__)
 _FIELDS = ("url", "media_id", "filename")
 
 
-def save_media(tx: Any, channel: str, external_id: str, index: int, data: bytes, mime: str | None) -> None:
+def save_media(tx: Tx, channel: str, external_id: str, index: int, data: bytes, mime: str | None) -> None:
     """Store the bytes of attachment ``index`` of the message the platform calls ``external_id``.
 
     :raises UnknownRecordError: no such message or attachment was ingested.
     """
-    attachment = tx.attachment_by_external(channel, external_id, index)
+    attachment = tx.attachments.by_external(channel, external_id, index)
     if attachment is None:
         raise UnknownRecordError(f"{channel}: no attachment {index} of an ingested message with that id")
-    tx.store_attachment_data(attachment.id, data, mime)
+    tx.attachments.store_data(attachment.id, data, mime)
 
 
-def pending_media(tx: Any, channel: str) -> list[PendingMedia]:
+def pending_media(tx: Tx, channel: str) -> list[PendingMedia]:
     """Inbound attachments of ``channel`` that have a media id but no stored bytes, oldest first.
 
     A row that fails its integrity check is logged and skipped: one tampered
     record must not keep the others from being fetched.
     """
-    rows = tx.conn.execute(
-        "SELECT a.id, m.id, a.idx FROM attachments a JOIN messages m ON m.id = a.message_id"
-        " WHERE m.channel = ? AND m.direction = 'in' AND a.file IS NULL ORDER BY m.id, a.idx",
-        (channel,),
-    ).fetchall()
     pending: list[PendingMedia] = []
-    for attachment_id, message_id, _idx in rows:
+    for attachment_id, message_id in tx.attachments.missing_bytes(channel):
         try:
-            record = tx.get_attachment(attachment_id)
-            message = tx.get_message(message_id)
+            record = tx.attachments.get(attachment_id)
+            message = tx.messages.get(message_id)
         except IntegrityError as err:
             log.error("%s: attachment %d cannot be resumed: %s", channel, attachment_id, err)
             continue

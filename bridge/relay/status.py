@@ -9,17 +9,17 @@ the agent is told.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from ..models import StatusUpdate
-from ..store.scrub import scrub_error
-from . import outbox, windows
+from ..store import Delivery, Tx
+from . import windows
 
 if TYPE_CHECKING:
     from .context import RelayContext
 
 
-def apply_status_updates(tx: Any, rctx: RelayContext, channel: str, updates: list[StatusUpdate]) -> int:
+def apply_status_updates(tx: Tx, rctx: RelayContext, channel: str, updates: list[StatusUpdate]) -> int:
     """Apply every report; return how many deliveries they touched.
 
     A report may beat our own commit of the platform's answer (the webhook
@@ -29,14 +29,12 @@ def apply_status_updates(tx: Any, rctx: RelayContext, channel: str, updates: lis
     touched = 0
     for update in updates:
         if update.external_id:
-            delivery = outbox.find_by_external_id(tx, channel, update.external_id)
+            delivery = tx.outbox.find_by_external_id(channel, update.external_id)
             if delivery is None:
                 if update.status in ("delivered", "read", "failed"):
-                    tx.conn.execute(
-                        "INSERT OR IGNORE INTO early_statuses (channel, external_index, status, error_code,"
-                        " error_title, at) VALUES (?, ?, ?, ?, ?, ?)",
-                        (channel, tx.blind(f"extid:{channel}", update.external_id), update.status,
-                         update.error_code, scrub_error(update.error_title), tx.now()),
+                    tx.relay.keep_early_status(
+                        channel, tx.outbox.extid_kind(channel), update.external_id, update.status,
+                        update.error_code, update.error_title,
                     )  # fmt: skip
                 continue
             touched += 1
@@ -46,45 +44,33 @@ def apply_status_updates(tx: Any, rctx: RelayContext, channel: str, updates: lis
     return touched
 
 
-def _apply(tx: Any, rctx: RelayContext, delivery: outbox.Delivery, status: str, code: str | None,
+def _apply(tx: Tx, rctx: RelayContext, delivery: Delivery, status: str, code: str | None,
            title: str | None) -> None:  # fmt: skip
     if status == "failed":
         windows.on_status_failed(tx, rctx, delivery, code, title)
     elif status in ("delivered", "read") and delivery.message_id is not None and delivery.recipient_kind == "contact":
-        outbox.set_message_status(tx, delivery.message_id, status)
+        tx.messages.advance_status(delivery.message_id, status)
 
 
-def apply_early(tx: Any, rctx: RelayContext, delivery_id: int, channel: str, external_ids: list[str]) -> int:
+def apply_early(tx: Tx, rctx: RelayContext, delivery_id: int, channel: str, external_ids: list[str]) -> int:
     """Apply reports that arrived before the send was recorded; return how many."""
     applied = 0
     order = {"delivered": 0, "read": 1, "failed": 2}
-    found: list[tuple[str, str | None, str | None, bytes]] = []
-    for external_id in external_ids:
-        index = tx.blind(f"extid:{channel}", external_id)
-        rows = tx.conn.execute(
-            "SELECT status, error_code, error_title FROM early_statuses WHERE channel = ? AND external_index = ?",
-            (channel, index),
-        ).fetchall()
-        found.extend((r[0], r[1], r[2], index) for r in rows)
-    for status, code, title, index in sorted(found, key=lambda f: order.get(f[0], 0)):
-        delivery = outbox.load(tx, delivery_id)
+    found = tx.relay.take_early_statuses(channel, tx.outbox.extid_kind(channel), external_ids)
+    for early in sorted(found, key=lambda f: order.get(f.status, 0)):
+        delivery = tx.outbox.load(delivery_id)
         if delivery is not None:
-            _apply(tx, rctx, delivery, status, code, title)
+            _apply(tx, rctx, delivery, early.status, early.error_code, early.error_title)
             applied += 1
-        tx.conn.execute("DELETE FROM early_statuses WHERE channel = ? AND external_index = ?", (channel, index))
     return applied
 
 
-def _watermark(tx: Any, channel: str, recipient: str, watermark: float, status: str) -> int:
+def _watermark(tx: Tx, channel: str, recipient: str, watermark: float, status: str) -> int:
     """Mark every message sent to ``recipient`` up to ``watermark`` delivered or read."""
-    identity = tx.find_identity(channel, recipient)
+    identity = tx.contacts.find_identity(channel, recipient)
     if identity is None:
         return 0
-    rows = tx.conn.execute(
-        "SELECT message_id FROM outbox WHERE recipient_kind = 'contact' AND recipient_id = ? AND channel = ?"
-        " AND status = 'sent' AND message_id IS NOT NULL AND sent_at <= ?",
-        (identity.contact_id, channel, watermark),
-    ).fetchall()
-    for (message_id,) in rows:
-        outbox.set_message_status(tx, message_id, status)
-    return len(rows)
+    message_ids = tx.outbox.sent_message_ids(identity.contact_id, channel, watermark)
+    for message_id in message_ids:
+        tx.messages.advance_status(message_id, status)
+    return len(message_ids)

@@ -12,8 +12,7 @@ transfer and decline goes into the audit log.
 from __future__ import annotations
 
 from .. import agents as agents_repo
-from ..agents import Agent
-from ..store.records import Conversation
+from ..store import Agent, Conversation
 from . import records
 from .assign import assign, notify_agent, requeue, send_to_customer
 from .commands import (
@@ -37,7 +36,7 @@ USAGE = "Send /transfer followed by a colleague's name or a queue, and optionall
 def known_queues(ctx: CommandContext) -> set[str]:
     """Queues of the routing rules plus every queue an agent serves."""
     queues = set(getattr(ctx.rctx.rules, "queues", ()) or ())
-    for agent in agents_repo.list_agents(ctx.tx):
+    for agent in ctx.tx.agents.list():
         queues.update(agent.queues)
     return queues
 
@@ -49,7 +48,7 @@ def _refuse_target(ctx: CommandContext, target: Agent, conv: Conversation) -> No
         raise CommandRefused(f"Cannot transfer to {target.name}: their account is disabled.")
     if not agents_repo.is_online(ctx.tx, target.id, ctx.now):
         raise CommandRefused(f"Cannot transfer to {target.name}: they are not logged in.")
-    open_count = agents_repo.open_conversations(ctx.tx, target.id)
+    open_count = ctx.tx.conversations.count_assigned(target.id)
     if open_count >= target.capacity:
         raise CommandRefused(
             f"Cannot transfer to {target.name}: they already have {open_count} open conversation(s), their maximum."
@@ -66,7 +65,7 @@ def _notify_customer(ctx: CommandContext, conv: Conversation) -> None:
 
 def _release_sender(ctx: CommandContext, conv: Conversation) -> None:
     if ctx.agent.current_conversation_id == conv.id:
-        agents_repo.set_current_conversation(ctx.tx, ctx.agent.id, None)
+        ctx.tx.agents.set_current_conversation(ctx.agent.id, None)
 
 
 def cmd_transfer(ctx: CommandContext, args: str) -> str | None:
@@ -80,7 +79,7 @@ def cmd_transfer(ctx: CommandContext, args: str) -> str | None:
     conv = own_conversation(ctx, conversation_id)
     before = label(tx, conv)
     history = rctx.config.routing.history_messages
-    target = agents_repo.get_agent_by_name(tx, target_name)
+    target = tx.agents.get_by_name(target_name)
     if target is not None:
         _refuse_target(ctx, target, conv)
         _release_sender(ctx, conv)
@@ -92,7 +91,7 @@ def cmd_transfer(ctx: CommandContext, args: str) -> str | None:
             notify_agent(tx, rctx, target, f"{before} You can hand it back with /decline within {_minutes(timeout)}.",
                          conversation_id=conv.id)  # fmt: skip
         _notify_customer(ctx, conv)
-        tx.audit(actor(agent), "conversation.transfer", f"conversation:{conv.id}",
+        tx.audit.append(actor(agent), "conversation.transfer", f"conversation:{conv.id}",
                  {"from": agent.name, "to": target.name})  # fmt: skip
         return f"{before} is now with {target.name}."
     if target_name not in known_queues(ctx):
@@ -100,16 +99,16 @@ def cmd_transfer(ctx: CommandContext, args: str) -> str | None:
     _release_sender(ctx, conv)
     if note:
         # Stored as an internal note, so whoever takes it from the queue sees it in the history.
-        tx.insert_message(
+        tx.messages.insert(
             conv.id, direction="note", channel=ctx.message.channel, text=note, agent_id=agent.id, status="stored"
         )
     write_event(tx, conv, TRANSFERRED, from_agent=agent.id, detail={"queue": target_name})
     requeue(tx, rctx, conv.id, queue=target_name)
     _notify_customer(ctx, conv)
     detail = {"from": agent.name, "queue": target_name}
-    tx.audit(actor(agent), "conversation.transfer", f"conversation:{conv.id}", detail)
-    after = records.get_conversation(tx, conv.id)
-    taker = agents_repo.get_agent(tx, after.agent_id) if after is not None and after.agent_id else None
+    tx.audit.append(actor(agent), "conversation.transfer", f"conversation:{conv.id}", detail)
+    after = tx.conversations.get(conv.id)
+    taker = tx.agents.get(after.agent_id) if after is not None and after.agent_id else None
     if taker is not None:
         return f"{before} moved to queue {target_name} and is now with {taker.name}."
     return f"{before} moved to queue {target_name}; it waits there for an agent."
@@ -122,23 +121,11 @@ def _minutes(seconds: float) -> str:
 
 def _pending_transfer(ctx: CommandContext, conversation_id: int | None) -> tuple[int, int, int | None, float | None]:
     """The latest transfer *to this agent* of a conversation they still hold: (event, conversation, sender, expires)."""
-    sql = (
-        "SELECT e.id, e.conversation_id, e.from_agent, e.expires_at FROM events e"
-        " JOIN conversations c ON c.id = e.conversation_id"
-        " WHERE e.kind = ? AND e.to_agent = ? AND c.agent_id = ? AND c.status = 'assigned'"
-        # Assigned or requeued since: this transfer is history, not the reason they hold it.
-        " AND NOT EXISTS (SELECT 1 FROM events a WHERE a.conversation_id = e.conversation_id"
-        " AND a.kind IN ('assigned', 'requeued') AND a.id > e.id)"
-    )
-    params: list[object] = [TRANSFERRED, ctx.agent.id, ctx.agent.id]
-    if conversation_id is not None:
-        sql += " AND e.conversation_id = ?"
-        params.append(conversation_id)
-    row = ctx.tx.conn.execute(sql + " ORDER BY e.id DESC LIMIT 1", params).fetchone()
-    if row is None:
+    found = ctx.tx.events.pending_transfer(TRANSFERRED, ctx.agent.id, conversation_id)
+    if found is None:
         which = f"#{conversation_id}" if conversation_id is not None else "a conversation"
         raise CommandRefused(f"There is no transfer of {which} to you to decline.")
-    return int(row[0]), int(row[1]), row[2], row[3]
+    return found.event_id, found.conversation_id, found.from_agent, found.expires_at
 
 
 def cmd_decline(ctx: CommandContext, args: str) -> str | None:
@@ -148,19 +135,19 @@ def cmd_decline(ctx: CommandContext, args: str) -> str | None:
     if args.strip() and conversation_id is None:
         raise CommandRefused("Send /decline, or /decline followed by the conversation number.")
     event_id, conv_id, sender_id, expires_at = _pending_transfer(ctx, conversation_id)
-    conv = records.get_conversation(tx, conv_id)
+    conv = tx.conversations.get(conv_id)
     assert conv is not None  # noqa: S101 - joined above
     if expires_at is None or ctx.now >= expires_at:
         raise CommandRefused(
             f"Too late to decline {label(tx, conv)}: the time for that has passed. Use /transfer to pass it on."
         )
     # The window is used up: a second /decline must not bounce it again.
-    tx.conn.execute("UPDATE events SET expires_at = ? WHERE id = ?", (ctx.now, event_id))
+    tx.events.expire(event_id, ctx.now)
     write_event(tx, conv, DECLINED, from_agent=agent.id, to_agent=sender_id)
     if agent.current_conversation_id == conv.id:
-        agents_repo.set_current_conversation(tx, agent.id, None)
-    sender = agents_repo.get_agent(tx, sender_id) if sender_id is not None else None
-    tx.audit(actor(agent), "conversation.transfer_declined", f"conversation:{conv.id}",
+        tx.agents.set_current_conversation(agent.id, None)
+    sender = tx.agents.get(sender_id) if sender_id is not None else None
+    tx.audit.append(actor(agent), "conversation.transfer_declined", f"conversation:{conv.id}",
              {"by": agent.name, "back_to": sender.name if sender else None})  # fmt: skip
     here = label(tx, conv)
     if sender is not None and not sender.disabled and agents_repo.is_online(tx, sender.id, ctx.now):
@@ -169,10 +156,10 @@ def cmd_decline(ctx: CommandContext, args: str) -> str | None:
         assign(tx, rctx, conv.id, sender, reason="declined", from_agent=agent)
         return f"You declined {here}; it went back to {sender.name}."
     requeue(tx, rctx, conv.id)
-    after = records.get_conversation(tx, conv.id)
+    after = tx.conversations.get(conv.id)
     who = sender.name if sender else "the sender"
     if after is not None and after.agent_id:
-        taker = agents_repo.get_agent(tx, after.agent_id)
+        taker = tx.agents.get(after.agent_id)
         return f"You declined {here}; {who} is not logged in, so it went to {taker.name if taker else 'another agent'}."
     return f"You declined {here}; {who} is not logged in, so it waits in the queue {conv.queue}."
 

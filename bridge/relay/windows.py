@@ -15,13 +15,11 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from .. import agents as agents_repo
-from ..agents import Agent
 from ..errors import IntegrityError
-from ..store.records import Conversation
-from . import outbox, records
+from ..store import CHANNEL_UNAVAILABLE, WINDOW_CLOSED, Agent, Conversation, Delivery, Tx
+from . import records
 from .assign import notify_agent
 from .format import channel_label, display_name
-from .outbox import CHANNEL_UNAVAILABLE, WINDOW_CLOSED, Delivery
 
 if TYPE_CHECKING:
     from .context import RelayContext
@@ -34,41 +32,36 @@ WARNED = "window_warning"
 EMAIL = "email"
 
 
-def load_for_send(tx: Any, delivery_id: int) -> tuple[Delivery, float | None] | None:
+def load_for_send(tx: Tx, delivery_id: int) -> tuple[Delivery, float | None] | None:
     """Return a delivery and when its recipient last wrote on its channel."""
-    delivery = outbox.load(tx, delivery_id)
+    delivery = tx.outbox.load(delivery_id)
     if delivery is None:
         return None
     return delivery, last_inbound(tx, delivery)
 
 
-def last_inbound(tx: Any, delivery: Delivery) -> float | None:
+def last_inbound(tx: Tx, delivery: Delivery) -> float | None:
     """When the recipient of ``delivery`` last wrote to us on its channel (None: never)."""
     if delivery.recipient_kind == "agent":
-        return agents_repo.identity_last_inbound(tx, delivery.recipient_id, delivery.channel)
-    row = tx.conn.execute(
-        "SELECT MAX(last_inbound_at) FROM contact_identities WHERE contact_id = ? AND channel = ?",
-        (delivery.recipient_id, delivery.channel),
-    ).fetchone()
-    return float(row[0]) if row and row[0] is not None else None
+        return tx.agents.last_inbound_at(delivery.recipient_id, delivery.channel)
+    return tx.contacts.last_inbound_at(delivery.recipient_id, delivery.channel)
 
 
-def _responsible_agent(tx: Any, delivery: Delivery) -> tuple[Agent, Conversation] | None:
+def _responsible_agent(tx: Tx, delivery: Delivery) -> tuple[Agent, Conversation] | None:
     """The agent to tell about a customer delivery: the conversation's, else the author's."""
     if delivery.conversation_id is None:
         return None
-    conv = records.get_conversation(tx, delivery.conversation_id)
+    conv = tx.conversations.get(delivery.conversation_id)
     if conv is None:
         return None
     agent_id = conv.agent_id
     if agent_id is None and delivery.message_id is not None:
-        row = tx.conn.execute("SELECT agent_id FROM messages WHERE id = ?", (delivery.message_id,)).fetchone()
-        agent_id = row[0] if row else None
-    agent = agents_repo.get_agent(tx, agent_id) if agent_id is not None else None
+        agent_id = tx.messages.author(delivery.message_id)
+    agent = tx.agents.get(agent_id) if agent_id is not None else None
     return (agent, conv) if agent is not None else None
 
 
-def tell_agent(tx: Any, rctx: RelayContext, delivery: Delivery, key: str, **fields: Any) -> int | None:
+def tell_agent(tx: Tx, rctx: RelayContext, delivery: Delivery, key: str, **fields: Any) -> int | None:
     """Send notice ``key`` about a customer delivery to the responsible agent.
 
     An agent whose record fails its integrity check cannot be told: that is
@@ -89,10 +82,10 @@ def tell_agent(tx: Any, rctx: RelayContext, delivery: Delivery, key: str, **fiel
     return notify_agent(tx, rctx, agent, text, conversation_id=conv.id)
 
 
-def on_channel_unavailable(tx: Any, rctx: RelayContext, delivery: Delivery) -> None:
+def on_channel_unavailable(tx: Tx, rctx: RelayContext, delivery: Delivery) -> None:
     """Hold a delivery whose channel is not installed or enabled; tell the agent."""
     error = f"channel {delivery.channel!r} is not installed or not enabled on this bridge"
-    outbox.hold(tx, delivery, CHANNEL_UNAVAILABLE, error)
+    tx.outbox.hold(delivery, CHANNEL_UNAVAILABLE, error)
     if delivery.recipient_kind == "contact":
         tell_agent(tx, rctx, delivery, "channel_unavailable", error="")
     else:
@@ -104,38 +97,38 @@ def on_channel_unavailable(tx: Any, rctx: RelayContext, delivery: Delivery) -> N
         )  # fmt: skip
 
 
-def on_failed(tx: Any, rctx: RelayContext, delivery: Delivery, reason: str) -> None:
+def on_failed(tx: Tx, rctx: RelayContext, delivery: Delivery, reason: str) -> None:
     """Give up on a delivery; a customer's failure is told to the agent."""
-    outbox.mark_failed(tx, delivery, reason)
+    tx.outbox.mark_failed(delivery, reason)
     if delivery.recipient_kind == "contact":
         tell_agent(tx, rctx, delivery, "delivery_failed", error=reason)
 
 
-def on_unreadable(tx: Any, rctx: RelayContext, delivery_id: int, error: IntegrityError) -> None:
+def on_unreadable(tx: Tx, rctx: RelayContext, delivery_id: int, error: IntegrityError) -> None:
     """Fail a delivery whose sealed cells were tampered with or corrupted; tell its agent.
 
     Retrying cannot help (the ciphertext will not change), and leaving the row
     pending would block every later delivery to the same person.
     """
-    delivery = outbox.load_unsealed(tx, delivery_id)
+    delivery = tx.outbox.load_unsealed(delivery_id)
     if delivery is None or delivery.status != "pending":
         return
     reason = f"integrity check failed, the stored message is unreadable: {error}"
     log.error("outbox: delivery %d on %s marked failed: %s", delivery.id, delivery.channel, reason)
-    outbox.mark_failed(tx, delivery, reason)
+    tx.outbox.mark_failed(delivery, reason)
     if delivery.recipient_kind == "contact":
         tell_agent(tx, rctx, delivery, "delivery_failed", error="it was damaged in the store (integrity check)")
 
 
-def on_window_closed(tx: Any, rctx: RelayContext, delivery: Delivery, reason: str) -> None:
+def on_window_closed(tx: Tx, rctx: RelayContext, delivery: Delivery, reason: str) -> None:
     """Hold a delivery refused for a closed window and start the fall-backs (once per window)."""
     if delivery.template:
         # Even the template was refused: nothing else can reach them on this channel.
         on_failed(tx, rctx, delivery, reason)
         return
-    outbox.hold(tx, delivery, WINDOW_CLOSED, reason)
+    tx.outbox.hold(delivery, WINDOW_CLOSED, reason)
     subject = f"{delivery.recipient_kind}:{delivery.recipient_id}:{delivery.channel}"
-    first = outbox.flag(tx, REENGAGE, subject)
+    first = tx.relay.flag(REENGAGE, subject)
     # Only a channel with an approved template configured can knock on a closed window.
     reengage = rctx.can_reengage(delivery.channel)
     if delivery.recipient_kind == "contact":
@@ -147,15 +140,14 @@ def on_window_closed(tx: Any, rctx: RelayContext, delivery: Delivery, reason: st
             key = "window_closed_customer" if reengage else "window_closed_customer_wait"
             tell_agent(tx, rctx, delivery, key, email=hint)
         return
-    agent = agents_repo.get_agent(tx, delivery.recipient_id)
+    agent = tx.agents.get(delivery.recipient_id)
     if agent is None:
         return
     if first and reengage:
         notice = rctx.templates.render("window_closed_agent", None, channel=channel_label(delivery.channel))
         _enqueue_template(tx, rctx, delivery, notice)
     if agent.email and rctx.channel_enabled(EMAIL) and delivery.channel != EMAIL:
-        outbox.enqueue(
-            tx,
+        tx.outbox.enqueue(
             channel=EMAIL,
             recipient=agent.email,
             recipient_kind="agent",
@@ -169,10 +161,9 @@ def on_window_closed(tx: Any, rctx: RelayContext, delivery: Delivery, reason: st
         rctx.wake()
 
 
-def _enqueue_template(tx: Any, rctx: RelayContext, delivery: Delivery, text: str) -> None:
+def _enqueue_template(tx: Tx, rctx: RelayContext, delivery: Delivery, text: str) -> None:
     """Queue the channel's re-engagement template to the same recipient (``text`` is our record of it)."""
-    outbox.enqueue(
-        tx,
+    tx.outbox.enqueue(
         channel=delivery.channel,
         recipient=delivery.recipient,
         recipient_kind=delivery.recipient_kind,
@@ -185,7 +176,7 @@ def _enqueue_template(tx: Any, rctx: RelayContext, delivery: Delivery, text: str
     rctx.wake()
 
 
-def on_status_failed(tx: Any, rctx: RelayContext, delivery: Delivery, code: str | None, title: str | None) -> None:
+def on_status_failed(tx: Tx, rctx: RelayContext, delivery: Delivery, code: str | None, title: str | None) -> None:
     """A delivery the platform accepted later failed: a window code takes the window path."""
     if delivery.status in ("failed", "cancelled", "held"):
         return  # already handled (platforms repeat status reports)
@@ -196,23 +187,23 @@ def on_status_failed(tx: Any, rctx: RelayContext, delivery: Delivery, code: str 
         on_failed(tx, rctx, delivery, reason)
 
 
-def person_wrote(tx: Any, rctx: RelayContext, kind: str, person_id: int, channel: str) -> int:
+def person_wrote(tx: Tx, rctx: RelayContext, kind: str, person_id: int, channel: str) -> int:
     """Release the window-held deliveries of someone who just wrote on ``channel``."""
-    outbox.clear_flag(tx, REENGAGE, f"{kind}:{person_id}:{channel}")
-    released = outbox.release_held(tx, kind, person_id, channel)
+    tx.relay.clear_flag(REENGAGE, f"{kind}:{person_id}:{channel}")
+    released = tx.outbox.release_held(kind, person_id, channel)
     if released:
         rctx.wake()
     return released
 
 
-def check_window_warnings(tx: Any, rctx: RelayContext) -> int:
+def check_window_warnings(tx: Tx, rctx: RelayContext) -> int:
     """Warn online agents whose reply window closes within ``routing.window_warning``; once per window."""
     now = rctx.now()
     lead = rctx.config.routing.window_warning
     sent = 0
-    for (agent_id,) in tx.conn.execute("SELECT id FROM agents WHERE disabled = 0 ORDER BY id").fetchall():
+    for agent_id in tx.agents.enabled_ids():
         try:
-            agent = agents_repo.get_agent(tx, agent_id)
+            agent = tx.agents.get(agent_id)
         except IntegrityError as err:  # one damaged record must not cost the others their warning
             log.error("agent %d is unreadable and cannot be warned: %s", agent_id, err)
             continue
@@ -221,10 +212,10 @@ def check_window_warnings(tx: Any, rctx: RelayContext) -> int:
         window = rctx.channel_window(agent.channel)
         if window is None or agent.disabled or not agents_repo.is_online(tx, agent.id, now):
             continue
-        last = agents_repo.identity_last_inbound(tx, agent.id, agent.channel)
+        last = tx.agents.last_inbound_at(agent.id, agent.channel)
         if last is None or not (last + window - lead <= now < last + window):
             continue
-        if outbox.flag(tx, WARNED, f"{agent.id}:{agent.channel}:{last:.3f}"):
+        if tx.relay.flag(WARNED, f"{agent.id}:{agent.channel}:{last:.3f}"):
             minutes = max(1, int((last + window - now) // 60))
             text = rctx.templates.render("window_warning", None, channel=channel_label(agent.channel), minutes=minutes)
             notify_agent(tx, rctx, agent, text)

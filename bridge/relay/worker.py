@@ -24,8 +24,8 @@ from ..errors import ChannelAuthFailed, DeliveryError, IntegrityError, WindowClo
 from ..models import ChannelState, DeliveryReceipt, OutboundMessage
 from ..plugins import notify
 from ..store.scrub import scrub_error
+from ..store import Delivery, Tx
 from . import outbox, records, status, windows
-from .outbox import Delivery
 
 if TYPE_CHECKING:
     from .context import RelayContext
@@ -115,11 +115,11 @@ class OutboxWorker:
             if until <= now:
                 del self._cooldown[delivery_id]
         exclude = (*self._inflight, *self._cooldown)
-        rows, next_at = await self.bridge.store.read(
-            lambda tx: outbox.due(
-                tx, now, exclude=exclude, per_channel=concurrency, skip_channels=tuple(self.stopped_channels),
-            )
-        )  # fmt: skip
+        skip = tuple(self.stopped_channels)
+        plan = await self.bridge.store.read(
+            lambda tx: tx.outbox.due(now, exclude=exclude, per_channel=concurrency, skip_channels=skip)
+        )
+        rows, next_at = plan.rows, plan.next_at
         if self._cooldown:
             soonest = min(self._cooldown.values())
             next_at = soonest if next_at is None else min(next_at, soonest)
@@ -136,7 +136,7 @@ class OutboxWorker:
         return max(0.0, sleep)
 
     async def _update_gauges(self, now: float) -> None:
-        depth, oldest = await self.bridge.store.read(lambda tx: outbox.stats(tx, now))
+        depth, oldest = await self.bridge.store.read(lambda tx: tx.outbox.stats(now))
         self.depth, self.oldest_age = depth, oldest
         metrics = getattr(self.bridge, "metrics", None)
         if metrics is None:
@@ -160,7 +160,7 @@ class OutboxWorker:
         reason = f"internal error: {type(err).__name__}"
 
         def record(tx: Any) -> None:
-            delivery = outbox.load_unsealed(tx, delivery_id)
+            delivery = tx.outbox.load_unsealed(delivery_id)
             if delivery is None or delivery.status != "pending":
                 return
             attempts = delivery.attempts + 1
@@ -168,7 +168,7 @@ class OutboxWorker:
                 windows.on_failed(tx, self.rctx, delivery, reason)  # the agent is told, as for any failure
                 return
             wait = outbox.retry_delay(attempts, self.delivery.retry_base, self.delivery.retry_max, None, self._rng)
-            outbox.mark_retry(tx, delivery_id, self.clock() + wait, reason)
+            tx.outbox.mark_retry(delivery_id, self.clock() + wait, reason)
 
         try:
             await self._write(record)
@@ -196,7 +196,7 @@ class OutboxWorker:
             return
         if delivery.channel == CONSOLE:
             # The console reads conversations from the store; nothing to send.
-            await self._write(lambda tx: outbox.mark_sent(tx, delivery, ()))
+            await self._write(lambda tx: tx.outbox.mark_sent(delivery, ()))
             self._count(delivery.channel, "sent")
             return
         channel = self.bridge.channels.get(delivery.channel)
@@ -240,7 +240,7 @@ class OutboxWorker:
         ids = list(receipt.external_ids)
 
         def record(tx: Any) -> None:
-            outbox.mark_sent(tx, delivery, ids)
+            tx.outbox.mark_sent(delivery, ids)
             status.apply_early(tx, self.rctx, delivery.id, delivery.channel, ids)
 
         await self._write(record)
@@ -275,7 +275,7 @@ class OutboxWorker:
                 delivery.id, delivery.channel, attempts, self.delivery.max_attempts, reason, wait,
             )  # fmt: skip
             next_at = self.clock() + wait
-            await self._write(lambda tx: outbox.mark_retry(tx, delivery.id, next_at, reason))
+            await self._write(lambda tx: tx.outbox.mark_retry(delivery.id, next_at, reason))
             self._count(delivery.channel, "retry")
             return
         log.warning(
@@ -301,11 +301,9 @@ class OutboxWorker:
             if report is not None and (state is None or state(name)[0] is not ChannelState.BAD_CREDENTIALS):
                 report(name, ChannelState.DEGRADED, reason)
         # The row stays pending (not an attempt the recipient is to blame for).
-        await self._write(
-            lambda tx: tx.conn.execute("UPDATE outbox SET last_error = ? WHERE id = ?", (reason, delivery.id))
-        )
+        await self._write(lambda tx: tx.outbox.set_last_error(delivery.id, reason))
 
-    async def _write(self, fn: Callable[[Any], object]) -> None:
+    async def _write(self, fn: Callable[[Tx], object]) -> None:
         await self.bridge.store.write(fn)
         if self.rctx.take_wake():
             self._event.set()

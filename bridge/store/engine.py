@@ -31,6 +31,7 @@ from ..keyfile import fsync_dir, generate_key, key_file_path, load_master_key, w
 from . import schema
 from .connection import READER_MMAP_BYTES, SYNC_MODES, bootstrap, configure, connect
 from .keyring import MISMATCH, Keyring, key_matches, pending_key_path
+from .session import SqliteSession
 from .tx import Tx
 
 log = logging.getLogger("carebridge.store")
@@ -219,7 +220,7 @@ class Store:
         """
         total = 0
         while True:
-            done = await self.write(lambda tx: tx.purge_closed(days, limit=chunk))
+            done = await self.write(lambda tx: tx.gdpr.purge_closed(days, limit=chunk))
             total += done
             if done < chunk:
                 return total
@@ -232,7 +233,7 @@ class Store:
         """
 
         def rotate(tx: Tx) -> int:
-            count = self._keyring.rewrap_all(tx.conn, new_master)
+            count = self._keyring.rewrap_all(self._writer_conn, new_master)
             tx.after_commit(lambda: self._keyring.replace_master(new_master))
             return count
 
@@ -259,7 +260,7 @@ class Store:
     # -- threads ----------------------------------------------------------
     def _run_read(self, fn: Callable[[Tx], T]) -> T:
         conn = self._reader_conn
-        tx = Tx(conn, self._keyring, self._clock, self.media_dir, writable=False)
+        tx = Tx(SqliteSession(conn, self._keyring, self._clock, self.media_dir, writable=False))
         conn.execute("BEGIN")
         try:
             return fn(tx)
@@ -267,7 +268,8 @@ class Store:
             conn.execute("ROLLBACK")
 
     def _writer_loop(self) -> None:
-        tx = Tx(self._writer_conn, self._keyring, self._clock, self.media_dir, writable=True)
+        session = SqliteSession(self._writer_conn, self._keyring, self._clock, self.media_dir, writable=True)
+        tx = Tx(session)
         stopping = False
         while not stopping:
             item = self._queue.get()
@@ -284,7 +286,7 @@ class Store:
                     break
                 batch.append(item)
             try:
-                self._commit_batch(tx, batch)
+                self._commit_batch(session, tx, batch)
             except BaseException as err:  # noqa: BLE001 (the writer must outlive a bug in one batch)
                 log.exception("store writer failed a batch")
                 try:
@@ -294,10 +296,12 @@ class Store:
                 failure = StoreError(f"store writer failed: {err}")
                 self._settle(batch, [(False, failure)] * len(batch))
 
-    def _commit_batch(self, tx: Tx, batch: list[tuple[Callable[[Tx], Any], asyncio.Future[Any], Any]]) -> None:
+    def _commit_batch(
+        self, session: SqliteSession, tx: Tx, batch: list[tuple[Callable[[Tx], Any], asyncio.Future[Any], Any]]
+    ) -> None:
         conn = self._writer_conn
         outcomes: list[tuple[bool, Any]] = []
-        tx._begin_batch()
+        session._begin_batch()
         execute = conn.execute
         try:
             execute("BEGIN IMMEDIATE")
@@ -323,11 +327,11 @@ class Store:
                     execute("RELEASE w")
                 except sqlite3.Error:
                     pass
-                tx._end_fn(False)
+                session._end_fn(False)
                 outcomes.append((False, err))
             else:
                 execute("RELEASE w")
-                tx._end_fn(True)
+                session._end_fn(True)
                 outcomes.append((True, result))
         try:
             conn.execute("COMMIT")
@@ -336,11 +340,11 @@ class Store:
                 conn.execute("ROLLBACK")
             except sqlite3.Error:
                 pass
-            tx._end_batch(False)
+            session._end_batch(False)
             failure = StoreError(f"commit failed: {err}")
             self._settle(batch, [(False, failure)] * len(batch))
             return
-        tx._end_batch(True)
+        session._end_batch(True)
         self.batches += 1
         self.writes += len(batch)
         self._settle(batch, outcomes)

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+from ..models import Address
+from .keyring import KeyOwner
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,3 +116,99 @@ class Erasure:
     conversations: int
     messages: int
     files: int
+
+
+@dataclass(frozen=True, slots=True)
+class Agent:
+    """One agent, decrypted.
+
+    :param channel: the preferred channel (``whatsapp``, ``messenger``, ``email``, ``console``).
+    :param address: the platform address on that channel (``""`` for the console).
+    """
+
+    id: int
+    name: str
+    role: str
+    channel: str
+    address: str
+    email: str | None
+    capacity: int
+    queues: tuple[str, ...]
+    disabled: bool
+    current_conversation_id: int | None
+
+    @property
+    def preferred(self) -> Address:
+        """Where relayed customer messages and notices go."""
+        return Address(self.channel, self.address)
+
+
+@dataclass(frozen=True, slots=True)
+class OnlineAgent:
+    """An enabled agent on shift, with what routing needs to know of their load.
+
+    :param open_conversations: conversations assigned to them and not closed.
+    :param last_activity: the newest ``updated_at`` of their conversations (None: never had one).
+    :param shift_started: when their current shift began.
+    """
+
+    agent: Agent
+    open_conversations: int
+    last_activity: float | None
+    shift_started: float
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """One outbox row, decrypted."""
+
+    id: int
+    conversation_id: int | None
+    message_id: int | None
+    owner: KeyOwner
+    channel: str
+    recipient_kind: str
+    recipient_id: int
+    recipient: str
+    text: str
+    reply_to: str | None
+    template: bool
+    meta: Mapping[str, str] = field(default_factory=dict)
+    status: str = "pending"
+    attempts: int = 0
+    next_attempt_at: float = 0.0
+    last_error: str | None = None
+    hold_reason: str | None = None
+    created_at: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class DuePlan:
+    """One round of the outbox worker: what to send now, and when to look again.
+
+    :param rows: ``(delivery id, channel, behind_hold)``, soonest first; ``behind_hold``
+        marks free text queued behind a held delivery to the same person.
+    :param next_at: when the next row that is not due yet will be (None: none).
+    """
+
+    rows: list[tuple[int, str, bool]]
+    next_at: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class EarlyStatus:
+    """A platform report that arrived before the send it names was recorded."""
+
+    status: str
+    error_code: str | None
+    error_title: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class PendingTransfer:
+    """The latest transfer of a conversation to an agent who may still decline it."""
+
+    event_id: int
+    conversation_id: int
+    from_agent: int | None
+    expires_at: float | None

@@ -5,12 +5,10 @@ in order, each in its own transaction together with its version row. A
 database whose highest version is above every migration this code knows is
 refused ("database schema version N is newer than this Carebridge (M)").
 
-Other parts of Carebridge add tables through the same mechanism:
-
-* call :func:`register_migration(number, fn) <register_migration>` at import
-  time, or
-* define ``MIGRATIONS = [(number, fn), ...]`` in one of the modules named in
-  :data:`EXTENSION_MODULES` (``bridge.relay.schema`` owns numbers 100–199).
+Every table of Carebridge is created here: the store owns the whole schema.
+Numbers 1–99 are the core tables, 100–199 the relay's bookkeeping (agent
+dedupe, sent ids, rotation, flags, early status reports). Append new
+migrations; never edit a released one.
 
 ``fn(db)`` receives a :class:`sqlite_utils.Database` wrapping the writer
 connection (``db.conn`` is the plain :mod:`sqlite3` connection) and must not
@@ -19,7 +17,6 @@ commit; it runs inside the migration's transaction.
 
 from __future__ import annotations
 
-import importlib
 import sqlite3
 import time
 from collections.abc import Callable
@@ -30,9 +27,6 @@ from ..errors import StoreError
 from . import scrub
 
 Migration = Callable[[sqlite_utils.Database], None]
-
-# Modules that may hold MIGRATIONS lists; imported when present.
-EXTENSION_MODULES = ("bridge.relay.schema",)
 
 _MIGRATIONS: dict[int, tuple[str, Migration]] = {}
 
@@ -51,21 +45,8 @@ def register_migration(number: int, fn: Migration, *, name: str | None = None) -
     _MIGRATIONS[number] = (label, fn)
 
 
-def _load_extensions() -> None:
-    for module_name in EXTENSION_MODULES:
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as err:
-            if err.name is not None and module_name.startswith(err.name):
-                continue
-            raise
-        for number, fn in getattr(module, "MIGRATIONS", ()):
-            register_migration(number, fn)
-
-
 def migrations() -> list[tuple[int, str, Migration]]:
     """Every known migration, ordered by number."""
-    _load_extensions()
     return [(n, label, fn) for n, (label, fn) in sorted(_MIGRATIONS.items())]
 
 
@@ -311,3 +292,55 @@ def m002_scrub_last_error(db: sqlite_utils.Database) -> None:
 
 register_migration(1, m001_initial)
 register_migration(2, m002_scrub_last_error)
+
+_M100 = (
+    # Agent traffic is not a customer message, so it has no row in messages;
+    # this keyed-hash table drops a platform's re-delivery of it.
+    (
+        "CREATE TABLE agent_inbound(channel TEXT NOT NULL, external_index BLOB NOT NULL,"
+        " created_at REAL NOT NULL, PRIMARY KEY(channel, external_index))"
+    ),
+    # Every platform id of every part of a sent delivery: status reports and
+    # an agent's quoted reply name any part.
+    (
+        "CREATE TABLE outbox_ids(channel TEXT NOT NULL, external_index BLOB NOT NULL,"
+        " outbox_id INTEGER NOT NULL REFERENCES outbox(id) ON DELETE CASCADE, part INTEGER NOT NULL,"
+        " PRIMARY KEY(channel, external_index))"
+    ),
+    "CREATE INDEX outbox_ids_outbox ON outbox_ids(outbox_id)",
+    # Round-robin rotation survives restarts.
+    (
+        "CREATE TABLE routing_state(agent_id INTEGER PRIMARY KEY REFERENCES agents(id) ON DELETE CASCADE,"
+        " last_assigned_at REAL)"
+    ),
+    # "Once per period" notices: queued notice per waiting period, one
+    # re-engagement template per closed window, one warning per agent window.
+    (
+        "CREATE TABLE relay_flags(name TEXT NOT NULL, subject TEXT NOT NULL, at REAL NOT NULL,"
+        " PRIMARY KEY(name, subject))"
+    ),
+    # Why a row is held: 'window' (released when the person writes again) or
+    # 'channel' (released when the channel is enabled again).
+    "ALTER TABLE outbox ADD COLUMN hold_reason TEXT",
+    # Strict order per recipient stream.
+    "CREATE INDEX outbox_recipient ON outbox(recipient_kind, recipient_id, channel, id)",
+    "CREATE INDEX outbox_open ON outbox(status, id) WHERE status IN ('pending', 'held')",
+)
+
+
+def m100_relay(db: sqlite_utils.Database) -> None:
+    """Relay bookkeeping: agent dedupe, sent ids, rotation, flags, hold reasons."""
+    for statement in _M100:
+        db.execute(statement)
+
+
+def m101_early_statuses(db: sqlite_utils.Database) -> None:
+    """Status reports that arrive before the send they describe was recorded."""
+    db.execute(
+        "CREATE TABLE early_statuses(channel TEXT NOT NULL, external_index BLOB NOT NULL, status TEXT NOT NULL,"
+        " error_code TEXT, error_title TEXT, at REAL NOT NULL, PRIMARY KEY(channel, external_index, status))"
+    )
+
+
+register_migration(100, m100_relay)
+register_migration(101, m101_early_statuses)

@@ -1,9 +1,77 @@
-"""The transaction handle: primitives plus every repository of the store."""
+"""The handle every ``store.write(fn)``/``store.read(fn)`` function gets: the repositories.
+
+Why composition: each aggregate's statements and encryption rules sit in one
+repository (``bridge.store.repos``), all built on the same :class:`Session`
+(the backend seam); a write function reaches them as ``tx.contacts``,
+``tx.messages``, … and never sees SQL or a connection.
+"""
 
 from __future__ import annotations
 
-from .gdpr import GdprMixin
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+
+from .repos.agents import AgentsRepo
+from .repos.attachments import AttachmentsRepo
+from .repos.audit import AuditRepo
+from .repos.contacts import ContactsRepo
+from .repos.conversations import ConversationsRepo
+from .repos.events import EventsRepo
+from .repos.gdpr import GdprRepo
+from .repos.messages import MessagesRepo
+from .repos.outbox import OutboxRepo
+from .repos.relay_state import RelayStateRepo
+from .repos.shifts import ShiftsRepo
+from .session import Session
 
 
-class Tx(GdprMixin):
-    """What ``store.write(fn)`` and ``store.read(fn)`` pass to ``fn``; see ``bridge.store``."""
+class Tx:
+    """One transaction's view of the store (valid only while its function runs).
+
+    :ivar contacts: contacts and their platform identities.
+    :ivar conversations: conversations and their assignment.
+    :ivar messages: messages, sealed under the contact's key.
+    :ivar attachments: attachment rows and their encrypted files.
+    :ivar agents: agents, their identities and routing state.
+    :ivar shifts: shifts and used TOTP steps.
+    :ivar outbox: deliveries waiting, sent, held or failed.
+    :ivar relay: the relay's flags, agent-message dedupe and early status reports.
+    :ivar events: conversation events (assignments, transfers, …).
+    :ivar audit: the append-only audit log.
+    :ivar gdpr: erasure, export and the retention purge.
+    """
+
+    __slots__ = (
+        "_session", "agents", "attachments", "audit", "contacts", "conversations", "events", "gdpr", "messages",
+        "outbox", "relay", "shifts",
+    )  # fmt: skip
+
+    def __init__(self, session: Session) -> None:
+        self._session = session
+        self.contacts = ContactsRepo(session)
+        self.conversations = ConversationsRepo(session)
+        self.messages = MessagesRepo(session, self.conversations)
+        self.attachments = AttachmentsRepo(session)
+        self.agents = AgentsRepo(session)
+        self.shifts = ShiftsRepo(session)
+        self.outbox = OutboxRepo(session, self.messages)
+        self.relay = RelayStateRepo(session)
+        self.events = EventsRepo(session)
+        self.audit = AuditRepo(session)
+        self.gdpr = GdprRepo(session, self.contacts, self.conversations, self.messages, self.attachments, self.audit)
+
+    def now(self) -> float:
+        """The store's clock (epoch seconds); tests may inject their own."""
+        return self._session.now()
+
+    def savepoint(self) -> AbstractContextManager[None]:
+        """A nested block an exception rolls back whole: rows, new data keys, files (see ``SqliteSession``)."""
+        return self._session.savepoint()
+
+    def after_commit(self, callback: Callable[[], None]) -> None:
+        """Run ``callback`` (on the writer thread) once this function's work is committed."""
+        self._session.after_commit(callback)
+
+    def on_rollback(self, callback: Callable[[], None]) -> None:
+        """Run ``callback`` if this function's work is rolled back."""
+        self._session.on_rollback(callback)

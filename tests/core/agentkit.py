@@ -58,11 +58,11 @@ def add_agent(tx: Any, name: str, address: str, *, queues: tuple[str, ...] = (),
 def make_conversation(tx: Any, *, name: str, channel: str, address: str, queue: str = "default",
                       agent_id: int | None = None) -> int:  # fmt: skip
     """A customer with one conversation (assigned to ``agent_id`` when given)."""
-    identity, _ = tx.get_or_create_identity(channel, address, name=name, inbound_at=tx.now())
-    conv = tx.create_conversation(identity.contact_id, identity.id, channel, queue=queue)
+    identity, _ = tx.contacts.get_or_create_identity(channel, address, name=name, inbound_at=tx.now())
+    conv = tx.conversations.create(identity.contact_id, identity.id, channel, queue=queue)
     conv_id = conv if isinstance(conv, int) else conv.id
     if agent_id is not None:
-        tx.update_conversation(conv_id, status="assigned", agent_id=agent_id)
+        tx.conversations.update(conv_id, status="assigned", agent_id=agent_id)
     return int(conv_id)
 
 
@@ -121,9 +121,7 @@ class Desk:
         return agent
 
     async def agent(self, name: str) -> Agent:
-        from bridge.agents import get_agent_by_name
-
-        found = await self.store.read(lambda tx: get_agent_by_name(tx, name))
+        found = await self.store.read(lambda tx: tx.agents.get_by_name(name))
         assert found is not None
         return found
 
@@ -162,14 +160,12 @@ class Desk:
 
     async def sent_to(self, name: str | None = None) -> list[str]:
         """Texts enqueued since the last call (to agent ``name``, or to everyone when None)."""
-        from bridge.relay import outbox
-
         agent = await self.agent(name) if name is not None else None
 
         def read(tx: Any) -> list[Any]:
             since = self._seen.get(name, 0)
-            rows = tx.conn.execute("SELECT id FROM outbox WHERE id > ? ORDER BY id", (since,)).fetchall()
-            return [outbox.load(tx, r[0]) for r in rows]
+            rows = tx._session.conn.execute("SELECT id FROM outbox WHERE id > ? ORDER BY id", (since,)).fetchall()
+            return [tx.outbox.load(r[0]) for r in rows]
 
         rows = await self.store.read(read)
         if rows:
@@ -180,12 +176,10 @@ class Desk:
 
     async def deliveries(self) -> list[Any]:
         """Every outbox row, decrypted."""
-        from bridge.relay import outbox
-
         def read(tx: Any) -> list[Any]:
-            return [outbox.load(tx, r[0]) for r in tx.conn.execute("SELECT id FROM outbox ORDER BY id").fetchall()]
+            return [tx.outbox.load(r[0]) for r in tx._session.conn.execute("SELECT id FROM outbox ORDER BY id").fetchall()]
 
         return list(await self.store.read(read))
 
     async def conversation(self, conversation_id: int) -> Any:
-        return await self.store.read(lambda tx: tx.get_conversation(conversation_id))
+        return await self.store.read(lambda tx: tx.conversations.get(conversation_id))

@@ -31,9 +31,9 @@ async def test_create_agent_seals_everything_and_reads_it_back(tmp_path: Path) -
         assert agent.email == "alice.care@example.org"
         assert agent.queues == ("billing", "vip") and agent.capacity == 3
         assert not agent.disabled and agent.current_conversation_id is None
-        assert await store.read(lambda tx: agents.get_totp_secret(tx, agent.id)) == secret
-        assert await store.read(lambda tx: agents.get_agent_by_name(tx, "alice")) == agent
-        assert await store.read(lambda tx: agents.get_agent(tx, agent.id + 99)) is None
+        assert await store.read(lambda tx: tx.agents.totp_secret(agent.id)) == secret
+        assert await store.read(lambda tx: tx.agents.get_by_name("alice")) == agent
+        assert await store.read(lambda tx: tx.agents.get(agent.id + 99)) is None
     finally:
         await store.close()
     raw = db_bytes(tmp_path / "var" / "carebridge.db")
@@ -60,7 +60,7 @@ async def test_duplicate_name_and_taken_address_are_refused(tmp_path: Path) -> N
             await store.write(lambda tx: add_agent(tx, "alice", "messenger:1234"))
         with pytest.raises(AgentError, match="already belongs to agent 'alice'"):
             await store.write(lambda tx: add_agent(tx, "carol", "whatsapp:31612345678"))
-        assert [a.name for a in await store.read(agents.list_agents)] == ["alice"]
+        assert [a.name for a in await store.read(lambda tx: tx.agents.list())] == ["alice"]
     finally:
         await store.close()
 
@@ -83,7 +83,7 @@ async def test_bad_enrolment_values_are_refused(tmp_path: Path, kwargs: dict[str
     try:
         with pytest.raises(AgentError, match=message):
             await store.write(lambda tx: agents.create_agent(tx, **args))  # type: ignore[arg-type]
-        assert await store.read(agents.list_agents) == []
+        assert await store.read(lambda tx: tx.agents.list()) == []
     finally:
         await store.close()
 
@@ -116,10 +116,10 @@ async def test_identity_lookup_normalizes_and_records_last_inbound(tmp_path: Pat
         found = await store.read(lambda tx: agents.find_agent_by_identity(tx, "whatsapp", "31612345678"))
         assert found is not None and found.id == alice.id
         assert await store.read(lambda tx: agents.find_agent_by_identity(tx, "messenger", "31612345678")) is None
-        assert await store.read(lambda tx: agents.identity_last_inbound(tx, alice.id, "whatsapp")) is None
+        assert await store.read(lambda tx: tx.agents.last_inbound_at(alice.id, "whatsapp")) is None
         await store.write(lambda tx: agents.touch_identity(tx, alice.id, "whatsapp", "31612345678", 500.0))
         await store.write(lambda tx: agents.touch_identity(tx, alice.id, "whatsapp", "+31612345678", 400.0))
-        assert await store.read(lambda tx: agents.identity_last_inbound(tx, alice.id, "whatsapp")) == 500.0
+        assert await store.read(lambda tx: tx.agents.last_inbound_at(alice.id, "whatsapp")) == 500.0
     finally:
         await store.close()
 
@@ -140,7 +140,7 @@ async def test_set_channel_moves_preference_and_keeps_other_identities(tmp_path:
         assert await store.read(lambda tx: agents.find_agent_by_identity(tx, "whatsapp", "+31612345678")) is None
         with pytest.raises(AgentError, match="already belongs to agent 'bob'"):
             await store.write(lambda tx: agents.set_channel(tx, alice.id, Address("messenger", "777")))
-        assert (await store.read(lambda tx: agents.get_agent(tx, alice.id))).channel == "whatsapp"  # type: ignore[union-attr]
+        assert (await store.read(lambda tx: tx.agents.get(alice.id))).channel == "whatsapp"  # type: ignore[union-attr]
     finally:
         await store.close()
 
@@ -156,7 +156,7 @@ async def test_shift_makes_agent_online_until_ttl_or_logout(tmp_path: Path) -> N
         assert not await online(1100.0) and not await online(999.0)
         await store.write(lambda tx: agents.start_shift(tx, alice.id, 1050.0, 100.0))  # second login extends
         assert await online(1149.0)
-        (count,) = await store.read(lambda tx: tx.conn.execute("SELECT COUNT(*) FROM shifts").fetchone())
+        (count,) = await store.read(lambda tx: tx._session.conn.execute("SELECT COUNT(*) FROM shifts").fetchone())
         assert count == 1
         assert await store.write(lambda tx: agents.end_shift(tx, alice.id, 1060.0))
         assert not await online(1061.0)
@@ -173,7 +173,7 @@ async def test_disable_ends_the_shift_and_takes_agent_offline(tmp_path: Path) ->
         await store.write(lambda tx: agents.start_shift(tx, alice.id, 5000.0, 3600.0))
         await store.write(lambda tx: agents.disable(tx, alice.id))
         assert not await store.read(lambda tx: agents.is_online(tx, alice.id, 5001.0))
-        assert (await store.read(lambda tx: agents.get_agent(tx, alice.id))).disabled  # type: ignore[union-attr]
+        assert (await store.read(lambda tx: tx.agents.get(alice.id))).disabled  # type: ignore[union-attr]
         await store.write(lambda tx: agents.start_shift(tx, alice.id, 5002.0, 3600.0))
         assert not await store.read(lambda tx: agents.is_online(tx, alice.id, 5003.0))
     finally:
@@ -205,7 +205,7 @@ async def test_online_candidates_filter_queue_capacity_shift_and_disabled(tmp_pa
         ben = default[0]
         assert ben.open_conversations == 0 and ben.idle_since == 9_000.0
         assert await store.read(lambda tx: agents.online_candidates(tx, "default", 12_601.0)) == []  # shifts expired
-        assert await store.read(lambda tx: agents.open_conversations(tx, ids["ann"])) == 1
+        assert await store.read(lambda tx: tx.conversations.count_assigned(ids["ann"])) == 1
     finally:
         await store.close()
 
@@ -217,10 +217,10 @@ async def test_current_conversation_is_stored(tmp_path: Path) -> None:
         conv = await store.write(
             lambda tx: make_conversation(tx, name="Jan", channel="whatsapp", address="+31600000001", agent_id=alice.id)
         )
-        await store.write(lambda tx: agents.set_current_conversation(tx, alice.id, conv))
-        assert (await store.read(lambda tx: agents.get_agent(tx, alice.id))).current_conversation_id == conv  # type: ignore[union-attr]
-        await store.write(lambda tx: agents.set_current_conversation(tx, alice.id, None))
-        assert (await store.read(lambda tx: agents.get_agent(tx, alice.id))).current_conversation_id is None  # type: ignore[union-attr]
+        await store.write(lambda tx: tx.agents.set_current_conversation(alice.id, conv))
+        assert (await store.read(lambda tx: tx.agents.get(alice.id))).current_conversation_id == conv  # type: ignore[union-attr]
+        await store.write(lambda tx: tx.agents.set_current_conversation(alice.id, None))
+        assert (await store.read(lambda tx: tx.agents.get(alice.id))).current_conversation_id is None  # type: ignore[union-attr]
     finally:
         await store.close()
 

@@ -69,12 +69,12 @@ async def test_add_prints_uri_and_qr_and_stores_only_ciphertext(cfg: Path) -> No
 
     store = await open_store(cfg)
     try:
-        alice = await store.read(lambda tx: agents.get_agent_by_name(tx, "alice"))
+        alice = await store.read(lambda tx: tx.agents.get_by_name("alice"))
         assert alice is not None and alice.preferred.address == "+31612345678" and alice.queues == ("billing", "vip")
-        assert await store.read(lambda tx: agents.get_totp_secret(tx, alice.id)) == secret
-        stored_hash = await store.read(lambda tx: agents.get_password_hash(tx, alice.id))
+        assert await store.read(lambda tx: tx.agents.totp_secret(alice.id)) == secret
+        stored_hash = await store.read(lambda tx: tx.agents.password_hash(alice.id))
         assert stored_hash is not None and passwords.check_password("correct horse battery", stored_hash)
-        (entry,) = [e for e in await store.read(lambda tx: tx.audit_entries()) if e.action == "agent.add"]
+        (entry,) = [e for e in await store.read(lambda tx: tx.audit.entries()) if e.action == "agent.add"]
         assert entry.subject == f"agent:{alice.id}" and entry.actor.startswith("cli")
     finally:
         await store.close()
@@ -122,7 +122,7 @@ async def test_add_refuses_duplicates_and_short_passwords(cfg: Path) -> None:
         assert "otpauth" not in result.stdout
     store = await open_store(cfg)
     try:
-        assert [a.name for a in await store.read(agents.list_agents)] == ["alice"]
+        assert [a.name for a in await store.read(lambda tx: tx.agents.list())] == ["alice"]
     finally:
         await store.close()
 
@@ -134,8 +134,8 @@ async def test_list_set_channel_and_disable_while_the_store_is_in_use(cfg: Path)
     # The store stays open here, as the running daemon holds it, while the CLI changes agents.
     store = await open_store(cfg)
     try:
-        alice = await store.read(lambda tx: agents.get_agent_by_name(tx, "alice"))
-        bob = await store.read(lambda tx: agents.get_agent_by_name(tx, "bob"))
+        alice = await store.read(lambda tx: tx.agents.get_by_name("alice"))
+        bob = await store.read(lambda tx: tx.agents.get_by_name("bob"))
         assert alice is not None and bob is not None
         now = store._clock()  # noqa: SLF001 - the store's own clock, so shifts line up
 
@@ -168,17 +168,17 @@ async def test_list_set_channel_and_disable_while_the_store_is_in_use(cfg: Path)
         assert disabled.returncode == 0, disabled.stderr
         assert "1 open conversation(s) went to colleagues" in disabled.stdout
         # The open store sees the CLI's changes at once.
-        after = await store.read(lambda tx: agents.get_agent(tx, alice.id))
+        after = await store.read(lambda tx: tx.agents.get(alice.id))
         assert after is not None and after.disabled and after.preferred.channel == "email"
         assert not await store.read(lambda tx: agents.is_online(tx, alice.id, now + 1))
-        assert (await store.read(lambda tx: tx.get_conversation(conv))).agent_id == bob.id
+        assert (await store.read(lambda tx: tx.conversations.get(conv))).agent_id == bob.id
         handoff = await store.read(
-            lambda tx: tx.conn.execute(
+            lambda tx: tx._session.conn.execute(
                 "SELECT COUNT(*) FROM outbox WHERE recipient_kind = 'agent' AND recipient_id = ?", (bob.id,)
             ).fetchone()[0]
         )
         assert handoff >= 1
-        actions = [e.action for e in await store.read(lambda tx: tx.audit_entries())]
+        actions = [e.action for e in await store.read(lambda tx: tx.audit.entries())]
         assert actions == ["agent.add", "agent.add", "agent.set_channel", "agent.disable"]
         again = cli(cfg, "disable", "alice")
         assert again.returncode == 0 and again.stdout.strip() == "alice was already disabled."

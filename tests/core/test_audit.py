@@ -17,7 +17,7 @@ def _append(config, count: int) -> None:
         store = await Store.open(load_config(config).store)
         try:
             for i in range(count):
-                await store.write(lambda tx, i=i: tx.audit("agent:alice", "login", f"agent:{i}", {"ip": "127.0.0.1"}))
+                await store.write(lambda tx, i=i: tx.audit.append("agent:alice", "login", f"agent:{i}", {"ip": "127.0.0.1"}))
         finally:
             await store.close()
 
@@ -48,7 +48,7 @@ def test_intact_log_verifies_and_entries_read_back(logged) -> None:
     async def entries():
         store = await Store.open(load_config(config).store)
         try:
-            return await store.read(lambda tx: tx.audit_entries("agent:3"))
+            return await store.read(lambda tx: tx.audit.entries("agent:3"))
         finally:
             await store.close()
 

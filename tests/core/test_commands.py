@@ -27,7 +27,7 @@ async def desk(tmp_path: Path) -> Desk:  # type: ignore[misc]
 
 
 async def audit_actions(desk: Desk) -> list[str]:
-    return [e.action for e in await desk.store.read(lambda tx: tx.audit_entries())]
+    return [e.action for e in await desk.store.read(lambda tx: tx.audit.entries())]
 
 
 @pytest.mark.parametrize(
@@ -153,7 +153,7 @@ async def test_note_is_stored_but_never_sent(desk: Desk, tmp_path: Path) -> None
     assert await desk.sent_to("alice") == [f"Note added to [#{jan} Jan · WhatsApp]. The customer does not see it."]
     after = await desk.deliveries()
     assert len(after) == before + 1 and after[-1].recipient_kind == "agent"  # only the answer to alice
-    messages = await desk.store.read(lambda tx: tx.messages_of(jan))
+    messages = await desk.store.read(lambda tx: tx.messages.of_conversation(jan))
     notes = [m for m in messages if m.direction == "note"]
     assert [n.text for n in notes] == ["Customer sounds upset about invoice 4471"]
     await desk.say("alice", "/note")
@@ -177,7 +177,7 @@ async def test_close_tells_the_customer_and_clears_current(desk: Desk) -> None:
     await desk.say("alice", "/close")
     assert await desk.sent_to("alice") == ["You have no current conversation. Send /list, then /switch ID."]
     events = await desk.store.read(
-        lambda tx: tx.conn.execute("SELECT kind FROM events WHERE conversation_id = ?", (jan,)).fetchall()
+        lambda tx: tx._session.conn.execute("SELECT kind FROM events WHERE conversation_id = ?", (jan,)).fetchall()
     )
     assert ("closed",) in [tuple(e) for e in events]
 
@@ -247,8 +247,8 @@ async def test_a_refused_command_keeps_nothing_it_did(tmp_path: Path) -> None:
         def register_commands(self, register: object) -> None:
             def tag(ctx: CommandContext, args: str) -> str:
                 conv = own_conversation(ctx, None)
-                ctx.tx.insert_message(conv.id, direction="note", channel="whatsapp", text=args, agent_id=ctx.agent.id)
-                agents.set_current_conversation(ctx.tx, ctx.agent.id, None)
+                ctx.tx.messages.insert(conv.id, direction="note", channel="whatsapp", text=args, agent_id=ctx.agent.id)
+                ctx.tx.agents.set_current_conversation(ctx.agent.id, None)
                 raise CommandRefused(f"cannot tag with {args!r}")
 
             register("tag", tag, "/tag WORD")  # type: ignore[operator]
@@ -262,10 +262,10 @@ async def test_a_refused_command_keeps_nothing_it_did(tmp_path: Path) -> None:
         await desk.say("alice", "/tag urgent")
         assert await desk.sent_to("alice") == ["cannot tag with 'urgent'"]
         assert (await desk.agent("alice")).current_conversation_id == jan
-        messages = await desk.store.read(lambda tx: tx.messages_of(jan))
+        messages = await desk.store.read(lambda tx: tx.messages.of_conversation(jan))
         assert [m.direction for m in messages] == ["in"]
         # The agent's message itself was still recorded (dedupe row), so a re-delivery is dropped.
-        (seen,) = await desk.store.read(lambda tx: tx.conn.execute("SELECT COUNT(*) FROM agent_inbound").fetchone())
+        (seen,) = await desk.store.read(lambda tx: tx._session.conn.execute("SELECT COUNT(*) FROM agent_inbound").fetchone())
         assert seen >= 2
     finally:
         await desk.close()

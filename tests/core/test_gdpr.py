@@ -20,23 +20,23 @@ def _seed(config_path, *, phone: str = "+31612340000", name: str = "Jan Marker")
         store = await Store.open(load_config(config_path).store)
         try:
             def fill(tx):
-                ident, _ = tx.get_or_create_identity("whatsapp", phone, name=name, inbound_at=tx.now())
-                tx.add_identity(ident.contact_id, "messenger", f"PSID-{phone[-6:]}")
-                conv = tx.create_conversation(ident.contact_id, ident.id, "whatsapp")
-                tx.insert_message(conv.id, direction="in", channel="whatsapp", text="hello SECRETWORD", external_id=f"w.{phone}")
-                tx.insert_message(conv.id, direction="note", channel="console", text="internal note", sensitive=True)
-                mid = tx.insert_message(conv.id, direction="out", channel="whatsapp", text="hi back")
-                tx.add_attachment(mid, 0, "image", mime="image/png", meta={"caption": "c"}, data=b"PNGDATA" * 50)
-                event_id = tx.next_id("events")
-                tx.conn.execute(
+                ident, _ = tx.contacts.get_or_create_identity("whatsapp", phone, name=name, inbound_at=tx.now())
+                tx.contacts.add_identity(ident.contact_id, "messenger", f"PSID-{phone[-6:]}")
+                conv = tx.conversations.create(ident.contact_id, ident.id, "whatsapp")
+                tx.messages.insert(conv.id, direction="in", channel="whatsapp", text="hello SECRETWORD", external_id=f"w.{phone}")
+                tx.messages.insert(conv.id, direction="note", channel="console", text="internal note", sensitive=True)
+                mid = tx.messages.insert(conv.id, direction="out", channel="whatsapp", text="hi back")
+                tx.attachments.add(mid, 0, "image", mime="image/png", meta={"caption": "c"}, data=b"PNGDATA" * 50)
+                event_id = tx._session.next_id("events")
+                tx._session.conn.execute(
                     "INSERT INTO events(id, conversation_id, kind, detail, created_at) VALUES (?, ?, 'transferred', ?, 0)",
-                    (event_id, conv.id, tx.seal(KeyOwner.contact(ident.contact_id), "events", "detail", event_id,
+                    (event_id, conv.id, tx._session.seal(KeyOwner.contact(ident.contact_id), "events", "detail", event_id,
                                                 json.dumps({"note": f"note about {name}"}))),
                 )  # fmt: skip
-                tx.audit("agent:alice", "conversation.transfer", f"conversation:{conv.id}", {"to": "bob"})
-                tx.close_conversation(conv.id)
-                tx.create_conversation(ident.contact_id, ident.id, "whatsapp")
-                tx.audit("cli:test", "transcript.view", f"contact:{ident.contact_id}", {"by": "alice"})
+                tx.audit.append("agent:alice", "conversation.transfer", f"conversation:{conv.id}", {"to": "bob"})
+                tx.conversations.close(conv.id)
+                tx.conversations.create(ident.contact_id, ident.id, "whatsapp")
+                tx.audit.append("cli:test", "transcript.view", f"contact:{ident.contact_id}", {"by": "alice"})
                 return ident.contact_id
 
             return await store.write(fill)
@@ -157,7 +157,7 @@ def test_erase_shreds_everything_of_the_contact(seeded) -> None:
     async def try_open() -> None:
         store = await Store.open(load_config(config).store)
         try:
-            await store.read(lambda tx: tx.open_text(KeyOwner.contact(first), "messages", "body", 1, bodies[0]))
+            await store.read(lambda tx: tx._session.open_text(KeyOwner.contact(first), "messages", "body", 1, bodies[0]))
         finally:
             await store.close()
 
@@ -189,7 +189,7 @@ async def test_erase_while_the_daemon_runs(seeded) -> None:
     tmp_path, config, first, second = seeded
     daemon = await Store.open(load_config(config).store)
     try:
-        assert (await daemon.read(lambda tx: tx.get_contact(first))).name == "Jan Marker"  # key cached
+        assert (await daemon.read(lambda tx: tx.contacts.get(first))).name == "Jan Marker"  # key cached
         proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "bridge", "gdpr", "erase", str(first), "--yes", "-c", str(config),
             cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(ROOT)},
@@ -198,9 +198,9 @@ async def test_erase_while_the_daemon_runs(seeded) -> None:
         _, err = await proc.communicate()
         assert proc.returncode == 0, err.decode()
         # the running store sees the erasure at once, and keeps working for everyone else
-        assert await daemon.read(lambda tx: tx.get_contact(first)) is None
-        assert await daemon.read(lambda tx: tx.find_contact("whatsapp:+31612340000")) is None
-        ident, created = await daemon.write(lambda tx: tx.get_or_create_identity("whatsapp", "+31612340000"))
+        assert await daemon.read(lambda tx: tx.contacts.get(first)) is None
+        assert await daemon.read(lambda tx: tx.contacts.find("whatsapp:+31612340000")) is None
+        ident, created = await daemon.write(lambda tx: tx.contacts.get_or_create_identity("whatsapp", "+31612340000"))
         assert created and ident.contact_id not in (first, second)
         # and the erased contact's unwrapped key is gone from the running store's memory too
         assert daemon._keyring.cached(KeyOwner.contact(first)) is None

@@ -32,7 +32,7 @@ async def _names(cfg) -> list[str]:
     store = await Store.open(cfg, create_missing_key=False)
     try:
         return await store.read(
-            lambda tx: [tx.get_contact(r[0]).name for r in tx.conn.execute("SELECT id FROM contacts ORDER BY id")]
+            lambda tx: [tx.contacts.get(r[0]).name for r in tx._session.conn.execute("SELECT id FROM contacts ORDER BY id")]
         )
     finally:
         await store.close()
@@ -41,7 +41,7 @@ async def _names(cfg) -> list[str]:
 async def _seed(cfg, count: int) -> None:
     store = await Store.open(cfg)
     try:
-        await store.write(lambda tx: [tx.create_contact(name=f"person {i}") for i in range(count)])
+        await store.write(lambda tx: [tx.contacts.create(name=f"person {i}") for i in range(count)])
     finally:
         await store.close()
 
@@ -105,16 +105,16 @@ async def test_running_daemon_follows_a_rotation(tmp_path, monkeypatch) -> None:
     cfg = settings(tmp_path)
     daemon = await Store.open(cfg)
     try:
-        known = await daemon.write(lambda tx: tx.create_contact(name="before"))
+        known = await daemon.write(lambda tx: tx.contacts.create(name="before"))
         other = await Store.open(cfg)  # a contact whose key the daemon never unwrapped
-        unseen = await other.write(lambda tx: tx.create_contact(name="unseen"))
+        unseen = await other.write(lambda tx: tx.contacts.create(name="unseen"))
         await other.close()
         await rotate(cfg, None)  # what `carebridge keys rotate` does, from another Store
         new_key = load_master_key(cfg.key)
         # the daemon still reads (cached and uncached keys), and wraps new keys under the NEW key
-        assert (await daemon.read(lambda tx: tx.get_contact(known))).name == "before"
-        assert (await daemon.read(lambda tx: tx.get_contact(unseen))).name == "unseen"
-        fresh = await daemon.write(lambda tx: tx.create_contact(name="after"))
+        assert (await daemon.read(lambda tx: tx.contacts.get(known))).name == "before"
+        assert (await daemon.read(lambda tx: tx.contacts.get(unseen))).name == "unseen"
+        fresh = await daemon.write(lambda tx: tx.contacts.create(name="after"))
     finally:
         await daemon.close()
     assert await _names(env_key_settings(tmp_path, new_key, monkeypatch)) == ["before", "unseen", "after"]
@@ -127,7 +127,7 @@ async def test_daemon_on_an_env_key_stops_wrapping_after_rotation(tmp_path, monk
     try:
         await rotate(cfg, tmp_path / "new.key")
         with pytest.raises(KeyMismatchError, match="it was rotated: restart with the new key"):
-            await daemon.write(lambda tx: tx.create_contact(name="lost"))
+            await daemon.write(lambda tx: tx.contacts.create(name="lost"))
     finally:
         await daemon.close()
     new_cfg = env_key_settings(tmp_path, load_master_key(f"file:{tmp_path / 'new.key'}"), monkeypatch)
@@ -219,7 +219,7 @@ async def test_rotate_subprocess_while_the_daemon_keeps_writing(tmp_path, monkey
 
     async def keep_writing() -> None:
         while not stop.is_set():
-            created.append(await daemon.write(lambda tx: tx.create_contact(name=f"n{len(created)}")))
+            created.append(await daemon.write(lambda tx: tx.contacts.create(name=f"n{len(created)}")))
             await asyncio.sleep(0.002)
 
     writer = asyncio.create_task(keep_writing())

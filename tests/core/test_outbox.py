@@ -83,7 +83,7 @@ async def test_last_attempt_fails_and_the_agent_is_told(tmp_path: Path) -> None:
         notice = next(t for t in second.texts_to("alice") if "could not be delivered" in t)
         assert notice.startswith("[#1 Jan · Memory]") and "HTTP 503" in notice
         assert mem.texts_to("cust") == []
-        status = await bridge.store.read(lambda tx: tx.conn.execute(
+        status = await bridge.store.read(lambda tx: tx._session.conn.execute(
             "SELECT status FROM messages WHERE direction = 'out'").fetchone()[0])  # fmt: skip
         assert status == "failed"
     finally:
@@ -142,7 +142,7 @@ async def test_a_store_refusing_to_record_an_outcome_does_not_make_the_worker_re
         (stuck,) = [r[0] for r in await outbox_rows(bridge) if r[2] == "contact"]
         # The store refuses every write to that row (as a full disk would), then the platform answers.
         await bridge.store.write(
-            lambda tx: tx.conn.execute(
+            lambda tx: tx._session.conn.execute(
                 f"CREATE TRIGGER refuse BEFORE UPDATE ON outbox WHEN OLD.id = {stuck}"
                 " BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END"
             )
@@ -161,7 +161,7 @@ async def test_a_store_refusing_to_record_an_outcome_does_not_make_the_worker_re
         # ...while the refused one was sent once and not again (its next try is an hour away).
         assert mem.texts_to("cust") == ["stuck reply"]
     finally:
-        await bridge.store.write(lambda tx: tx.conn.execute("DROP TRIGGER IF EXISTS refuse"))
+        await bridge.store.write(lambda tx: tx._session.conn.execute("DROP TRIGGER IF EXISTS refuse"))
         await bridge.close()
 
 
@@ -199,7 +199,7 @@ async def test_pending_rows_survive_a_restart_and_go_out_once(tmp_path: Path) ->
         assert [(r[3], r[4]) for r in rows if r[2] == "contact"] == [("pending", 1)]
         # the row is due in an hour; the restarted worker honours that, so pull it forward
         await bridge.store.write(
-            lambda tx: tx.conn.execute("UPDATE outbox SET next_attempt_at = 0 WHERE status = 'pending'")
+            lambda tx: tx._session.conn.execute("UPDATE outbox SET next_attempt_at = 0 WHERE status = 'pending'")
         )
         bridge.relay.worker.wake()
         await wait_for(lambda: mem.texts_to("cust") == ["survives"], what="resumed")
@@ -215,7 +215,7 @@ async def test_missing_channel_holds_with_a_reason_and_tells_the_agent(tmp_path:
         await wait_for(lambda: any("hi" in t for t in second.texts_to("alice")))
 
         def enqueue_ghost(tx):  # type: ignore[no-untyped-def]
-            return outbox.enqueue(tx, channel="ghost", recipient="x", recipient_kind="contact", recipient_id=1,
+            return tx.outbox.enqueue(channel="ghost", recipient="x", recipient_kind="contact", recipient_id=1,
                                   text="t", key_owner=KeyOwner.contact(1), conversation_id=1)  # fmt: skip
 
         await bridge.relay.write(lambda tx: (enqueue_ghost(tx), bridge.relay.rctx.wake()))
@@ -269,15 +269,15 @@ def _all_sent(bridge):  # type: ignore[no-untyped-def]
 
 
 def test_enqueue_refuses_unknown_recipient_kinds() -> None:
-    class Tx:
-        conn = None
+    from bridge.store.repos.outbox import OutboxRepo
 
+    repo = OutboxRepo(None, None)  # type: ignore[arg-type]  # refused before any statement runs
     with pytest.raises(ValueError, match="recipient_kind"):
-        outbox.enqueue(
-            Tx(), channel="x", recipient="r", recipient_kind="customer", recipient_id=1, text="t",
+        repo.enqueue(
+            channel="x", recipient="r", recipient_kind="customer", recipient_id=1, text="t",
             key_owner=KeyOwner.contact(1),
         )  # fmt: skip
-    assert outbox.owner_of("system", 0) == KeyOwner.SYSTEM
+    assert KeyOwner("system", 0) == KeyOwner.SYSTEM
 
 
 async def test_per_channel_concurrency_is_bounded(tmp_path: Path) -> None:
@@ -330,7 +330,7 @@ async def test_rows_held_for_a_disabled_channel_go_out_when_it_is_enabled_again(
         agent, _secret = await add_agent(bridge, "wanda", "windowed:+15559999")
         await bridge.relay.write(lambda tx: agents_repo.start_shift(tx, agent.id, tx.now(), 3600))
         # she wrote recently on that platform, so her window is open once the channel is back
-        await bridge.relay.write(lambda tx: agents_repo.touch_identity(tx, agent.id, "windowed", "+15559999", tx.now()))
+        await bridge.relay.write(lambda tx: tx.agents.touch_identity(agent.id, "windowed", "+15559999", tx.now()))
         await bridge.channels["memory"].inbound("cust", "for wanda")
 
         async def held() -> bool:

@@ -29,7 +29,7 @@ async def test_customer_message_reaches_online_agent_with_prefix_and_reply_retur
         await wait_for(lambda: mem.texts_to("cust-1") == ["We are on it!"], what="reply")
         assert bridge.metrics.messages_stored.labels(channel="memory", direction="in")._value.get() == 1
         assert bridge.metrics.messages_stored.labels(channel="memory", direction="out")._value.get() == 1
-        conv = await bridge.store.read(lambda tx: tx.get_conversation(1))
+        conv = await bridge.store.read(lambda tx: tx.conversations.get(1))
         assert conv.status == "assigned" and conv.queue == "default"
     finally:
         await bridge.close()
@@ -46,7 +46,7 @@ async def test_duplicates_are_stored_once_and_relayed_once(tmp_path: Path) -> No
         await second.inbound("alice", "answer", external_id="agent.1")
         await second.inbound("alice", "answer", external_id="agent.1")
         await wait_for(lambda: mem.texts_to("cust") == ["answer"])
-        count = await bridge.store.read(lambda tx: tx.conn.execute("SELECT COUNT(*) FROM messages").fetchone()[0])
+        count = await bridge.store.read(lambda tx: tx._session.conn.execute("SELECT COUNT(*) FROM messages").fetchone()[0])
         assert count == 2
         assert sum("same" in t for t in second.texts_to("alice")) == 1
     finally:
@@ -72,7 +72,7 @@ async def test_nobody_online_queues_with_one_notice_then_login_assigns_oldest_fi
             "[#2 Customer 2 · Memory] second customer",
         ]
         status = await bridge.store.read(
-            lambda tx: tx.conn.execute("SELECT status FROM messages WHERE direction='system'").fetchall()
+            lambda tx: tx._session.conn.execute("SELECT status FROM messages WHERE direction='system'").fetchall()
         )
         assert [s[0] for s in status] == ["sent", "sent"]
     finally:
@@ -88,7 +88,7 @@ async def test_not_logged_in_agent_gets_told_and_nothing_is_relayed(tmp_path: Pa
         await second.inbound("alice", "can I answer?")
         await wait_for(lambda: "You are not logged in. Send /login CODE." in second.texts_to("alice"))
         assert not any("hello" in t for t in second.texts_to("alice"))
-        convs = await bridge.store.read(lambda tx: tx.conn.execute("SELECT COUNT(*) FROM conversations").fetchone()[0])
+        convs = await bridge.store.read(lambda tx: tx._session.conn.execute("SELECT COUNT(*) FROM conversations").fetchone()[0])
         assert convs == 1  # agent traffic never opens a customer conversation
     finally:
         await bridge.close()
@@ -112,7 +112,7 @@ async def test_reply_context_beats_current_conversation_and_ambiguity_is_asked(t
         # the quoted reply answers the customer's own message in thread
         assert [m.reply_to for m in mem.sent if m.recipient == "c1"] == ["c1-m1"]
         # with no current conversation the agent is asked, never guessed for
-        await bridge.store.write(lambda tx: agents_repo.set_current_conversation(tx, agent.id, None))
+        await bridge.store.write(lambda tx: tx.agents.set_current_conversation(agent.id, None))
         await second.inbound("alice", "to whom?")
         await wait_for(lambda: any(t.startswith("Which conversation") for t in second.texts_to("alice")))
         assert "#1" in next(t for t in second.texts_to("alice") if t.startswith("Which"))
@@ -131,7 +131,7 @@ async def test_echo_is_stored_as_outbound_and_not_relayed(tmp_path: Path) -> Non
         await mem.inbound("cust", "answered from the page inbox", echo=True)
         await wait_for(lambda: any("question" in t for t in second.texts_to("alice")))
         rows = await bridge.store.read(
-            lambda tx: tx.conn.execute("SELECT direction FROM messages ORDER BY id").fetchall()
+            lambda tx: tx._session.conn.execute("SELECT direction FROM messages ORDER BY id").fetchall()
         )
         assert [r[0] for r in rows] == ["in", "out"]
         assert not any("page inbox" in t for t in second.texts_to("alice"))
@@ -150,7 +150,7 @@ async def test_attachments_are_recorded_and_linked_for_the_agent(tmp_path: Path)
         await wait_for(lambda: any("[image]" in t for t in second.texts_to("alice")))
         assert any(t.endswith("[image] broken lid") for t in second.texts_to("alice"))
         await bridge.relay.save_media("memory", ext, 0, b"\xff\xd8jpeg-bytes", "image/jpeg")
-        data = await bridge.store.read(lambda tx: tx.read_attachment(1))
+        data = await bridge.store.read(lambda tx: tx.attachments.read(1))
         assert data == b"\xff\xd8jpeg-bytes"
     finally:
         await bridge.close()
@@ -170,7 +170,7 @@ async def test_sensitive_messages_are_flagged(tmp_path: Path) -> None:
         await mem.inbound("cust", "my IBAN is NL91ABNA0417164300")
         await mem.inbound("cust", "thanks")
         flags = await bridge.store.read(
-            lambda tx: tx.conn.execute("SELECT sensitive FROM messages WHERE direction='in' ORDER BY id").fetchall()
+            lambda tx: tx._session.conn.execute("SELECT sensitive FROM messages WHERE direction='in' ORDER BY id").fetchall()
         )
         assert [f[0] for f in flags] == [1, 0]
     finally:
@@ -211,7 +211,7 @@ async def test_round_robin_rotates_across_agents(tmp_path: Path) -> None:
             await mem.inbound(f"c{n}", f"customer {n}")
         await wait_for(lambda: len([m for m in second.sent if m.text.startswith("[#")]) == 4)
         owners = await bridge.store.read(
-            lambda tx: tx.conn.execute("SELECT agent_id FROM conversations ORDER BY id").fetchall()
+            lambda tx: tx._session.conn.execute("SELECT agent_id FROM conversations ORDER BY id").fetchall()
         )
         assert [o[0] for o in owners] == [1, 2, 1, 2]
     finally:
@@ -234,7 +234,7 @@ async def test_delivered_and_read_reports_move_the_message_status(tmp_path: Path
             "memory", [StatusUpdate("memory", "delivered", time.time(), recipient="cust", watermark=time.time() + 5)]
         )
         statuses = await bridge.store.read(
-            lambda tx: tx.conn.execute("SELECT status FROM messages WHERE direction='out' ORDER BY id").fetchall()
+            lambda tx: tx._session.conn.execute("SELECT status FROM messages WHERE direction='out' ORDER BY id").fetchall()
         )
         assert [s[0] for s in statuses] == ["read", "delivered"]  # read is never moved back
     finally:
@@ -270,7 +270,7 @@ async def test_failed_status_reaches_the_agent_and_customer_gets_read_marks(tmp_
         await bridge.relay.update_status("memory", [failed])
         await wait_for(lambda: any("Message undeliverable (code 131026)" in t for t in second.texts_to("alice")))
         status = await bridge.store.read(
-            lambda tx: tx.conn.execute("SELECT status FROM messages WHERE direction='out'").fetchone()[0]
+            lambda tx: tx._session.conn.execute("SELECT status FROM messages WHERE direction='out'").fetchone()[0]
         )
         assert status == "failed"
     finally:
@@ -294,7 +294,7 @@ async def test_platform_echo_of_our_own_send_is_not_stored_again(tmp_path: Path)
         echo_id = mem.receipts[mem.sent[0].delivery_id]
         await mem.inbound("cust", "our reply", echo=True, external_id=echo_id)
         rows = await bridge.store.read(
-            lambda tx: tx.conn.execute("SELECT direction FROM messages ORDER BY id").fetchall()
+            lambda tx: tx._session.conn.execute("SELECT direction FROM messages ORDER BY id").fetchall()
         )
         assert [r[0] for r in rows] == ["in", "out"]
     finally:
@@ -310,7 +310,7 @@ async def test_reload_with_a_bad_rules_file_keeps_the_running_rules(tmp_path: Pa
         with pytest.raises(ConfigError, match=f"{rules}:2: queue 'nowhere' is not listed"):
             await bridge.relay.reload()
         await bridge.channels["memory"].inbound("cust", "gold member here")
-        queue = await bridge.store.read(lambda tx: tx.get_conversation(1).queue)
+        queue = await bridge.store.read(lambda tx: tx.conversations.get(1).queue)
         assert queue == "vip"
     finally:
         await bridge.close()
@@ -323,12 +323,12 @@ async def test_periodic_checks_forget_old_agent_dedupe_rows(tmp_path: Path) -> N
         await add_agent(bridge, "alice", "second:alice")
         await second.inbound("alice", "/help", external_id="recent")
         await bridge.store.write(
-            lambda tx: tx.conn.execute(
+            lambda tx: tx._session.conn.execute(
                 "INSERT INTO agent_inbound (channel, external_index, created_at) VALUES ('second', x'00', 1.0)"
             )
         )
         assert await bridge.relay.run_checks() == 0
-        rows = await bridge.store.read(lambda tx: tx.conn.execute("SELECT created_at FROM agent_inbound").fetchall())
+        rows = await bridge.store.read(lambda tx: tx._session.conn.execute("SELECT created_at FROM agent_inbound").fetchall())
         assert len(rows) == 1 and rows[0][0] > 1.0  # the recent one stays, the old one is gone
     finally:
         await bridge.close()
@@ -346,7 +346,7 @@ async def test_queued_notice_speaks_the_detected_or_default_language(tmp_path: P
         assert "bezet" in mem.texts_to("dutch")[0]
         assert "beschäftigt" in mem.texts_to("unknown")[0]
         languages = await bridge.store.read(
-            lambda tx: tx.conn.execute("SELECT language FROM conversations ORDER BY id").fetchall()
+            lambda tx: tx._session.conn.execute("SELECT language FROM conversations ORDER BY id").fetchall()
         )
         assert [row[0] for row in languages] == ["nl", "de"]
     finally:
@@ -372,7 +372,7 @@ async def test_a_failing_strategy_plugin_leaves_the_conversation_waiting_not_the
         await login(bridge, "second", "alice", secret)
         await mem.inbound("cust", "hello")  # stored and acknowledged despite the plugin
         await wait_for(lambda: len(mem.texts_to("cust")) == 1, what="queued notice")
-        status = await bridge.store.read(lambda tx: tx.get_conversation(1).status)
+        status = await bridge.store.read(lambda tx: tx.conversations.get(1).status)
         assert status == "queued"
         assert not any("hello" in t for t in second.texts_to("alice"))
     finally:

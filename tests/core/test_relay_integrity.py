@@ -27,9 +27,9 @@ FAST = '[delivery]\nretry_base = "10ms"\nretry_max = "40ms"\nmax_attempts = 3\n'
 def flip(tx: Any, table: str, column: str, row_id: int) -> None:
     """Flip the last byte of one sealed cell."""
     query = f"SELECT {column} FROM {table} WHERE id = ?"  # noqa: S608 (test-chosen names)
-    blob = bytearray(tx.conn.execute(query, (row_id,)).fetchone()[0])
+    blob = bytearray(tx._session.conn.execute(query, (row_id,)).fetchone()[0])
     blob[-1] ^= 0x01
-    tx.conn.execute(f"UPDATE {table} SET {column} = ? WHERE id = ?", (bytes(blob), row_id))  # noqa: S608
+    tx._session.conn.execute(f"UPDATE {table} SET {column} = ? WHERE id = ?", (bytes(blob), row_id))  # noqa: S608
 
 
 def errors(caplog: pytest.LogCaptureFixture, needle: str) -> list[str]:
@@ -50,7 +50,7 @@ async def test_a_tampered_outbox_row_is_failed_with_a_reason_and_later_deliverie
         def reply_and_tamper(tx: Any) -> int:
             """Alice's reply is queued and its sealed body damaged before the worker sees it."""
             mid = assign.send_to_customer(tx, bridge.relay.rctx, 1, "First answer", agent_id=_alice.id)
-            row = tx.conn.execute("SELECT id FROM outbox WHERE message_id = ?", (mid,)).fetchone()[0]
+            row = tx._session.conn.execute("SELECT id FROM outbox WHERE message_id = ?", (mid,)).fetchone()[0]
             flip(tx, "outbox", "body", row)
             return mid
 
@@ -61,7 +61,7 @@ async def test_a_tampered_outbox_row_is_failed_with_a_reason_and_later_deliverie
         (bad,) = [r for r in rows if r[3] == "failed"]
         assert bad[2] == "contact" and "integrity" in (bad[7] or "")
         assert bad[4] == 1, "tried once, not in a loop"
-        status = await bridge.store.read(lambda tx: tx.get_message(message_id).status)
+        status = await bridge.store.read(lambda tx: tx.messages.get(message_id).status)
         assert status == "failed"
         await wait_for(lambda: any("could not be delivered" in t for t in second.texts_to("alice")), what="notice")
         assert errors(caplog, "integrity")
@@ -80,7 +80,7 @@ async def test_a_tampered_customer_message_is_reported_to_the_agent_and_the_rest
         await mem.inbound("cust", "Hello", sender_name="Jan")  # nobody online: it waits
         card = await mem.inbound("cust", "My card is 4242")
         await mem.inbound("cust", "Anyone?")
-        bad = await bridge.store.read(lambda tx: tx.message_id_by_external("memory", card))
+        bad = await bridge.store.read(lambda tx: tx.messages.id_by_external("memory", card))
         await bridge.store.write(lambda tx: flip(tx, "messages", "body", bad))
         await login(bridge, "second", "alice", secret_a)
         await wait_for(lambda: any("Anyone?" in t for t in second.texts_to("alice")), what="relay")
@@ -92,7 +92,7 @@ async def test_a_tampered_customer_message_is_reported_to_the_agent_and_the_rest
         ]
         assert errors(caplog, f"messages.body of row {bad}")
         status = await bridge.store.read(
-            lambda tx: tx.conn.execute("SELECT status FROM messages WHERE id = ?", (bad,)).fetchone()[0]
+            lambda tx: tx._session.conn.execute("SELECT status FROM messages WHERE id = ?", (bad,)).fetchone()[0]
         )
         assert status == "failed"
         # The hand-off's history says so too, and the transfer itself goes through.
@@ -101,7 +101,7 @@ async def test_a_tampered_customer_message_is_reported_to_the_agent_and_the_rest
         await wait_for(lambda: any("Handed over" in t for t in second.texts_to("bob")), what="hand-off")
         (handoff,) = [t for t in second.texts_to("bob") if "Handed over" in t]
         assert "Jan: [unreadable]" in handoff.splitlines() and "Jan: Anyone?" in handoff.splitlines()
-        assert (await bridge.store.read(lambda tx: tx.get_conversation(1))).agent_id != alice.id
+        assert (await bridge.store.read(lambda tx: tx.conversations.get(1))).agent_id != alice.id
     finally:
         await bridge.close()
 
@@ -168,7 +168,7 @@ async def test_a_conversation_whose_agent_record_is_damaged_goes_to_a_colleague(
         await bridge.store.write(lambda tx: flip(tx, "agents", "address", alice.id))
         await mem.inbound("cust", "Are you there?")  # acknowledged, not a 500 loop
         await wait_for(lambda: "[#1 Jan · Memory] Are you there?" in second.texts_to("bob"), what="relay to bob")
-        assert (await bridge.store.read(lambda tx: tx.get_conversation(1))).agent_id == bob.id
+        assert (await bridge.store.read(lambda tx: tx.conversations.get(1))).agent_id == bob.id
         assert errors(caplog, "its agent is unreadable")
         await second.inbound("alice", "hello?")  # her own messages are dropped with a log line, not a crash
         assert errors(caplog, "agent whose record is unreadable")
@@ -230,7 +230,7 @@ async def test_a_damaged_identity_address_does_not_stop_that_customers_new_messa
         batch = [message, replace(message, sender="cust", external_id="x-2", text="Hello again?")]
         await bridge.relay.ingest("memory", batch)  # acknowledged: no exception
         for external_id, text in (("x-1", "Hi"), ("x-2", "Hello again?")):
-            stored = await bridge.store.read(lambda tx, e=external_id: tx.get_message(tx.message_id_by_external("memory", e)))
+            stored = await bridge.store.read(lambda tx, e=external_id: tx.messages.get(tx.messages.id_by_external("memory", e)))
             assert stored is not None and stored.text == text
         await wait_for(lambda: "[#1 Jan · Memory] Hello again?" in second.texts_to("alice"))
     finally:
@@ -249,12 +249,12 @@ async def test_an_agent_command_stopped_by_a_damaged_record_is_undone_and_the_ag
         await login(bridge, "second", "bob", secret_b)
         await mem.inbound("cust", "Hello", sender_name="Jan")
         await wait_for(lambda: any("Hello" in t for t in second.texts_to("alice") + second.texts_to("bob")))
-        owner = (await bridge.store.read(lambda tx: tx.get_conversation(1))).agent_id
+        owner = (await bridge.store.read(lambda tx: tx.conversations.get(1))).agent_id
         sender, target = ("alice", bob) if owner == alice.id else ("bob", alice)
         await bridge.store.write(lambda tx: flip(tx, "agents", "address", target.id))
         await second.inbound(sender, f"/transfer {target.name}")
         await wait_for(lambda: any("could not be handled" in t for t in second.texts_to(sender)), what="notice")
-        assert (await bridge.store.read(lambda tx: tx.get_conversation(1))).agent_id == owner
+        assert (await bridge.store.read(lambda tx: tx.conversations.get(1))).agent_id == owner
         assert errors(caplog, f"agent {sender}'s message stopped by a damaged record")
     finally:
         await bridge.close()

@@ -12,9 +12,9 @@ from tests.e2e.harness import make_bridge
 
 
 def _flip_meta_byte(tx: Any) -> None:
-    blob = bytearray(tx.conn.execute("SELECT meta FROM attachments WHERE kind = 'file'").fetchone()[0])
+    blob = bytearray(tx._session.conn.execute("SELECT meta FROM attachments WHERE kind = 'file'").fetchone()[0])
     blob[-1] ^= 0x01
-    tx.conn.execute("UPDATE attachments SET meta = ? WHERE kind = 'file'", (bytes(blob),))
+    tx._session.conn.execute("UPDATE attachments SET meta = ? WHERE kind = 'file'", (bytes(blob),))
 
 
 async def test_resume_media_hands_unfetched_attachments_to_the_channel_after_a_restart(
@@ -48,7 +48,7 @@ async def test_resume_media_hands_unfetched_attachments_to_the_channel_after_a_r
         assert dict(item.attachment.meta) == {"caption": "broken lid"}
         assert item.received_at > 0
         stored = await bridge.store.read(
-            lambda tx: tx.read_attachment(tx.attachment_by_external("memory", first, 0).id)
+            lambda tx: tx.attachments.read(tx.attachments.by_external("memory", first, 0).id)
         )
         assert stored == b"bytes of m-photo"
         # Once fetched, nothing is pending any more; the other channel never had any.

@@ -23,7 +23,7 @@ async def test_customer_window_closed_holds_sends_template_once_and_releases(tmp
         await login(bridge, "second", "alice", secret)
         await win.inbound("+15550001", "wrote long ago", timestamp=HOURS_AGO, sender_name="Jan")
         await wait_for(lambda: any("wrote long ago" in t for t in second.texts_to("alice")))
-        await bridge.store.write(lambda tx: tx.set_contact_email(1, "jan@example.org", verified=True))
+        await bridge.store.write(lambda tx: tx.contacts.set_email(1, "jan@example.org", verified=True))
         await second.inbound("alice", "first answer")
         await second.inbound("alice", "second answer")
         await wait_for(lambda: any("will not deliver" in t for t in second.texts_to("alice")), what="agent told")
@@ -42,7 +42,7 @@ async def test_customer_window_closed_holds_sends_template_once_and_releases(tmp
         await win.inbound("+15550001", "ok I am back")
         await wait_for(lambda: win.texts_to("+15550001") == ["first answer", "second answer"], what="released")
         statuses = await bridge.store.read(
-            lambda tx: tx.conn.execute("SELECT status FROM messages WHERE direction='out'").fetchall()
+            lambda tx: tx._session.conn.execute("SELECT status FROM messages WHERE direction='out'").fetchall()
         )
         assert [s[0] for s in statuses] == ["sent", "sent"]
     finally:
@@ -131,7 +131,7 @@ async def test_a_failure_reported_before_the_send_is_recorded_is_not_lost(tmp_pa
         await wait_for(lambda: any("Undeliverable (code 131026)" in t for t in second.texts_to("alice")), what="told")
         rows = [r for r in await outbox_rows(bridge) if r[2] == "contact"]
         assert [r[3] for r in rows] == ["failed"]
-        left = await bridge.store.read(lambda tx: tx.conn.execute("SELECT COUNT(*) FROM early_statuses").fetchone()[0])
+        left = await bridge.store.read(lambda tx: tx._session.conn.execute("SELECT COUNT(*) FROM early_statuses").fetchone()[0])
         assert left == 0
     finally:
         await bridge.close()

@@ -26,19 +26,19 @@ MARKERS = {
 
 
 def _fill(tx, rnd: int = 0) -> None:
-    wa, _ = tx.get_or_create_identity("whatsapp", MARKERS["phone_digits"], name=MARKERS["name"], inbound_at=tx.now())
-    tx.set_contact_email(wa.contact_id, MARKERS["email"], verified=True)
-    conv = tx.create_conversation(wa.contact_id, wa.id, "whatsapp")
+    wa, _ = tx.contacts.get_or_create_identity("whatsapp", MARKERS["phone_digits"], name=MARKERS["name"], inbound_at=tx.now())
+    tx.contacts.set_email(wa.contact_id, MARKERS["email"], verified=True)
+    conv = tx.conversations.create(wa.contact_id, wa.id, "whatsapp")
     for i in range(30):
-        mid = tx.insert_message(
+        mid = tx.messages.insert(
             conv.id, direction="in", channel="whatsapp", text=f"{MARKERS['body']} {i} call {MARKERS['phone']}",
             external_id=f"{MARKERS['wamid']}{rnd}-{i}", meta={"subject": MARKERS["meta"]},
         )  # fmt: skip
-    tx.add_attachment(mid, 0, "image", mime="image/png", meta={"caption": MARKERS["meta"]}, data=MARKERS["media"].encode() * 10)
-    fb, _ = tx.get_or_create_identity("messenger", MARKERS["psid"], name=MARKERS["name"])
-    tx.insert_message(tx.create_conversation(fb.contact_id, fb.id, "messenger").id, direction="out",
+    tx.attachments.add(mid, 0, "image", mime="image/png", meta={"caption": MARKERS["meta"]}, data=MARKERS["media"].encode() * 10)
+    fb, _ = tx.contacts.get_or_create_identity("messenger", MARKERS["psid"], name=MARKERS["name"])
+    tx.messages.insert(tx.conversations.create(fb.contact_id, fb.id, "messenger").id, direction="out",
                       channel="messenger", text=MARKERS["body"], reply_to=MARKERS["psid"])  # fmt: skip
-    tx.audit("cli:test", "test.event", f"contact:{wa.contact_id}", {"note": MARKERS["audit"]})
+    tx.audit.append("cli:test", "test.event", f"contact:{wa.contact_id}", {"note": MARKERS["audit"]})
 
 
 def _assert_no_markers(files: dict[str, bytes]) -> None:
@@ -58,13 +58,13 @@ async def test_no_plaintext_in_db_wal_shm_or_media(tmp_path, caplog, checkpoint)
         await store.write(_fill)
         await store.write(lambda tx: _fill(tx, 1))  # a second round: updates of existing rows go through the WAL too
         if checkpoint:
-            await store.write(lambda tx: tx.after_commit(lambda: tx.conn.execute("PRAGMA wal_checkpoint(FULL)")))
+            await store.write(lambda tx: tx.after_commit(lambda: tx._session.conn.execute("PRAGMA wal_checkpoint(FULL)")))
         files = raw_files(cfg.path)
         assert "carebridge.db-wal" in files and len(files["carebridge.db-wal"]) > 0
         assert any(name.startswith("media/") for name in files)
         _assert_no_markers(files)
         # and it is all really there, decrypted
-        contact = await store.read(lambda tx: tx.get_contact(tx.find_contact(f"whatsapp:{MARKERS['phone']}")))
+        contact = await store.read(lambda tx: tx.contacts.get(tx.contacts.find(f"whatsapp:{MARKERS['phone']}")))
         assert (contact.name, contact.email) == (MARKERS["name"], MARKERS["email"])
     finally:
         await store.close()
@@ -78,21 +78,21 @@ async def test_ciphertext_moved_to_another_row_fails(tmp_path) -> None:
     store = await Store.open(cfg)
     try:
         def setup(tx):
-            ident, _ = tx.get_or_create_identity("whatsapp", "+31611111111")
-            conv = tx.create_conversation(ident.contact_id, ident.id, "whatsapp")
-            return conv.id, [tx.insert_message(conv.id, direction="in", channel="whatsapp", text=t) for t in ("one", "two")]
+            ident, _ = tx.contacts.get_or_create_identity("whatsapp", "+31611111111")
+            conv = tx.conversations.create(ident.contact_id, ident.id, "whatsapp")
+            return conv.id, [tx.messages.insert(conv.id, direction="in", channel="whatsapp", text=t) for t in ("one", "two")]
 
         conv, (first, second) = await store.write(setup)
         conn = raw(cfg.path)
         conn.execute("UPDATE messages SET body = (SELECT body FROM messages WHERE id = ?) WHERE id = ?", (first, second))
         conn.close()
         with pytest.raises(IntegrityError) as caught:
-            await store.read(lambda tx: tx.get_message(second))
+            await store.read(lambda tx: tx.messages.get(second))
         assert (caught.value.table, caught.value.column, caught.value.row_id) == ("messages", "body", second)
         assert f"messages.body of row {second}" in str(caught.value)
         # the untouched record still reads, and non-strict readers report and continue
-        assert (await store.read(lambda tx: tx.get_message(first))).text == "one"
-        history = await store.read(lambda tx: tx.recent_messages(conv, 10, strict=False))
+        assert (await store.read(lambda tx: tx.messages.get(first))).text == "one"
+        history = await store.read(lambda tx: tx.messages.recent(conv, 10, strict=False))
         assert [(m.text, m.unreadable) for m in history] == [("one", False), (None, True)]
     finally:
         await store.close()
@@ -102,17 +102,17 @@ async def test_ciphertext_from_another_contact_fails(tmp_path) -> None:
     cfg = settings(tmp_path)
     store = await Store.open(cfg)
     try:
-        a = await store.write(lambda tx: tx.create_contact(name="Alice"))
-        b = await store.write(lambda tx: tx.create_contact(name="Bob"))
+        a = await store.write(lambda tx: tx.contacts.create(name="Alice"))
+        b = await store.write(lambda tx: tx.contacts.create(name="Bob"))
         conn = raw(cfg.path)
         # same row id is impossible across contacts, so swap a name into b's row: wrong row AND wrong key
         conn.execute("UPDATE contacts SET name = (SELECT name FROM contacts WHERE id = ?) WHERE id = ?", (a, b))
         conn.execute("UPDATE contacts SET email = x'01' WHERE id = ?", (a,))
         conn.close()
         with pytest.raises(IntegrityError, match=f"contacts.name of row {b}"):
-            await store.read(lambda tx: tx.get_contact(b))
+            await store.read(lambda tx: tx.contacts.get(b))
         with pytest.raises(IntegrityError, match=f"contacts.email of row {a}"):
-            await store.read(lambda tx: tx.get_contact(a))
+            await store.read(lambda tx: tx.contacts.get(a))
     finally:
         await store.close()
 
@@ -137,8 +137,8 @@ async def test_outbox_last_error_never_stores_an_address(tmp_path) -> None:
     error = f"SMTP 550 <{MARKERS['email']}> unknown; psid {MARKERS['psid']}99999 to {MARKERS['phone']}"
     try:
         def enqueue(tx) -> int:
-            row_id = tx.next_id("outbox")
-            tx.conn.execute(
+            row_id = tx._session.next_id("outbox")
+            tx._session.conn.execute(
                 "INSERT INTO outbox(id, key_kind, key_owner, channel, recipient_kind, recipient_id, recipient, body,"
                 " next_attempt_at, created_at, last_error) VALUES (?, 'system', 0, 'email', 'contact', 1, x'00', x'00',"
                 " 0, 0, ?)",
@@ -148,8 +148,8 @@ async def test_outbox_last_error_never_stores_an_address(tmp_path) -> None:
 
         first = await store.write(enqueue)
         second = await store.write(enqueue)
-        await store.write(lambda tx: tx.conn.execute("UPDATE outbox SET last_error = ? WHERE id = ?", (error, first)))
-        stored = await store.read(lambda tx: [r[0] for r in tx.conn.execute("SELECT last_error FROM outbox ORDER BY id")])
+        await store.write(lambda tx: tx._session.conn.execute("UPDATE outbox SET last_error = ? WHERE id = ?", (error, first)))
+        stored = await store.read(lambda tx: [r[0] for r in tx._session.conn.execute("SELECT last_error FROM outbox ORDER BY id")])
         assert len(stored) == 2 and all(s == stored[0] for s in stored), (first, second, stored)
         assert stored[0].startswith("SMTP 550 <[redacted]> unknown")
         _assert_no_markers(raw_files(cfg.path))

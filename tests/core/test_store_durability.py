@@ -22,13 +22,13 @@ WRITER = textwrap.dedent(
 
     async def main():
         store = await Store.open(StoreConfig(path=Path(sys.argv[1]), key=sys.argv[2]))
-        conv = await store.write(lambda tx: tx.create_conversation(
-            tx.get_or_create_identity("whatsapp", "+31600000009")[0].contact_id, None, "whatsapp").id)
+        conv = await store.write(lambda tx: tx.conversations.create(
+            tx.contacts.get_or_create_identity("whatsapp", "+31600000009")[0].contact_id, None, "whatsapp").id)
         counter = iter(range(10**9))
 
         async def one():
             for i in counter:
-                mid = await store.write(lambda tx, i=i: tx.insert_message(
+                mid = await store.write(lambda tx, i=i: tx.messages.insert(
                     conv, direction="in", channel="whatsapp", text=f"acked {i}", external_id=f"w{i}"))
                 print(mid, flush=True)   # the acknowledgement: only after COMMIT
 
@@ -65,7 +65,7 @@ def test_every_acknowledged_message_survives_sigkill(tmp_path) -> None:
         store = await Store.open(cfg, create_missing_key=False)
         try:
             return await store.read(
-                lambda tx: {m.id: m.text for m in tx.messages_of(1)}  # the one conversation
+                lambda tx: {m.id: m.text for m in tx.messages.of_conversation(1)}  # the one conversation
             )
         finally:
             await store.close()

@@ -12,8 +12,9 @@ import pytest
 
 from bridge.errors import KeyMismatchError, StoreError
 from bridge.keyfile import generate_key, write_key_file
-from bridge.store import KeyOwner, Store, register_migration
+from bridge.store import KeyOwner, Store
 from bridge.store import schema as store_schema
+from bridge.store.schema import register_migration
 from tests.core.test_store_kit import env_key_settings, raw, settings
 
 
@@ -43,7 +44,7 @@ async def test_pragmas_on_both_connections(tmp_path) -> None:
     store = await Store.open(settings(tmp_path))
     try:
         def pragmas(tx):
-            return [tx.conn.execute(f"PRAGMA {p}").fetchone()[0] for p in ("synchronous", "foreign_keys", "secure_delete")]
+            return [tx._session.conn.execute(f"PRAGMA {p}").fetchone()[0] for p in ("synchronous", "foreign_keys", "secure_delete")]
 
         assert await store.write(pragmas) == [2, 1, 1]  # FULL, on, on
         assert await store.read(pragmas) == [2, 1, 1]
@@ -64,7 +65,7 @@ async def test_bad_synchronous_setting_is_named(tmp_path) -> None:
 async def _populate(cfg) -> None:
     store = await Store.open(cfg)
     try:
-        await store.write(lambda tx: tx.create_contact(name="Someone"))
+        await store.write(lambda tx: tx.contacts.create(name="Someone"))
     finally:
         await store.close()
 
@@ -137,8 +138,8 @@ async def test_group_commit_one_transaction_and_resolves_after_commit(tmp_path) 
     cfg = settings(tmp_path)
     store = await Store.open(cfg)
     try:
-        contact = await store.write(lambda tx: tx.create_contact(name="C"))
-        conv = await store.write(lambda tx: tx.create_conversation(contact, None, "whatsapp").id)
+        contact = await store.write(lambda tx: tx.contacts.create(name="C"))
+        conv = await store.write(lambda tx: tx.conversations.create(contact, None, "whatsapp").id)
         gate, started = threading.Event(), threading.Event()
 
         def blocker(tx) -> None:
@@ -147,7 +148,7 @@ async def test_group_commit_one_transaction_and_resolves_after_commit(tmp_path) 
 
         def insert(i: int):
             def fn(tx):
-                mid = tx.insert_message(conv, direction="in", channel="whatsapp", text=f"m{i}", external_id=f"x{i}")
+                mid = tx.messages.insert(conv, direction="in", channel="whatsapp", text=f"m{i}", external_id=f"x{i}")
                 if i == 7:
                     raise ValueError("boom")
                 return mid
@@ -170,7 +171,7 @@ async def test_group_commit_one_transaction_and_resolves_after_commit(tmp_path) 
         ids = {r[0] for r in conn.execute("SELECT id FROM messages")}
         conn.close()
         assert ids == {o for i, o in enumerate(outcomes) if i != 7}
-        texts = await store.read(lambda tx: [m.text for m in tx.recent_messages(conv, 100)])
+        texts = await store.read(lambda tx: [m.text for m in tx.messages.recent(conv, 100)])
         assert texts == [f"m{i}" for i in range(40) if i != 7]
     finally:
         await store.close()
@@ -180,16 +181,16 @@ async def test_failed_function_loses_its_new_key_but_not_others(tmp_path) -> Non
     store = await Store.open(settings(tmp_path))
     try:
         def create_then_fail(tx):
-            tx.create_contact(name="ghost")
+            tx.contacts.create(name="ghost")
             raise RuntimeError("no")
 
         with pytest.raises(RuntimeError):
             await store.write(create_then_fail)
-        contact = await store.write(lambda tx: tx.create_contact(name="real"))
-        assert (await store.read(lambda tx: tx.get_contact(contact))).name == "real"
+        contact = await store.write(lambda tx: tx.contacts.create(name="real"))
+        assert (await store.read(lambda tx: tx.contacts.get(contact))).name == "real"
         await store.close()
         store = await Store.open(settings(tmp_path))
-        assert (await store.read(lambda tx: tx.get_contact(contact))).name == "real"
+        assert (await store.read(lambda tx: tx.contacts.get(contact))).name == "real"
     finally:
         await store.close()
 
@@ -202,18 +203,18 @@ async def test_a_rolled_back_savepoint_forgets_the_keys_it_created(tmp_path) -> 
         def partly_undone(tx):
             with pytest.raises(RuntimeError):
                 with tx.savepoint():
-                    owner = KeyOwner.contact(tx.create_contact(name="inside"))
+                    owner = KeyOwner.contact(tx.contacts.create(name="inside"))
                     tx.on_rollback(lambda: undone.append("file"))
                     raise RuntimeError("undo the block")
-            assert not tx.has_key(owner)
+            assert not tx._session.has_key(owner)
             # The same owner id sealed again must get a fresh key with a committed row.
-            return owner, tx.seal(owner, "contacts", "name", owner.id, "after")
+            return owner, tx._session.seal(owner, "contacts", "name", owner.id, "after")
 
         owner, blob = await store.write(partly_undone)
         assert undone == ["file"]
         await store.close()
         store = await Store.open(settings(tmp_path))
-        assert await store.read(lambda tx: tx.open_text(owner, "contacts", "name", owner.id, blob)) == "after"
+        assert await store.read(lambda tx: tx._session.open_text(owner, "contacts", "name", owner.id, blob)) == "after"
     finally:
         await store.close()
 
@@ -227,9 +228,9 @@ async def test_write_refuses_coroutine_functions_and_reads_are_read_only(tmp_pat
         with pytest.raises(TypeError, match="plain function"):
             await store.write(not_sync)
         with pytest.raises(sqlite3.OperationalError, match="readonly|read-only|query_only"):
-            await store.read(lambda tx: tx.conn.execute("DELETE FROM contacts"))
+            await store.read(lambda tx: tx._session.conn.execute("DELETE FROM contacts"))
         with pytest.raises(StoreError, match="needs store.write"):
-            await store.read(lambda tx: tx.new_key(KeyOwner.agent(1)))
+            await store.read(lambda tx: tx._session.new_key(KeyOwner.agent(1)))
     finally:
         await store.close()
     with pytest.raises(StoreError, match="closed"):
@@ -239,8 +240,8 @@ async def test_write_refuses_coroutine_functions_and_reads_are_read_only(tmp_pat
 async def test_injected_clock(tmp_path) -> None:
     store = await Store.open(settings(tmp_path), clock=lambda: 1234.5)
     try:
-        contact = await store.write(lambda tx: tx.create_contact())
-        assert (await store.read(lambda tx: tx.get_contact(contact))).created_at == 1234.5
+        contact = await store.write(lambda tx: tx.contacts.create())
+        assert (await store.read(lambda tx: tx.contacts.get(contact))).created_at == 1234.5
     finally:
         await store.close()
 
@@ -266,7 +267,7 @@ async def test_cancelled_caller_still_commits(tmp_path) -> None:
     try:
         gate = threading.Event()
         blocker = asyncio.ensure_future(store.write(lambda tx: gate.wait(10)))
-        task = asyncio.ensure_future(store.write(lambda tx: tx.create_contact(name="kept")))
+        task = asyncio.ensure_future(store.write(lambda tx: tx.contacts.create(name="kept")))
         await asyncio.sleep(0)
         task.cancel()
         gate.set()
@@ -274,7 +275,7 @@ async def test_cancelled_caller_still_commits(tmp_path) -> None:
         with pytest.raises(asyncio.CancelledError):
             await task
         await store.write(lambda tx: None)  # FIFO: every earlier function is committed now
-        names = await store.read(lambda tx: [tx.get_contact(r[0]).name for r in tx.conn.execute("SELECT id FROM contacts")])
+        names = await store.read(lambda tx: [tx.contacts.get(r[0]).name for r in tx._session.conn.execute("SELECT id FROM contacts")])
         assert names == ["kept"]
     finally:
         await store.close()

@@ -41,7 +41,7 @@ async def conversation_with_alice(desk: Desk, *lines: str) -> int:
 
 
 async def audit_details(desk: Desk, action: str) -> list[object]:
-    return [e.detail for e in await desk.store.read(lambda tx: tx.audit_entries()) if e.action == action]
+    return [e.detail for e in await desk.store.read(lambda tx: tx.audit.entries()) if e.action == action]
 
 
 async def test_transfer_to_online_agent_hands_over_note_and_last_n_messages(desk: Desk) -> None:
@@ -104,7 +104,7 @@ async def test_transfer_refusals_leave_the_conversation_with_the_sender(desk: De
         await desk.store.write(
             lambda tx: make_conversation(tx, name="Kim", channel="messenger", address="3003", agent_id=carol.id)
         )
-        assert await desk.store.read(lambda tx: agents.open_conversations(tx, carol.id)) == 1
+        assert await desk.store.read(lambda tx: tx.conversations.count_assigned(carol.id)) == 1
     target = {"unknown": "zoe", "self": "alice"}.get(setup, "carol")
     await desk.sent_to("alice")
     await desk.say("alice", f"/transfer {target} please")

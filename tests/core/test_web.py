@@ -133,7 +133,7 @@ async def test_webhook_is_stored_counted_and_timed(make_bridge: BridgeFactory, a
     response = await client.post("/webhooks/acme", data=body, headers={"X-Acme-Token": "acme-token"})
     assert response.status == 200, await response.text()
     count = await instance.store.read(
-        lambda tx: tx.conn.execute("SELECT count(*) FROM messages WHERE direction = 'in'").fetchone()[0]
+        lambda tx: tx._session.conn.execute("SELECT count(*) FROM messages WHERE direction = 'in'").fetchone()[0]
     )
     assert count == 1
     metrics = await (await client.get("/metrics")).text()
@@ -181,7 +181,7 @@ async def test_body_over_max_body_is_413_json_and_stores_nothing(
     response = await client.post("/webhooks/acme", data=chunks(), headers={"X-Acme-Token": "acme-token"})
     assert response.status == 413
     assert (await response.json())["error"]["code"] == "too_large"
-    count = await instance.store.read(lambda tx: tx.conn.execute("SELECT count(*) FROM messages").fetchone()[0])
+    count = await instance.store.read(lambda tx: tx._session.conn.execute("SELECT count(*) FROM messages").fetchone()[0])
     assert count == 0
 
 
@@ -263,7 +263,7 @@ async def test_media_left_unfetched_goes_to_the_channel_at_the_next_start(
     second = await make_bridge()
     await second.start()
     assert acme.AcmeChannel.resumed == [("m-1", 0, "media-photo")]
-    stored = await second.store.read(lambda tx: tx.read_attachment(tx.attachment_by_external("acme", "m-1", 0).id))
+    stored = await second.store.read(lambda tx: tx.attachments.read(tx.attachments.by_external("acme", "m-1", 0).id))
     assert stored == b"media-photo"
     await second.close()
 

@@ -196,7 +196,7 @@ async def login(bridge: Bridge, channel: str, address: str, secret: str, *, time
 def outbox_rows(bridge: Bridge) -> Awaitable[list[tuple[Any, ...]]]:
     """``(id, channel, recipient_kind, status, attempts, template, hold_reason, last_error)`` of every row."""
     return bridge.store.read(
-        lambda tx: tx.conn.execute(
+        lambda tx: tx._session.conn.execute(
             "SELECT id, channel, recipient_kind, status, attempts, template, hold_reason, last_error FROM outbox ORDER BY id"
         ).fetchall()
     )

@@ -175,7 +175,7 @@ async def test_agents_on_whatsapp_and_messenger_take_answer_and_hand_over_an_ema
     assert all(r[4] == 1 for r in rows), "every delivery succeeded at its first attempt"
 
     def transcript(tx: Any) -> list[tuple[str, str]]:
-        return list(tx.conn.execute("SELECT direction, channel FROM messages ORDER BY id").fetchall())
+        return list(tx._session.conn.execute("SELECT direction, channel FROM messages ORDER BY id").fetchall())
 
     # The conversation's record: two mails in (the MTA's resend stored once), two answers out.
     assert await bridge.store.read(transcript) == [("in", "email"), ("out", "email")] * 2

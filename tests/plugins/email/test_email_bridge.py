@@ -120,7 +120,7 @@ async def test_a_bounce_reaches_no_agent(bridge: Bridge, smtp: FakeSmtpServer) -
     assert (await lmtp_deliver(bridge, auto, CUSTOMER, FROM))[-1].startswith("250")
 
     def stored(tx: object) -> int:
-        return int(tx.conn.execute("SELECT COUNT(*) FROM contacts").fetchone()[0])  # type: ignore[attr-defined]
+        return int(tx._session.conn.execute("SELECT COUNT(*) FROM contacts").fetchone()[0])  # type: ignore[attr-defined]
 
     assert await bridge.store.read(stored) == 0, "neither mail made a customer"
     assert len(mails_to(smtp, AGENT)) == seen

@@ -38,7 +38,7 @@ _mids = itertools.count(1)
 
 
 def count_messages(tx: Any) -> int:
-    return int(tx.conn.execute("SELECT COUNT(*) FROM messages").fetchone()[0])
+    return int(tx._session.conn.execute("SELECT COUNT(*) FROM messages").fetchone()[0])
 
 
 class Page:

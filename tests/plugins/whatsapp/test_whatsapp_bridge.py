@@ -94,8 +94,8 @@ async def test_media_arrives_encrypted_in_the_store(bridge: Bridge, fake: FakeWh
     assert fake.downloads == [media_id]
 
     def read_back(tx: Any) -> bytes:
-        attachment = tx.attachment_by_external("whatsapp", "wamid.MEDIA-E2E", 0)
-        return bytes(tx.read_attachment(attachment.id))
+        attachment = tx.attachments.by_external("whatsapp", "wamid.MEDIA-E2E", 0)
+        return bytes(tx.attachments.read(attachment.id))
 
     assert await bridge.store.read(read_back) == picture
     files = [p for p in (tmp_path / "var").rglob("*") if p.is_file()]

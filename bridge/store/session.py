@@ -1,9 +1,12 @@
-"""The transaction handle's primitives: clock, ids, sealing, blind indexes, keys.
+"""The primitives every repository is built on: SQL, clock, ids, sealing, blind indexes, keys.
 
-A :class:`TxBase` is handed to every ``store.write(fn)``/``store.read(fn)``
-function and is valid only while that function runs. Repository methods
-(contacts, messages, …) are mixins built on these primitives; other parts of
-Carebridge write their own repository functions on the same primitives.
+Why a seam here: the repositories (``bridge.store.repos``) hold the
+statements and the encryption rules of each table; what they need from a
+database backend is this small :class:`Session` protocol. ``SqliteSession``
+is the SQLite implementation, used by the engine's writer and reader
+threads; a session is valid only while one ``store.write``/``store.read``
+function runs. Nothing outside ``bridge.store`` sees a session or a
+connection: write functions get a :class:`bridge.store.tx.Tx`.
 """
 
 from __future__ import annotations
@@ -11,10 +14,10 @@ from __future__ import annotations
 import logging
 import re
 import sqlite3
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Protocol
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
@@ -30,8 +33,71 @@ log = logging.getLogger("carebridge.store")
 _IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]*$")
 
 
-class TxBase:
-    """Primitives shared by every repository mixin."""
+class Cursor(Protocol):
+    """What a statement returns: rows and the count of changed rows."""
+
+    @property
+    def rowcount(self) -> int: ...
+
+    def fetchone(self) -> Any: ...
+
+    def fetchall(self) -> list[Any]: ...
+
+    def __iter__(self) -> Iterator[Any]: ...
+
+
+class Session(Protocol):
+    """The backend seam: what repositories may use, and nothing else.
+
+    SQL is written once, in the dialect both SQLite and PostgreSQL accept
+    (``?`` placeholders, ``ON CONFLICT``); a backend translates what it must.
+    """
+
+    media_dir: Path
+    writable: bool
+
+    def execute(self, sql: str, params: Sequence[Any] = ..., /) -> Cursor: ...
+
+    def executemany(self, sql: str, rows: Iterable[Sequence[Any]], /) -> Cursor: ...
+
+    def now(self) -> float: ...
+
+    def next_id(self, table: str) -> int: ...
+
+    def after_commit(self, callback: Callable[[], None]) -> None: ...
+
+    def on_rollback(self, callback: Callable[[], None]) -> None: ...
+
+    def savepoint(self) -> AbstractContextManager[None]: ...
+
+    def new_key(self, owner: KeyOwner) -> int: ...
+
+    def key_for(self, owner: KeyOwner, *, create: bool) -> AESGCM: ...
+
+    def has_key(self, owner: KeyOwner) -> bool: ...
+
+    def shred_key(self, owner: KeyOwner) -> None: ...
+
+    def seal(self, owner: KeyOwner, table: str, column: str, row_id: object, value: str | bytes) -> bytes: ...
+
+    def open_bytes(self, owner: KeyOwner, table: str, column: str, row_id: object, blob: bytes) -> bytes: ...
+
+    def open_text(self, owner: KeyOwner, table: str, column: str, row_id: object, blob: bytes) -> str: ...
+
+    def open_optional(
+        self, owner: KeyOwner, table: str, column: str, row_id: object, blob: bytes | None
+    ) -> str | None: ...
+
+    def blind(self, kind: str, value: str) -> bytes: ...
+
+    def checkpoint(self) -> None: ...
+
+    @property
+    def audit_key(self) -> bytes: ...
+
+
+class SqliteSession:
+    """:class:`Session` on one ``sqlite3`` connection (the writer's or the reader's)."""
 
     def __init__(
         self,
@@ -43,6 +109,9 @@ class TxBase:
         writable: bool,
     ) -> None:
         self.conn = conn
+        # Bound once: the hot path pays no wrapper call per statement.
+        self.execute = conn.execute
+        self.executemany = conn.executemany
         self.keyring = keyring
         self.media_dir = media_dir
         self.writable = writable
@@ -109,6 +178,7 @@ class TxBase:
         if current is None:
             if not _IDENTIFIER.match(table):
                 raise ValueError(f"not a table name: {table!r}")
+            # sqlite_sequence is where SQLite keeps AUTOINCREMENT counters (dialect-specific).
             row = self.conn.execute("SELECT seq FROM sqlite_sequence WHERE name = ?", (table,)).fetchone()
             top = self.conn.execute(f"SELECT max(id) FROM {table}").fetchone()[0]  # noqa: S608 (fixed names)
             current = max(row[0] if row else 0, top or 0)
@@ -178,6 +248,30 @@ class TxBase:
         self.new_key(owner)
         return self._new_keys[owner]
 
+    def key_for(self, owner: KeyOwner, *, create: bool) -> AESGCM:
+        """The data key of ``owner`` as a cipher (created when missing and ``create``).
+
+        :raises IntegrityError: no key and not ``create`` (erased, or never had one).
+        """
+        return self._key(owner, create=create)[1]
+
+    @property
+    def audit_key(self) -> bytes:
+        """The key of the audit hash chain (derived from the store's HMAC root)."""
+        return self.keyring.audit_key
+
+    def key_for(self, owner: KeyOwner, *, create: bool) -> AESGCM:
+        """The data key of ``owner`` as a cipher (created when missing and ``create``).
+
+        :raises IntegrityError: no key and not ``create`` (erased, or never had one).
+        """
+        return self._key(owner, create=create)[1]
+
+    @property
+    def audit_key(self) -> bytes:
+        """The key of the audit hash chain (derived from the store's HMAC root)."""
+        return self.keyring.audit_key
+
     def new_key(self, owner: KeyOwner) -> int:
         """Create and wrap a data key for ``owner``; return its key id."""
         self._require_writable()
@@ -236,6 +330,10 @@ class TxBase:
     def open_optional(self, owner: KeyOwner, table: str, column: str, row_id: object, blob: bytes | None) -> str | None:
         """Like :meth:`open_text`, passing None through."""
         return None if blob is None else self.open_text(owner, table, column, row_id, blob)
+
+    def checkpoint(self) -> None:
+        """Copy the WAL into the database and truncate it (after erasures: no old page stays in it)."""
+        self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
 
     def blind(self, kind: str, value: str) -> bytes:
         """The blind index of ``value`` (HMAC under the store's index key), 16 bytes."""

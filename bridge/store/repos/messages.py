@@ -1,21 +1,21 @@
 """Messages: encrypted under the contact's key, deduplicated by platform id.
 
-This is the hot path of every webhook: plain ``sqlite3`` statements on the
-writer connection, one blind index and one or two seals per message.
+This is the hot path of every webhook: one statement on the writer
+connection, one blind index and one or two seals per message.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import sqlite3
 from typing import Any
 
-from .. import crypto
-from ..errors import IntegrityError
-from .base import TxBase
-from .keyring import KeyOwner
-from .records import Message
+from ... import crypto
+from ...errors import IntegrityError
+from ..keyring import KeyOwner
+from ..records import Message
+from ..session import Session
+from .conversations import ConversationsRepo
 
 log = logging.getLogger("carebridge.store")
 
@@ -28,10 +28,18 @@ def external_kind(channel: str) -> str:
     return f"message:{channel}"
 
 
-class MessagesMixin(TxBase):
-    """Repository methods for ``messages``."""
+#: Outbound message statuses in the order they may move forward (never back from read to delivered).
+_STATUS_RANK = {"pending": 0, "held": 1, "sent": 2, "delivered": 3, "read": 4, "failed": 5}
 
-    def insert_message(
+
+class MessagesRepo:
+    """``messages``: sealed under the conversation's contact key, found by platform id's blind index."""
+
+    def __init__(self, session: Session, conversations: ConversationsRepo) -> None:
+        self._s = session
+        self._conversations = conversations
+
+    def insert(
         self,
         conversation_id: int,
         *,
@@ -54,19 +62,20 @@ class MessagesMixin(TxBase):
         """
         if direction not in _DIRECTIONS:
             raise ValueError(f"unknown message direction {direction!r}")
-        owner = owner or self.conversation_owner(conversation_id)
-        aead = self._key(owner, create=True)[1]
-        message_id = self.next_id("messages")
+        owner = owner or self._conversations.owner(conversation_id)
+        aead = self._s.key_for(owner, create=True)
+        message_id = self._s.next_id("messages")
         external_index = external_blob = meta_blob = None
         if external_id is not None:
-            external_index = self.blind(external_kind(channel), external_id)
+            external_index = self._s.blind(external_kind(channel), external_id)
             external_blob = crypto.seal(aead, b"messages.external_id.%d" % message_id, external_id.encode())
         if meta:
             meta_blob = crypto.seal(aead, b"messages.meta.%d" % message_id, json.dumps(meta).encode())
-        try:
-            self.conn.execute(
+        # Dedupe by the UNIQUE index (cheaper than a SELECT before every insert).
+        inserted = self._s.execute(
                 "INSERT INTO messages(id, conversation_id, direction, channel, agent_id, external_index, external_id,"
-                " reply_to_index, status, sensitive, body, meta, created_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                " reply_to_index, status, sensitive, body, meta, created_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)"
+                " ON CONFLICT (channel, external_index) DO NOTHING",
                 (
                     message_id,
                     conversation_id,
@@ -75,43 +84,38 @@ class MessagesMixin(TxBase):
                     agent_id,
                     external_index,
                     external_blob,
-                    None if reply_to is None else self.blind(external_kind(channel), reply_to),
+                    None if reply_to is None else self._s.blind(external_kind(channel), reply_to),
                     status or ("received" if direction == "in" else "stored"),
                     int(sensitive),
                     crypto.seal(aead, b"messages.body.%d" % message_id, text.encode()),
                     meta_blob,
-                    self.now() if created_at is None else created_at,
+                    self._s.now() if created_at is None else created_at,
                 ),
-            )
-        except sqlite3.IntegrityError as err:
-            # dedupe by the UNIQUE index: cheaper than a SELECT before every insert
-            if external_index is not None and "messages.external_index" in str(err):
-                return None
-            raise
-        return message_id
+            ).rowcount
+        return message_id if inserted else None
 
-    def message_id_by_external(self, channel: str, external_id: str) -> int | None:
+    def id_by_external(self, channel: str, external_id: str) -> int | None:
         """The id of the message the platform calls ``external_id`` on ``channel``."""
-        row = self.conn.execute(
+        row = self._s.execute(
             "SELECT id FROM messages WHERE channel = ? AND external_index = ?",
-            (channel, self.blind(external_kind(channel), external_id)),
+            (channel, self._s.blind(external_kind(channel), external_id)),
         ).fetchone()
         return None if row is None else row[0]
 
-    def set_message_status(self, channel: str, external_id: str, status: str) -> int | None:
+    def set_status_by_external(self, channel: str, external_id: str, status: str) -> int | None:
         """Set the status of a message found by platform id; return its id or None."""
-        message_id = self.message_id_by_external(channel, external_id)
+        message_id = self.id_by_external(channel, external_id)
         if message_id is not None:
-            self.conn.execute("UPDATE messages SET status = ? WHERE id = ?", (status, message_id))
+            self._s.execute("UPDATE messages SET status = ? WHERE id = ?", (status, message_id))
         return message_id
 
-    def update_message_status(self, message_id: int, status: str) -> None:
+    def set_status(self, message_id: int, status: str) -> None:
         """Set the status of a message by id."""
-        self.conn.execute("UPDATE messages SET status = ? WHERE id = ?", (status, message_id))
+        self._s.execute("UPDATE messages SET status = ? WHERE id = ?", (status, message_id))
 
-    def set_message_external_id(self, message_id: int, external_id: str, *, status: str | None = None) -> None:
+    def set_external_id(self, message_id: int, external_id: str, *, status: str | None = None) -> None:
         """Record the platform id of a message we sent (after the platform's 2xx)."""
-        row = self.conn.execute(
+        row = self._s.execute(
             "SELECT m.channel, c.contact_id FROM messages m JOIN conversations c ON c.id = m.conversation_id"
             " WHERE m.id = ?",
             (message_id,),
@@ -120,11 +124,11 @@ class MessagesMixin(TxBase):
             return
         channel, contact_id = row
         owner = KeyOwner.contact(contact_id)
-        self.conn.execute(
+        self._s.execute(
             "UPDATE messages SET external_index = ?, external_id = ?, status = coalesce(?, status) WHERE id = ?",
             (
-                self.blind(external_kind(channel), external_id),
-                self.seal(owner, "messages", "external_id", message_id, external_id),
+                self._s.blind(external_kind(channel), external_id),
+                self._s.seal(owner, "messages", "external_id", message_id, external_id),
                 status,
                 message_id,
             ),
@@ -134,7 +138,7 @@ class MessagesMixin(TxBase):
         """Decrypt body, external id and meta; fast path first (history pages are hot)."""
         message_id = row[0]
         try:
-            aead = self._key(owner, create=False)[1]
+            aead = self._s.key_for(owner, create=False)
             text = crypto.open_blob(aead, b"messages.body.%d" % message_id, row[8]).decode()
             external = None if row[5] is None else crypto.open_blob(
                 aead, b"messages.external_id.%d" % message_id, row[5]).decode()  # fmt: skip
@@ -144,9 +148,9 @@ class MessagesMixin(TxBase):
             pass
         # slow path: the checked primitives raise an IntegrityError naming the cell
         return (
-            self.open_text(owner, "messages", "body", message_id, row[8]),
-            self.open_optional(owner, "messages", "external_id", message_id, row[5]),
-            self.open_optional(owner, "messages", "meta", message_id, row[9]),
+            self._s.open_text(owner, "messages", "body", message_id, row[8]),
+            self._s.open_optional(owner, "messages", "external_id", message_id, row[5]),
+            self._s.open_optional(owner, "messages", "meta", message_id, row[9]),
         )
 
     def _message(self, row: tuple[Any, ...], owner: KeyOwner, strict: bool) -> Message:
@@ -173,9 +177,9 @@ class MessagesMixin(TxBase):
             created_at=row[10],
         )
 
-    def get_message(self, message_id: int, *, strict: bool = True) -> Message | None:
+    def get(self, message_id: int, *, strict: bool = True) -> Message | None:
         """One message, decrypted."""
-        row = self.conn.execute(
+        row = self._s.execute(
             f"SELECT {_COLUMNS}, (SELECT contact_id FROM conversations c WHERE c.id = m.conversation_id)"
             " FROM messages m WHERE id = ?",
             (message_id,),
@@ -184,7 +188,7 @@ class MessagesMixin(TxBase):
             return None
         return self._message(row, KeyOwner.contact(row[11]), strict)
 
-    def recent_messages(
+    def recent(
         self, conversation_id: int, limit: int = 50, *, before_id: int | None = None, strict: bool = True
     ) -> list[Message]:
         """The newest ``limit`` messages of a conversation (before ``before_id``), oldest first.
@@ -192,17 +196,61 @@ class MessagesMixin(TxBase):
         :param strict: raise :class:`IntegrityError` on a tampered record; with
             False it is returned with ``unreadable=True`` and logged.
         """
-        owner = self.conversation_owner(conversation_id)
-        rows = self.conn.execute(
+        owner = self._conversations.owner(conversation_id)
+        rows = self._s.execute(
             f"SELECT {_COLUMNS} FROM messages WHERE conversation_id = ? AND id < ? ORDER BY id DESC LIMIT ?",
             (conversation_id, before_id if before_id is not None else 1 << 62, limit),
         ).fetchall()
         return [self._message(r, owner, strict) for r in reversed(rows)]
 
-    def messages_of(self, conversation_id: int, *, strict: bool = True) -> list[Message]:
+    def of_conversation(self, conversation_id: int, *, strict: bool = True) -> list[Message]:
         """Every message of a conversation, oldest first."""
-        owner = self.conversation_owner(conversation_id)
-        rows = self.conn.execute(
+        owner = self._conversations.owner(conversation_id)
+        rows = self._s.execute(
             f"SELECT {_COLUMNS} FROM messages WHERE conversation_id = ? ORDER BY id", (conversation_id,)
         ).fetchall()
         return [self._message(r, owner, strict) for r in rows]
+
+    def recent_ids_excluding(self, conversation_id: int, status: str, limit: int) -> list[int]:
+        """Ids of the newest ``limit`` messages whose status is not ``status``, oldest first."""
+        rows = self._s.execute(
+            "SELECT id FROM messages WHERE conversation_id = ? AND status != ? ORDER BY id DESC LIMIT ?",
+            (conversation_id, status, limit),
+        ).fetchall()
+        return [int(r[0]) for r in reversed(rows)]
+
+    def inbound_ids_with_status(self, conversation_id: int, status: str) -> list[int]:
+        """Ids of the customer's messages in ``status`` (e.g. not yet relayed), oldest first."""
+        rows = self._s.execute(
+            "SELECT id FROM messages WHERE conversation_id = ? AND direction = 'in' AND status = ? ORDER BY id",
+            (conversation_id, status),
+        ).fetchall()
+        return [int(r[0]) for r in rows]
+
+    def last_inbound_id(self, conversation_id: int) -> int | None:
+        """The id of the customer's latest message in the conversation, or None."""
+        row = self._s.execute(
+            "SELECT id FROM messages WHERE conversation_id = ? AND direction = 'in' ORDER BY id DESC LIMIT 1",
+            (conversation_id,),
+        ).fetchone()
+        return None if row is None else int(row[0])
+
+    def set_inbound_status(self, message_id: int, status: str) -> None:
+        """Set the status of a customer message (relayed, failed, …); other directions are left alone."""
+        self._s.execute("UPDATE messages SET status = ? WHERE id = ? AND direction = 'in'", (status, message_id))
+
+    def author(self, message_id: int) -> int | None:
+        """The agent who wrote a message, or None."""
+        row = self._s.execute("SELECT agent_id FROM messages WHERE id = ?", (message_id,)).fetchone()
+        return None if row is None or row[0] is None else int(row[0])
+
+    def advance_status(self, message_id: int, status: str) -> None:
+        """Move an outbound message's status forward (never back from read to delivered).
+
+        ``failed``, ``held`` and ``pending`` always apply: they are outcomes, not progress.
+        """
+        row = self._s.execute("SELECT status FROM messages WHERE id = ?", (message_id,)).fetchone()
+        if row is None:
+            return
+        if status in ("failed", "held", "pending") or _STATUS_RANK.get(status, 0) > _STATUS_RANK.get(row[0], -1):
+            self._s.execute("UPDATE messages SET status = ? WHERE id = ?", (status, message_id))

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from ..errors import UnknownRecordError
-from ..models import Address
-from .base import TxBase
-from .keyring import KeyOwner
-from .records import Contact, Identity
+from typing import Any
+
+from ...errors import UnknownRecordError
+from ...models import Address
+from ..keyring import KeyOwner
+from ..records import Contact, Identity
+from ..session import Session
 
 
 def normalize_address(channel: str, address: str) -> str:
@@ -22,30 +24,33 @@ def identity_kind(channel: str) -> str:
     return f"contact:{channel}"
 
 
-class ContactsMixin(TxBase):
-    """Repository methods for ``contacts`` and ``contact_identities``."""
+class ContactsRepo:
+    """``contacts`` and ``contact_identities``: sealed under each contact's own key."""
 
-    def create_contact(self, *, name: str | None = None, email: str | None = None, email_verified: bool = False) -> int:
+    def __init__(self, session: Session) -> None:
+        self._s = session
+
+    def create(self, *, name: str | None = None, email: str | None = None, email_verified: bool = False) -> int:
         """Create a contact (and its data key); return its id."""
-        contact_id = self.next_id("contacts")
+        contact_id = self._s.next_id("contacts")
         owner = KeyOwner.contact(contact_id)
-        self.new_key(owner)
-        self.conn.execute(
+        self._s.new_key(owner)
+        self._s.execute(
             "INSERT INTO contacts(id, created_at, name, email, email_index, email_verified) VALUES (?, ?, ?, ?, ?, ?)",
             (
                 contact_id,
-                self.now(),
-                None if name is None else self.seal(owner, "contacts", "name", contact_id, name),
-                None if email is None else self.seal(owner, "contacts", "email", contact_id, email),
-                None if email is None else self.blind("email", email),
+                self._s.now(),
+                None if name is None else self._s.seal(owner, "contacts", "name", contact_id, name),
+                None if email is None else self._s.seal(owner, "contacts", "email", contact_id, email),
+                None if email is None else self._s.blind("email", email),
                 int(email_verified),
             ),
         )
         return contact_id
 
-    def get_contact(self, contact_id: int) -> Contact | None:
+    def get(self, contact_id: int) -> Contact | None:
         """The contact, decrypted, or None."""
-        row = self.conn.execute(
+        row = self._s.execute(
             "SELECT id, name, email, email_verified, created_at FROM contacts WHERE id = ?", (contact_id,)
         ).fetchone()
         if row is None:
@@ -53,42 +58,42 @@ class ContactsMixin(TxBase):
         owner = KeyOwner.contact(row[0])
         return Contact(
             id=row[0],
-            name=self.open_optional(owner, "contacts", "name", row[0], row[1]),
-            email=self.open_optional(owner, "contacts", "email", row[0], row[2]),
+            name=self._s.open_optional(owner, "contacts", "name", row[0], row[1]),
+            email=self._s.open_optional(owner, "contacts", "email", row[0], row[2]),
             email_verified=bool(row[3]),
             created_at=row[4],
         )
 
-    def set_contact_name(self, contact_id: int, name: str | None) -> None:
+    def set_name(self, contact_id: int, name: str | None) -> None:
         """Set (or clear) the contact's display name."""
         owner = KeyOwner.contact(contact_id)
-        blob = None if name is None else self.seal(owner, "contacts", "name", contact_id, name)
-        if self.conn.execute("UPDATE contacts SET name = ? WHERE id = ?", (blob, contact_id)).rowcount != 1:
+        blob = None if name is None else self._s.seal(owner, "contacts", "name", contact_id, name)
+        if self._s.execute("UPDATE contacts SET name = ? WHERE id = ?", (blob, contact_id)).rowcount != 1:
             raise UnknownRecordError(f"no contact {contact_id}")
 
-    def set_contact_email(self, contact_id: int, email: str | None, *, verified: bool = False) -> None:
+    def set_email(self, contact_id: int, email: str | None, *, verified: bool = False) -> None:
         """Set the contact's email address (for ``/secure``); ``verified`` once a code was confirmed."""
         owner = KeyOwner.contact(contact_id)
         blob = index = None
         if email is not None:
             email = email.strip().lower()
-            blob = self.seal(owner, "contacts", "email", contact_id, email)
-            index = self.blind("email", email)
-        cursor = self.conn.execute(
+            blob = self._s.seal(owner, "contacts", "email", contact_id, email)
+            index = self._s.blind("email", email)
+        cursor = self._s.execute(
             "UPDATE contacts SET email = ?, email_index = ?, email_verified = ? WHERE id = ?",
             (blob, index, int(verified and email is not None), contact_id),
         )
         if cursor.rowcount != 1:
             raise UnknownRecordError(f"no contact {contact_id}")
 
-    def find_contacts_by_email(self, email: str) -> list[int]:
+    def find_by_email(self, email: str) -> list[int]:
         """Ids of contacts whose stored email is ``email``."""
-        rows = self.conn.execute(
-            "SELECT id FROM contacts WHERE email_index = ? ORDER BY id", (self.blind("email", email),)
+        rows = self._s.execute(
+            "SELECT id FROM contacts WHERE email_index = ? ORDER BY id", (self._s.blind("email", email),)
         ).fetchall()
         return [r[0] for r in rows]
 
-    def _identity(self, row: tuple, address: str | None = None) -> Identity:  # type: ignore[type-arg]
+    def identity_from_row(self, row: Any, address: str | None = None) -> Identity:
         """Build an Identity; ``address`` is given when the row was matched by it.
 
         A row found by its blind index needs no decryption of the address: that
@@ -97,7 +102,7 @@ class ContactsMixin(TxBase):
         """
         if address is None:
             owner = KeyOwner.contact(row[1])
-            address = self.open_text(owner, "contact_identities", "address", row[0], row[3])
+            address = self._s.open_text(owner, "contact_identities", "address", row[0], row[3])
         return Identity(
             id=row[0],
             contact_id=row[1],
@@ -112,41 +117,41 @@ class ContactsMixin(TxBase):
     def find_identity(self, channel: str, address: str) -> Identity | None:
         """The identity for ``address`` on ``channel`` (normalized), or None."""
         address = normalize_address(channel, address)
-        row = self.conn.execute(
+        row = self._s.execute(
             f"SELECT {self._IDENTITY_COLUMNS} FROM contact_identities WHERE channel = ? AND address_index = ?",
-            (channel, self.blind(identity_kind(channel), address)),
+            (channel, self._s.blind(identity_kind(channel), address)),
         ).fetchone()
-        return None if row is None else self._identity(row, address)
+        return None if row is None else self.identity_from_row(row, address)
 
     def get_identity(self, identity_id: int) -> Identity | None:
         """One identity by id."""
-        row = self.conn.execute(
+        row = self._s.execute(
             f"SELECT {self._IDENTITY_COLUMNS} FROM contact_identities WHERE id = ?", (identity_id,)
         ).fetchone()
-        return None if row is None else self._identity(row)
+        return None if row is None else self.identity_from_row(row)
 
     def identities_of(self, contact_id: int) -> list[Identity]:
         """Every identity of a contact, oldest first."""
-        rows = self.conn.execute(
+        rows = self._s.execute(
             f"SELECT {self._IDENTITY_COLUMNS} FROM contact_identities WHERE contact_id = ? ORDER BY id", (contact_id,)
         ).fetchall()
-        return [self._identity(r) for r in rows]
+        return [self.identity_from_row(r) for r in rows]
 
     def add_identity(self, contact_id: int, channel: str, address: str, *, inbound_at: float | None = None) -> Identity:
         """Attach a new address to an existing contact."""
         address = normalize_address(channel, address)
-        identity_id = self.next_id("contact_identities")
+        identity_id = self._s.next_id("contact_identities")
         owner = KeyOwner.contact(contact_id)
-        now = self.now()
-        self.conn.execute(
+        now = self._s.now()
+        self._s.execute(
             "INSERT INTO contact_identities(id, contact_id, channel, address_index, address, last_inbound_at,"
             " created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
             (
                 identity_id,
                 contact_id,
                 channel,
-                self.blind(identity_kind(channel), address),
-                self.seal(owner, "contact_identities", "address", identity_id, address),
+                self._s.blind(identity_kind(channel), address),
+                self._s.seal(owner, "contact_identities", "address", identity_id, address),
                 inbound_at,
                 now,
             ),
@@ -163,40 +168,52 @@ class ContactsMixin(TxBase):
         """
         found = self.find_identity(channel, address)
         if found is None:
-            contact_id = self.create_contact(name=name)
+            contact_id = self.create(name=name)
             return self.add_identity(contact_id, channel, address, inbound_at=inbound_at), True
         if inbound_at is not None and (found.last_inbound_at is None or inbound_at > found.last_inbound_at):
             self.touch_identity(found.id, inbound_at)
             found = Identity(found.id, found.contact_id, found.channel, found.address, inbound_at, found.created_at)
         if name:
-            has_name = self.conn.execute(
+            has_name = self._s.execute(
                 "SELECT name IS NOT NULL FROM contacts WHERE id = ?", (found.contact_id,)
             ).fetchone()
             if has_name is not None and not has_name[0]:
-                self.set_contact_name(found.contact_id, name)
+                self.set_name(found.contact_id, name)
         return found, False
 
     def touch_identity(self, identity_id: int, at: float) -> None:
         """Record that the person wrote at ``at`` (opens platform reply windows)."""
-        self.conn.execute(
+        self._s.execute(
             "UPDATE contact_identities SET last_inbound_at = max(coalesce(last_inbound_at, 0), ?) WHERE id = ?",
             (at, identity_id),
         )
 
-    def find_contact(self, ref: str) -> int | None:
+    def find(self, ref: str) -> int | None:
         """A contact id from a CLI reference: a numeric id or ``CHANNEL:ADDRESS``.
 
         :raises ValueError: when ``ref`` is neither.
         """
         ref = ref.strip()
         if ref.isdigit():
-            row = self.conn.execute("SELECT id FROM contacts WHERE id = ?", (int(ref),)).fetchone()
+            row = self._s.execute("SELECT id FROM contacts WHERE id = ?", (int(ref),)).fetchone()
             return None if row is None else row[0]
         address = Address.parse(ref)
         identity = self.find_identity(address.channel, address.address)
         if identity is not None:
             return identity.contact_id
         if address.channel == "email":
-            found = self.find_contacts_by_email(address.address)
+            found = self.find_by_email(address.address)
             return found[0] if found else None
         return None
+
+    def last_inbound_at(self, contact_id: int, channel: str) -> float | None:
+        """When the contact last wrote to us on ``channel`` (platform reply windows), or None."""
+        row = self._s.execute(
+            "SELECT MAX(last_inbound_at) FROM contact_identities WHERE contact_id = ? AND channel = ?",
+            (contact_id, channel),
+        ).fetchone()
+        return float(row[0]) if row and row[0] is not None else None
+
+    def exists(self, contact_id: int) -> bool:
+        """Whether the contact exists (erased contacts do not)."""
+        return self._s.execute("SELECT 1 FROM contacts WHERE id = ?", (contact_id,)).fetchone() is not None

@@ -6,13 +6,14 @@ import json
 from datetime import datetime, timezone
 from typing import Any
 
-from ..errors import IntegrityError, UnknownRecordError
-from .attachments import AttachmentsMixin
-from .audit import AuditMixin
-from .contacts import ContactsMixin
-from .conversations import ConversationsMixin
-from .keyring import KeyOwner
-from .messages import MessagesMixin
+from ...errors import IntegrityError, UnknownRecordError
+from ..keyring import KeyOwner
+from ..session import Session
+from .attachments import AttachmentsRepo
+from .audit import AuditRepo
+from .contacts import ContactsRepo
+from .conversations import ConversationsRepo
+from .messages import MessagesRepo
 
 
 def iso(ts: float | None) -> str | None:
@@ -22,11 +23,27 @@ def iso(ts: float | None) -> str | None:
     return datetime.fromtimestamp(ts, timezone.utc).isoformat().replace("+00:00", "Z")
 
 
-class GdprMixin(ContactsMixin, ConversationsMixin, MessagesMixin, AttachmentsMixin, AuditMixin):
-    """Whole-contact operations built on the other repositories."""
+class GdprRepo:
+    """Whole-contact operations (erase, export) and the retention purge, on the other repositories."""
+
+    def __init__(
+        self,
+        session: Session,
+        contacts: ContactsRepo,
+        conversations: ConversationsRepo,
+        messages: MessagesRepo,
+        attachments: AttachmentsRepo,
+        audit: AuditRepo,
+    ) -> None:
+        self._s = session
+        self._contacts = contacts
+        self._conversations = conversations
+        self._messages = messages
+        self._attachments = attachments
+        self._audit = audit
 
     def _media_files(self, where: str, args: tuple[Any, ...]) -> list[str]:
-        rows = self.conn.execute(
+        rows = self._s.execute(
             "SELECT a.file FROM attachments a JOIN messages m ON m.id = a.message_id"
             f" JOIN conversations c ON c.id = m.conversation_id WHERE {where} AND a.file IS NOT NULL",
             args,
@@ -34,14 +51,14 @@ class GdprMixin(ContactsMixin, ConversationsMixin, MessagesMixin, AttachmentsMix
         return [r[0] for r in rows]
 
     def _unlink_after_commit(self, names: list[str]) -> None:
-        paths = [self.media_dir / name for name in names]
+        paths = [self._s.media_dir / name for name in names]
 
         def unlink() -> None:
             for path in paths:
                 path.unlink(missing_ok=True)
 
         if paths:
-            self.after_commit(unlink)
+            self._s.after_commit(unlink)
 
     def erase_contact(self, contact_id: int) -> dict[str, int]:
         """Erase a contact: delete every row of theirs and destroy their data key.
@@ -52,30 +69,29 @@ class GdprMixin(ContactsMixin, ConversationsMixin, MessagesMixin, AttachmentsMix
 
         :raises UnknownRecordError: no such contact.
         """
-        if self.conn.execute("SELECT 1 FROM contacts WHERE id = ?", (contact_id,)).fetchone() is None:
+        if self._s.execute("SELECT 1 FROM contacts WHERE id = ?", (contact_id,)).fetchone() is None:
             raise UnknownRecordError(f"no contact {contact_id}")
         files = self._media_files("c.contact_id = ?", (contact_id,))
         counts = {
-            "conversations": self.conn.execute(
+            "conversations": self._s.execute(
                 "SELECT count(*) FROM conversations WHERE contact_id = ?", (contact_id,)
             ).fetchone()[0],
-            "messages": self.conn.execute(
+            "messages": self._s.execute(
                 "SELECT count(*) FROM messages WHERE conversation_id IN"
                 " (SELECT id FROM conversations WHERE contact_id = ?)",
                 (contact_id,),
             ).fetchone()[0],
             "files": len(files),
         }
-        self.conn.execute(
+        self._s.execute(
             "DELETE FROM outbox WHERE (key_kind = 'contact' AND key_owner = ?)"
             " OR (recipient_kind = 'contact' AND recipient_id = ?)",
             (contact_id, contact_id),
         )
-        self.conn.execute("DELETE FROM contacts WHERE id = ?", (contact_id,))
-        self.shred_key(KeyOwner.contact(contact_id))
+        self._s.execute("DELETE FROM contacts WHERE id = ?", (contact_id,))
+        self._s.shred_key(KeyOwner.contact(contact_id))
         self._unlink_after_commit(files)
-        conn = self.conn
-        self.after_commit(lambda: conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone())
+        self._s.after_commit(self._s.checkpoint)
         return counts
 
     def purge_closed(self, days: float, *, limit: int | None = None) -> int:
@@ -85,10 +101,10 @@ class GdprMixin(ContactsMixin, ConversationsMixin, MessagesMixin, AttachmentsMix
         the number of messages deleted, at most ``limit`` (``Store.purge_closed``
         calls this in chunks so webhooks are not held up behind one big delete).
         """
-        cutoff = self.now() - days * 86400.0
+        cutoff = self._s.now() - days * 86400.0
         ids = [
             r[0]
-            for r in self.conn.execute(
+            for r in self._s.execute(
                 "SELECT m.id FROM conversations c JOIN messages m ON m.conversation_id = c.id"
                 " WHERE c.status = 'closed' AND c.closed_at < ? LIMIT ?",
                 (cutoff, -1 if limit is None else limit),
@@ -96,17 +112,17 @@ class GdprMixin(ContactsMixin, ConversationsMixin, MessagesMixin, AttachmentsMix
         ]
         if not ids:
             return 0
-        self.conn.execute("CREATE TEMP TABLE IF NOT EXISTS purge_ids(id INTEGER PRIMARY KEY)")
-        self.conn.execute("DELETE FROM temp.purge_ids")
-        self.conn.executemany("INSERT INTO temp.purge_ids(id) VALUES (?)", [(i,) for i in ids])
+        self._s.execute("CREATE TEMP TABLE IF NOT EXISTS purge_ids(id INTEGER PRIMARY KEY)")
+        self._s.execute("DELETE FROM temp.purge_ids")
+        self._s.executemany("INSERT INTO temp.purge_ids(id) VALUES (?)", [(i,) for i in ids])
         files = [
             r[0]
-            for r in self.conn.execute(
+            for r in self._s.execute(
                 "SELECT file FROM attachments WHERE message_id IN (SELECT id FROM temp.purge_ids) AND file IS NOT NULL"
             )
         ]
-        cursor = self.conn.execute("DELETE FROM messages WHERE id IN (SELECT id FROM temp.purge_ids)")
-        self.conn.execute("DELETE FROM temp.purge_ids")
+        cursor = self._s.execute("DELETE FROM messages WHERE id IN (SELECT id FROM temp.purge_ids)")
+        self._s.execute("DELETE FROM temp.purge_ids")
         self._unlink_after_commit(files)
         return cursor.rowcount
 
@@ -120,33 +136,33 @@ class GdprMixin(ContactsMixin, ConversationsMixin, MessagesMixin, AttachmentsMix
         :raises UnknownRecordError: no such contact.
         """
         problems: list[str] = []
-        row = self.conn.execute("SELECT id, created_at FROM contacts WHERE id = ?", (contact_id,)).fetchone()
+        row = self._s.execute("SELECT id, created_at FROM contacts WHERE id = ?", (contact_id,)).fetchone()
         if row is None:
             raise UnknownRecordError(f"no contact {contact_id}")
         contact: dict[str, Any] = {"id": contact_id, "name": None, "created_at": iso(row[1]), "email": None}
         try:
-            found = self.get_contact(contact_id)
+            found = self._contacts.get(contact_id)
             assert found is not None
             contact["name"], contact["email"] = found.name, found.email
         except IntegrityError as err:
             contact["unreadable"] = True
             problems.append(str(err))
         identities = []
-        for ident_row in self.conn.execute(
+        for ident_row in self._s.execute(
             "SELECT id, contact_id, channel, address, last_inbound_at, created_at FROM contact_identities"
             " WHERE contact_id = ? ORDER BY id",
             (contact_id,),
         ).fetchall():
             try:
-                identities.append({"channel": ident_row[2], "address": self._identity(ident_row).address})
+                identities.append({"channel": ident_row[2], "address": self._contacts.identity_from_row(ident_row).address})
             except IntegrityError as err:
                 identities.append({"channel": ident_row[2], "address": None, "unreadable": True})
                 problems.append(str(err))
-        agents = dict(self.conn.execute("SELECT id, name FROM agents").fetchall())
+        agents = dict(self._s.execute("SELECT id, name FROM agents").fetchall())
         conversations = []
-        for conv in self.conversations_of(contact_id):
+        for conv in self._conversations.of_contact(contact_id):
             messages = []
-            for message in self.messages_of(conv.id, strict=False):
+            for message in self._messages.of_conversation(conv.id, strict=False):
                 item: dict[str, Any] = {
                     "id": message.id,
                     "direction": message.direction,
@@ -174,7 +190,7 @@ class GdprMixin(ContactsMixin, ConversationsMixin, MessagesMixin, AttachmentsMix
             )
         # Entries about the contact and about each of their conversations (transfers, transcript access).
         subjects = [f"contact:{contact_id}"] + [f"conversation:{c['id']}" for c in conversations]
-        entries = sorted((e for subject in subjects for e in self.audit_entries(subject)), key=lambda e: e.id)
+        entries = sorted((e for subject in subjects for e in self._audit.entries(subject)), key=lambda e: e.id)
         audit = [
             {"at": iso(e.at), "actor": e.actor, "action": e.action, "subject": e.subject, "detail": e.detail}
             for e in entries
@@ -188,7 +204,7 @@ class GdprMixin(ContactsMixin, ConversationsMixin, MessagesMixin, AttachmentsMix
         """Assignment and transfer events of a conversation; ``detail`` is sealed under the contact's key."""
         owner = KeyOwner.contact(contact_id)
         events = []
-        for event_id, kind, from_agent, to_agent, blob, created_at in self.conn.execute(
+        for event_id, kind, from_agent, to_agent, blob, created_at in self._s.execute(
             "SELECT id, kind, from_agent, to_agent, detail, created_at FROM events WHERE conversation_id = ? ORDER BY id",
             (conversation_id,),
         ).fetchall():
@@ -200,7 +216,7 @@ class GdprMixin(ContactsMixin, ConversationsMixin, MessagesMixin, AttachmentsMix
                 "created_at": iso(created_at),
             }
             try:
-                text = self.open_optional(owner, "events", "detail", event_id, blob)
+                text = self._s.open_optional(owner, "events", "detail", event_id, blob)
                 item["detail"] = None if text is None else json.loads(text)
             except IntegrityError as err:
                 item["unreadable"] = True
@@ -212,7 +228,7 @@ class GdprMixin(ContactsMixin, ConversationsMixin, MessagesMixin, AttachmentsMix
         try:
             return [
                 {"kind": a.kind, "mime": a.mime, "meta": a.meta, "size": a.size}
-                for a in self.attachments_of(message_id)
+                for a in self._attachments.of_message(message_id)
             ]
         except IntegrityError as err:
             problems.append(str(err))

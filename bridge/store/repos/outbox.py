@@ -1,0 +1,292 @@
+"""The durable outbox: every delivery is a row first, written with its message.
+
+Rows are sealed under the key of the person whose data they carry (a
+customer's text under the contact's key, so erasing the contact shreds the
+copy too). The relay decides what to enqueue and what an outcome means; this
+repository keeps the rows and answers the worker's questions.
+
+Order: a row is *due* only when no earlier pending row goes to the same
+recipient on the same channel, so a customer (or agent) sees messages in the
+order they were written, across retries and restarts. Free text behind a held
+row is marked ``behind_hold`` (in order) rather than sent past it; a
+re-engagement template waits only for earlier templates, so it reaches
+someone whose free text is held.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from ..keyring import KeyOwner
+from ..records import Delivery, DuePlan
+from ..session import Session
+from .messages import MessagesRepo
+
+#: Why a row is held: released when the person writes again ...
+WINDOW_CLOSED = "window"
+#: ... or when the channel is enabled again.
+CHANNEL_UNAVAILABLE = "channel"
+
+_COLUMNS = (
+    "id, conversation_id, message_id, key_kind, key_owner, channel, recipient_kind, recipient_id, recipient,"
+    " body, reply_to, template, meta, status, attempts, next_attempt_at, last_error, hold_reason, created_at"
+)
+
+# Pending rows first in line for their recipient stream: no earlier pending row
+# to the same person on the same channel (a template waits only for templates).
+# ``behind`` marks free text queued behind a held delivery to that person.
+_FIRST_IN_LINE = (
+    "SELECT o.id, o.channel, o.next_attempt_at, o.template = 0 AND EXISTS (SELECT 1 FROM outbox h"
+    "   WHERE h.recipient_kind = o.recipient_kind AND h.recipient_id = o.recipient_id AND h.channel = o.channel"
+    "   AND h.id < o.id AND h.status = 'held') AS behind"
+    " FROM outbox o WHERE o.status = 'pending'"
+    " AND NOT EXISTS (SELECT 1 FROM outbox p WHERE p.recipient_kind = o.recipient_kind"
+    "   AND p.recipient_id = o.recipient_id AND p.channel = o.channel AND p.id < o.id AND p.status = 'pending'"
+    "   AND (o.template = 0 OR p.template = 1))"
+)
+
+
+def _extid_kind(channel: str) -> str:
+    return f"extid:{channel}"
+
+
+class OutboxRepo:
+    """``outbox`` and ``outbox_ids`` (every platform id of every part of a sent delivery)."""
+
+    def __init__(self, session: Session, messages: MessagesRepo) -> None:
+        self._s = session
+        self._messages = messages
+
+    def enqueue(
+        self,
+        *,
+        channel: str,
+        recipient: str,
+        recipient_kind: str,
+        recipient_id: int,
+        text: str,
+        key_owner: KeyOwner,
+        conversation_id: int | None = None,
+        message_id: int | None = None,
+        reply_to: str | None = None,
+        template: bool = False,
+        meta: Mapping[str, str] | None = None,
+        status: str = "pending",
+        hold_reason: str | None = None,
+        last_error: str | None = None,
+    ) -> int:
+        """Insert one delivery and return its id (the idempotency key for the channel)."""
+        if recipient_kind not in ("contact", "agent"):
+            raise ValueError(f"recipient_kind must be 'contact' or 'agent', not {recipient_kind!r}")
+        row_id = self._s.next_id("outbox")
+        now = self._s.now()
+        seal = self._s.seal
+        self._s.execute(
+            "INSERT INTO outbox (id, conversation_id, message_id, key_kind, key_owner, channel, recipient_kind,"
+            " recipient_id, recipient, body, reply_to, template, meta, status, attempts, next_attempt_at,"
+            " last_error, created_at, hold_reason) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,0,?,?,?,?)",
+            (
+                row_id,
+                conversation_id,
+                message_id,
+                key_owner.kind,
+                key_owner.id,
+                channel,
+                recipient_kind,
+                recipient_id,
+                seal(key_owner, "outbox", "recipient", row_id, recipient),
+                seal(key_owner, "outbox", "body", row_id, text),
+                seal(key_owner, "outbox", "reply_to", row_id, reply_to) if reply_to else None,
+                1 if template else 0,
+                seal(key_owner, "outbox", "meta", row_id, json.dumps(dict(meta))) if meta else None,
+                status,
+                now,
+                last_error,
+                now,
+                hold_reason,
+            ),
+        )
+        return int(row_id)
+
+    def _decode(self, row: Sequence[Any]) -> Delivery:
+        (row_id, conv, msg, kind, owner_id, channel, rkind, rid, recipient, body, reply_to, template, meta, status,
+         attempts, next_at, last_error, hold_reason, created_at) = tuple(row)  # fmt: skip
+        owner = KeyOwner(kind, owner_id)
+        opened = self._s.open_text
+        return Delivery(
+            id=row_id,
+            conversation_id=conv,
+            message_id=msg,
+            owner=owner,
+            channel=channel,
+            recipient_kind=rkind,
+            recipient_id=rid,
+            recipient=opened(owner, "outbox", "recipient", row_id, recipient),
+            text=opened(owner, "outbox", "body", row_id, body),
+            reply_to=opened(owner, "outbox", "reply_to", row_id, reply_to) if reply_to is not None else None,
+            template=bool(template),
+            meta=json.loads(opened(owner, "outbox", "meta", row_id, meta)) if meta is not None else {},
+            status=status,
+            attempts=attempts,
+            next_attempt_at=next_at,
+            last_error=last_error,
+            hold_reason=hold_reason,
+            created_at=created_at,
+        )
+
+    def load(self, delivery_id: int) -> Delivery | None:
+        """One row, decrypted, or None."""
+        row = self._s.execute(f"SELECT {_COLUMNS} FROM outbox WHERE id = ?", (delivery_id,)).fetchone()
+        return self._decode(row) if row else None
+
+    def load_unsealed(self, delivery_id: int) -> Delivery | None:
+        """One row with its plain columns only (recipient and text left empty).
+
+        For a row whose sealed cells fail their integrity check: enough to mark it
+        failed and tell the responsible agent without decrypting anything.
+        """
+        row = self._s.execute(
+            "SELECT id, conversation_id, message_id, key_kind, key_owner, channel, recipient_kind, recipient_id,"
+            " template, status, attempts FROM outbox WHERE id = ?",
+            (delivery_id,),
+        ).fetchone()
+        if row is None:
+            return None
+        row_id, conv, msg, kind, owner_id, channel, rkind, rid, template, status, attempts = tuple(row)
+        return Delivery(
+            id=row_id, conversation_id=conv, message_id=msg, owner=KeyOwner(kind, owner_id), channel=channel,
+            recipient_kind=rkind, recipient_id=rid, recipient="", text="", reply_to=None, template=bool(template),
+            status=status, attempts=attempts,
+        )  # fmt: skip
+
+    def due(
+        self, now: float, *, exclude: Sequence[int] = (), per_channel: int = 8, skip_channels: Sequence[str] = ()
+    ) -> DuePlan:
+        """Plan one round of the worker: up to ``per_channel`` due rows of each channel, soonest first.
+
+        A backlog on one channel never starves another.
+        """
+        skip = tuple(skip_channels)
+        not_skipped = f" AND channel NOT IN ({','.join('?' * len(skip))})" if skip else ""
+        limit = per_channel + len(exclude)
+        rows = self._s.execute(
+            f"WITH line AS ({_FIRST_IN_LINE}) SELECT id, channel, behind FROM ("
+            "  SELECT id, channel, next_attempt_at, behind,"
+            "  ROW_NUMBER() OVER (PARTITION BY channel ORDER BY next_attempt_at, id) AS n"
+            f"  FROM line WHERE next_attempt_at <= ?{not_skipped})"
+            " WHERE n <= ? ORDER BY next_attempt_at, id",
+            (now, *skip, limit),
+        ).fetchall()
+        (next_at,) = self._s.execute(
+            f"WITH line AS ({_FIRST_IN_LINE}) SELECT MIN(next_attempt_at) FROM line"
+            f" WHERE next_attempt_at > ?{not_skipped}",
+            (now, *skip),
+        ).fetchone()
+        excluded = set(exclude)
+        planned = [(int(r[0]), str(r[1]), bool(r[2])) for r in rows if r[0] not in excluded]
+        return DuePlan(planned, float(next_at) if next_at is not None else None)
+
+    def mark_sent(self, delivery: Delivery, external_ids: Sequence[str]) -> None:
+        """Record a platform's acceptance and its message id(s), in one commit."""
+        kind = _extid_kind(delivery.channel)
+        first = self._s.blind(kind, external_ids[0]) if external_ids else None
+        self._s.execute(
+            "UPDATE outbox SET status = 'sent', sent_at = ?, attempts = attempts + 1, external_index = ?,"
+            " last_error = NULL, hold_reason = NULL WHERE id = ?",
+            (self._s.now(), first, delivery.id),
+        )
+        for part, external_id in enumerate(external_ids):
+            self._s.execute(
+                "INSERT INTO outbox_ids (channel, external_index, outbox_id, part) VALUES (?, ?, ?, ?)"
+                " ON CONFLICT (channel, external_index) DO UPDATE SET outbox_id = excluded.outbox_id,"
+                " part = excluded.part",
+                (delivery.channel, self._s.blind(kind, external_id), delivery.id, part),
+            )
+        if delivery.message_id is not None and delivery.recipient_kind == "contact":
+            if external_ids:
+                # The customer may quote this message; the store correlates by its platform id.
+                self._messages.set_external_id(delivery.message_id, external_ids[0])
+            self._messages.advance_status(delivery.message_id, "sent")
+
+    def mark_retry(self, delivery_id: int, next_attempt_at: float, error: str) -> None:
+        """Count a failed attempt and schedule the next one."""
+        self._s.execute(
+            "UPDATE outbox SET attempts = attempts + 1, next_attempt_at = ?, last_error = ? WHERE id = ?",
+            (next_attempt_at, error[:500], delivery_id),
+        )
+
+    def set_last_error(self, delivery_id: int, error: str) -> None:
+        """Say why a row waits without counting an attempt (e.g. its channel's credentials were refused)."""
+        self._s.execute("UPDATE outbox SET last_error = ? WHERE id = ?", (error[:500], delivery_id))
+
+    def mark_failed(self, delivery: Delivery, error: str) -> None:
+        """Give up on a delivery for good."""
+        self._s.execute(
+            "UPDATE outbox SET status = 'failed', attempts = attempts + 1, last_error = ?, hold_reason = NULL"
+            " WHERE id = ?",
+            (error[:500], delivery.id),
+        )
+        if delivery.message_id is not None and delivery.recipient_kind == "contact":
+            self._messages.advance_status(delivery.message_id, "failed")
+
+    def hold(self, delivery: Delivery, reason: str, error: str) -> None:
+        """Park a delivery until its recipient (or channel) can be reached again."""
+        self._s.execute(
+            "UPDATE outbox SET status = 'held', hold_reason = ?, last_error = ? WHERE id = ?",
+            (reason, error[:500], delivery.id),
+        )
+        if delivery.message_id is not None and delivery.recipient_kind == "contact":
+            self._messages.advance_status(delivery.message_id, "held")
+
+    def release_held(self, recipient_kind: str, recipient_id: int, channel: str) -> int:
+        """Put a person's window-held deliveries on ``channel`` back in line; return how many."""
+        cursor = self._s.execute(
+            "UPDATE outbox SET status = 'pending', hold_reason = NULL, next_attempt_at = ?"
+            " WHERE status = 'held' AND hold_reason = ? AND recipient_kind = ? AND recipient_id = ? AND channel = ?",
+            (self._s.now(), WINDOW_CLOSED, recipient_kind, recipient_id, channel),
+        )
+        return int(cursor.rowcount)
+
+    def release_channels(self, channels: Sequence[str]) -> int:
+        """Put rows held because their channel was unavailable back in line."""
+        if not channels:
+            return 0
+        marks = ",".join("?" * len(channels))
+        cursor = self._s.execute(
+            f"UPDATE outbox SET status = 'pending', hold_reason = NULL, next_attempt_at = ?"
+            f" WHERE status = 'held' AND hold_reason = ? AND channel IN ({marks})",
+            (self._s.now(), CHANNEL_UNAVAILABLE, *channels),
+        )
+        return int(cursor.rowcount)
+
+    def find_by_external_id(self, channel: str, external_id: str) -> Delivery | None:
+        """The delivery one of whose parts the platform knows as ``external_id``."""
+        row = self._s.execute(
+            "SELECT outbox_id FROM outbox_ids WHERE channel = ? AND external_index = ?",
+            (channel, self._s.blind(_extid_kind(channel), external_id)),
+        ).fetchone()
+        return self.load(row[0]) if row else None
+
+    def sent_message_ids(self, contact_id: int, channel: str, until: float) -> list[int]:
+        """Messages sent to a contact on ``channel`` up to ``until`` (a platform's read/delivery watermark)."""
+        rows = self._s.execute(
+            "SELECT message_id FROM outbox WHERE recipient_kind = 'contact' AND recipient_id = ? AND channel = ?"
+            " AND status = 'sent' AND message_id IS NOT NULL AND sent_at <= ?",
+            (contact_id, channel, until),
+        ).fetchall()
+        return [int(r[0]) for r in rows]
+
+    def stats(self, now: float) -> tuple[int, float]:
+        """``(rows waiting: pending or held, age in seconds of the oldest pending row)``."""
+        depth, oldest = self._s.execute(
+            "SELECT COUNT(*), MIN(CASE WHEN status = 'pending' THEN created_at END) FROM outbox"
+            " WHERE status IN ('pending', 'held')"
+        ).fetchone()
+        return int(depth), (max(0.0, now - oldest) if oldest is not None else 0.0)
+
+    @staticmethod
+    def extid_kind(channel: str) -> str:
+        """Blind-index kind of the platform ids of our sends on ``channel``."""
+        return _extid_kind(channel)
