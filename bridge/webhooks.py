@@ -28,8 +28,9 @@ def webhook_app(max_body: int, *, receive: Handler, verify: Handler | None = Non
     dashboard. ``verify`` is the GET handshake of platforms that have one
     (Meta's ``hub.challenge``); without it a GET is 405.
 
-    :param max_body: the largest body accepted (``ctx.max_body``), also when
-        the sub-app is served on its own, as in tests.
+    :param max_body: ``ctx.max_body``, the largest body accepted when the
+        sub-app is served on its own (tests); mounted in the bridge, the
+        bridge's application enforces the same ``[server] max_body``.
     """
     app = web.Application(client_max_size=max_body)
     for path in ("", "/"):
@@ -42,8 +43,9 @@ def webhook_app(max_body: int, *, receive: Handler, verify: Handler | None = Non
 async def read_body(request: web.Request) -> bytes:
     """Return the request's raw body, refusing one over the size limit.
 
-    A declared ``Content-Length`` over the limit is refused before any byte
-    is read; a chunked body is refused as soon as it passes the limit.
+    The limit is the serving application's ``client_max_size``: ``[server]
+    max_body`` in the bridge. A declared ``Content-Length`` over it is refused
+    before any byte is read; a chunked body as soon as it passes it.
 
     :raises web.HTTPException: 413 with a JSON body (code ``body_too_large``).
     """
