@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version
 
-from .channel import Channel, ChannelContext, PendingMedia, SimulatedRequest
+from .channel import Channel, ChannelContext, MediaCallback, PendingMedia, RegisterChannel, SimulatedRequest
 from .errors import (
     BridgeError,
     ChannelAuthError,
@@ -16,9 +16,11 @@ from .errors import (
     ChannelUnavailable,
     ConfigError,
     DeliveryError,
+    UnknownRecordError,
     WindowClosedError,
 )
 from .hookspecs import hookimpl
+from .http_errors import http_error, json_error
 from .models import (
     Address,
     Attachment,
@@ -27,8 +29,11 @@ from .models import (
     Finding,
     InboundMessage,
     OutboundMessage,
+    StatusKind,
     StatusUpdate,
 )
+from .parts import SentParts, split_text
+from .webhooks import hand_over, read_body, webhook_app
 
 try:
     __version__ = version("carebridge")
@@ -51,11 +56,22 @@ __all__ = [
     "DeliveryReceipt",
     "Finding",
     "InboundMessage",
+    "MediaCallback",
     "OutboundMessage",
     "PendingMedia",
+    "RegisterChannel",
+    "SentParts",
     "SimulatedRequest",
+    "StatusKind",
     "StatusUpdate",
+    "UnknownRecordError",
     "WindowClosedError",
     "__version__",
+    "hand_over",
     "hookimpl",
+    "http_error",
+    "json_error",
+    "read_body",
+    "split_text",
+    "webhook_app",
 ]

@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from aiohttp import web
 
 from .app import Bridge
-from .http import json_error
+from .http_errors import json_error
 
 log = logging.getLogger(__name__)
 

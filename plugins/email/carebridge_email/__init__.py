@@ -6,15 +6,10 @@ entry-point group, exactly as a third-party channel would be.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-from bridge import hookimpl
+from bridge import RegisterChannel, hookimpl
 
 from .channel import EmailChannel
 from .config import EmailConfig
-
-if TYPE_CHECKING:
-    from bridge.channel import RegisterChannel
 
 __all__ = ["EmailChannel", "EmailConfig", "register_channels"]
 

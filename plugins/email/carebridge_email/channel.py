@@ -36,6 +36,9 @@ class EmailChannel(Channel):
     name: ClassVar[str] = CHANNEL
     max_text_length: ClassVar[int | None] = None
     reply_window: ClassVar[float | None] = None
+    label: ClassVar[str] = "Email"
+    # An agent's reply carries the quoted mail below it: only the first line may be a command.
+    commands_in_first_line: ClassVar[bool] = True
 
     def __init__(self, config: Mapping[str, Any], ctx: ChannelContext) -> None:
         super().__init__(config, ctx)

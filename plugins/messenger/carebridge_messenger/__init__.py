@@ -6,15 +6,10 @@ entry-point group, exactly as a third-party channel would be.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-from bridge import hookimpl
+from bridge import RegisterChannel, hookimpl
 
 from .channel import MessengerChannel
 from .config import MessengerConfig
-
-if TYPE_CHECKING:
-    from bridge.channel import RegisterChannel
 
 __all__ = ["MessengerChannel", "MessengerConfig", "register_channels"]
 

@@ -19,6 +19,7 @@ from types import MappingProxyType
 from typing import Any, ClassVar
 
 from aiohttp import web
+from carebridge_meta import read_signed_json, signed_body, verify_subscription
 
 from bridge import (
     BridgeError,
@@ -29,11 +30,14 @@ from bridge import (
     DeliveryError,
     DeliveryReceipt,
     OutboundMessage,
+    SentParts,
     SimulatedRequest,
     WindowClosedError,
+    hand_over,
+    json_error,
+    split_text,
+    webhook_app,
 )
-from bridge.meta import hand_over, read_signed_json, signed_body, verify_subscription, webhook_app
-from bridge.parts import SentParts, split_text
 
 from .api import MAX_TEXT, GraphClient
 from .config import MessengerConfig
@@ -51,6 +55,7 @@ class MessengerChannel(Channel):
     """Facebook Messenger for one Page."""
 
     name: ClassVar[str] = CHANNEL
+    label: ClassVar[str] = "Messenger"
     max_text_length: ClassVar[int | None] = MAX_TEXT
     reply_window: ClassVar[float | None] = STANDARD_WINDOW
 
@@ -158,14 +163,12 @@ class MessengerChannel(Channel):
 
     def web_app(self) -> web.Application:
         """Return the webhook app; the core mounts it at ``/webhooks/messenger``."""
-        return webhook_app(self.ctx.max_body, self._verify, self._receive)
+        return webhook_app(self.ctx.max_body, receive=self._receive, verify=self._verify)
 
     async def _verify(self, request: web.Request) -> web.Response:
         return verify_subscription(request, self.settings.verify_token)
 
     async def _receive(self, request: web.Request) -> web.Response:
-        if request.content_length is not None and request.content_length > self.ctx.max_body:
-            return _error(413, "body_too_large", f"request body exceeds {self.ctx.max_body} bytes")
         payload = await read_signed_json(request, self.settings.app_secret)
         if not is_page_event(payload):
             # Signed by Meta for our app, but not a Page event: a 4xx would only
@@ -175,7 +178,7 @@ class MessengerChannel(Channel):
         try:
             batch = parse_events(payload, page_id=self.settings.page_id, now=time.time())
         except PayloadError as err:
-            return _error(400, "malformed_payload", str(err))
+            return json_error(400, "malformed_payload", str(err))
         _log_ignored(self.ctx.log, batch.ignored)
         failed = await hand_over(self.ctx, batch.messages, batch.statuses)
         return failed or web.json_response({"status": "ok"})
@@ -225,7 +228,3 @@ def _log_ignored(log: logging.Logger, kinds: list[str]) -> None:
         log.debug("ignored %d echo(es) of our own sends", own)
     if counts:
         log.info("ignored Messenger events: %s", ", ".join(f"{kind} x{n}" for kind, n in sorted(counts.items())))
-
-
-def _error(status: int, code: str, message: str) -> web.Response:
-    return web.json_response({"error": {"code": code, "message": message}}, status=status)

@@ -6,8 +6,7 @@ plugin; the channel itself lives in ``channel.py``.
 
 from __future__ import annotations
 
-from bridge import hookimpl
-from bridge.channel import RegisterChannel
+from bridge import RegisterChannel, hookimpl
 
 from .channel import WhatsAppChannel
 

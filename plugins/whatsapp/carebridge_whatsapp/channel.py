@@ -14,9 +14,11 @@ from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 from aiohttp import web
+from carebridge_meta import read_signed_json, signed_body, verify_subscription
 
 from bridge import (
     BridgeError,
+    Channel,
     ChannelAuthError,
     ChannelAuthFailed,
     ChannelContext,
@@ -25,15 +27,17 @@ from bridge import (
     DeliveryError,
     DeliveryReceipt,
     OutboundMessage,
+    PendingMedia,
+    SentParts,
     SimulatedRequest,
     WindowClosedError,
+    hand_over,
+    json_error,
+    split_text,
+    webhook_app,
 )
-from bridge.channel import Channel, PendingMedia
-from bridge.http import json_error
-from bridge.meta import hand_over, read_signed_json, signed_body, verify_subscription, webhook_app
-from bridge.models import normalize_e164
-from bridge.parts import SentParts, split_text
 
+from .address import normalize_e164
 from .api import CloudClient
 from .config import WhatsAppConfig
 from .media import MediaFetcher, message_ref
@@ -44,6 +48,7 @@ class WhatsAppChannel(Channel):
     """The WhatsApp Business Cloud API as a Carebridge channel."""
 
     name: ClassVar[str] = "whatsapp"
+    label: ClassVar[str] = "WhatsApp"
     max_text_length: ClassVar[int | None] = 4096
     reply_window: ClassVar[float | None] = 24 * 3600
 
@@ -112,7 +117,7 @@ class WhatsAppChannel(Channel):
         trailing slash answer, since the callback URL is typed by hand in
         Meta's dashboard.
         """
-        return webhook_app(self.ctx.max_body, self._verify, self._receive)
+        return webhook_app(self.ctx.max_body, receive=self._receive, verify=self._verify)
 
     async def _verify(self, request: web.Request) -> web.Response:
         return verify_subscription(request, self.settings.verify_token)

@@ -25,9 +25,15 @@ import time
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 
-from bridge import Attachment, ChannelAuthFailed, DeliveryError, InboundMessage
-from bridge.channel import MediaCallback, PendingMedia
-from bridge.errors import UnknownRecordError
+from bridge import (
+    Attachment,
+    ChannelAuthFailed,
+    DeliveryError,
+    InboundMessage,
+    MediaCallback,
+    PendingMedia,
+    UnknownRecordError,
+)
 
 from .api import CloudClient, MediaGone, MediaTooLarge
 

@@ -27,8 +27,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from bridge import Attachment, InboundMessage, StatusUpdate
-from bridge.models import StatusKind, normalize_e164
+from bridge import Attachment, InboundMessage, StatusKind, StatusUpdate
+
+from .address import normalize_e164
+from .api import WINDOW_CLOSED
 
 CHANNEL = "whatsapp"
 OBJECT = "whatsapp_business_account"
@@ -200,7 +202,12 @@ def _objects(value: Any) -> list[dict[str, Any]]:
 
 
 def parse_status(item: Mapping[str, Any]) -> StatusUpdate | None:
-    """Turn one ``statuses[]`` item into a ``StatusUpdate``; None for kinds the core does not track."""
+    """Turn one ``statuses[]`` item into a ``StatusUpdate``; None for kinds the core does not track.
+
+    A ``failed`` status with error 131047 is a message refused because the
+    customer's 24-hour window is closed: it is marked ``window_closed`` so the
+    core holds it and starts its fall-backs instead of failing it.
+    """
     status = _STATUSES.get(str(item.get("status")))
     if status is None:
         log.info("ignoring status %r", item.get("status"))
@@ -209,14 +216,16 @@ def parse_status(item: Mapping[str, Any]) -> StatusUpdate | None:
     first = errors[0] if errors else {}
     title = str(first.get("title") or first.get("message") or "") or None
     recipient = item.get("recipient_id")
+    code = first.get("code")
     return StatusUpdate(
         channel=CHANNEL,
         status=status,
         timestamp=parse_timestamp(item.get("timestamp")),
         recipient=address_from_wa_id(recipient) if isinstance(recipient, str) and recipient else None,
         external_id=str(item["id"]) if item.get("id") else None,
-        error_code=str(first["code"]) if first.get("code") is not None else None,
+        error_code=str(code) if code is not None else None,
         error_title=title,
+        window_closed=status == "failed" and str(code) == str(WINDOW_CLOSED),
     )
 
 

@@ -177,6 +177,11 @@ async def test_bad_recipient_and_empty_text_are_refused_before_connecting(
     assert smtp.received == [] and smtp.auth_attempts == []
 
 
+def test_email_is_labelled_and_takes_commands_from_the_first_line_only() -> None:
+    # An agent's reply mail quotes the relayed message below their own first line.
+    assert EmailChannel.display_label() == "Email" and EmailChannel.commands_in_first_line is True
+
+
 def test_normalize_address() -> None:
     assert EmailChannel.normalize_address(" Ann@Customer.TEST ") == "ann@customer.test"
     for bad in ("ann", "ann@", "@x.test", "a b@x.test", "ann@x..test"):

@@ -63,6 +63,10 @@ def test_channel_refuses_to_build_on_a_bad_section(
         make_channel({k: v for k, v in section.items() if k != "verify_token"})
 
 
+def test_the_channel_is_labelled_messenger_and_reads_whole_commands() -> None:
+    assert MessengerChannel.display_label() == "Messenger" and MessengerChannel.commands_in_first_line is False
+
+
 def test_normalize_address_accepts_psids_only() -> None:
     assert MessengerChannel.normalize_address(" 2000000000000001 ") == "2000000000000001"
     with pytest.raises(ValueError, match="PSID"):

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from carebridge_messenger import MessengerChannel
 from carebridge_messenger.api import classify
+from carebridge_meta import GraphError
 
 from bridge import (
     ChannelAuthFailed,
@@ -19,7 +20,6 @@ from bridge import (
     OutboundMessage,
     WindowClosedError,
 )
-from bridge.meta import GraphError
 from bridge.parts import split_text
 from tests.fakes.messenger_graph import FakeMessengerGraph
 from tests.plugins.messenger.conftest import PAGE_TOKEN, Core

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
+from carebridge_meta import sign, signed_body
 
-from bridge.meta import sign, signed_body
 from tests.plugins.conftest import BlackHole
 from tests.plugins.messenger.conftest import (
     APP_SECRET,

@@ -15,11 +15,11 @@ import carebridge_whatsapp
 import pyotp
 import pytest
 from aiohttp.test_utils import TestServer
+from carebridge_meta import signed_body
 
 from bridge import strategies
 from bridge.app import Bridge
 from bridge.config import load_config
-from bridge.meta import signed_body
 from bridge.plugins import make_plugin_manager
 from bridge.web import make_app
 from tests.daemon import write_config

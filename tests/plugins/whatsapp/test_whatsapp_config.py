@@ -87,6 +87,7 @@ def test_installed_plugin_registers_the_channel_through_its_entry_point() -> Non
     info = registry.plugins["whatsapp"]
     assert info.distribution == "carebridge-whatsapp" and info.channels == ["whatsapp"] and info.error is None
     assert WhatsAppChannel.max_text_length == 4096 and WhatsAppChannel.reply_window == 24 * 3600
+    assert WhatsAppChannel.display_label() == "WhatsApp" and WhatsAppChannel.commands_in_first_line is False
 
 
 def test_can_reengage_only_with_a_configured_template() -> None:

@@ -126,6 +126,7 @@ async def test_131047_as_failed_status_reaches_update_status(
     assert fake.webhook_answers == [200]
     (status,) = core.statuses
     assert (status.status, status.external_id, status.error_code) == ("failed", receipt.external_id, "131047")
+    assert status.window_closed is True
     assert status.recipient == CUSTOMER
     assert fake.sent == [] and [f.id for f in fake.failed] == [receipt.external_id]
 
