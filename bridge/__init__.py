@@ -7,8 +7,15 @@ from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version
 
-from .channel import Channel, ChannelContext, MediaCallback, PendingMedia, RegisterChannel, SimulatedRequest
-from .errors import (
+from bridge.channel import (
+    Channel,
+    ChannelContext,
+    MediaCallback,
+    PendingMedia,
+    RegisterChannel,
+    SimulatedRequest,
+)
+from bridge.errors import (
     BridgeError,
     ChannelAuthError,
     ChannelAuthFailed,
@@ -19,9 +26,9 @@ from .errors import (
     UnknownRecordError,
     WindowClosedError,
 )
-from .hookspecs import hookimpl
-from .http_errors import http_error, json_error
-from .models import (
+from bridge.hookspecs import hookimpl
+from bridge.http_errors import http_error, json_error
+from bridge.models import (
     Address,
     Attachment,
     ChannelState,
@@ -32,8 +39,8 @@ from .models import (
     StatusKind,
     StatusUpdate,
 )
-from .parts import SentParts, split_text
-from .webhooks import hand_over, read_body, webhook_app
+from bridge.parts import SentParts, split_text
+from bridge.webhooks import hand_over, read_body, webhook_app
 
 try:
     __version__ = version("carebridge")

@@ -15,8 +15,15 @@ from typing import Any, ClassVar
 import aiohttp
 from aiohttp import web
 
-from .errors import ChannelError
-from .models import Attachment, ChannelState, DeliveryReceipt, InboundMessage, OutboundMessage, StatusUpdate
+from bridge.errors import ChannelError
+from bridge.models import (
+    Attachment,
+    ChannelState,
+    DeliveryReceipt,
+    InboundMessage,
+    OutboundMessage,
+    StatusUpdate,
+)
 
 DeliverCallback = Callable[[Sequence[InboundMessage]], Awaitable[None]]
 StatusCallback = Callable[[Sequence[StatusUpdate]], Awaitable[None]]

@@ -23,9 +23,9 @@ import pluggy
 if TYPE_CHECKING:
     import argparse
 
-    from .channel import RegisterChannel
-    from .errors import DeliveryError
-    from .models import DeliveryReceipt, Finding, InboundMessage, OutboundMessage
+    from bridge.channel import RegisterChannel
+    from bridge.errors import DeliveryError
+    from bridge.models import DeliveryReceipt, Finding, InboundMessage, OutboundMessage
 
 hookspec = pluggy.HookspecMarker("carebridge")
 hookimpl = pluggy.HookimplMarker("carebridge")
@@ -74,7 +74,7 @@ def lifespan(bridge: Any) -> AbstractAsyncContextManager[None] | None:
     not a channel (a scheduler job, a connection pool). Returning anything but
     an async context manager (or None) stops start-up naming the plugin.
 
-    :param bridge: the running ``bridge.app.Bridge``.
+    :param bridge: the running ``bridge.daemon.bridge.Bridge``.
     """
 
 

@@ -12,8 +12,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
-from .errors import ConfigError
-
 _E164 = re.compile(r"^\+?[1-9]\d{6,14}$")
 
 
@@ -192,25 +190,6 @@ class ChannelState(enum.Enum):
     DEGRADED = "degraded"
     TRANSIENT_DISCONNECT = "transient_disconnect"
     BAD_CREDENTIALS = "bad_credentials"
-
-
-def parse_duration(text: str | int | float, key: str) -> float:
-    """Parse ``"10s"``, ``"15m"``, ``"8h"``, ``"2d"`` or a number of seconds.
-
-    :raises ConfigError: naming ``key`` when the text is not a duration.
-    """
-    if isinstance(text, bool):
-        raise ConfigError(f"{key}: expected a duration like '10s', '15m' or '8h'")
-    if isinstance(text, (int, float)):
-        if text < 0:
-            raise ConfigError(f"{key}: expected a positive duration")
-        return float(text)
-    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*", str(text))
-    if not match:
-        raise ConfigError(f"{key}: expected a duration like '10s', '15m' or '8h', got {text!r}")
-    value = float(match.group(1))
-    unit = match.group(2) or "s"
-    return value * {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}[unit]
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,9 +13,9 @@ from collections.abc import Awaitable, Callable, Sequence
 
 from aiohttp import web
 
-from .channel import ChannelContext
-from .http_errors import http_error, json_error
-from .models import InboundMessage, StatusUpdate
+from bridge.channel import ChannelContext
+from bridge.http_errors import http_error, json_error
+from bridge.models import InboundMessage, StatusUpdate
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 

@@ -15,10 +15,10 @@ import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from ..errors import BridgeError
+from bridge.errors import BridgeError
 
 if TYPE_CHECKING:
-    from ..plugins import PluginRegistry
+    from bridge.plugins import PluginRegistry
 
 # Core subcommand modules, in the order ``--help`` lists them.
 _SUBCOMMANDS = ("init", "run", "check_config", "plugins", "agent", "keys", "gdpr", "audit", "simulate")
@@ -44,7 +44,7 @@ def build_parser(*, with_plugins: bool = True) -> argparse.ArgumentParser:
         module = importlib.import_module(f"{__name__}.{name}")
         module.add_parser(sub)
     if with_plugins:
-        from ..plugins import make_plugin_manager
+        from bridge.plugins import make_plugin_manager
 
         registry = make_plugin_manager()
         _add_plugin_commands(registry, sub)

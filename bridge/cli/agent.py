@@ -19,11 +19,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from .. import agents, passwords, totp
-from ..agents import ROLES, Agent, AgentError
-from ..errors import BridgeError
-from ..models import Address
-from . import add_config_option
+from bridge import agents
+from bridge.agents import ROLES, Agent, AgentError, passwords, totp
+from bridge.cli import add_config_option
+from bridge.errors import BridgeError
+from bridge.models import Address
 
 T = TypeVar("T")
 
@@ -88,7 +88,7 @@ def _actor() -> str:
 def _registry(args: argparse.Namespace) -> Any:
     registry = getattr(args, "plugin_registry", None)
     if registry is None:
-        from ..plugins import make_plugin_manager
+        from bridge.plugins import make_plugin_manager
 
         registry = make_plugin_manager()
     return registry
@@ -107,7 +107,7 @@ def _address(args: argparse.Namespace, config: Any, text: str, what: str) -> Add
 
 def _with_store(config: Any, fn: Callable[[Any], Any], *, read: bool = False, must_exist: bool = True) -> Any:
     """Open the store, run ``fn`` in one write (or read), close it."""
-    from ..store import Store
+    from bridge.store import Store
 
     async def go() -> Any:
         store = await Store.open(config.store, create_missing_key=not must_exist, must_exist=must_exist)
@@ -163,7 +163,7 @@ def _print_qr(uri: str) -> None:
 
 def run_add(args: argparse.Namespace) -> int:
     """Enrol the agent; print the otpauth:// URI and its QR code on stdout."""
-    from ..config import load_config
+    from bridge.config import load_config
 
     config = load_config(args.config)
     address = _address(args, config, args.channel, "--channel")
@@ -209,7 +209,7 @@ def _table(rows: list[list[str]]) -> str:
 
 def run_list(args: argparse.Namespace) -> int:
     """Print one line per agent; addresses are masked."""
-    from ..config import load_config
+    from bridge.config import load_config
 
     config = load_config(args.config)
     now = time.time()
@@ -234,7 +234,7 @@ def run_list(args: argparse.Namespace) -> int:
 
 def run_set_channel(args: argparse.Namespace) -> int:
     """Change the agent's preferred channel and address."""
-    from ..config import load_config
+    from bridge.config import load_config
 
     config = load_config(args.config)
     address = _address(args, config, args.address, "CHANNEL:ADDRESS")
@@ -252,9 +252,9 @@ def run_set_channel(args: argparse.Namespace) -> int:
 
 def run_disable(args: argparse.Namespace) -> int:
     """Disable the agent, end their shift, and requeue their open conversations."""
-    from ..config import load_config
-    from ..relay.assign import requeue
-    from ..relay.commands import open_conversation_ids
+    from bridge.config import load_config
+    from bridge.relay.commands import open_conversation_ids
+    from bridge.relay.routing import requeue
 
     config = load_config(args.config)
     rctx = _relay_context(args, config)
@@ -280,10 +280,10 @@ def run_disable(args: argparse.Namespace) -> int:
 
 def _relay_context(args: argparse.Namespace, config: Any) -> Any:
     """The relay context the daemon would use, so requeueing routes exactly as it would."""
-    from ..relay.commands import CommandTable
-    from ..relay.context import RelayContext
-    from ..relay.rules import load_rules
-    from ..relay.templates import load_templates
+    from bridge.relay.commands import CommandTable
+    from bridge.relay.context import RelayContext
+    from bridge.relay.rules import load_rules
+    from bridge.relay.templates import load_templates
 
     registry = _registry(args)
     enabled = [name for name in config.enabled_channels() if name in registry.channels]

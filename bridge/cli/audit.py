@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 
-from ..errors import IntegrityError
-from . import add_config_option
+from bridge.cli import add_config_option
+from bridge.errors import IntegrityError
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -23,8 +23,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
 
 def run_verify(args: argparse.Namespace) -> int:
     """Verify the chain; print the entry count, or fail naming the first bad entry."""
-    from ..config import load_config
-    from ..store import Store
+    from bridge.config import load_config
+    from bridge.store import Store
 
     config = load_config(args.config)
 

@@ -20,8 +20,9 @@ import json
 import sys
 from typing import Any
 
-from ..errors import UnknownRecordError
-from . import add_config_option
+from bridge.cli import add_config_option
+from bridge.errors import UnknownRecordError
+from bridge.store import Tx
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -51,8 +52,8 @@ def _find(tx: Tx, ref: str) -> int:
 
 
 def _open(args: argparse.Namespace) -> Any:
-    from ..config import load_config
-    from ..store import Store
+    from bridge.config import load_config
+    from bridge.store import Store
 
     config = load_config(args.config)
     return Store.open(config.store, create_missing_key=False, must_exist=True)
@@ -60,7 +61,7 @@ def _open(args: argparse.Namespace) -> Any:
 
 def run_export(args: argparse.Namespace) -> int:
     """Print the contact's data; exit 1 after printing if any record was unreadable."""
-    from .keys import cli_actor
+    from bridge.cli.keys import cli_actor
 
     async def export() -> tuple[dict[str, Any], list[str]]:
         store = await _open(args)
@@ -86,7 +87,7 @@ def run_export(args: argparse.Namespace) -> int:
 
 def run_erase(args: argparse.Namespace) -> int:
     """Erase the contact after confirmation (``yes`` on stdin, or ``--yes``)."""
-    from .keys import cli_actor
+    from bridge.cli.keys import cli_actor
 
     async def erase() -> int:
         store = await _open(args)

@@ -15,8 +15,8 @@ import secrets
 from importlib import resources
 from pathlib import Path
 
-from ..errors import ConfigError
-from . import add_config_option
+from bridge.cli import add_config_option
+from bridge.errors import ConfigError
 
 KEY_BYTES = 32
 

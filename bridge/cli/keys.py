@@ -18,12 +18,19 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..errors import ConfigError, StoreError
-from ..keyfile import describe, fsync_dir, generate_key, key_file_path, load_master_key, write_key_file
-from . import add_config_option
+from bridge.cli import add_config_option
+from bridge.errors import ConfigError, StoreError
+from bridge.store.keyfile import (
+    describe,
+    fsync_dir,
+    generate_key,
+    key_file_path,
+    load_master_key,
+    write_key_file,
+)
 
 if TYPE_CHECKING:
-    from ..store import StoreSettings
+    from bridge.store import StoreSettings
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -44,7 +51,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
 
 def run_rotate(args: argparse.Namespace) -> int:
     """Rotate the master key named by ``[store] key``."""
-    from ..config import load_config
+    from bridge.config import load_config
 
     config = load_config(args.config)
     message = asyncio.run(rotate(config.store, Path(args.output) if args.output else None))
@@ -54,8 +61,8 @@ def run_rotate(args: argparse.Namespace) -> int:
 
 async def rotate(settings: StoreSettings, output: Path | None) -> str:
     """Do the rotation; return the line to print."""
-    from ..store import Store
-    from ..store.keyring import pending_key_path
+    from bridge.store import Store
+    from bridge.store.keyring import pending_key_path
 
     ref = settings.key
     key_path = key_file_path(ref)

@@ -13,10 +13,10 @@ import argparse
 import json
 import sys
 
-from ..config import Config, find_config_file, load_config
-from ..errors import ConfigError
-from ..plugins import make_plugin_manager
-from . import add_config_option
+from bridge.cli import add_config_option
+from bridge.config import Config, find_config_file, load_config
+from bridge.errors import ConfigError
+from bridge.plugins import make_plugin_manager
 
 
 def _config(args: argparse.Namespace) -> Config | None:

@@ -14,11 +14,11 @@ import asyncio
 
 import aiohttp
 
-from ..channel import SimulatedRequest
-from ..config import Config, load_config
-from ..errors import BridgeError, ConfigError
-from ..plugins import make_plugin_manager
-from . import add_config_option
+from bridge.channel import SimulatedRequest
+from bridge.cli import add_config_option
+from bridge.config import Config, load_config
+from bridge.errors import BridgeError, ConfigError
+from bridge.plugins import make_plugin_manager
 
 
 def daemon_url(config: Config) -> str:

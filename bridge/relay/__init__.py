@@ -1,6 +1,6 @@
 """The relay: inbound messages in, routing, and the durable outbox out.
 
-``Relay(bridge)`` is built by ``bridge.app.Bridge``; channels reach it
+``Relay(bridge)`` is built by ``bridge.daemon.bridge.Bridge``; channels reach it
 through their ``ChannelContext`` (``deliver`` → ``ingest``, ``update_status``,
 ``save_media``). Every change happens inside one ``store.write`` function, so
 it commits whole; the outbox worker is woken after the commit.
@@ -14,19 +14,19 @@ import logging
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any, TypeVar
 
-from ..channel import Channel
-from ..errors import ConfigError
-from ..models import InboundMessage, StatusUpdate
-from ..plugins import notify
-from ..store import Tx
-from . import media, windows
-from .commands import CommandTable
-from .context import RelayContext
-from .ingest import IngestResult, ingest_batch
-from .rules import Rules, load_rules
-from .status import apply_status_updates
-from .templates import Templates, load_templates
-from .worker import OutboxWorker
+from bridge.channel import Channel
+from bridge.errors import ConfigError
+from bridge.models import InboundMessage, StatusUpdate
+from bridge.plugins import notify
+from bridge.relay import fallbacks, media
+from bridge.relay.commands import CommandTable
+from bridge.relay.context import RelayContext
+from bridge.relay.ingest import IngestResult, ingest_batch
+from bridge.relay.rules import Rules, load_rules
+from bridge.relay.status import apply_status_updates
+from bridge.relay.templates import Templates, load_templates
+from bridge.relay.worker import OutboxWorker
+from bridge.store import Tx
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -219,7 +219,7 @@ class Relay:
     async def check_windows(self) -> int:
         """Warn agents whose reply window closes soon; return how many were warned."""
         rctx = self._require()
-        return await self.write(lambda tx: windows.check_window_warnings(tx, rctx))
+        return await self.write(lambda tx: fallbacks.check_window_warnings(tx, rctx))
 
     async def run_checks(self) -> int:
         """One round of the periodic checks; return how many agents were warned."""
@@ -258,5 +258,5 @@ def _forget_old_bookkeeping(tx: Tx) -> None:
     """
     cutoff = tx.now() - DEDUPE_KEEP
     tx.relay.forget_old(
-        dedupe_before=cutoff, flag_name=windows.WARNED, flags_before=cutoff, reports_before=tx.now() - 86400.0
+        dedupe_before=cutoff, flag_name=fallbacks.WARNED, flags_before=cutoff, reports_before=tx.now() - 86400.0
     )

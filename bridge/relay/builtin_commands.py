@@ -11,11 +11,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from .. import agents as agents_repo
-from .. import totp
-from . import records
-from .assign import assign_waiting, notify_agent, requeue, send_to_customer
-from .commands import (
+from bridge import agents as agents_repo
+from bridge.agents import totp
+from bridge.relay.commands import (
     CommandContext,
     CommandRefused,
     CommandTable,
@@ -27,10 +25,11 @@ from .commands import (
     parse_conversation_ref,
     split_target,
 )
-from .records import write_event
+from bridge.relay.reads import write_event
+from bridge.relay.routing import assign_waiting, notify_agent, requeue, send_to_customer
 
 if TYPE_CHECKING:
-    from ..store import Tx
+    from bridge.store import Tx
 
 WAITING_LIMIT = 1000  # counted for answers only
 LOGIN_USAGE = "Send /login followed by the 6-digit code from your authenticator app, e.g. /login 123456."

@@ -17,12 +17,12 @@ from typing import Any
 
 import pluggy
 
-from .. import agents as agents_repo
-from ..errors import BridgeError, PluginLoadError
-from ..models import InboundMessage
-from ..store import Agent, Conversation, Tx
-from . import records
-from .format import format_prefix
+from bridge import agents as agents_repo
+from bridge.errors import BridgeError, PluginLoadError
+from bridge.models import InboundMessage
+from bridge.relay import reads
+from bridge.relay.format import format_prefix
+from bridge.store import Agent, Conversation, Tx
 
 Handler = Callable[["CommandContext", str], "str | None"]
 
@@ -93,7 +93,7 @@ class CommandTable:
 
         :raises PluginLoadError: a plugin registers a malformed or taken name.
         """
-        from . import builtin_commands, transfer
+        from bridge.relay import builtin_commands, transfer
 
         table = cls()
         builtin_commands.register_builtins(table)
@@ -221,7 +221,7 @@ def split_target(args: str) -> tuple[int | None, str]:
 
 def label(tx: Tx, conv: Conversation) -> str:
     """``[#42 Jan · WhatsApp]`` for a conversation."""
-    return format_prefix(conv.id, records.contact_name(tx, conv.contact_id), conv.channel)
+    return format_prefix(conv.id, reads.contact_name(tx, conv.contact_id), conv.channel)
 
 
 def own_conversation(ctx: CommandContext, conversation_id: int | None) -> Conversation:

@@ -12,13 +12,13 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from .rules import Rules
-from .templates import Templates
+from bridge.relay.rules import Rules
+from bridge.relay.templates import Templates
 
 if TYPE_CHECKING:
     import pluggy
 
-    from ..config import Config
+    from bridge.config import Config
 
 
 @dataclass

@@ -15,26 +15,26 @@ from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
-from .. import agents as agents_repo
-from ..errors import IntegrityError
-from ..models import InboundMessage
-from ..plugins import collect
-from ..store import Agent, Tx
-from . import records, windows
-from .assign import (
+from bridge import agents as agents_repo
+from bridge.errors import IntegrityError
+from bridge.models import InboundMessage
+from bridge.plugins import collect
+from bridge.relay import fallbacks, reads
+from bridge.relay.commands import ESCAPE, NOT_LOGGED_IN, handle_agent_command
+from bridge.relay.format import channel_label, display_name
+from bridge.relay.routing import (
     QUEUED_NOTICE,
-    was_assigned_before,
     notify_agent,
     relay_to_agent,
     requeue,
     route,
     send_to_customer,
+    was_assigned_before,
 )
-from .commands import ESCAPE, NOT_LOGGED_IN, handle_agent_command
-from .format import channel_label, display_name
+from bridge.store import Agent, Tx
 
 if TYPE_CHECKING:
-    from .context import RelayContext
+    from bridge.relay.context import RelayContext
 
 log = logging.getLogger(__name__)
 
@@ -121,7 +121,7 @@ def _ingest_customer(tx: Tx, rctx: RelayContext, message: InboundMessage, result
         # webhook would make the platform retry (and drop) every message batched with it.
         log.error("%s: a message from a customer whose record is unreadable was not stored: %s", channel, err)
         return
-    windows.person_wrote(tx, rctx, "contact", identity.contact_id, channel)
+    fallbacks.person_wrote(tx, rctx, "contact", identity.contact_id, channel)
     conv = tx.conversations.open_for_identity(identity.id)
     if conv is None:
         language = rctx.rules.detect_language(message.text, message.meta)
@@ -138,7 +138,7 @@ def _ingest_customer(tx: Tx, rctx: RelayContext, message: InboundMessage, result
         text=message.text,
         external_id=message.external_id,
         reply_to=message.reply_to,
-        status=records.WAITING,
+        status=reads.WAITING,
         sensitive=bool(findings),
         meta=dict(message.meta) or None,
     )
@@ -214,7 +214,7 @@ def _ingest_agent(tx: Tx, rctx: RelayContext, agent: Agent, message: InboundMess
         result.duplicates += 1
         return
     agents_repo.touch_identity(tx, agent.id, channel, message.sender, message.timestamp)
-    windows.person_wrote(tx, rctx, "agent", agent.id, channel)
+    fallbacks.person_wrote(tx, rctx, "agent", agent.id, channel)
     text = message.text.strip()
     if text.startswith(ESCAPE):
         # "//text" is a reply that starts with "/": send "/text" (see /help).
@@ -280,7 +280,7 @@ def _agent_reply(tx: Tx, rctx: RelayContext, agent: Agent, message: InboundMessa
         send_to_customer(tx, rctx, conv.id, text, agent_id=agent.id, reply_to=quoted_customer)
     except IntegrityError as err:  # raised before anything was written: the customer's address is damaged
         log.error("conversation %d: an agent's reply cannot be sent: %s", conv.id, err)
-        name = display_name(records.contact_name(tx, conv.contact_id), conv.id)
+        name = display_name(reads.contact_name(tx, conv.contact_id), conv.id)
         notice = rctx.templates.render(
             "delivery_failed", None, conversation=conv.id, contact=name, channel=channel_label(conv.channel),
             error="the customer's record failed its integrity check in the store",

@@ -9,10 +9,11 @@ between, the attachment row keeps its media id but no file; at the next start
 from __future__ import annotations
 
 import logging
-from ..channel import PendingMedia
-from ..errors import IntegrityError, UnknownRecordError
-from ..models import Attachment
-from ..store import Tx
+
+from bridge.channel import PendingMedia
+from bridge.errors import IntegrityError, UnknownRecordError
+from bridge.models import Attachment
+from bridge.store import Tx
 
 log = logging.getLogger(__name__)
 

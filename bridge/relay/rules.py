@@ -15,7 +15,7 @@ from pathlib import Path
 
 import yaml
 
-from .yamlfile import Node, load_yaml
+from bridge.relay.yamlfile import Node, load_yaml
 
 DEFAULT_QUEUE = "default"
 _QUEUE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")

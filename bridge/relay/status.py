@@ -11,12 +11,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ..models import StatusUpdate
-from ..store import Delivery, Tx
-from . import windows
+from bridge.models import StatusUpdate
+from bridge.relay import fallbacks
+from bridge.store import Delivery, Tx
 
 if TYPE_CHECKING:
-    from .context import RelayContext
+    from bridge.relay.context import RelayContext
 
 
 def apply_status_updates(tx: Tx, rctx: RelayContext, channel: str, updates: list[StatusUpdate]) -> int:
@@ -47,7 +47,7 @@ def apply_status_updates(tx: Tx, rctx: RelayContext, channel: str, updates: list
 def _apply(tx: Tx, rctx: RelayContext, delivery: Delivery, status: str, code: str | None,
            title: str | None) -> None:  # fmt: skip
     if status == "failed":
-        windows.on_status_failed(tx, rctx, delivery, code, title)
+        fallbacks.on_status_failed(tx, rctx, delivery, code, title)
     elif status in ("delivered", "read") and delivery.message_id is not None and delivery.recipient_kind == "contact":
         tx.messages.advance_status(delivery.message_id, status)
 

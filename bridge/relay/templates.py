@@ -13,8 +13,8 @@ from collections.abc import Collection, Mapping
 from importlib import resources
 from pathlib import Path
 
-from ..errors import ConfigError
-from .yamlfile import Node, load_yaml, load_yaml_text
+from bridge.errors import ConfigError
+from bridge.relay.yamlfile import Node, load_yaml, load_yaml_text
 
 #: Every placeholder a template may use.
 FIELDS = frozenset(

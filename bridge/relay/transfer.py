@@ -11,11 +11,8 @@ transfer and decline goes into the audit log.
 
 from __future__ import annotations
 
-from .. import agents as agents_repo
-from ..store import Agent, Conversation
-from . import records
-from .assign import assign, notify_agent, requeue, send_to_customer
-from .commands import (
+from bridge import agents as agents_repo
+from bridge.relay.commands import (
     CommandContext,
     CommandRefused,
     CommandTable,
@@ -26,7 +23,9 @@ from .commands import (
     parse_conversation_ref,
     split_target,
 )
-from .records import write_event
+from bridge.relay.reads import write_event
+from bridge.relay.routing import assign, notify_agent, requeue, send_to_customer
+from bridge.store import Agent, Conversation
 
 TRANSFERRED = "transferred"
 DECLINED = "declined"

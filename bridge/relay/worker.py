@@ -20,15 +20,20 @@ from collections import Counter
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from ..errors import ChannelAuthFailed, DeliveryError, IntegrityError, WindowClosedError
-from ..models import ChannelState, DeliveryReceipt, OutboundMessage
-from ..plugins import notify
-from ..store.scrub import scrub_error
-from ..store import Delivery, Tx
-from . import outbox, records, status, windows
+from bridge.errors import (
+    ChannelAuthFailed,
+    DeliveryError,
+    IntegrityError,
+    WindowClosedError,
+)
+from bridge.models import ChannelState, DeliveryReceipt, OutboundMessage
+from bridge.plugins import notify
+from bridge.relay import fallbacks, reads, retry, status
+from bridge.store import Delivery, Tx
+from bridge.store.scrub import scrub_error
 
 if TYPE_CHECKING:
-    from .context import RelayContext
+    from bridge.relay.context import RelayContext
 
 log = logging.getLogger(__name__)
 
@@ -165,9 +170,9 @@ class OutboxWorker:
                 return
             attempts = delivery.attempts + 1
             if attempts >= self.delivery.max_attempts:
-                windows.on_failed(tx, self.rctx, delivery, reason)  # the agent is told, as for any failure
+                fallbacks.on_failed(tx, self.rctx, delivery, reason)  # the agent is told, as for any failure
                 return
-            wait = outbox.retry_delay(attempts, self.delivery.retry_base, self.delivery.retry_max, None, self._rng)
+            wait = retry.retry_delay(attempts, self.delivery.retry_base, self.delivery.retry_max, None, self._rng)
             tx.outbox.mark_retry(delivery_id, self.clock() + wait, reason)
 
         try:
@@ -183,10 +188,10 @@ class OutboxWorker:
     async def _deliver_one(self, delivery_id: int, channel_name: str, behind_hold: bool = False) -> None:
         store = self.bridge.store
         try:
-            loaded = await store.read(lambda tx: windows.load_for_send(tx, delivery_id))
+            loaded = await store.read(lambda tx: fallbacks.load_for_send(tx, delivery_id))
         except IntegrityError as err:
             damaged = err  # bound for the closure: ``err`` itself is unbound when the except block ends
-            await self._write(lambda tx: windows.on_unreadable(tx, self.rctx, delivery_id, damaged))
+            await self._write(lambda tx: fallbacks.on_unreadable(tx, self.rctx, delivery_id, damaged))
             self._count(channel_name, "failed")
             return
         if loaded is None:
@@ -201,12 +206,12 @@ class OutboxWorker:
             return
         channel = self.bridge.channels.get(delivery.channel)
         if channel is None or not self.rctx.channel_enabled(delivery.channel):
-            await self._write(lambda tx: windows.on_channel_unavailable(tx, self.rctx, delivery))
+            await self._write(lambda tx: fallbacks.on_channel_unavailable(tx, self.rctx, delivery))
             self._count(delivery.channel, "held")
             return
         if behind_hold:
             reason = "held behind an earlier message: the recipient's window is closed"
-            await self._write(lambda tx: windows.on_window_closed(tx, self.rctx, delivery, reason))
+            await self._write(lambda tx: fallbacks.on_window_closed(tx, self.rctx, delivery, reason))
             self._count(delivery.channel, "held")
             return
         message = OutboundMessage(
@@ -224,7 +229,7 @@ class OutboxWorker:
             receipt = await channel.send(message)
         except WindowClosedError as closed:
             reason = str(closed) or "the recipient's window is closed"
-            await self._write(lambda tx: windows.on_window_closed(tx, self.rctx, delivery, reason))
+            await self._write(lambda tx: fallbacks.on_window_closed(tx, self.rctx, delivery, reason))
             self._count(delivery.channel, "held")
         except ChannelAuthFailed as err:
             await self._auth_failed(delivery, err)
@@ -251,7 +256,7 @@ class OutboxWorker:
 
     async def _mark_read(self, message_id: int) -> None:
         """The agent has the customer's message: show the customer it was read (where the platform can)."""
-        target = await self.bridge.store.read(lambda tx: records.read_mark_target(tx, message_id))
+        target = await self.bridge.store.read(lambda tx: reads.read_mark_target(tx, message_id))
         if target is None:
             return
         channel_name, sender, external_id = target
@@ -267,7 +272,7 @@ class OutboxWorker:
         attempts = delivery.attempts + 1
         reason = _describe(err)
         if err.retryable and attempts < self.delivery.max_attempts:
-            wait = outbox.retry_delay(
+            wait = retry.retry_delay(
                 attempts, self.delivery.retry_base, self.delivery.retry_max, err.retry_after, self._rng
             )
             log.warning(
@@ -281,7 +286,7 @@ class OutboxWorker:
         log.warning(
             "delivery %s on %s failed for good after %d attempt(s): %s", delivery.id, delivery.channel, attempts, reason
         )
-        await self._write(lambda tx: windows.on_failed(tx, self.rctx, delivery, reason))
+        await self._write(lambda tx: fallbacks.on_failed(tx, self.rctx, delivery, reason))
         self._count(delivery.channel, "failed")
         await notify(self.bridge.pm.hook.delivery_failed, bridge=self.bridge, message=message, error=err)
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import yaml
 
-from ..errors import ConfigError
+from bridge.errors import ConfigError
 
 
 @dataclass(frozen=True)

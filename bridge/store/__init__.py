@@ -32,9 +32,9 @@ through :func:`bridge.store.scrub.scrub_error` by triggers (migration 2).
 
 from __future__ import annotations
 
-from .engine import Store, StoreSettings
-from .keyring import KeyOwner
-from .records import (
+from bridge.store.engine import Store, StoreSettings
+from bridge.store.keyring import KeyOwner
+from bridge.store.records import (
     Agent,
     AttachmentRecord,
     AuditCheck,
@@ -49,9 +49,9 @@ from .records import (
     OnlineAgent,
     PendingTransfer,
 )
-from .repos.outbox import CHANNEL_UNAVAILABLE, WINDOW_CLOSED
-from .scrub import scrub_error
-from .tx import Tx
+from bridge.store.repos.outbox import CHANNEL_UNAVAILABLE, WINDOW_CLOSED
+from bridge.store.scrub import scrub_error
+from bridge.store.tx import Tx
 
 __all__ = [
     "CHANNEL_UNAVAILABLE",

@@ -10,9 +10,16 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
-from ..errors import StoreError
-from . import scrub
-from .keyring import HMAC_ROOT, KEY_CHECK_NAME, KeyOwner, Keyring, key_matches, seal_key_check
+from bridge.errors import StoreError
+from bridge.store import scrub
+from bridge.store.keyring import (
+    HMAC_ROOT,
+    KEY_CHECK_NAME,
+    KeyOwner,
+    Keyring,
+    key_matches,
+    seal_key_check,
+)
 
 BUSY_TIMEOUT_MS = 10_000
 CACHE_KIB = 16_384  # per connection: a big batch must not spill pages mid-transaction

@@ -26,13 +26,25 @@ from typing import Any, Protocol, TypeVar
 
 import sqlite_utils
 
-from ..errors import KeyMismatchError, StoreError
-from ..keyfile import fsync_dir, generate_key, key_file_path, load_master_key, write_key_file
-from . import schema
-from .connection import READER_MMAP_BYTES, SYNC_MODES, bootstrap, configure, connect
-from .keyring import MISMATCH, Keyring, key_matches, pending_key_path
-from .session import SqliteSession
-from .tx import Tx
+from bridge.errors import KeyMismatchError, StoreError
+from bridge.store import schema
+from bridge.store.connection import (
+    READER_MMAP_BYTES,
+    SYNC_MODES,
+    bootstrap,
+    configure,
+    connect,
+)
+from bridge.store.keyfile import (
+    fsync_dir,
+    generate_key,
+    key_file_path,
+    load_master_key,
+    write_key_file,
+)
+from bridge.store.keyring import MISMATCH, Keyring, key_matches, pending_key_path
+from bridge.store.session import SqliteSession
+from bridge.store.tx import Tx
 
 log = logging.getLogger("carebridge.store")
 T = TypeVar("T")

@@ -22,9 +22,9 @@ from typing import NamedTuple
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from .. import crypto
-from ..errors import IntegrityError, KeyMismatchError, StoreError
-from ..keyfile import key_file_path, load_master_key
+from bridge.errors import IntegrityError, KeyMismatchError, StoreError
+from bridge.store import crypto
+from bridge.store.keyfile import key_file_path, load_master_key
 
 log = logging.getLogger("carebridge.store")
 

@@ -6,8 +6,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..models import Address
-from .keyring import KeyOwner
+from bridge.models import Address
+from bridge.store.keyring import KeyOwner
 
 
 @dataclass(frozen=True, slots=True)

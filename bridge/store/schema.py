@@ -23,8 +23,8 @@ from collections.abc import Callable
 
 import sqlite_utils
 
-from ..errors import StoreError
-from . import scrub
+from bridge.errors import StoreError
+from bridge.store import scrub
 
 Migration = Callable[[sqlite_utils.Database], None]
 

@@ -21,12 +21,12 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from .. import crypto
-from ..errors import IntegrityError, StoreError
-from .keyring import KeyOwner
+from bridge.errors import IntegrityError, StoreError
+from bridge.store import crypto
+from bridge.store.keyring import KeyOwner
 
 if TYPE_CHECKING:
-    from .keyring import Keyring
+    from bridge.store.keyring import Keyring
 
 log = logging.getLogger("carebridge.store")
 
@@ -247,18 +247,6 @@ class SqliteSession:
                 raise
         self.new_key(owner)
         return self._new_keys[owner]
-
-    def key_for(self, owner: KeyOwner, *, create: bool) -> AESGCM:
-        """The data key of ``owner`` as a cipher (created when missing and ``create``).
-
-        :raises IntegrityError: no key and not ``create`` (erased, or never had one).
-        """
-        return self._key(owner, create=create)[1]
-
-    @property
-    def audit_key(self) -> bytes:
-        """The key of the audit hash chain (derived from the store's HMAC root)."""
-        return self.keyring.audit_key
 
     def key_for(self, owner: KeyOwner, *, create: bool) -> AESGCM:
         """The data key of ``owner`` as a cipher (created when missing and ``create``).

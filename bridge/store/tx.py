@@ -11,18 +11,18 @@ from __future__ import annotations
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 
-from .repos.agents import AgentsRepo
-from .repos.attachments import AttachmentsRepo
-from .repos.audit import AuditRepo
-from .repos.contacts import ContactsRepo
-from .repos.conversations import ConversationsRepo
-from .repos.events import EventsRepo
-from .repos.gdpr import GdprRepo
-from .repos.messages import MessagesRepo
-from .repos.outbox import OutboxRepo
-from .repos.relay_state import RelayStateRepo
-from .repos.shifts import ShiftsRepo
-from .session import Session
+from bridge.store.repos.agents import AgentsRepo
+from bridge.store.repos.attachments import AttachmentsRepo
+from bridge.store.repos.audit import AuditRepo
+from bridge.store.repos.contacts import ContactsRepo
+from bridge.store.repos.conversations import ConversationsRepo
+from bridge.store.repos.events import EventsRepo
+from bridge.store.repos.gdpr import GdprRepo
+from bridge.store.repos.messages import MessagesRepo
+from bridge.store.repos.outbox import OutboxRepo
+from bridge.store.repos.relay_state import RelayStateRepo
+from bridge.store.repos.shifts import ShiftsRepo
+from bridge.store.session import Session
 
 
 class Tx:

@@ -94,8 +94,8 @@ class Desk:
 
     @classmethod
     async def open(cls, tmp_path: Path, *, pm_plugins: tuple[tuple[str, object], ...] = (), **routing: Any) -> Desk:
-        from bridge import strategies
         from bridge.plugins import make_plugin_manager
+        from bridge.relay import strategies
         from bridge.relay.commands import CommandTable
         from bridge.relay.context import RelayContext
         from bridge.relay.rules import load_rules

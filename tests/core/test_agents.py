@@ -9,7 +9,13 @@ import pytest
 from bridge import agents
 from bridge.agents import AgentError
 from bridge.models import Address
-from tests.core.agentkit import Clock, add_agent, db_bytes, make_conversation, open_store
+from tests.core.agentkit import (
+    Clock,
+    add_agent,
+    db_bytes,
+    make_conversation,
+    open_store,
+)
 
 
 async def test_create_agent_seals_everything_and_reads_it_back(tmp_path: Path) -> None:

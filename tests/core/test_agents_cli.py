@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from bridge import agents, passwords
+from bridge import agents
+from bridge.agents import passwords
 from bridge.config import load_config
 from bridge.store import Store
 from tests.core.agentkit import db_bytes, make_conversation

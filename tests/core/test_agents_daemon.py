@@ -16,7 +16,16 @@ import pyotp
 
 from tests.daemon import DaemonProcess, run_cli, write_config
 from tests.e2e.harness import wait_for
-from tests.e2e.world import PAGE_ID, PAGE_TOKEN, WA_NUMBER_ID, WA_SECRET, WA_TEMPLATE, WA_TOKEN, World, channel_sections
+from tests.e2e.world import (
+    PAGE_ID,
+    PAGE_TOKEN,
+    WA_NUMBER_ID,
+    WA_SECRET,
+    WA_TEMPLATE,
+    WA_TOKEN,
+    World,
+    channel_sections,
+)
 from tests.fakes.messenger_graph import FakeMessengerGraph
 from tests.fakes.whatsapp_cloud import FakeWhatsAppCloud
 

@@ -10,7 +10,13 @@ from bridge import agents
 from bridge.errors import PluginLoadError
 from bridge.hookspecs import hookimpl
 from bridge.plugins import make_plugin_manager
-from bridge.relay.commands import CommandContext, CommandRefused, CommandTable, own_conversation, parse_command
+from bridge.relay.commands import (
+    CommandContext,
+    CommandRefused,
+    CommandTable,
+    own_conversation,
+    parse_command,
+)
 from tests.core.agentkit import Desk, db_bytes
 
 ALICE = "whatsapp:+31612345678"

@@ -9,9 +9,14 @@ import stat
 
 import pytest
 
-from bridge import crypto
 from bridge.errors import ConfigError, StoreError
-from bridge.keyfile import decode_key, generate_key, load_master_key, write_key_file
+from bridge.store import crypto
+from bridge.store.keyfile import (
+    decode_key,
+    generate_key,
+    load_master_key,
+    write_key_file,
+)
 
 
 def test_seal_roundtrip_and_layout() -> None:

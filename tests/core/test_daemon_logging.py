@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from bridge.logging_setup import mask_secrets, secrets_in, set_level, setup_logging
+from bridge.daemon.logs import mask_secrets, secrets_in, set_level, setup_logging
 
 
 @pytest.fixture

@@ -15,14 +15,24 @@ import time
 
 import pytest
 
-from bridge import crypto
 from bridge.cli.keys import rotate
 from bridge.config import load_config
 from bridge.errors import ConfigError, KeyMismatchError, StoreError
-from bridge.keyfile import encode_key, generate_key, load_master_key, write_key_file
-from bridge.store import Store
+from bridge.store import Store, crypto
+from bridge.store.keyfile import (
+    encode_key,
+    generate_key,
+    load_master_key,
+    write_key_file,
+)
 from bridge.store.keyring import unwrap
-from tests.core.test_store_kit import ROOT, cli, env_key_settings, settings, write_config
+from tests.core.test_store_kit import (
+    ROOT,
+    cli,
+    env_key_settings,
+    settings,
+    write_config,
+)
 from tests.daemon import DaemonProcess, run_cli
 from tests.daemon import write_config as daemon_config
 from tests.fakes.whatsapp_cloud import FakeWhatsAppCloud

@@ -1,4 +1,4 @@
-"""bridge.sdnotify against a real unix datagram socket bound by the test."""
+"""bridge.daemon.notify against a real unix datagram socket bound by the test."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from bridge.sdnotify import Notifier
+from bridge.daemon.notify import Notifier
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ import pytest
 
 from bridge.errors import ChannelAuthFailed, DeliveryError
 from bridge.models import ChannelState, DeliveryReceipt
-from bridge.relay import outbox
+from bridge.relay import retry
 from bridge.store import KeyOwner
 from tests.e2e.harness import (
     add_agent,
@@ -26,17 +26,17 @@ FAST = '[delivery]\nretry_base = "10ms"\nretry_max = "40ms"\nmax_attempts = 3\n'
 
 def test_retry_delay_grows_exponentially_with_jitter_and_cap() -> None:
     rng = random.Random(7)
-    delays = [outbox.retry_delay(n, 2.0, 600.0, rng=rng) for n in range(1, 12)]
+    delays = [retry.retry_delay(n, 2.0, 600.0, rng=rng) for n in range(1, 12)]
     for n, delay in enumerate(delays, start=1):
         full = min(600.0, 2.0 * 2 ** (n - 1))
         assert full / 2 <= delay <= full
     assert delays[-1] <= 600.0 and delays[-1] >= 300.0
-    assert len({round(outbox.retry_delay(3, 2.0, 600.0), 6) for _ in range(20)}) > 1  # jittered
+    assert len({round(retry.retry_delay(3, 2.0, 600.0), 6) for _ in range(20)}) > 1  # jittered
 
 
 def test_retry_after_is_a_floor() -> None:
-    assert outbox.retry_delay(1, 2.0, 600.0, retry_after=30.0) == 30.0
-    assert 1.0 <= outbox.retry_delay(1, 2.0, 600.0, retry_after=0.5) <= 2.0
+    assert retry.retry_delay(1, 2.0, 600.0, retry_after=30.0) == 30.0
+    assert 1.0 <= retry.retry_delay(1, 2.0, 600.0, retry_after=0.5) <= 2.0
 
 
 async def _assigned(tmp_path: Path, extra: str = FAST, capacity: int = 5):  # type: ignore[no-untyped-def]

@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from bridge import passwords
-from bridge.passwords import PasswordPolicyError, check_password, hash_password, needs_rehash
+from bridge.agents import passwords
+from bridge.agents.passwords import (
+    PasswordPolicyError,
+    check_password,
+    hash_password,
+    needs_rehash,
+)
 
 
 def test_hash_then_check_accepts_only_the_same_password() -> None:

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 
-from bridge import agents as agents_repo
 from bridge import hookimpl
 from bridge.errors import ConfigError
 from bridge.models import Attachment, Finding, InboundMessage, StatusUpdate

@@ -18,8 +18,15 @@ import pytest
 
 from bridge.errors import DeliveryError
 from bridge.models import InboundMessage
-from bridge.relay import assign
-from tests.e2e.harness import CHANNELS, add_agent, login, make_bridge, outbox_rows, wait_for
+from bridge.relay import routing
+from tests.e2e.harness import (
+    CHANNELS,
+    add_agent,
+    login,
+    make_bridge,
+    outbox_rows,
+    wait_for,
+)
 
 FAST = '[delivery]\nretry_base = "10ms"\nretry_max = "40ms"\nmax_attempts = 3\n'
 
@@ -49,7 +56,7 @@ async def test_a_tampered_outbox_row_is_failed_with_a_reason_and_later_deliverie
 
         def reply_and_tamper(tx: Any) -> int:
             """Alice's reply is queued and its sealed body damaged before the worker sees it."""
-            mid = assign.send_to_customer(tx, bridge.relay.rctx, 1, "First answer", agent_id=_alice.id)
+            mid = routing.send_to_customer(tx, bridge.relay.rctx, 1, "First answer", agent_id=_alice.id)
             row = tx._session.conn.execute("SELECT id FROM outbox WHERE message_id = ?", (mid,)).fetchone()[0]
             flip(tx, "outbox", "body", row)
             return mid

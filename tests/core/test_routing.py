@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from bridge import strategies
 from bridge.plugins import make_plugin_manager
+from bridge.relay import strategies
 from bridge.relay.format import attachment_line, format_prefix, relay_text
 
 

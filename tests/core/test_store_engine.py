@@ -11,9 +11,9 @@ import threading
 import pytest
 
 from bridge.errors import KeyMismatchError, StoreError
-from bridge.keyfile import generate_key, write_key_file
 from bridge.store import KeyOwner, Store
 from bridge.store import schema as store_schema
+from bridge.store.keyfile import generate_key, write_key_file
 from bridge.store.schema import register_migration
 from tests.core.test_store_kit import env_key_settings, raw, settings
 

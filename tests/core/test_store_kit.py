@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from bridge.config import StoreConfig
-from bridge.keyfile import encode_key, load_master_key
+from bridge.store.keyfile import encode_key, load_master_key
 
 ROOT = Path(__file__).resolve().parents[2]
 

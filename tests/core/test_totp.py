@@ -11,7 +11,7 @@ from pathlib import Path
 import pyotp
 import pytest
 
-from bridge import totp
+from bridge.agents import totp
 from bridge.store import Store
 from tests.core.agentkit import add_agent, open_store
 

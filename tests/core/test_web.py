@@ -15,9 +15,9 @@ from typing import Any
 import aiohttp
 import pytest
 
-import bridge.strategies
-from bridge.app import Bridge
+import bridge.relay.strategies
 from bridge.config import load_config
+from bridge.daemon.bridge import Bridge
 from bridge.errors import ChannelAuthError, ConfigError, PluginLoadError
 from bridge.models import ChannelState
 from bridge.plugins import make_plugin_manager
@@ -45,7 +45,7 @@ async def make_bridge(tmp_path: Path, acme: ModuleType) -> AsyncIterator[BridgeF
         extra: str = "[channels.acme]\ntoken = 'acme-token'\n", *, entry_points: bool = False, server: str = ""
     ) -> Bridge:
         config = load_config(write_config(tmp_path, extra, server=server))
-        plugins = [] if entry_points else [("core-routing", bridge.strategies), ("acme", acme)]
+        plugins = [] if entry_points else [("core-routing", bridge.relay.strategies), ("acme", acme)]
         registry = make_plugin_manager(load_entry_points=entry_points, plugins=plugins)
         instance = await Bridge.create(config, registry)
         created.append(instance)

@@ -11,10 +11,10 @@ import carebridge_whatsapp
 import pytest
 from aiohttp.test_utils import TestServer
 
-from bridge import strategies
-from bridge.app import Bridge
 from bridge.config import load_config
+from bridge.daemon.bridge import Bridge
 from bridge.plugins import make_plugin_manager
+from bridge.relay import strategies
 from bridge.web import make_app
 from tests.daemon import write_config
 from tests.e2e.world import (

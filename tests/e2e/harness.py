@@ -18,13 +18,20 @@ from typing import Any
 import pyotp
 
 from bridge import agents as agents_repo
-from bridge import hookimpl, strategies
-from bridge.app import Bridge
+from bridge import hookimpl
 from bridge.channel import Channel, PendingMedia
 from bridge.config import load_config
+from bridge.daemon.bridge import Bridge
 from bridge.errors import DeliveryError, WindowClosedError
-from bridge.models import Address, DeliveryReceipt, InboundMessage, OutboundMessage, StatusUpdate
+from bridge.models import (
+    Address,
+    DeliveryReceipt,
+    InboundMessage,
+    OutboundMessage,
+    StatusUpdate,
+)
 from bridge.plugins import make_plugin_manager
+from bridge.relay import strategies
 from tests.daemon import write_config
 
 

@@ -21,10 +21,10 @@ import carebridge_whatsapp
 import pyotp
 import pytest
 
-from bridge import strategies
-from bridge.app import Bridge
 from bridge.config import load_config
+from bridge.daemon.bridge import Bridge
 from bridge.plugins import make_plugin_manager
+from bridge.relay import strategies
 from bridge.web import make_app
 from tests.daemon import write_config
 from tests.e2e.conftest import FAST

@@ -57,12 +57,12 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from bridge.models import StatusKind
 def late():
-    import bridge.relay.outbox as outbox
+    import bridge.relay.retry as outbox
 """
     assert sorted(core_imports_outside_the_api(source)) == [
         "from bridge import normalize_everything",
         "from bridge.channel import ...",
         "from bridge.models import ...",
-        "import bridge.relay.outbox",
+        "import bridge.relay.retry",
         "import bridge.store",
     ]

@@ -16,7 +16,15 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
-from bridge import InboundMessage, StatusUpdate, hand_over, http_error, json_error, read_body, webhook_app
+from bridge import (
+    InboundMessage,
+    StatusUpdate,
+    hand_over,
+    http_error,
+    json_error,
+    read_body,
+    webhook_app,
+)
 from tests.plugins.recorder import RecordingCore
 
 MAX_BODY = 2048

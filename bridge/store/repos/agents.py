@@ -13,10 +13,10 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-from ...errors import IntegrityError, StoreError, UnknownRecordError
-from ..keyring import KeyOwner
-from ..records import Agent, OnlineAgent
-from ..session import Session
+from bridge.errors import IntegrityError, StoreError, UnknownRecordError
+from bridge.store.keyring import KeyOwner
+from bridge.store.records import Agent, OnlineAgent
+from bridge.store.session import Session
 
 log = logging.getLogger("carebridge.store")
 

@@ -14,12 +14,12 @@ import secrets
 from pathlib import Path
 from typing import Any
 
-from ...errors import IntegrityError, StoreError, UnknownRecordError
-from ...keyfile import fsync_dir
-from ..keyring import KeyOwner
-from ..records import AttachmentRecord
-from ..session import Session
-from .messages import external_kind
+from bridge.errors import IntegrityError, StoreError, UnknownRecordError
+from bridge.store.keyfile import fsync_dir
+from bridge.store.keyring import KeyOwner
+from bridge.store.records import AttachmentRecord
+from bridge.store.repos.messages import external_kind
+from bridge.store.session import Session
 
 _COLUMNS = "id, message_id, idx, kind, mime, meta, file, size"
 

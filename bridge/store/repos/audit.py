@@ -10,15 +10,14 @@ in ``meta`` so cutting rows off the end shows too.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any
 
-from collections.abc import Sequence
-
-from ... import crypto
-from ...errors import IntegrityError
-from ..keyring import KeyOwner
-from ..records import AuditCheck, AuditEntry
-from ..session import Session
+from bridge.errors import IntegrityError
+from bridge.store import crypto
+from bridge.store.keyring import KeyOwner
+from bridge.store.records import AuditCheck, AuditEntry
+from bridge.store.session import Session
 
 GENESIS = bytes(32)
 _HEAD = "audit_head"

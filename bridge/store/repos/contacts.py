@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from ...errors import UnknownRecordError
-from ...models import Address
-from ..keyring import KeyOwner
-from ..records import Contact, Identity
-from ..session import Session
+from bridge.errors import UnknownRecordError
+from bridge.models import Address
+from bridge.store.keyring import KeyOwner
+from bridge.store.records import Contact, Identity
+from bridge.store.session import Session
 
 
 def normalize_address(channel: str, address: str) -> str:

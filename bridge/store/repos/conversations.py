@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from ...errors import UnknownRecordError
-from ..keyring import KeyOwner
-from ..records import Conversation
-from ..session import Session
+from bridge.errors import UnknownRecordError
+from bridge.store.keyring import KeyOwner
+from bridge.store.records import Conversation
+from bridge.store.session import Session
 
 _COLUMNS = "id, contact_id, identity_id, channel, status, queue, agent_id, created_at, updated_at, closed_at, language"
 _STATUSES = ("queued", "assigned", "closed")

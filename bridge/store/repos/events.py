@@ -9,9 +9,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from ..keyring import KeyOwner
-from ..records import PendingTransfer
-from ..session import Session
+from bridge.store.keyring import KeyOwner
+from bridge.store.records import PendingTransfer
+from bridge.store.session import Session
 
 
 class EventsRepo:

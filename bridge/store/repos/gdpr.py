@@ -6,14 +6,14 @@ import json
 from datetime import datetime, timezone
 from typing import Any
 
-from ...errors import IntegrityError, UnknownRecordError
-from ..keyring import KeyOwner
-from ..session import Session
-from .attachments import AttachmentsRepo
-from .audit import AuditRepo
-from .contacts import ContactsRepo
-from .conversations import ConversationsRepo
-from .messages import MessagesRepo
+from bridge.errors import IntegrityError, UnknownRecordError
+from bridge.store.keyring import KeyOwner
+from bridge.store.repos.attachments import AttachmentsRepo
+from bridge.store.repos.audit import AuditRepo
+from bridge.store.repos.contacts import ContactsRepo
+from bridge.store.repos.conversations import ConversationsRepo
+from bridge.store.repos.messages import MessagesRepo
+from bridge.store.session import Session
 
 
 def iso(ts: float | None) -> str | None:

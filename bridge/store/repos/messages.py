@@ -10,12 +10,12 @@ import json
 import logging
 from typing import Any
 
-from ... import crypto
-from ...errors import IntegrityError
-from ..keyring import KeyOwner
-from ..records import Message
-from ..session import Session
-from .conversations import ConversationsRepo
+from bridge.errors import IntegrityError
+from bridge.store import crypto
+from bridge.store.keyring import KeyOwner
+from bridge.store.records import Message
+from bridge.store.repos.conversations import ConversationsRepo
+from bridge.store.session import Session
 
 log = logging.getLogger("carebridge.store")
 

@@ -19,10 +19,10 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from ..keyring import KeyOwner
-from ..records import Delivery, DuePlan
-from ..session import Session
-from .messages import MessagesRepo
+from bridge.store.keyring import KeyOwner
+from bridge.store.records import Delivery, DuePlan
+from bridge.store.repos.messages import MessagesRepo
+from bridge.store.session import Session
 
 #: Why a row is held: released when the person writes again ...
 WINDOW_CLOSED = "window"

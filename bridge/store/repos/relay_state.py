@@ -6,9 +6,9 @@ hold blind indexes of platform ids and (scrubbed) error texts.
 
 from __future__ import annotations
 
-from ..records import EarlyStatus
-from ..scrub import scrub_error
-from ..session import Session
+from bridge.store.records import EarlyStatus
+from bridge.store.scrub import scrub_error
+from bridge.store.session import Session
 
 
 class RelayStateRepo:

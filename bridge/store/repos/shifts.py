@@ -6,7 +6,7 @@ rules (replay, lock-out) are the agents layer's; this repository stores.
 
 from __future__ import annotations
 
-from ..session import Session
+from bridge.store.session import Session
 
 
 class ShiftsRepo:

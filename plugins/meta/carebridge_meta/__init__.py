@@ -11,7 +11,13 @@ from __future__ import annotations
 
 from .graph_errors import GraphError
 from .handshake import verify_subscription
-from .signatures import SIGNATURE_HEADER, read_signed_json, sign, signature_ok, signed_body
+from .signatures import (
+    SIGNATURE_HEADER,
+    read_signed_json,
+    sign,
+    signature_ok,
+    signed_body,
+)
 
 __all__ = [
     "SIGNATURE_HEADER",

@@ -15,14 +15,20 @@ import carebridge_email
 import pyotp
 import pytest
 
-from bridge import strategies
-from bridge.app import Bridge
 from bridge.config import load_config
+from bridge.daemon.bridge import Bridge
 from bridge.plugins import make_plugin_manager
+from bridge.relay import strategies
 from tests.daemon import write_config
 from tests.e2e.harness import add_agent, wait_for
 from tests.fakes.smtp_server import FakeSmtpServer, ReceivedMail
-from tests.plugins.email.conftest import FROM, SMTP_PASSWORD, SMTP_USER, LmtpClient, free_port
+from tests.plugins.email.conftest import (
+    FROM,
+    SMTP_PASSWORD,
+    SMTP_USER,
+    LmtpClient,
+    free_port,
+)
 
 CUSTOMER = "ann@customer.test"
 AGENT = "alice@staff.test"

@@ -14,10 +14,16 @@ from pathlib import Path
 
 import aiohttp
 
-from bridge.keyfile import generate_key, write_key_file
+from bridge.store.keyfile import generate_key, write_key_file
 from tests.daemon import DaemonProcess, run_cli, write_config
 from tests.fakes.smtp_server import FakeSmtpServer
-from tests.plugins.email.conftest import FROM, SMTP_PASSWORD, SMTP_USER, LmtpClient, free_port
+from tests.plugins.email.conftest import (
+    FROM,
+    SMTP_PASSWORD,
+    SMTP_USER,
+    LmtpClient,
+    free_port,
+)
 
 CUSTOMER = "zelda.unique@customer.test"
 

@@ -5,7 +5,14 @@ from __future__ import annotations
 from email.message import EmailMessage
 
 import pytest
-from carebridge_email.parse import automated_reason, html_to_text, parse_mail, read_mail, reply_token, strip_quoted
+from carebridge_email.parse import (
+    automated_reason,
+    html_to_text,
+    parse_mail,
+    read_mail,
+    reply_token,
+    strip_quoted,
+)
 
 DOMAIN = "example.org"
 

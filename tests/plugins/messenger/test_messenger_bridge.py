@@ -21,15 +21,20 @@ import pytest
 from aiohttp.test_utils import TestServer
 from carebridge_meta import signed_body
 
-from bridge import strategies
-from bridge.app import Bridge
 from bridge.config import load_config
+from bridge.daemon.bridge import Bridge
 from bridge.plugins import make_plugin_manager
+from bridge.relay import strategies
 from bridge.web import make_app
 from tests.daemon import write_config
 from tests.e2e.harness import add_agent, wait_for
 from tests.fakes.messenger_graph import FakeMessengerGraph
-from tests.plugins.messenger.conftest import APP_SECRET, PAGE_ID, PAGE_TOKEN, VERIFY_TOKEN
+from tests.plugins.messenger.conftest import (
+    APP_SECRET,
+    PAGE_ID,
+    PAGE_TOKEN,
+    VERIFY_TOKEN,
+)
 
 CUSTOMER = "2000000000000001"
 AGENT = "7000000000000001"

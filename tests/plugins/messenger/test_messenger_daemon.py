@@ -16,10 +16,16 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 from carebridge_meta import sign
 
-from bridge.keyfile import generate_key, write_key_file
+from bridge.store.keyfile import generate_key, write_key_file
 from tests.daemon import DaemonProcess, run_cli, write_config
 from tests.fakes.messenger_graph import FakeMessengerGraph
-from tests.plugins.messenger.conftest import APP_SECRET, PAGE_ID, PAGE_TOKEN, VERIFY_TOKEN, fixture_bytes
+from tests.plugins.messenger.conftest import (
+    APP_SECRET,
+    PAGE_ID,
+    PAGE_TOKEN,
+    VERIFY_TOKEN,
+    fixture_bytes,
+)
 
 
 async def _daemon_config(tmp_path: Path, graph_url: str) -> Path:

@@ -18,10 +18,17 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 from carebridge_meta import sign, signed_body
 
-from bridge.keyfile import generate_key, write_key_file
+from bridge.store.keyfile import generate_key, write_key_file
 from tests.daemon import DaemonProcess, run_cli, write_config
 from tests.fakes.whatsapp_cloud import FakeWhatsAppCloud
-from tests.plugins.whatsapp.conftest import APP_SECRET, PHONE_NUMBER_ID, TEMPLATE, TOKEN, VERIFY_TOKEN, fixture_bytes
+from tests.plugins.whatsapp.conftest import (
+    APP_SECRET,
+    PHONE_NUMBER_ID,
+    TEMPLATE,
+    TOKEN,
+    VERIFY_TOKEN,
+    fixture_bytes,
+)
 
 
 def _config(tmp_path: Path, graph_url: str) -> Path:

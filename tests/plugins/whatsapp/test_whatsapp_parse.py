@@ -5,7 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from carebridge_whatsapp.webhook import UNSUPPORTED_TEXT, PayloadError, parse_payload, parse_status
+from carebridge_whatsapp.webhook import (
+    UNSUPPORTED_TEXT,
+    PayloadError,
+    parse_payload,
+    parse_status,
+)
 
 from tests.plugins.whatsapp.conftest import PHONE_NUMBER_ID, fixture_json
 

@@ -35,7 +35,7 @@ class SecretFilter(logging.Filter):
         self.secrets: tuple[str, ...] = ()
 
     def set_secrets(self, secrets: Iterable[str]) -> None:
-        """Replace the set of values to mask (longest first, so prefixes do not leak)."""
+        """Mask these values from now on (longest first, so prefixes do not leak)."""
         unique = {s for s in secrets if isinstance(s, str) and len(s) >= _MIN_SECRET_LEN}
         self.secrets = tuple(sorted(unique, key=len, reverse=True))
 

@@ -16,9 +16,9 @@ from typing import Any
 
 import pluggy
 
-from . import hookspecs
-from .channel import Channel
-from .errors import PluginLoadError
+from bridge import hookspecs
+from bridge.channel import Channel
+from bridge.errors import PluginLoadError
 
 log = logging.getLogger(__name__)
 ENTRY_POINT_GROUP = "carebridge"

@@ -14,27 +14,19 @@ import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from .agent_fields import (
-    DEFAULT_QUEUE,
+from bridge.agents.fields import (
     ROLES,
     AgentError,
-    mask_address,
     normalize_address,
-    parse_address,
     validate_name,
     validate_queues,
 )
-from .errors import UnknownRecordError
-from .models import Address
-from .store import Agent, Tx
+from bridge.errors import UnknownRecordError
+from bridge.models import Address
+from bridge.store import Agent, Tx
 
 log = logging.getLogger(__name__)
 
-__all__ = [
-    "DEFAULT_QUEUE", "ROLES", "Agent", "AgentError", "Candidate", "address_owner", "create_agent", "disable",
-    "end_shift", "find_agent_by_identity", "is_online", "mask_address", "normalize_address", "online_candidates",
-    "parse_address", "require_agent", "set_channel", "start_shift", "touch_identity", "validate_name", "validate_queues",
-]  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)

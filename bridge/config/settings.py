@@ -4,7 +4,7 @@ Why this shape: every mistake in a config file must stop the daemon before
 anything starts, with a message naming the key path (``server.port: expected
 an integer``), and a misspelt key must never be silently ignored. The core
 sections are parsed here against a small schema (the value parsers live in
-``bridge.config_values``); each ``[channels.<name>]``
+``bridge.config.values``); each ``[channels.<name>]``
 section is handed raw (secrets resolved, ``enabled`` filled in) to its
 plugin, which validates it in ``Channel.check_config``.
 
@@ -23,9 +23,9 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from . import config_values as cv
-from .config_values import Parser, resolve_secret
-from .errors import ConfigError
+from bridge.config import values as cv
+from bridge.config.values import Parser, resolve_secret
+from bridge.errors import ConfigError
 
 __all__ = ["Config", "find_config_file", "load_config", "parse_config", "resolve_secret"]
 

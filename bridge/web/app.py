@@ -15,8 +15,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 from aiohttp import web
 
-from .app import Bridge
-from .http_errors import json_error
+from bridge.daemon.bridge import Bridge
+from bridge.http_errors import json_error
 
 log = logging.getLogger(__name__)
 

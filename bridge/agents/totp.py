@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 import pyotp
 
 if TYPE_CHECKING:
-    from .store import Tx
+    from bridge.store import Tx
 
 log = logging.getLogger(__name__)
 

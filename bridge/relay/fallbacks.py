@@ -14,15 +14,22 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
-from .. import agents as agents_repo
-from ..errors import IntegrityError
-from ..store import CHANNEL_UNAVAILABLE, WINDOW_CLOSED, Agent, Conversation, Delivery, Tx
-from . import records
-from .assign import notify_agent
-from .format import channel_label, display_name
+from bridge import agents as agents_repo
+from bridge.errors import IntegrityError
+from bridge.relay import reads
+from bridge.relay.format import channel_label, display_name
+from bridge.relay.routing import notify_agent
+from bridge.store import (
+    CHANNEL_UNAVAILABLE,
+    WINDOW_CLOSED,
+    Agent,
+    Conversation,
+    Delivery,
+    Tx,
+)
 
 if TYPE_CHECKING:
-    from .context import RelayContext
+    from bridge.relay.context import RelayContext
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +82,7 @@ def tell_agent(tx: Tx, rctx: RelayContext, delivery: Delivery, key: str, **field
     if found is None:
         return None
     agent, conv = found
-    name = display_name(records.contact_name(tx, conv.contact_id), conv.id)
+    name = display_name(reads.contact_name(tx, conv.contact_id), conv.id)
     text = rctx.templates.render(
         key, None, conversation=conv.id, contact=name, channel=channel_label(delivery.channel), **fields
     )
@@ -135,7 +142,7 @@ def on_window_closed(tx: Tx, rctx: RelayContext, delivery: Delivery, reason: str
         if first:
             if reengage:
                 _enqueue_template(tx, rctx, delivery, "[re-engagement template]")
-            email, verified = records.contact_email(tx, delivery.recipient_id)
+            email, verified = reads.contact_email(tx, delivery.recipient_id)
             hint = " " + rctx.templates.render("email_hint") if email and verified else ""
             key = "window_closed_customer" if reengage else "window_closed_customer_wait"
             tell_agent(tx, rctx, delivery, key, email=hint)

@@ -13,7 +13,7 @@ import hashlib
 import hmac
 import os
 
-from .errors import BridgeError
+from bridge.errors import BridgeError
 
 # RFC 7914 / OWASP: N=2**15, r=8, p=1 costs ~32 MiB and well under a second here.
 _N = 2**15

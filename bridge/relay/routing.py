@@ -12,20 +12,20 @@ import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from .. import agents as agents_repo
-from ..errors import IntegrityError
-from ..store import Agent, Conversation, KeyOwner, Message, Tx
-from . import records
-from .format import (
+from bridge import agents as agents_repo
+from bridge.errors import IntegrityError
+from bridge.relay import reads
+from bridge.relay.format import (
     attachment_line,
     channel_label,
     display_name,
     format_prefix,
     relay_text,
 )
+from bridge.store import Agent, Conversation, KeyOwner, Message, Tx
 
 if TYPE_CHECKING:
-    from .context import RelayContext
+    from bridge.relay.context import RelayContext
 
 __all__ = [
     "assign",
@@ -46,7 +46,7 @@ QUEUED_NOTICE = "queued_notice"
 
 @dataclass(frozen=True)
 class RoutingCandidate:
-    """What a ``choose_agent`` strategy sees of one agent (see bridge.strategies)."""
+    """What a ``choose_agent`` strategy sees of one agent (see bridge.relay.strategies)."""
 
     agent: Agent
     open_conversations: int
@@ -56,7 +56,7 @@ class RoutingCandidate:
 
 def recent_messages(tx: Tx, conversation_id: int, n: int) -> list[Message]:
     """The last ``n`` messages, decrypted, oldest first."""
-    return records.recent_messages(tx, conversation_id, n)
+    return reads.recent_messages(tx, conversation_id, n)
 
 
 def notify_agent(
@@ -119,7 +119,7 @@ def agent_thread_meta(conversation_id: int, label: str) -> dict[str, str]:
 
 
 def _conversation_label(tx: Tx, conv: Conversation) -> str:
-    return format_prefix(conv.id, records.contact_name(tx, conv.contact_id), conv.channel)
+    return format_prefix(conv.id, reads.contact_name(tx, conv.contact_id), conv.channel)
 
 
 def send_to_customer(
@@ -142,7 +142,7 @@ def send_to_customer(
     ident = tx.contacts.get_identity(conv.identity_id)
     if ident is None:
         raise ValueError(f"conversation {conversation_id} has no customer identity")
-    meta = {k: str(v) for k, v in records.last_inbound_meta(tx, conversation_id).items() if isinstance(v, (str, int))}
+    meta = {k: str(v) for k, v in reads.last_inbound_meta(tx, conversation_id).items() if isinstance(v, (str, int))}
     message_id = tx.messages.insert(
         conversation_id, direction=kind, channel=ident.channel, text=text, agent_id=agent_id, status="pending"
     )
@@ -179,9 +179,9 @@ def relay_to_agent(
     A message that failed its integrity check (the store logged which cell)
     reaches the agent as a notice saying so, and is marked ``failed``.
     """
-    name = contact if contact is not None else records.contact_name(tx, conv.contact_id)
+    name = contact if contact is not None else reads.contact_name(tx, conv.contact_id)
     prefix = format_prefix(conv.id, name, conv.channel)
-    status = records.RELAYED
+    status = reads.RELAYED
     try:
         lines = [attachment_line(a.kind, a.id, rctx.public_url, a.meta) for a in tx.attachments.of_message(message.id)]
     except IntegrityError as err:
@@ -189,7 +189,7 @@ def relay_to_agent(
         lines = ["[attachment unreadable: it failed its integrity check in the store]"]
     if message.unreadable:
         text = f"{prefix} (message {message.id} failed its integrity check in the store and cannot be shown)"
-        status = records.FAILED
+        status = reads.FAILED
     else:
         text = relay_text(prefix, message.text or "", lines)
     row = _enqueue_to_agent(
@@ -220,7 +220,7 @@ def handoff_text(tx: Tx, rctx: RelayContext, conv: Conversation, name: str, *, h
         "handoff", None, conversation=conv.id, contact=name, channel=channel_label(conv.channel),
         from_agent=by, note=f" Note: {note}" if note else "",
     )  # fmt: skip
-    messages = records.recent_messages(tx, conv.id, history, exclude_status=records.WAITING) if history > 0 else []
+    messages = reads.recent_messages(tx, conv.id, history, exclude_status=reads.WAITING) if history > 0 else []
     if not messages:
         return header
     names = tx.agents.names()  # plaintext usernames
@@ -253,18 +253,18 @@ def assign(
     now = tx.now()
     previous = conv.agent_id
     tx.conversations.assign(conversation_id, agent.id)
-    records.write_event(
+    reads.write_event(
         tx, conv, "assigned", from_agent=from_agent.id if from_agent else previous, to_agent=agent.id,
         detail={"reason": reason},
     )  # fmt: skip
     tx.agents.set_current_conversation(agent.id, conversation_id)
     tx.agents.record_assignment(agent.id, now)
     tx.relay.clear_flag(QUEUED_NOTICE, str(conversation_id))
-    name = display_name(records.contact_name(tx, conv.contact_id), conv.id)
+    name = display_name(reads.contact_name(tx, conv.contact_id), conv.id)
     if history > 0 or note:
         text = handoff_text(tx, rctx, conv, name, history=history, note=note, from_agent=from_agent)
         notify_agent(tx, rctx, agent, text, conversation_id=conv.id)
-    for msg in records.unrelayed_messages(tx, conv.id):
+    for msg in reads.unrelayed_messages(tx, conv.id):
         relay_to_agent(tx, rctx, conv, agent, msg, contact=name)
 
 
@@ -335,5 +335,5 @@ def requeue(tx: Tx, rctx: RelayContext, conversation_id: int, queue: str | None 
     previous = conv.agent_id
     tx.conversations.requeue(conversation_id, queue or conv.queue)
     tx.agents.release_conversation(conversation_id)
-    records.write_event(tx, conv, "requeued", from_agent=previous, detail={"queue": queue or conv.queue})
+    reads.write_event(tx, conv, "requeued", from_agent=previous, detail={"queue": queue or conv.queue})
     route(tx, rctx, conversation_id, exclude=previous, history=rctx.config.routing.history_messages)

@@ -16,7 +16,7 @@ import os
 import secrets
 from pathlib import Path
 
-from .errors import ConfigError, StoreError
+from bridge.errors import ConfigError, StoreError
 
 KEY_BYTES = 32
 

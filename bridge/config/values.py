@@ -14,8 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .errors import ConfigError
-from .models import parse_duration
+from bridge.errors import ConfigError
 
 _SECRET_PREFIXES = ("env:", "file:", "credential:")
 
@@ -177,3 +176,22 @@ def resolve_secret(value: str, key_path: str, base_dir: Path) -> str:
     if not secret:
         raise ConfigError(f"{key_path}: {kind}:{rest} is empty")
     return secret
+
+
+def parse_duration(text: str | int | float, key: str) -> float:
+    """Parse ``"10s"``, ``"15m"``, ``"8h"``, ``"2d"`` or a number of seconds.
+
+    :raises ConfigError: naming ``key`` when the text is not a duration.
+    """
+    if isinstance(text, bool):
+        raise ConfigError(f"{key}: expected a duration like '10s', '15m' or '8h'")
+    if isinstance(text, (int, float)):
+        if text < 0:
+            raise ConfigError(f"{key}: expected a positive duration")
+        return float(text)
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*", str(text))
+    if not match:
+        raise ConfigError(f"{key}: expected a duration like '10s', '15m' or '8h', got {text!r}")
+    value = float(match.group(1))
+    unit = match.group(2) or "s"
+    return value * {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}[unit]

@@ -25,19 +25,24 @@ from typing import TYPE_CHECKING, Any
 
 import aiohttp
 
-from .channel import Channel, ChannelContext
-from .config import Config
-from .errors import ChannelAuthError, ChannelUnavailable, ConfigError, PluginLoadError
-from .metrics import Metrics
-from .models import ChannelState
-from .plugins import PluginRegistry
-from .preflight import channel_problems
+from bridge.channel import Channel, ChannelContext
+from bridge.config import Config
+from bridge.daemon.metrics import Metrics
+from bridge.daemon.preflight import channel_problems
+from bridge.errors import (
+    ChannelAuthError,
+    ChannelUnavailable,
+    ConfigError,
+    PluginLoadError,
+)
+from bridge.models import ChannelState
+from bridge.plugins import PluginRegistry
 
 if TYPE_CHECKING:
     from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
-    from .relay import Relay
-    from .store import Store
+    from bridge.relay import Relay
+    from bridge.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -108,8 +113,8 @@ class Bridge:
     async def _open(self) -> None:
         from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
-        from .relay import Relay
-        from .store import Store
+        from bridge.relay import Relay
+        from bridge.store import Store
 
         self.store = await Store.open(self.config.store)
         self._opened.append("store")
@@ -341,7 +346,7 @@ class Bridge:
 
     def health(self) -> dict[str, Any]:
         """Return the /healthz document (see DESIGN §6)."""
-        from . import __version__
+        from bridge import __version__
 
         plugins = {
             name: {"version": info.version, "channels": sorted(info.channels), "error": info.error}

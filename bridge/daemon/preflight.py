@@ -10,9 +10,9 @@ from __future__ import annotations
 import logging
 from types import SimpleNamespace
 
-from .config import Config
-from .errors import BridgeError, ConfigError, PluginLoadError
-from .plugins import PluginRegistry
+from bridge.config import Config
+from bridge.errors import BridgeError, ConfigError, PluginLoadError
+from bridge.plugins import PluginRegistry
 
 log = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from .hookspecs import hookimpl
+from bridge.hookspecs import hookimpl
 
 LEAST_BUSY = "least_busy"
 ROUND_ROBIN = "round_robin"

@@ -11,8 +11,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from ..errors import IntegrityError
-from ..store import Contact, Conversation, Message, Tx
+from bridge.errors import IntegrityError
+from bridge.store import Contact, Conversation, Message, Tx
 
 log = logging.getLogger(__name__)
 

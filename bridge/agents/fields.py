@@ -10,8 +10,8 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
-from .errors import BridgeError
-from .models import Address
+from bridge.errors import BridgeError
+from bridge.models import Address
 
 ROLES = ("agent", "admin")
 DEFAULT_QUEUE = "default"
