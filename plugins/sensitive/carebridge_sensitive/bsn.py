@@ -27,10 +27,10 @@ KEYWORDS = (
 )
 # Eight or nine digits, in one run or split by single dots, spaces or dashes
 # (1234.56.782, 123 456 782).
-_NUMBER = r"\d(?:[ .-]?\d){7,8}"
+_NUMBER = r"[0-9](?:[ .-]?[0-9]){7,8}"
 _KEYWORD = alternatives(KEYWORDS)
 _BEFORE = re.compile(keyword_before(_KEYWORD, _NUMBER, 4), re.IGNORECASE)
-_AFTER = re.compile(keyword_after(_KEYWORD, _NUMBER, 3), re.IGNORECASE)
+_AFTER = re.compile(keyword_after(_KEYWORD, _NUMBER, 3, copula=False), re.IGNORECASE)
 _SEPARATORS = re.compile(r"[ .-]")
 # Cheap test, on the lower-cased text, that one of the keywords may be present.
 PREFILTER = ("bsn", "burger", "sofi", "citizen")

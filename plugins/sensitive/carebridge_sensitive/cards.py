@@ -58,12 +58,15 @@ ISSUERS: tuple[Issuer, ...] = (
 
 MIN_DIGITS = 12
 MAX_DIGITS = 19
+# Most digit groups cannot start a card at all (no issuer starts with 0, 1, 7, 8, 9).
+_FIRST_DIGITS = frozenset(issuer.low[0] for issuer in ISSUERS)
 
-# A run of digit groups separated by one space or dash. It may not touch a
-# word (tracking numbers such as JVGL0612345678901234), follow a plus sign
-# (E.164 phone numbers) or continue a decimal amount.
-_RUN = re.compile(r"(?<![\w+])(?<!\d[.,])\d+(?:[ -]\d+)*(?!\w)(?![.,]\d)")
-_GROUP = re.compile(r"\d+")
+# A run of digit groups of at least three digits (cards are printed 4-4-4-4,
+# 4-6-5 or 4-6-4) separated by one space or dash. It may not touch a word
+# (tracking numbers such as JVGL0612345678901234), follow a plus sign (E.164
+# phone numbers) or continue a decimal amount.
+_RUN = re.compile(r"(?<![\w+])(?<![0-9][.,])[0-9]{3,}(?:[ -][0-9]{3,})*(?!\w)(?![.,][0-9])")
+_GROUP = re.compile(r"[0-9]+")
 
 
 def issuer_of(digits: str) -> str | None:
@@ -106,6 +109,8 @@ def _cards_in_groups(text: str, groups: list[tuple[int, int]]) -> Iterator[Findi
 
 def _longest_card_from(text: str, groups: list[tuple[int, int]], first: int) -> int | None:
     """Return the last group of the longest card number starting at group ``first``."""
+    if text[groups[first][0]] not in _FIRST_DIGITS:
+        return None
     stretches: list[tuple[int, str]] = []
     digits = ""
     for last in range(first, len(groups)):

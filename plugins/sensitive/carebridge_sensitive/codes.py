@@ -149,7 +149,7 @@ def _keyword() -> str:
 
 
 # Two groups of 3–4 digits, or one run of 4–8.
-_NUMBER = r"(?:\d{3,4}[ -]\d{3,4}|\d{4,8})"
+_NUMBER = r"(?:[0-9]{3,4}[ -][0-9]{3,4}|[0-9]{4,8})"
 # An amount: "1234 EUR", "1234 euro", "1234%".
 _NOT_AN_AMOUNT = r"(?!\s?(?:euro?|usd|gbp|dollars?)(?!\w)|\s?[%€$£])"
 _BEFORE = re.compile(keyword_before(_keyword(), _NUMBER + _NOT_AN_AMOUNT, 4), re.IGNORECASE)

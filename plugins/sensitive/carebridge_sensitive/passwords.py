@@ -28,8 +28,11 @@ _VALUE = rf"(?:{_QUOTED}|{_TOKEN})"
 # Blanks with at most one line break: "Password:\nhunter2" is a value, a
 # blank line ends the search.
 _BLANKS = r"[^\S\n]*\n?[^\S\n]*"
-_COLON = re.compile(rf"(?<!\w)(?:password|passwd|wachtwoord|pwd|pw){_BLANKS}[:=]{_BLANKS}{_VALUE}", re.IGNORECASE)
-_IS = re.compile(rf"(?<!\w)(?:password|passwd|wachtwoord)\s+(?:is|was|=)\s*:?\s+{_VALUE}", re.IGNORECASE)
+# Keywords before ":" or "=", and the ones that may also be followed by "is".
+KEYWORDS = ("password", "passwd", "wachtwoord", "pwd", "pw")
+IS_KEYWORDS = ("password", "passwd", "wachtwoord")
+_COLON = re.compile(rf"(?<!\w)(?:{'|'.join(KEYWORDS)}){_BLANKS}[:=]{_BLANKS}{_VALUE}", re.IGNORECASE)
+_IS = re.compile(rf"(?<!\w)(?:{'|'.join(IS_KEYWORDS)})\s+(?:is|was|=)\s*:?\s+{_VALUE}", re.IGNORECASE)
 _PASSWD = re.compile(rf"(?<!\w)passwd[^\S\n]+(?!(?:is|was)\s|[:=]){_VALUE}", re.IGNORECASE)
 # Sentence punctuation after a value is not part of it.
 _TRAILING = ",;"
