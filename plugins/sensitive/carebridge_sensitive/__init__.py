@@ -9,7 +9,8 @@ them in ``detect_sensitive``.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from pathlib import Path
+from typing import Protocol
 
 from bridge import Finding, hookimpl
 
@@ -19,6 +20,22 @@ from .scan import detect
 __all__ = ["SensitivePlugin", "plugin"]
 
 
+class SensitiveSection(Protocol):
+    """The part of ``[sensitive]`` this plugin reads."""
+
+    @property
+    def patterns_file(self) -> Path | None:
+        """The admin patterns file, already resolved against the config's directory."""
+
+
+class ConfigWithSensitive(Protocol):
+    """What this plugin needs of the core's configuration object."""
+
+    @property
+    def sensitive(self) -> SensitiveSection:
+        """The ``[sensitive]`` section."""
+
+
 class SensitivePlugin:
     """The detectors, plus the patterns from ``[sensitive] patterns_file``."""
 
@@ -26,7 +43,7 @@ class SensitivePlugin:
         self.admin_patterns: tuple[AdminPattern, ...] = ()
 
     @hookimpl
-    def configure(self, config: Any) -> None:
+    def configure(self, config: ConfigWithSensitive) -> None:
         """Load ``[sensitive] patterns_file`` (None: no admin patterns).
 
         The new patterns replace the old ones only once the whole file is

@@ -3,7 +3,8 @@
 Nine digits that pass the eleven-test are common (one number in eleven
 passes), so a number counts only near a word that names it: "BSN",
 "burgerservicenummer", "sofinummer" or "citizen service number", at most
-four words before it, or "NUMBER is mijn BSN" / "NUMBER (BSN)" after it.
+four words before it, or at most three words after it ("NUMBER is mijn
+BSN", "NUMBER (BSN)").
 ``stdnum.nl.bsn`` does the eleven-test.
 """
 

@@ -129,4 +129,3 @@ def test_file_that_is_not_utf8_is_named(tmp_path: Path) -> None:
     path.write_bytes(b"- kind: a\n  pattern: '\xff'\n")
     with pytest.raises(ConfigError, match=r"patterns\.yaml: not UTF-8 text"):
         load_patterns(path)
-

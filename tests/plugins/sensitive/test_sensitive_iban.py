@@ -65,7 +65,9 @@ def _example(country: str, structure: str) -> str:
 
 
 COUNTRIES = sorted(
-    (low, props["bban"]) for length, low, high, props, _ in numdb.get("iban").prefixes if length == 2 and "bban" in props
+    (low, props["bban"])
+    for length, low, high, props, _ in numdb.get("iban").prefixes
+    if length == 2 and "bban" in props
 )
 
 

@@ -25,6 +25,8 @@ def test_installed_plugin_is_found_and_detects() -> None:
 def test_configure_through_the_hook(tmp_path: Path) -> None:
     (tmp_path / "patterns.yaml").write_text("- kind: ticket\n  pattern: 'T#\\d+'\n", encoding="utf-8")
     (tmp_path / "bridge.toml").write_text('[sensitive]\npatterns_file = "patterns.yaml"\n', encoding="utf-8")
-    registry = make_plugin_manager(load_entry_points=False, plugins=[("sensitive", carebridge_sensitive.SensitivePlugin())])
+    registry = make_plugin_manager(
+        load_entry_points=False, plugins=[("sensitive", carebridge_sensitive.SensitivePlugin())]
+    )
     registry.pm.hook.configure(config=load_config(tmp_path / "bridge.toml"))
     assert collect(registry.pm.hook.detect_sensitive, text="see T#42") == [Finding("ticket", 4, 8)]
