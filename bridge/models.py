@@ -7,24 +7,9 @@ payloads, the core persists and routes them. None of them holds a secret.
 from __future__ import annotations
 
 import enum
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
-
-_E164 = re.compile(r"^\+?[1-9]\d{6,14}$")
-
-
-def normalize_e164(raw: str) -> str:
-    """Return ``raw`` as ``+<digits>``; the ``+`` is optional on input.
-
-    :raises ValueError: when it is not an E.164 number.
-    """
-    digits = re.sub(r"[\s\-().]", "", raw)
-    if not _E164.match(digits):
-        raise ValueError(f"not an E.164 phone number: {raw!r}")
-    return "+" + digits.lstrip("+")
-
 
 @dataclass(frozen=True, slots=True)
 class Address:
@@ -32,7 +17,8 @@ class Address:
 
     Round-trips through the ``channel:address`` text form used by the CLI and
     config (``whatsapp:+15551234567``, ``messenger:<PSID>``,
-    ``email:ann@example.org``, ``console``).
+    ``email:ann@example.org``, ``console``). What an address of a platform
+    may look like is that platform's channel's rule (``Channel.normalize_address``).
     """
 
     channel: str
@@ -40,7 +26,7 @@ class Address:
 
     @classmethod
     def parse(cls, text: str) -> Address:
-        """Parse ``channel:address``; ``console`` needs no address.
+        """Split ``channel:address`` (channel lower-cased, both stripped); ``console`` needs no address.
 
         :raises ValueError: with a message saying what is wrong.
         """
@@ -53,12 +39,6 @@ class Address:
             return cls("console", "")
         if not sep or not address:
             raise ValueError(f"expected CHANNEL:ADDRESS, got {text!r}")
-        if channel == "whatsapp":
-            address = normalize_e164(address)
-        elif channel == "email":
-            if "@" not in address or " " in address:
-                raise ValueError(f"not an email address: {address!r}")
-            address = address.lower()
         return cls(channel, address)
 
     def __str__(self) -> str:

@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+from bridge.agents.addresses import Addresses
 from bridge.agents.directory import (
     Candidate,
     address_owner,
@@ -26,16 +27,15 @@ from bridge.agents.fields import (
     ROLES,
     AgentError,
     mask_address,
-    normalize_address,
-    parse_address,
+    normalize_email,
     validate_name,
     validate_queues,
 )
 from bridge.store import Agent
 
 __all__ = [
-    "DEFAULT_QUEUE", "ROLES", "Agent", "AgentError", "Candidate", "address_owner", "create_agent", "disable",
-    "end_shift", "find_agent_by_identity", "is_online", "mask_address", "normalize_address", "online_candidates",
-    "parse_address", "require_agent", "set_channel", "start_shift", "touch_identity", "validate_name",
+    "DEFAULT_QUEUE", "ROLES", "Addresses", "Agent", "AgentError", "Candidate", "address_owner", "create_agent", "disable",
+    "end_shift", "find_agent_by_identity", "is_online", "mask_address", "normalize_email", "online_candidates",
+    "require_agent", "set_channel", "start_shift", "touch_identity", "validate_name",
     "validate_queues",
 ]  # fmt: skip

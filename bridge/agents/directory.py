@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from bridge.agents.fields import (
     ROLES,
     AgentError,
-    normalize_address,
+    normalize_email,
     validate_name,
     validate_queues,
 )
@@ -46,7 +46,7 @@ class Candidate:
 def _check_address_free(tx: Tx, address: Address, agent_id: int | None) -> None:
     if address.channel == "console":
         return
-    owner = tx.agents.identity_owner(address.channel, normalize_address(address.channel, address.address))
+    owner = tx.agents.identity_owner(address.channel, address.address)
     if owner is not None and owner != agent_id:
         other = tx.agents.get(owner)
         raise AgentError(f"{address.channel} address already belongs to agent {other.name if other else owner!r}")
@@ -73,6 +73,8 @@ def create_agent(
 ) -> Agent:
     """Enrol an agent with their own data key; return it.
 
+    ``address`` must already be normalized by its channel (``Addresses.parse``).
+
     :raises AgentError: duplicate name, bad role/capacity/queue, or an
         address that already belongs to another agent.
     """
@@ -82,17 +84,13 @@ def create_agent(
     if capacity < 1:
         raise AgentError(f"invalid capacity {capacity}: at least 1")
     if email is not None:
-        try:
-            email = Address.parse(f"email:{email}").address
-        except ValueError as err:
-            raise AgentError(str(err)) from err
+        email = normalize_email(email)
     queue_tuple = validate_queues(queues)
     if tx.agents.name_taken(name):
         raise AgentError(f"an agent named {name!r} already exists")
     _check_address_free(tx, address, None)
     agent_id = tx.agents.insert(
-        name=name, role=role, channel=address.channel, address=normalize_address(address.channel, address.address)
-        if address.address else "", email=email, queues=queue_tuple, capacity=capacity, totp_secret=totp_secret,
+        name=name, role=role, channel=address.channel, address=address.address, email=email, queues=queue_tuple, capacity=capacity, totp_secret=totp_secret,
         password_hash=password_hash,
     )  # fmt: skip
     agent = tx.agents.get(agent_id)
@@ -113,13 +111,13 @@ def require_agent(tx: Tx, name: str) -> Agent:
 
 
 def find_agent_by_identity(tx: Tx, channel: str, address: str) -> Agent | None:
-    """Return the agent who writes from ``channel``/``address``, disabled or not, or None."""
-    return tx.agents.find_by_identity(channel, normalize_address(channel, address))
+    """Return the agent who writes from ``channel``/``address`` (normalized), disabled or not, or None."""
+    return tx.agents.find_by_identity(channel, address)
 
 
 def touch_identity(tx: Tx, agent_id: int, channel: str, address: str, at: float) -> None:
     """Record that the agent wrote from ``channel``/``address`` at ``at`` (opens reply windows)."""
-    tx.agents.touch_identity(agent_id, channel, normalize_address(channel, address), at)
+    tx.agents.touch_identity(agent_id, channel, address, at)
 
 
 def set_channel(tx: Tx, agent_id: int, address: Address) -> Agent:
@@ -131,8 +129,7 @@ def set_channel(tx: Tx, agent_id: int, address: Address) -> Agent:
     if tx.agents.get(agent_id) is None:
         raise UnknownRecordError(f"no agent with id {agent_id}")
     _check_address_free(tx, address, agent_id)
-    normalized = normalize_address(address.channel, address.address) if address.address else ""
-    tx.agents.set_channel(agent_id, address.channel, normalized)
+    tx.agents.set_channel(agent_id, address.channel, address.address)
     agent = tx.agents.get(agent_id)
     if agent is None:  # checked above
         raise UnknownRecordError(f"no agent with id {agent_id}")

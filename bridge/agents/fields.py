@@ -2,7 +2,8 @@
 
 Pure functions with no store access, shared by ``bridge.agents`` (which
 re-exports them), the ``carebridge agent`` CLI and the console. A mistake is
-an ``AgentError`` whose message says what is allowed.
+an ``AgentError`` whose message says what is allowed. Platform addresses are
+checked by their channels (``bridge.agents.addresses``), not here.
 """
 
 from __future__ import annotations
@@ -24,35 +25,17 @@ class AgentError(BridgeError):
     """An agent cannot be created or changed as asked; the message says why."""
 
 
-def normalize_address(channel: str, address: str) -> str:
-    """Return the canonical form used for blind indexes (E.164 with ``+``, lower-case email).
+def normalize_email(text: str) -> str:
+    """Return a mail address (``local@domain``) lower-cased, for an agent's or a customer's email.
 
-    Platforms give WhatsApp numbers without ``+``; the CLI may give them with.
-    An address the channel's rules cannot parse is kept as given, stripped.
+    :raises AgentError: when it is not one.
     """
-    try:
-        return Address.parse(f"{channel}:{address}").address
-    except ValueError:
-        return address.strip()
-
-
-def parse_address(text: str, known_channels: Iterable[str] | None = None) -> Address:
-    """Parse an agent's ``CHANNEL:ADDRESS`` (``console`` needs no address).
-
-    :param known_channels: channel names this bridge knows; None skips the check.
-    :raises AgentError: saying what is wrong with the text.
-    """
-    try:
-        address = Address.parse(text)
-    except ValueError as err:
-        raise AgentError(str(err)) from err
-    if known_channels is not None and address.channel != "console" and address.channel not in set(known_channels):
-        known = ", ".join(sorted({"console", *known_channels}))
-        raise AgentError(f"unknown channel {address.channel!r} in {text!r}: known channels are {known}")
-    if address.channel == "messenger" and not address.address.isdigit():
-        raise AgentError(f"not a Messenger PSID (digits only): {address.address!r}")
-    if len(address.address) > 320:
-        raise AgentError("address too long")
+    address = text.strip().lower()
+    local, at, domain = address.rpartition("@")
+    if not at or not local or "." not in domain or domain.startswith(".") or any(c.isspace() for c in address):
+        raise AgentError(f"not an email address: {text!r}")
+    if len(address) > 254:
+        raise AgentError("email address too long")
     return address
 
 

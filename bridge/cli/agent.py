@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from bridge import agents
-from bridge.agents import ROLES, Agent, AgentError, passwords, totp
+from bridge.agents import ROLES, Addresses, Agent, AgentError, passwords, totp
 from bridge.cli import add_config_option
 from bridge.errors import BridgeError
 from bridge.models import Address
@@ -94,13 +94,10 @@ def _registry(args: argparse.Namespace) -> Any:
     return registry
 
 
-def _known_channels(args: argparse.Namespace, config: Any) -> set[str]:
-    return set(config.channels) | set(_registry(args).channels)
-
-
-def _address(args: argparse.Namespace, config: Any, text: str, what: str) -> Address:
+def _address(args: argparse.Namespace, text: str, what: str) -> Address:
+    """Parse ``CHANNEL:ADDRESS`` with the installed channel's own address rule."""
     try:
-        return agents.parse_address(text, _known_channels(args, config))
+        return Addresses(_registry(args).channels).parse(text)
     except AgentError as err:
         raise AgentError(f"{what}: {err}") from err
 
@@ -166,13 +163,13 @@ def run_add(args: argparse.Namespace) -> int:
     from bridge.config import load_config
 
     config = load_config(args.config)
-    address = _address(args, config, args.channel, "--channel")
+    address = _address(args, args.channel, "--channel")
     agents.validate_name(args.name)
     agents.validate_queues(args.queue)
     if args.email is not None:
         try:
-            Address.parse(f"email:{args.email}")
-        except ValueError as err:
+            agents.normalize_email(args.email)
+        except AgentError as err:
             raise AgentError(f"--email: {err}") from err
     _refuse_taken(config, args.name, address)
     password_hash = passwords.hash_password(_read_password(args.name, args.password_stdin))
@@ -237,7 +234,7 @@ def run_set_channel(args: argparse.Namespace) -> int:
     from bridge.config import load_config
 
     config = load_config(args.config)
-    address = _address(args, config, args.address, "CHANNEL:ADDRESS")
+    address = _address(args, args.address, "CHANNEL:ADDRESS")
 
     def change(tx: Any) -> Agent:
         agent = agents.require_agent(tx, args.name)
@@ -288,8 +285,9 @@ def _relay_context(args: argparse.Namespace, config: Any) -> Any:
     registry = _registry(args)
     enabled = [name for name in config.enabled_channels() if name in registry.channels]
     return RelayContext(
-        config=config, pm=registry.pm, templates=load_templates(config.templates.file),
-        rules=load_rules(config.routing.rules_file),
-        windows={name: getattr(registry.channels[name], "reply_window", None) for name in enabled},
-        channels=frozenset(enabled) | {"console"}, commands=CommandTable(),
+        config=config, hooks=registry.hooks, templates=load_templates(config.templates.file),
+        rules=load_rules(config.routing.rules_file), addresses=Addresses(registry.channels), commands=CommandTable(),
+        windows={name: registry.channels[name].reply_window for name in enabled},
+        channels=frozenset(enabled) | {"console"},
+        first_line=frozenset(name for name in enabled if registry.channels[name].commands_in_first_line),
     )  # fmt: skip

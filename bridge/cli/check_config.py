@@ -17,6 +17,7 @@ from bridge.cli import add_config_option
 from bridge.config import Config, load_config
 from bridge.daemon.preflight import channel_problems
 from bridge.plugins import make_plugin_manager
+from bridge.errors import ConfigError
 from bridge.relay import config_problems
 
 
@@ -56,6 +57,10 @@ def run_check_config(args: argparse.Namespace) -> int:
         *relay_problems(config),
         *(str(p) for p in channel_problems(config, registry)),
     ]
+    try:
+        registry.hooks.configure(config)
+    except ConfigError as err:
+        problems.append(str(err))
     if problems:
         for problem in problems:
             print(f"carebridge: {problem}", file=sys.stderr)

@@ -21,7 +21,10 @@ import sys
 from typing import Any
 
 from bridge.cli import add_config_option
+from bridge.agents import Addresses, AgentError, normalize_email
 from bridge.errors import UnknownRecordError
+from bridge.models import Address
+from bridge.plugins import make_plugin_manager
 from bridge.store import Tx
 
 
@@ -41,13 +44,28 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     erase.set_defaults(func=run_erase)
 
 
-def _find(tx: Tx, ref: str) -> int:
+def contact_ref(args: argparse.Namespace, ref: str) -> int | Address:
+    """A contact id, or an address normalized by its installed channel (an email needs no channel).
+
+    :raises UnknownRecordError: the reference is neither (the message says why).
+    """
+    ref = ref.strip()
+    if ref.isdigit():
+        return int(ref)
     try:
-        contact_id = tx.contacts.find(ref)
-    except ValueError as err:
+        address = Address.parse(ref)
+        if address.channel == "email":
+            return Address("email", normalize_email(address.address))
+        registry = getattr(args, "plugin_registry", None) or make_plugin_manager()
+        return Address(address.channel, Addresses(registry.channels).normalize(address.channel, address.address))
+    except (ValueError, AgentError) as err:
         raise UnknownRecordError(f"CONTACT must be a contact id or CHANNEL:ADDRESS: {err}") from err
+
+
+def _find(tx: Tx, ref: int | Address, text: str) -> int:
+    contact_id = tx.contacts.find(ref)
     if contact_id is None:
-        raise UnknownRecordError(f"no contact {ref}")
+        raise UnknownRecordError(f"no contact {text}")
     return int(contact_id)
 
 
@@ -63,10 +81,12 @@ def run_export(args: argparse.Namespace) -> int:
     """Print the contact's data; exit 1 after printing if any record was unreadable."""
     from bridge.cli.keys import cli_actor
 
+    ref = contact_ref(args, args.contact)
+
     async def export() -> tuple[dict[str, Any], list[str]]:
         store = await _open(args)
         try:
-            contact_id, document, problems = await store.read(lambda tx: _collect(tx, args.contact))
+            contact_id, document, problems = await store.read(lambda tx: _collect(tx, ref, args.contact))
             await store.write(
                 lambda tx: tx.audit.append(cli_actor(), "gdpr.export", f"contact:{contact_id}", {"problems": len(problems)})
             )
@@ -89,10 +109,12 @@ def run_erase(args: argparse.Namespace) -> int:
     """Erase the contact after confirmation (``yes`` on stdin, or ``--yes``)."""
     from bridge.cli.keys import cli_actor
 
+    ref = contact_ref(args, args.contact)
+
     async def erase() -> int:
         store = await _open(args)
         try:
-            contact_id, counts = await store.read(lambda tx: _summary(tx, _find(tx, args.contact)))
+            contact_id, counts = await store.read(lambda tx: _summary(tx, _find(tx, ref, args.contact)))
             if not args.yes:
                 sys.stderr.write(
                     f"Erase contact {contact_id} ({counts[0]} conversations, {counts[1]} messages)? "
@@ -120,8 +142,8 @@ def run_erase(args: argparse.Namespace) -> int:
     return asyncio.run(erase())
 
 
-def _collect(tx: Tx, ref: str) -> tuple[int, dict[str, Any], list[str]]:
-    contact_id = _find(tx, ref)
+def _collect(tx: Tx, ref: int | Address, text: str) -> tuple[int, dict[str, Any], list[str]]:
+    contact_id = _find(tx, ref, text)
     document, problems = tx.gdpr.export_contact(contact_id)
     return contact_id, document, problems
 

@@ -37,6 +37,7 @@ from bridge.errors import (
 )
 from bridge.models import ChannelState
 from bridge.plugins import PluginRegistry
+from bridge.plugins.hooks import Hooks
 
 if TYPE_CHECKING:
     from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -75,6 +76,7 @@ class Bridge:
         self.config = config
         self.registry = registry
         self.pm = registry.pm
+        self.hooks = Hooks(registry.pm, bridge=self)
         self.metrics = Metrics()
         self.channels: dict[str, Channel] = {}
         self._states: dict[str, tuple[ChannelState, str | None]] = {}
@@ -102,6 +104,7 @@ class Bridge:
         if problems:
             kind = PluginLoadError if any(isinstance(p, PluginLoadError) for p in problems) else ConfigError
             raise kind("; ".join(str(p) for p in problems))
+        registry.hooks.configure(config)
         bridge = cls(config, registry)
         try:
             await bridge._open()
@@ -121,7 +124,9 @@ class Bridge:
         self.http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60, connect=10))
         self._opened.append("http")
         self.scheduler = AsyncIOScheduler(event_loop=asyncio.get_running_loop())
-        self.relay = Relay(self)
+        self.relay = Relay(
+            self.store, self.config, self.hooks, self.registry.channels, self.channels, _Observer(self)
+        )
         for name in self.config.enabled_channels():
             channel_cls = self.registry.channels[name]
             self.channels[name] = channel_cls(self.config.channels[name], self._context(name))
@@ -178,18 +183,7 @@ class Bridge:
             raise
 
     async def _enter_lifespans(self) -> None:
-        # get_hookimpls() lists plugins in registration order, which is the
-        # documented entry order; the exit stack leaves them in reverse.
-        for impl in self.pm.hook.lifespan.get_hookimpls():
-            if impl.hookwrapper or impl.wrapper:
-                continue
-            cm = impl.function(**{a: {"bridge": self}[a] for a in impl.argnames})
-            if cm is None:
-                continue
-            if not (hasattr(cm, "__aenter__") and hasattr(cm, "__aexit__")):
-                raise PluginLoadError(
-                    f"plugin {impl.plugin_name!r}: lifespan returned {type(cm).__name__}, not an async context manager"
-                )
+        for _name, cm in self.hooks.lifespans(self):
             await self._lifespans.enter_async_context(cm)
 
     async def _start_channel(self, name: str, channel: Channel) -> None:
@@ -390,3 +384,29 @@ def _safe(fn: Callable[[], Mapping[str, Any] | None]) -> dict[str, Any]:
     except Exception as err:  # boundary: /healthz must answer even when a part is broken
         log.exception("health check failed")
         return {"status": "error", "error": f"{type(err).__name__}: {err}"}
+
+
+class _Observer:
+    """The relay's reports, turned into Prometheus metrics and channel health (``RelayObserver``)."""
+
+    def __init__(self, bridge: Bridge) -> None:
+        self._bridge = bridge
+        self._metrics = bridge.metrics
+
+    def message_stored(self, channel: str, direction: str) -> None:
+        self._metrics.messages_stored.labels(channel=channel, direction=direction).inc()
+
+    def login_refused(self) -> None:
+        self._metrics.login_failures.inc()
+
+    def delivery(self, channel: str, outcome: str) -> None:
+        self._metrics.deliveries.labels(channel=channel, outcome=outcome).inc()
+
+    def outbox(self, depth: int, oldest_age: float) -> None:
+        self._metrics.outbox_depth.set(depth)
+        self._metrics.outbox_oldest_age.set(oldest_age)
+
+    def credentials_refused(self, channel: str, reason: str) -> None:
+        # A channel may already have said BAD_CREDENTIALS, which is more precise: keep it.
+        if self._bridge.channel_state(channel)[0] is not ChannelState.BAD_CREDENTIALS:
+            self._bridge.report_channel(channel, ChannelState.DEGRADED, reason)

@@ -12,11 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import inspect
 import logging
 import signal
 import ssl
-from typing import Any
 
 from aiohttp import web
 
@@ -190,24 +188,23 @@ class Daemon:
                 problems.append(str(strategy))
             if problems:
                 raise ConfigError("; ".join(problems))
+            old = self.bridge.config
+            applied = dataclasses.replace(old, **{section: getattr(new, section) for section in RELOADABLE})
+            self.bridge.hooks.configure(applied)  # plugins keep their previous settings if they refuse
         except BridgeError as err:
             log.error("reload failed, keeping the running configuration: %s", err)
             self.notifier.ready(self._status())
             return
         mask_secrets([*secrets_in(self.bridge.config.channels), *secrets_in(new.channels)])
-        old = self.bridge.config
         for key in changed_keys(old, new):
             if key.split(".", 1)[0] in RELOADABLE:
                 log.info("%s changed: applied", key)
             else:
                 log.warning("%s changed: needs a restart to take effect", key)
-        applied = dataclasses.replace(old, **{section: getattr(new, section) for section in RELOADABLE})
         self.bridge.config = applied
         set_level(applied.logging.level)
         try:
-            result: Any = self.bridge.relay.reload()
-            if inspect.isawaitable(result):
-                await result
+            await self.bridge.relay.reload(applied)
         except Exception as err:  # boundary: a failing reload must not take the daemon down
             log.error("reload of rules/templates failed, keeping the previous ones: %s", err)
         self.notifier.ready(self._status())

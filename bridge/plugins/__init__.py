@@ -6,22 +6,22 @@ entry-point group. There is no list of default plugins in the core.
 
 from __future__ import annotations
 
-import asyncio
-import inspect
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from importlib import metadata
-from typing import Any
 
 import pluggy
 
 from bridge import hookspecs
 from bridge.channel import Channel
 from bridge.errors import PluginLoadError
+from bridge.plugins.hooks import Hooks, call_impl, implementations
 
 log = logging.getLogger(__name__)
 ENTRY_POINT_GROUP = "carebridge"
+#: The core's own distribution: its entry points (built-in commands, routing strategies) always load.
+CORE_DISTRIBUTION = "carebridge"
 
 
 @dataclass
@@ -44,6 +44,11 @@ class PluginRegistry:
     channels: dict[str, type[Channel]] = field(default_factory=dict)
 
     @property
+    def hooks(self) -> Hooks:
+        """Typed calls of this manager's hooks (``bridge`` unset: outside the daemon)."""
+        return Hooks(self.pm)
+
+    @property
     def failures(self) -> dict[str, str]:
         """Plugins that failed to load, by name, with the reason."""
         return {name: info.error for name, info in self.plugins.items() if info.error}
@@ -63,6 +68,9 @@ def make_plugin_manager(
     raising, so that the caller decides whether it matters (it does when its
     channel is enabled) and ``carebridge --help`` still works.
 
+    :param load_entry_points: load every installed plugin. Without it only
+        the core's own entry points load (``core-commands``, ``core-routing``:
+        the core does not work without them), so a test chooses its plugins.
     :param plugins: extra ``(name, module_or_object)`` pairs to register
         (tests); their mistakes raise at once.
     :param required: plugin names that must load.
@@ -72,9 +80,10 @@ def make_plugin_manager(
     pm = pluggy.PluginManager(ENTRY_POINT_GROUP)
     pm.add_hookspecs(hookspecs)
     registry = PluginRegistry(pm)
-    if load_entry_points:
-        _load_entry_points(registry)
+    _load_entry_points(registry, only=None if load_entry_points else CORE_DISTRIBUTION)
     for name, plugin in plugins:
+        if pm.get_plugin(name) is plugin:  # a core entry point named again
+            continue
         pm.register(plugin, name=name)
         registry.plugins.setdefault(name, PluginInfo(name=name))
     _check_hooks(registry)
@@ -88,9 +97,11 @@ def make_plugin_manager(
     return registry
 
 
-def _load_entry_points(registry: PluginRegistry) -> None:
+def _load_entry_points(registry: PluginRegistry, *, only: str | None) -> None:
     for ep in sorted(metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
         dist = ep.dist.name if ep.dist is not None else None
+        if only is not None and dist != only:
+            continue
         version = ep.dist.version if ep.dist is not None else None
         info = PluginInfo(name=ep.name, distribution=dist, version=version)
         registry.plugins[ep.name] = info
@@ -130,7 +141,7 @@ def _check_hooks(registry: PluginRegistry) -> None:
 
 
 def _collect_channels(registry: PluginRegistry) -> None:
-    for impl in registry.pm.hook.register_channels.get_hookimpls():
+    for impl in implementations(registry.pm.hook.register_channels):
         owner = impl.plugin_name
 
         def register(cls: type[Channel], owner: str = owner) -> None:
@@ -143,36 +154,8 @@ def _collect_channels(registry: PluginRegistry) -> None:
             registry.plugins.setdefault(owner, PluginInfo(name=owner)).channels.append(cls.name)
 
         try:
-            impl.function(register=register)
+            call_impl(impl, register=register)
         except PluginLoadError as err:
             _fail(registry, owner, str(err))
         except Exception as err:  # boundary: a plugin's own bug is reported by name, not a traceback
             _fail(registry, owner, f"register_channels: {type(err).__name__}: {err}")
-
-
-async def notify(hook: pluggy.HookCaller, **kwargs: Any) -> None:
-    """Run every implementation (sync or async) concurrently; log a failing plugin by name."""
-
-    async def one(impl: pluggy.HookImpl) -> None:
-        try:
-            result = impl.function(**{a: kwargs[a] for a in impl.argnames})
-            if inspect.isawaitable(result):
-                await result
-        except Exception:  # boundary: one plugin must not break delivery for the others
-            log.exception("plugin %r failed in hook %s", impl.plugin_name, hook.name)
-
-    impls = [i for i in reversed(hook.get_hookimpls()) if not (i.hookwrapper or i.wrapper)]
-    await asyncio.gather(*(one(i) for i in impls))
-
-
-def collect(hook: pluggy.HookCaller, **kwargs: Any) -> list[Any]:
-    """Call a sync hook and flatten the non-None results of every implementation."""
-    out: list[Any] = []
-    for result in hook(**kwargs):
-        if result is None:
-            continue
-        if isinstance(result, (list, tuple)):
-            out.extend(result)
-        else:
-            out.append(result)
-    return out

@@ -11,22 +11,25 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from typing import Any, TypeVar
 
 from bridge.channel import Channel
+from bridge.config import Config
 from bridge.errors import ConfigError
 from bridge.models import InboundMessage, StatusUpdate
-from bridge.plugins import notify
+from bridge.plugins.hooks import Hooks
 from bridge.relay import fallbacks, media
 from bridge.relay.commands import CommandTable
-from bridge.relay.context import RelayContext
+from bridge.relay.context import RelayContext, RelayObserver, SilentObserver
 from bridge.relay.ingest import IngestResult, ingest_batch
 from bridge.relay.rules import Rules, load_rules
 from bridge.relay.status import apply_status_updates
 from bridge.relay.templates import Templates, load_templates
 from bridge.relay.worker import OutboxWorker
-from bridge.store import Tx
+from bridge.store import Store, Tx
+
+__all__ = ["Relay", "RelayContext", "RelayObserver", "SilentObserver", "config_problems"]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -37,7 +40,7 @@ CHECK_INTERVAL = 60.0
 DEDUPE_KEEP = 8 * 86400.0
 
 
-def config_problems(config: Any) -> list[str]:
+def config_problems(config: Config) -> list[str]:
     """Problems in the rules and templates files that ``start()`` would stop on (for check-config).
 
     Each is ``FILE:LINE: reason``; an empty list means the relay will start.
@@ -52,10 +55,31 @@ def config_problems(config: Any) -> list[str]:
 
 
 class Relay:
-    """Ingest, routing and delivery for one Bridge."""
+    """Ingest, routing and delivery for one bridge.
 
-    def __init__(self, bridge: Any) -> None:
-        self.bridge = bridge
+    :param store: the encrypted store.
+    :param config: the configuration (``reload`` takes a new one).
+    :param hooks: typed plugin hook calls (strategies, detectors, commands, observers).
+    :param installed: every installed channel class (labels and address rules).
+    :param channels: the enabled channels' instances (the worker sends through them).
+    :param observer: where metrics and channel health go.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        config: Config,
+        hooks: Hooks,
+        installed: Mapping[str, type[Channel]],
+        channels: Mapping[str, Channel],
+        observer: RelayObserver,
+    ) -> None:
+        self.store = store
+        self.config = config
+        self.hooks = hooks
+        self.installed = installed
+        self.channels = channels
+        self.observer = observer
         self.rctx: RelayContext | None = None
         self.worker: OutboxWorker | None = None
         self._periodic: asyncio.Task[None] | None = None
@@ -64,44 +88,26 @@ class Relay:
     # --- lifecycle -------------------------------------------------------------
 
     def _context(self, rules: Rules, templates: Templates, commands: CommandTable) -> RelayContext:
-        channels = getattr(self.bridge, "channels", {})
-        return RelayContext(
-            config=self.bridge.config,
-            pm=self.bridge.pm,
-            templates=templates,
-            rules=rules,
-            windows={name: type(ch).reply_window for name, ch in channels.items()},
-            channels=frozenset(channels) | {"console"},
-            reengage=frozenset(name for name, ch in channels.items() if ch.can_reengage()),
-            commands=commands,
-            count_stored=self._count_stored,
-            count_login_failure=self._count_login_failure,
-        )
-
-    def _count_login_failure(self) -> None:
-        metrics = getattr(self.bridge, "metrics", None)
-        if metrics is not None:
-            metrics.login_failures.inc()
-
-    def _count_stored(self, channel: str, direction: str) -> None:
-        metrics = getattr(self.bridge, "metrics", None)
-        if metrics is not None:
-            metrics.messages_stored.labels(channel=channel, direction=direction).inc()
+        return RelayContext.build(
+            self.config, self.hooks, self.installed, self.channels,
+            templates=templates, rules=rules, commands=commands, observer=self.observer,
+        )  # fmt: skip
 
     async def start(self) -> None:
         """Load rules and templates, resume the outbox, start the worker and timers.
 
         :raises ConfigError: the rules or templates file is wrong (FILE:LINE).
+        :raises PluginLoadError: a plugin registers a malformed or taken command.
         """
-        config = self.bridge.config
-        rules = load_rules(config.routing.rules_file)
-        templates = load_templates(config.templates.file)
-        self.rctx = self._context(rules, templates, CommandTable.build(self.bridge.pm))
-        channels = sorted(self.rctx.channels)
+        rules = load_rules(self.config.routing.rules_file)
+        templates = load_templates(self.config.templates.file)
+        rctx = self._context(rules, templates, CommandTable.build(self.hooks))
+        self.rctx = rctx
+        channels = sorted(rctx.channels)
         released = await self.write(lambda tx: tx.outbox.release_channels(channels))
         if released:
             log.info("outbox: %d delivery(ies) held for a missing channel are pending again", released)
-        self.worker = OutboxWorker(self.bridge, self.rctx)
+        self.worker = OutboxWorker(self.store, rctx, self.channels, self.hooks, self.config.delivery)
         self.worker.start()
         self._periodic = asyncio.create_task(self._run_periodic(), name="carebridge-relay-checks")
 
@@ -112,30 +118,32 @@ class Relay:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._periodic
             self._periodic = None
+        grace = self.config.server.shutdown_timeout
         if self._observers:
-            await asyncio.wait(list(self._observers), timeout=max(1.0, self.bridge.config.server.shutdown_timeout / 4))
+            await asyncio.wait(list(self._observers), timeout=max(1.0, grace / 4))
             for task in list(self._observers):
                 task.cancel()
             await asyncio.gather(*self._observers, return_exceptions=True)
         if self.worker is not None:
-            await self.worker.stop(timeout=max(1.0, self.bridge.config.server.shutdown_timeout / 2))
+            await self.worker.stop(timeout=max(1.0, grace / 2))
             self.worker = None
 
-    async def reload(self) -> None:
+    async def reload(self, config: Config) -> None:
         """Re-read rules and templates (SIGHUP) and resume channels paused for bad credentials.
 
         :raises ConfigError: a file is wrong; the previous rules and templates stay.
         """
-        config = self.bridge.config
         rules = load_rules(config.routing.rules_file)
         templates = load_templates(config.templates.file)
-        commands = self.rctx.commands if self.rctx is not None else CommandTable.build(self.bridge.pm)
-        self.rctx = self._context(rules, templates, commands)
+        self.config = config
+        commands = self.rctx.commands if self.rctx is not None else CommandTable.build(self.hooks)
+        rctx = self._context(rules, templates, commands)
+        self.rctx = rctx
         if self.worker is not None:
-            self.worker.rctx = self.rctx
+            self.worker.rctx = rctx
             for name in list(self.worker.stopped_channels):
                 self.worker.resume_channel(name)
-        channels = sorted(self.rctx.channels)
+        channels = sorted(rctx.channels)
         await self.write(lambda tx: tx.outbox.release_channels(channels))
         log.info("relay: reloaded rules (%s) and templates (%s)", rules.source, templates.source)
 
@@ -144,12 +152,12 @@ class Relay:
             raise RuntimeError("the relay is not started")
         return self.rctx
 
-    async def write(self, fn: Callable[[Any], T]) -> T:
+    async def write(self, fn: Callable[[Tx], T]) -> T:
         """Run ``fn(tx)`` in the store's writer and wake the worker if it enqueued something.
 
         Other parts (the console) call relay helpers through this.
         """
-        result: T = await self.bridge.store.write(fn)
+        result: T = await self.store.write(fn)
         if self.rctx is not None and self.rctx.take_wake() and self.worker is not None:
             self.worker.wake()
         return result
@@ -163,20 +171,11 @@ class Relay:
         rctx = self._require()
         batch = list(messages)
         result: IngestResult = await self.write(lambda tx: ingest_batch(tx, rctx, channel, batch))
-        metrics = getattr(self.bridge, "metrics", None)
-        if metrics is not None:
-            for name, direction in result.stored:
-                metrics.messages_stored.labels(channel=name, direction=direction).inc()
+        for name, direction in result.stored:
+            self.observer.message_stored(name, direction)
         for message, conversation_id in result.customer:
             # Observers run after the answer: a slow plugin must not delay the platform's 200.
-            self._spawn(
-                notify(
-                    self.bridge.pm.hook.message_received,
-                    bridge=self.bridge,
-                    message=message,
-                    conversation_id=conversation_id,
-                )
-            )
+            self._spawn(self.hooks.message_received(message, conversation_id))
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.get_running_loop().create_task(coro, name="carebridge-message-received")
@@ -204,7 +203,7 @@ class Relay:
         Called once after the channel started. A channel that fails here is
         logged; the daemon keeps running and the rows stay for the next start.
         """
-        pending = await self.bridge.store.read(lambda tx: media.pending_media(tx, channel_name))
+        pending = await self.store.read(lambda tx: media.pending_media(tx, channel_name))
         if not pending:
             return 0
         log.info("%s: resuming %d unfetched media file(s)", channel_name, len(pending))
@@ -228,7 +227,7 @@ class Relay:
         return warned
 
     async def _run_periodic(self) -> None:
-        interval = min(CHECK_INTERVAL, max(1.0, self.bridge.config.routing.window_warning / 4))
+        interval = min(CHECK_INTERVAL, max(1.0, self.config.routing.window_warning / 4))
         while True:
             await asyncio.sleep(interval)
             try:

@@ -9,10 +9,11 @@ None when it already sent what the agent needs). Refusals raise
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Callable
 
 from bridge import agents as agents_repo
-from bridge.agents import totp
+from bridge.agents import login
+from bridge.hookspecs import hookimpl
 from bridge.relay.commands import (
     CommandContext,
     CommandRefused,
@@ -25,11 +26,9 @@ from bridge.relay.commands import (
     parse_conversation_ref,
     split_target,
 )
+from bridge.relay import transfer
 from bridge.relay.reads import write_event
 from bridge.relay.routing import assign_waiting, notify_agent, requeue, send_to_customer
-
-if TYPE_CHECKING:
-    from bridge.store import Tx
 
 WAITING_LIMIT = 1000  # counted for answers only
 LOGIN_USAGE = "Send /login followed by the 6-digit code from your authenticator app, e.g. /login 123456."
@@ -45,45 +44,27 @@ def _duration(seconds: float) -> str:
     return f"{minutes} minute{'s' if minutes != 1 else ''}"
 
 
-def locked_for(tx: Tx, subject: str, now: float, max_attempts: int, lockout: float) -> float:
-    """Seconds the account stays locked: ``max_attempts`` failed logins in a row within ``lockout``.
-
-    Six digits carry about 20 bits, so NIST SP 800-63B requires limiting
-    failed attempts per account; the audit log already records each one.
-    """
-    if max_attempts <= 0 or lockout <= 0:
-        return 0.0
-    rows = tx.audit.recent_actions(
-        subject, ("agent.login", "agent.login_failed", "agent.login_replayed"), now - lockout, max_attempts
-    )
-    if len(rows) < max_attempts or any(action == "agent.login" for _at, action in rows):
-        return 0.0
-    return max(0.0, float(rows[0][0]) + lockout - now)
-
-
 def cmd_login(ctx: CommandContext, args: str) -> str | None:
     """Check the TOTP code, start (or extend) the shift, then take waiting conversations."""
     tx, agent = ctx.tx, ctx.agent
-    subject = f"agent:{agent.id}"
-    if totp.normalize_code(args) is None:
-        raise CommandRefused(LOGIN_USAGE)
     security = ctx.rctx.config.security
-    locked = locked_for(tx, subject, ctx.now, security.login_max_attempts, security.lockout)
-    if locked > 0:
-        tx.audit.append(actor(agent), "agent.login_locked", subject, {"channel": ctx.message.channel})
-        return f"Too many failed logins. Try again in {_duration(locked)}."
-    result = totp.verify(tx, agent.id, tx.agents.totp_secret(agent.id), args, ctx.now)
-    if result is not totp.TotpResult.ACCEPTED and ctx.rctx.count_login_failure is not None:
-        tx.after_commit(ctx.rctx.count_login_failure)
-    if result is totp.TotpResult.REPLAYED:
-        tx.audit.append(actor(agent), "agent.login_replayed", subject, {"channel": ctx.message.channel})
+    result = login.check_code(
+        tx, agent, args, ctx.now, max_attempts=security.login_max_attempts, lockout=security.lockout,
+        actor=actor(agent), detail={"channel": ctx.message.channel, "ttl": security.session_ttl},
+    )  # fmt: skip
+    if result.outcome is login.LoginOutcome.MALFORMED:
+        raise CommandRefused(LOGIN_USAGE)
+    if not result.accepted:
+        observer = ctx.rctx.observer
+        tx.after_commit(observer.login_refused)
+    if result.outcome is login.LoginOutcome.LOCKED:
+        return f"Too many failed logins. Try again in {_duration(result.retry_after)}."
+    if result.outcome is login.LoginOutcome.REPLAYED:
         return LOGIN_REPLAYED
-    if result is not totp.TotpResult.ACCEPTED:
-        tx.audit.append(actor(agent), "agent.login_failed", subject, {"channel": ctx.message.channel})
+    if not result.accepted:
         return LOGIN_INVALID
-    ttl = ctx.rctx.config.security.session_ttl
+    ttl = security.session_ttl
     agents_repo.start_shift(tx, agent.id, ctx.now, ttl)
-    tx.audit.append(actor(agent), "agent.login", subject, {"channel": ctx.message.channel, "ttl": ttl})
     agent = ctx.refresh()
     room = max(0, agent.capacity - tx.conversations.count_assigned(agent.id))
     waiting = len(tx.conversations.waiting(agent.queues, WAITING_LIMIT))
@@ -128,7 +109,7 @@ def cmd_list(ctx: CommandContext, args: str) -> str | None:
         if conv is None:
             continue
         mark = "  ← current" if conversation_id == agent.current_conversation_id else ""
-        lines.append(f"{label(tx, conv)[1:-1]} · {conv.status}{mark}")
+        lines.append(f"{label(ctx, conv)[1:-1]} · {conv.status}{mark}")
     waiting = len(tx.conversations.waiting(agent.queues, WAITING_LIMIT))
     tail = f"\n{waiting} conversation(s) waiting in your queues." if waiting else ""
     if not lines:
@@ -145,7 +126,7 @@ def cmd_switch(ctx: CommandContext, args: str) -> str | None:
         )
     conv = own_conversation(ctx, conversation_id)
     ctx.tx.agents.set_current_conversation(ctx.agent.id, conv.id)
-    return f"Now answering {label(ctx.tx, conv)}. Your messages go to this customer."
+    return f"Now answering {label(ctx, conv)}. Your messages go to this customer."
 
 
 def cmd_close(ctx: CommandContext, args: str) -> str | None:
@@ -163,7 +144,7 @@ def cmd_close(ctx: CommandContext, args: str) -> str | None:
     write_event(tx, conv, "closed", from_agent=agent.id)
     remaining = len(open_conversation_ids(tx, agent.id))
     more = f" You have {remaining} open conversation(s); send /list." if remaining else ""
-    return f"Closed {label(tx, conv)}.{more}"
+    return f"Closed {label(ctx, conv)}.{more}"
 
 
 def cmd_note(ctx: CommandContext, args: str) -> str | None:
@@ -175,7 +156,7 @@ def cmd_note(ctx: CommandContext, args: str) -> str | None:
     ctx.tx.messages.insert(
         conv.id, direction="note", channel=ctx.message.channel, text=text, agent_id=ctx.agent.id, status="stored"
     )
-    return f"Note added to {label(ctx.tx, conv)}. The customer does not see it."
+    return f"Note added to {label(ctx, conv)}. The customer does not see it."
 
 
 def cmd_help(ctx: CommandContext, args: str) -> str | None:
@@ -184,14 +165,16 @@ def cmd_help(ctx: CommandContext, args: str) -> str | None:
     return table.help_text()
 
 
-def register_builtins(table: CommandTable) -> None:
-    """Add the built-in commands to ``table``."""
-    table.register(
+@hookimpl(tryfirst=True)
+def register_commands(register: Callable[..., None]) -> None:
+    """Register the built-in commands, before any plugin's (entry point ``core-commands``)."""
+    register(
         "login", cmd_login, "/login CODE — start your shift with the code from your authenticator app", public=True
     )
-    table.register("logout", cmd_logout, "end your shift; your open conversations go back to the queue")
-    table.register("list", cmd_list, "your open conversations (the current one is marked)")
-    table.register("switch", cmd_switch, "/switch ID — answer conversation ID from now on")
-    table.register("close", cmd_close, "close the current conversation (or /close ID)")
-    table.register("note", cmd_note, "/note TEXT — internal note on the current conversation, never sent")
-    table.register("help", cmd_help, "this list", public=True)
+    register("logout", cmd_logout, "end your shift; your open conversations go back to the queue")
+    register("list", cmd_list, "your open conversations (the current one is marked)")
+    register("switch", cmd_switch, "/switch ID — answer conversation ID from now on")
+    register("close", cmd_close, "close the current conversation (or /close ID)")
+    register("note", cmd_note, "/note TEXT — internal note on the current conversation, never sent")
+    register("help", cmd_help, "this list", public=True)
+    transfer.register_transfer_commands(register)

@@ -13,15 +13,17 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
-
-import pluggy
+from typing import TYPE_CHECKING
 
 from bridge import agents as agents_repo
 from bridge.errors import BridgeError, PluginLoadError
+from bridge.plugins.hooks import Hooks
 from bridge.models import InboundMessage
 from bridge.relay import reads
 from bridge.relay.format import format_prefix
+
+if TYPE_CHECKING:
+    from bridge.relay.context import RelayContext
 from bridge.store import Agent, Conversation, Tx
 
 Handler = Callable[["CommandContext", str], "str | None"]
@@ -53,7 +55,7 @@ class CommandContext:
     """
 
     tx: Tx
-    rctx: Any
+    rctx: RelayContext
     agent: Agent
     message: InboundMessage
     now: float
@@ -88,28 +90,13 @@ class CommandTable:
     commands: dict[str, Command] = field(default_factory=dict)
 
     @classmethod
-    def build(cls, pm: pluggy.PluginManager | None = None) -> CommandTable:
-        """Return the table of built-ins plus every plugin's ``register_commands``.
+    def build(cls, hooks: Hooks) -> CommandTable:
+        """Return the table of every plugin's ``register_commands``, built-ins (``core-commands``) first.
 
         :raises PluginLoadError: a plugin registers a malformed or taken name.
         """
-        from bridge.relay import builtin_commands, transfer
-
         table = cls()
-        builtin_commands.register_builtins(table)
-        transfer.register_transfer_commands(table)
-        if pm is not None:
-            for impl in pm.hook.register_commands.get_hookimpls():
-
-                def register(
-                    name: str,
-                    handler: Handler,
-                    help: str,
-                    owner: str = impl.plugin_name,  # noqa: A002 - hook contract
-                ) -> None:
-                    table.register(name, handler, help, owner=owner)
-
-                impl.function(register=register)
+        hooks.register_commands(table.register)
         return table
 
     def register(
@@ -170,14 +157,14 @@ def parse_command(text: str, *, first_line_only: bool = False) -> tuple[str, str
     return head.lower(), args.strip()
 
 
-def handle_agent_command(tx: Tx, rctx: Any, table: CommandTable, agent: Agent, message: InboundMessage) -> str | None:
+def handle_agent_command(tx: Tx, rctx: RelayContext, table: CommandTable, agent: Agent, message: InboundMessage) -> str | None:
     """Run the command in ``message.text`` for ``agent``; return the answer to send them.
 
     Unknown commands, commands of a disabled agent, and commands that need a
     shift from an agent who is not online are answered, never run. A
     ``CommandRefused`` rolls back the handler's changes and its text is the answer.
     """
-    parsed = parse_command(message.text, first_line_only=message.channel == "email")
+    parsed = parse_command(message.text, first_line_only=rctx.commands_in_first_line(message.channel))
     if parsed is None:
         return UNKNOWN.format(name=message.text.strip()[1:].split(maxsplit=1)[0] if message.text.strip()[1:] else "")
     name, args = parsed
@@ -219,9 +206,9 @@ def split_target(args: str) -> tuple[int | None, str]:
     return (ref, rest.strip()) if ref is not None else (None, args.strip())
 
 
-def label(tx: Tx, conv: Conversation) -> str:
+def label(ctx: CommandContext, conv: Conversation) -> str:
     """``[#42 Jan · WhatsApp]`` for a conversation."""
-    return format_prefix(conv.id, reads.contact_name(tx, conv.contact_id), conv.channel)
+    return format_prefix(conv.id, reads.contact_name(ctx.tx, conv.contact_id), ctx.rctx.label(conv.channel))
 
 
 def own_conversation(ctx: CommandContext, conversation_id: int | None) -> Conversation:

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from bridge import agents as agents_repo
 from bridge.errors import IntegrityError
 from bridge.relay import reads
-from bridge.relay.format import channel_label, display_name
+from bridge.relay.format import display_name
 from bridge.relay.routing import notify_agent
 from bridge.store import (
     CHANNEL_UNAVAILABLE,
@@ -84,7 +84,7 @@ def tell_agent(tx: Tx, rctx: RelayContext, delivery: Delivery, key: str, **field
     agent, conv = found
     name = display_name(reads.contact_name(tx, conv.contact_id), conv.id)
     text = rctx.templates.render(
-        key, None, conversation=conv.id, contact=name, channel=channel_label(delivery.channel), **fields
+        key, None, conversation=conv.id, contact=name, channel=rctx.label(delivery.channel), **fields
     )
     return notify_agent(tx, rctx, agent, text, conversation_id=conv.id)
 
@@ -151,7 +151,7 @@ def on_window_closed(tx: Tx, rctx: RelayContext, delivery: Delivery, reason: str
     if agent is None:
         return
     if first and reengage:
-        notice = rctx.templates.render("window_closed_agent", None, channel=channel_label(delivery.channel))
+        notice = rctx.templates.render("window_closed_agent", None, channel=rctx.label(delivery.channel))
         _enqueue_template(tx, rctx, delivery, notice)
     if agent.email and rctx.channel_enabled(EMAIL) and delivery.channel != EMAIL:
         tx.outbox.enqueue(
@@ -224,7 +224,7 @@ def check_window_warnings(tx: Tx, rctx: RelayContext) -> int:
             continue
         if tx.relay.flag(WARNED, f"{agent.id}:{agent.channel}:{last:.3f}"):
             minutes = max(1, int((last + window - now) // 60))
-            text = rctx.templates.render("window_warning", None, channel=channel_label(agent.channel), minutes=minutes)
+            text = rctx.templates.render("window_warning", None, channel=rctx.label(agent.channel), minutes=minutes)
             notify_agent(tx, rctx, agent, text)
             sent += 1
     return sent

@@ -10,30 +10,18 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-_CHANNEL_LABELS = {"whatsapp": "WhatsApp", "messenger": "Messenger", "email": "Email", "console": "Console"}
-
-
-def channel_label(channel: str) -> str:
-    """Return the display name of a channel (``whatsapp`` → ``WhatsApp``)."""
-    return _CHANNEL_LABELS.get(channel, channel[:1].upper() + channel[1:])
-
-
 def display_name(name: str | None, conversation_id: int) -> str:
     """Return the contact's name for a prefix, or a neutral stand-in."""
     name = " ".join((name or "").split())
     return name[:40] if name else f"Customer {conversation_id}"
 
 
-def format_prefix(conversation: Any, contact_name: str | None, channel: str | None = None) -> str:
+def format_prefix(conversation_id: int, contact_name: str | None, label: str) -> str:
     """Return ``[#42 Jan · WhatsApp]`` for a conversation.
 
-    :param conversation: an object with ``id`` (and ``channel``) or a conversation id.
-    :param channel: the customer's channel; defaults to ``conversation.channel``.
+    :param label: the display name of the customer's platform (``RelayContext.label``).
     """
-    conv_id = int(conversation if isinstance(conversation, int) else conversation.id)
-    if channel is None:
-        channel = str(getattr(conversation, "channel", ""))
-    return f"[#{conv_id} {display_name(contact_name, conv_id)} · {channel_label(channel)}]"
+    return f"[#{conversation_id} {display_name(contact_name, conversation_id)} · {label}]"
 
 
 def attachment_line(

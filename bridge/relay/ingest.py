@@ -18,10 +18,9 @@ from typing import TYPE_CHECKING, Any
 from bridge import agents as agents_repo
 from bridge.errors import IntegrityError
 from bridge.models import InboundMessage
-from bridge.plugins import collect
 from bridge.relay import fallbacks, reads
 from bridge.relay.commands import ESCAPE, NOT_LOGGED_IN, handle_agent_command
-from bridge.relay.format import channel_label, display_name
+from bridge.relay.format import display_name
 from bridge.relay.routing import (
     QUEUED_NOTICE,
     notify_agent,
@@ -77,6 +76,7 @@ def ingest_batch(tx: Tx, rctx: RelayContext, channel: str, messages: list[Inboun
     for message in messages:
         if message.channel != channel:
             raise ValueError(f"channel {channel!r} delivered a message marked {message.channel!r}")
+        message = _normalized(rctx, message)
         if message.echo:
             _ingest_echo(tx, rctx, message, result)
             continue
@@ -92,6 +92,20 @@ def ingest_batch(tx: Tx, rctx: RelayContext, channel: str, messages: list[Inboun
         else:
             _ingest_customer(tx, rctx, message, result)
     return result
+
+
+def _normalized(rctx: RelayContext, message: InboundMessage) -> InboundMessage:
+    """The message with its sender in the channel's canonical form (what identities are indexed by).
+
+    A sender its own channel refuses is a channel bug: the message is kept as
+    given (an acknowledged message is never dropped) and the bug logged.
+    """
+    try:
+        sender = rctx.addresses.normalize(message.channel, message.sender)
+    except ValueError:
+        log.warning("%s: a message's sender does not pass the channel's own address rule", message.channel)
+        return message
+    return message if sender == message.sender else replace(message, sender=sender)
 
 
 # --- customers ------------------------------------------------------------------
@@ -130,7 +144,7 @@ def _ingest_customer(tx: Tx, rctx: RelayContext, message: InboundMessage, result
         conv = tx.conversations.create(
             identity.contact_id, identity.id, channel, queue=queue, language=language or rctx.rules.default_language
         )
-    findings = collect(rctx.pm.hook.detect_sensitive, text=message.text) if message.text else []
+    findings = rctx.hooks.detect_sensitive(message.text) if message.text else []
     message_id = tx.messages.insert(
         conv.id,
         direction="in",
@@ -282,7 +296,7 @@ def _agent_reply(tx: Tx, rctx: RelayContext, agent: Agent, message: InboundMessa
         log.error("conversation %d: an agent's reply cannot be sent: %s", conv.id, err)
         name = display_name(reads.contact_name(tx, conv.contact_id), conv.id)
         notice = rctx.templates.render(
-            "delivery_failed", None, conversation=conv.id, contact=name, channel=channel_label(conv.channel),
+            "delivery_failed", None, conversation=conv.id, contact=name, channel=rctx.label(conv.channel),
             error="the customer's record failed its integrity check in the store",
         )  # fmt: skip
         notify_agent(tx, rctx, agent, notice, conversation_id=conv.id)

@@ -17,7 +17,6 @@ from bridge.errors import IntegrityError
 from bridge.relay import reads
 from bridge.relay.format import (
     attachment_line,
-    channel_label,
     display_name,
     format_prefix,
     relay_text,
@@ -77,7 +76,7 @@ def notify_agent(
         if conv is not None:
             owner = KeyOwner.contact(conv.contact_id)
             # Threading data for channels that use it (email: Subject, Reply-To token).
-            meta = agent_thread_meta(conv.id, _conversation_label(tx, conv))
+            meta = agent_thread_meta(conv.id, _conversation_label(tx, rctx, conv))
     return _enqueue_to_agent(tx, rctx, agent, text, owner=owner, conversation_id=conversation_id, meta=meta)
 
 
@@ -118,8 +117,8 @@ def agent_thread_meta(conversation_id: int, label: str) -> dict[str, str]:
     return {"subject": label, "reply_token": f"c{conversation_id}"}
 
 
-def _conversation_label(tx: Tx, conv: Conversation) -> str:
-    return format_prefix(conv.id, reads.contact_name(tx, conv.contact_id), conv.channel)
+def _conversation_label(tx: Tx, rctx: RelayContext, conv: Conversation) -> str:
+    return format_prefix(conv.id, reads.contact_name(tx, conv.contact_id), rctx.label(conv.channel))
 
 
 def send_to_customer(
@@ -180,7 +179,7 @@ def relay_to_agent(
     reaches the agent as a notice saying so, and is marked ``failed``.
     """
     name = contact if contact is not None else reads.contact_name(tx, conv.contact_id)
-    prefix = format_prefix(conv.id, name, conv.channel)
+    prefix = format_prefix(conv.id, name, rctx.label(conv.channel))
     status = reads.RELAYED
     try:
         lines = [attachment_line(a.kind, a.id, rctx.public_url, a.meta) for a in tx.attachments.of_message(message.id)]
@@ -217,7 +216,7 @@ def handoff_text(tx: Tx, rctx: RelayContext, conv: Conversation, name: str, *, h
     """
     by = f" by {from_agent.name}" if from_agent else ""
     header = rctx.templates.render(
-        "handoff", None, conversation=conv.id, contact=name, channel=channel_label(conv.channel),
+        "handoff", None, conversation=conv.id, contact=name, channel=rctx.label(conv.channel),
         from_agent=by, note=f" Note: {note}" if note else "",
     )  # fmt: skip
     messages = reads.recent_messages(tx, conv.id, history, exclude_status=reads.WAITING) if history > 0 else []
@@ -292,7 +291,7 @@ def route(
     if not candidates:
         return None
     try:
-        chosen = rctx.pm.hook.choose_agent(strategy=rctx.strategy, conversation=conv, candidates=candidates)
+        chosen = rctx.hooks.choose_agent(rctx.strategy, conv, candidates)
     except Exception:  # boundary: a broken strategy plugin must not refuse the customer's message
         log.exception("routing strategy %r failed; conversation %s waits in its queue", rctx.strategy, conv.id)
         return None

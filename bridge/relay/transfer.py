@@ -11,11 +11,12 @@ transfer and decline goes into the audit log.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from bridge import agents as agents_repo
 from bridge.relay.commands import (
     CommandContext,
     CommandRefused,
-    CommandTable,
     actor,
     customer_window_open,
     label,
@@ -42,7 +43,7 @@ def known_queues(ctx: CommandContext) -> set[str]:
 
 def _refuse_target(ctx: CommandContext, target: Agent, conv: Conversation) -> None:
     if target.id == ctx.agent.id:
-        raise CommandRefused(f"{label(ctx.tx, conv)} is already yours.")
+        raise CommandRefused(f"{label(ctx, conv)} is already yours.")
     if target.disabled:
         raise CommandRefused(f"Cannot transfer to {target.name}: their account is disabled.")
     if not agents_repo.is_online(ctx.tx, target.id, ctx.now):
@@ -76,7 +77,7 @@ def cmd_transfer(ctx: CommandContext, args: str) -> str | None:
     if not target_name:
         raise CommandRefused(USAGE)
     conv = own_conversation(ctx, conversation_id)
-    before = label(tx, conv)
+    before = label(ctx, conv)
     history = rctx.config.routing.history_messages
     target = tx.agents.get_by_name(target_name)
     if target is not None:
@@ -138,7 +139,7 @@ def cmd_decline(ctx: CommandContext, args: str) -> str | None:
     assert conv is not None  # noqa: S101 - joined above
     if expires_at is None or ctx.now >= expires_at:
         raise CommandRefused(
-            f"Too late to decline {label(tx, conv)}: the time for that has passed. Use /transfer to pass it on."
+            f"Too late to decline {label(ctx, conv)}: the time for that has passed. Use /transfer to pass it on."
         )
     # The window is used up: a second /decline must not bounce it again.
     tx.events.expire(event_id, ctx.now)
@@ -148,7 +149,7 @@ def cmd_decline(ctx: CommandContext, args: str) -> str | None:
     sender = tx.agents.get(sender_id) if sender_id is not None else None
     tx.audit.append(actor(agent), "conversation.transfer_declined", f"conversation:{conv.id}",
              {"by": agent.name, "back_to": sender.name if sender else None})  # fmt: skip
-    here = label(tx, conv)
+    here = label(ctx, conv)
     if sender is not None and not sender.disabled and agents_repo.is_online(tx, sender.id, ctx.now):
         notify_agent(tx, rctx, sender, f"{here} {agent.name} declined the transfer; the conversation is yours again.",
                      conversation_id=conv.id)  # fmt: skip
@@ -163,9 +164,9 @@ def cmd_decline(ctx: CommandContext, args: str) -> str | None:
     return f"You declined {here}; {who} is not logged in, so it waits in the queue {conv.queue}."
 
 
-def register_transfer_commands(table: CommandTable) -> None:
-    """Add /transfer and /decline to ``table``."""
-    table.register(
+def register_transfer_commands(register: Callable[..., None]) -> None:
+    """Register /transfer and /decline (through ``register_commands``, with the other built-ins)."""
+    register(
         "transfer", cmd_transfer, "/transfer AGENT|QUEUE [note] — hand the current conversation over, with its history"
     )
-    table.register("decline", cmd_decline, "/decline — hand back a conversation just transferred to you (for a while)")
+    register("decline", cmd_decline, "/decline — hand back a conversation just transferred to you (for a while)")

@@ -17,7 +17,7 @@ import asyncio
 import logging
 import random
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from bridge.errors import (
@@ -26,13 +26,15 @@ from bridge.errors import (
     IntegrityError,
     WindowClosedError,
 )
-from bridge.models import ChannelState, DeliveryReceipt, OutboundMessage
-from bridge.plugins import notify
+from bridge.models import DeliveryReceipt, OutboundMessage
+from bridge.plugins.hooks import Hooks
 from bridge.relay import fallbacks, reads, retry, status
-from bridge.store import Delivery, Tx
+from bridge.store import Delivery, Store, Tx
 from bridge.store.scrub import scrub_error
 
 if TYPE_CHECKING:
+    from bridge.channel import Channel
+    from bridge.config import DeliveryConfig
     from bridge.relay.context import RelayContext
 
 log = logging.getLogger(__name__)
@@ -46,11 +48,22 @@ CONSOLE = "console"
 class OutboxWorker:
     """Deliver outbox rows; ``start()``/``stop()`` pair with the relay's."""
 
-    def __init__(self, bridge: Any, rctx: RelayContext, *, clock: Callable[[], float] | None = None) -> None:
-        self.bridge = bridge
+    def __init__(
+        self,
+        store: Store,
+        rctx: RelayContext,
+        channels: Mapping[str, Channel],
+        hooks: Hooks,
+        delivery: DeliveryConfig,
+        *,
+        clock: Callable[[], float] | None = None,
+    ) -> None:
+        self.store = store
         self.rctx = rctx
+        self.channels = channels
+        self.hooks = hooks
         self.clock = clock or rctx.now
-        self.delivery = bridge.config.delivery
+        self.delivery = delivery
         self.stopped_channels: dict[str, str] = {}
         self._event = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -121,7 +134,7 @@ class OutboxWorker:
                 del self._cooldown[delivery_id]
         exclude = (*self._inflight, *self._cooldown)
         skip = tuple(self.stopped_channels)
-        plan = await self.bridge.store.read(
+        plan = await self.store.read(
             lambda tx: tx.outbox.due(now, exclude=exclude, per_channel=concurrency, skip_channels=skip)
         )
         rows, next_at = plan.rows, plan.next_at
@@ -141,13 +154,9 @@ class OutboxWorker:
         return max(0.0, sleep)
 
     async def _update_gauges(self, now: float) -> None:
-        depth, oldest = await self.bridge.store.read(lambda tx: tx.outbox.stats(now))
+        depth, oldest = await self.store.read(lambda tx: tx.outbox.stats(now))
         self.depth, self.oldest_age = depth, oldest
-        metrics = getattr(self.bridge, "metrics", None)
-        if metrics is None:
-            return
-        metrics.outbox_depth.set(depth)
-        metrics.outbox_oldest_age.set(oldest)
+        self.rctx.observer.outbox(depth, oldest)
 
     async def _deliver(self, delivery_id: int, channel_name: str, behind_hold: bool) -> None:
         try:
@@ -186,7 +195,7 @@ class OutboxWorker:
         self._count(channel_name, "retry")
 
     async def _deliver_one(self, delivery_id: int, channel_name: str, behind_hold: bool = False) -> None:
-        store = self.bridge.store
+        store = self.store
         try:
             loaded = await store.read(lambda tx: fallbacks.load_for_send(tx, delivery_id))
         except IntegrityError as err:
@@ -204,7 +213,7 @@ class OutboxWorker:
             await self._write(lambda tx: tx.outbox.mark_sent(delivery, ()))
             self._count(delivery.channel, "sent")
             return
-        channel = self.bridge.channels.get(delivery.channel)
+        channel = self.channels.get(delivery.channel)
         if channel is None or not self.rctx.channel_enabled(delivery.channel):
             await self._write(lambda tx: fallbacks.on_channel_unavailable(tx, self.rctx, delivery))
             self._count(delivery.channel, "held")
@@ -250,17 +259,17 @@ class OutboxWorker:
 
         await self._write(record)
         self._count(delivery.channel, "sent")
-        await notify(self.bridge.pm.hook.message_sent, bridge=self.bridge, message=message, receipt=receipt)
+        await self.hooks.message_sent(message, receipt)
         if delivery.recipient_kind == "agent" and delivery.message_id is not None:
             await self._mark_read(delivery.message_id)
 
     async def _mark_read(self, message_id: int) -> None:
         """The agent has the customer's message: show the customer it was read (where the platform can)."""
-        target = await self.bridge.store.read(lambda tx: reads.read_mark_target(tx, message_id))
+        target = await self.store.read(lambda tx: reads.read_mark_target(tx, message_id))
         if target is None:
             return
         channel_name, sender, external_id = target
-        channel = self.bridge.channels.get(channel_name)
+        channel = self.channels.get(channel_name)
         if channel is None:
             return
         try:
@@ -288,7 +297,7 @@ class OutboxWorker:
         )
         await self._write(lambda tx: fallbacks.on_failed(tx, self.rctx, delivery, reason))
         self._count(delivery.channel, "failed")
-        await notify(self.bridge.pm.hook.delivery_failed, bridge=self.bridge, message=message, error=err)
+        await self.hooks.delivery_failed(message, err)
 
     async def _auth_failed(self, delivery: Delivery, err: ChannelAuthFailed) -> None:
         name = delivery.channel
@@ -300,23 +309,17 @@ class OutboxWorker:
                 reason,
                 name,
             )
-            report = getattr(self.bridge, "report_channel", None)
-            state = getattr(self.bridge, "channel_state", None)
-            # A channel may already have said BAD_CREDENTIALS, which is more precise: keep it.
-            if report is not None and (state is None or state(name)[0] is not ChannelState.BAD_CREDENTIALS):
-                report(name, ChannelState.DEGRADED, reason)
+            self.rctx.observer.credentials_refused(name, reason)
         # The row stays pending (not an attempt the recipient is to blame for).
         await self._write(lambda tx: tx.outbox.set_last_error(delivery.id, reason))
 
     async def _write(self, fn: Callable[[Tx], object]) -> None:
-        await self.bridge.store.write(fn)
+        await self.store.write(fn)
         if self.rctx.take_wake():
             self._event.set()
 
     def _count(self, channel: str, outcome: str) -> None:
-        metrics = getattr(self.bridge, "metrics", None)
-        if metrics is not None:
-            metrics.deliveries.labels(channel=channel, outcome=outcome).inc()
+        self.rctx.observer.delivery(channel, outcome)
 
 
 def _describe(err: DeliveryError) -> str:

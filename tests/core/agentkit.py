@@ -12,10 +12,22 @@ from typing import Any
 
 import pyotp
 
-from bridge.agents import Agent, create_agent
+from bridge.agents import Addresses, Agent, create_agent
 from bridge.config import Config, RoutingConfig, StoreConfig
 from bridge.models import Address
+from bridge.plugins import make_plugin_manager
 from bridge.store import Store
+
+#: The channels installed in the test environment (the built-in plugins), for their address rules.
+INSTALLED = make_plugin_manager().channels
+
+
+def parse_address(text: str) -> Address:
+    """``CHANNEL:ADDRESS`` normalized as the daemon would: by the installed channel (test channels as given)."""
+    address = Address.parse(text)
+    if address.channel in INSTALLED or address.channel == "console":
+        return Addresses(INSTALLED).parse(text)
+    return address
 
 
 class Clock:
@@ -49,7 +61,7 @@ def add_agent(tx: Any, name: str, address: str, *, queues: tuple[str, ...] = (),
     """Create an agent; return it and its TOTP secret."""
     secret = pyotp.random_base32()
     agent = create_agent(
-        tx, name=name, address=Address.parse(address), role=role, email=email, queues=queues,
+        tx, name=name, address=parse_address(address), role=role, email=email, queues=queues,
         capacity=capacity, totp_secret=secret, password_hash=None,
     )  # fmt: skip
     return agent, secret
@@ -94,8 +106,6 @@ class Desk:
 
     @classmethod
     async def open(cls, tmp_path: Path, *, pm_plugins: tuple[tuple[str, object], ...] = (), **routing: Any) -> Desk:
-        from bridge.plugins import make_plugin_manager
-        from bridge.relay import strategies
         from bridge.relay.commands import CommandTable
         from bridge.relay.context import RelayContext
         from bridge.relay.rules import load_rules
@@ -103,12 +113,12 @@ class Desk:
 
         clock = Clock()
         store = await open_store(tmp_path, clock)
-        registry = make_plugin_manager(load_entry_points=False, plugins=(("core-routing", strategies), *pm_plugins))
+        registry = make_plugin_manager(load_entry_points=False, plugins=pm_plugins)
         config = config_for(tmp_path, **routing)
         rctx = RelayContext(
-            config=config, pm=registry.pm, templates=load_templates(None), rules=load_rules(None),
-            channels=frozenset({"console", "whatsapp", "messenger", "email"}), clock=clock,
-            commands=CommandTable.build(registry.pm),
+            config=config, hooks=registry.hooks, templates=load_templates(None), rules=load_rules(None),
+            addresses=Addresses(INSTALLED), channels=frozenset({"console", "whatsapp", "messenger", "email"}),
+            first_line=frozenset({"email"}), clock=clock, commands=CommandTable.build(registry.hooks),
         )  # fmt: skip
         return cls(store, rctx, clock)
 

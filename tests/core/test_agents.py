@@ -7,9 +7,10 @@ from pathlib import Path
 import pytest
 
 from bridge import agents
-from bridge.agents import AgentError
+from bridge.agents import Addresses, AgentError
 from bridge.models import Address
 from tests.core.agentkit import (
+    INSTALLED,
     Clock,
     add_agent,
     db_bytes,
@@ -105,26 +106,33 @@ async def test_bad_enrolment_values_are_refused(tmp_path: Path, kwargs: dict[str
     ],
 )
 def test_parse_address_explains_what_is_wrong(text: str, known: tuple[str, ...] | None, message: str) -> None:
+    installed = {name: cls for name, cls in INSTALLED.items() if known is None or name in known}
     with pytest.raises(AgentError, match=message):
-        agents.parse_address(text, known)
+        Addresses(installed).parse(text)
+
+
+def WA(number: str) -> str:  # noqa: N802 - reads like the channel's rule it applies
+    """A WhatsApp number as the relay hands it over: normalized by the WhatsApp channel."""
+    return Addresses(INSTALLED).normalize("whatsapp", number)
 
 
 def test_parse_address_accepts_known_forms() -> None:
-    assert agents.parse_address("whatsapp:+1 555 123 4567", ["whatsapp"]) == Address("whatsapp", "+15551234567")
-    assert agents.parse_address("console", []) == Address("console", "")
-    assert agents.parse_address("messenger:123456", None) == Address("messenger", "123456")
+    addresses = Addresses(INSTALLED)
+    assert addresses.parse("whatsapp:+1 555 123 4567") == Address("whatsapp", "+15551234567")
+    assert addresses.parse("console") == Address("console", "")
+    assert addresses.parse("messenger:123456") == Address("messenger", "123456")
 
 
 async def test_identity_lookup_normalizes_and_records_last_inbound(tmp_path: Path) -> None:
     store = await open_store(tmp_path)
     try:
         alice, _ = await store.write(lambda tx: add_agent(tx, "alice", "whatsapp:+31612345678"))
-        found = await store.read(lambda tx: agents.find_agent_by_identity(tx, "whatsapp", "31612345678"))
+        found = await store.read(lambda tx: agents.find_agent_by_identity(tx, "whatsapp", WA("31612345678")))
         assert found is not None and found.id == alice.id
         assert await store.read(lambda tx: agents.find_agent_by_identity(tx, "messenger", "31612345678")) is None
         assert await store.read(lambda tx: tx.agents.last_inbound_at(alice.id, "whatsapp")) is None
-        await store.write(lambda tx: agents.touch_identity(tx, alice.id, "whatsapp", "31612345678", 500.0))
-        await store.write(lambda tx: agents.touch_identity(tx, alice.id, "whatsapp", "+31612345678", 400.0))
+        await store.write(lambda tx: agents.touch_identity(tx, alice.id, "whatsapp", WA("31612345678"), 500.0))
+        await store.write(lambda tx: agents.touch_identity(tx, alice.id, "whatsapp", WA("+31612345678"), 400.0))
         assert await store.read(lambda tx: tx.agents.last_inbound_at(alice.id, "whatsapp")) == 500.0
     finally:
         await store.close()
@@ -143,7 +151,7 @@ async def test_set_channel_moves_preference_and_keeps_other_identities(tmp_path:
             assert found is not None and found.id == alice.id
         # A new number on the same channel replaces the old one there.
         await store.write(lambda tx: agents.set_channel(tx, alice.id, Address("whatsapp", "+31687654321")))
-        assert await store.read(lambda tx: agents.find_agent_by_identity(tx, "whatsapp", "+31612345678")) is None
+        assert await store.read(lambda tx: agents.find_agent_by_identity(tx, "whatsapp", WA("+31612345678"))) is None
         with pytest.raises(AgentError, match="already belongs to agent 'bob'"):
             await store.write(lambda tx: agents.set_channel(tx, alice.id, Address("messenger", "777")))
         assert (await store.read(lambda tx: tx.agents.get(alice.id))).channel == "whatsapp"  # type: ignore[union-attr]

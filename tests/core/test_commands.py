@@ -17,6 +17,7 @@ from bridge.relay.commands import (
     own_conversation,
     parse_command,
 )
+from bridge.relay.context import SilentObserver
 from tests.core.agentkit import Desk, db_bytes
 
 ALICE = "whatsapp:+31612345678"
@@ -89,7 +90,12 @@ async def test_login_with_totp_starts_shift_and_delivers_waiting_conversations_o
 async def test_login_refuses_wrong_malformed_and_replayed_codes(desk: Desk) -> None:
     alice = await desk.add_agent("alice", ALICE)
     counted: list[int] = []
-    desk.rctx.count_login_failure = lambda: counted.append(1)  # what feeds the login_failures metric
+
+    class Counting(SilentObserver):
+        def login_refused(self) -> None:  # what feeds the login_failures metric
+            counted.append(1)
+
+    desk.rctx.observer = Counting()
     code = desk.code("alice")
     wrong = f"{(int(code) + 1) % 1_000_000:06d}"
     await desk.say("alice", f"/login {wrong}")
@@ -236,8 +242,8 @@ def test_duplicate_or_malformed_plugin_commands_are_refused() -> None:
             register("login", lambda ctx, args: None, "mine")  # type: ignore[operator]
 
     registry = make_plugin_manager(load_entry_points=False, plugins=[("clash", Clash())])
-    with pytest.raises(PluginLoadError, match="'clash' registers command /login, which 'core' already has"):
-        CommandTable.build(registry.pm)
+    with pytest.raises(PluginLoadError, match="'clash' registers command /login, which 'core-commands' already has"):
+        CommandTable.build(registry.hooks)
     table = CommandTable()
     with pytest.raises(PluginLoadError, match="use lower-case letters"):
         table.register("Bad Name", lambda ctx, args: None, "")

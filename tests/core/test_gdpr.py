@@ -11,6 +11,7 @@ import pytest
 
 from bridge.config import load_config
 from bridge.errors import IntegrityError
+from bridge.models import Address
 from bridge.store import KeyOwner, Store
 from tests.core.test_store_kit import ROOT, cli, raw, raw_files, write_config
 
@@ -97,7 +98,7 @@ def test_export_shape_by_address_and_id(seeded) -> None:
     assert verify.returncode == 0 and "6 entries" in verify.stdout
 
 
-@pytest.mark.parametrize("ref", ["4242", "whatsapp:+15550000000", "messenger:nobody"])
+@pytest.mark.parametrize("ref", ["4242", "whatsapp:+15550000000", "messenger:999999"])
 def test_unknown_contact_exits_1(seeded, ref) -> None:
     tmp_path, config, _, _ = seeded
     for action in ("export", "erase"):
@@ -199,7 +200,7 @@ async def test_erase_while_the_daemon_runs(seeded) -> None:
         assert proc.returncode == 0, err.decode()
         # the running store sees the erasure at once, and keeps working for everyone else
         assert await daemon.read(lambda tx: tx.contacts.get(first)) is None
-        assert await daemon.read(lambda tx: tx.contacts.find("whatsapp:+31612340000")) is None
+        assert await daemon.read(lambda tx: tx.contacts.find(Address("whatsapp", "+31612340000"))) is None
         ident, created = await daemon.write(lambda tx: tx.contacts.get_or_create_identity("whatsapp", "+31612340000"))
         assert created and ident.contact_id not in (first, second)
         # and the erased contact's unwrapped key is gone from the running store's memory too

@@ -239,7 +239,7 @@ async def test_refused_credentials_pause_the_channel_until_reload(tmp_path: Path
         await second.inbound("alice", "kept too")
         rows = [r for r in await outbox_rows(bridge) if r[2] == "contact"]
         assert [r[3] for r in rows] == ["pending", "pending"] and mem.sent == []
-        await bridge.relay.reload()
+        await bridge.relay.reload(bridge.config)
         await wait_for(lambda: mem.texts_to("cust") == ["kept", "kept too"], what="resumed")
     finally:
         await bridge.close()

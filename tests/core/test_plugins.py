@@ -11,7 +11,8 @@ import pytest
 
 from bridge import hookimpl
 from bridge.errors import PluginLoadError
-from bridge.plugins import make_plugin_manager, notify
+from bridge.plugins import make_plugin_manager
+from bridge.plugins.hooks import Hooks
 from tests.conftest import install_plugin
 
 
@@ -70,7 +71,7 @@ async def test_notify_runs_sync_and_async_impls_and_survives_a_failing_one(caplo
         plugins=[("sync-observer", SyncObserver()), ("failing", Failing()), ("async-observer", AsyncObserver())],
     )
     with caplog.at_level(logging.ERROR):
-        await notify(registry.pm.hook.message_received, bridge=SimpleNamespace(), message=object(), conversation_id=7)
+        await Hooks(registry.pm, bridge=SimpleNamespace()).message_received(object(), 7)  # type: ignore[arg-type]
     assert sorted(seen) == ["async:7", "sync:7"]
     assert "plugin 'failing' failed in hook message_received" in caplog.text
 

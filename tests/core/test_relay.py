@@ -307,7 +307,7 @@ async def test_reload_with_a_bad_rules_file_keeps_the_running_rules(tmp_path: Pa
     try:
         rules.write_text("rules:\n  - queue: nowhere\n", encoding="utf-8")
         with pytest.raises(ConfigError, match=f"{rules}:2: queue 'nowhere' is not listed"):
-            await bridge.relay.reload()
+            await bridge.relay.reload(bridge.config)
         await bridge.channels["memory"].inbound("cust", "gold member here")
         queue = await bridge.store.read(lambda tx: tx.conversations.get(1).queue)
         assert queue == "vip"

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from bridge.agents import Addresses
 from bridge.plugins import make_plugin_manager
 from bridge.relay import strategies
 from bridge.relay.format import attachment_line, format_prefix, relay_text
+from tests.core.agentkit import INSTALLED
 
 
 @dataclass(frozen=True)
@@ -54,8 +56,12 @@ def test_core_routing_is_registered_through_the_entry_point() -> None:
 
 
 def test_prefix_and_attachment_lines() -> None:
-    assert format_prefix(42, "Jan", "whatsapp") == "[#42 Jan · WhatsApp]"
-    assert format_prefix(7, None, "messenger") == "[#7 Customer 7 · Messenger]"
+    assert format_prefix(42, "Jan", "WhatsApp") == "[#42 Jan · WhatsApp]"
+    assert format_prefix(7, None, "Messenger") == "[#7 Customer 7 · Messenger]"
+    labels = Addresses(INSTALLED)  # each platform names itself (Channel.label)
+    assert [labels.label(c) for c in ("whatsapp", "messenger", "email", "console", "acme")] == [
+        "WhatsApp", "Messenger", "Email", "Console", "Acme",
+    ]
     assert attachment_line("image", 9, "https://care.example/", {"caption": "broken"}) == (
         "[image] https://care.example/console/media/9 broken"
     )

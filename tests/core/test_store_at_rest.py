@@ -7,6 +7,7 @@ import logging
 import pytest
 
 from bridge.errors import IntegrityError
+from bridge.models import Address
 from bridge.store import Store
 from bridge.store.scrub import scrub_error
 from tests.core.test_store_kit import raw, raw_files, settings
@@ -26,7 +27,7 @@ MARKERS = {
 
 
 def _fill(tx, rnd: int = 0) -> None:
-    wa, _ = tx.contacts.get_or_create_identity("whatsapp", MARKERS["phone_digits"], name=MARKERS["name"], inbound_at=tx.now())
+    wa, _ = tx.contacts.get_or_create_identity("whatsapp", MARKERS["phone"], name=MARKERS["name"], inbound_at=tx.now())
     tx.contacts.set_email(wa.contact_id, MARKERS["email"], verified=True)
     conv = tx.conversations.create(wa.contact_id, wa.id, "whatsapp")
     for i in range(30):
@@ -64,7 +65,7 @@ async def test_no_plaintext_in_db_wal_shm_or_media(tmp_path, caplog, checkpoint)
         assert any(name.startswith("media/") for name in files)
         _assert_no_markers(files)
         # and it is all really there, decrypted
-        contact = await store.read(lambda tx: tx.contacts.get(tx.contacts.find(f"whatsapp:{MARKERS['phone']}")))
+        contact = await store.read(lambda tx: tx.contacts.get(tx.contacts.find(Address("whatsapp", MARKERS["phone"]))))
         assert (contact.name, contact.email) == (MARKERS["name"], MARKERS["email"])
     finally:
         await store.close()

@@ -24,7 +24,6 @@ from bridge.config import load_config
 from bridge.daemon.bridge import Bridge
 from bridge.errors import DeliveryError, WindowClosedError
 from bridge.models import (
-    Address,
     DeliveryReceipt,
     InboundMessage,
     OutboundMessage,
@@ -32,6 +31,7 @@ from bridge.models import (
 )
 from bridge.plugins import make_plugin_manager
 from bridge.relay import strategies
+from tests.core.agentkit import parse_address
 from tests.daemon import write_config
 
 
@@ -171,7 +171,7 @@ async def add_agent(bridge: Bridge, name: str, address: str, **kwargs: Any) -> t
     """Create an agent; return it and its TOTP secret."""
     secret = pyotp.random_base32(32)
     agent = await bridge.store.write(
-        lambda tx: agents_repo.create_agent(tx, name=name, address=Address.parse(address), totp_secret=secret, **kwargs)
+        lambda tx: agents_repo.create_agent(tx, name=name, address=parse_address(address), totp_secret=secret, **kwargs)
     )
     return agent, secret
 

@@ -1,4 +1,9 @@
-"""Contacts and their identities, found by blind index, never by plaintext."""
+"""Contacts and their identities, found by blind index, never by plaintext.
+
+Addresses arrive here already normalized by their channel (the relay and the
+CLI ask ``bridge.agents.addresses``); the blind index is computed on exactly
+what is given.
+"""
 
 from __future__ import annotations
 
@@ -9,14 +14,6 @@ from bridge.models import Address
 from bridge.store.keyring import KeyOwner
 from bridge.store.records import Contact, Identity
 from bridge.store.session import Session
-
-
-def normalize_address(channel: str, address: str) -> str:
-    """The canonical form of a platform address (E.164 with ``+``, lower-case email)."""
-    try:
-        return Address.parse(f"{channel}:{address}").address or address.strip()
-    except ValueError:
-        return address.strip()
 
 
 def identity_kind(channel: str) -> str:
@@ -115,8 +112,7 @@ class ContactsRepo:
     _IDENTITY_COLUMNS = "id, contact_id, channel, address, last_inbound_at, created_at"
 
     def find_identity(self, channel: str, address: str) -> Identity | None:
-        """The identity for ``address`` on ``channel`` (normalized), or None."""
-        address = normalize_address(channel, address)
+        """The identity for ``address`` on ``channel``, or None."""
         row = self._s.execute(
             f"SELECT {self._IDENTITY_COLUMNS} FROM contact_identities WHERE channel = ? AND address_index = ?",
             (channel, self._s.blind(identity_kind(channel), address)),
@@ -139,7 +135,6 @@ class ContactsRepo:
 
     def add_identity(self, contact_id: int, channel: str, address: str, *, inbound_at: float | None = None) -> Identity:
         """Attach a new address to an existing contact."""
-        address = normalize_address(channel, address)
         identity_id = self._s.next_id("contact_identities")
         owner = KeyOwner.contact(contact_id)
         now = self._s.now()
@@ -184,20 +179,17 @@ class ContactsRepo:
     def touch_identity(self, identity_id: int, at: float) -> None:
         """Record that the person wrote at ``at`` (opens platform reply windows)."""
         self._s.execute(
-            "UPDATE contact_identities SET last_inbound_at = max(coalesce(last_inbound_at, 0), ?) WHERE id = ?",
-            (at, identity_id),
+            "UPDATE contact_identities SET last_inbound_at = CASE WHEN last_inbound_at IS NULL"
+            " OR last_inbound_at < ? THEN ? ELSE last_inbound_at END WHERE id = ?",
+            (at, at, identity_id),
         )
 
-    def find(self, ref: str) -> int | None:
-        """A contact id from a CLI reference: a numeric id or ``CHANNEL:ADDRESS``.
-
-        :raises ValueError: when ``ref`` is neither.
-        """
-        ref = ref.strip()
-        if ref.isdigit():
-            row = self._s.execute("SELECT id FROM contacts WHERE id = ?", (int(ref),)).fetchone()
-            return None if row is None else row[0]
-        address = Address.parse(ref)
+    def find(self, ref: int | Address) -> int | None:
+        """A contact id from a reference: an id, or a normalized address (an email also matches a contact's email)."""
+        if isinstance(ref, int):
+            row = self._s.execute("SELECT id FROM contacts WHERE id = ?", (ref,)).fetchone()
+            return None if row is None else int(row[0])
+        address = ref
         identity = self.find_identity(address.channel, address.address)
         if identity is not None:
             return identity.contact_id

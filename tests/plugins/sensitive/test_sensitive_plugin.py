@@ -8,7 +8,7 @@ import carebridge_sensitive
 
 from bridge import Finding
 from bridge.config import load_config
-from bridge.plugins import collect, make_plugin_manager
+from bridge.plugins import make_plugin_manager
 
 
 def test_installed_plugin_is_found_and_detects() -> None:
@@ -19,7 +19,7 @@ def test_installed_plugin_is_found_and_detects() -> None:
     text = "IBAN NL91 ABNA 0417 1643 00, code 4821"
     results = registry.pm.hook.detect_sensitive(text=text)
     assert [Finding("iban", 5, 27), Finding("code", 34, 38)] in results
-    assert collect(registry.pm.hook.detect_sensitive, text=text) == [Finding("iban", 5, 27), Finding("code", 34, 38)]
+    assert registry.hooks.detect_sensitive(text) == [Finding("iban", 5, 27), Finding("code", 34, 38)]
 
 
 def test_configure_through_the_hook(tmp_path: Path) -> None:
@@ -29,4 +29,4 @@ def test_configure_through_the_hook(tmp_path: Path) -> None:
         load_entry_points=False, plugins=[("sensitive", carebridge_sensitive.SensitivePlugin())]
     )
     registry.pm.hook.configure(config=load_config(tmp_path / "bridge.toml"))
-    assert collect(registry.pm.hook.detect_sensitive, text="see T#42") == [Finding("ticket", 4, 8)]
+    assert registry.hooks.detect_sensitive("see T#42") == [Finding("ticket", 4, 8)]
