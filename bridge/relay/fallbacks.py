@@ -1,8 +1,8 @@
 """Delivery outcomes that need a fall-back: closed reply windows, missing channels, failures.
 
 A WhatsApp-style window closes 24 h after the recipient last wrote. A
-refused free-text delivery (WindowClosedError, or a later ``failed`` status
-with code 131047) is never dropped: the row is *held* and released when the
+refused free-text delivery (``WindowClosedError``, or a later ``failed``
+status the channel marks ``window_closed``) is never dropped: the row is *held* and released when the
 person writes again. Meanwhile, for a customer, the channel's re-engagement
 template goes out once and the agent is told; for an agent, the template goes
 out once and each held text is also mailed when they have an email address
@@ -33,7 +33,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-WINDOW_CODE = "131047"
 REENGAGE = "reengage"
 WARNED = "window_warning"
 EMAIL = "email"
@@ -183,12 +182,14 @@ def _enqueue_template(tx: Tx, rctx: RelayContext, delivery: Delivery, text: str)
     rctx.wake()
 
 
-def on_status_failed(tx: Tx, rctx: RelayContext, delivery: Delivery, code: str | None, title: str | None) -> None:
-    """A delivery the platform accepted later failed: a window code takes the window path."""
+def on_status_failed(
+    tx: Tx, rctx: RelayContext, delivery: Delivery, code: str | None, title: str | None, *, window_closed: bool
+) -> None:
+    """A delivery the platform accepted later failed: a closed window (the channel says so) takes the window path."""
     if delivery.status in ("failed", "cancelled", "held"):
         return  # already handled (platforms repeat status reports)
     reason = f"{title or 'delivery failed'}" + (f" (code {code})" if code else "")
-    if code == WINDOW_CODE:
+    if window_closed:
         on_window_closed(tx, rctx, delivery, reason)
     else:
         on_failed(tx, rctx, delivery, reason)

@@ -3,8 +3,8 @@
 Reports name a platform message id (any part of a split text) or, for
 Messenger, a watermark covering every earlier message to a recipient.
 ``delivered``/``read`` move the customer-facing message's status forward;
-``failed`` takes the window path for code 131047, else the delivery fails and
-the agent is told.
+``failed`` takes the window path when the channel marks it ``window_closed``,
+else the delivery fails and the agent is told.
 """
 
 from __future__ import annotations
@@ -34,20 +34,20 @@ def apply_status_updates(tx: Tx, rctx: RelayContext, channel: str, updates: list
                 if update.status in ("delivered", "read", "failed"):
                     tx.relay.keep_early_status(
                         channel, tx.outbox.extid_kind(channel), update.external_id, update.status,
-                        update.error_code, update.error_title,
+                        update.error_code, update.error_title, window_closed=update.window_closed,
                     )  # fmt: skip
                 continue
             touched += 1
-            _apply(tx, rctx, delivery, update.status, update.error_code, update.error_title)
+            _apply(tx, rctx, delivery, update.status, update.error_code, update.error_title, update.window_closed)
         elif update.watermark is not None and update.recipient and update.status in ("delivered", "read"):
             touched += _watermark(tx, channel, update.recipient, update.watermark, update.status)
     return touched
 
 
 def _apply(tx: Tx, rctx: RelayContext, delivery: Delivery, status: str, code: str | None,
-           title: str | None) -> None:  # fmt: skip
+           title: str | None, window_closed: bool) -> None:  # fmt: skip
     if status == "failed":
-        fallbacks.on_status_failed(tx, rctx, delivery, code, title)
+        fallbacks.on_status_failed(tx, rctx, delivery, code, title, window_closed=window_closed)
     elif status in ("delivered", "read") and delivery.message_id is not None and delivery.recipient_kind == "contact":
         tx.messages.advance_status(delivery.message_id, status)
 
@@ -60,7 +60,7 @@ def apply_early(tx: Tx, rctx: RelayContext, delivery_id: int, channel: str, exte
     for early in sorted(found, key=lambda f: order.get(f.status, 0)):
         delivery = tx.outbox.load(delivery_id)
         if delivery is not None:
-            _apply(tx, rctx, delivery, early.status, early.error_code, early.error_title)
+            _apply(tx, rctx, delivery, early.status, early.error_code, early.error_title, early.window_closed)
             applied += 1
     return applied
 

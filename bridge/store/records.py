@@ -202,6 +202,7 @@ class EarlyStatus:
     status: str
     error_code: str | None
     error_title: str | None
+    window_closed: bool
 
 
 @dataclass(frozen=True, slots=True)

@@ -342,5 +342,11 @@ def m101_early_statuses(db: sqlite_utils.Database) -> None:
     )
 
 
+def m102_early_status_window(db: sqlite_utils.Database) -> None:
+    """Early status reports keep the channel's neutral "reply window closed" mark (``StatusUpdate.window_closed``)."""
+    db.execute("ALTER TABLE early_statuses ADD COLUMN window_closed INTEGER NOT NULL DEFAULT 0")
+
+
 register_migration(100, m100_relay)
 register_migration(101, m101_early_statuses)
+register_migration(102, m102_early_status_window)

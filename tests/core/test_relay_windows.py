@@ -60,7 +60,7 @@ async def test_window_failure_reported_later_by_status_takes_the_same_path(tmp_p
         await wait_for(lambda: len(win.sent) == 1)
         external = win.receipts[win.sent[0].delivery_id]
         failed = StatusUpdate("windowed", "failed", time.time(), external_id=external, error_code="131047",
-                              error_title="Re-engagement message")  # fmt: skip
+                              error_title="Re-engagement message", window_closed=True)  # fmt: skip
         await bridge.relay.update_status("windowed", [failed])
         await bridge.relay.update_status("windowed", [failed])  # platforms repeat reports
         await wait_for(lambda: any("will not deliver" in t for t in second.texts_to("alice")), what="agent told")

@@ -43,14 +43,25 @@ class RelayStateRepo:
         return bool(cursor.rowcount == 1)
 
     def keep_early_status(
-        self, channel: str, extid_kind: str, external_id: str, status: str, code: str | None, title: str | None
+        self,
+        channel: str,
+        extid_kind: str,
+        external_id: str,
+        status: str,
+        code: str | None,
+        title: str | None,
+        *,
+        window_closed: bool = False,
     ) -> None:
         """Keep a report about a send whose platform id we do not know yet (the send's 2xx is still on its way)."""
         self._s.execute(
-            "INSERT INTO early_statuses (channel, external_index, status, error_code, error_title, at)"
-            " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (channel, external_index, status) DO NOTHING",
-            (channel, self._s.blind(extid_kind, external_id), status, code, scrub_error(title), self._s.now()),
-        )
+            "INSERT INTO early_statuses (channel, external_index, status, error_code, error_title, at, window_closed)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (channel, external_index, status) DO NOTHING",
+            (
+                channel, self._s.blind(extid_kind, external_id), status, code, scrub_error(title), self._s.now(),
+                int(window_closed),
+            ),
+        )  # fmt: skip
 
     def take_early_statuses(self, channel: str, extid_kind: str, external_ids: list[str]) -> list[EarlyStatus]:
         """Remove and return the kept reports about any of ``external_ids``."""
@@ -58,10 +69,11 @@ class RelayStateRepo:
         for external_id in external_ids:
             index = self._s.blind(extid_kind, external_id)
             rows = self._s.execute(
-                "SELECT status, error_code, error_title FROM early_statuses WHERE channel = ? AND external_index = ?",
+                "SELECT status, error_code, error_title, window_closed FROM early_statuses"
+                " WHERE channel = ? AND external_index = ?",
                 (channel, index),
             ).fetchall()
-            found.extend(EarlyStatus(r[0], r[1], r[2]) for r in rows)
+            found.extend(EarlyStatus(r[0], r[1], r[2], bool(r[3])) for r in rows)
             if rows:
                 self._s.execute(
                     "DELETE FROM early_statuses WHERE channel = ? AND external_index = ?", (channel, index)
