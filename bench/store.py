@@ -49,8 +49,10 @@ from bridge.store import KeyOwner, Store  # noqa: E402
 from bridge.store.repos.messages import external_kind  # noqa: E402
 from bridge.store.schema import _M001, _split  # noqa: E402
 
-TEXT = ("Hello, I ordered a blue jacket last week and it still has not arrived. Order 4711, "
-        "could you check the tracking for me? I need it before Friday. Thanks a lot! ") * 2
+TEXT = (
+    "Hello, I ordered a blue jacket last week and it still has not arrived. Order 4711, "
+    "could you check the tracking for me? I need it before Friday. Thanks a lot! "
+) * 2
 BODY = (TEXT * 2)[:300]
 
 
@@ -79,9 +81,13 @@ def raw_rate(directory: Path, writes: int, batch: int, synchronous: str, per_row
     for statement in _split(_M001):
         conn.execute(statement)
     conn.execute("INSERT INTO contacts(id, created_at) VALUES (1, 0)")
-    conn.execute("INSERT INTO conversations(id, contact_id, channel, created_at, updated_at) VALUES (1, 1, 'whatsapp', 0, 0)")
-    sql = ("INSERT INTO messages(conversation_id, direction, channel, external_index, external_id, status, body, created_at)"
-           " VALUES (1, 'in', 'whatsapp', ?, ?, 'received', ?, ?)")
+    conn.execute(
+        "INSERT INTO conversations(id, contact_id, channel, created_at, updated_at) VALUES (1, 1, 'whatsapp', 0, 0)"
+    )
+    sql = (
+        "INSERT INTO messages(conversation_id, direction, channel, external_index, external_id, status, body, created_at)"
+        " VALUES (1, 'in', 'whatsapp', ?, ?, 'received', ?, ?)"
+    )
     rows = [(ext.encode(), ext.encode(), BODY.encode(), time.time()) for ext in platform_ids(writes, 1)]
     step = 1 if per_row else batch
     start = time.perf_counter()
@@ -124,12 +130,15 @@ async def store_rate(
         for ext in counter:
             if encrypted:
                 await store.write(
-                    lambda tx, ext=ext: tx.messages.insert(conv, direction="in", channel="whatsapp", text=BODY,
-                                                          external_id=ext, owner=owner)  # fmt: skip
+                    lambda tx, ext=ext: tx.messages.insert(
+                        conv, direction="in", channel="whatsapp", text=BODY, external_id=ext, owner=owner
+                    )  # fmt: skip
                 )
             else:
                 await store.write(
-                    lambda tx, ext=ext: tx._session.conn.execute(_RAW_INSERT, (conv, ext.encode(), ext.encode(), BODY, time.time()))
+                    lambda tx, ext=ext: tx._session.conn.execute(
+                        _RAW_INSERT, (conv, ext.encode(), ext.encode(), BODY, time.time())
+                    )
                 )
 
     batches = store.batches
@@ -174,8 +183,10 @@ async def build_large(directory: Path, messages: int, conversations: int) -> tup
         body = BODY.encode()
         now = time.time() - messages
         chunk: list[tuple] = []
-        sql = ("INSERT INTO messages(id, conversation_id, direction, channel, external_index, external_id, status,"
-               " sensitive, body, created_at) VALUES (?, ?, 'in', 'whatsapp', ?, ?, 'received', 0, ?, ?)")
+        sql = (
+            "INSERT INTO messages(id, conversation_id, direction, channel, external_index, external_id, status,"
+            " sensitive, body, created_at) VALUES (?, ?, 'in', 'whatsapp', ?, ?, 'received', 0, ?, ?)"
+        )
         kind = external_kind("whatsapp")
         for n in range(messages):
             row_id = first + n
@@ -217,7 +228,9 @@ def rss_mib() -> tuple[float, float]:
     return current / 2**20, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-async def insert_rates(directory: Path, writes: int, concurrency: int, rounds: int, synchronous: str) -> dict[str, list[float]]:
+async def insert_rates(
+    directory: Path, writes: int, concurrency: int, rounds: int, synchronous: str
+) -> dict[str, list[float]]:
     """Rates of A (raw executemany), B (raw rows through write()) and C (encrypted), interleaved."""
     rates: dict[str, list[float]] = {"raw": [], "plain": [], "encrypted": []}
     for n in range(rounds):
@@ -270,7 +283,9 @@ async def main() -> None:
         print(f"  store size per message (small db):         {growth:10,.0f} bytes")
         current, peak = rss_mib()
         print(f"  RSS after the insert runs: {current:.0f} MiB (peak {peak:.0f} MiB)")
-        print(f"history: newest 50 of one conversation, {args.messages:,} messages in {args.conversations:,} conversations")
+        print(
+            f"history: newest 50 of one conversation, {args.messages:,} messages in {args.conversations:,} conversations"
+        )
         large, convs, size = await build_large(directory, args.messages, args.conversations)
         try:
             p99, median = await history_p99(large, convs, args.samples)

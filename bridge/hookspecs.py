@@ -74,7 +74,7 @@ def lifespan(bridge: Any) -> AbstractAsyncContextManager[None] | None:
     not a channel (a scheduler job, a connection pool). Returning anything but
     an async context manager (or None) stops start-up naming the plugin.
 
-    :param bridge: the running ``bridge.daemon.bridge.Bridge``.
+    :param bridge: the running ``bridge.app.bridge.Bridge``.
     """
 
 

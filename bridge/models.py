@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
+
 @dataclass(frozen=True, slots=True)
 class Address:
     """Where a person is reached: a channel name and the platform's id for them.

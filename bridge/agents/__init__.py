@@ -34,8 +34,25 @@ from bridge.agents.fields import (
 from bridge.store import Agent
 
 __all__ = [
-    "DEFAULT_QUEUE", "ROLES", "Addresses", "Agent", "AgentError", "Candidate", "address_owner", "create_agent", "disable",
-    "end_shift", "find_agent_by_identity", "is_online", "mask_address", "normalize_email", "online_candidates",
-    "require_agent", "set_channel", "start_shift", "touch_identity", "validate_name",
+    "Addresses",
+    "Agent",
+    "AgentError",
+    "Candidate",
+    "DEFAULT_QUEUE",
+    "ROLES",
+    "address_owner",
+    "create_agent",
+    "disable",
+    "end_shift",
+    "find_agent_by_identity",
+    "is_online",
+    "mask_address",
+    "normalize_email",
+    "online_candidates",
+    "require_agent",
+    "set_channel",
+    "start_shift",
+    "touch_identity",
+    "validate_name",
     "validate_queues",
-]  # fmt: skip
+]

@@ -28,7 +28,6 @@ from bridge.store import Agent, Tx
 log = logging.getLogger(__name__)
 
 
-
 @dataclass(frozen=True, slots=True)
 class Candidate:
     """An online agent who can take one more conversation, for a routing strategy.
@@ -90,8 +89,8 @@ def create_agent(
         raise AgentError(f"an agent named {name!r} already exists")
     _check_address_free(tx, address, None)
     agent_id = tx.agents.insert(
-        name=name, role=role, channel=address.channel, address=address.address, email=email, queues=queue_tuple, capacity=capacity, totp_secret=totp_secret,
-        password_hash=password_hash,
+        name=name, role=role, channel=address.channel, address=address.address, email=email, queues=queue_tuple,
+        capacity=capacity, totp_secret=totp_secret, password_hash=password_hash,
     )  # fmt: skip
     agent = tx.agents.get(agent_id)
     if agent is None:  # just inserted in this transaction

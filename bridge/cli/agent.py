@@ -213,7 +213,7 @@ def run_list(args: argparse.Namespace) -> int:
 
     def collect(tx: Any) -> list[list[str]]:
         rows = []
-        for agent in tx.agents.list():
+        for agent in tx.agents.all():
             online = agents.is_online(tx, agent.id, now)
             rows.append([
                 agent.name, agent.role, agents.mask_address(agent.preferred), ",".join(agent.queues),
@@ -239,7 +239,9 @@ def run_set_channel(args: argparse.Namespace) -> int:
     def change(tx: Any) -> Agent:
         agent = agents.require_agent(tx, args.name)
         updated = agents.set_channel(tx, agent.id, address)
-        tx.audit.append(_actor(), "agent.set_channel", f"agent:{agent.id}", {"from": agent.channel, "to": updated.channel})
+        tx.audit.append(
+            _actor(), "agent.set_channel", f"agent:{agent.id}", {"from": agent.channel, "to": updated.channel}
+        )
         return updated
 
     agent: Agent = _with_store(config, change)

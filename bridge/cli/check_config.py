@@ -1,7 +1,7 @@
 """``carebridge check-config``: validate everything ``run`` would, start nothing.
 
 It runs the same loader, the same plugin and channel checks as start-up
-(``bridge.daemon.preflight.channel_problems``) and loads the rules and templates files as
+(``bridge.app.preflight.channel_problems``) and loads the rules and templates files as
 the relay will (``bridge.relay.config_problems``), so "check-config passes"
 means "run will not stop on its configuration". Every problem is printed, one
 per line.
@@ -13,11 +13,11 @@ import argparse
 import dataclasses
 import sys
 
+from bridge.app.preflight import channel_problems
 from bridge.cli import add_config_option
 from bridge.config import Config, load_config
-from bridge.daemon.preflight import channel_problems
-from bridge.plugins import make_plugin_manager
 from bridge.errors import ConfigError
+from bridge.plugins import make_plugin_manager
 from bridge.relay import config_problems
 
 

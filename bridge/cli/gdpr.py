@@ -20,8 +20,8 @@ import json
 import sys
 from typing import Any
 
-from bridge.cli import add_config_option
 from bridge.agents import Addresses, AgentError, normalize_email
+from bridge.cli import add_config_option
 from bridge.errors import UnknownRecordError
 from bridge.models import Address
 from bridge.plugins import make_plugin_manager
@@ -88,7 +88,9 @@ def run_export(args: argparse.Namespace) -> int:
         try:
             contact_id, document, problems = await store.read(lambda tx: _collect(tx, ref, args.contact))
             await store.write(
-                lambda tx: tx.audit.append(cli_actor(), "gdpr.export", f"contact:{contact_id}", {"problems": len(problems)})
+                lambda tx: tx.audit.append(
+                    cli_actor(), "gdpr.export", f"contact:{contact_id}", {"problems": len(problems)}
+                )
             )
             return document, problems
         finally:

@@ -72,7 +72,7 @@ async def rotate(settings: StoreSettings, output: Path | None) -> str:
         raise ConfigError(
             "keys rotate: --output is only for env: or credential: keys; a file: key is replaced in place"
         )
-    if output is not None and output.exists():
+    if output is not None and await asyncio.to_thread(output.exists):
         raise StoreError(f"{output} already exists; refusing to overwrite a key file")
     store = await Store.open(settings, create_missing_key=False, must_exist=True)
     try:

@@ -37,6 +37,7 @@ def string(value: object, key: str, base_dir: Path) -> str:
 
 def choice(options: tuple[str, ...]) -> Parser:
     """A parser for one of ``options`` (case-insensitive)."""
+
     def parse(value: object, key: str, base_dir: Path) -> str:
         text = string(value, key, base_dir).strip().lower()
         if text not in options:
@@ -48,6 +49,7 @@ def choice(options: tuple[str, ...]) -> Parser:
 
 def integer(low: int, high: int | None = None) -> Parser:
     """A parser for an integer in ``[low, high]`` (booleans refused)."""
+
     def parse(value: object, key: str, base_dir: Path) -> int:
         if isinstance(value, bool) or not isinstance(value, int):
             raise ConfigError(f"{key}: expected an integer, got {type_name(value)}")

@@ -1,1 +1,1 @@
-"""The daemon: the Bridge that wires every part, its process lifecycle, sd_notify, logging and metrics."""
+"""The daemon process: signals, sd_notify, logging and reload around one Bridge and its web server."""

@@ -74,7 +74,7 @@ class Daemon:
 
     async def serve(self) -> int:
         """Run until SIGTERM/SIGINT; return the exit status."""
-        from bridge.daemon.bridge import Bridge
+        from bridge.app.bridge import Bridge
         from bridge.plugins import make_plugin_manager
         from bridge.web import make_app
 
@@ -174,7 +174,7 @@ class Daemon:
         The new file, rules, templates and strategy are checked first; if any
         is wrong, nothing changes and the error is logged.
         """
-        from bridge.daemon.preflight import strategy_problem
+        from bridge.app.preflight import strategy_problem
         from bridge.relay import config_problems
 
         self.notifier.reloading()

@@ -86,7 +86,9 @@ class Hooks:
         """
         for impl in reversed(list(implementations(self.pm.hook.register_commands))):
 
-            def bound(name: str, handler: Any, help: str, *, public: bool = False, _owner: str = impl.plugin_name) -> None:  # noqa: A002 (the hook's contract names it help)
+            def bound(
+                name: str, handler: Any, help: str, *, public: bool = False, _owner: str = impl.plugin_name
+            ) -> None:  # noqa: A002 (the hook's contract names it help)
                 register(name, handler, help, owner=_owner, public=public)
 
             try:

@@ -1,6 +1,6 @@
 """The relay: inbound messages in, routing, and the durable outbox out.
 
-``Relay(bridge)`` is built by ``bridge.daemon.bridge.Bridge``; channels reach it
+``Relay(bridge)`` is built by ``bridge.app.bridge.Bridge``; channels reach it
 through their ``ChannelContext`` (``deliver`` → ``ingest``, ``update_status``,
 ``save_media``). Every change happens inside one ``store.write`` function, so
 it commits whole; the outbox worker is woken after the commit.

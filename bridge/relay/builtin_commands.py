@@ -14,6 +14,7 @@ from collections.abc import Callable
 from bridge import agents as agents_repo
 from bridge.agents import login
 from bridge.hookspecs import hookimpl
+from bridge.relay import transfer
 from bridge.relay.commands import (
     CommandContext,
     CommandRefused,
@@ -26,7 +27,6 @@ from bridge.relay.commands import (
     parse_conversation_ref,
     split_target,
 )
-from bridge.relay import transfer
 from bridge.relay.reads import write_event
 from bridge.relay.routing import assign_waiting, notify_agent, requeue, send_to_customer
 

@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING
 
 from bridge import agents as agents_repo
 from bridge.errors import BridgeError, PluginLoadError
-from bridge.plugins.hooks import Hooks
 from bridge.models import InboundMessage
+from bridge.plugins.hooks import Hooks
 from bridge.relay import reads
 from bridge.relay.format import format_prefix
 
@@ -157,7 +157,9 @@ def parse_command(text: str, *, first_line_only: bool = False) -> tuple[str, str
     return head.lower(), args.strip()
 
 
-def handle_agent_command(tx: Tx, rctx: RelayContext, table: CommandTable, agent: Agent, message: InboundMessage) -> str | None:
+def handle_agent_command(
+    tx: Tx, rctx: RelayContext, table: CommandTable, agent: Agent, message: InboundMessage
+) -> str | None:
     """Run the command in ``message.text`` for ``agent``; return the answer to send them.
 
     Unknown commands, commands of a disabled agent, and commands that need a
@@ -246,5 +248,3 @@ def customer_window_open(ctx: CommandContext, conv: Conversation) -> bool:
 def open_conversation_ids(tx: Tx, agent_id: int) -> list[int]:
     """The agent's assigned conversations, most recently active first."""
     return tx.conversations.assigned_ids(agent_id)
-
-

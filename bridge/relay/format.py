@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+
 def display_name(name: str | None, conversation_id: int) -> str:
     """Return the contact's name for a prefix, or a neutral stand-in."""
     name = " ".join((name or "").split())

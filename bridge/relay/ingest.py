@@ -183,6 +183,8 @@ def _route_message(tx: Tx, rctx: RelayContext, conversation_id: int, message_id:
             agent = None
         if agent is not None and not agent.disabled and agents_repo.is_online(tx, agent.id, now):
             msg = tx.messages.get(message_id)
+            if msg is None:  # stored in this very transaction
+                return
             relay_to_agent(tx, rctx, conv, agent, msg)
             # DESIGN §7: the last relayed message sets the agent's current conversation.
             if agent.current_conversation_id != conv.id:

@@ -145,6 +145,8 @@ def send_to_customer(
     message_id = tx.messages.insert(
         conversation_id, direction=kind, channel=ident.channel, text=text, agent_id=agent_id, status="pending"
     )
+    if message_id is None:  # only a message with a platform id can be a duplicate; ours has none yet
+        raise ValueError(f"conversation {conversation_id}: the outbound message was not stored")
     contact_id, channel, address = ident.contact_id, ident.channel, ident.address
     rctx.stored(tx, channel, kind)
     tx.outbox.enqueue(

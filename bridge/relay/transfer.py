@@ -36,7 +36,7 @@ USAGE = "Send /transfer followed by a colleague's name or a queue, and optionall
 def known_queues(ctx: CommandContext) -> set[str]:
     """Queues of the routing rules plus every queue an agent serves."""
     queues = set(getattr(ctx.rctx.rules, "queues", ()) or ())
-    for agent in ctx.tx.agents.list():
+    for agent in ctx.tx.agents.all():
         queues.update(agent.queues)
     return queues
 

@@ -33,7 +33,7 @@ through :func:`bridge.store.scrub.scrub_error` by triggers (migration 2).
 from __future__ import annotations
 
 from bridge.store.engine import Store, StoreSettings
-from bridge.store.keyring import KeyOwner
+from bridge.store.keyring import SYSTEM_KEY, KeyOwner
 from bridge.store.records import (
     Agent,
     AttachmentRecord,
@@ -66,6 +66,7 @@ __all__ = [
     "DuePlan",
     "EarlyStatus",
     "Identity",
+    "SYSTEM_KEY",
     "KeyOwner",
     "Message",
     "OnlineAgent",

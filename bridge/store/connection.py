@@ -15,7 +15,7 @@ from bridge.store import scrub
 from bridge.store.keyring import (
     HMAC_ROOT,
     KEY_CHECK_NAME,
-    KeyOwner,
+    SYSTEM_KEY,
     Keyring,
     key_matches,
     seal_key_check,
@@ -58,7 +58,7 @@ def bootstrap(conn: sqlite3.Connection, master: bytes, now: float) -> None:
                 raise StoreError("the store has data keys but no key check; refusing to guess its master key")
             conn.execute("INSERT INTO meta(name, value) VALUES (?, ?)", (KEY_CHECK_NAME, seal_key_check(master)))
             keyring = Keyring(master, None)
-            for key_id, owner in enumerate((HMAC_ROOT, KeyOwner.SYSTEM), start=1):
+            for key_id, owner in enumerate((HMAC_ROOT, SYSTEM_KEY), start=1):
                 keyring.create(conn, owner, key_id, now)
         conn.execute("COMMIT")
     except BaseException:

@@ -104,7 +104,7 @@ class Store:
         :raises StoreError: missing key with an existing database, a database
             newer than this code, or an unusable file.
         """
-        if must_exist and not Path(settings.path).exists():
+        if must_exist and not await asyncio.to_thread(Path(settings.path).exists):
             raise StoreError(f"no store at {settings.path}")
         store = cls()
         store._clock = clock or time.time
@@ -124,9 +124,7 @@ class Store:
         key_path = key_file_path(ref)
         if key_path is not None and not key_path.exists():
             if db_exists:
-                raise StoreError(
-                    f"master key {key_path} not found; refusing to open an existing database without it"
-                )
+                raise StoreError(f"master key {key_path} not found; refusing to open an existing database without it")
             if not create_missing_key:
                 raise StoreError(f"master key {key_path} not found")
             write_key_file(key_path, generate_key(), exclusive=True)
@@ -364,7 +362,7 @@ class Store:
     @staticmethod
     def _settle(batch: list[tuple[Any, asyncio.Future[Any], Any]], outcomes: list[tuple[bool, Any]]) -> None:
         by_loop: dict[Any, list[tuple[asyncio.Future[Any], bool, Any]]] = {}
-        for (_fn, future, loop), (ok, value) in zip(batch, outcomes):
+        for (_fn, future, loop), (ok, value) in zip(batch, outcomes, strict=True):
             by_loop.setdefault(loop, []).append((future, ok, value))
         for loop, items in by_loop.items():
             try:

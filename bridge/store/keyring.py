@@ -36,7 +36,7 @@ MISMATCH = "the master key does not match this database"
 
 class KeyOwner(NamedTuple):
     """Whose data key seals a value: ``KeyOwner("contact", 7)``, ``KeyOwner("agent", 2)``
-    or ``KeyOwner.SYSTEM``. A tuple, so hashing it on the hot path is cheap."""
+    or ``SYSTEM_KEY``. A tuple, so hashing it on the hot path is cheap."""
 
     kind: str
     id: int = 0
@@ -52,7 +52,8 @@ class KeyOwner(NamedTuple):
         return cls("agent", int(agent_id))
 
 
-KeyOwner.SYSTEM = KeyOwner("system", 0)  # type: ignore[attr-defined]
+#: The data key of system data (the audit log's details, the audit head).
+SYSTEM_KEY = KeyOwner("system", 0)
 HMAC_ROOT = KeyOwner("hmac", 0)
 
 
@@ -245,5 +246,3 @@ class Keyring:
         conn.executemany("UPDATE keys SET wrapped = ? WHERE id = ?", updates)
         conn.execute("UPDATE meta SET value = ? WHERE name = ?", (seal_key_check(new_master), KEY_CHECK_NAME))
         return len(updates)
-
-

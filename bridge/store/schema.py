@@ -82,9 +82,10 @@ def migrate(db: sqlite_utils.Database) -> int:
         try:
             if number == 1:
                 _create_version_table(db)
-            applied = db["schema_migrations"].exists() and db.execute(
-                "SELECT 1 FROM schema_migrations WHERE number = ?", [number]
-            ).fetchone()
+            applied = (
+                db["schema_migrations"].exists()
+                and db.execute("SELECT 1 FROM schema_migrations WHERE number = ?", [number]).fetchone()
+            )
             if not applied:
                 fn(db)
                 conn.execute(

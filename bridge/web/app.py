@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 from aiohttp import web
 
-from bridge.daemon.bridge import Bridge
+from bridge.app.bridge import Bridge
 from bridge.http_errors import json_error
 
 log = logging.getLogger(__name__)

@@ -186,8 +186,11 @@ class Desk:
 
     async def deliveries(self) -> list[Any]:
         """Every outbox row, decrypted."""
+
         def read(tx: Any) -> list[Any]:
-            return [tx.outbox.load(r[0]) for r in tx._session.conn.execute("SELECT id FROM outbox ORDER BY id").fetchall()]
+            return [
+                tx.outbox.load(r[0]) for r in tx._session.conn.execute("SELECT id FROM outbox ORDER BY id").fetchall()
+            ]
 
         return list(await self.store.read(read))
 

@@ -67,7 +67,7 @@ async def test_duplicate_name_and_taken_address_are_refused(tmp_path: Path) -> N
             await store.write(lambda tx: add_agent(tx, "alice", "messenger:1234"))
         with pytest.raises(AgentError, match="already belongs to agent 'alice'"):
             await store.write(lambda tx: add_agent(tx, "carol", "whatsapp:31612345678"))
-        assert [a.name for a in await store.read(lambda tx: tx.agents.list())] == ["alice"]
+        assert [a.name for a in await store.read(lambda tx: tx.agents.all())] == ["alice"]
     finally:
         await store.close()
 
@@ -90,7 +90,7 @@ async def test_bad_enrolment_values_are_refused(tmp_path: Path, kwargs: dict[str
     try:
         with pytest.raises(AgentError, match=message):
             await store.write(lambda tx: agents.create_agent(tx, **args))  # type: ignore[arg-type]
-        assert await store.read(lambda tx: tx.agents.list()) == []
+        assert await store.read(lambda tx: tx.agents.all()) == []
     finally:
         await store.close()
 

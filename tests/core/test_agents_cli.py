@@ -123,7 +123,7 @@ async def test_add_refuses_duplicates_and_short_passwords(cfg: Path) -> None:
         assert "otpauth" not in result.stdout
     store = await open_store(cfg)
     try:
-        assert [a.name for a in await store.read(lambda tx: tx.agents.list())] == ["alice"]
+        assert [a.name for a in await store.read(lambda tx: tx.agents.all())] == ["alice"]
     finally:
         await store.close()
 

@@ -17,7 +17,9 @@ def _append(config, count: int) -> None:
         store = await Store.open(load_config(config).store)
         try:
             for i in range(count):
-                await store.write(lambda tx, i=i: tx.audit.append("agent:alice", "login", f"agent:{i}", {"ip": "127.0.0.1"}))
+                await store.write(
+                    lambda tx, i=i: tx.audit.append("agent:alice", "login", f"agent:{i}", {"ip": "127.0.0.1"})
+                )
         finally:
             await store.close()
 

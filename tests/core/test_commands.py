@@ -277,7 +277,9 @@ async def test_a_refused_command_keeps_nothing_it_did(tmp_path: Path) -> None:
         messages = await desk.store.read(lambda tx: tx.messages.of_conversation(jan))
         assert [m.direction for m in messages] == ["in"]
         # The agent's message itself was still recorded (dedupe row), so a re-delivery is dropped.
-        (seen,) = await desk.store.read(lambda tx: tx._session.conn.execute("SELECT COUNT(*) FROM agent_inbound").fetchone())
+        (seen,) = await desk.store.read(
+            lambda tx: tx._session.conn.execute("SELECT COUNT(*) FROM agent_inbound").fetchone()
+        )
         assert seen >= 2
     finally:
         await desk.close()

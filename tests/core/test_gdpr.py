@@ -20,11 +20,14 @@ def _seed(config_path, *, phone: str = "+31612340000", name: str = "Jan Marker")
     async def go() -> int:
         store = await Store.open(load_config(config_path).store)
         try:
+
             def fill(tx):
                 ident, _ = tx.contacts.get_or_create_identity("whatsapp", phone, name=name, inbound_at=tx.now())
                 tx.contacts.add_identity(ident.contact_id, "messenger", f"PSID-{phone[-6:]}")
                 conv = tx.conversations.create(ident.contact_id, ident.id, "whatsapp")
-                tx.messages.insert(conv.id, direction="in", channel="whatsapp", text="hello SECRETWORD", external_id=f"w.{phone}")
+                tx.messages.insert(
+                    conv.id, direction="in", channel="whatsapp", text="hello SECRETWORD", external_id=f"w.{phone}"
+                )
                 tx.messages.insert(conv.id, direction="note", channel="console", text="internal note", sensitive=True)
                 mid = tx.messages.insert(conv.id, direction="out", channel="whatsapp", text="hi back")
                 tx.attachments.add(mid, 0, "image", mime="image/png", meta={"caption": "c"}, data=b"PNGDATA" * 50)
@@ -127,7 +130,9 @@ def test_erase_shreds_everything_of_the_contact(seeded) -> None:
     tmp_path, config, first, second = seeded
     db = load_config(config).store.path
     conn = raw(db)
-    wrapped = conn.execute("SELECT wrapped FROM keys WHERE owner_kind = 'contact' AND owner_id = ?", (first,)).fetchone()[0]
+    wrapped = conn.execute(
+        "SELECT wrapped FROM keys WHERE owner_kind = 'contact' AND owner_id = ?", (first,)
+    ).fetchone()[0]
     bodies = [r[0] for r in conn.execute(
         "SELECT body FROM messages WHERE conversation_id IN (SELECT id FROM conversations WHERE contact_id = ?)", (first,))]  # fmt: skip
     conn.close()
@@ -154,11 +159,14 @@ def test_erase_shreds_everything_of_the_contact(seeded) -> None:
         assert wrapped not in data, name
         for body in bodies:
             assert body not in data, name
+
     # and even a saved copy of a ciphertext cannot be opened any more
     async def try_open() -> None:
         store = await Store.open(load_config(config).store)
         try:
-            await store.read(lambda tx: tx._session.open_text(KeyOwner.contact(first), "messages", "body", 1, bodies[0]))
+            await store.read(
+                lambda tx: tx._session.open_text(KeyOwner.contact(first), "messages", "body", 1, bodies[0])
+            )
         finally:
             await store.close()
 

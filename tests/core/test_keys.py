@@ -42,7 +42,9 @@ async def _names(cfg) -> list[str]:
     store = await Store.open(cfg, create_missing_key=False)
     try:
         return await store.read(
-            lambda tx: [tx.contacts.get(r[0]).name for r in tx._session.conn.execute("SELECT id FROM contacts ORDER BY id")]
+            lambda tx: [
+                tx.contacts.get(r[0]).name for r in tx._session.conn.execute("SELECT id FROM contacts ORDER BY id")
+            ]
         )
     finally:
         await store.close()
@@ -199,7 +201,7 @@ def test_killed_rotation_leaves_exactly_one_working_key(tmp_path, monkeypatch) -
         else:
             # right after the commit, before the rename: watch the key check from outside
             check = _key_check(cfg.path)
-            _wait_for(proc, lambda: _key_check(cfg.path) != check)
+            _wait_for(proc, lambda before=check: _key_check(cfg.path) != before)
             time.sleep(rng.uniform(0.0, 0.003))
         proc.send_signal(signal.SIGKILL)
         proc.wait()
@@ -326,7 +328,9 @@ async def test_real_daemon_keeps_storing_across_a_cli_rotation(tmp_path, aiohttp
     for who in ("+15550001111", "+15550002222"):
         status, out, err = await run_cli("gdpr", "export", f"whatsapp:{who}", "-c", str(config))
         assert status == 0, err
-        texts[who] = [m["text"] for c in json.loads(out)["conversations"] for m in c["messages"] if m["direction"] == "in"]
+        texts[who] = [
+            m["text"] for c in json.loads(out)["conversations"] for m in c["messages"] if m["direction"] == "in"
+        ]
     assert texts == {"+15550001111": ["before the rotation", "the first one again"],
                      "+15550002222": ["a new customer after it"]}  # fmt: skip
     conn = sqlite3.connect(f"file:{tmp_path / 'var' / 'carebridge.db'}?mode=ro", uri=True)

@@ -11,7 +11,7 @@ import pytest
 from bridge.errors import ChannelAuthFailed, DeliveryError
 from bridge.models import ChannelState, DeliveryReceipt
 from bridge.relay import retry
-from bridge.store import KeyOwner
+from bridge.store import SYSTEM_KEY, KeyOwner
 from tests.e2e.harness import (
     add_agent,
     login,
@@ -277,7 +277,7 @@ def test_enqueue_refuses_unknown_recipient_kinds() -> None:
             channel="x", recipient="r", recipient_kind="customer", recipient_id=1, text="t",
             key_owner=KeyOwner.contact(1),
         )  # fmt: skip
-    assert KeyOwner("system", 0) == KeyOwner.SYSTEM
+    assert KeyOwner("system", 0) == SYSTEM_KEY
 
 
 async def test_per_channel_concurrency_is_bounded(tmp_path: Path) -> None:

@@ -45,7 +45,9 @@ async def test_duplicates_are_stored_once_and_relayed_once(tmp_path: Path) -> No
         await second.inbound("alice", "answer", external_id="agent.1")
         await second.inbound("alice", "answer", external_id="agent.1")
         await wait_for(lambda: mem.texts_to("cust") == ["answer"])
-        count = await bridge.store.read(lambda tx: tx._session.conn.execute("SELECT COUNT(*) FROM messages").fetchone()[0])
+        count = await bridge.store.read(
+            lambda tx: tx._session.conn.execute("SELECT COUNT(*) FROM messages").fetchone()[0]
+        )
         assert count == 2
         assert sum("same" in t for t in second.texts_to("alice")) == 1
     finally:
@@ -87,7 +89,9 @@ async def test_not_logged_in_agent_gets_told_and_nothing_is_relayed(tmp_path: Pa
         await second.inbound("alice", "can I answer?")
         await wait_for(lambda: "You are not logged in. Send /login CODE." in second.texts_to("alice"))
         assert not any("hello" in t for t in second.texts_to("alice"))
-        convs = await bridge.store.read(lambda tx: tx._session.conn.execute("SELECT COUNT(*) FROM conversations").fetchone()[0])
+        convs = await bridge.store.read(
+            lambda tx: tx._session.conn.execute("SELECT COUNT(*) FROM conversations").fetchone()[0]
+        )
         assert convs == 1  # agent traffic never opens a customer conversation
     finally:
         await bridge.close()
@@ -169,7 +173,9 @@ async def test_sensitive_messages_are_flagged(tmp_path: Path) -> None:
         await mem.inbound("cust", "my IBAN is NL91ABNA0417164300")
         await mem.inbound("cust", "thanks")
         flags = await bridge.store.read(
-            lambda tx: tx._session.conn.execute("SELECT sensitive FROM messages WHERE direction='in' ORDER BY id").fetchall()
+            lambda tx: tx._session.conn.execute(
+                "SELECT sensitive FROM messages WHERE direction='in' ORDER BY id"
+            ).fetchall()
         )
         assert [f[0] for f in flags] == [1, 0]
     finally:
@@ -233,7 +239,9 @@ async def test_delivered_and_read_reports_move_the_message_status(tmp_path: Path
             "memory", [StatusUpdate("memory", "delivered", time.time(), recipient="cust", watermark=time.time() + 5)]
         )
         statuses = await bridge.store.read(
-            lambda tx: tx._session.conn.execute("SELECT status FROM messages WHERE direction='out' ORDER BY id").fetchall()
+            lambda tx: tx._session.conn.execute(
+                "SELECT status FROM messages WHERE direction='out' ORDER BY id"
+            ).fetchall()
         )
         assert [s[0] for s in statuses] == ["read", "delivered"]  # read is never moved back
     finally:
@@ -327,7 +335,9 @@ async def test_periodic_checks_forget_old_agent_dedupe_rows(tmp_path: Path) -> N
             )
         )
         assert await bridge.relay.run_checks() == 0
-        rows = await bridge.store.read(lambda tx: tx._session.conn.execute("SELECT created_at FROM agent_inbound").fetchall())
+        rows = await bridge.store.read(
+            lambda tx: tx._session.conn.execute("SELECT created_at FROM agent_inbound").fetchall()
+        )
         assert len(rows) == 1 and rows[0][0] > 1.0  # the recent one stays, the old one is gone
     finally:
         await bridge.close()

@@ -237,7 +237,9 @@ async def test_a_damaged_identity_address_does_not_stop_that_customers_new_messa
         batch = [message, replace(message, sender="cust", external_id="x-2", text="Hello again?")]
         await bridge.relay.ingest("memory", batch)  # acknowledged: no exception
         for external_id, text in (("x-1", "Hi"), ("x-2", "Hello again?")):
-            stored = await bridge.store.read(lambda tx, e=external_id: tx.messages.get(tx.messages.id_by_external("memory", e)))
+            stored = await bridge.store.read(
+                lambda tx, e=external_id: tx.messages.get(tx.messages.id_by_external("memory", e))
+            )
             assert stored is not None and stored.text == text
         await wait_for(lambda: "[#1 Jan · Memory] Hello again?" in second.texts_to("alice"))
     finally:

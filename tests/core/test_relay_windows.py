@@ -131,7 +131,9 @@ async def test_a_failure_reported_before_the_send_is_recorded_is_not_lost(tmp_pa
         await wait_for(lambda: any("Undeliverable (code 131026)" in t for t in second.texts_to("alice")), what="told")
         rows = [r for r in await outbox_rows(bridge) if r[2] == "contact"]
         assert [r[3] for r in rows] == ["failed"]
-        left = await bridge.store.read(lambda tx: tx._session.conn.execute("SELECT COUNT(*) FROM early_statuses").fetchone()[0])
+        left = await bridge.store.read(
+            lambda tx: tx._session.conn.execute("SELECT COUNT(*) FROM early_statuses").fetchone()[0]
+        )
         assert left == 0
     finally:
         await bridge.close()

@@ -60,7 +60,11 @@ def test_prefix_and_attachment_lines() -> None:
     assert format_prefix(7, None, "Messenger") == "[#7 Customer 7 · Messenger]"
     labels = Addresses(INSTALLED)  # each platform names itself (Channel.label)
     assert [labels.label(c) for c in ("whatsapp", "messenger", "email", "console", "acme")] == [
-        "WhatsApp", "Messenger", "Email", "Console", "Acme",
+        "WhatsApp",
+        "Messenger",
+        "Email",
+        "Console",
+        "Acme",
     ]
     assert attachment_line("image", 9, "https://care.example/", {"caption": "broken"}) == (
         "[image] https://care.example/console/media/9 broken"

@@ -35,7 +35,9 @@ def _fill(tx, rnd: int = 0) -> None:
             conv.id, direction="in", channel="whatsapp", text=f"{MARKERS['body']} {i} call {MARKERS['phone']}",
             external_id=f"{MARKERS['wamid']}{rnd}-{i}", meta={"subject": MARKERS["meta"]},
         )  # fmt: skip
-    tx.attachments.add(mid, 0, "image", mime="image/png", meta={"caption": MARKERS["meta"]}, data=MARKERS["media"].encode() * 10)
+    tx.attachments.add(
+        mid, 0, "image", mime="image/png", meta={"caption": MARKERS["meta"]}, data=MARKERS["media"].encode() * 10
+    )
     fb, _ = tx.contacts.get_or_create_identity("messenger", MARKERS["psid"], name=MARKERS["name"])
     tx.messages.insert(tx.conversations.create(fb.contact_id, fb.id, "messenger").id, direction="out",
                       channel="messenger", text=MARKERS["body"], reply_to=MARKERS["psid"])  # fmt: skip
@@ -59,7 +61,9 @@ async def test_no_plaintext_in_db_wal_shm_or_media(tmp_path, caplog, checkpoint)
         await store.write(_fill)
         await store.write(lambda tx: _fill(tx, 1))  # a second round: updates of existing rows go through the WAL too
         if checkpoint:
-            await store.write(lambda tx: tx.after_commit(lambda: tx._session.conn.execute("PRAGMA wal_checkpoint(FULL)")))
+            await store.write(
+                lambda tx: tx.after_commit(lambda: tx._session.conn.execute("PRAGMA wal_checkpoint(FULL)"))
+            )
         files = raw_files(cfg.path)
         assert "carebridge.db-wal" in files and len(files["carebridge.db-wal"]) > 0
         assert any(name.startswith("media/") for name in files)
@@ -78,14 +82,19 @@ async def test_ciphertext_moved_to_another_row_fails(tmp_path) -> None:
     cfg = settings(tmp_path)
     store = await Store.open(cfg)
     try:
+
         def setup(tx):
             ident, _ = tx.contacts.get_or_create_identity("whatsapp", "+31611111111")
             conv = tx.conversations.create(ident.contact_id, ident.id, "whatsapp")
-            return conv.id, [tx.messages.insert(conv.id, direction="in", channel="whatsapp", text=t) for t in ("one", "two")]
+            return conv.id, [
+                tx.messages.insert(conv.id, direction="in", channel="whatsapp", text=t) for t in ("one", "two")
+            ]
 
         conv, (first, second) = await store.write(setup)
         conn = raw(cfg.path)
-        conn.execute("UPDATE messages SET body = (SELECT body FROM messages WHERE id = ?) WHERE id = ?", (first, second))
+        conn.execute(
+            "UPDATE messages SET body = (SELECT body FROM messages WHERE id = ?) WHERE id = ?", (first, second)
+        )
         conn.close()
         with pytest.raises(IntegrityError) as caught:
             await store.read(lambda tx: tx.messages.get(second))
@@ -137,6 +146,7 @@ async def test_outbox_last_error_never_stores_an_address(tmp_path) -> None:
     store = await Store.open(cfg)
     error = f"SMTP 550 <{MARKERS['email']}> unknown; psid {MARKERS['psid']}99999 to {MARKERS['phone']}"
     try:
+
         def enqueue(tx) -> int:
             row_id = tx._session.next_id("outbox")
             tx._session.conn.execute(
@@ -149,8 +159,12 @@ async def test_outbox_last_error_never_stores_an_address(tmp_path) -> None:
 
         first = await store.write(enqueue)
         second = await store.write(enqueue)
-        await store.write(lambda tx: tx._session.conn.execute("UPDATE outbox SET last_error = ? WHERE id = ?", (error, first)))
-        stored = await store.read(lambda tx: [r[0] for r in tx._session.conn.execute("SELECT last_error FROM outbox ORDER BY id")])
+        await store.write(
+            lambda tx: tx._session.conn.execute("UPDATE outbox SET last_error = ? WHERE id = ?", (error, first))
+        )
+        stored = await store.read(
+            lambda tx: [r[0] for r in tx._session.conn.execute("SELECT last_error FROM outbox ORDER BY id")]
+        )
         assert len(stored) == 2 and all(s == stored[0] for s in stored), (first, second, stored)
         assert stored[0].startswith("SMTP 550 <[redacted]> unknown")
         _assert_no_markers(raw_files(cfg.path))

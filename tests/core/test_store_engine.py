@@ -26,7 +26,11 @@ async def test_new_store_generates_key_and_migrates(tmp_path, caplog) -> None:
         key_path = tmp_path / "var" / "master.key"
         assert stat.S_IMODE(key_path.stat().st_mode) == 0o600
         assert "generated a new master key" in caplog.text
-        assert store.health() == {"status": "ok", "schema_version": store_schema.latest_version(), "path": str(cfg.path)}
+        assert store.health() == {
+            "status": "ok",
+            "schema_version": store_schema.latest_version(),
+            "path": str(cfg.path),
+        }
         assert stat.S_IMODE(cfg.path.stat().st_mode) == 0o600
         conn = raw(cfg.path)
         tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
@@ -43,8 +47,12 @@ async def test_new_store_generates_key_and_migrates(tmp_path, caplog) -> None:
 async def test_pragmas_on_both_connections(tmp_path) -> None:
     store = await Store.open(settings(tmp_path))
     try:
+
         def pragmas(tx):
-            return [tx._session.conn.execute(f"PRAGMA {p}").fetchone()[0] for p in ("synchronous", "foreign_keys", "secure_delete")]
+            return [
+                tx._session.conn.execute(f"PRAGMA {p}").fetchone()[0]
+                for p in ("synchronous", "foreign_keys", "secure_delete")
+            ]
 
         assert await store.write(pragmas) == [2, 1, 1]  # FULL, on, on
         assert await store.read(pragmas) == [2, 1, 1]
@@ -180,6 +188,7 @@ async def test_group_commit_one_transaction_and_resolves_after_commit(tmp_path) 
 async def test_failed_function_loses_its_new_key_but_not_others(tmp_path) -> None:
     store = await Store.open(settings(tmp_path))
     try:
+
         def create_then_fail(tx):
             tx.contacts.create(name="ghost")
             raise RuntimeError("no")
@@ -200,6 +209,7 @@ async def test_a_rolled_back_savepoint_forgets_the_keys_it_created(tmp_path) -> 
     store = await Store.open(settings(tmp_path))
     undone: list[str] = []
     try:
+
         def partly_undone(tx):
             with pytest.raises(RuntimeError):
                 with tx.savepoint():
@@ -222,6 +232,7 @@ async def test_a_rolled_back_savepoint_forgets_the_keys_it_created(tmp_path) -> 
 async def test_write_refuses_coroutine_functions_and_reads_are_read_only(tmp_path) -> None:
     store = await Store.open(settings(tmp_path))
     try:
+
         async def not_sync(tx):
             return 1
 
@@ -275,7 +286,9 @@ async def test_cancelled_caller_still_commits(tmp_path) -> None:
         with pytest.raises(asyncio.CancelledError):
             await task
         await store.write(lambda tx: None)  # FIFO: every earlier function is committed now
-        names = await store.read(lambda tx: [tx.contacts.get(r[0]).name for r in tx._session.conn.execute("SELECT id FROM contacts")])
+        names = await store.read(
+            lambda tx: [tx.contacts.get(r[0]).name for r in tx._session.conn.execute("SELECT id FROM contacts")]
+        )
         assert names == ["kept"]
     finally:
         await store.close()

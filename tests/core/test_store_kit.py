@@ -62,7 +62,9 @@ def file_key(tmp_path: Path) -> bytes:
     return load_master_key(f"file:{tmp_path / 'var' / 'master.key'}")
 
 
-def cli(*args: str, cwd: Path, stdin: str | None = None, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def cli(
+    *args: str, cwd: Path, stdin: str | None = None, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     """Run ``python -m bridge ARGS`` as a real subprocess."""
     full_env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
     full_env.pop("CAREBRIDGE_CONFIG", None)

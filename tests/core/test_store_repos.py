@@ -6,7 +6,7 @@ import pytest
 
 from bridge.errors import IntegrityError, UnknownRecordError
 from bridge.models import Address
-from bridge.store import KeyOwner, Store
+from bridge.store import SYSTEM_KEY, KeyOwner, Store
 from tests.core.test_store_kit import raw, settings
 
 
@@ -99,18 +99,29 @@ async def test_messages_dedupe_status_and_history_page(store) -> None:
 
     def insert_all(tx):
         return [
-            tx.messages.insert(conv, direction="in", channel="whatsapp", text=f"t{i}", external_id=f"wamid.{i}",
-                              meta={"n": i}, sensitive=i == 3)  # fmt: skip
+            tx.messages.insert(
+                conv,
+                direction="in",
+                channel="whatsapp",
+                text=f"t{i}",
+                external_id=f"wamid.{i}",
+                meta={"n": i},
+                sensitive=i == 3,
+            )  # fmt: skip
             for i in range(60)
         ]
 
     ids = await store.write(insert_all)
     assert None not in ids
     # the platform re-delivers: nothing new is stored
-    again = await store.write(lambda tx: tx.messages.insert(conv, direction="in", channel="whatsapp", text="dup", external_id="wamid.5"))
+    again = await store.write(
+        lambda tx: tx.messages.insert(conv, direction="in", channel="whatsapp", text="dup", external_id="wamid.5")
+    )
     assert again is None
     # the same id on another channel is another message
-    other = await store.write(lambda tx: tx.messages.insert(conv, direction="in", channel="messenger", text="x", external_id="wamid.5"))
+    other = await store.write(
+        lambda tx: tx.messages.insert(conv, direction="in", channel="messenger", text="x", external_id="wamid.5")
+    )
     assert isinstance(other, int)
     assert await store.read(lambda tx: tx.messages.id_by_external("whatsapp", "wamid.5")) == ids[5]
     assert await store.write(lambda tx: tx.messages.set_status_by_external("whatsapp", "wamid.5", "read")) == ids[5]
@@ -128,7 +139,9 @@ async def test_messages_dedupe_status_and_history_page(store) -> None:
 
 async def test_outbound_message_gets_platform_id_after_send(store) -> None:
     conv = await _conversation(store)
-    mid = await store.write(lambda tx: tx.messages.insert(conv, direction="out", channel="whatsapp", text="hi", status="pending"))
+    mid = await store.write(
+        lambda tx: tx.messages.insert(conv, direction="out", channel="whatsapp", text="hi", status="pending")
+    )
     await store.write(lambda tx: tx.messages.set_external_id(mid, "wamid.out1", status="sent"))
     assert await store.read(lambda tx: tx.messages.id_by_external("whatsapp", "wamid.out1")) == mid
     msg = await store.read(lambda tx: tx.messages.get(mid))
@@ -196,8 +209,10 @@ async def test_purge_closed_deletes_old_messages_and_media(store) -> None:
     assert await store.purge_closed(90) == 1
     assert await store.purge_closed(90) == 0
     counts = await store.read(
-        lambda tx: [tx._session.conn.execute("SELECT count(*) FROM messages WHERE conversation_id = ?", (c,)).fetchone()[0]
-                    for c in (old, recent, still_open)]  # fmt: skip
+        lambda tx: [
+            tx._session.conn.execute("SELECT count(*) FROM messages WHERE conversation_id = ?", (c,)).fetchone()[0]
+            for c in (old, recent, still_open)
+        ]  # fmt: skip
     )
     assert counts == [0, 1, 1]
     assert len(list(store.media_dir.iterdir())) == 2
@@ -214,13 +229,16 @@ async def test_keys_and_seal_primitives(store) -> None:
 
     key_id, blob = await store.write(work)
     assert isinstance(key_id, int)
-    assert await store.read(lambda tx: tx._session.open_text(KeyOwner.agent(7), "agents", "totp_secret", 7, blob)) == "JBSWY3DPEHPK3PXP"
+    assert (
+        await store.read(lambda tx: tx._session.open_text(KeyOwner.agent(7), "agents", "totp_secret", 7, blob))
+        == "JBSWY3DPEHPK3PXP"
+    )
     with pytest.raises(IntegrityError):
         await store.read(lambda tx: tx._session.open_text(KeyOwner.agent(8), "agents", "totp_secret", 7, blob))
     with pytest.raises(ValueError, match="not a table name"):
         await store.write(lambda tx: tx._session.next_id("messages; DROP TABLE keys"))
-    system = await store.write(lambda tx: tx._session.seal(KeyOwner.SYSTEM, "events", "detail", 1, b"\x00\x01"))
-    assert await store.read(lambda tx: tx._session.open_bytes(KeyOwner.SYSTEM, "events", "detail", 1, system)) == b"\x00\x01"
+    system = await store.write(lambda tx: tx._session.seal(SYSTEM_KEY, "events", "detail", 1, b"\x00\x01"))
+    assert await store.read(lambda tx: tx._session.open_bytes(SYSTEM_KEY, "events", "detail", 1, system)) == b"\x00\x01"
     assert await store.read(lambda tx: tx._session.blind("agent:whatsapp", "+1555")) == await store.write(
         lambda tx: tx._session.blind("agent:whatsapp", "+1555")
     )

@@ -117,7 +117,9 @@ async def test_a_code_is_accepted_once_per_agent(tmp_path: Path) -> None:
         # The next step's code works; after it, the previous step's code is refused even inside the window.
         assert await verify(3030, pyotp.TOTP(secret).at(3030)) is totp.TotpResult.ACCEPTED
         assert await verify(3030, pyotp.TOTP(secret).at(3000)) is totp.TotpResult.REPLAYED
-        rows = await store.read(lambda tx: tx._session.conn.execute("SELECT agent_id, counter FROM totp_used").fetchall())
+        rows = await store.read(
+            lambda tx: tx._session.conn.execute("SELECT agent_id, counter FROM totp_used").fetchall()
+        )
         assert [tuple(r) for r in rows] == [(agent_id, 101)]
     finally:
         await store.close()

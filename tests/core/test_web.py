@@ -16,8 +16,8 @@ import aiohttp
 import pytest
 
 import bridge.relay.strategies
+from bridge.app.bridge import Bridge
 from bridge.config import load_config
-from bridge.daemon.bridge import Bridge
 from bridge.errors import ChannelAuthError, ConfigError, PluginLoadError
 from bridge.models import ChannelState
 from bridge.plugins import make_plugin_manager
@@ -181,7 +181,9 @@ async def test_body_over_max_body_is_413_json_and_stores_nothing(
     response = await client.post("/webhooks/acme", data=chunks(), headers={"X-Acme-Token": "acme-token"})
     assert response.status == 413
     assert (await response.json())["error"]["code"] == "too_large"
-    count = await instance.store.read(lambda tx: tx._session.conn.execute("SELECT count(*) FROM messages").fetchone()[0])
+    count = await instance.store.read(
+        lambda tx: tx._session.conn.execute("SELECT count(*) FROM messages").fetchone()[0]
+    )
     assert count == 0
 
 
@@ -270,7 +272,6 @@ async def test_media_left_unfetched_goes_to_the_channel_at_the_next_start(
     third = await make_bridge()
     await third.start()
     assert len(acme.AcmeChannel.resumed) == 1  # fetched once, never handed out again
-
 
 
 async def test_a_strategy_no_plugin_provides_stops_start_up(make_bridge: BridgeFactory) -> None:

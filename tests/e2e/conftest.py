@@ -6,13 +6,13 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
-import carebridge_messenger
-import carebridge_whatsapp
 import pytest
 from aiohttp.test_utils import TestServer
 
+import carebridge_messenger
+import carebridge_whatsapp
+from bridge.app.bridge import Bridge
 from bridge.config import load_config
-from bridge.daemon.bridge import Bridge
 from bridge.plugins import make_plugin_manager
 from bridge.relay import strategies
 from bridge.web import make_app

@@ -19,9 +19,9 @@ import pyotp
 
 from bridge import agents as agents_repo
 from bridge import hookimpl
+from bridge.app.bridge import Bridge
 from bridge.channel import Channel, PendingMedia
 from bridge.config import load_config
-from bridge.daemon.bridge import Bridge
 from bridge.errors import DeliveryError, WindowClosedError
 from bridge.models import (
     DeliveryReceipt,

@@ -15,14 +15,14 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
-import carebridge_email
-import carebridge_messenger
-import carebridge_whatsapp
 import pyotp
 import pytest
 
+import carebridge_email
+import carebridge_messenger
+import carebridge_whatsapp
+from bridge.app.bridge import Bridge
 from bridge.config import load_config
-from bridge.daemon.bridge import Bridge
 from bridge.plugins import make_plugin_manager
 from bridge.relay import strategies
 from bridge.web import make_app

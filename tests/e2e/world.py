@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-from carebridge_meta import signed_body
 
+from carebridge_meta import signed_body
 from tests.fakes.messenger_graph import FakeMessengerGraph
 from tests.fakes.whatsapp_cloud import FakeWhatsAppCloud
 

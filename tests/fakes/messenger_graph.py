@@ -161,9 +161,7 @@ class FakeMessengerGraph:
             return self._scripted(scripted)
         node = request.match_info["node"]
         if node not in (self.page_id, "me"):
-            return self._refuse(
-                400, 100, f"Unsupported post request. Object with ID '{node}' does not exist.", 33
-            )
+            return self._refuse(400, 100, f"Unsupported post request. Object with ID '{node}' does not exist.", 33)
         problem = _shape_problem(body)
         if problem:
             return self._refuse(400, 100, f"(#100) {problem}")

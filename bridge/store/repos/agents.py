@@ -65,7 +65,7 @@ class AgentsRepo:
         """Whether an agent (enabled or not) already has this username."""
         return self._s.execute("SELECT 1 FROM agents WHERE name = ?", (name,)).fetchone() is not None
 
-    def list(self) -> list[Agent]:
+    def all(self) -> list[Agent]:
         """Every agent, by name."""
         rows = self._s.execute(f"SELECT {_COLUMNS} FROM agents ORDER BY name").fetchall()
         return [self._agent(row) for row in rows]

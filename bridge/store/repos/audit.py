@@ -15,7 +15,7 @@ from typing import Any
 
 from bridge.errors import IntegrityError
 from bridge.store import crypto
-from bridge.store.keyring import KeyOwner
+from bridge.store.keyring import SYSTEM_KEY
 from bridge.store.records import AuditCheck, AuditEntry
 from bridge.store.session import Session
 
@@ -44,13 +44,13 @@ class AuditRepo:
         prev = last[0] if last else GENESIS
         blob = None
         if detail is not None:
-            blob = self._s.seal(KeyOwner.SYSTEM, "audit_log", "detail", row_id, json.dumps(detail))
+            blob = self._s.seal(SYSTEM_KEY, "audit_log", "detail", row_id, json.dumps(detail))
         digest = crypto.chain_hash(self._s.audit_key, prev, _record(row_id, at, actor, action, subject, blob))
         self._s.execute(
             "INSERT INTO audit_log(id, at, actor, action, subject, detail, prev_hash, hash) VALUES (?,?,?,?,?,?,?,?)",
             (row_id, at, actor, action, subject, blob, prev, digest),
         )
-        head = self._s.seal(KeyOwner.SYSTEM, "meta", "value", _HEAD, json.dumps([row_id, digest.hex()]))
+        head = self._s.seal(SYSTEM_KEY, "meta", "value", _HEAD, json.dumps([row_id, digest.hex()]))
         self._s.execute(
             "INSERT INTO meta(name, value) VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET value = excluded.value",
             (_HEAD, head),
@@ -73,7 +73,7 @@ class AuditRepo:
             detail = None
             if blob is not None:
                 try:
-                    detail = json.loads(self._s.open_text(KeyOwner.SYSTEM, "audit_log", "detail", row_id, blob))
+                    detail = json.loads(self._s.open_text(SYSTEM_KEY, "audit_log", "detail", row_id, blob))
                 except IntegrityError:
                     detail = None
             entries.append(AuditEntry(row_id, at, actor, action, subj, detail))
@@ -96,7 +96,7 @@ class AuditRepo:
                 return AuditCheck(False, count, row_id, "its hash does not match its content")
             if blob is not None:
                 try:
-                    self._s.open_bytes(KeyOwner.SYSTEM, "audit_log", "detail", row_id, blob)
+                    self._s.open_bytes(SYSTEM_KEY, "audit_log", "detail", row_id, blob)
                 except IntegrityError:
                     return AuditCheck(False, count, row_id, "its detail failed authentication")
             prev = digest
@@ -108,7 +108,7 @@ class AuditRepo:
                 return AuditCheck(False, count, last_id, "the audit head record is missing")
             return AuditCheck(True, 0)
         try:
-            head_id, head_hash = json.loads(self._s.open_text(KeyOwner.SYSTEM, "meta", "value", _HEAD, head[0]))
+            head_id, head_hash = json.loads(self._s.open_text(SYSTEM_KEY, "meta", "value", _HEAD, head[0]))
         except IntegrityError:
             return AuditCheck(False, count, last_id or None, "the audit head record failed authentication")
         if head_id != last_id or head_hash != prev.hex():

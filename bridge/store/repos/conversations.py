@@ -167,7 +167,8 @@ class ConversationsRepo:
             "SELECT count(*) FROM conversations WHERE contact_id = ?", (contact_id,)
         ).fetchone()[0]
         messages = self._s.execute(
-            "SELECT count(*) FROM messages WHERE conversation_id IN (SELECT id FROM conversations WHERE contact_id = ?)",
+            "SELECT count(*) FROM messages"
+            " WHERE conversation_id IN (SELECT id FROM conversations WHERE contact_id = ?)",
             (contact_id,),
         ).fetchone()[0]
         return int(conversations), int(messages)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from bridge.errors import IntegrityError, UnknownRecordError
@@ -20,7 +20,7 @@ def iso(ts: float | None) -> str | None:
     """Epoch seconds as ISO 8601 UTC text (the export's time format)."""
     if ts is None:
         return None
-    return datetime.fromtimestamp(ts, timezone.utc).isoformat().replace("+00:00", "Z")
+    return datetime.fromtimestamp(ts, UTC).isoformat().replace("+00:00", "Z")
 
 
 class GdprRepo:
@@ -154,7 +154,9 @@ class GdprRepo:
             (contact_id,),
         ).fetchall():
             try:
-                identities.append({"channel": ident_row[2], "address": self._contacts.identity_from_row(ident_row).address})
+                identities.append(
+                    {"channel": ident_row[2], "address": self._contacts.identity_from_row(ident_row).address}
+                )
             except IntegrityError as err:
                 identities.append({"channel": ident_row[2], "address": None, "unreadable": True})
                 problems.append(str(err))
@@ -205,7 +207,8 @@ class GdprRepo:
         owner = KeyOwner.contact(contact_id)
         events = []
         for event_id, kind, from_agent, to_agent, blob, created_at in self._s.execute(
-            "SELECT id, kind, from_agent, to_agent, detail, created_at FROM events WHERE conversation_id = ? ORDER BY id",
+            "SELECT id, kind, from_agent, to_agent, detail, created_at FROM events"
+            " WHERE conversation_id = ? ORDER BY id",
             (conversation_id,),
         ).fetchall():
             item: dict[str, Any] = {

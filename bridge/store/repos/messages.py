@@ -73,25 +73,25 @@ class MessagesRepo:
             meta_blob = crypto.seal(aead, b"messages.meta.%d" % message_id, json.dumps(meta).encode())
         # Dedupe by the UNIQUE index (cheaper than a SELECT before every insert).
         inserted = self._s.execute(
-                "INSERT INTO messages(id, conversation_id, direction, channel, agent_id, external_index, external_id,"
-                " reply_to_index, status, sensitive, body, meta, created_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)"
-                " ON CONFLICT (channel, external_index) DO NOTHING",
-                (
-                    message_id,
-                    conversation_id,
-                    direction,
-                    channel,
-                    agent_id,
-                    external_index,
-                    external_blob,
-                    None if reply_to is None else self._s.blind(external_kind(channel), reply_to),
-                    status or ("received" if direction == "in" else "stored"),
-                    int(sensitive),
-                    crypto.seal(aead, b"messages.body.%d" % message_id, text.encode()),
-                    meta_blob,
-                    self._s.now() if created_at is None else created_at,
-                ),
-            ).rowcount
+            "INSERT INTO messages(id, conversation_id, direction, channel, agent_id, external_index, external_id,"
+            " reply_to_index, status, sensitive, body, meta, created_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)"
+            " ON CONFLICT (channel, external_index) DO NOTHING",
+            (
+                message_id,
+                conversation_id,
+                direction,
+                channel,
+                agent_id,
+                external_index,
+                external_blob,
+                None if reply_to is None else self._s.blind(external_kind(channel), reply_to),
+                status or ("received" if direction == "in" else "stored"),
+                int(sensitive),
+                crypto.seal(aead, b"messages.body.%d" % message_id, text.encode()),
+                meta_blob,
+                self._s.now() if created_at is None else created_at,
+            ),
+        ).rowcount
         return message_id if inserted else None
 
     def id_by_external(self, channel: str, external_id: str) -> int | None:

@@ -75,9 +75,7 @@ class RelayStateRepo:
             ).fetchall()
             found.extend(EarlyStatus(r[0], r[1], r[2], bool(r[3])) for r in rows)
             if rows:
-                self._s.execute(
-                    "DELETE FROM early_statuses WHERE channel = ? AND external_index = ?", (channel, index)
-                )
+                self._s.execute("DELETE FROM early_statuses WHERE channel = ? AND external_index = ?", (channel, index))
         return found
 
     def forget_old(self, *, dedupe_before: float, flag_name: str, flags_before: float, reports_before: float) -> None:

@@ -112,4 +112,3 @@ class EmailChannel(Channel):
         await self.ctx.deliver([parsed.message])
         for index, (data, mime) in enumerate(parsed.attachment_data):
             await self.ctx.save_media(parsed.message.external_id, index, data, mime)
-

@@ -67,7 +67,7 @@ class LmtpServer:
         self.host = host
         self.port = port
         self.hostname = hostname
-        self._server: asyncio.AbstractServer | None = None
+        self._server: asyncio.Server | None = None
         self._sessions: weakref.WeakSet[LMTP] = weakref.WeakSet()
 
     @property

@@ -104,9 +104,7 @@ def reply_token(recipients: Sequence[str], domain: str) -> str | None:
     return None
 
 
-def parse_mail(
-    mail: EmailMessage, raw: bytes, *, mail_from: str, recipients: Sequence[str], domain: str
-) -> ParsedMail:
+def parse_mail(mail: EmailMessage, raw: bytes, *, mail_from: str, recipients: Sequence[str], domain: str) -> ParsedMail:
     """Build the customer message for ``mail`` (already checked by ``automated_reason``).
 
     :param raw: the bytes as received, hashed into an id when Message-ID is missing.
@@ -198,8 +196,8 @@ def _starts_quote(lines: list[str], index: int) -> bool:
     if re.match(r"^\s*On\b", line, re.I) and re.match(r"^\s*\S.*\bwrote:\s*$", following):
         return len(line) + len(following) < 200
     if _OUTLOOK_FROM.match(line):
-        following = lines[index + 1 : index + 5]
-        return sum(1 for nxt in following if _OUTLOOK_NEXT.match(nxt)) >= 2
+        header = lines[index + 1 : index + 5]
+        return sum(1 for nxt in header if _OUTLOOK_NEXT.match(nxt)) >= 2
     return False
 
 

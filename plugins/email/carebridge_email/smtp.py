@@ -16,7 +16,7 @@ import re
 import ssl
 import time
 from collections.abc import Mapping
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
 
@@ -58,7 +58,7 @@ def build_message(settings: EmailConfig, message: OutboundMessage) -> EmailMessa
         mail["Subject"] = reply_subject(subject) if parent else subject
     else:
         mail["Subject"] = NEUTRAL_SUBJECT
-    mail["Date"] = format_datetime(datetime.fromtimestamp(time.time(), timezone.utc))
+    mail["Date"] = format_datetime(datetime.fromtimestamp(time.time(), UTC))
     mail["Message-ID"] = make_msgid(idstring=f"cb{message.delivery_id}", domain=domain)
     if parent:
         mail["In-Reply-To"] = parent[0]

@@ -19,9 +19,9 @@ import json
 from typing import Any
 
 import aiohttp
-from carebridge_meta import GraphError
 
 from bridge import ChannelAuthFailed, DeliveryError, WindowClosedError
+from carebridge_meta import GraphError
 
 #: Longest text one Messenger message may carry (Send API ``message.text``).
 MAX_TEXT = 2000

@@ -19,7 +19,6 @@ from types import MappingProxyType
 from typing import Any, ClassVar
 
 from aiohttp import web
-from carebridge_meta import read_signed_json, signed_body, verify_subscription
 
 from bridge import (
     BridgeError,
@@ -38,6 +37,7 @@ from bridge import (
     split_text,
     webhook_app,
 )
+from carebridge_meta import read_signed_json, signed_body, verify_subscription
 
 from .api import MAX_TEXT, GraphClient
 from .config import MessengerConfig

@@ -111,9 +111,7 @@ def _parse_item(item: object, batch: Batch, fallback_time: float) -> None:
         batch.ignored.append(_kind_of(item))
 
 
-def _parse_message(
-    message: Mapping[str, Any], sender: str, recipient: str | None, when: float, batch: Batch
-) -> None:
+def _parse_message(message: Mapping[str, Any], sender: str, recipient: str | None, when: float, batch: Batch) -> None:
     mid = message.get("mid")
     if not isinstance(mid, str) or not mid:
         batch.ignored.append("malformed")
@@ -175,8 +173,7 @@ def _parse_postback(postback: Mapping[str, Any], sender: str, when: float, batch
 
 
 def _parse_receipt(
-    body: Mapping[str, Any],
-    status: Literal["delivered", "read"], customer: str, timestamp: float | None, batch: Batch
+    body: Mapping[str, Any], status: Literal["delivered", "read"], customer: str, timestamp: float | None, batch: Batch
 ) -> None:
     watermark = _seconds(body.get("watermark"))
     mids = body.get("mids")

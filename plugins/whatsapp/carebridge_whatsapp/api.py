@@ -16,9 +16,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
-from carebridge_meta import GraphError
 
 from bridge import ChannelAuthFailed, DeliveryError, WindowClosedError
+from carebridge_meta import GraphError
 
 # Throughput, pair and account rate limits, and Graph's "unknown"/"service" errors.
 RETRYABLE_CODES = frozenset({130429, 131056, 80007, 4, 1, 2})

@@ -14,7 +14,6 @@ from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 from aiohttp import web
-from carebridge_meta import read_signed_json, signed_body, verify_subscription
 
 from bridge import (
     BridgeError,
@@ -36,6 +35,7 @@ from bridge import (
     split_text,
     webhook_app,
 )
+from carebridge_meta import read_signed_json, signed_body, verify_subscription
 
 from .address import normalize_e164
 from .api import CloudClient

@@ -19,8 +19,8 @@ from typing import Any
 import aiohttp
 import pytest
 import trustme
-from carebridge_email import EmailChannel
 
+from carebridge_email import EmailChannel
 from tests.fakes.smtp_server import FakeSmtpServer
 from tests.plugins.recorder import RecordingCore
 
@@ -37,7 +37,6 @@ def free_port() -> int:
 
 
 Core = RecordingCore  # the name the tests import
-
 
 
 class LmtpClient:

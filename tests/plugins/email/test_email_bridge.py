@@ -11,12 +11,12 @@ from collections.abc import AsyncIterator
 from email.message import EmailMessage
 from pathlib import Path
 
-import carebridge_email
 import pyotp
 import pytest
 
+import carebridge_email
+from bridge.app.bridge import Bridge
 from bridge.config import load_config
-from bridge.daemon.bridge import Bridge
 from bridge.plugins import make_plugin_manager
 from bridge.relay import strategies
 from tests.daemon import write_config

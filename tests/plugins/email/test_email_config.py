@@ -6,9 +6,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from carebridge_email import EmailChannel, EmailConfig
 
 from bridge import ConfigError
+from carebridge_email import EmailChannel, EmailConfig
 
 BASE: dict[str, Any] = {"smtp_host": "smtp.example.org", "from_address": "Care@Example.ORG"}
 

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from email.message import EmailMessage
 
 import pytest
-from carebridge_email import EmailChannel
 
 from bridge import ChannelState, ChannelUnavailable
 from bridge.errors import StoreError
+from carebridge_email import EmailChannel
 from tests.plugins.email.conftest import FROM, Core, LmtpClient
 
 CUSTOMER = "ann@customer.test"
@@ -41,7 +41,7 @@ async def test_one_mail_to_two_of_our_addresses_is_one_message_and_two_replies(
     assert message.meta["subject"] == "Parcel 4711"
     assert message.meta["message_id"] == "<m1@customer.test>"
     assert message.meta["reply_token"] == "c7"
-    assert message.timestamp == datetime(2026, 11, 2, 10, 0, tzinfo=timezone.utc).timestamp()
+    assert message.timestamp == datetime(2026, 11, 2, 10, 0, tzinfo=UTC).timestamp()
     assert core.reports == [(ChannelState.CONNECTED, None)]
 
 

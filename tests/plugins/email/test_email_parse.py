@@ -5,6 +5,7 @@ from __future__ import annotations
 from email.message import EmailMessage
 
 import pytest
+
 from carebridge_email.parse import (
     automated_reason,
     html_to_text,

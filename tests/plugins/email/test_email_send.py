@@ -7,10 +7,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from carebridge_email import EmailChannel
-from carebridge_email.smtp import reply_subject
 
 from bridge import ChannelAuthFailed, ChannelState, DeliveryError, OutboundMessage
+from carebridge_email import EmailChannel
+from carebridge_email.smtp import reply_subject
 from tests.fakes.smtp_server import FakeSmtpServer
 from tests.plugins.email.conftest import FROM, SMTP_PASSWORD, SMTP_USER, Core, free_port
 
@@ -86,9 +86,7 @@ def test_one_re_prefix_only(subject: str, expected: str) -> None:
     assert reply_subject(subject) == expected
 
 
-async def test_implicit_tls(
-    make_channel: Callable[..., EmailChannel], server_tls: ssl.SSLContext
-) -> None:
+async def test_implicit_tls(make_channel: Callable[..., EmailChannel], server_tls: ssl.SSLContext) -> None:
     server = FakeSmtpServer(tls_context=server_tls, implicit_tls=True, users={SMTP_USER: SMTP_PASSWORD})
     port = await server.start()
     try:

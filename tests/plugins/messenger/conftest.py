@@ -17,8 +17,8 @@ import aiohttp
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
-from carebridge_messenger import MessengerChannel
 
+from carebridge_messenger import MessengerChannel
 from tests.fakes.messenger_graph import FakeMessengerGraph
 from tests.plugins.recorder import RecordingCore
 
@@ -41,7 +41,6 @@ def fixture_json(name: str) -> dict[str, Any]:
 
 
 Core = RecordingCore  # the name the tests import
-
 
 
 @pytest.fixture

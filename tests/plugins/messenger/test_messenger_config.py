@@ -9,11 +9,11 @@ from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient
-from carebridge_messenger import MessengerChannel, MessengerConfig
-from carebridge_messenger.config import DEFAULT_GRAPH_URL
 
 from bridge import BridgeError, ChannelState, ConfigError
 from bridge.plugins import make_plugin_manager
+from carebridge_messenger import MessengerChannel, MessengerConfig
+from carebridge_messenger.config import DEFAULT_GRAPH_URL
 from tests.daemon import run_cli_sync
 from tests.plugins.messenger.conftest import APP_SECRET, PAGE_ID, Core
 
@@ -26,7 +26,9 @@ def test_valid_section_is_typed_and_graph_url_defaults_to_meta(section: dict[str
 
 
 def test_numeric_page_id_and_trailing_slash_are_normalised(section: dict[str, Any]) -> None:
-    config = MessengerConfig.from_section({**section, "page_id": int(PAGE_ID), "graph_url": "http://127.0.0.1:1/v25.0/"})
+    config = MessengerConfig.from_section(
+        {**section, "page_id": int(PAGE_ID), "graph_url": "http://127.0.0.1:1/v25.0/"}
+    )
     assert config.page_id == PAGE_ID and config.graph_url == "http://127.0.0.1:1/v25.0"
 
 

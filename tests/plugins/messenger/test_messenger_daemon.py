@@ -14,9 +14,9 @@ from pathlib import Path
 import aiohttp
 from aiohttp import web
 from aiohttp.test_utils import TestServer
-from carebridge_meta import sign
 
 from bridge.store.keyfile import generate_key, write_key_file
+from carebridge_meta import sign
 from tests.daemon import DaemonProcess, run_cli, write_config
 from tests.fakes.messenger_graph import FakeMessengerGraph
 from tests.plugins.messenger.conftest import (
@@ -59,8 +59,15 @@ async def test_daemon_serves_the_messenger_webhook_and_simulate_reaches_it(
         ) as resp:
             assert resp.status == 403
         status, out, err = await run_cli(
-            "simulate", "messenger", "--from", "2000000000000001", "--text", "Hello from simulate",
-            "-c", str(config), env=env,
+            "simulate",
+            "messenger",
+            "--from",
+            "2000000000000001",
+            "--text",
+            "Hello from simulate",
+            "-c",
+            str(config),
+            env=env,
         )
         assert status == 0, err
         assert "HTTP 200" in out

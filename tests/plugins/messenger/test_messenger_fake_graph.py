@@ -32,8 +32,14 @@ def _body(**over: object) -> dict[str, Any]:
     return body
 
 
-async def _send(client: TestClient, body: object, *, path: str = f"/v25.0/{PAGE_ID}/messages",
-                headers: dict[str, str] | None = None, params: dict[str, str] | None = None) -> tuple[int, Any]:
+async def _send(
+    client: TestClient,
+    body: object,
+    *,
+    path: str = f"/v25.0/{PAGE_ID}/messages",
+    headers: dict[str, str] | None = None,
+    params: dict[str, str] | None = None,
+) -> tuple[int, Any]:
     async with client.post(path, json=body, headers=AUTH if headers is None else headers, params=params) as resp:
         return resp.status, await resp.json()
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from carebridge_messenger.webhook import PayloadError, is_page_event, parse_events
 
 from bridge import Attachment
+from carebridge_messenger.webhook import PayloadError, is_page_event, parse_events
 from tests.plugins.messenger.conftest import PAGE_ID, fixture_json
 
 NOW = 1_800_000_000.0
@@ -97,7 +97,14 @@ def test_attachment_kinds_location_fallback_sticker_and_file() -> None:
     (msg,) = parse_events(payload, page_id=PAGE_ID, now=NOW).messages
     assert msg.text == ""
     assert [a.kind for a in msg.attachments] == [
-        "location", "link", "link", "sticker", "file", "audio", "video", "video",
+        "location",
+        "link",
+        "link",
+        "sticker",
+        "file",
+        "audio",
+        "video",
+        "video",
     ]
     location, link, bare, sticker, file, _audio, _video, reel = msg.attachments
     assert location.meta == {"latitude": 52.37, "longitude": 4.89, "title": "Pinned"}
@@ -127,7 +134,13 @@ def test_unknown_kinds_and_unusable_items_are_reported_by_kind_only() -> None:
     batch = parse_events(payload, page_id=PAGE_ID, now=NOW)
     assert batch.messages == [] and batch.statuses == []
     assert batch.ignored == [
-        "reaction", "optin", "message_deleted", "empty_message", "malformed", "malformed", "malformed",
+        "reaction",
+        "optin",
+        "message_deleted",
+        "empty_message",
+        "malformed",
+        "malformed",
+        "malformed",
     ]
     assert "secret ref" not in repr(batch.ignored)
 
@@ -165,8 +178,12 @@ def test_delivery_without_mids_is_a_watermark_update() -> None:
 
 @pytest.mark.parametrize(
     "payload",
-    [{"object": "page"}, {"object": "page", "entry": {}}, {"object": "page", "entry": ["x"]},
-     {"object": "page", "entry": [{"id": PAGE_ID, "messaging": {}}]}],
+    [
+        {"object": "page"},
+        {"object": "page", "entry": {}},
+        {"object": "page", "entry": ["x"]},
+        {"object": "page", "entry": [{"id": PAGE_ID, "messaging": {}}]},
+    ],
 )
 def test_malformed_envelopes_raise(payload: dict[str, Any]) -> None:
     with pytest.raises(PayloadError):

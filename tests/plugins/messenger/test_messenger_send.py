@@ -9,9 +9,6 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from carebridge_messenger import MessengerChannel
-from carebridge_messenger.api import classify
-from carebridge_meta import GraphError
 
 from bridge import (
     ChannelAuthFailed,
@@ -21,6 +18,9 @@ from bridge import (
     WindowClosedError,
 )
 from bridge.parts import split_text
+from carebridge_messenger import MessengerChannel
+from carebridge_messenger.api import classify
+from carebridge_meta import GraphError
 from tests.fakes.messenger_graph import FakeMessengerGraph
 from tests.plugins.messenger.conftest import PAGE_TOKEN, Core
 

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
-from carebridge_meta import sign, signed_body
 
+from carebridge_meta import sign, signed_body
 from tests.plugins.conftest import BlackHole
 from tests.plugins.messenger.conftest import (
     APP_SECRET,
@@ -88,10 +88,20 @@ async def test_escaped_non_ascii_body_is_verified_over_the_raw_bytes(webhook: Te
     # PROTOCOLS §0.2 test vector: Meta signs the escaped form.
     payload = {
         "object": "page",
-        "entry": [{"id": PAGE_ID, "time": 1, "messaging": [{
-            "sender": {"id": "2000000000000001"}, "recipient": {"id": PAGE_ID}, "timestamp": 1,
-            "message": {"mid": "m_cafe", "text": "caf\u00e9"},
-        }]}],
+        "entry": [
+            {
+                "id": PAGE_ID,
+                "time": 1,
+                "messaging": [
+                    {
+                        "sender": {"id": "2000000000000001"},
+                        "recipient": {"id": PAGE_ID},
+                        "timestamp": 1,
+                        "message": {"mid": "m_cafe", "text": "caf\u00e9"},
+                    }
+                ],
+            }
+        ],
     }
     body, headers = signed_body(payload, APP_SECRET)
     assert b"caf\\u00e9" in body
@@ -144,13 +154,20 @@ async def test_oversize_body_is_413_and_nothing_is_delivered(webhook: TestClient
 
 async def test_batched_post_is_delivered_in_one_call(webhook: TestClient, core: Core) -> None:
     def item(n: int) -> dict[str, Any]:
-        return {"sender": {"id": f"20000000000000{n:02d}"}, "recipient": {"id": PAGE_ID},
-                "timestamp": 1735689700000 + n, "message": {"mid": f"m_batch{n}", "text": f"message {n}"}}
+        return {
+            "sender": {"id": f"20000000000000{n:02d}"},
+            "recipient": {"id": PAGE_ID},
+            "timestamp": 1735689700000 + n,
+            "message": {"mid": f"m_batch{n}", "text": f"message {n}"},
+        }
 
-    payload = {"object": "page", "entry": [
-        {"id": PAGE_ID, "time": 1735689701000, "messaging": [item(1), item(2)]},
-        {"id": PAGE_ID, "time": 1735689702000, "messaging": [item(3), item(4)]},
-    ]}
+    payload = {
+        "object": "page",
+        "entry": [
+            {"id": PAGE_ID, "time": 1735689701000, "messaging": [item(1), item(2)]},
+            {"id": PAGE_ID, "time": 1735689702000, "messaging": [item(3), item(4)]},
+        ],
+    }
     body, headers = signed_body(payload, APP_SECRET)
     status, _answer = await _post(webhook, body, headers)
     assert status == 200
@@ -185,10 +202,23 @@ async def test_other_objects_are_acknowledged_and_dropped(webhook: TestClient, c
 async def test_unknown_kinds_are_logged_by_kind_never_by_text(
     webhook: TestClient, core: Core, caplog: pytest.LogCaptureFixture
 ) -> None:
-    payload = {"object": "page", "entry": [{"id": PAGE_ID, "time": 1, "messaging": [
-        {"sender": {"id": "2000000000000001"}, "recipient": {"id": PAGE_ID}, "timestamp": 1,
-         "message_edit": {"mid": "m_e", "text": "my secret pin 4321", "num_edit": 1}},
-    ]}]}
+    payload = {
+        "object": "page",
+        "entry": [
+            {
+                "id": PAGE_ID,
+                "time": 1,
+                "messaging": [
+                    {
+                        "sender": {"id": "2000000000000001"},
+                        "recipient": {"id": PAGE_ID},
+                        "timestamp": 1,
+                        "message_edit": {"mid": "m_e", "text": "my secret pin 4321", "num_edit": 1},
+                    },
+                ],
+            }
+        ],
+    }
     body, headers = signed_body(payload, APP_SECRET)
     with caplog.at_level(logging.DEBUG, logger="carebridge.messenger"):
         status, answer = await _post(webhook, body, headers)

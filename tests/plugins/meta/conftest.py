@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
-from carebridge_meta import read_signed_json, verify_subscription
 
 from bridge import webhook_app
+from carebridge_meta import read_signed_json, verify_subscription
 
 APP_SECRET = "test-app-secret"
 VERIFY_TOKEN = "test-verify-token"

@@ -8,8 +8,8 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from carebridge_meta import SIGNATURE_HEADER, sign, signature_ok, signed_body
 
+from carebridge_meta import SIGNATURE_HEADER, sign, signature_ok, signed_body
 from tests.plugins.meta.conftest import APP_SECRET, MAX_BODY, Client, MakeClient
 
 # PROTOCOLS §0.2 test vectors (secret test-app-secret): Meta signs the escaped form.

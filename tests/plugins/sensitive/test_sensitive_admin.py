@@ -5,11 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from carebridge_sensitive import SensitivePlugin
-from carebridge_sensitive.admin import load_patterns
 
 from bridge import ConfigError, Finding
 from bridge.config import load_config
+from carebridge_sensitive import SensitivePlugin
+from carebridge_sensitive.admin import load_patterns
 
 PATTERNS = """\
 # Our own references that must not reach a chat app.

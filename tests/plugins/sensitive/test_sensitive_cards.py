@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from carebridge_sensitive.cards import is_card_number, issuer_of
 
+from carebridge_sensitive.cards import is_card_number, issuer_of
 from tests.plugins.sensitive.spans import found
 
 # The networks' and payment providers' published test numbers.

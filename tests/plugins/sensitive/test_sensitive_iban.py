@@ -5,9 +5,9 @@ from __future__ import annotations
 import re
 
 import pytest
-from carebridge_sensitive.iban import find_ibans
 from stdnum import iban, numdb
 
+from carebridge_sensitive.iban import find_ibans
 from tests.plugins.sensitive.spans import found
 
 VALID = [

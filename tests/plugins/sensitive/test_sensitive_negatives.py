@@ -5,8 +5,8 @@ from __future__ import annotations
 import time
 
 import pytest
-from carebridge_sensitive.scan import detect
 
+from carebridge_sensitive.scan import detect
 from tests.plugins.sensitive.spans import found
 
 MUST_NOT_MATCH = {

@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import carebridge_sensitive
-
 from bridge import Finding
 from bridge.config import load_config
 from bridge.plugins import make_plugin_manager

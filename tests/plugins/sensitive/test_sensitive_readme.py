@@ -6,6 +6,7 @@ import re
 from pathlib import Path
 
 import pytest
+
 from carebridge_sensitive import codes, passwords
 from carebridge_sensitive.admin import load_patterns
 from carebridge_sensitive.cards import ISSUERS

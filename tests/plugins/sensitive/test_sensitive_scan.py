@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
+
 from carebridge_sensitive import bsn, codes, passwords
 from carebridge_sensitive.scan import count_digits
-
 from tests.plugins.sensitive.spans import found
 
 BSN_SPELLINGS = (

@@ -15,8 +15,8 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
-from carebridge_whatsapp import WhatsAppChannel
 
+from carebridge_whatsapp import WhatsAppChannel
 from tests.fakes.whatsapp_cloud import FakeWhatsAppCloud
 from tests.plugins.recorder import RecordingCore
 
@@ -40,7 +40,6 @@ def fixture_json(name: str) -> dict[str, Any]:
 
 
 Core = RecordingCore  # the name the tests import
-
 
 
 @pytest.fixture

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from carebridge_whatsapp.address import normalize_e164
 from carebridge_whatsapp.webhook import address_from_wa_id
 

@@ -11,17 +11,17 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
-import carebridge_whatsapp
 import pyotp
 import pytest
 from aiohttp.test_utils import TestServer
-from carebridge_meta import signed_body
 
+import carebridge_whatsapp
+from bridge.app.bridge import Bridge
 from bridge.config import load_config
-from bridge.daemon.bridge import Bridge
 from bridge.plugins import make_plugin_manager
 from bridge.relay import strategies
 from bridge.web import make_app
+from carebridge_meta import signed_body
 from tests.daemon import write_config
 from tests.e2e.harness import add_agent, wait_for
 from tests.fakes.whatsapp_cloud import FakeWhatsAppCloud

@@ -5,11 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from carebridge_whatsapp import WhatsAppChannel
-from carebridge_whatsapp.config import DEFAULT_GRAPH_URL, WhatsAppConfig
 
 from bridge import ConfigError
 from bridge.plugins import make_plugin_manager
+from carebridge_whatsapp import WhatsAppChannel
+from carebridge_whatsapp.config import DEFAULT_GRAPH_URL, WhatsAppConfig
 
 VALID = {
     "enabled": True,

@@ -16,9 +16,9 @@ from pathlib import Path
 import aiohttp
 from aiohttp import web
 from aiohttp.test_utils import TestServer
-from carebridge_meta import sign, signed_body
 
 from bridge.store.keyfile import generate_key, write_key_file
+from carebridge_meta import sign, signed_body
 from tests.daemon import DaemonProcess, run_cli, write_config
 from tests.fakes.whatsapp_cloud import FakeWhatsAppCloud
 from tests.plugins.whatsapp.conftest import (

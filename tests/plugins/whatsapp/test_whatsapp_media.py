@@ -11,12 +11,12 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp.test_utils import TestClient
-from carebridge_meta import signed_body
-from carebridge_whatsapp import WhatsAppChannel
 
 from bridge import Attachment
 from bridge.channel import PendingMedia
 from bridge.errors import UnknownRecordError
+from carebridge_meta import signed_body
+from carebridge_whatsapp import WhatsAppChannel
 from tests.fakes.whatsapp_cloud import FakeWhatsAppCloud
 from tests.plugins.whatsapp.conftest import APP_SECRET, TOKEN, Core
 

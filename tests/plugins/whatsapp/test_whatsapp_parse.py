@@ -5,13 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+
 from carebridge_whatsapp.webhook import (
     UNSUPPORTED_TEXT,
     PayloadError,
     parse_payload,
     parse_status,
 )
-
 from tests.plugins.whatsapp.conftest import PHONE_NUMBER_ID, fixture_json
 
 
@@ -85,13 +85,23 @@ def test_statuses_fixture_maps_every_status_and_the_131047_failure() -> None:
 
 @pytest.mark.parametrize(
     ("status", "code", "window_closed"),
-    [("failed", 131047, True), ("failed", "131047", True), ("failed", 131026, False), ("failed", None, False),
-     ("delivered", 131047, False)],
+    [
+        ("failed", 131047, True),
+        ("failed", "131047", True),
+        ("failed", 131026, False),
+        ("failed", None, False),
+        ("delivered", 131047, False),
+    ],
 )
 def test_only_a_failure_with_131047_is_a_closed_window(status: str, code: object, window_closed: bool) -> None:
     errors = [] if code is None else [{"code": code, "title": "refused"}]
-    item = {"id": "wamid.X", "status": status, "timestamp": "1735689900", "recipient_id": "15550003333",
-            "errors": errors}
+    item = {
+        "id": "wamid.X",
+        "status": status,
+        "timestamp": "1735689900",
+        "recipient_id": "15550003333",
+        "errors": errors,
+    }
     update = parse_status(item)
     assert update is not None and update.window_closed is window_closed
     assert update.error_code == (None if code is None else str(code)), "the code itself is kept as well"

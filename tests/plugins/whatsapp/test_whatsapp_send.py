@@ -8,7 +8,6 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp.test_utils import TestClient
-from carebridge_whatsapp import WhatsAppChannel
 
 from bridge import (
     ChannelAuthError,
@@ -19,6 +18,7 @@ from bridge import (
     OutboundMessage,
     WindowClosedError,
 )
+from carebridge_whatsapp import WhatsAppChannel
 from tests.fakes.whatsapp_cloud import FakeError, FakeWhatsAppCloud
 from tests.plugins.whatsapp.conftest import TEMPLATE, TOKEN, Core
 

@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient
-from carebridge_meta import sign, signed_body
-from carebridge_whatsapp import WhatsAppChannel
 
 from bridge import BridgeError
+from carebridge_meta import sign, signed_body
+from carebridge_whatsapp import WhatsAppChannel
 from tests.plugins.conftest import BlackHole
 from tests.plugins.whatsapp.conftest import (
     APP_SECRET,

@@ -25,10 +25,10 @@ from typing import TYPE_CHECKING, Any
 
 import aiohttp
 
+from bridge.app.metrics import Metrics
+from bridge.app.preflight import channel_problems
 from bridge.channel import Channel, ChannelContext
 from bridge.config import Config
-from bridge.daemon.metrics import Metrics
-from bridge.daemon.preflight import channel_problems
 from bridge.errors import (
     ChannelAuthError,
     ChannelUnavailable,
@@ -124,9 +124,7 @@ class Bridge:
         self.http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60, connect=10))
         self._opened.append("http")
         self.scheduler = AsyncIOScheduler(event_loop=asyncio.get_running_loop())
-        self.relay = Relay(
-            self.store, self.config, self.hooks, self.registry.channels, self.channels, _Observer(self)
-        )
+        self.relay = Relay(self.store, self.config, self.hooks, self.registry.channels, self.channels, _Observer(self))
         for name in self.config.enabled_channels():
             channel_cls = self.registry.channels[name]
             self.channels[name] = channel_cls(self.config.channels[name], self._context(name))
@@ -250,12 +248,11 @@ class Bridge:
             await asyncio.sleep(delay)
             delay = min(delay * 2, RETRY_MAX)
 
-    def spawn(self, coro: Coroutine[Any, Any, None], *, name: str) -> asyncio.Task[None]:
+    def spawn(self, coro: Coroutine[Any, Any, None], *, name: str) -> None:
         """Run ``coro`` as a background task that ``stop()`` cancels and awaits."""
         task = asyncio.get_running_loop().create_task(coro, name=name)
         self._tasks.add(task)
         task.add_done_callback(self._task_done)
-        return task
 
     def _task_done(self, task: asyncio.Task[None]) -> None:
         self._tasks.discard(task)

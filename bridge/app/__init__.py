@@ -1,0 +1,7 @@
+"""The Bridge: every long-lived resource wired together (store, plugins, relay, channels), metrics, pre-flight checks."""
+
+from __future__ import annotations
+
+from bridge.app.bridge import Bridge
+
+__all__ = ["Bridge"]
