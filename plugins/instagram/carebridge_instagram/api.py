@@ -40,19 +40,19 @@ _TIMEOUT = aiohttp.ClientTimeout(total=30)
 def split_message(text: str, limit: int = MAX_TEXT, max_bytes: int = MAX_BYTES) -> list[str]:
     """Split ``text`` into parts of at most ``limit`` characters and ``max_bytes`` UTF-8 bytes, in order.
 
-    Cuts at word boundaries (``bridge.split_text``); a part that is short
-    enough in characters but too long in bytes (emoji, non-Latin scripts) is
-    split again with a proportionally smaller limit. Four bytes per character
-    at most, so ``max_bytes // 4`` characters always fit and this ends.
+    Cuts at word boundaries (``bridge.split_text``). A part short enough in
+    characters but too long in bytes (emoji, non-Latin scripts) is split again
+    with as many characters as its first ``max_bytes`` bytes hold; that count
+    is below the part's length, so every round makes progress.
     """
     parts: list[str] = []
     for part in split_text(text, limit):
-        size = len(part.encode("utf-8"))
-        if size <= max_bytes:
+        encoded = part.encode("utf-8")
+        if len(encoded) <= max_bytes:
             parts.append(part)
-        else:
-            smaller = max(max_bytes // 4, min(limit - 1, limit * max_bytes // size))
-            parts.extend(split_message(part, smaller, max_bytes))
+            continue
+        fitting = len(encoded[:max_bytes].decode("utf-8", "ignore"))
+        parts.extend(split_message(part, max(1, fitting), max_bytes))
     return parts
 
 
