@@ -121,6 +121,13 @@ class FakeBotApi:
             user["last_name"] = last_name
         self._started[chat_id] = user
 
+    def earlier_message(self, chat_id: int, first_name: str = "Ann") -> int:
+        """A message user ``chat_id`` wrote before the test (no update is posted); return its id."""
+        self.user_started(chat_id, first_name)
+        message_id = next(self._next_id[chat_id])
+        self._messages[chat_id].add(message_id)
+        return message_id
+
     def block(self, chat_id: int) -> None:
         """The user blocks the bot: sends to them are 403 from now on."""
         self._blocked.add(chat_id)
