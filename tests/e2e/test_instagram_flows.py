@@ -84,7 +84,8 @@ async def test_an_instagram_customer_is_answered_by_an_agent_on_whatsapp(
         relayed = "[#1 Customer 1 · Instagram] Hi! Is the café open on Sunday?"
         await wait_for(lambda: relayed in world.wa_texts(ALICE), what="the Instagram message relayed to WhatsApp")
 
-        answer = " ".join(["Yes, from 10 to 4."] + ["We also bake fresh bread every morning, with seasonal specials."] * 20)
+        bread = "We also bake fresh bread every morning, with seasonal specials."
+        answer = " ".join(["Yes, from 10 to 4.", *[bread] * 20])
         await world.whatsapp(ALICE, answer)
         await wait_for(lambda: len(graph.texts_to(CUSTOMER)) >= 2, what="the answer, split for Instagram")
         parts = graph.texts_to(CUSTOMER)

@@ -50,6 +50,7 @@ from typing import Any
 
 import aiohttp
 from aiohttp import web
+from aiohttp.test_utils import TestServer
 from carebridge_meta import signed_body
 
 STANDARD_WINDOW = 24 * 3600.0
@@ -126,7 +127,7 @@ class FakeInstagramGraph:
 
     # -- test controls ----------------------------------------------------
 
-    def graph_url(self, server: Any) -> str:
+    def graph_url(self, server: TestServer) -> str:
         """The ``graph_url`` for a channel talking to this fake served by ``server``."""
         return str(server.make_url(f"/{self.version}"))
 
@@ -182,7 +183,10 @@ class FakeInstagramGraph:
         }  # fmt: skip
         self.customer_wrote(igsid, when)
         body, headers = signed_body(payload, self.app_secret)
-        async with aiohttp.ClientSession() as session, session.post(self.webhook_url, data=body, headers=headers) as resp:
+        async with (
+            aiohttp.ClientSession() as session,
+            session.post(self.webhook_url, data=body, headers=headers) as resp,
+        ):
             if resp.status != 200:
                 raise AssertionError(f"bridge answered {resp.status} to an Instagram webhook: {await resp.text()}")
         return mid

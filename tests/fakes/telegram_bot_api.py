@@ -62,6 +62,7 @@ import aiohttp
 from aiohttp import web
 
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
+DEFAULT_TOKEN = "123456789:AAtest-bot-token_0123456789"
 MAX_TEXT = 4096
 WEBHOOK_PORTS = (443, 80, 88, 8443)
 _SECRET = re.compile(r"^[A-Za-z0-9_-]{1,256}$")
@@ -91,7 +92,7 @@ class Failure:
 class FakeBotApi:
     """The fake Bot API; see the module docstring for its contract."""
 
-    def __init__(self, token: str = "123456789:AAtest-bot-token_0123456789", *, insecure_loopback: bool = False) -> None:
+    def __init__(self, token: str = DEFAULT_TOKEN, *, insecure_loopback: bool = False) -> None:
         self.token = token
         self.bot_id = int(token.partition(":")[0])
         self.insecure_loopback = insecure_loopback
@@ -208,7 +209,10 @@ class FakeBotApi:
             return None
         update = {"update_id": next(self._updates), **body}
         headers = {SECRET_HEADER: self.secret_token}
-        async with aiohttp.ClientSession() as session, session.post(self.webhook_url, json=update, headers=headers) as resp:
+        async with (
+            aiohttp.ClientSession() as session,
+            session.post(self.webhook_url, json=update, headers=headers) as resp,
+        ):
             text = await resp.text()
             self.webhook_answers.append((resp.status, text))
             if resp.status != 200:
@@ -318,7 +322,7 @@ class FakeBotApi:
         return {"message_id": message_id, "from": sender, "chat": chat, "date": int(time.time()), "text": text}
 
 
-def _ok(result: Any) -> web.Response:
+def _ok(result: object) -> web.Response:
     return web.json_response({"ok": True, "result": result})
 
 

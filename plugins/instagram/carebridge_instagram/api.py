@@ -93,7 +93,9 @@ class GraphClient:
             raise classify(GraphError.from_response(status, answer), retry_after)
         if not isinstance(answer, dict):
             # Meta accepted the request; a retry could deliver it twice.
-            raise DeliveryError("Instagram API answered 200 without a JSON object", retryable=False, code="bad_response")
+            raise DeliveryError(
+                "Instagram API answered 200 without a JSON object", retryable=False, code="bad_response"
+            )
         return answer
 
     async def send_message(self, body: dict[str, Any]) -> str:

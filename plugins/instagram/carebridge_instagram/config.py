@@ -45,7 +45,9 @@ class InstagramConfig:
 
     def __repr__(self) -> str:
         # Keep secrets out of tracebacks and debug logs.
-        return f"InstagramConfig(ig_user_id={self.ig_user_id!r}, graph_url={self.graph_url!r}, enabled={self.enabled!r})"
+        return (
+            f"InstagramConfig(ig_user_id={self.ig_user_id!r}, graph_url={self.graph_url!r}, enabled={self.enabled!r})"
+        )
 
     @classmethod
     def from_section(cls, section: Mapping[str, Any]) -> InstagramConfig:

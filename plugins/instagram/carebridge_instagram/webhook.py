@@ -150,9 +150,8 @@ def _parse_message(message: Mapping[str, Any], sender: str, ig_user_id: str, whe
         if isinstance(story, Mapping):
             text = _labelled(STORY_REPLY_LABEL, text)
             story_id = _str_or_none(story.get("id"))
-            attachments.append(
-                Attachment(kind="story", url=_str_or_none(story.get("url")), meta={"story_id": story_id} if story_id else {})
-            )
+            meta_of_story: dict[str, object] = {"story_id": story_id} if story_id else {}
+            attachments.append(Attachment(kind="story", url=_str_or_none(story.get("url")), meta=meta_of_story))
         else:
             reply_to = _str_or_none(quoted.get("mid"))
     if any(a.kind == "story_mention" for a in attachments):

@@ -129,7 +129,9 @@ class TelegramChannel(Channel):
         try:
             chat_id = int(self.normalize_address(message.recipient))
         except ValueError:
-            raise DeliveryError("the recipient is not a Telegram chat id", retryable=False, code="bad_recipient") from None
+            raise DeliveryError(
+                "the recipient is not a Telegram chat id", retryable=False, code="bad_recipient"
+            ) from None
         if not message.text.strip():
             raise DeliveryError("nothing to send: the message text is empty", retryable=False, code="empty")
         parts = split_text(message.text, MAX_TEXT)
@@ -143,7 +145,9 @@ class TelegramChannel(Channel):
                 done.append(f"{chat_id}:{await self.api.send_message(payload)}")
         except DeliveryError as err:
             if isinstance(err, ChannelAuthFailed):
-                self.ctx.log.error("Telegram refused the bot token (HTTP %s): renew channels.telegram.bot_token", err.code)
+                self.ctx.log.error(
+                    "Telegram refused the bot token (HTTP %s): renew channels.telegram.bot_token", err.code
+                )
                 self.ctx.report(ChannelState.BAD_CREDENTIALS, f"bot token refused by the Bot API (HTTP {err.code})")
             if not err.retryable:
                 self._partial.finish(message.delivery_id)

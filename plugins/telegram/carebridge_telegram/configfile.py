@@ -15,7 +15,6 @@ import os
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 from urllib.parse import urlsplit
 
 from bridge import ConfigError
@@ -94,11 +93,13 @@ def _public_url(value: object, path: Path) -> str:
     url = value.strip().rstrip("/")
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise ConfigError(f"server.public_url: expected an http(s) URL such as 'https://care.example.org', got {value!r}")
+        raise ConfigError(
+            f"server.public_url: expected an http(s) URL such as 'https://care.example.org', got {value!r}"
+        )
     return url
 
 
-def _resolve(value: Any, key: str, base: Path) -> Any:
+def _resolve(value: object, key: str, base: Path) -> object:
     """Resolve ``env:``, ``file:`` and ``credential:`` references; anything else is returned as it is."""
     if not isinstance(value, str):
         return value

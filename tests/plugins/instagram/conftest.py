@@ -32,6 +32,7 @@ CUSTOMER = "1111111111111111"
 OTHER = "2222222222222222"
 
 Core = RecordingCore
+Client = TestClient[web.Request, web.Application]
 
 
 def fixture_bytes(name: str) -> bytes:
@@ -40,7 +41,8 @@ def fixture_bytes(name: str) -> bytes:
 
 
 def fixture_json(name: str) -> dict[str, Any]:
-    return json.loads(fixture_bytes(name))
+    payload: dict[str, Any] = json.loads(fixture_bytes(name))
+    return payload
 
 
 @pytest.fixture
@@ -89,10 +91,10 @@ async def channel(
 
 @pytest.fixture
 async def webhook(
-    aiohttp_client: Callable[[web.Application], Awaitable[TestClient]],
+    aiohttp_client: Callable[[web.Application], Awaitable[Client]],
     section: dict[str, Any],
     make_channel: Callable[[dict[str, Any]], InstagramChannel],
-) -> TestClient:
+) -> Client:
     """A client for the channel's webhook, mounted at /webhooks/instagram as the core mounts it."""
     channel = make_channel(section)
     root = web.Application(client_max_size=MAX_BODY)

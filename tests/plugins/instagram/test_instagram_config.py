@@ -8,14 +8,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp.test_utils import TestClient
 from carebridge_instagram import InstagramChannel, InstagramConfig
 from carebridge_instagram.config import DEFAULT_GRAPH_URL
 
 from bridge import BridgeError, ChannelState, ConfigError
 from bridge.plugins import make_plugin_manager
 from tests.daemon import run_cli_sync
-from tests.plugins.instagram.conftest import APP_SECRET, IG_USER_ID, TOKEN, Core
+from tests.plugins.instagram.conftest import APP_SECRET, IG_USER_ID, TOKEN, Client, Core
 
 
 def test_valid_section_is_typed_and_graph_url_defaults_to_instagrams_graph_host(section: dict[str, Any]) -> None:
@@ -91,7 +90,7 @@ def test_channel_declares_its_label_limits_and_window() -> None:
 
 
 async def test_simulated_request_passes_the_channels_own_webhook(
-    section: dict[str, Any], webhook: TestClient, core: Core
+    section: dict[str, Any], webhook: Client, core: Core
 ) -> None:
     first = InstagramChannel.simulate(section, "1111111111111142", "Bonjour, ça va ?")
     second = InstagramChannel.simulate(section, "1111111111111142", "again")

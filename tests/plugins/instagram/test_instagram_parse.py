@@ -13,6 +13,7 @@ from carebridge_instagram.webhook import (
     STORY_MENTION_LABEL,
     STORY_REPLY_LABEL,
     UNSUPPORTED_LABEL,
+    Batch,
     PayloadError,
     is_instagram_event,
     parse_events,
@@ -25,7 +26,7 @@ MID = "aWdfZAG1faXRlbToxOklHTWVzc2FnZAUlEOjE3ODQxNDAwMDAwMDAwMDAxOjM0MDI4MjM2N"
 ECHOED = MID + "jUw"
 
 
-def _parse(name: str) -> Any:
+def _parse(name: str) -> Batch:
     return parse_events(fixture_json(name), ig_user_id=IG_USER_ID, now=0.0)
 
 
@@ -33,7 +34,8 @@ def test_story_reply_and_story_mention_reach_the_agent_as_labelled_customer_text
     batch = _parse("instagram-story-reply-and-mention.json")
     reply, mention = batch.messages
     assert (reply.sender, reply.external_id, reply.reply_to) == (CUSTOMER, MID + "jQw", None)
-    assert reply.text == f"{STORY_REPLY_LABEL} Love this! Is it still in stock?" == "[Story reply] Love this! Is it still in stock?"
+    assert reply.text == f"{STORY_REPLY_LABEL} Love this! Is it still in stock?"
+    assert STORY_REPLY_LABEL == "[Story reply]" and STORY_MENTION_LABEL == "[Story mention]"
     assert reply.attachments == (
         Attachment(
             kind="story",
@@ -113,7 +115,8 @@ def test_events_that_store_nothing_are_named_by_kind(event: dict[str, Any], igno
 
 
 def test_our_own_account_as_sender_is_an_echo_even_without_the_flag() -> None:
-    batch = parse_events(_one({"message": {"mid": "m5", "text": "hi"}}, sender=IG_USER_ID), ig_user_id=IG_USER_ID, now=0)
+    payload = _one({"message": {"mid": "m5", "text": "hi"}}, sender=IG_USER_ID)
+    batch = parse_events(payload, ig_user_id=IG_USER_ID, now=0)
     assert batch.ignored == ["echo"] and batch.messages == []
 
 

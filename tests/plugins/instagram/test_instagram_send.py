@@ -72,7 +72,9 @@ async def test_meta_refusing_a_response_after_24h_gets_the_part_again_with_the_t
     assert receipt.external_ids == (graph.sent[0]["_message_id"],)
 
 
-async def test_meta_refusing_even_the_tag_is_window_closed(channel: InstagramChannel, graph: FakeInstagramGraph) -> None:
+async def test_meta_refusing_even_the_tag_is_window_closed(
+    channel: InstagramChannel, graph: FakeInstagramGraph
+) -> None:
     graph.customer_wrote(CUSTOMER, time.time() - 8 * 24 * HOUR)
     with pytest.raises(WindowClosedError) as info:
         await channel.send(_out(wrote_ago=HOUR))
@@ -91,7 +93,9 @@ async def test_a_template_is_refused_without_any_request(channel: InstagramChann
     assert info.value.code == "no_template" and graph.requests == []
 
 
-async def test_long_text_is_split_at_word_boundaries_in_order(channel: InstagramChannel, graph: FakeInstagramGraph) -> None:
+async def test_long_text_is_split_at_word_boundaries_in_order(
+    channel: InstagramChannel, graph: FakeInstagramGraph
+) -> None:
     graph.customer_wrote(CUSTOMER)
     words = [f"w{i:04d}" for i in range(480)]  # 480 × 6 - 1 = 2879 characters
     receipt = await channel.send(_out(" ".join(words)))
@@ -215,9 +219,8 @@ async def test_a_refused_token_is_channel_auth_failed_and_reported_without_the_t
 ) -> None:
     graph.customer_wrote(CUSTOMER)
     channel = make_channel({**section, "access_token": "IGQW-expired-token"})
-    with caplog.at_level(logging.DEBUG):
-        with pytest.raises(ChannelAuthFailed) as info:
-            await channel.send(_out())
+    with caplog.at_level(logging.DEBUG), pytest.raises(ChannelAuthFailed) as info:
+        await channel.send(_out())
     assert info.value.code == "190"
     assert core.reports[-1][0] is ChannelState.BAD_CREDENTIALS
     assert "channels.instagram.access_token" in caplog.text
@@ -249,7 +252,9 @@ async def test_empty_text_is_refused_before_any_request(channel: InstagramChanne
     assert (info.value.retryable, info.value.code) == (False, "empty") and graph.requests == []
 
 
-async def test_mark_read_sends_the_mark_seen_sender_action(channel: InstagramChannel, graph: FakeInstagramGraph) -> None:
+async def test_mark_read_sends_the_mark_seen_sender_action(
+    channel: InstagramChannel, graph: FakeInstagramGraph
+) -> None:
     graph.customer_wrote(CUSTOMER)
     await channel.mark_read(CUSTOMER, "aWdf_some_mid")
     assert graph.actions == [{"recipient": {"id": CUSTOMER}, "sender_action": "mark_seen"}]

@@ -28,6 +28,7 @@ MAX_BODY = 64 * 1024
 ANN = 43
 
 Core = RecordingCore
+Client = TestClient[web.Request, web.Application]
 
 
 def fixture_bytes(name: str) -> bytes:
@@ -36,7 +37,8 @@ def fixture_bytes(name: str) -> bytes:
 
 
 def fixture_json(name: str) -> dict[str, Any]:
-    return json.loads(fixture_bytes(name))
+    payload: dict[str, Any] = json.loads(fixture_bytes(name))
+    return payload
 
 
 @pytest.fixture
@@ -78,10 +80,10 @@ async def channel(
 
 @pytest.fixture
 async def webhook(
-    aiohttp_client: Callable[[web.Application], Awaitable[TestClient]],
+    aiohttp_client: Callable[[web.Application], Awaitable[Client]],
     section: dict[str, Any],
     make_channel: Callable[[dict[str, Any]], TelegramChannel],
-) -> TestClient:
+) -> Client:
     """A client for the channel's webhook, mounted at /webhooks/telegram as the core mounts it."""
     channel = make_channel(section)
     root = web.Application(client_max_size=MAX_BODY)

@@ -23,7 +23,9 @@ async def _fake(aiohttp_server: Serve) -> tuple[FakeBotApi, str]:
     return api, str(server.make_url("")).rstrip("/")
 
 
-def _config(tmp_path: Path, api_url: str, *, public_url: str | None = "https://care.example.org/", extra: str = "") -> Path:
+def _config(
+    tmp_path: Path, api_url: str, *, public_url: str | None = "https://care.example.org/", extra: str = ""
+) -> Path:
     server = f'[server]\npublic_url = "{public_url}"\n' if public_url is not None else ""
     path = tmp_path / "bridge.toml"
     path.write_text(
@@ -117,7 +119,7 @@ async def test_an_unreachable_bot_api_exits_1_naming_the_server_only(tmp_path: P
     [
         (None, "", ENV, "server.public_url: required to register the webhook"),
         ("ftp://care.example.org", "", ENV, "server.public_url: expected an http(s) URL"),
-        ("https://care.example.org", "", {}, "channels.telegram.bot_token: environment variable TG_TEST_TOKEN is not set"),
+        ("https://care.example.org", "", {}, "channels.telegram.bot_token: environment variable TG_TEST_TOKEN"),
         ("https://care.example.org", "enabled = false\n", ENV, "channels.telegram: not enabled"),
         ("https://care.example.org", 'flavour = "x"\n', ENV, "channels.telegram.flavour: unknown key"),
     ],

@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp.test_utils import TestClient
 from carebridge_telegram import TelegramChannel, TelegramConfig
 from carebridge_telegram.config import DEFAULT_API_URL
 
@@ -17,7 +16,7 @@ from bridge import BridgeError, ChannelAuthError, ChannelState, ChannelUnavailab
 from bridge.plugins import make_plugin_manager
 from tests.daemon import run_cli_sync
 from tests.fakes.telegram_bot_api import FakeBotApi
-from tests.plugins.telegram.conftest import BOT_TOKEN, SECRET, Core
+from tests.plugins.telegram.conftest import BOT_TOKEN, SECRET, Client, Core
 
 
 def test_valid_section_is_typed_and_api_url_defaults_to_telegrams(section: dict[str, Any]) -> None:
@@ -68,7 +67,10 @@ def test_the_longest_allowed_webhook_secret_is_accepted(section: dict[str, Any])
     assert TelegramConfig.from_section({**section, "webhook_secret": "A-z_9" * 51 + "x"}).webhook_secret
 
 
-@pytest.mark.parametrize(("raw", "expected"), [("0043", "43"), ("43", "43"), (" +43 ", "43"), ("-1001234567890", "-1001234567890"), ("-0", "0")])
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [("0043", "43"), ("43", "43"), (" +43 ", "43"), ("-1001234567890", "-1001234567890"), ("-0", "0")],
+)
 def test_normalize_address_returns_the_canonical_integer(raw: str, expected: str) -> None:
     assert TelegramChannel.normalize_address(raw) == expected
 
@@ -134,7 +136,7 @@ async def test_start_when_the_bot_api_is_unreachable_is_channel_unavailable(
 
 
 async def test_simulated_request_passes_the_channels_own_webhook(
-    section: dict[str, Any], webhook: TestClient, core: Core
+    section: dict[str, Any], webhook: Client, core: Core
 ) -> None:
     first = TelegramChannel.simulate(section, "0043", "Grüß Gott")
     second = TelegramChannel.simulate(section, "43", "again")

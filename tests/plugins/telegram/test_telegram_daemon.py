@@ -71,4 +71,4 @@ async def test_daemon_serves_the_telegram_webhook_registered_by_set_webhook(
     texts = [m["text"] for c in exported["conversations"] for m in c["messages"] if m["direction"] == "in"]
     assert texts == ["Grüß Gott! Wo bleibt mein Paket?", "Hello from simulate"]
     stored = b"".join(p.read_bytes() for p in (tmp_path / "var").glob("carebridge.db*"))
-    assert "Paket".encode() not in stored and b"Hello from simulate" not in stored and "Müller".encode() not in stored
+    assert b"Paket" not in stored and b"Hello from simulate" not in stored and "Müller".encode() not in stored

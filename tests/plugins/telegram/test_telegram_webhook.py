@@ -9,20 +9,20 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
 from aiohttp import web
-from aiohttp.test_utils import TestClient
 
 from tests.plugins.conftest import BlackHole
-from tests.plugins.telegram.conftest import MAX_BODY, SECRET, Core, fixture_bytes
+from tests.plugins.telegram.conftest import MAX_BODY, SECRET, Client, Core, fixture_bytes
 
 URL = "/webhooks/telegram"
 HEADER = "X-Telegram-Bot-Api-Secret-Token"
 
 
-async def _post(client: TestClient, body: bytes, secret: str | None = SECRET) -> tuple[int, str]:
+async def _post(client: Client, body: bytes, secret: str | None = SECRET) -> tuple[int, str]:
     headers = {"Content-Type": "application/json"}
     if secret is not None:
         headers[HEADER] = secret
@@ -31,7 +31,7 @@ async def _post(client: TestClient, body: bytes, secret: str | None = SECRET) ->
 
 
 async def test_an_authenticated_update_is_stored_then_answered_with_an_empty_200(
-    webhook: TestClient, core: Core, caplog: pytest.LogCaptureFixture
+    webhook: Client, core: Core, caplog: pytest.LogCaptureFixture
 ) -> None:
     with caplog.at_level(logging.DEBUG):
         status, text = await _post(webhook, fixture_bytes("telegram-private-text.json"))
@@ -44,21 +44,22 @@ async def test_an_authenticated_update_is_stored_then_answered_with_an_empty_200
     assert "Paket" not in caplog.text and SECRET not in caplog.text
 
 
-async def test_both_mount_paths_answer(webhook: TestClient, core: Core) -> None:
+async def test_both_mount_paths_answer(webhook: Client, core: Core) -> None:
     for path in (URL, URL + "/"):
-        async with webhook.post(path, data=fixture_bytes("telegram-private-text.json"), headers={HEADER: SECRET}) as resp:
+        body = fixture_bytes("telegram-private-text.json")
+        async with webhook.post(path, data=body, headers={HEADER: SECRET}) as resp:
             assert resp.status == 200
     assert [m.external_id for m in core.messages] == ["43:17", "43:17"]  # the core drops the redelivery
 
 
-async def test_a_missing_secret_token_is_401_and_nothing_is_stored(webhook: TestClient, core: Core) -> None:
+async def test_a_missing_secret_token_is_401_and_nothing_is_stored(webhook: Client, core: Core) -> None:
     status, text = await _post(webhook, fixture_bytes("telegram-private-text.json"), secret=None)
     assert status == 401 and json.loads(text)["error"]["code"] == "secret_token_missing"
     assert core.deliveries == []
 
 
 @pytest.mark.parametrize("wrong", ["", "test-webhook-secret_0123-abd", SECRET + "x", SECRET[:-1], "ünïcode"])
-async def test_a_wrong_secret_token_is_403_and_nothing_is_stored(webhook: TestClient, core: Core, wrong: str) -> None:
+async def test_a_wrong_secret_token_is_403_and_nothing_is_stored(webhook: Client, core: Core, wrong: str) -> None:
     async with webhook.post(
         URL, data=fixture_bytes("telegram-private-text.json"), headers={HEADER: wrong.encode().decode("latin-1")}
     ) as resp:
@@ -67,19 +68,19 @@ async def test_a_wrong_secret_token_is_403_and_nothing_is_stored(webhook: TestCl
     assert core.deliveries == []
 
 
-async def test_a_get_is_not_allowed(webhook: TestClient) -> None:
+async def test_a_get_is_not_allowed(webhook: Client) -> None:
     async with webhook.get(URL, headers={HEADER: SECRET}) as resp:
         assert resp.status == 405
 
 
-async def test_malformed_json_is_400(webhook: TestClient, core: Core) -> None:
+async def test_malformed_json_is_400(webhook: Client, core: Core) -> None:
     for body in (b'{"update_id": 1, "message": {', b"[1, 2]", b"\xff\xfe"):
         status, text = await _post(webhook, body)
         assert status == 400 and json.loads(text)["error"]["code"] == "malformed_json"
     assert core.deliveries == []
 
 
-async def test_an_oversize_body_is_413(webhook: TestClient, core: Core) -> None:
+async def test_an_oversize_body_is_413(webhook: Client, core: Core) -> None:
     update = json.loads(fixture_bytes("telegram-private-text.json"))
     update["message"]["text"] = "x" * (MAX_BODY + 1)
     status, text = await _post(webhook, json.dumps(update).encode())
@@ -87,13 +88,13 @@ async def test_an_oversize_body_is_413(webhook: TestClient, core: Core) -> None:
     assert core.deliveries == []
 
 
-async def test_storing_failure_is_500_so_that_telegram_posts_the_update_again(webhook: TestClient, core: Core) -> None:
+async def test_storing_failure_is_500_so_that_telegram_posts_the_update_again(webhook: Client, core: Core) -> None:
     core.fail_deliver = RuntimeError("store unavailable")
     status, text = await _post(webhook, fixture_bytes("telegram-private-text.json"))
     assert status == 500 and json.loads(text)["error"]["code"] == "store_failed"
 
 
-async def test_a_button_press_is_stored_and_acknowledged_in_the_webhook_answer(webhook: TestClient, core: Core) -> None:
+async def test_a_button_press_is_stored_and_acknowledged_in_the_webhook_answer(webhook: Client, core: Core) -> None:
     status, text = await _post(webhook, fixture_bytes("telegram-callback-query.json"))
     assert status == 200
     assert json.loads(text) == {"method": "answerCallbackQuery", "callback_query_id": "4382bfdwdsb323b2d9"}
@@ -110,7 +111,7 @@ async def test_a_button_press_is_stored_and_acknowledged_in_the_webhook_answer(w
     ],
 )
 async def test_what_is_not_stored_is_acknowledged_and_logged_by_kind_only(
-    webhook: TestClient, core: Core, caplog: pytest.LogCaptureFixture, fixture: str, kind: str
+    webhook: Client, core: Core, caplog: pytest.LogCaptureFixture, fixture: str, kind: str
 ) -> None:
     with caplog.at_level(logging.INFO, logger="carebridge.telegram"):
         assert await _post(webhook, fixture_bytes(fixture)) == (200, "")
@@ -121,11 +122,15 @@ async def test_what_is_not_stored_is_acknowledged_and_logged_by_kind_only(
 
 
 async def test_answered_without_any_call_to_the_bot_api(
-    section: dict[str, Any], make_channel: Any, aiohttp_client: Any, core: Core, black_hole: BlackHole
+    section: dict[str, Any],
+    make_channel: Callable[[dict[str, Any]], Any],
+    aiohttp_client: Callable[[web.Application], Awaitable[Client]],
+    core: Core,
+    black_hole: BlackHole,
 ) -> None:
     channel = make_channel({**section, "api_url": black_hole.url})
     root = web.Application(client_max_size=MAX_BODY)
     root.add_subapp(URL, channel.web_app())
-    client: TestClient = await aiohttp_client(root)
+    client = await aiohttp_client(root)
     assert (await _post(client, fixture_bytes("telegram-private-text.json")))[0] == 200
     assert len(core.messages) == 1 and black_hole.connections == 0
