@@ -88,7 +88,7 @@ async def test_add_prints_uri_and_qr_and_stores_only_ciphertext(cfg: Path) -> No
     ("args", "message"),
     [
         (("--channel", "whatsapp:12"), "carebridge: --channel: not an E.164 phone number: '12'"),
-        (("--channel", "telegram:55"), "carebridge: --channel: unknown channel 'telegram'"),
+        (("--channel", "signal:55"), "carebridge: --channel: unknown channel 'signal'"),
         (("--channel", "whatsapp"), "carebridge: --channel: expected CHANNEL:ADDRESS"),
     ],
 )
