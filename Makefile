@@ -1,6 +1,7 @@
 # Carebridge developer and quick-start targets.
 #   make run    install into .venv and run the daemon on its embedded defaults (./var, 127.0.0.1:8080)
-#   make test   install into .venv with the test extra and run the whole test suite
+#   make test   install into .venv with the test extra, run the static checks and the whole test suite
+#   make check  the static checks only: ruff (lint and format), mypy --strict, the import-layer contract
 #   make clean  remove the virtualenv and build leftovers (never ./var: it holds your data and key)
 
 PYTHON ?= python3
@@ -11,7 +12,7 @@ PLUGINS := $(patsubst %/pyproject.toml,%,$(wildcard plugins/*/pyproject.toml))
 EDITABLES := -e '.[test]' $(foreach p,$(PLUGINS),-e $(p))
 STAMP := $(VENV)/.carebridge-installed
 
-.PHONY: install run test clean
+.PHONY: install run test check clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -26,7 +27,13 @@ install: $(STAMP)
 run: install
 	$(BIN)/carebridge run
 
-test: install
+check: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+	$(BIN)/lint-imports
+
+test: check
 	$(BIN)/python -m pytest -q
 
 clean:

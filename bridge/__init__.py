@@ -15,6 +15,7 @@ from bridge.channel import (
     RegisterChannel,
     SimulatedRequest,
 )
+from bridge.config import Config, add_config_option, load_config
 from bridge.errors import (
     BridgeError,
     ChannelAuthError,
@@ -58,6 +59,7 @@ __all__ = [
     "ChannelError",
     "ChannelState",
     "ChannelUnavailable",
+    "Config",
     "ConfigError",
     "DeliveryError",
     "DeliveryReceipt",
@@ -74,10 +76,12 @@ __all__ = [
     "UnknownRecordError",
     "WindowClosedError",
     "__version__",
+    "add_config_option",
     "hand_over",
     "hookimpl",
     "http_error",
     "json_error",
+    "load_config",
     "read_body",
     "split_text",
     "webhook_app",

@@ -148,7 +148,7 @@ def register_cli(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]
     """Add subcommands to the ``carebridge`` CLI.
 
     Create a parser with ``subparsers.add_parser(...)``, give it
-    ``-c/--config`` with ``bridge.cli.add_config_option(parser)`` and set
+    ``-c/--config`` with ``bridge.add_config_option(parser)`` and set
     ``func=callable(args) -> int`` with ``parser.set_defaults``. Raise a
     ``BridgeError`` for a user error: the CLI prints it as one line and exits
     1. ``args.plugin_registry`` holds the plugins already loaded. An

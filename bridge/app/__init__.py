@@ -1,4 +1,4 @@
-"""The Bridge: every long-lived resource wired together (store, plugins, relay, channels), metrics, pre-flight checks."""
+"""The Bridge: every long-lived resource wired together (store, plugins, relay, channels); metrics; pre-flight."""
 
 from __future__ import annotations
 

@@ -15,24 +15,16 @@ import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from bridge.config.options import add_config_option
 from bridge.errors import BridgeError
 
 if TYPE_CHECKING:
     from bridge.plugins import PluginRegistry
 
+__all__ = ["add_config_option", "build_parser", "main"]
+
 # Core subcommand modules, in the order ``--help`` lists them.
 _SUBCOMMANDS = ("init", "run", "check_config", "plugins", "agent", "keys", "gdpr", "audit", "simulate")
-
-
-def add_config_option(parser: argparse.ArgumentParser) -> None:
-    """Give a leaf parser ``-c/--config FILE`` (accepted anywhere among its arguments)."""
-    parser.add_argument(
-        "-c",
-        "--config",
-        metavar="FILE",
-        default=None,
-        help="configuration file (default: $CAREBRIDGE_CONFIG, ./bridge.toml, else embedded defaults)",
-    )
 
 
 def build_parser(*, with_plugins: bool = True) -> argparse.ArgumentParser:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from bridge.config.options import add_config_option
 from bridge.config.settings import (
     Config,
     DeliveryConfig,
@@ -22,6 +23,7 @@ from bridge.config.values import resolve_secret
 
 __all__ = [
     "Config",
+    "add_config_option",
     "DeliveryConfig",
     "LoggingConfig",
     "PluginsConfig",

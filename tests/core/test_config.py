@@ -240,7 +240,10 @@ def test_example_bridge_toml_is_the_init_template_and_both_load(tmp_path: Path) 
     assert example.replace('key = "file:var/master.key" #', 'key = "file:master.key"     #') == template
     config = load_config(root / "bridge.toml")
     assert config.store.key == f"file:{root / 'var' / 'master.key'}"
-    assert set(config.channels) == {"messenger", "whatsapp", "email"} and config.enabled_channels() == []
+    assert (
+        set(config.channels) == {"messenger", "whatsapp", "email", "instagram", "telegram"}
+        and config.enabled_channels() == []
+    )
     # Every documented key of the core sections is present in the example.
     for section in (
         "server",

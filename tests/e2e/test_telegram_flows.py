@@ -129,11 +129,6 @@ async def test_an_agent_on_telegram_answers_a_messenger_customer(world: World, s
     assert TOKEN not in daemon.stderr and "Belgium" not in daemon.stderr
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the core stores an agent's address as typed (Address.parse); Channel.normalize_address is not "
-    "called at enrolment yet, so telegram:0043 is stored as '0043' and chat 43 is not recognised",
-)
 async def test_an_agent_enrolled_as_telegram_0043_is_recognised_writing_from_chat_43(
     world: World, setup: Setup
 ) -> None:

@@ -51,6 +51,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 from aiohttp.test_utils import TestServer
+
 from carebridge_meta import signed_body
 
 STANDARD_WINDOW = 24 * 3600.0

@@ -17,9 +17,9 @@ import json
 from typing import Any
 
 import aiohttp
-from carebridge_meta import GraphError
 
 from bridge import ChannelAuthFailed, DeliveryError, WindowClosedError, split_text
+from carebridge_meta import GraphError
 
 #: Longest text one Instagram message may carry: Meta's pages say both "less than 1000
 #: characters" and "UTF-8 and 1000 bytes or less", so every part keeps to both limits.

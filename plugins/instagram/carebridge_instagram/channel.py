@@ -19,7 +19,6 @@ from types import MappingProxyType
 from typing import Any, ClassVar
 
 from aiohttp import web
-from carebridge_meta import read_signed_json, signed_body, verify_subscription
 
 from bridge import (
     BridgeError,
@@ -37,6 +36,7 @@ from bridge import (
     json_error,
     webhook_app,
 )
+from carebridge_meta import read_signed_json, signed_body, verify_subscription
 
 from .api import MAX_TEXT, GraphClient, split_message
 from .config import InstagramConfig

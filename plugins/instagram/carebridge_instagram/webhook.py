@@ -195,8 +195,7 @@ def _parse_postback(postback: Mapping[str, Any], sender: str, when: float, batch
 
 
 def _parse_receipt(
-    body: Mapping[str, Any],
-    status: Literal["delivered", "read"], customer: str, timestamp: float | None, batch: Batch
+    body: Mapping[str, Any], status: Literal["delivered", "read"], customer: str, timestamp: float | None, batch: Batch
 ) -> None:
     """``read`` names one ``mid`` (``messaging_seen``); a watermark or ``mids`` list is read too."""
     watermark = _seconds(body.get("watermark"))

@@ -89,9 +89,7 @@ class BotApi:
                 header = resp.headers.get("Retry-After")
         except (TimeoutError, aiohttp.ClientError) as err:
             # Name the failure class only, and do not chain: the URL carries the token.
-            raise DeliveryError(
-                f"Bot API unreachable ({type(err).__name__})", retryable=True, code="network"
-            ) from None
+            raise DeliveryError(f"Bot API unreachable ({type(err).__name__})", retryable=True, code="network") from None
         return parse_answer(status, raw, header)
 
     async def send_message(self, payload: dict[str, Any]) -> int:

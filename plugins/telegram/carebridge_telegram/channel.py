@@ -228,4 +228,3 @@ def _log_ignored(log: logging.Logger, kinds: list[str]) -> None:
     if kinds:
         counts = Counter(kinds)
         log.info("ignored Telegram updates: %s", ", ".join(f"{kind} x{n}" for kind, n in sorted(counts.items())))
-

@@ -16,7 +16,7 @@ from typing import Any
 
 import aiohttp
 
-from bridge import BridgeError, DeliveryError
+from bridge import BridgeError, DeliveryError, add_config_option
 
 from .api import Answer, BotApi
 from .configfile import load_cli_settings
@@ -43,13 +43,7 @@ def add_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]
     set_webhook.add_argument(
         "--drop-pending-updates", action="store_true", help="discard the updates Telegram is still holding for the bot"
     )
-    set_webhook.add_argument(
-        "-c",
-        "--config",
-        metavar="FILE",
-        default=None,
-        help="configuration file (default: $CAREBRIDGE_CONFIG, else ./bridge.toml)",
-    )
+    add_config_option(set_webhook)
     set_webhook.set_defaults(func=run_set_webhook)
 
 

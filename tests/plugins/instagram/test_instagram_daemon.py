@@ -14,9 +14,9 @@ from pathlib import Path
 import aiohttp
 from aiohttp import web
 from aiohttp.test_utils import TestServer
-from carebridge_meta import sign
 
 from bridge.store.keyfile import generate_key, write_key_file
+from carebridge_meta import sign
 from tests.daemon import DaemonProcess, run_cli, write_config
 from tests.fakes.instagram_graph import FakeInstagramGraph
 from tests.plugins.instagram.conftest import APP_SECRET, CUSTOMER, IG_USER_ID, TOKEN, VERIFY_TOKEN, fixture_bytes

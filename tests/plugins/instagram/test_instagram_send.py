@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 from carebridge_instagram import InstagramChannel
 from carebridge_instagram.api import classify, split_message
-from carebridge_meta import GraphError
 
 from bridge import ChannelAuthFailed, ChannelState, DeliveryError, OutboundMessage, WindowClosedError
+from carebridge_meta import GraphError
 from tests.fakes.instagram_graph import FakeInstagramGraph
 from tests.plugins.instagram.conftest import CUSTOMER, IG_USER_ID, TOKEN, Core
 

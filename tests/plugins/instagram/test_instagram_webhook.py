@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 from aiohttp import web
-from carebridge_meta import sign, signed_body
 
+from carebridge_meta import sign, signed_body
 from tests.plugins.conftest import BlackHole
 from tests.plugins.instagram.conftest import (
     APP_SECRET,

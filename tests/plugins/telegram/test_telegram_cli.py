@@ -136,11 +136,11 @@ async def test_configuration_mistakes_exit_1_naming_the_key(
 async def test_a_file_without_a_telegram_section_or_no_file_at_all_exits_1(tmp_path: Path) -> None:
     (tmp_path / "bridge.toml").write_text('[server]\npublic_url = "https://care.example.org"\n', encoding="utf-8")
     status, _out, err = await run_cli("telegram", "set-webhook", "-c", str(tmp_path / "bridge.toml"), cwd=tmp_path)
-    assert status == 1 and "channels.telegram: not configured in" in err
+    assert status == 1 and "channels.telegram: not configured (config file " in err
     empty = tmp_path / "empty"
     empty.mkdir()
     status, _out, err = await run_cli("telegram", "set-webhook", cwd=empty)
-    assert status == 1 and "no bridge.toml in the current directory" in err
+    assert status == 1 and "channels.telegram: not configured (embedded defaults" in err
     status, _out, err = await run_cli("telegram", "set-webhook", "-c", str(empty / "nope.toml"), cwd=empty)
     assert status == 1 and "configuration file not found (from -c)" in err
 
