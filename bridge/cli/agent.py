@@ -279,7 +279,7 @@ def run_disable(args: argparse.Namespace) -> int:
 
 def _relay_context(args: argparse.Namespace, config: Any) -> Any:
     """The relay context the daemon would use, so requeueing routes exactly as it would."""
-    from bridge.relay.commands import CommandTable
+    from bridge.relay.command_table import CommandTable
     from bridge.relay.context import RelayContext
     from bridge.relay.rules import load_rules
     from bridge.relay.templates import load_templates

@@ -20,7 +20,7 @@ from bridge.errors import ConfigError
 from bridge.models import InboundMessage, StatusUpdate
 from bridge.plugins.hooks import Hooks
 from bridge.relay import fallbacks, media
-from bridge.relay.commands import CommandTable
+from bridge.relay.command_table import CommandTable
 from bridge.relay.context import RelayContext, RelayObserver, SilentObserver
 from bridge.relay.ingest import IngestResult, ingest_batch
 from bridge.relay.rules import Rules, load_rules

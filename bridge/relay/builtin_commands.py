@@ -15,10 +15,10 @@ from bridge import agents as agents_repo
 from bridge.agents import login
 from bridge.hookspecs import hookimpl
 from bridge.relay import transfer
+from bridge.relay.command_table import CommandTable
 from bridge.relay.commands import (
     CommandContext,
     CommandRefused,
-    CommandTable,
     actor,
     customer_window_open,
     label,

@@ -23,7 +23,7 @@ from bridge.relay.templates import Templates
 if TYPE_CHECKING:
     from bridge.channel import Channel
     from bridge.config import Config
-    from bridge.relay.commands import CommandTable
+    from bridge.relay.command_table import CommandTable
     from bridge.store import Tx
 
 

@@ -10,12 +10,11 @@ from bridge import agents
 from bridge.errors import PluginLoadError
 from bridge.hookspecs import hookimpl
 from bridge.plugins import make_plugin_manager
+from bridge.relay.command_table import CommandTable, parse_command
 from bridge.relay.commands import (
     CommandContext,
     CommandRefused,
-    CommandTable,
     own_conversation,
-    parse_command,
 )
 from bridge.relay.context import SilentObserver
 from tests.core.agentkit import Desk, db_bytes
