@@ -178,7 +178,9 @@ class GatedProtocol(asyncio.Protocol):
         self._inner.connection_made(transport)
 
     def _refuse(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.WriteTransport)
+        if not isinstance(transport, asyncio.WriteTransport):  # every TCP or TLS transport is one
+            transport.close()
+            return
         transport.write(_REFUSAL_RESPONSE)
         # Let the client finish its request and read the answer; a close with
         # unread bytes would reset the connection before it could.
