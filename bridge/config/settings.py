@@ -39,7 +39,13 @@ _CHANNEL_NAME = re.compile(r"^[a-z][a-z0-9_-]*$")
 
 @dataclass(frozen=True)
 class ServerConfig:
-    """``[server]``: where the HTTP server listens and how it behaves."""
+    """``[server]``: where the HTTP server listens and how it behaves.
+
+    The edge limits (``header_timeout`` … ``max_inflight_body_bytes_per_address``)
+    bound what slow or numerous clients can hold (``bridge.web.edge``).
+    ``admin_listen`` is ``(host, port)`` or None; ``admin_token`` is the
+    resolved secret (hidden from ``repr``) or ``""``.
+    """
 
     host: str = "127.0.0.1"
     port: int = 8080
@@ -48,6 +54,13 @@ class ServerConfig:
     shutdown_timeout: float = 10.0
     tls_cert: Path | None = None
     tls_key: Path | None = None
+    header_timeout: float = 10.0
+    body_timeout: float = 10.0
+    max_connections_per_address: int = 100
+    max_inflight_body_bytes: int = 64 * 1024 * 1024
+    max_inflight_body_bytes_per_address: int = 16 * 1024 * 1024
+    admin_listen: tuple[str, int] | None = None
+    admin_token: str = field(default="", repr=False)
 
 
 @dataclass(frozen=True)
@@ -180,6 +193,13 @@ _SCHEMA: dict[str, tuple[type, dict[str, Parser]]] = {
             "shutdown_timeout": cv.duration,
             "tls_cert": cv.optional_path,
             "tls_key": cv.optional_path,
+            "header_timeout": cv.positive_duration,
+            "body_timeout": cv.positive_duration,
+            "max_connections_per_address": cv.integer(0),
+            "max_inflight_body_bytes": cv.integer(1),
+            "max_inflight_body_bytes_per_address": cv.integer(1),
+            "admin_listen": cv.listen_address,
+            "admin_token": cv.string,
         },
     ),
     "logging": (LoggingConfig, {"level": cv.choice(LOG_LEVELS)}),
@@ -297,11 +317,21 @@ def parse_config(data: Mapping[str, Any], *, path: Path | None, base_dir: Path) 
     if (server.tls_cert is None) != (server.tls_key is None):
         missing = "server.tls_key" if server.tls_key is None else "server.tls_cert"
         raise ConfigError(f"{missing}: required when the other of tls_cert/tls_key is set")
+    _check_server(server)
     delivery: DeliveryConfig = sections["delivery"]
     if delivery.retry_max < delivery.retry_base:
         raise ConfigError("delivery.retry_max: must not be shorter than delivery.retry_base")
     channels = _channels(data.get("channels", {}), base_dir)
     return Config(path=path, base_dir=base_dir, channels=channels, **sections)
+
+
+def _check_server(server: ServerConfig) -> None:
+    """Cross-key rules of ``[server]``: budgets that can hold one full body, two distinct listeners."""
+    for key in ("max_inflight_body_bytes", "max_inflight_body_bytes_per_address"):
+        if getattr(server, key) < server.max_body:
+            raise ConfigError(f"server.{key}: must be at least server.max_body ({server.max_body})")
+    if server.admin_listen is not None and server.admin_listen == (server.host, server.port):
+        raise ConfigError("server.admin_listen: must differ from server.host:server.port")
 
 
 def find_config_file(path: str | Path | None) -> Path | None:

@@ -75,6 +75,26 @@ def duration(value: object, key: str, base_dir: Path) -> float:
     return parse_duration(value, key)
 
 
+def positive_duration(value: object, key: str, base_dir: Path) -> float:
+    """A duration longer than zero."""
+    seconds = duration(value, key, base_dir)
+    if seconds <= 0:
+        raise ConfigError(f"{key}: expected a duration longer than 0, got {value!r}")
+    return seconds
+
+
+def listen_address(value: object, key: str, base_dir: Path) -> tuple[str, int] | None:
+    """``HOST:PORT`` (``[::1]:9090`` for IPv6) as ``(host, port)``, or None for ``""``."""
+    text = string(value, key, base_dir).strip()
+    if not text:
+        return None
+    match = re.fullmatch(r"\[([0-9A-Fa-f:.]+)\]:(\d{1,5})|([^\s:\[\]]+):(\d{1,5})", text)
+    port = int(match.group(2) or match.group(4)) if match else 0
+    if match is None or not 1 <= port <= 65535:
+        raise ConfigError(f"{key}: expected HOST:PORT such as '127.0.0.1:9090', got {value!r}")
+    return (match.group(1) or match.group(3), port)
+
+
 def path(value: object, key: str, base_dir: Path) -> Path:
     """A non-empty path, relative to ``base_dir``."""
     text = string(value, key, base_dir)

@@ -1,7 +1,9 @@
 """One run of the daemon process: the bridge, the web runner, signals and sd_notify.
 
 Sequence: load the config, log which one, load plugins, open the bridge,
-start the app (which starts the bridge), listen, ``READY=1``. SIGTERM/SIGINT:
+start the app (which starts the bridge), listen (and on ``[server]
+admin_listen`` for /healthz and /metrics), ``READY=1``. Every listener puts
+the edge limits in front of aiohttp (``bridge.web.edge``). SIGTERM/SIGINT:
 ``STOPPING=1``, stop listening, let in-flight requests finish, stop workers
 and channels, exit 0 — all within ``server.shutdown_timeout``. SIGHUP:
 ``RELOADING=1``, re-read the file, apply what can change live, log each
@@ -15,6 +17,7 @@ import dataclasses
 import logging
 import signal
 import ssl
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
@@ -23,6 +26,10 @@ from bridge.daemon.logs import mask_secrets, secrets_in, set_level
 from bridge.daemon.notify import Notifier
 from bridge.errors import BridgeError, ConfigError
 from bridge.plugins import PluginRegistry
+
+if TYPE_CHECKING:
+    from bridge.app.bridge import Bridge
+    from bridge.web.edge import ConnectionGate
 
 log = logging.getLogger("carebridge.daemon")
 
@@ -76,7 +83,6 @@ class Daemon:
         """Run until SIGTERM/SIGINT; return the exit status."""
         from bridge.app.bridge import Bridge
         from bridge.plugins import make_plugin_manager
-        from bridge.web import make_app
 
         config = self.config
         registry = self.registry or make_plugin_manager()
@@ -89,7 +95,7 @@ class Daemon:
             bridge = await Bridge.create(config, registry)
             self.bridge = bridge
             try:
-                await self._run_app(make_app(bridge), ssl_context)
+                await self._run_app(bridge, ssl_context)
             finally:
                 await bridge.close()
         finally:
@@ -98,15 +104,31 @@ class Daemon:
         log.info("stopped")
         return 0
 
-    async def _run_app(self, app: web.Application, ssl_context: ssl.SSLContext | None) -> None:
+    async def _run_app(self, bridge: Bridge, ssl_context: ssl.SSLContext | None) -> None:
         """Start the app (and with it the bridge), listen, serve until asked to stop."""
-        timeout = self.config.server.shutdown_timeout
+        from bridge.web.app import make_admin_app, make_app
+        from bridge.web.edge import ConnectionGate, EdgeLimits
+
+        server = self.config.server
+        timeout = server.shutdown_timeout
+        limits = EdgeLimits.from_server(server)
+        gate = ConnectionGate(limits.max_connections_per_address)  # one count per address across listeners
         # A quarter of the grace period for in-flight requests (webhooks answer in
         # well under a second by design); the rest for the relay's observers and sends.
-        runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=timeout * 0.25)
+        options: dict[str, Any] = {
+            "handle_signals": False,
+            "access_log": None,
+            "shutdown_timeout": timeout * 0.25,
+            **limits.runner_options(),
+        }
+        runner = web.AppRunner(make_app(bridge), **options)
+        admin = web.AppRunner(make_admin_app(bridge), **options) if server.admin_listen else None
         try:
             await runner.setup()
-            await self._listen(runner, ssl_context)
+            await self._listen(runner, (server.host, server.port), gate, ssl_context, "server.port")
+            if admin is not None and server.admin_listen is not None:
+                await admin.setup()
+                await self._listen(admin, server.admin_listen, gate, ssl_context, "server.admin_listen")
             watchdog = asyncio.get_running_loop().create_task(self.notifier.watchdog(), name="watchdog")
             self.ready = True
             self.notifier.ready(self._status())
@@ -116,17 +138,28 @@ class Daemon:
             watchdog.cancel()
             await asyncio.gather(watchdog, *self._reloads, return_exceptions=True)
         finally:
+            if admin is not None:
+                await admin.cleanup()
             await self._cleanup(runner)
 
-    async def _listen(self, runner: web.AppRunner, ssl_context: ssl.SSLContext | None) -> None:
-        server = self.config.server
-        site = web.TCPSite(runner, server.host, server.port, ssl_context=ssl_context, reuse_address=True)
+    async def _listen(
+        self,
+        runner: web.AppRunner,
+        address: tuple[str, int],
+        gate: ConnectionGate,
+        ssl_context: ssl.SSLContext | None,
+        key: str,
+    ) -> None:
+        from bridge.web.edge import GuardedSite
+
+        host, port = address
+        site = GuardedSite(runner, host, port, gate, ssl_context=ssl_context)
         try:
             await site.start()
         except OSError as err:
-            raise ConfigError(f"server.port: cannot listen on {server.host}:{server.port}: {err.strerror}") from err
-        scheme = "https" if ssl_context else "http"
-        log.info("listening on %s://%s:%d", scheme, server.host, server.port)
+            raise ConfigError(f"{key}: cannot listen on {host}:{port}: {err.strerror}") from err
+        what = "admin endpoints (/healthz, /metrics)" if key == "server.admin_listen" else "listening"
+        log.info("%s on %s", what, site.name)
 
     async def _cleanup(self, runner: web.AppRunner) -> None:
         """Stop listening, finish in-flight requests, stop the bridge, bounded by the grace period.

@@ -1,14 +1,21 @@
-"""The aiohttp application: channel webhooks, /healthz, /metrics, JSON errors.
+"""The aiohttp applications: channel webhooks, /healthz, /metrics, JSON errors.
 
 Why here and not in app.py: the HTTP surface (routes, size limit, error
 shape, request metrics) is one concern, the wiring of resources another.
 ``make_app`` ties the bridge's start/stop to the application's
 ``cleanup_ctx``, so the server starts the bridge before it listens and stops
 it only after in-flight requests have finished.
+
+/healthz and /metrics are for operators, not the public: with ``[server]
+admin_listen`` they move to a separate application (``make_admin_app``) on
+that address and the main one answers 404 for them; with ``admin_token``
+they need ``Authorization: Bearer TOKEN`` wherever they are served. The
+edge limits (``bridge.web.edge``) guard request bodies on the main app.
 """
 
 from __future__ import annotations
 
+import hmac
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -17,6 +24,7 @@ from aiohttp import web
 
 from bridge.app.bridge import Bridge
 from bridge.http_errors import json_error
+from bridge.web.edge import EdgeLimits, body_guard
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +37,7 @@ _CODES = {
     403: "forbidden",
     404: "not_found",
     405: "method_not_allowed",
+    408: "request_timeout",
     409: "conflict",
     413: "too_large",
     415: "unsupported_media_type",
@@ -41,24 +50,67 @@ _QUIET = ("/healthz", "/metrics")
 def make_app(bridge: Bridge) -> web.Application:
     """Build the web application for ``bridge``.
 
-    Mounts each enabled channel's ``web_app()`` at ``/webhooks/<name>``. The
+    Mounts each enabled channel's ``web_app()`` at ``/webhooks/<name>``, and
+    /healthz and /metrics unless ``[server] admin_listen`` serves them. The
     bridge is started when the app starts and stopped when it is cleaned up;
     closing the bridge stays with whoever created it.
     """
-    max_body = bridge.config.server.max_body
+    server = bridge.config.server
     app = web.Application(
-        client_max_size=max_body,
-        middlewares=[_metrics_middleware, _error_middleware],
+        client_max_size=server.max_body,
+        middlewares=[_metrics_middleware, _error_middleware, body_guard(EdgeLimits.from_server(server))],
     )
     app[BRIDGE] = bridge
     app.cleanup_ctx.append(_lifecycle)
-    app.router.add_get("/healthz", healthz)
-    app.router.add_get("/metrics", metrics)
+    if server.admin_listen is None:
+        _add_admin_routes(app)
     for name, channel in bridge.channels.items():
         sub = channel.web_app()
         if sub is not None:
             app.add_subapp(f"/webhooks/{name}", sub)
     return app
+
+
+def make_admin_app(bridge: Bridge) -> web.Application:
+    """The application for ``[server] admin_listen``: /healthz and /metrics only.
+
+    It does not start or stop the bridge: the main application does.
+    """
+    app = web.Application(client_max_size=1024, middlewares=[_metrics_middleware, _error_middleware])
+    app[BRIDGE] = bridge
+    _add_admin_routes(app)
+    return app
+
+
+def _add_admin_routes(app: web.Application) -> None:
+    app.router.add_get("/healthz", _admin_only(healthz))
+    app.router.add_get("/metrics", _admin_only(metrics))
+
+
+def _admin_only(handler: Handler) -> Handler:
+    """Require ``Authorization: Bearer <admin_token>`` when ``[server] admin_token`` is set."""
+
+    async def checked(request: web.Request) -> web.StreamResponse:
+        token = request.app[BRIDGE].config.server.admin_token
+        if token and not _bearer_matches(request.headers.get("Authorization", ""), token):
+            return json_error(
+                401,
+                "unauthorized",
+                "this endpoint needs the admin token (Authorization: Bearer ...)",
+                headers={"WWW-Authenticate": 'Bearer realm="carebridge-admin"'},
+            )
+        return await handler(request)
+
+    checked.__doc__ = handler.__doc__
+    return checked
+
+
+def _bearer_matches(header: str, token: str) -> bool:
+    """Constant-time comparison of a ``Bearer`` credential with the admin token."""
+    scheme, _, given = header.partition(" ")
+    if scheme.lower() != "bearer":
+        return False
+    return hmac.compare_digest(given.strip().encode("utf-8", "surrogateescape"), token.encode("utf-8"))
 
 
 async def _lifecycle(app: web.Application) -> AsyncIterator[None]:

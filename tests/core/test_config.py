@@ -274,3 +274,59 @@ def test_channel_file_paths_are_relative_to_the_config_file(tmp_path: Path) -> N
     )
     assert config.channels["email"]["smtp_ca_file"] == str(tmp_path / "certs" / "ca.pem")
     assert config.channels["other"]["ca_file"] == "/etc/ssl/ca.pem"
+
+
+def test_edge_limits_and_admin_keys_have_defaults(tmp_path: Path) -> None:
+    server = load_config(write(tmp_path, "")).server
+    assert (server.header_timeout, server.body_timeout) == (10.0, 10.0)
+    assert server.max_connections_per_address == 100
+    assert server.max_inflight_body_bytes == 64 * 1024 * 1024
+    assert server.max_inflight_body_bytes_per_address == 16 * 1024 * 1024
+    assert server.admin_listen is None and server.admin_token == ""
+
+
+def test_edge_limits_and_admin_keys_are_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CB_ADMIN", "s3cret-admin")
+    server = load_config(
+        write(
+            tmp_path,
+            """
+            [server]
+            header_timeout = "2s"
+            body_timeout = "500ms"
+            max_connections_per_address = 0
+            max_inflight_body_bytes = 4194304
+            max_inflight_body_bytes_per_address = 2097152
+            admin_listen = "[::1]:9090"
+            admin_token = "env:CB_ADMIN"
+            """,
+        )
+    ).server
+    assert (server.header_timeout, server.body_timeout) == (2.0, 0.5)
+    assert server.max_connections_per_address == 0
+    assert (server.max_inflight_body_bytes, server.max_inflight_body_bytes_per_address) == (4194304, 2097152)
+    assert server.admin_listen == ("::1", 9090) and server.admin_token == "s3cret-admin"
+    assert "s3cret-admin" not in repr(server), "the admin token is a secret"
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ('header_timeout = "0s"', "server.header_timeout: expected a duration longer than 0"),
+        ("body_timeout = 0", "server.body_timeout: expected a duration longer than 0"),
+        ('body_timeout = "soon"', "server.body_timeout: expected a duration"),
+        ("max_connections_per_address = -1", "server.max_connections_per_address: expected an integer at least 0"),
+        ("max_inflight_body_bytes = 1000", "server.max_inflight_body_bytes: must be at least server.max_body"),
+        (
+            "max_inflight_body_bytes_per_address = 1000",
+            "server.max_inflight_body_bytes_per_address: must be at least server.max_body",
+        ),
+        ('admin_listen = "9090"', "server.admin_listen: expected HOST:PORT"),
+        ('admin_listen = "127.0.0.1:70000"', "server.admin_listen: expected HOST:PORT"),
+        ('admin_listen = "127.0.0.1:8080"', "server.admin_listen: must differ from server.host:server.port"),
+        ("admin_listen = 9090", "server.admin_listen: expected a string"),
+        ('admin_token = "env:CB_TEST_NO_SUCH_VARIABLE"', "server.admin_token: environment variable"),
+    ],
+)
+def test_bad_edge_and_admin_keys_are_named(tmp_path: Path, line: str, message: str) -> None:
+    assert message in error_of(tmp_path, f"[server]\n{line}\n")

@@ -277,3 +277,122 @@ async def test_media_left_unfetched_goes_to_the_channel_at_the_next_start(
 async def test_a_strategy_no_plugin_provides_stops_start_up(make_bridge: BridgeFactory) -> None:
     with pytest.raises(ConfigError, match="routing.strategy: no installed plugin provides strategy 'fastest'"):
         await make_bridge("[channels.acme]\ntoken = 'acme-token'\n[routing]\nstrategy = 'fastest'\n")
+
+
+# --- the edge: body budgets and timeouts, the admin endpoints -------------------
+
+
+async def _start_slow_post(port: int, length: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """Open a POST to the acme webhook whose body (``length`` bytes) is not sent yet."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(
+        f"POST /webhooks/acme HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Acme-Token: acme-token\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {length}\r\n\r\n".encode()
+    )
+    await writer.drain()
+    return reader, writer
+
+
+async def _read_answer(reader: asyncio.StreamReader) -> tuple[int, dict[str, str], bytes]:
+    """One HTTP/1.1 answer off a raw connection: status, headers, body (by Content-Length)."""
+    status = int((await asyncio.wait_for(reader.readline(), 5)).split()[1])
+    headers: dict[str, str] = {}
+    while line := (await asyncio.wait_for(reader.readline(), 5)).strip():
+        name, _, value = line.decode().partition(":")
+        headers[name.strip().lower()] = value.strip()
+    body = await asyncio.wait_for(reader.readexactly(int(headers.get("content-length", "0"))), 5)
+    return status, headers, body
+
+
+def _padded_webhook(length: int, message_id: str) -> bytes:
+    body = json.dumps({"from": "ann", "id": message_id, "text": ""}).encode()
+    return body[:-2] + b" " * (length - len(body)) + body[-2:]
+
+
+@pytest.mark.parametrize(
+    ("server", "status", "code"),
+    [
+        ("max_body = 1000\nmax_inflight_body_bytes = 1000\nmax_inflight_body_bytes_per_address = 5000", 503, "busy"),
+        (
+            "max_body = 1000\nmax_inflight_body_bytes = 5000\nmax_inflight_body_bytes_per_address = 1000",
+            429,
+            "too_many_requests",
+        ),
+    ],
+    ids=["total", "per-address"],
+)
+async def test_bodies_beyond_the_inflight_budget_are_refused_before_being_read(
+    make_bridge: BridgeFactory, aiohttp_client: Any, server: str, status: int, code: str
+) -> None:
+    instance = await make_bridge(server=server)
+    client = await aiohttp_client(make_app(instance))
+    reader, writer = await _start_slow_post(client.port, 1000)  # holds the whole budget while it crawls
+    deadline = asyncio.get_running_loop().time() + 5
+    while True:
+        response = await client.post("/webhooks/acme", data=b"{}", headers={"X-Acme-Token": "acme-token"})
+        if response.status == status or asyncio.get_running_loop().time() > deadline:
+            break
+        await asyncio.sleep(0.02)  # the first request's head has not been parsed yet
+    assert response.status == status
+    error = (await response.json())["error"]
+    assert set(error) == {"code", "message"} and error["code"] == code and "in flight" in error["message"]
+    assert response.headers["Retry-After"] == "1" and response.headers.get("Connection") == "close"
+    assert (await client.get("/healthz")).status == 200, "requests without a body pass"
+    writer.write(_padded_webhook(1000, "slow-1"))
+    first, _, answer = await _read_answer(reader)
+    writer.close()
+    assert first == 200, answer
+    body = json.dumps({"from": "bob", "id": "after", "text": "hi"}).encode()
+    response = await client.post("/webhooks/acme", data=body, headers={"X-Acme-Token": "acme-token"})
+    assert response.status == 200, "the budget was given back"
+
+
+async def test_a_body_slower_than_body_timeout_gets_408(make_bridge: BridgeFactory, aiohttp_client: Any) -> None:
+    instance = await make_bridge(server='body_timeout = "300ms"')
+    client = await aiohttp_client(make_app(instance))
+    reader, writer = await _start_slow_post(client.port, 100)
+    writer.write(b'{"from"')
+    status, headers, answer = await _read_answer(reader)
+    writer.close()
+    assert (status, headers["connection"]) == (408, "close")
+    assert json.loads(answer) == {
+        "error": {"code": "request_timeout", "message": "request body not received within 0.3s"}
+    }
+    count = await instance.store.read(
+        lambda tx: tx._session.conn.execute("SELECT count(*) FROM messages").fetchone()[0]
+    )
+    assert count == 0
+
+
+async def test_admin_listen_moves_healthz_and_metrics_off_the_main_app(
+    make_bridge: BridgeFactory, aiohttp_client: Any
+) -> None:
+    from bridge.web.app import make_admin_app
+
+    instance = await make_bridge(server='admin_listen = "127.0.0.1:1"')
+    main = await aiohttp_client(make_app(instance))
+    for path in ("/healthz", "/metrics"):
+        response = await main.get(path)
+        assert response.status == 404 and (await response.json())["error"]["code"] == "not_found"
+    admin = await aiohttp_client(make_admin_app(instance))
+    assert (await admin.get("/healthz")).status == 200
+    assert (await admin.get("/metrics")).status == 200
+    assert (await admin.post("/webhooks/acme", data=b"{}")).status == 404
+
+
+async def test_admin_token_guards_healthz_and_metrics(
+    make_bridge: BridgeFactory, aiohttp_client: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CB_TEST_ADMIN", "tok-admin-1")
+    instance = await make_bridge(server='admin_token = "env:CB_TEST_ADMIN"')
+    client = await aiohttp_client(make_app(instance))
+    for path in ("/healthz", "/metrics"):
+        for headers in ({}, {"Authorization": "Bearer tok-admin-2"}, {"Authorization": "Basic tok-admin-1"}):
+            response = await client.get(path, headers=headers)
+            assert response.status == 401
+            assert (await response.json())["error"]["code"] == "unauthorized"
+        assert (await client.get(path, headers={"Authorization": "Bearer tok-admin-1"})).status == 200
+        assert (await client.get(path, headers={"Authorization": "bearer  tok-admin-1"})).status == 200
+    body = json.dumps({"from": "ann", "id": "t-1", "text": "hi"}).encode()
+    response = await client.post("/webhooks/acme", data=body, headers={"X-Acme-Token": "acme-token"})
+    assert response.status == 200, "webhooks need no admin token"

@@ -23,6 +23,9 @@ the contract (shared/PROTOCOLS.md §0.4, §2.5-2.9) that a bridge can get wrong:
   id; ``add_media(..., received_at=)`` backdates one); the URL serves the bytes only with the bearer header
   (401 otherwise) and only for ``url_ttl`` seconds (404 afterwards);
   ``expire_next_urls(n)`` hands out n URLs that are already expired;
+  ``media_url_base`` (default: this server) names where those URLs point,
+  and ``redirect_downloads_to`` makes a download answer 302 to that base
+  (the same ``/media-download/...`` path, which then serves);
 * ``GET /{version}/{phone_number_id}`` → the number's profile (used by start()).
 
 Scripted failures: ``fail_next(*items)`` queues answers for the next Graph
@@ -37,7 +40,9 @@ answer that call normally (``fail_next("ok", 130429)``: the second call fails).
 Recorded: ``sent`` (``SentMessage`` accepted and delivered, in order),
 ``failed`` (accepted, then failed by status webhook), ``read_marks`` (wamids),
 ``media_lookups`` (count), ``downloads`` (media ids served), ``calls``
-(``"METHOD path"`` of every request).
+(``"METHOD path"`` of every request a handler served) and ``requests``
+(``"METHOD path?query"`` of every request that reached the server, routed or
+not: a request built from a crafted id shows up here).
 
 Driving the bridge: set ``webhook_url`` (the bridge's ``/webhooks/whatsapp``),
 then ``await send_inbound("+15550002222", "hello", name="Ann")`` posts a signed
@@ -64,6 +69,7 @@ from typing import Any
 
 import aiohttp
 from aiohttp import web
+from yarl import URL
 
 from tests.fakes.whatsapp_errors import FakeError, error_response, known_error
 
@@ -117,6 +123,8 @@ class FakeWhatsAppCloud:
         self.templates = set(templates)
         self.window_mode = window_mode
         self.url_ttl = url_ttl
+        self.media_url_base: str | None = None
+        self.redirect_downloads_to: str | None = None
         self.webhook_url: str | None = None
         self.status_webhooks = False
         self.status_delay = 0.05  # statuses follow the send answer, as on the real platform
@@ -126,6 +134,7 @@ class FakeWhatsAppCloud:
         self.media_lookups = 0
         self.downloads: list[str] = []
         self.calls: list[str] = []
+        self.requests: list[str] = []
         self.webhook_answers: list[int] = []
         self._last_inbound: dict[str, float] = {}
         self._script: list[FakeError | str] = []
@@ -135,7 +144,7 @@ class FakeWhatsAppCloud:
         self._ids = itertools.count(1)
         self._tasks: set[asyncio.Task[None]] = set()
         self._session: aiohttp.ClientSession | None = None
-        self.app = web.Application()
+        self.app = web.Application(middlewares=[self._record])
         self.app.router.add_post("/{version}/{node}/messages", self._messages)
         self.app.router.add_get("/media-download/{key}", self._download)
         self.app.router.add_get("/{version}/{node}", self._node)
@@ -326,7 +335,8 @@ class FakeWhatsAppCloud:
             self._expire_next -= 1
             expires = 0.0
         self._urls[key] = (node, expires)
-        url = str(request.url.with_path(f"/media-download/{key}").with_query({"ext": "1"}))
+        base = URL(self.media_url_base) if self.media_url_base else request.url
+        url = str(base.with_path(f"/media-download/{key}").with_query({"ext": "1"}))
         return web.json_response(
             {
                 "messaging_product": "whatsapp",
@@ -343,6 +353,9 @@ class FakeWhatsAppCloud:
         refused = self._check_auth(request)
         if refused is not None:
             return refused
+        if self.redirect_downloads_to and "moved" not in request.query:
+            target = URL(self.redirect_downloads_to).with_path(request.path).with_query({**request.query, "moved": "1"})
+            raise web.HTTPFound(target)
         entry = self._urls.get(request.match_info["key"])
         if entry is None or time.time() >= entry[1]:
             return web.Response(status=404, text="Not Found")
@@ -351,6 +364,12 @@ class FakeWhatsAppCloud:
         return web.Response(body=media.data, content_type=media.mime)
 
     # -- helpers -------------------------------------------------------------
+
+    @web.middleware
+    async def _record(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        self.requests.append(f"{request.method} {request.path_qs}")
+        response: web.StreamResponse = await handler(request)
+        return response
 
     def _check_auth(self, request: web.Request) -> web.StreamResponse | None:
         if request.headers.get("Authorization") != f"Bearer {self.token}":

@@ -56,7 +56,11 @@ class WhatsAppChannel(Channel):
         super().__init__(config, ctx)
         self.settings = WhatsAppConfig.from_section(config)
         self.client = CloudClient(
-            ctx.http, self.settings.graph_url, self.settings.phone_number_id, self.settings.access_token
+            ctx.http,
+            self.settings.graph_url,
+            self.settings.phone_number_id,
+            self.settings.access_token,
+            self.settings.media_url_allow,
         )
         self.media = MediaFetcher(self.client, ctx.save_media, ctx.log, self.settings.max_media_bytes)
         # Parts of a split text already accepted, by delivery id: a retry after a

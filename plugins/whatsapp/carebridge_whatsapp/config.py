@@ -18,6 +18,11 @@ Keys:
                       16 MiB, WhatsApp's own limit for audio and video). A larger file is
                       not downloaded: the message is stored with its attachment described
                       but without its bytes, and the refusal is logged.
+``media_url_allow``   URL prefixes media may be downloaded from (default
+                      ``["https://lookaside.fbsbx.com/"]``, the host Meta's media answers name).
+                      Each entry is an absolute https URL prefix (http only for 127.0.0.1 or
+                      localhost, for tests); a download URL or redirect elsewhere is not
+                      fetched, so the bearer token never reaches another host.
 """
 
 from __future__ import annotations
@@ -30,11 +35,15 @@ from urllib.parse import urlsplit
 
 from bridge import ConfigError
 
+from .guards import UrlPrefix
+
 DEFAULT_GRAPH_URL = "https://graph.facebook.com/v25.0"
 DEFAULT_MAX_MEDIA_BYTES = 16 * 1024 * 1024
+#: Where Graph's media answers point: ``https://lookaside.fbsbx.com/whatsapp_business/attachments/?mid=…``.
+DEFAULT_MEDIA_URL_ALLOW = ("https://lookaside.fbsbx.com/",)
 _PREFIX = "channels.whatsapp"
 _REQUIRED = ("phone_number_id", "access_token", "app_secret", "verify_token")
-_OPTIONAL = ("enabled", "graph_url", "reengage_template", "template_language", "max_media_bytes")
+_OPTIONAL = ("enabled", "graph_url", "reengage_template", "template_language", "max_media_bytes", "media_url_allow")
 _LANGUAGE = re.compile(r"^[a-z]{2,3}(_[A-Za-z0-9]{2,8})?$")
 
 
@@ -53,13 +62,15 @@ class WhatsAppConfig:
     reengage_template: str | None = None
     template_language: str = "en_US"
     max_media_bytes: int = DEFAULT_MAX_MEDIA_BYTES
+    media_url_allow: tuple[UrlPrefix, ...] = tuple(UrlPrefix.parse(p) for p in DEFAULT_MEDIA_URL_ALLOW)
     enabled: bool = True
 
     def __repr__(self) -> str:
         return (
             f"WhatsAppConfig(phone_number_id={self.phone_number_id!r}, graph_url={self.graph_url!r}, "
             f"reengage_template={self.reengage_template!r}, template_language={self.template_language!r}, "
-            f"max_media_bytes={self.max_media_bytes}, enabled={self.enabled})"
+            f"max_media_bytes={self.max_media_bytes}, "
+            f"media_url_allow={[str(p) for p in self.media_url_allow]!r}, enabled={self.enabled})"
         )
 
     @classmethod
@@ -99,6 +110,7 @@ class WhatsAppConfig:
             reengage_template=_text(section, "reengage_template", required=False) or None,
             template_language=language,
             max_media_bytes=_max_media_bytes(section.get("max_media_bytes", DEFAULT_MAX_MEDIA_BYTES)),
+            media_url_allow=_media_url_allow(section.get("media_url_allow", list(DEFAULT_MEDIA_URL_ALLOW))),
             enabled=enabled,
         )
 
@@ -120,3 +132,20 @@ def _max_media_bytes(value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
         raise ConfigError(f"{_PREFIX}.max_media_bytes: expected a positive number of bytes, got {value!r}")
     return value
+
+
+def _media_url_allow(value: Any) -> tuple[UrlPrefix, ...]:
+    key = f"{_PREFIX}.media_url_allow"
+    if not isinstance(value, list):
+        raise ConfigError(f"{key}: expected an array of URL prefixes such as ['https://lookaside.fbsbx.com/']")
+    if not value:
+        raise ConfigError(f"{key}: expected at least one URL prefix (media is downloaded only from these)")
+    prefixes = []
+    for index, item in enumerate(value):
+        if not isinstance(item, str) or not item.strip():
+            raise ConfigError(f"{key}[{index}]: expected a URL prefix string, got {item!r}")
+        try:
+            prefixes.append(UrlPrefix.parse(item))
+        except ValueError as err:
+            raise ConfigError(f"{key}[{index}]: {err}, got {item!r}") from None
+    return tuple(prefixes)

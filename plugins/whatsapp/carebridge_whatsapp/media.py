@@ -14,6 +14,10 @@ media id without bytes, and at the next start the core hands them back
 
 Log lines name a message by a short digest of its id, never the id itself:
 a ``wamid`` is base64 that spells out the customer's phone number.
+
+A media id that is not a number (refused when the webhook was parsed, or
+left in the store by an older version) is never looked up: the attachment
+keeps no bytes and a log line says so, without the id.
 """
 
 from __future__ import annotations
@@ -36,6 +40,8 @@ from bridge import (
 )
 
 from .api import CloudClient, MediaGone, MediaTooLarge
+from .guards import is_media_id
+from .webhook import MEDIA_ID_REFUSED
 
 DEFAULT_RETRY_DELAYS = (2.0, 10.0, 30.0)
 #: "Media IDs in webhooks expire after 7 days" (PROTOCOLS §2.7).
@@ -103,6 +109,14 @@ class MediaFetcher:
 
     def _start(self, external_id: str, index: int, attachment: Attachment) -> bool:
         key = (external_id, index)
+        if attachment.meta.get(MEDIA_ID_REFUSED) or (attachment.media_id and not is_media_id(attachment.media_id)):
+            self._log.warning(
+                "media %d of message %s not fetched: its media id is not the number WhatsApp uses "
+                "(stored without its bytes)",
+                index,
+                message_ref(external_id),
+            )
+            return False
         if not attachment.media_id or key in self._seen:
             return False
         self._seen[key] = None

@@ -8,7 +8,9 @@ Decisions, for the agent's sake:
 
 * media (image, audio, video, document, sticker) becomes an ``Attachment``
   carrying the media id; the caption, if any, is the text. The bytes are
-  fetched afterwards (``media.py``).
+  fetched afterwards (``media.py``). A media id that is not the number Meta
+  uses is not kept: the attachment is stored without it (meta
+  ``media_id_refused``), so no request is ever built from it.
 * ``interactive`` button/list replies and template ``button`` replies become
   text (the title the customer tapped); the reply id or payload goes to meta.
 * a ``reaction`` becomes the text ``[reaction 👍]`` quoting the reacted
@@ -31,11 +33,14 @@ from bridge import Attachment, InboundMessage, StatusKind, StatusUpdate
 
 from .address import normalize_e164
 from .api import WINDOW_CLOSED
+from .guards import is_media_id
 
 CHANNEL = "whatsapp"
 OBJECT = "whatsapp_business_account"
 UNSUPPORTED_TEXT = "[unsupported message]"
 MEDIA_TYPES = {"image": "image", "audio": "audio", "video": "video", "document": "file", "sticker": "sticker"}
+#: Attachment meta flag: the webhook's media id was refused (not a number), so there are no bytes to fetch.
+MEDIA_ID_REFUSED = "media_id_refused"
 _STATUSES: dict[str, StatusKind] = {
     "sent": "sent",
     "delivered": "delivered",
@@ -149,9 +154,13 @@ def _content(kind: str, raw: Any) -> tuple[str | None, list[Attachment], dict[st
         attachment_meta: dict[str, object] = {
             k: body[k] for k in ("caption", "sha256", "animated", "voice") if body.get(k) not in (None, "")
         }
+        media_id = str(body["id"]) if body.get("id") not in (None, "") else None
+        if media_id is not None and not is_media_id(media_id):
+            media_id = None
+            attachment_meta[MEDIA_ID_REFUSED] = True
         attachment = Attachment(
             kind=MEDIA_TYPES[kind],
-            media_id=str(body["id"]) if body.get("id") else None,
+            media_id=media_id,
             mime=body.get("mime_type"),
             filename=body.get("filename"),
             meta=attachment_meta,

@@ -42,6 +42,11 @@ def fixture_json(name: str) -> dict[str, Any]:
 Core = RecordingCore  # the name the tests import
 
 
+def media_prefix(server: TestServer) -> str:
+    """The ``media_url_allow`` entry for media the fake serves itself."""
+    return str(server.make_url("/media-download/"))
+
+
 @pytest.fixture
 def core() -> Core:
     return Core()
@@ -68,6 +73,7 @@ def section(fake: FakeWhatsAppCloud, fake_server: TestServer) -> dict[str, Any]:
         "app_secret": APP_SECRET,
         "verify_token": VERIFY_TOKEN,
         "graph_url": fake.graph_url(fake_server),
+        "media_url_allow": [media_prefix(fake_server)],
         "reengage_template": TEMPLATE,
         "template_language": "en_US",
     }

@@ -31,6 +31,7 @@ from tests.plugins.whatsapp.conftest import (
     TEMPLATE,
     TOKEN,
     VERIFY_TOKEN,
+    media_prefix,
 )
 
 CUSTOMER = "+15550002222"
@@ -45,6 +46,7 @@ async def bridge(
         "[channels.whatsapp]\n"
         f'phone_number_id = "{PHONE_NUMBER_ID}"\naccess_token = "{TOKEN}"\napp_secret = "{APP_SECRET}"\n'
         f'verify_token = "{VERIFY_TOKEN}"\ngraph_url = "{fake.graph_url(fake_server)}"\n'
+        f'media_url_allow = ["{media_prefix(fake_server)}"]\n'
         f'reengage_template = "{TEMPLATE}"\n'
     )
     config = load_config(write_config(tmp_path, section))

@@ -104,3 +104,93 @@ def test_can_reengage_only_with_a_configured_template() -> None:
     without.settings = WhatsAppConfig.from_section(section)
     assert with_template.can_reengage() is True
     assert without.can_reengage() is False
+
+
+def test_media_url_allow_defaults_to_metas_cdn_over_https() -> None:
+    config = WhatsAppConfig.from_section(VALID)
+    assert [str(p) for p in config.media_url_allow] == ["https://lookaside.fbsbx.com/"]
+    assert "lookaside.fbsbx.com" in repr(config)
+
+
+def test_media_url_allow_entries_are_normalised() -> None:
+    config = WhatsAppConfig.from_section(
+        {
+            **VALID,
+            "media_url_allow": ["HTTPS://Lookaside.FBSBX.com", "http://127.0.0.1:8181/media/", "http://localhost:9"],
+        }
+    )
+    assert [str(p) for p in config.media_url_allow] == [
+        "https://lookaside.fbsbx.com/",
+        "http://127.0.0.1:8181/media/",
+        "http://localhost:9/",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("value", "key"),
+    [
+        ("https://lookaside.fbsbx.com/", "media_url_allow"),
+        ([], "media_url_allow"),
+        ([12], r"media_url_allow\[0\]"),
+        ([""], r"media_url_allow\[0\]"),
+        (["https://lookaside.fbsbx.com/", "http://lookaside.fbsbx.com/"], r"media_url_allow\[1\]"),
+        (["http://10.0.0.5/"], r"media_url_allow\[0\]"),
+        (["lookaside.fbsbx.com"], r"media_url_allow\[0\]"),
+        (["/whatsapp_business/"], r"media_url_allow\[0\]"),
+        (["ftp://lookaside.fbsbx.com/"], r"media_url_allow\[0\]"),
+        (["https://user:pw@lookaside.fbsbx.com/"], r"media_url_allow\[0\]"),
+        (["https://lookaside.fbsbx.com/?mid=1"], r"media_url_allow\[0\]"),
+        (["https://lookaside.fbsbx.com\\@evil.example/"], r"media_url_allow\[0\]"),
+    ],
+)
+def test_bad_media_url_allow_names_the_key(value: Any, key: str) -> None:
+    with pytest.raises(ConfigError, match=rf"^channels\.whatsapp\.{key}: "):
+        WhatsAppConfig.from_section({**VALID, "media_url_allow": value})
+
+
+@pytest.mark.parametrize(
+    ("url", "allowed"),
+    [
+        ("https://lookaside.fbsbx.com/whatsapp_business/attachments/?mid=1&ext=2&hash=A", True),
+        ("https://LOOKASIDE.fbsbx.com:443/whatsapp_business/attachments/?mid=1", True),
+        ("https://lookaside.fbsbx.com.evil.example/whatsapp_business/", False),
+        ("https://lookaside.fbsbx.com@evil.example/whatsapp_business/", False),
+        ("https://evil.example/https://lookaside.fbsbx.com/", False),
+        ("http://lookaside.fbsbx.com/whatsapp_business/", False),
+        ("https://lookaside.fbsbx.com:8443/whatsapp_business/", False),
+        ("https://user@lookaside.fbsbx.com/whatsapp_business/", False),
+        ("//lookaside.fbsbx.com/whatsapp_business/", False),
+        ("not a url", False),
+    ],
+)
+def test_download_urls_are_compared_as_parsed_urls(url: str, allowed: bool) -> None:
+    from carebridge_whatsapp.guards import allowed_url
+
+    prefixes = WhatsAppConfig.from_section(VALID).media_url_allow
+    assert (allowed_url(url, prefixes) is not None) is allowed
+
+
+def test_a_path_prefix_is_checked_after_dot_segments_are_resolved() -> None:
+    from carebridge_whatsapp.guards import allowed_url
+
+    prefixes = WhatsAppConfig.from_section({**VALID, "media_url_allow": ["https://cdn.example/media/"]}).media_url_allow
+    assert allowed_url("https://cdn.example/media/a.jpg", prefixes) is not None
+    assert allowed_url("https://cdn.example/media/../admin", prefixes) is None
+
+
+@pytest.mark.parametrize(
+    ("value", "ok"),
+    [
+        ("2621233374848975", True),
+        ("1", True),
+        ("", False),
+        ("12a", False),
+        ("١٢٣", False),
+        ("12\n", False),
+        (12, False),
+    ],
+)
+def test_media_ids_are_ascii_digits(value: object, ok: bool) -> None:
+    from carebridge_whatsapp.guards import is_media_id
+
+    assert is_media_id(value) is ok

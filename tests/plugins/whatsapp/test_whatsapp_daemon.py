@@ -28,10 +28,11 @@ from tests.plugins.whatsapp.conftest import (
     TOKEN,
     VERIFY_TOKEN,
     fixture_bytes,
+    media_prefix,
 )
 
 
-def _config(tmp_path: Path, graph_url: str) -> Path:
+def _config(tmp_path: Path, graph_url: str, media_allow: str) -> Path:
     (tmp_path / "var").mkdir()
     write_key_file(tmp_path / "var" / "master.key", generate_key())
     return write_config(
@@ -42,6 +43,7 @@ def _config(tmp_path: Path, graph_url: str) -> Path:
         f'app_secret = "{APP_SECRET}"\n'
         f'verify_token = "{VERIFY_TOKEN}"\n'
         f'graph_url = "{graph_url}"\n'
+        f'media_url_allow = ["{media_allow}"]\n'
         f'reengage_template = "{TEMPLATE}"\n',
     )
 
@@ -51,7 +53,7 @@ async def test_daemon_serves_the_whatsapp_webhook_simulate_and_media(
 ) -> None:
     fake = FakeWhatsAppCloud(token=TOKEN, phone_number_id=PHONE_NUMBER_ID, app_secret=APP_SECRET, templates=(TEMPLATE,))
     server = await aiohttp_server(fake.app)
-    config = _config(tmp_path, fake.graph_url(server))
+    config = _config(tmp_path, fake.graph_url(server), media_prefix(server))
     env = {"H4_TEST_WA_TOKEN": TOKEN}
     picture = os.urandom(50_000) + b"PLAINTEXT-PICTURE-TAIL"
     media_id = fake.add_media(picture, "image/jpeg")
