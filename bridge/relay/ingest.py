@@ -19,6 +19,7 @@ from bridge import agents as agents_repo
 from bridge.errors import IntegrityError
 from bridge.models import InboundMessage
 from bridge.relay import fallbacks, reads
+from bridge.relay.builtin_commands import LOGIN_INVALID
 from bridge.relay.commands import ESCAPE, NOT_LOGGED_IN, handle_agent_command
 from bridge.relay.format import display_name
 from bridge.relay.routing import (
@@ -30,7 +31,7 @@ from bridge.relay.routing import (
     send_to_customer,
     was_assigned_before,
 )
-from bridge.store import Agent, Tx
+from bridge.store import Agent, KeyOwner, Tx
 
 if TYPE_CHECKING:
     from bridge.relay.context import RelayContext
@@ -121,10 +122,39 @@ def _attachment_meta(message: InboundMessage, index: int) -> dict[str, Any]:
     return meta
 
 
+def _is_login_attempt(text: str) -> bool:
+    """Whether ``text`` is a ``/login`` command (it may carry a TOTP code: never relay it)."""
+    head = text.lstrip()[:7].lower()
+    return head == "/login" or (head.startswith("/login") and not head[6].isalnum())
+
+
+def _unknown_login(tx: Tx, message: InboundMessage, result: IngestResult) -> None:
+    """A ``/login`` from an address that is no agent's: answered like a wrong code, stored and relayed nowhere.
+
+    Someone who thinks they are an agent (a typo in their enrolment, an old
+    number) must not have their one-time code relayed to an agent as a
+    customer's message, and a prober learns nothing the wrong-code answer would
+    not tell. Only the answer is kept (sealed under the sender's contact key).
+    """
+    if not tx.relay.first_agent_message(message.channel, message.external_id):
+        result.duplicates += 1  # the platform's re-delivery: answered already
+        return
+    log.warning("%s: a /login from an address that is no agent's was refused (not stored)", message.channel)
+    identity, _created = tx.contacts.get_or_create_identity(message.channel, message.sender)
+    tx.outbox.enqueue(
+        channel=message.channel, recipient=message.sender, recipient_kind="contact", recipient_id=identity.contact_id,
+        text=LOGIN_INVALID, key_owner=KeyOwner.contact(identity.contact_id),
+    )  # fmt: skip
+
+
 def _ingest_customer(tx: Tx, rctx: RelayContext, message: InboundMessage, result: IngestResult) -> None:
     channel = message.channel
     if tx.messages.id_by_external(channel, message.external_id) is not None:
         result.duplicates += 1
+        return
+    if _is_login_attempt(message.text):
+        _unknown_login(tx, message, result)
+        rctx.wake()
         return
     try:
         identity, _created = tx.contacts.get_or_create_identity(

@@ -431,3 +431,25 @@ async def test_agent_copies_carry_thread_meta_and_a_reply_token_picks_the_conver
         await wait_for(lambda: mem.texts_to("jan") == ["for Jan"] and mem.texts_to("eva") == ["for Eva"])
     finally:
         await bridge.close()
+
+
+async def test_a_login_from_an_unknown_address_is_relayed_to_nobody_and_stored_nowhere(tmp_path: Path) -> None:
+    bridge = await make_bridge(tmp_path, FAST)
+    try:
+        mem, second = bridge.channels["memory"], bridge.channels["second"]
+        _agent, secret = await add_agent(bridge, "alice", "second:alice")
+        await login(bridge, "second", "alice", secret)
+        # Someone who believes they are an agent writes from an address that is no agent's.
+        await mem.inbound("stranger", "/login 123456", external_id="m.login")
+        await mem.inbound("stranger", "/login 123456", external_id="m.login")  # a platform's re-delivery
+        await wait_for(lambda: mem.texts_to("stranger") != [], what="the answer")
+        assert mem.texts_to("stranger")[0].startswith("That code is not valid.")
+        assert not any("123456" in t for t in second.texts_to("alice")), "a code is never relayed to an agent"
+        stored = await bridge.store.read(
+            lambda tx: tx._session.conn.execute("SELECT COUNT(*) FROM messages").fetchone()[0]
+        )
+        assert stored == 0, "neither the code nor a conversation was stored"
+        rows = [r for r in await outbox_rows(bridge) if r[2] == "contact"]
+        assert len(rows) == 1, "a re-delivery is answered once (both deliveries were committed before this read)"
+    finally:
+        await bridge.close()
