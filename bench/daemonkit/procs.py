@@ -106,7 +106,7 @@ class Children:
         with log.open("wb") as out:
             proc = subprocess.Popen(
                 taskset(cpu, argv), stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                cwd=cwd, env=self.env, start_new_session=True,
+                cwd=cwd or self.directory, env=self.env, start_new_session=True,
             )  # fmt: skip
         child = Child(name, proc, log)
         self.running.append(child)
