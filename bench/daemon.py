@@ -52,8 +52,9 @@ import aiohttp
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from daemonkit.backlog import run_backlog
+from daemonkit.cpuwatch import DISTURBED
 from daemonkit.ingest import IngestSettings, run_ingest
-from daemonkit.loadgen import WrkMissing, wrk_binary
+from daemonkit.loadgen import WrkMissing, kill_running, wrk_binary
 from daemonkit.memory import SoakSettings, run_memory, run_soak
 from daemonkit.procs import Children, Cores, pin_self
 from daemonkit.relay import RelaySettings, run_relay
@@ -79,6 +80,8 @@ class Plan:
     conversations: int
     soak: SoakSettings | None
     backlog: int
+    quiet_check: float = 3.0
+    wait_quiet: float = 0.0
 
 
 def rates(text: str) -> tuple[int, ...]:
@@ -108,6 +111,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--soak-every", type=float, default=30.0)
     parser.add_argument("--soak-rate", type=int, default=0, help="default: half the highest sustained relay rate")
     parser.add_argument("--backlog", type=int, default=0, metavar="N", help="queue N relays and time the drain")
+    parser.add_argument("--wait-quiet", type=float, default=0.0, metavar="S",
+                        help="on a shared machine: wait up to S seconds for other processes to go idle")
     parser.add_argument("--json", type=Path, default=None, metavar="FILE", help="where to write every figure")
     parser.add_argument("--smoke", action="store_true", help="tiny counts, about a second per phase")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory (logs, store)")
@@ -123,7 +128,7 @@ def plan(args: argparse.Namespace) -> Plan:
             sizes=Sizes(agents=2, customers_per_agent=3, ingest_senders=20),
             messages=500, conversations=60,
             soak=SoakSettings(seconds=2, every=1, rate=args.soak_rate or 20) if args.soak else None,
-            backlog=args.backlog,
+            backlog=args.backlog, quiet_check=0.5, wait_quiet=args.wait_quiet,
         )  # fmt: skip
     return Plan(
         ingest=IngestSettings(seconds=args.seconds, warmup=args.warmup, rounds=args.rounds),
@@ -131,7 +136,7 @@ def plan(args: argparse.Namespace) -> Plan:
         sizes=Sizes(agents=args.agents, customers_per_agent=args.customers_per_agent, ingest_senders=args.senders),
         messages=args.messages, conversations=args.conversations,
         soak=SoakSettings(seconds=args.soak_seconds, every=args.soak_every, rate=args.soak_rate) if args.soak else None,
-        backlog=args.backlog,
+        backlog=args.backlog, wait_quiet=args.wait_quiet,
     )  # fmt: skip
 
 
@@ -148,9 +153,27 @@ async def track_wal(scene: Scene, stop: asyncio.Event) -> int:
     return largest
 
 
+async def machine_load(scene: Scene, seconds: float) -> dict[str, float]:
+    """CPU use of the machine over ``seconds`` while the benchmark itself is idle."""
+    before = scene.cpu.snapshot()
+    await asyncio.sleep(seconds)
+    return scene.cpu.between(before, scene.cpu.snapshot())
+
+
 async def measure(scene: Scene, settings: Plan) -> dict[str, Any]:
     figures: dict[str, Any] = {"environment": environment(), "pinning": scene.cores.describe()}
     say(f"setting up in {scene.directory} ({scene.cores.describe()})")
+    machine = await machine_load(scene, settings.quiet_check)
+    deadline = time.monotonic() + settings.wait_quiet
+    if machine["others"] > DISTURBED and settings.wait_quiet:
+        say(f"waiting up to {settings.wait_quiet:.0f} s for a quiet machine: other processes use "
+            f"{machine['others']:.2f} cores")  # fmt: skip
+    while machine["others"] > DISTURBED and time.monotonic() < deadline:
+        machine = await machine_load(scene, settings.quiet_check)
+    figures["machine_before"] = machine
+    busy = "quiet" if machine["others"] <= DISTURBED else "BUSY: the figures will be disturbed"
+    say(f"machine before the run: other processes use {machine['others']:.2f} cores, steal {machine['steal']:.2f} "
+        f"({busy})")  # fmt: skip
     await start_fake(scene)
     await start_baseline(scene)
     scene.daemon = await start_daemon(scene, "main")
@@ -208,6 +231,7 @@ async def run(args: argparse.Namespace) -> int:
         print(last_line(figures), flush=True)
         return 0
     finally:
+        kill_running()
         children.stop_all()
         if args.keep:
             print(f"kept {directory}", file=sys.stderr)

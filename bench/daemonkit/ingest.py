@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .cpuwatch import disturbed
 from .loadgen import WrkResult, run_wrk
 from .payloads import write_for_wrk
 from .procs import Child
@@ -50,11 +51,14 @@ class Bodies:
         return path
 
 
-async def _run(scene: Scene, server: Child, url: str, bodies: Path, seconds: float) -> tuple[WrkResult, float]:
-    """One wrk run; also the server's CPU use during it (cores busy, 1.0 = its core saturated)."""
-    cpu = server.cpu_seconds()
+async def _run(
+    scene: Scene, server: Child, url: str, bodies: Path, seconds: float
+) -> tuple[WrkResult, dict[str, float]]:
+    """One wrk run; also the server process's CPU (1.0 = its core) and who else used the CPUs."""
+    cpu, before = server.cpu_seconds(), scene.cpu.snapshot()
     result = await run_wrk(url, bodies, seconds=seconds, connections=CONNECTIONS, cpu=scene.cores.load)
-    return result, (server.cpu_seconds() - cpu) / result.seconds
+    load = scene.cpu.between(before, scene.cpu.snapshot(), extra_ours=result.cpu_seconds)
+    return result, {"cpu": (server.cpu_seconds() - cpu) / result.seconds, **load}
 
 
 async def daemon_run(scene: Scene, bodies: Bodies, seconds: float) -> tuple[dict[str, Any], Path]:
@@ -64,7 +68,7 @@ async def daemon_run(scene: Scene, bodies: Bodies, seconds: float) -> tuple[dict
         await daemon.wait_outbox_empty(timeout=120)
         path = await bodies.make(seconds)
         stored = await daemon.stored_in()
-        result, cpu = await _run(scene, daemon.proc, daemon.url, path, seconds)
+        result, load = await _run(scene, daemon.proc, daemon.url, path, seconds)
         committed = await daemon.stored_in() - stored
         bodies.guess = max(bodies.guess, result.rps * 1.5)
         if not result.wrapped:
@@ -75,16 +79,16 @@ async def daemon_run(scene: Scene, bodies: Bodies, seconds: float) -> tuple[dict
         raise RuntimeError("wrk kept wrapping around its bodies file")
     if result.errors or committed < result.requests:
         raise RuntimeError(f"daemon ingest: {result.errors} errors, {committed} stored of {result.requests} answered")
-    return {**result.as_dict(), "cpu": cpu, "stored": committed}, path
+    return {**result.as_dict(), **load, "stored": committed}, path
 
 
 async def baseline_run(scene: Scene, bodies: Path, seconds: float) -> dict[str, Any]:
     await scene.main.wait_outbox_empty(timeout=120)  # the idle daemon shares the server core
     assert scene.baseline is not None
-    result, cpu = await _run(scene, scene.baseline, scene.baseline_url, bodies, seconds)
+    result, load = await _run(scene, scene.baseline, scene.baseline_url, bodies, seconds)
     if result.errors:
         raise RuntimeError(f"baseline: {result.errors} errors")
-    return {**result.as_dict(), "cpu": cpu}
+    return {**result.as_dict(), **load}
 
 
 def _median(runs: list[dict[str, Any]], key: str) -> float:
@@ -110,10 +114,12 @@ async def run_ingest(scene: Scene, settings: IngestSettings, say: Any) -> dict[s
                 run = await baseline_run(scene, last, settings.seconds)
             runs[who].append(run)
             say(f"  round {n + 1} {who:8} {run['rps']:9,.0f} req/s  p50 {run['p50_ms']:6.2f} ms  "
-                f"p99 {run['p99_ms']:6.2f} ms  server CPU {run['cpu']:.2f}")  # fmt: skip
+                f"p99 {run['p99_ms']:6.2f} ms  CPU: server {run['cpu']:.2f}, load core {run['load_core']:.2f}, "
+                f"other processes {run['others']:.2f}{disturbed(run)}")  # fmt: skip
     last.unlink(missing_ok=True)
     summary = {
-        who: {key: _median(rs, key) for key in ("rps", "p50_ms", "p99_ms", "cpu")} for who, rs in runs.items()
+        who: {key: _median(rs, key) for key in ("rps", "p50_ms", "p99_ms", "cpu", "load_core", "steal", "others")}
+        for who, rs in runs.items()
     }
     return {
         "rounds": runs,

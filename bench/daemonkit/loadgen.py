@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import shutil
+import subprocess
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -45,6 +47,7 @@ class WrkResult:
     max_ms: float
     errors: int
     wrapped: int
+    cpu_seconds: float
 
     @property
     def rps(self) -> float:
@@ -52,6 +55,28 @@ class WrkResult:
 
     def as_dict(self) -> dict[str, float]:
         return {**asdict(self), "rps": self.rps}
+
+
+def _wrk(argv: list[str], out: Path) -> tuple[int, float]:
+    """Run wrk to completion; return its status and CPU seconds (``wait4`` rusage)."""
+    with out.open("wb") as sink:
+        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=sink, stderr=subprocess.STDOUT)
+    _RUNNING.add(proc)
+    try:
+        _pid, status, usage = os.wait4(proc.pid, 0)
+    finally:
+        _RUNNING.discard(proc)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    return proc.returncode, usage.ru_utime + usage.ru_stime
+
+
+def kill_running() -> None:
+    """Kill wrk runs still going (the driver was interrupted while one ran in a thread)."""
+    for proc in list(_RUNNING):
+        proc.kill()
+
+
+_RUNNING: set[subprocess.Popen[bytes]] = set()
 
 
 async def run_wrk(
@@ -62,18 +87,17 @@ async def run_wrk(
         wrk_binary(), "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s", f"--timeout={timeout_s}s",
         "-s", str(SCRIPT), url, "--", str(bodies),
     ])  # fmt: skip
-    proc = await asyncio.create_subprocess_exec(
-        *argv, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
-    )
+    out = bodies.with_suffix(".wrk.txt")
     try:
-        out, err = await proc.communicate()
-    finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
-    line = next((x for x in out.decode().splitlines() if x.startswith("BENCH ")), None)
-    if proc.returncode != 0 or line is None:
-        raise RuntimeError(f"wrk failed ({proc.returncode}): {err.decode().strip()}\n{out.decode().strip()}")
+        status, cpu_seconds = await asyncio.to_thread(_wrk, argv, out)
+    except BaseException:
+        kill_running()
+        raise
+    text = out.read_text(errors="replace")
+    out.unlink()
+    line = next((x for x in text.splitlines() if x.startswith("BENCH ")), None)
+    if status != 0 or line is None:
+        raise RuntimeError(f"wrk failed ({status}): {text.strip()}")
     data = json.loads(line[len("BENCH ") :])
     errors = sum(data[k] for k in ("connect_errors", "read_errors", "write_errors", "status_errors", "timeouts"))
     return WrkResult(
@@ -85,4 +109,5 @@ async def run_wrk(
         max_ms=data["max_us"] / 1000,
         errors=int(errors),
         wrapped=int(data["wrapped"]),
+        cpu_seconds=cpu_seconds,
     )

@@ -125,6 +125,16 @@ class Children:
             self.running.remove(child)
         return child.proc.returncode
 
+    def cpu_seconds(self) -> float:
+        """CPU time used so far by the children still running."""
+        total = 0.0
+        for child in self.running:
+            try:
+                total += child.cpu_seconds()
+            except OSError:  # exited meanwhile
+                pass
+        return total
+
     def stop_all(self) -> None:
         for child in reversed(list(self.running)):
             self.stop(child)

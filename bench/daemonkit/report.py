@@ -15,6 +15,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from .cpuwatch import disturbed
+
 ROOT = Path(__file__).resolve().parents[2]
 KEYS = ("ingest_ratio", "ingest_rps", "ingest_p99_ms", "relay_ratio", "relay_p99_ms", "rss_mb")
 
@@ -64,6 +66,8 @@ def table(figures: dict[str, Any]) -> str:
         (f"carebridge {env['carebridge']} @ {env['commit']}, Python {env['python']}, aiohttp {env['aiohttp']}, "
          f"{env['cpu'] or 'unknown CPU'}"),
         f"pinning: {figures['pinning']}",
+        (f"machine before the run: other processes {figures['machine_before']['others']:.2f} cores, "
+         f"steal {figures['machine_before']['steal']:.2f}"),
         "",
         (f"ingest (wrk -t1 -c64, median of {len(ingest['rounds']['daemon'])} interleaved rounds)"
          "        bare aiohttp       daemon   daemon/bare"),
@@ -71,7 +75,10 @@ def table(figures: dict[str, Any]) -> str:
          f"   {ingest['ratio']:10.1%}"),
         f"  p50 ms                                                     {base['p50_ms']:12.2f} {dmn['p50_ms']:12.2f}",
         f"  p99 ms                                                     {base['p99_ms']:12.2f} {dmn['p99_ms']:12.2f}",
-        f"  server CPU (cores)                                         {base['cpu']:12.2f} {dmn['cpu']:12.2f}",
+        f"  server process CPU (cores)                                 {base['cpu']:12.2f} {dmn['cpu']:12.2f}",
+        f"  load core busy (wrk)                                       {base['load_core']:12.2f} {dmn['load_core']:12.2f}",
+        f"  other processes (cores)                                    {base['others']:12.2f} {dmn['others']:12.2f}",
+        f"  CPU steal (VM host)                                        {base['steal']:12.2f} {dmn['steal']:12.2f}",
         "",
         "relay (open loop, Python)  offered/s  relayed/s    p50 ms    p99 ms  outbox max  verdict",
     ]
@@ -80,7 +87,7 @@ def table(figures: dict[str, Any]) -> str:
         if r.get("skipped"):
             rows.append(f"  {label:24} {r['offered']:9,} {'-':>10} {'-':>9} {'-':>9} {'-':>11}  {r['why_not']}")
             continue
-        verdict = "sustained" if r["sustained"] else "NOT sustained: " + r["why_not"]
+        verdict = ("sustained" if r["sustained"] else "NOT sustained: " + r["why_not"]) + disturbed(r)
         rows.append(f"  {label:24} {r['offered']:9,} {r['relayed_per_s']:10,.0f} {r['p50_ms']:9.1f} {r['p99_ms']:9.1f}"
                     f" {r['outbox_max']:11,.0f}  {verdict}")  # fmt: skip
     rows.append(f"  highest sustained: {relay['sustained_rate']:,}/s offered, {relay['sustained_relayed_per_s']:,.0f} "

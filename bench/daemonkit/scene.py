@@ -21,6 +21,7 @@ from pathlib import Path
 
 import aiohttp
 
+from .cpuwatch import CpuWatch
 from .openloop import closed_loop
 from .payloads import (
     TEXT,
@@ -62,6 +63,7 @@ class Scene:
     app: MetaApp = field(default_factory=MetaApp)
     ids: Ids = field(default_factory=Ids)
     seqs: Iterator[int] = field(default_factory=lambda: itertools.count(1))
+    cpu: CpuWatch = field(init=False)
     fake: FakeGraphHandle | None = None
     baseline: Child | None = None
     baseline_url: str = ""
@@ -69,6 +71,9 @@ class Scene:
     agents: list[Agent] = field(default_factory=list)
     customers: list[str] = field(default_factory=list)
     senders: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.cpu = CpuWatch(self.children, self.cores)
 
     @property
     def graph(self) -> FakeGraphHandle:
