@@ -112,7 +112,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--soak-rate", type=int, default=0, help="default: half the highest sustained relay rate")
     parser.add_argument("--backlog", type=int, default=0, metavar="N", help="queue N relays and time the drain")
     parser.add_argument("--wait-quiet", type=float, default=0.0, metavar="S",
-                        help="on a shared machine: wait up to S seconds for other processes to go idle")
+                        help="on a shared machine: wait up to S seconds in all for other processes to go idle\n"
+                             "before each measurement, and take a disturbed one again")
     parser.add_argument("--json", type=Path, default=None, metavar="FILE", help="where to write every figure")
     parser.add_argument("--smoke", action="store_true", help="tiny counts, about a second per phase")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory (logs, store)")
@@ -163,13 +164,12 @@ async def machine_load(scene: Scene, seconds: float) -> dict[str, float]:
 async def measure(scene: Scene, settings: Plan) -> dict[str, Any]:
     figures: dict[str, Any] = {"environment": environment(), "pinning": scene.cores.describe()}
     say(f"setting up in {scene.directory} ({scene.cores.describe()})")
+    scene.quiet_until = time.monotonic() + settings.wait_quiet if settings.wait_quiet else 0.0
     machine = await machine_load(scene, settings.quiet_check)
-    deadline = time.monotonic() + settings.wait_quiet
     if machine["others"] > DISTURBED and settings.wait_quiet:
-        say(f"waiting up to {settings.wait_quiet:.0f} s for a quiet machine: other processes use "
+        say(f"waiting up to {settings.wait_quiet:.0f} s in all for a quiet machine: other processes use "
             f"{machine['others']:.2f} cores")  # fmt: skip
-    while machine["others"] > DISTURBED and time.monotonic() < deadline:
-        machine = await machine_load(scene, settings.quiet_check)
+        machine = await scene.quiet()
     figures["machine_before"] = machine
     busy = "quiet" if machine["others"] <= DISTURBED else "BUSY: the figures will be disturbed"
     say(f"machine before the run: other processes use {machine['others']:.2f} cores, steal {machine['steal']:.2f} "

@@ -67,6 +67,7 @@ async def daemon_run(scene: Scene, bodies: Bodies, seconds: float) -> tuple[dict
     for _attempt in range(4):
         await daemon.wait_outbox_empty(timeout=120)
         path = await bodies.make(seconds)
+        await scene.quiet()
         stored = await daemon.stored_in()
         result, load = await _run(scene, daemon.proc, daemon.url, path, seconds)
         committed = await daemon.stored_in() - stored
@@ -84,6 +85,7 @@ async def daemon_run(scene: Scene, bodies: Bodies, seconds: float) -> tuple[dict
 
 async def baseline_run(scene: Scene, bodies: Path, seconds: float) -> dict[str, Any]:
     await scene.main.wait_outbox_empty(timeout=120)  # the idle daemon shares the server core
+    await scene.quiet()
     assert scene.baseline is not None
     result, load = await _run(scene, scene.baseline, scene.baseline_url, bodies, seconds)
     if result.errors:
@@ -106,16 +108,20 @@ async def run_ingest(scene: Scene, settings: IngestSettings, say: Any) -> dict[s
     for n in range(settings.rounds):
         order = ("baseline", "daemon") if n % 2 == 0 else ("daemon", "baseline")
         for who in order:
-            if who == "daemon":
-                run, fresh = await daemon_run(scene, bodies, settings.seconds)
-                last.unlink(missing_ok=True)
-                last = fresh
-            else:
-                run = await baseline_run(scene, last, settings.seconds)
+            while True:
+                if who == "daemon":
+                    run, fresh = await daemon_run(scene, bodies, settings.seconds)
+                    last.unlink(missing_ok=True)
+                    last = fresh
+                else:
+                    run = await baseline_run(scene, last, settings.seconds)
+                say(f"  round {n + 1} {who:8} {run['rps']:9,.0f} req/s  p50 {run['p50_ms']:6.2f} ms  "
+                    f"p99 {run['p99_ms']:6.2f} ms  CPU: server {run['cpu']:.2f}, load core {run['load_core']:.2f}, "
+                    f"other processes {run['others']:.2f}{disturbed(run)}")  # fmt: skip
+                if not scene.retry_disturbed(run):
+                    break
+                say("    disturbed: measured again")
             runs[who].append(run)
-            say(f"  round {n + 1} {who:8} {run['rps']:9,.0f} req/s  p50 {run['p50_ms']:6.2f} ms  "
-                f"p99 {run['p99_ms']:6.2f} ms  CPU: server {run['cpu']:.2f}, load core {run['load_core']:.2f}, "
-                f"other processes {run['others']:.2f}{disturbed(run)}")  # fmt: skip
     last.unlink(missing_ok=True)
     summary = {
         who: {key: _median(rs, key) for key in ("rps", "p50_ms", "p99_ms", "cpu", "load_core", "steal", "others")}

@@ -94,6 +94,7 @@ def cap_for(rate: int) -> int:
 async def one_rate(scene: Scene, daemon: Daemon, rate: int, settings: RelaySettings) -> dict[str, Any]:
     """Offer ``rate`` messages/s for warm-up + seconds; return latency, throughput and the verdict."""
     await daemon.wait_outbox_empty(timeout=900)
+    await scene.quiet()
     hooks = scene.relay_hooks(round(rate * (settings.warmup + settings.seconds)))
     depth: list[tuple[float, float]] = []
     stop, abort = asyncio.Event(), asyncio.Event()
@@ -187,6 +188,16 @@ def say_rate(say: Any, result: dict[str, Any]) -> None:
         f"CPU daemon {result['daemon_cpu']:.2f} load core {result['load_core']:.2f}  {verdict}{disturbed(result)}")  # fmt: skip
 
 
+async def measured_rate(scene: Scene, rate: int, settings: RelaySettings, say: Any) -> dict[str, Any]:
+    """One rate, taken again while it was disturbed and --wait-quiet leaves time."""
+    while True:
+        result = await one_rate(scene, scene.main, rate, settings)
+        say_rate(say, result)
+        if not scene.retry_disturbed(result):
+            return result
+        say("    disturbed: measured again")
+
+
 async def run_relay(scene: Scene, settings: RelaySettings, baseline_rps: float, say: Any) -> dict[str, Any]:
     """The offered rates in increasing order up to the first not sustained; probes below if none was."""
     say(f"relay: open loop (Python asyncio + aiohttp on the load core), Messenger customers -> "
@@ -200,11 +211,9 @@ async def run_relay(scene: Scene, settings: RelaySettings, baseline_rps: float, 
                             "why_not": "not run: a lower rate was not sustained"})  # fmt: skip
             say(f"  {rate:5}/s offered: not run (a lower rate was not sustained)")
             continue
-        results.append(await one_rate(scene, scene.main, rate, settings))
-        say_rate(say, results[-1])
+        results.append(await measured_rate(scene, rate, settings, say))
     while (probe := next_probe(results)) is not None:
-        results.append({**await one_rate(scene, scene.main, probe[0], settings), "probe": probe[1]})
-        say_rate(say, results[-1])
+        results.append({**await measured_rate(scene, probe[0], settings, say), "probe": probe[1]})
     await scene.main.wait_outbox_empty(timeout=900)
     results.sort(key=lambda r: r["offered"])
     sustained = [r for r in results if r["sustained"]]

@@ -18,10 +18,11 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 
-from .cpuwatch import CpuWatch
+from .cpuwatch import DISTURBED, CpuWatch, disturbed
 from .openloop import closed_loop
 from .payloads import (
     TEXT,
@@ -64,6 +65,7 @@ class Scene:
     ids: Ids = field(default_factory=Ids)
     seqs: Iterator[int] = field(default_factory=lambda: itertools.count(1))
     cpu: CpuWatch = field(init=False)
+    quiet_until: float = 0.0  # monotonic deadline of --wait-quiet: measurements wait for quiet until then
     fake: FakeGraphHandle | None = None
     baseline: Child | None = None
     baseline_url: str = ""
@@ -74,6 +76,23 @@ class Scene:
 
     def __post_init__(self) -> None:
         self.cpu = CpuWatch(self.children, self.cores)
+
+    async def quiet(self) -> dict[str, float]:
+        """Wait (until ``quiet_until``) for a 2-second window in which other processes stay idle.
+
+        Returns the machine's load over the last window; with no time left,
+        one window is measured and returned whatever it shows.
+        """
+        while True:
+            before = self.cpu.snapshot()
+            await asyncio.sleep(2.0 if self.quiet_until else 0.0)
+            load = self.cpu.between(before, self.cpu.snapshot())
+            if load["others"] <= DISTURBED or time.monotonic() >= self.quiet_until:
+                return load
+
+    def retry_disturbed(self, figures: dict[str, Any]) -> bool:
+        """True when a measurement was disturbed and --wait-quiet leaves time to take it again."""
+        return bool(disturbed(figures)) and time.monotonic() < self.quiet_until
 
     @property
     def graph(self) -> FakeGraphHandle:
