@@ -1,7 +1,7 @@
 """Daemon benchmark: the whole ``carebridge run`` process, webhook to agent, beside bare aiohttp.
 
 Run: ``.venv/bin/python bench/daemon.py [--seconds S] [--rounds R] [--rates 250,500,1000]
-[--messages M] [--soak] [--backlog N] [--json FILE] [--smoke]``
+[--messages M] [--soak] [--backlog N] [--json FILE] [--wait-quiet S] [--smoke]``
 
 The daemon is measured from outside, as a black box: its own process
 (``carebridge run -c <tmp>/bridge.toml``, a fresh store, synchronous FULL,
@@ -26,7 +26,10 @@ Phases (details in each bench/daemonkit module):
 4. ``--backlog N``: N relays queued behind a slow platform, drain rate with
    history vs a fresh store, WAL size maximum.
 
-It prints a table, writes every figure as JSON (``--json``; by default a
+Beside every figure it shows how busy each core was and how much CPU other
+processes took (bench/daemonkit/cpuwatch.py); ``--wait-quiet`` waits for a
+shared machine to be idle before each measurement. It prints a table,
+writes every figure as JSON (``--json``; by default a
 file in the system temp directory, path printed) and ends with one line:
 ``ingest_ratio=... ingest_rps=... ingest_p99_ms=... relay_ratio=...
 relay_p99_ms=... rss_mb=...``. Every process it started is stopped and its
@@ -113,7 +116,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--backlog", type=int, default=0, metavar="N", help="queue N relays and time the drain")
     parser.add_argument("--wait-quiet", type=float, default=0.0, metavar="S",
                         help="on a shared machine: wait up to S seconds in all for other processes to go idle\n"
-                             "before each measurement, and take a disturbed one again")
+                             "before each measurement; take again a disturbed ingest round or failed relay rate")
     parser.add_argument("--json", type=Path, default=None, metavar="FILE", help="where to write every figure")
     parser.add_argument("--smoke", action="store_true", help="tiny counts, about a second per phase")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory (logs, store)")

@@ -19,8 +19,8 @@ from dataclasses import dataclass
 
 from .procs import TICKS, Children, Cores
 
-#: More than this many cores used by other processes marks a measurement as disturbed.
-DISTURBED = 0.05
+#: More than this many cores used by other processes (or stolen) marks a measurement as disturbed.
+DISTURBED = 0.1
 
 
 @dataclass(frozen=True, slots=True)

@@ -189,11 +189,11 @@ def say_rate(say: Any, result: dict[str, Any]) -> None:
 
 
 async def measured_rate(scene: Scene, rate: int, settings: RelaySettings, say: Any) -> dict[str, Any]:
-    """One rate, taken again while it was disturbed and --wait-quiet leaves time."""
+    """One rate; a rate not sustained while disturbed is taken again while --wait-quiet leaves time."""
     while True:
         result = await one_rate(scene, scene.main, rate, settings)
         say_rate(say, result)
-        if not scene.retry_disturbed(result):
+        if result["sustained"] or not scene.retry_disturbed(result):
             return result
         say("    disturbed: measured again")
 
