@@ -200,7 +200,11 @@ async def measure(scene: Scene, settings: Plan) -> dict[str, Any]:
                 soak = SoakSettings(soak.seconds, soak.every, max(10, figures["relay"]["sustained_rate"] // 2 or 50))
             figures["soak"] = await run_soak(scene, soak, say)
         if settings.backlog:
-            figures["backlog"] = await run_backlog(scene, settings.backlog, say)
+            try:
+                figures["backlog"] = await run_backlog(scene, settings.backlog, say)
+            except RuntimeError as err:  # e.g. the soak left a backlog that does not drain: report the rest
+                say(f"backlog: failed: {err}")
+                figures["backlog"] = {"error": str(err)}
     finally:
         stop.set()
         figures["wal_max_bytes"] = await wal

@@ -100,11 +100,19 @@ def table(figures: dict[str, Any]) -> str:
     ]
     soak = figures.get("soak")
     if soak:
-        samples = ", ".join(f"{s['rss_mib']:.0f}" for s in soak["rss_mib"])
-        rows.append(f"soak {soak['rate']}/s for {soak['seconds']:.0f} s, RSS MiB: {samples}  -> "
-                    f"{soak['slope_mib_per_min']:+.2f} MiB/min, {'flat' if soak['flat'] else 'NOT flat'}")  # fmt: skip
+        rss = ", ".join(f"{s['rss_mib']:.0f}" for s in soak["samples"])
+        depth = ", ".join(f"{s['outbox']:.0f}" for s in soak["samples"])
+        every = soak["seconds"] / max(1, len(soak["samples"]) - 1)
+        verdict = "flat" if soak["flat"] else "NOT flat"
+        refused = f", {soak['errors']:,} webhooks refused" if soak["errors"] else ""
+        rows.append(f"soak {soak['rate']}/s for {soak['seconds']:.0f} s, RSS MiB every {every:.0f} s: {rss}"
+                    f"  -> {soak['slope_mib_per_min']:+.2f} MiB/min, {verdict}")  # fmt: skip
+        rows.append(f"     outbox: {depth}; {soak['late']:,} of {soak['sent']:,} relays not arrived 30 s after the end"
+                    f"{refused}")  # fmt: skip
     backlog = figures.get("backlog")
-    if backlog:
+    if backlog and "error" in backlog:
+        rows.append(f"backlog: failed: {backlog['error']}")
+    elif backlog:
         h, f = backlog["history"], backlog["fresh"]
         rows.append(f"backlog {h['relays']:,} relays: drain {h['drain_per_s']:,.0f}/s with history, "
                     f"{f['drain_per_s']:,.0f}/s fresh ({backlog['ratio']:.0%}); WAL max "
