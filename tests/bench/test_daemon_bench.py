@@ -50,6 +50,7 @@ def test_smoke_run_prints_every_figure_writes_json_and_leaves_nothing_running(wr
     data = json.loads(figures.read_text())
     assert {"ingest", "relay", "memory", "soak", "backlog", "environment"} <= set(data)
     assert data["daemon_exit"] == 0
+    assert "error" not in data["backlog"], data["backlog"]
     assert f"JSON: {figures}" in done.stdout
     assert sorted(p.name for p in tmp_path.iterdir()) == ["figures.json"]  # its temporary directory is gone
     assert processes_under(tmp_path) == []
