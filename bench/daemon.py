@@ -114,9 +114,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--soak-every", type=float, default=30.0)
     parser.add_argument("--soak-rate", type=int, default=0, help="default: half the highest sustained relay rate")
     parser.add_argument("--backlog", type=int, default=0, metavar="N", help="queue N relays and time the drain")
-    parser.add_argument("--wait-quiet", type=float, default=0.0, metavar="S",
-                        help="on a shared machine: wait up to S seconds in all for other processes to go idle\n"
-                             "before each measurement; take again a disturbed ingest round or failed relay rate")
+    parser.add_argument(
+        "--wait-quiet",
+        type=float,
+        default=0.0,
+        metavar="S",
+        help="on a shared machine: wait up to S seconds in all for other processes to go idle\n"
+        "before each measurement; take again a disturbed ingest round or failed relay rate",
+    )
     parser.add_argument("--json", type=Path, default=None, metavar="FILE", help="where to write every figure")
     parser.add_argument("--smoke", action="store_true", help="tiny counts, about a second per phase")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory (logs, store)")

@@ -63,16 +63,24 @@ def table(figures: dict[str, Any]) -> str:
     env, ingest, relay, memory = figures["environment"], figures["ingest"], figures["relay"], figures["memory"]
     base, dmn = ingest["median"]["baseline"], ingest["median"]["daemon"]
     rows = [
-        (f"carebridge {env['carebridge']} @ {env['commit']}, Python {env['python']}, aiohttp {env['aiohttp']}, "
-         f"{env['cpu'] or 'unknown CPU'}"),
+        (
+            f"carebridge {env['carebridge']} @ {env['commit']}, Python {env['python']}, aiohttp {env['aiohttp']}, "
+            f"{env['cpu'] or 'unknown CPU'}"
+        ),
         f"pinning: {figures['pinning']}",
-        (f"machine before the run: other processes {figures['machine_before']['others']:.2f} cores, "
-         f"steal {figures['machine_before']['steal']:.2f}"),
+        (
+            f"machine before the run: other processes {figures['machine_before']['others']:.2f} cores, "
+            f"steal {figures['machine_before']['steal']:.2f}"
+        ),
         "",
-        (f"ingest (wrk -t1 -c64, median of {len(ingest['rounds']['daemon'])} interleaved rounds)"
-         "        bare aiohttp       daemon   daemon/bare"),
-        (f"  req/s                                                      {base['rps']:12,.0f} {dmn['rps']:12,.0f}"
-         f"   {ingest['ratio']:10.1%}"),
+        (
+            f"ingest (wrk -t1 -c64, median of {len(ingest['rounds']['daemon'])} interleaved rounds)"
+            "        bare aiohttp       daemon   daemon/bare"
+        ),
+        (
+            f"  req/s                                                      {base['rps']:12,.0f} {dmn['rps']:12,.0f}"
+            f"   {ingest['ratio']:10.1%}"
+        ),
         f"  p50 ms                                                     {base['p50_ms']:12.2f} {dmn['p50_ms']:12.2f}",
         f"  p99 ms                                                     {base['p99_ms']:12.2f} {dmn['p99_ms']:12.2f}",
         f"  server process CPU (cores)                                 {base['cpu']:12.2f} {dmn['cpu']:12.2f}",
@@ -94,9 +102,11 @@ def table(figures: dict[str, Any]) -> str:
                 f"relayed/s = {relay['ratio']:.1%} of bare aiohttp req/s")  # fmt: skip
     rows += [
         "",
-        (f"memory (daemon RSS)  start {memory['rss_start_mib']:.1f} MiB; after {memory['messages']:,} messages "
-         f"{memory['rss_after_messages_mib']:.1f} MiB; with {memory['open_conversations']:,} open conversations "
-         f"{memory['rss_with_conversations_mib']:.1f} MiB"),
+        (
+            f"memory (daemon RSS)  start {memory['rss_start_mib']:.1f} MiB; after {memory['messages']:,} messages "
+            f"{memory['rss_after_messages_mib']:.1f} MiB; with {memory['open_conversations']:,} open conversations "
+            f"{memory['rss_with_conversations_mib']:.1f} MiB"
+        ),
     ]
     soak = figures.get("soak")
     if soak:

@@ -207,7 +207,9 @@ class Daemon:
         start = time.monotonic()
         while (await self.outbox_depth()) > 0:
             if time.monotonic() - start > timeout:
-                raise RuntimeError(f"outbox still holds {await self.outbox_depth():.0f} deliveries after {timeout:.0f} s")
+                raise RuntimeError(
+                    f"outbox still holds {await self.outbox_depth():.0f} deliveries after {timeout:.0f} s"
+                )
             await asyncio.sleep(0.1)
         return time.monotonic() - start
 
