@@ -232,7 +232,7 @@ def _send_code(tx: Tx, rctx: RelayContext, conv: Conversation, request: SecureRe
     send_to_customer(
         tx, rctx, conv.id, rctx.templates.render("secure_code_sent", conv.language, email=masked), kind="system"
     )
-    _tell_agent(tx, rctx, conv, request, f"The customer gave {masked}; a code was mailed there for them to type back.")
+    _tell_agent(tx, rctx, conv, request, f"the customer gave {masked}; a code was mailed there for them to type back.")
 
 
 def _check_code(tx: Tx, rctx: RelayContext, conv: Conversation, request: SecureRequest, code: str) -> None:
@@ -265,7 +265,7 @@ def _deliver(tx: Tx, rctx: RelayContext, conv: Conversation, request: SecureRequ
     tx.contacts.set_email(conv.contact_id, address, verified=True)
     tx.secure.delete(request)
     _mail_text(tx, rctx, conv, request.agent_id, address, text)
-    _tell_agent(tx, rctx, conv, request, f"The customer confirmed {mask_email(address)}; your text was mailed there.")
+    _tell_agent(tx, rctx, conv, request, f"the customer confirmed {mask_email(address)}; your text was mailed there.")
 
 
 def _identity(tx: Tx, conv: Conversation) -> Identity | None:
