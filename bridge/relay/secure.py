@@ -218,7 +218,7 @@ def _bare_address(rctx: RelayContext, text: str) -> str | None:
         return None
     try:
         return rctx.addresses.normalize(EMAIL, match.group(1))
-    except (ValueError, KeyError):
+    except ValueError:
         return None
 
 

@@ -381,3 +381,34 @@ async def test_closing_the_conversation_erases_its_pending_request(desk: Desk) -
         f"[#{jan} Jan · WhatsApp] /secure: your text was not mailed: the conversation was closed."
         " It was erased; send /secure again."
     ]
+
+
+async def test_an_email_agent_sends_secure_on_the_first_line(desk: Desk) -> None:
+    await logged_in(desk, "bob", BOB)
+    jan = await desk.customer(JAN, "Hi")
+    conv = await desk.conversation(jan)
+    await desk.store.write(lambda tx: tx.contacts.set_email(conv.contact_id, "jan@example.com", verified=True))
+    await desk.say("bob", "/secure Your PIN code is 4821\n\nOn Monday Carebridge wrote:\n> [#1 Jan · WhatsApp] Hi")
+    [mail] = await mails(desk, jan)
+    assert "Your PIN code is 4821" in mail.text and "Monday" not in mail.text
+
+
+async def test_the_console_api_calls_start_secure_and_reads_why_it_refused(desk: Desk) -> None:
+    alice = await desk.add_agent("alice", ALICE)
+    await desk.login("alice")
+    jan = await desk.customer(JAN, "Hi")
+    conv = await desk.conversation(jan)
+
+    def start(tx: Any) -> str:
+        return secure.start_secure(tx, desk.rctx, conv, alice, f"Your IBAN {IBAN}")
+
+    answer = await desk.store.write(start)
+    assert answer.startswith(f"[#{jan} Jan · WhatsApp] The customer has no verified email address")
+    with pytest.raises(secure.SecureRefused) as refused:
+        await desk.store.write(start)
+    assert refused.value.code == "pending" and IBAN not in str(refused.value)
+    assert "cancelled" in await desk.store.write(lambda tx: secure.cancel_secure(tx, desk.rctx, conv, alice))
+    desk.rctx.channels = frozenset({"console", "whatsapp"})
+    with pytest.raises(secure.SecureRefused) as refused:
+        await desk.store.write(start)
+    assert refused.value.code == "email_disabled"
