@@ -179,6 +179,8 @@ def _ingest_customer(tx: Tx, rctx: RelayContext, message: InboundMessage, result
 
 def _answers_secure(tx: Tx, rctx: RelayContext, conv: Conversation, message_id: int, text: str) -> bool:
     """Whether the message answered a pending ``/secure`` (an address or a code): then it is not relayed."""
+    if tx.secure.get(conv.id) is None:  # the common case, without a savepoint
+        return False
     answered: list[bool] = []
 
     def step() -> None:
