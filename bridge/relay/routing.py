@@ -9,6 +9,7 @@ transfer use them too (see RELAY-SHARED).
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -59,16 +60,29 @@ def recent_messages(tx: Tx, conversation_id: int, n: int) -> list[Message]:
 
 
 def notify_agent(
-    tx: Tx, rctx: RelayContext, agent: Agent, text: str, *, conversation_id: int | None = None
+    tx: Tx,
+    rctx: RelayContext,
+    agent: Agent,
+    text: str,
+    *,
+    conversation_id: int | None = None,
+    about: Sequence[int] = (),
 ) -> int | None:
     """Enqueue ``text`` to the agent's preferred channel; return the outbox id.
 
-    A notice about a conversation is sealed under the customer's key (it
-    names them, and erasing them must erase it too); others under the agent's.
-    Returns None when the agent has no reachable address.
+    Whatever names or quotes a customer must be erased with them. A notice
+    about one conversation (``conversation_id``) is sealed under its
+    customer's key, so destroying that key is enough. A notice naming several
+    conversations at once (``about``: ``/list``) is sealed under the agent's
+    key, and each conversation it names is recorded so erasure and retention
+    delete the row. Anything else is sealed under the agent's key and must
+    name no customer. Returns None when the agent has no reachable address.
     """
     if agent.channel != "console" and not agent.address:
         return None
+    about = list(dict.fromkeys(about))
+    if conversation_id is None and len(about) == 1:
+        conversation_id = about[0]
     owner = KeyOwner.agent(agent.id)
     meta: dict[str, str] | None = None
     if conversation_id is not None:
@@ -77,7 +91,11 @@ def notify_agent(
             owner = KeyOwner.contact(conv.contact_id)
             # Threading data for channels that use it (email: Subject, Reply-To token).
             meta = agent_thread_meta(conv.id, _conversation_label(tx, rctx, conv))
-    return _enqueue_to_agent(tx, rctx, agent, text, owner=owner, conversation_id=conversation_id, meta=meta)
+        return _enqueue_to_agent(tx, rctx, agent, text, owner=owner, conversation_id=conversation_id, meta=meta)
+    row = _enqueue_to_agent(tx, rctx, agent, text, owner=owner, conversation_id=None, meta=None)
+    if about:
+        tx.gdpr.name_in_notice(row, about)
+    return row
 
 
 def _enqueue_to_agent(
