@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 __all__ = [
     "assign",
     "assign_waiting",
+    "close_idle",
     "format_prefix",
     "notify_agent",
     "recent_messages",
@@ -356,3 +357,45 @@ def requeue(tx: Tx, rctx: RelayContext, conversation_id: int, queue: str | None 
     tx.agents.release_conversation(conversation_id)
     reads.write_event(tx, conv, "requeued", from_agent=previous, detail={"queue": queue or conv.queue})
     route(tx, rctx, conversation_id, exclude=previous, history=rctx.config.routing.history_messages)
+
+
+#: Conversations closed per transaction by the idle auto-close (the rest wait for the next run).
+IDLE_BATCH = 200
+
+
+def close_idle(tx: Tx, rctx: RelayContext, idle_for: float) -> list[int]:
+    """Close open conversations with no activity for ``idle_for`` seconds; return their ids.
+
+    The customer gets the ``closed_idle`` notice when their channel can still
+    take free text (a closed reply window is not knocked on just to say
+    goodbye), and the assigned agent is told, under the customer's key.
+    """
+    closed: list[int] = []
+    for conversation_id in tx.retention.idle(idle_for, IDLE_BATCH):
+        conv = tx.conversations.get(conversation_id)
+        if conv is None:
+            continue
+        notice = rctx.templates.render("closed_idle", conv.language).strip()
+        if notice and _window_open(tx, rctx, conv):
+            send_to_customer(tx, rctx, conv.id, notice, kind="system")
+        tx.conversations.close(conv.id)
+        tx.agents.release_conversation(conv.id)
+        reads.write_event(tx, conv, "closed", from_agent=conv.agent_id, detail={"reason": "idle"})
+        agent = tx.agents.get(conv.agent_id) if conv.agent_id is not None else None
+        if agent is not None and not agent.disabled:
+            label = _conversation_label(tx, rctx, conv)
+            minutes = max(1, round(idle_for / 60))
+            notify_agent(tx, rctx, agent, f"{label} was closed after {minutes} minute(s) without activity.",
+                         conversation_id=conv.id)  # fmt: skip
+        closed.append(conv.id)
+    return closed
+
+
+def _window_open(tx: Tx, rctx: RelayContext, conv: Conversation) -> bool:
+    """Whether the customer's channel takes free text now (no reply window, or inside it)."""
+    window = rctx.channel_window(conv.channel)
+    if window is None:
+        return True
+    identity = tx.contacts.get_identity(conv.identity_id) if conv.identity_id is not None else None
+    last = identity.last_inbound_at if identity is not None else None
+    return last is not None and rctx.now() - float(last) < float(window)

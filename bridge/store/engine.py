@@ -320,8 +320,9 @@ class Store:
         ``timeout``.
         """
         deadline = time.monotonic() + timeout
+        outcome: list[bool] = []
         while True:
-            outcome: list[bool] = []
+            outcome.clear()
             await self.write(lambda tx: tx.after_commit(lambda: outcome.append(self._truncate_wal())))
             if outcome and outcome[0]:
                 return True

@@ -16,7 +16,6 @@ from bridge.store.repos.conversations import ConversationsRepo
 from bridge.store.repos.messages import MessagesRepo
 from bridge.store.session import Session
 
-
 #: Ids per ``IN (...)`` list: far below every backend's limit on bound parameters.
 _IN_CHUNK = 500
 
@@ -133,12 +132,8 @@ class GdprRepo:
                 f" (SELECT outbox_id FROM outbox_mentions WHERE conversation_id IN ({marks}))",
                 ids,
             ).rowcount
-            counts["outbox"] += self._s.execute(
-                f"DELETE FROM outbox WHERE conversation_id IN ({marks})", ids
-            ).rowcount
-            counts["conversations"] += self._s.execute(
-                f"DELETE FROM conversations WHERE id IN ({marks})", ids
-            ).rowcount
+            counts["outbox"] += self._s.execute(f"DELETE FROM outbox WHERE conversation_id IN ({marks})", ids).rowcount
+            counts["conversations"] += self._s.execute(f"DELETE FROM conversations WHERE id IN ({marks})", ids).rowcount
         return counts
 
     def forget_contact(self, contact_id: int) -> int:

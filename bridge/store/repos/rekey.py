@@ -120,8 +120,7 @@ class RekeyRepo:
             counts["unreadable"] += unreadable
         if rows:
             self._s.execute(
-                "INSERT INTO meta(name, value) VALUES (?, 1)"
-                " ON CONFLICT (name) DO UPDATE SET value = meta.value + 1",
+                "INSERT INTO meta(name, value) VALUES (?, 1) ON CONFLICT (name) DO UPDATE SET value = meta.value + 1",
                 (KEY_EPOCH_NAME,),
             )
         return counts
@@ -142,7 +141,9 @@ class RekeyRepo:
                     if blob is None:
                         continue
                     try:
-                        plain.append((table, column, int(row[0]), crypto.open_blob(old, crypto.aad(table, column, row[0]), blob)))
+                        plain.append(
+                            (table, column, int(row[0]), crypto.open_blob(old, crypto.aad(table, column, row[0]), blob))
+                        )
                     except crypto.DecryptError:
                         unreadable += 1
         files: list[tuple[int, bytes]] = []
@@ -154,7 +155,12 @@ class RekeyRepo:
             ).fetchall():
                 try:
                     blob = Path(self._s.media_dir / name).read_bytes()
-                    files.append((int(attachment_id), crypto.open_blob(old, crypto.aad("attachments", "file", attachment_id), blob)))
+                    files.append(
+                        (
+                            int(attachment_id),
+                            crypto.open_blob(old, crypto.aad("attachments", "file", attachment_id), blob),
+                        )
+                    )
                 except (OSError, crypto.DecryptError):
                     unreadable += 1
         self._s.shred_key(owner)
