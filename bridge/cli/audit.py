@@ -13,9 +13,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 import re
+from collections.abc import Callable
+from typing import TYPE_CHECKING, TypeVar
 
 from bridge.cli import add_config_option
 from bridge.errors import IntegrityError
+
+if TYPE_CHECKING:
+    from bridge.store import Tx
+
+T = TypeVar("T")
 
 _ANCHOR = re.compile(r"^([0-9a-fA-F]{64}):(\d{1,18})$")
 
@@ -47,16 +54,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     anchor.set_defaults(func=run_anchor)
 
 
-def _read(args: argparse.Namespace, fn: object) -> object:
+def _read(args: argparse.Namespace, fn: Callable[[Tx], T]) -> T:
     from bridge.config import load_config
     from bridge.store import Store
 
     config = load_config(args.config)
 
-    async def go() -> object:
+    async def go() -> T:
         store = await Store.open(config.store, create_missing_key=False, must_exist=True)
         try:
-            return await store.read(fn)  # type: ignore[arg-type]
+            return await store.read(fn)
         finally:
             await store.close()
 
@@ -67,15 +74,10 @@ def run_verify(args: argparse.Namespace) -> int:
     """Verify the chain (and anchors); print the entry count, or fail naming the first bad entry."""
     anchors: list[tuple[str, int]] = list(args.anchor)
     result = _read(args, lambda tx: tx.audit.verify(anchors))
-    if not result.ok:  # type: ignore[attr-defined]
-        bad_id = result.bad_id  # type: ignore[attr-defined]
-        where = f"entry {bad_id}" if bad_id is not None else "its end"
-        raise IntegrityError(
-            f"audit log broken at {where}: {result.reason}",  # type: ignore[attr-defined]
-            table="audit_log",
-            row_id=bad_id,
-        )
-    line = f"audit log intact: {result.count} entries"  # type: ignore[attr-defined]
+    if not result.ok:
+        where = f"entry {result.bad_id}" if result.bad_id is not None else "its end"
+        raise IntegrityError(f"audit log broken at {where}: {result.reason}", table="audit_log", row_id=result.bad_id)
+    line = f"audit log intact: {result.count} entries"
     if anchors:
         line += f"; {len(anchors)} anchor(s) on the chain"
     print(line)
@@ -84,6 +86,6 @@ def run_verify(args: argparse.Namespace) -> int:
 
 def run_anchor(args: argparse.Namespace) -> int:
     """Print ``HASH:COUNT`` of the chain as it is now."""
-    digest, count = _read(args, lambda tx: tx.audit.anchor())  # type: ignore[misc]
+    digest, count = _read(args, lambda tx: tx.audit.anchor())
     print(f"{digest}:{count}")
     return 0

@@ -114,9 +114,10 @@ def cmd_transfer(ctx: CommandContext, args: str) -> str | None:
     return _answer(ctx, conv, f"{before} moved to queue {target_name}; it waits there for an agent.")
 
 
-def _answer(ctx: CommandContext, conv: Conversation, text: str) -> None:
-    """Send an answer that names the customer under their key (erasing them erases it)."""
+def _answer(ctx: CommandContext, conv: Conversation, text: str) -> str | None:
+    """Send an answer that names the customer under their key (erasing them erases it); nothing is left to return."""
     notify_agent(ctx.tx, ctx.rctx, ctx.agent, text, conversation_id=conv.id)
+    return None
 
 
 def _minutes(seconds: float) -> str:
