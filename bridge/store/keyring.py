@@ -221,7 +221,7 @@ class Keyring:
             raise IntegrityError(f"no data key for {owner.kind} {owner.id} (erased?)")
         entry = (row[0], crypto.cipher(self._unwrap(conn, row[0], row[1])))
         if current:
-            self._cache[(owner.kind, owner.id)] = entry
+            self.publish(owner, entry)
         return entry
 
     def _unwrap(self, conn: sqlite3.Connection, key_id: int, wrapped: bytes) -> bytes:
@@ -252,9 +252,10 @@ class Keyring:
         return key_id, crypto.cipher(raw)
 
     def publish(self, owner: KeyOwner, entry: tuple[int, AESGCM]) -> None:
-        """Cache a key whose row is committed."""
-        if self._current():
-            self._cache[(owner.kind, owner.id)] = entry
+        """Cache a key whose row is committed (unless this transaction's epoch is no longer the newest)."""
+        with self._lock:  # against a sync() emptying the cache between the check and the insert
+            if self._current():
+                self._cache[(owner.kind, owner.id)] = entry
 
     def prune(self, conn: sqlite3.Connection) -> int:
         """Forget cached keys whose rows another process deleted or replaced (``gdpr erase``, a rekey)."""
