@@ -55,6 +55,7 @@ class Refusal(enum.Enum):
     NOT_ON_SHIFT = "not_on_shift"
     AT_CAPACITY = "at_capacity"
     DAMAGED = "damaged_record"  # a record it needs failed its integrity check
+    REFUSED = "refused"  # a flow of its own (a plugin command, /secure) said no
 
 
 class ActionRefused(BridgeError):
