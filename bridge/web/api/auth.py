@@ -11,6 +11,7 @@ send it.
 
 from __future__ import annotations
 
+import contextvars
 import hashlib
 import hmac
 import secrets
@@ -29,7 +30,8 @@ _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 _MAX_TOKEN = 128
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-PRINCIPAL = "carebridge.principal"
+#: The caller of the request being handled (set by the middleware for the handler's task).
+_PRINCIPAL: contextvars.ContextVar[Principal | None] = contextvars.ContextVar("carebridge_principal", default=None)
 #: Handlers that answer without a session (login, the OpenAPI document).
 _PUBLIC: set[Handler] = set()
 
@@ -90,8 +92,8 @@ def clear_session_cookie(request: web.Request, response: web.StreamResponse) -> 
 
 def principal(request: web.Request) -> Principal:
     """The caller of a handler behind the session middleware."""
-    found = request.get(PRINCIPAL)
-    if not isinstance(found, Principal):  # a handler not behind the middleware: a wiring error
+    found = _PRINCIPAL.get()
+    if found is None:  # a handler not behind the middleware: a wiring error
         raise RuntimeError("no session on this request")
     return found
 
@@ -133,5 +135,8 @@ async def session_middleware(request: web.Request, handler: Handler) -> web.Stre
         sent = request.headers.get(CSRF_HEADER, "")
         if not hmac.compare_digest(sent.encode("utf-8", "surrogateescape"), found.csrf_token.encode()):
             fail(403, "csrf_failed", f"missing or wrong {CSRF_HEADER} header (the csrf_token of your login)")
-    request[PRINCIPAL] = found
-    return await handler(request)
+    reset = _PRINCIPAL.set(found)
+    try:
+        return await handler(request)
+    finally:
+        _PRINCIPAL.reset(reset)
