@@ -25,7 +25,7 @@ from bridge.config import load_config
 from bridge.plugins import make_plugin_manager
 from bridge.relay import strategies
 from bridge.web import make_app
-from tests.core.agentkit import Clock, parse_address
+from tests.core.agentkit import parse_address
 from tests.daemon import write_config
 from tests.e2e.harness import CHANNELS, MemoryChannel
 from tests.e2e.harness import _Plugin as TestChannels
@@ -40,10 +40,33 @@ def password_hash() -> str:
     return passwords.hash_password(PASSWORD)
 
 
+class LiveClock:
+    """The real clock plus an offset a test may move (``now += 600``): the store's clock in API tests.
+
+    Running with real time keeps the store in step with the relay and the
+    outbox worker (which use the real clock); moving it forward is for what
+    the store alone decides (lock-outs, session expiry).
+    """
+
+    def __init__(self) -> None:
+        self.offset = 0.0
+
+    def __call__(self) -> float:
+        return time.time() + self.offset
+
+    @property
+    def now(self) -> float:
+        return self()
+
+    @now.setter
+    def now(self, value: float) -> None:
+        self.offset += value - self()
+
+
 class ApiDesk:
     """A started bridge, an HTTP client of its app, and the agents' TOTP secrets."""
 
-    def __init__(self, bridge: Bridge, client: TestClient[Any, Any], clock: Clock) -> None:
+    def __init__(self, bridge: Bridge, client: TestClient[Any, Any], clock: LiveClock) -> None:
         self.bridge = bridge
         self.client = client
         self.clock = clock
@@ -95,11 +118,7 @@ class ApiDesk:
 
 @pytest.fixture
 async def make_desk(tmp_path: Path, aiohttp_client: Any) -> AsyncIterator[DeskFactory]:
-    """Build desks: a bridge whose store clock starts now and can be moved, served by its real app.
-
-    The relay keeps the real clock: tests that move the store's clock only
-    look at what the store decides (lock-outs, session expiry).
-    """
+    """Build desks: a bridge whose store clock can be moved forward, served by its real app."""
     bridges: list[Bridge] = []
 
     async def factory(
@@ -112,7 +131,7 @@ async def make_desk(tmp_path: Path, aiohttp_client: Any) -> AsyncIterator[DeskFa
             load_entry_points=False,
             plugins=[("core-routing", strategies), ("test-channels", TestChannels()), *(plugins or [])],
         )
-        clock = Clock(time.time())
+        clock = LiveClock()
         bridge = await Bridge.create(config, registry, clock=clock)
         bridges.append(bridge)
         client = await aiohttp_client(make_app(bridge))

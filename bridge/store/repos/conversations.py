@@ -130,7 +130,7 @@ class ConversationsRepo:
         """Conversations, most recently active first, for a listing page.
 
         :param visible_to: ``(agent id, their queues)``: only conversations that
-            agent holds or held, and the waiting ones of their queues; None: all.
+            agent holds (or held last, once closed) and the waiting ones of their queues; None: all.
         :param before: ``(updated_at, id)`` of the last row of the previous page.
         """
         where: list[str] = []

@@ -26,7 +26,7 @@ DEFAULT_LIMIT = 50
 MAX_LIMIT = 200
 #: Longest reply or note accepted (channels split long texts; this bounds abuse).
 MAX_TEXT = 20_000
-_CONVERSATION_CURSOR = re.compile(r"^(\d{1,12}(?:\.\d{1,9})?)_(\d{1,18})$")
+_CONVERSATION_CURSOR = re.compile(r"^(\d{1,12}(?:\.\d{1,17})?)_(\d{1,18})$")
 _ID = re.compile(r"^\d{1,18}$")
 
 
@@ -100,8 +100,8 @@ def id_before_param(request: web.Request) -> int | None:
 
 
 def conversation_cursor(conv: Conversation) -> str:
-    """The ``next`` cursor after ``conv`` in a listing (its activity time and id)."""
-    return f"{conv.updated_at:.6f}_{conv.id}"
+    """The ``next`` cursor after ``conv`` in a listing (its activity time, exactly, and id)."""
+    return f"{float(conv.updated_at)!r}_{conv.id}"
 
 
 def conversation_before_param(request: web.Request) -> tuple[float, int] | None:

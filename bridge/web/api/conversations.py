@@ -1,7 +1,7 @@
 """Conversations over the API: list, read the transcript, and act as in chat.
 
-An agent sees the conversations they hold or held and those waiting in their
-queues; an admin sees all. Acting (reply, note, transfer, close, take,
+An agent sees the conversations they hold (or held last, once closed) and
+those waiting in their queues; an admin sees all. Acting (reply, note, transfer, close, take,
 secure) follows ``bridge.relay.actions``, the same rules as the chat
 commands, so an admin acts only on their own conversations like anyone else.
 Reading a transcript writes a ``conversation.view`` audit entry; sensitive

@@ -177,7 +177,7 @@ PATHS: dict[str, dict[str, Schema]] = {
     },
     "/api/conversations": {
         "get": {
-            "summary": "Conversations the agent holds or held and those waiting in their queues (an admin: all)",
+            "summary": "Conversations the agent holds (or held last) and those waiting in their queues (an admin: all)",
             "security": _READ,
             "parameters": [
                 {
