@@ -367,8 +367,8 @@ _M120 = (
     # as a keyed hash: the lock-outs that are not an agent's own (theirs is
     # counted from the audit log) survive restarts without storing who tried.
     (
-        "CREATE TABLE login_failures(id INTEGER PRIMARY KEY AUTOINCREMENT, scope TEXT NOT NULL, key_index BLOB NOT NULL,"
-        " at REAL NOT NULL)"
+        "CREATE TABLE login_failures(id INTEGER PRIMARY KEY AUTOINCREMENT, scope TEXT NOT NULL,"
+        " key_index BLOB NOT NULL, at REAL NOT NULL)"
     ),
     "CREATE INDEX login_failures_key ON login_failures(scope, key_index, at)",
     "CREATE INDEX login_failures_at ON login_failures(at)",

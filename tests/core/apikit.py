@@ -121,9 +121,7 @@ async def make_desk(tmp_path: Path, aiohttp_client: Any) -> AsyncIterator[DeskFa
     """Build desks: a bridge whose store clock can be moved forward, served by its real app."""
     bridges: list[Bridge] = []
 
-    async def factory(
-        extra: str = "", *, server: str = "", plugins: list[tuple[str, object]] | None = None
-    ) -> ApiDesk:
+    async def factory(extra: str = "", *, server: str = "", plugins: list[tuple[str, object]] | None = None) -> ApiDesk:
         directory = tmp_path / f"bridge{len(bridges)}"
         directory.mkdir()
         config = load_config(write_config(directory, CHANNELS + extra, server=server))

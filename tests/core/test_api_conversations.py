@@ -135,7 +135,9 @@ async def test_reply_note_transfer_and_close_follow_the_chat_rules(make_desk: De
     conv_id = await _conversation_of(desk, "cust-1")
     await wait_for(lambda: _assigned(desk, conv_id))
 
-    status, answer = await _json(desk, "POST", f"/api/conversations/{conv_id}/messages", csrf, json={"text": "On its way!"})
+    status, answer = await _json(
+        desk, "POST", f"/api/conversations/{conv_id}/messages", csrf, json={"text": "On its way!"}
+    )
     assert status == 201, answer
     assert answer["message"]["direction"] == "out" and answer["message"]["agent"] == "alice"
     await wait_for(lambda: "On its way!" in desk.memory.texts_to("cust-1"), what="the reply at the customer")
@@ -221,7 +223,9 @@ async def test_transcripts_mask_sensitive_values_unless_revealed_and_reveals_are
     assert page["messages"][0]["sensitive"] is True
     status, page = await _json(desk, "GET", f"/api/conversations/{conv_id}/messages?reveal=1")
     assert page["messages"][0]["text"] == "My account is 12345678901, thanks"
-    reveals = await desk.bridge.store.read(lambda tx: [e for e in tx.audit.entries() if e.action == "conversation.reveal"])
+    reveals = await desk.bridge.store.read(
+        lambda tx: [e for e in tx.audit.entries() if e.action == "conversation.reveal"]
+    )
     assert len(reveals) == 1 and reveals[0].actor == "agent:alice"
     status, _ = await _json(desk, "GET", f"/api/conversations/{conv_id}/messages?reveal=yes")
     assert status == 400
@@ -371,3 +375,16 @@ async def test_admin_manages_agents_and_reads_the_audit_log(make_desk: DeskFacto
     for method, url in (("GET", "/api/agents"), ("GET", "/api/audit"), ("PATCH", "/api/agents/alice")):
         async with desk.client.request(method, url, json={}) as response:
             assert response.status in (403,), (method, url, response.status)
+
+
+async def test_secure_answers_501_until_the_email_flow_exists(make_desk: DeskFactory) -> None:
+    from bridge.web.api.conversations import secure_module
+
+    desk = await make_desk()
+    await desk.add_agent("alice")
+    csrf = await desk.session("alice")
+    status, answer = await _json(desk, "POST", "/api/conversations/1/secure", csrf, json={"text": "IBAN NL00"})
+    if secure_module() is None:
+        assert status == 501 and answer["error"]["code"] == "not_implemented"
+    else:
+        assert status == 404, "the flow exists: an unknown conversation is refused like any other action"

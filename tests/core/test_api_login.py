@@ -68,7 +68,11 @@ async def test_every_kind_of_failure_is_the_same_401(make_desk: DeskFactory) -> 
     for kind, (username, password, code) in attempts.items():
         body = {"username": username, "password": password, "totp": code}
         async with desk.client.post("/api/login", json=body) as response:
-            answers[kind] = (response.status, await response.text(), "set-cookie" in {k.lower() for k in response.headers})
+            answers[kind] = (
+                response.status,
+                await response.text(),
+                "set-cookie" in {k.lower() for k in response.headers},
+            )
     assert set(answers.values()) == {
         (401, '{"error": {"code": "login_failed", "message": "wrong username, password or code"}}', False)
     }, answers
@@ -82,7 +86,7 @@ async def test_every_kind_of_failure_is_the_same_401(make_desk: DeskFactory) -> 
 
 
 async def test_account_lock_answers_429_with_retry_after_and_lifts_when_it_ends(make_desk: DeskFactory) -> None:
-    desk = await make_desk("[security]\nlogin_max_attempts = 3\nlockout = \"10m\"\n")
+    desk = await make_desk('[security]\nlogin_max_attempts = 3\nlockout = "10m"\n')
     await desk.add_agent("alice")
     for _ in range(3):
         status, answer = await desk.login("alice", password="wrong password!")
@@ -111,7 +115,7 @@ async def test_unknown_names_lock_like_real_ones(make_desk: DeskFactory) -> None
 
 
 async def test_address_limit_stops_spraying_across_accounts(make_desk: DeskFactory) -> None:
-    desk = await make_desk("[security]\nlogin_max_attempts = 2\nlogin_max_attempts_per_address = 3\nlockout = \"5m\"\n")
+    desk = await make_desk('[security]\nlogin_max_attempts = 2\nlogin_max_attempts_per_address = 3\nlockout = "5m"\n')
     await desk.add_agent("alice")
     for name in ("bob", "carol", "dave"):
         assert (await desk.login(name, code="000000"))[0] == 401
