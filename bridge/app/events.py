@@ -80,6 +80,7 @@ class LiveEvent:
     name: str
     data: dict[str, Any]
     audience: Audience
+    row: tuple[str, int] = ("", 0)  # ("event" | "message", store id): the same row read twice is one event
 
     @property
     def id(self) -> str:
@@ -147,8 +148,8 @@ def collect(tx: Tx, cursor: Cursor, limit: int, mask: Callable[[str], str]) -> t
             if row.kind not in LIVE_KINDS:
                 continue
             audience = _audience(conv, row.from_agent, row.to_agent)
-            out.append(LiveEvent((last_event, last_message), row.kind, {"conversation_id": row.conversation_id},
-                                 audience))  # fmt: skip
+            data: dict[str, Any] = {"conversation_id": row.conversation_id}
+            out.append(LiveEvent((last_event, last_message), row.kind, data, audience, ("event", row.id)))
             continue
         last_message = max(last_message, row.id)
         data = {
@@ -162,7 +163,8 @@ def collect(tx: Tx, cursor: Cursor, limit: int, mask: Callable[[str], str]) -> t
                 "sensitive": row.sensitive,
             },
         }
-        out.append(LiveEvent((last_event, last_message), "message", data, _audience(conv, row.agent_id)))
+        audience = _audience(conv, row.agent_id)
+        out.append(LiveEvent((last_event, last_message), "message", data, audience, ("message", row.id)))
     # Rows of kinds nobody is told about still move the cursor.
     if events:
         last_event = max(last_event, events[-1].id)

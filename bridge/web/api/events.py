@@ -17,7 +17,7 @@ import json
 from aiohttp import web
 from aiohttp_sse import sse_response
 
-from bridge.app.events import Cursor, LiveEvent, parse_cursor
+from bridge.app.events import LiveEvent, parse_cursor
 from bridge.web.api.auth import Principal, lookup, principal
 from bridge.web.api.common import bridge_of
 
@@ -39,7 +39,7 @@ async def get_events(request: web.Request) -> web.StreamResponse:
     subscription = await hub.subscribe(caller.agent.id, caller.session.id)
     try:
         backlog = await hub.since(resume) if resume is not None else []
-        sent: Cursor | None = resume
+        replayed = {past.row for past in backlog}
         async with sse_response(request, ping_interval=HEARTBEAT) as stream:
             try:
                 # A comment and the reconnection delay: no event, but the client knows it is connected.
@@ -47,7 +47,6 @@ async def get_events(request: web.Request) -> web.StreamResponse:
                 for past in backlog:
                     if _visible(caller, past):
                         await stream.send(json.dumps(past.data), id=past.id, event=past.name)
-                    sent = past.cursor
                 while stream.is_connected():
                     event = await subscription.next(HEARTBEAT)
                     if subscription.closed:
@@ -58,7 +57,7 @@ async def get_events(request: web.Request) -> web.StreamResponse:
                             break
                         caller = refreshed  # queues or role may have changed
                         continue
-                    if sent is not None and event.cursor <= sent:
+                    if event.row in replayed:
                         continue  # already sent from the backlog
                     if _visible(caller, event):
                         await stream.send(json.dumps(event.data), id=event.id, event=event.name)
