@@ -15,8 +15,8 @@ import argparse
 import base64
 import os
 import secrets
-from importlib import resources
 from collections.abc import Mapping
+from importlib import resources
 from pathlib import Path
 
 from bridge.channel import Channel
