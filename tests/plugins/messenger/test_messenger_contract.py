@@ -26,7 +26,6 @@ class Page:
 class TestMessengerContract(ChannelContract):
     channel_class = carebridge_messenger.MessengerChannel
     recipients = ("2000000000000001", "2000000000000002")
-    required_keys = ("page_id", "page_access_token", "app_secret", "verify_token")
 
     @pytest.fixture
     async def platform(self) -> AsyncIterator[Page]:
