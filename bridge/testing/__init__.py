@@ -5,7 +5,8 @@
 - ``MemoryChannel`` and ``channels_plugin``: an in-memory platform registered
   like a real plugin, for tests of what the core does with messages.
 - ``make_test_bridge``, ``serve_bridge``, ``BridgeFactory``: a real Bridge
-  (store, relay, worker) in the test's event loop, optionally served over HTTP.
+  (store, relay, worker) in the test's event loop, optionally served over
+  HTTP; ``add_agent`` and ``login_code`` enrol an agent and log them in.
 - ``DaemonProcess``, ``write_config``, ``free_port``, ``run_cli``,
   ``run_cli_sync``: the real daemon and CLI as subprocesses.
 - ``FakePlatform``, ``ScriptedAnswer``, ``RecordedRequest``, ``start_server``:
@@ -21,7 +22,7 @@ and the contract suite need pytest-asyncio (``pip install carebridge[testing]``)
 
 from __future__ import annotations
 
-from bridge.testing.bridges import BridgeFactory, make_test_bridge, serve_bridge
+from bridge.testing.bridges import BridgeFactory, add_agent, login_code, make_test_bridge, serve_bridge
 from bridge.testing.contract import ChannelContract, ContractEnv, Outcome
 from bridge.testing.fakes import FakePlatform, RecordedRequest, ScriptedAnswer, start_server
 from bridge.testing.memory import MemoryChannel, channels_plugin
@@ -47,10 +48,12 @@ __all__ = [
     "RecordedRequest",
     "RecordingCore",
     "ScriptedAnswer",
+    "add_agent",
     "channels_plugin",
     "cli_env",
     "config_port",
     "free_port",
+    "login_code",
     "make_test_bridge",
     "run_cli",
     "run_cli_sync",

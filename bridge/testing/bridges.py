@@ -25,9 +25,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
+import pyotp
 from aiohttp.test_utils import TestServer
 
+from bridge.agents import Addresses, Agent, create_agent
 from bridge.app import Bridge
 from bridge.config import load_config
 from bridge.plugins import make_plugin_manager
@@ -78,6 +81,28 @@ async def serve_bridge(bridge: Bridge) -> TestServer:
     server = TestServer(make_app(bridge), host="127.0.0.1")
     await server.start_server()
     return server
+
+
+async def add_agent(bridge: Bridge, name: str, address: str, **options: Any) -> tuple[Agent, str]:
+    """Enrol an agent as ``carebridge agent add NAME --channel ADDRESS`` does; return it and its TOTP secret.
+
+    The address is checked and normalized by its channel, as the CLI does.
+    The agent starts a shift by sending ``/login <login_code(secret)>`` from it.
+
+    :param options: ``role``, ``email``, ``queues``, ``capacity``.
+    :raises AgentError: the address is not one of its channel's.
+    """
+    parsed = Addresses(bridge.registry.channels).parse(address)
+    secret = pyotp.random_base32(32)
+    agent = await bridge.store.write(
+        lambda tx: create_agent(tx, name=name, address=parsed, totp_secret=secret, **options)
+    )
+    return agent, secret
+
+
+def login_code(secret: str) -> str:
+    """The current TOTP code for an agent's secret (what their authenticator app shows)."""
+    return pyotp.TOTP(secret).now()
 
 
 class BridgeFactory:
