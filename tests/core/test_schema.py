@@ -137,3 +137,18 @@ def test_check_config_validates_with_the_channels_schema() -> None:
     _Acme.check_config(VALID)
     with pytest.raises(ConfigError, match=r"^channels\.acme\.account: required$"):
         _Acme.check_config({"api_token": "tok-1"})
+
+
+def test_the_init_template_describes_each_declared_channel_with_its_schemas_keys() -> None:
+    """Channels the defaults describe by hand keep to their schema; init writes the others from it."""
+    from bridge.cli.init import template
+    from bridge.plugins import make_plugin_manager
+
+    channels = make_plugin_manager().channels
+    text = template(channels)
+    declared = {name: cls.schema for name, cls in channels.items() if cls.schema is not None}
+    assert {"instagram", "messenger", "telegram"} <= set(declared)
+    for name, schema in declared.items():
+        section = text.split(f"[channels.{name}]\n", 1)[1].split("\n[", 1)[0]
+        written = {line.lstrip("# ").split(" =", 1)[0] for line in section.splitlines() if " = " in line}
+        assert written == {key.name for key in schema.keys}, f"[channels.{name}] in the init template"
