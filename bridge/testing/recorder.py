@@ -55,17 +55,20 @@ class RecordingCore:
         return [s for batch in self.status_batches for s in batch]
 
     async def deliver(self, messages: Sequence[InboundMessage]) -> None:
+        """Record one batch, or raise ``fail_deliver`` (a failing store) recording nothing."""
         if self.fail_deliver is not None:
             raise self.fail_deliver
         self.deliveries.append(list(messages))
 
     async def update_status(self, updates: Sequence[StatusUpdate]) -> None:
+        """Record one batch of status reports."""
         if not self.accepts_statuses:
             raise AssertionError("this platform reports no statuses; update_status must not be called")
         self.status_batches.append(list(updates))
         self.status_arrived.set()
 
     async def save_media(self, external_id: str, index: int, data: bytes, mime: str | None) -> None:
+        """Record one attachment's bytes, or raise ``fail_save``."""
         if not self.accepts_media:
             raise AssertionError("this platform's media arrive as URLs; save_media must not be called")
         self.save_attempts += 1
@@ -74,9 +77,12 @@ class RecordingCore:
         self.media.append((external_id, index, data, mime))
 
     def report(self, state: ChannelState, reason: str | None) -> None:
+        """Record a health report."""
         self.reports.append((state, reason))
 
-    def context(self, http: aiohttp.ClientSession, channel: str, *, max_body: int = 2 * 1024 * 1024) -> ChannelContext:
+    def context(
+        self, http: aiohttp.ClientSession, channel: str, *, max_body: int = 2 * 1024 * 1024, public_url: str = ""
+    ) -> ChannelContext:
         """The ``ChannelContext`` the core would lend ``channel``, wired to this recorder."""
         return ChannelContext(
             http=http,
@@ -86,4 +92,5 @@ class RecordingCore:
             report=self.report,
             log=logging.getLogger(f"carebridge.{channel}"),
             max_body=max_body,
+            public_url=public_url,
         )
