@@ -29,6 +29,7 @@ class Metrics:
     :ivar outbox_oldest_age: Gauge — age in seconds of the oldest pending row.
     :ivar deliveries: Counter(channel, outcome) — outcome is sent|retry|failed|held.
     :ivar login_failures: Counter — failed console logins.
+    :ivar inbound_refused: Counter(channel, reason) — inbound messages refused without effect.
     """
 
     def __init__(self) -> None:
@@ -58,6 +59,12 @@ class Metrics:
             registry=r,
         )
         self.login_failures = Counter("carebridge_login_failures", "Failed console logins", registry=r)
+        self.inbound_refused = Counter(
+            "carebridge_inbound_refused",
+            "Inbound messages refused without effect (unauthenticated: claimed an agent's address)",
+            ["channel", "reason"],
+            registry=r,
+        )
 
     def render(self) -> tuple[bytes, str]:
         """Return the Prometheus text exposition and its content type."""

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from bridge import agents as agents_repo
 from bridge.errors import IntegrityError
-from bridge.relay import reads
+from bridge.relay import reads, reply_tokens
 from bridge.relay.format import (
     attachment_line,
     display_name,
@@ -41,6 +41,12 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 QUEUED_NOTICE = "queued_notice"
+#: Message meta the core sets on a customer message whose sender failed the channel's check.
+UNVERIFIED_SENDER = "sender_unverified"
+#: What an agent sees after the prefix of such a message.
+UNVERIFIED_WARNING = "[unverified sender: this may not be who it claims]"
+# Meta of the core's own, never passed back to a channel as threading data.
+_CORE_META = frozenset({UNVERIFIED_SENDER, "reply_token"})
 
 
 @dataclass(frozen=True)
@@ -70,13 +76,14 @@ def notify_agent(
     if agent.channel != "console" and not agent.address:
         return None
     owner = KeyOwner.agent(agent.id)
-    meta: dict[str, str] | None = None
+    # A reply token even outside a conversation: an answer to a notice is provably the agent's.
+    meta: dict[str, str] = {"reply_token": reply_tokens.issue(tx, None, "agent", agent.id)}
     if conversation_id is not None:
         conv = tx.conversations.get(conversation_id)
         if conv is not None:
             owner = KeyOwner.contact(conv.contact_id)
             # Threading data for channels that use it (email: Subject, Reply-To token).
-            meta = agent_thread_meta(conv.id, _conversation_label(tx, rctx, conv))
+            meta = agent_thread_meta(tx, conv.id, agent.id, _conversation_label(tx, rctx, conv))
     return _enqueue_to_agent(tx, rctx, agent, text, owner=owner, conversation_id=conversation_id, meta=meta)
 
 
@@ -107,14 +114,15 @@ def _enqueue_to_agent(
     return row
 
 
-def agent_thread_meta(conversation_id: int, label: str) -> dict[str, str]:
+def agent_thread_meta(tx: Tx, conversation_id: int, agent_id: int, label: str) -> dict[str, str]:
     """Threading data for what an agent receives about a conversation.
 
-    Channels that thread use it (email: the Subject and a per-conversation
-    Reply-To token, so an answer finds its conversation even when the mail
-    client drops In-Reply-To); the others ignore it.
+    Channels that thread use it (email: the Subject and a Reply-To token
+    bound to this conversation and this agent, so an answer finds its
+    conversation even when the mail client drops In-Reply-To, and proves it
+    comes from whoever got our mail); the others ignore it.
     """
-    return {"subject": label, "reply_token": f"c{conversation_id}"}
+    return {"subject": label, "reply_token": reply_tokens.issue(tx, conversation_id, "agent", agent_id)}
 
 
 def _conversation_label(tx: Tx, rctx: RelayContext, conv: Conversation) -> str:
@@ -141,7 +149,12 @@ def send_to_customer(
     ident = tx.contacts.get_identity(conv.identity_id)
     if ident is None:
         raise ValueError(f"conversation {conversation_id} has no customer identity")
-    meta = {k: str(v) for k, v in reads.last_inbound_meta(tx, conversation_id).items() if isinstance(v, (str, int))}
+    meta = {
+        k: str(v)
+        for k, v in reads.last_inbound_meta(tx, conversation_id).items()
+        if isinstance(v, (str, int)) and k not in _CORE_META
+    }
+    meta["reply_token"] = reply_tokens.issue(tx, conversation_id, "contact", ident.contact_id)
     message_id = tx.messages.insert(
         conversation_id, direction=kind, channel=ident.channel, text=text, agent_id=agent_id, status="pending"
     )
@@ -182,6 +195,9 @@ def relay_to_agent(
     """
     name = contact if contact is not None else reads.contact_name(tx, conv.contact_id)
     prefix = format_prefix(conv.id, name, rctx.label(conv.channel))
+    label = prefix
+    if message.meta.get(UNVERIFIED_SENDER):
+        label = f"{prefix} {UNVERIFIED_WARNING}"
     status = reads.RELAYED
     try:
         lines = [attachment_line(a.kind, a.id, rctx.public_url, a.meta) for a in tx.attachments.of_message(message.id)]
@@ -192,10 +208,10 @@ def relay_to_agent(
         text = f"{prefix} (message {message.id} failed its integrity check in the store and cannot be shown)"
         status = reads.FAILED
     else:
-        text = relay_text(prefix, message.text or "", lines)
+        text = relay_text(label, message.text or "", lines)
     row = _enqueue_to_agent(
         tx, rctx, agent, text, owner=KeyOwner.contact(conv.contact_id), conversation_id=conv.id,
-        meta=agent_thread_meta(conv.id, prefix), message_id=message.id,
+        meta=agent_thread_meta(tx, conv.id, agent.id, prefix), message_id=message.id,
     )  # fmt: skip
     tx.messages.set_inbound_status(message.id, status)
     return row

@@ -7,7 +7,8 @@ refused ("database schema version N is newer than this Carebridge (M)").
 
 Every table of Carebridge is created here: the store owns the whole schema.
 Numbers 1–99 are the core tables, 100–199 the relay's bookkeeping (agent
-dedupe, sent ids, rotation, flags, early status reports). Append new
+dedupe, sent ids, rotation, flags, early status reports; 130–139 the
+channels' own state, ``ChannelContext.load_state``/``save_state``). Append new
 migrations; never edit a released one.
 
 ``fn(db)`` receives a :class:`sqlite_utils.Database` wrapping the writer
@@ -351,3 +352,14 @@ def m102_early_status_window(db: sqlite_utils.Database) -> None:
 register_migration(100, m100_relay)
 register_migration(101, m101_early_statuses)
 register_migration(102, m102_early_status_window)
+
+
+def m130_channel_state(db: sqlite_utils.Database) -> None:
+    """What a channel keeps across restarts (an IMAP folder's UIDVALIDITY and last UID), sealed."""
+    db.execute(
+        "CREATE TABLE channel_state(channel TEXT NOT NULL, name TEXT NOT NULL, value BLOB NOT NULL,"
+        " updated_at REAL NOT NULL, PRIMARY KEY(channel, name))"
+    )
+
+
+register_migration(130, m130_channel_state)

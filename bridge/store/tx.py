@@ -14,6 +14,7 @@ from contextlib import AbstractContextManager
 from bridge.store.repos.agents import AgentsRepo
 from bridge.store.repos.attachments import AttachmentsRepo
 from bridge.store.repos.audit import AuditRepo
+from bridge.store.repos.channel_state import ChannelStateRepo
 from bridge.store.repos.contacts import ContactsRepo
 from bridge.store.repos.conversations import ConversationsRepo
 from bridge.store.repos.events import EventsRepo
@@ -21,6 +22,7 @@ from bridge.store.repos.gdpr import GdprRepo
 from bridge.store.repos.messages import MessagesRepo
 from bridge.store.repos.outbox import OutboxRepo
 from bridge.store.repos.relay_state import RelayStateRepo
+from bridge.store.repos.secrets import SecretsRepo
 from bridge.store.repos.shifts import ShiftsRepo
 from bridge.store.session import Session
 
@@ -39,11 +41,13 @@ class Tx:
     :ivar events: conversation events (assignments, transfers, …).
     :ivar audit: the append-only audit log.
     :ivar gdpr: erasure, export and the retention purge.
+    :ivar channel_state: what channels keep across restarts (``ChannelContext.load_state``).
+    :ivar secrets: random keys the bridge makes for itself (the reply-token key).
     """
 
     __slots__ = (
-        "_session", "agents", "attachments", "audit", "contacts", "conversations", "events", "gdpr", "messages",
-        "outbox", "relay", "shifts",
+        "_session", "agents", "attachments", "audit", "channel_state", "contacts", "conversations", "events", "gdpr",
+        "messages", "outbox", "relay", "secrets", "shifts",
     )  # fmt: skip
 
     def __init__(self, session: Session) -> None:
@@ -58,6 +62,8 @@ class Tx:
         self.relay = RelayStateRepo(session)
         self.events = EventsRepo(session)
         self.audit = AuditRepo(session)
+        self.channel_state = ChannelStateRepo(session)
+        self.secrets = SecretsRepo(session)
         self.gdpr = GdprRepo(session, self.contacts, self.conversations, self.messages, self.attachments, self.audit)
 
     def now(self) -> float:
