@@ -46,7 +46,7 @@ UNVERIFIED_SENDER = "sender_unverified"
 #: What an agent sees after the prefix of such a message.
 UNVERIFIED_WARNING = "[unverified sender: this may not be who it claims]"
 # Meta of the core's own, never passed back to a channel as threading data.
-_CORE_META = frozenset({UNVERIFIED_SENDER, "reply_token"})
+_CORE_META = frozenset({UNVERIFIED_SENDER, "reply_token", "recipient_kind"})
 
 
 @dataclass(frozen=True)
@@ -99,6 +99,7 @@ def _enqueue_to_agent(
     message_id: int | None = None,
 ) -> int:
     """One outbox row to the agent's preferred channel, then wake the worker after commit."""
+    meta = {**(meta or {}), "recipient_kind": "agent"}  # email puts a "reply above this line" marker in
     row = tx.outbox.enqueue(
         channel=agent.channel,
         recipient=agent.address,
@@ -155,6 +156,7 @@ def send_to_customer(
         if isinstance(v, (str, int)) and k not in _CORE_META
     }
     meta["reply_token"] = reply_tokens.issue(tx, conversation_id, "contact", ident.contact_id)
+    meta["recipient_kind"] = "contact"
     message_id = tx.messages.insert(
         conversation_id, direction=kind, channel=ident.channel, text=text, agent_id=agent_id, status="pending"
     )

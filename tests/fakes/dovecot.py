@@ -67,6 +67,15 @@ def server_directory() -> Path:
     return path
 
 
+def _alive(pid: int) -> bool:
+    """Whether ``pid`` still runs; a zombie does not (the daemonized master is nobody's child to reap)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rpartition(")")[2].split()[0] != "Z"
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -192,12 +201,8 @@ service imap-login {{
         except ProcessLookupError:
             return
         deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            try:
-                os.kill(pid, 0)
-            except ProcessLookupError:
-                break
-            await asyncio.sleep(0.05)
+        while time.monotonic() < deadline and _alive(pid):
+            await asyncio.sleep(0.02)
         while time.monotonic() < deadline:  # its children let go of the ports too
             try:
                 with socket.create_connection(("127.0.0.1", self.tls_port), timeout=0.2):
