@@ -288,7 +288,7 @@ def _agent_reply(
         notify_agent(tx, rctx, agent, f"Attachments ({note}) are not relayed to customers; send them as text or links.")
         if not text.strip():
             return
-    if not sender_checks.keeps_notes_in(tx, rctx, agent, conv.id, text):
+    if not sender_checks.keeps_notes_in(tx, rctx, agent, conv, text):
         return
     # A quoted reply does not move the current conversation (set by relays and /switch).
     try:

@@ -21,7 +21,7 @@ from bridge.models import InboundMessage
 from bridge.relay import reply_tokens
 from bridge.relay.reply_tokens import TokenClaim
 from bridge.relay.routing import UNVERIFIED_SENDER, notify_agent
-from bridge.store import Agent, Tx
+from bridge.store import Agent, Conversation, Tx
 
 if TYPE_CHECKING:
     from bridge.relay.context import RelayContext
@@ -95,28 +95,27 @@ def token_of(
     return None
 
 
-def keeps_notes_in(tx: Tx, rctx: RelayContext, agent: Agent, conversation_id: int, text: str) -> bool:
+def keeps_notes_in(tx: Tx, rctx: RelayContext, agent: Agent, conv: Conversation, text: str) -> bool:
     """False (and the agent told) when ``text`` carries an internal note's text: it must not be sent."""
-    if not quotes_a_note(tx, conversation_id, text):
+    if not quotes_a_note(tx, conv, text):
         return True
-    log.warning("conversation %d: an agent's reply carrying an internal note's text was not sent", conversation_id)
-    notice = NOTE_QUOTED.format(conversation=conversation_id)
-    notify_agent(tx, rctx, agent, notice, conversation_id=conversation_id)
+    log.warning("conversation %d: an agent's reply carrying an internal note's text was not sent", conv.id)
+    notify_agent(tx, rctx, agent, NOTE_QUOTED.format(conversation=conv.id), conversation_id=conv.id)
     return False
 
 
-def quotes_a_note(tx: Tx, conversation_id: int, text: str) -> bool:
-    """Whether ``text`` carries the text of one of the conversation's internal notes.
+def quotes_a_note(tx: Tx, conv: Conversation, text: str) -> bool:
+    """Whether ``text`` carries the text of one of the conversation's notes (``/note``, transfer notes).
 
     Compared on words only (case, punctuation, line breaks and ``>`` quote
     marks ignored), so a note quoted back by a mail client is still found.
     """
     body = f" {_words(text)} "
-    for msg in tx.messages.of_conversation(conversation_id, strict=False):
-        if msg.direction != "note" or not msg.text:
-            continue
-        note = _words(msg.text)
-        if len(note) >= NOTE_MIN_CHARS and f" {note} " in body:
+    notes = [m.text for m in tx.messages.of_conversation(conv.id, strict=False) if m.direction == "note" and m.text]
+    notes += tx.events.notes(conv.id, conv.contact_id)
+    for note in notes:
+        words = _words(note)
+        if len(words) >= NOTE_MIN_CHARS and f" {words} " in body:
             return True
     return False
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from bridge.errors import IntegrityError
 from bridge.store.keyring import KeyOwner
 from bridge.store.records import PendingTransfer
 from bridge.store.session import Session
@@ -77,3 +78,23 @@ class EventsRepo:
     def expire(self, event_id: int, at: float) -> None:
         """End an event's time window now (a used ``/decline``)."""
         self._s.execute("UPDATE events SET expires_at = ? WHERE id = ?", (at, event_id))
+
+    def notes(self, conversation_id: int, contact_id: int) -> list[str]:
+        """The notes written with the conversation's events (``detail["note"]`` of transfers).
+
+        A detail that fails its integrity check is skipped: it cannot be shown, so it cannot be matched.
+        """
+        rows = self._s.execute(
+            "SELECT id, detail FROM events WHERE conversation_id = ? AND detail IS NOT NULL ORDER BY id",
+            (conversation_id,),
+        ).fetchall()
+        found: list[str] = []
+        for event_id, blob in rows:
+            try:
+                text = self._s.open_optional(KeyOwner.contact(contact_id), "events", "detail", event_id, blob)
+            except IntegrityError:
+                continue
+            detail = json.loads(text) if text else None
+            if isinstance(detail, dict) and isinstance(detail.get("note"), str) and detail["note"]:
+                found.append(detail["note"])
+        return found

@@ -11,6 +11,7 @@ import pytest
 from bridge import ChannelState, ChannelUnavailable
 from bridge.errors import StoreError
 from carebridge_email import EmailChannel
+from carebridge_email.parse import external_id_of
 from tests.plugins.email.conftest import FROM, Core, LmtpClient
 
 CUSTOMER = "ann@customer.test"
@@ -32,15 +33,16 @@ def customer_mail(body: str = "Where is my parcel?", **headers: str) -> bytes:
 async def test_one_mail_to_two_of_our_addresses_is_one_message_and_two_replies(
     channel: EmailChannel, lmtp: LmtpClient, core: Core
 ) -> None:
-    replies = await lmtp.deliver(customer_mail(), CUSTOMER, [FROM, "reply+c7@Example.org"])
+    replies = await lmtp.deliver(customer_mail(), CUSTOMER, [FROM, "reply+7u3-abcdefghijklmnopqrst@Example.org"])
     assert [r[:3] for r in replies] == ["250", "250", "250", "250"], replies
     [message] = core.messages
     assert (message.channel, message.sender, message.sender_name) == ("email", CUSTOMER, "Ann Example")
-    assert message.external_id == "<m1@customer.test>"
+    assert message.external_id == external_id_of(CUSTOMER, "<m1@customer.test>", b"")
     assert message.text == "Where is my parcel?"
     assert message.meta["subject"] == "Parcel 4711"
     assert message.meta["message_id"] == "<m1@customer.test>"
-    assert message.meta["reply_token"] == "c7"
+    assert message.meta["reply_token"] == "7u3-abcdefghijklmnopqrst", "the token is the core's to judge"
+    assert message.authenticated is None, "no trusted authserv-id configured: no verdict"
     assert message.timestamp == datetime(2026, 11, 2, 10, 0, tzinfo=UTC).timestamp()
     assert core.reports == [(ChannelState.CONNECTED, None)]
 
@@ -122,8 +124,8 @@ async def test_attachments_are_handed_to_save_media_after_deliver(
         ("file", "photo.png", "image/png"),
     ]
     assert core.media == [
-        ("<att@customer.test>", 0, pdf, "application/pdf"),
-        ("<att@customer.test>", 1, b"\x89PNG\r\n", "image/png"),
+        (message.external_id, 0, pdf, "application/pdf"),
+        (message.external_id, 1, b"\x89PNG\r\n", "image/png"),
     ]
 
 
