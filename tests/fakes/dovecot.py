@@ -200,9 +200,11 @@ service imap-login {{
             os.kill(pid, signal.SIGTERM)
         except ProcessLookupError:
             return
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline and _alive(pid):
+        for _ in range(1000):  # 20 s at most; a process exit has no event to wait on
+            if not _alive(pid):
+                break
             await asyncio.sleep(0.02)
+        deadline = time.monotonic() + 20
         while time.monotonic() < deadline:  # its children let go of the ports too
             try:
                 with socket.create_connection(("127.0.0.1", self.tls_port), timeout=0.2):

@@ -210,7 +210,10 @@ async def test_a_sender_over_the_hourly_cap_is_taken_but_kept_out_and_the_operat
         await channel.stop()
     assert [m.sender for m in core.messages] == [CUSTOMER, CUSTOMER, "bob@other.test"]
     assert caplog.text.count("went over max_mails_per_hour") == 1
-    assert (ChannelState.DEGRADED, "mail from a sender over max_mails_per_hour is kept out (see the log)") in core.reports
+    assert (
+        ChannelState.DEGRADED,
+        "mail from a sender over max_mails_per_hour is kept out (see the log)",
+    ) in core.reports
 
 
 async def test_a_mail_without_a_sender_address_is_refused_with_554(
