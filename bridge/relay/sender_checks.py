@@ -40,7 +40,9 @@ NOTE_QUOTED = (
     "Your reply to #{conversation} was not sent: it contains the text of an internal note "
     "(perhaps quoted below your answer). Send your answer again without it."
 )
-REFUSED_FLAG = "impersonation_notice"
+#: The audit action of a refused message (also what limits the notices to one an hour).
+REFUSED_ACTION = "inbound.refused"
+NOTICE_EVERY = 3600.0
 #: Notes shorter than this (letters and digits, words joined by one space) are not looked for in replies.
 NOTE_MIN_CHARS = 12
 
@@ -140,10 +142,8 @@ def _refuse(tx: Tx, rctx: RelayContext, agent: Agent, message: InboundMessage) -
     )  # fmt: skip
     observer = rctx.observer
     tx.after_commit(lambda: observer.inbound_refused(channel, "unauthenticated"))
-    tx.audit.append(
-        "system", "inbound.refused", f"agent:{agent.name}", {"channel": channel, "reason": "unauthenticated"}
-    )
-    hour = int(rctx.now() // 3600)
-    if tx.relay.flag(REFUSED_FLAG, f"{agent.id}:{hour}"):
-        tx.relay.clear_flag(REFUSED_FLAG, f"{agent.id}:{hour - 1}")
+    subject = f"agent:{agent.id}"  # the subject of the agent's logins; this action never counts towards lock-out
+    told = tx.audit.recent_actions(subject, (REFUSED_ACTION,), tx.now() - NOTICE_EVERY, 1)
+    tx.audit.append("system", REFUSED_ACTION, subject, {"channel": channel, "reason": "unauthenticated"})
+    if not told:
         notify_agent(tx, rctx, agent, IMPERSONATION_REFUSED.format(channel=rctx.label(channel)))

@@ -366,6 +366,7 @@ class ImapInbound:
         delay = BACKOFF_FIRST
         loop = asyncio.get_running_loop()
         host = f"{self.settings.host}:{self.settings.port}"
+        self.report(ChannelState.STARTING, "connecting to the IMAP server")
         while True:
             try:
                 session = await ImapSession.open(self.settings)

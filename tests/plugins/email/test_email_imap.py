@@ -95,7 +95,8 @@ async def test_a_customer_mail_is_taken_in_once_then_flagged_and_moved(
     assert await dovecot.count(DEFAULT_DONE_FOLDER, "SEEN") == 2, "flagged \\Seen once committed"
     state = json.loads(core.state["imap:INBOX"])
     assert state["last_uid"] == 2 and state["uidvalidity"] > 0
-    assert ("starting", None) not in [(s.value, r) for s, r in core.reports[1:]]
+    assert core.reports[0] == (ChannelState.STARTING, "connecting to the IMAP server")
+    assert core.reports[1] == (ChannelState.CONNECTED, None), "connected only once logged in and the folder open"
 
 
 async def test_starttls_is_required_and_works(
