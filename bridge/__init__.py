@@ -10,9 +10,11 @@ from importlib.metadata import PackageNotFoundError, version
 from bridge.channel import (
     Channel,
     ChannelContext,
+    LoadStateCallback,
     MediaCallback,
     PendingMedia,
     RegisterChannel,
+    SaveStateCallback,
     SimulatedRequest,
 )
 from bridge.config import Config, add_config_option, load_config
@@ -68,10 +70,12 @@ __all__ = [
     "DeliveryReceipt",
     "Finding",
     "InboundMessage",
+    "LoadStateCallback",
     "MediaCallback",
     "OutboundMessage",
     "PendingMedia",
     "RegisterChannel",
+    "SaveStateCallback",
     "SentParts",
     "SimulatedRequest",
     "StatusKind",
