@@ -24,6 +24,7 @@ from bridge.errors import (
     ChannelUnavailable,
     ConfigError,
     DeliveryError,
+    DeliveryUncertain,
     UnknownRecordError,
     WindowClosedError,
 )
@@ -62,6 +63,7 @@ __all__ = [
     "Config",
     "ConfigError",
     "DeliveryError",
+    "DeliveryUncertain",
     "DeliveryReceipt",
     "Finding",
     "InboundMessage",

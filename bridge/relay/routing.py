@@ -17,6 +17,7 @@ from bridge.errors import IntegrityError
 from bridge.relay import reads
 from bridge.relay.format import (
     attachment_line,
+    cap_for_relay,
     display_name,
     format_prefix,
     relay_text,
@@ -97,7 +98,7 @@ def _enqueue_to_agent(
         recipient=agent.address,
         recipient_kind="agent",
         recipient_id=agent.id,
-        text=text,
+        text=cap_for_relay(text, *rctx.relay_limits(agent.channel)),  # no fan-out; the store keeps it all
         key_owner=owner,
         conversation_id=conversation_id,
         message_id=message_id,
