@@ -22,7 +22,7 @@ from bridge import hookimpl
 from bridge.app.bridge import Bridge
 from bridge.channel import Channel, PendingMedia
 from bridge.config import load_config
-from bridge.errors import DeliveryError, WindowClosedError
+from bridge.errors import DeliveryError, DeliveryUncertain, WindowClosedError
 from bridge.models import (
     DeliveryReceipt,
     InboundMessage,
@@ -57,6 +57,11 @@ class MemoryChannel(Channel):
         self.resumed: list[PendingMedia] = []  # what resume_media was handed, in order
         #: a malformed answer a buggy plugin might return instead of its receipt
         self.bad_receipt: DeliveryReceipt | None = None
+        #: the next N sends reach the platform (kept in ``sent``) but their answer is lost
+        self.lose_answers = 0
+        #: the platform reports each message it accepts, naming our delivery id, after this many seconds
+        self.reports_after: float | None = None
+        self._reports: set[asyncio.Task[None]] = set()
 
     async def mark_read(self, sender: str, external_id: str) -> None:
         self.read_marks.append((sender, external_id))
@@ -87,10 +92,28 @@ class MemoryChannel(Channel):
         if self.bad_receipt is not None:
             return self.bad_receipt
         self.receipts[message.delivery_id] = f"{self.name}-out-{self.counter}"
+        if self.reports_after is not None:
+            self._report_later(message.delivery_id, self.receipts[message.delivery_id], self.reports_after)
+        if self.lose_answers > 0:
+            self.lose_answers -= 1
+            raise DeliveryUncertain("the connection dropped after the request was sent", confirmable=True)
         if self.early_report is not None:
             report, self.early_report = self.early_report, None
             await self.ctx.update_status([replace(report, external_id=self.receipts[message.delivery_id])])
         return DeliveryReceipt(external_ids=(self.receipts[message.delivery_id],))
+
+    def _report_later(self, delivery_id: int, external_id: str, delay: float) -> None:
+        """Post a ``delivered`` report naming the delivery, as WhatsApp statuses do, after ``delay``."""
+
+        async def report() -> None:
+            await asyncio.sleep(delay)
+            update = StatusUpdate(channel=self.name, status="delivered", timestamp=time.time(),
+                                  external_id=external_id, delivery_id=delivery_id)  # fmt: skip
+            await self.ctx.update_status([update])
+
+        task = asyncio.get_running_loop().create_task(report())
+        self._reports.add(task)
+        task.add_done_callback(self._reports.discard)
 
     async def inbound(self, sender: str, text: str, **kwargs: Any) -> str:
         """Deliver one message as if the platform had posted it; return its id."""
@@ -149,10 +172,18 @@ CHANNELS = "[channels.memory]\nenabled = true\n[channels.second]\nenabled = true
 
 
 async def make_bridge(
-    tmp_path: Path, extra: str = "", *, channels: str = CHANNELS, plugins: list[tuple[str, object]] | None = None
+    tmp_path: Path,
+    extra: str = "",
+    *,
+    channels: str = CHANNELS,
+    plugins: list[tuple[str, object]] | None = None,
+    server: str = "",
 ) -> Bridge:
-    """Build and start a Bridge on a fresh (or existing) store under ``tmp_path``."""
-    path = write_config(tmp_path, channels + extra)
+    """Build and start a Bridge on a fresh (or existing) store under ``tmp_path``.
+
+    :param server: extra ``key = value`` lines for ``[server]`` (``shutdown_timeout``, ...).
+    """
+    path = write_config(tmp_path, channels + extra, server=server)
     config = load_config(path)
     registry = make_plugin_manager(
         load_entry_points=False,

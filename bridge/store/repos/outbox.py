@@ -196,14 +196,17 @@ class OutboxRepo:
         found.sort()
         return DuePlan([(row_id, channel, behind) for _at, row_id, channel, behind in found], next_at)
 
-    def mark_sent(self, delivery: Delivery, external_ids: Sequence[str]) -> None:
-        """Record a platform's acceptance and its message id(s), in one commit."""
+    def mark_sent(self, delivery: Delivery, external_ids: Sequence[str], *, attempt: bool = True) -> None:
+        """Record a platform's acceptance and its message id(s), in one commit.
+
+        :param attempt: count it as an attempt (False when a platform report settles an earlier one).
+        """
         kind = _extid_kind(delivery.channel)
         first = self._s.blind(kind, external_ids[0]) if external_ids else None
         self._s.execute(
-            "UPDATE outbox SET status = 'sent', sent_at = ?, attempts = attempts + 1, external_index = ?,"
+            "UPDATE outbox SET status = 'sent', sent_at = ?, attempts = attempts + ?, external_index = ?,"
             " last_error = NULL, hold_reason = NULL, uncertain_at = NULL WHERE id = ?",
-            (self._s.now(), first, delivery.id),
+            (self._s.now(), 1 if attempt else 0, first, delivery.id),
         )
         for part, external_id in enumerate(external_ids):
             self._s.execute(
@@ -251,7 +254,7 @@ class OutboxRepo:
         delivery = self.load(delivery_id)
         if delivery is None or delivery.status != "pending" or delivery.channel != channel:
             return None
-        self.mark_sent(delivery, [external_id])
+        self.mark_sent(delivery, [external_id], attempt=False)
         return delivery
 
     def set_last_error(self, delivery_id: int, error: str) -> None:
