@@ -14,7 +14,7 @@ Duplicates, and where they can still come from:
 - A send whose answer was lost (``DeliveryUncertain``: the request was
   written, the connection dropped) is not retried blindly: the row waits
   ``[delivery] confirm_wait`` for the platform's own report naming it
-  (``status.confirm_by_report``); a later send the platform accepts is
+  (``fallbacks.confirm_by_report``); a later send the platform accepts is
   counted in ``carebridge_deliveries_possible_duplicates_total``.
 - At shutdown in-flight sends get the grace period; those still running are
   cut off and recorded as uncertain in the same way.
@@ -158,6 +158,7 @@ class OutboxWorker:
             for task in pending:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
+        self._unrecorded.try_all_now()  # a last chance for what the store refused
         await self._flush_unrecorded(self.clock())
         if len(self._unrecorded):
             log.error(

@@ -100,7 +100,6 @@ class Store:
         #: why the last write failed, while no write has succeeded since (None: writable)
         self.write_error: str | None = None
         self._on_writable: list[Callable[[], None]] = []
-        self._reading = 0
         self._checkpointer: Checkpointer | None = None
 
     # -- opening ----------------------------------------------------------
@@ -336,13 +335,11 @@ class Store:
     def _run_read(self, fn: Callable[[Tx], T]) -> T:
         conn = self._reader_conn
         tx = Tx(SqliteSession(conn, self._keyring, self._clock, self.media_dir, writable=False))
-        self._reading += 1  # a deliberate checkpoint waits while our reader holds a snapshot
         conn.execute("BEGIN")
         try:
             return fn(tx)
         finally:
             conn.execute("ROLLBACK")
-            self._reading -= 1
 
     def _writer_loop(self) -> None:
         session = SqliteSession(self._writer_conn, self._keyring, self._clock, self.media_dir, writable=True)
@@ -434,7 +431,7 @@ class Store:
             self._writable()
         self._settle(batch, outcomes)
         if self._checkpointer is not None:
-            self._checkpointer.after_commit(conn, reader_busy=self._reading > 0)
+            self._checkpointer.after_commit(conn)
 
     def _failed(self, err: BaseException, writes: int, what: str) -> StoreError:
         """Count and report a write the store could not make; return what its caller gets."""

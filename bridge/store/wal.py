@@ -5,10 +5,10 @@ commit that leaves more than 1,000 pages in the WAL) copies pages back but
 can only start the WAL over when no reader still uses it. A store that is
 read all the time (the outbox worker under a backlog) then never resets its
 WAL, which grew to gigabytes. After a commit the writer checks the WAL's size;
-past ``RESTART_BYTES`` (at most every ``CHECKPOINT_EVERY`` seconds, and only
-while the store's own reader is idle) it runs ``wal_checkpoint(RESTART)``
-with a short busy timeout: it waits a moment for other readers instead of
-stalling writes, and simply tries again later when one is slow.
+past ``RESTART_BYTES`` it runs ``wal_checkpoint(RESTART)`` with a short busy
+timeout: it waits a moment for the readers of the moment to finish (reads
+are short: the outbox's pick is a few index seeks) instead of stalling
+writes, and when one is slower it tries again ``CHECKPOINT_EVERY`` later.
 ``journal_size_limit`` then truncates the reset file to ``JOURNAL_SIZE_LIMIT``.
 
 Why classify errors: a commit refused by the disk (full, read-only, I/O
@@ -30,9 +30,9 @@ log = logging.getLogger("carebridge.store")
 #: Past this WAL size a commit asks for a RESTART checkpoint.
 RESTART_BYTES = 8 * 1024 * 1024
 #: ``PRAGMA journal_size_limit``: what a reset WAL is truncated to.
-JOURNAL_SIZE_LIMIT = 32 * 1024 * 1024
-#: Fewest seconds between two deliberate checkpoints.
-CHECKPOINT_EVERY = 0.5
+JOURNAL_SIZE_LIMIT = 16 * 1024 * 1024
+#: After a checkpoint that readers held up, the fewest seconds before the next try.
+CHECKPOINT_EVERY = 0.2
 #: How long a deliberate checkpoint waits for readers before giving up for now.
 CHECKPOINT_WAIT_MS = 50
 
@@ -70,30 +70,25 @@ class Checkpointer:
         self._next = 0.0
         self.restarts = 0
         self.deferred = 0
-        self.largest_wal = 0
 
-    def after_commit(self, conn: sqlite3.Connection, reader_busy: bool) -> None:
+    def after_commit(self, conn: sqlite3.Connection) -> None:
         """Run a RESTART checkpoint if the WAL is past ``RESTART_BYTES`` and readers allow."""
         now = time.monotonic()
         if now < self._next:
             return
-        size = wal_bytes(self._db)
-        self.largest_wal = max(self.largest_wal, size)
-        if size < RESTART_BYTES:
-            return
-        self._next = now + CHECKPOINT_EVERY
-        if reader_busy:
-            self.deferred += 1
+        if wal_bytes(self._db) < RESTART_BYTES:
             return
         conn.execute(f"PRAGMA busy_timeout = {CHECKPOINT_WAIT_MS}")
         try:
             busy, _frames, _done = conn.execute("PRAGMA wal_checkpoint(RESTART)").fetchone()
         except sqlite3.Error as err:  # a full disk cannot take the copied pages: try again later
             log.warning("WAL checkpoint failed: %s", err)
+            self._next = now + CHECKPOINT_EVERY
             return
         finally:
             conn.execute(f"PRAGMA busy_timeout = {self._busy_timeout_ms}")
         if busy:
             self.deferred += 1
+            self._next = now + CHECKPOINT_EVERY
         else:
             self.restarts += 1
