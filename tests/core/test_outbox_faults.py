@@ -37,8 +37,8 @@ async def _assigned(tmp_path: Path, extra: str, **kwargs: Any) -> Bridge:
     _agent, secret = await add_agent(bridge, "alice", "second:alice")
     await login(bridge, "second", "alice", secret)
     mem, second = bridge.channels["memory"], bridge.channels["second"]
-    await mem.inbound("cust", "hello")  # type: ignore[attr-defined]
-    await wait_for(lambda: any("hello" in t for t in second.texts_to("alice")), what="relay")  # type: ignore[attr-defined]
+    await mem.inbound("cust", "hello")
+    await wait_for(lambda: any("hello" in t for t in second.texts_to("alice")), what="relay")
     return bridge
 
 
@@ -50,17 +50,17 @@ async def test_a_lost_answer_waits_for_the_platforms_report_and_is_never_sent_ag
     bridge = await _assigned(tmp_path, FAST + 'confirm_wait = "1h"\n')
     try:
         mem, second = bridge.channels["memory"], bridge.channels["second"]
-        mem.lose_answers = 1  # type: ignore[attr-defined]  # accepted, then the connection drops
-        mem.reports_after = 0.2  # type: ignore[attr-defined]  # the platform's status names our delivery
-        await second.inbound("alice", "one")  # type: ignore[attr-defined]
-        await second.inbound("alice", "two")  # type: ignore[attr-defined]
-        await wait_for(lambda: mem.texts_to("cust") == ["one", "two"], what="both delivered, in order")  # type: ignore[attr-defined]
+        mem.lose_answers = 1  # accepted, then the connection drops
+        mem.reports_after = 0.2  # the platform's status names our delivery
+        await second.inbound("alice", "one")
+        await second.inbound("alice", "two")
+        await wait_for(lambda: mem.texts_to("cust") == ["one", "two"], what="both delivered, in order")
 
         async def settled() -> bool:
             return await _statuses(bridge) == ["sent", "sent"]
 
         await wait_for(settled, what="both recorded as sent")
-        assert [m.text for m in mem.attempts] == ["one", "two"]  # type: ignore[attr-defined]
+        assert [m.text for m in mem.attempts] == ["one", "two"]
         assert metric(bridge, "carebridge_deliveries_total", channel="memory", outcome="uncertain") == 1
         assert metric(bridge, "carebridge_deliveries_total", channel="memory", outcome="confirmed") == 1
         assert metric(bridge, "carebridge_deliveries_possible_duplicates_total", channel="memory") == 0
@@ -72,10 +72,10 @@ async def test_a_lost_answer_nobody_reports_is_sent_again_after_confirm_wait_and
     bridge = await _assigned(tmp_path, FAST + 'confirm_wait = "300ms"\n')
     try:
         mem, second = bridge.channels["memory"], bridge.channels["second"]
-        mem.lose_answers = 1  # type: ignore[attr-defined]
+        mem.lose_answers = 1
         started = time.monotonic()
-        await second.inbound("alice", "one")  # type: ignore[attr-defined]
-        await wait_for(lambda: len(mem.texts_to("cust")) == 2, what="the resend")  # type: ignore[attr-defined]
+        await second.inbound("alice", "one")
+        await wait_for(lambda: len(mem.texts_to("cust")) == 2, what="the resend")
         assert time.monotonic() - started >= 0.3, "no resend before confirm_wait"
 
         async def settled() -> bool:
@@ -96,15 +96,15 @@ async def test_each_message_is_delivered_once_or_counted_when_answers_get_lost(t
         mem, second = bridge.channels["memory"], bridge.channels["second"]
         texts = [f"reply {n}" for n in range(12)]
         for n, text in enumerate(texts):
-            mem.lose_answers = 1 if n % 3 else 0  # type: ignore[attr-defined]  # two of three answers lost
-            mem.reports_after = 0.05 if n % 2 else None  # type: ignore[attr-defined]  # half of them reported
-            await second.inbound("alice", text)  # type: ignore[attr-defined]
+            mem.lose_answers = 1 if n % 3 else 0  # two of three answers lost
+            mem.reports_after = 0.05 if n % 2 else None  # half of them reported
+            await second.inbound("alice", text)
 
             async def settled(count: int = n + 1) -> bool:
                 return await _statuses(bridge) == ["sent"] * count
 
             await wait_for(settled, what=f"{text} settled")
-        got = mem.texts_to("cust")  # type: ignore[attr-defined]
+        got = mem.texts_to("cust")
         assert sorted(set(got), key=texts.index) == texts  # nothing lost, order kept
         extra = len(got) - len(texts)
         assert all(got.count(t) in (1, 2) for t in texts)
@@ -116,21 +116,21 @@ async def test_each_message_is_delivered_once_or_counted_when_answers_get_lost(t
 async def test_a_stop_lets_sends_in_flight_finish_within_the_grace(tmp_path: Path) -> None:
     bridge = await _assigned(tmp_path, FAST, server='shutdown_timeout = "10s"\n')
     mem, second = bridge.channels["memory"], bridge.channels["second"]
-    mem.gate = asyncio.Event()  # type: ignore[attr-defined]  # a slow platform
-    await second.inbound("alice", "slow reply")  # type: ignore[attr-defined]
-    await wait_for(lambda: mem.in_flight == 1, what="the send in flight")  # type: ignore[attr-defined]
+    mem.gate = asyncio.Event()  # a slow platform
+    await second.inbound("alice", "slow reply")
+    await wait_for(lambda: mem.in_flight == 1, what="the send in flight")
     closing = asyncio.create_task(bridge.close())
     await asyncio.sleep(1.0)
     assert not closing.done(), "the stop waits for the send"
-    mem.gate.set()  # type: ignore[attr-defined]
+    mem.gate.set()
     await closing
     reopened = await make_bridge(tmp_path, FAST)
     try:
         assert [(r[3], r[4]) for r in await outbox_rows(reopened) if r[2] == "contact"] == [("sent", 1)]
-        assert reopened.channels["memory"].attempts == []  # type: ignore[attr-defined]
+        assert reopened.channels["memory"].attempts == []
     finally:
         await reopened.close()
-    assert mem.texts_to("cust") == ["slow reply"]  # type: ignore[attr-defined]
+    assert mem.texts_to("cust") == ["slow reply"]
 
 
 async def test_sends_cut_off_at_the_end_of_the_grace_are_not_sent_again_blindly(tmp_path: Path) -> None:
@@ -141,12 +141,12 @@ async def test_sends_cut_off_at_the_end_of_the_grace_are_not_sent_again_blindly(
     await login(bridge, "second", "alice", secret)
     mem, second = bridge.channels["memory"], bridge.channels["second"]
     for customer in ("c1", "c2"):
-        await mem.inbound(customer, f"hello from {customer}")  # type: ignore[attr-defined]
-        await wait_for(lambda c=customer: any(c in t for t in second.texts_to("alice")), what="relay")  # type: ignore[attr-defined]
-        await second.inbound("alice", f"/switch {1 if customer == 'c1' else 2}")  # type: ignore[attr-defined]
-        mem.gate = asyncio.Event()  # type: ignore[attr-defined]  # the platform takes the request and never answers
-        await second.inbound("alice", f"answer to {customer}")  # type: ignore[attr-defined]
-    await wait_for(lambda: mem.in_flight == 2, what="two sends in flight")  # type: ignore[attr-defined]
+        await mem.inbound(customer, f"hello from {customer}")
+        await wait_for(lambda c=customer: any(c in t for t in second.texts_to("alice")), what="relay")
+        await second.inbound("alice", f"/switch {1 if customer == 'c1' else 2}")
+        mem.gate = asyncio.Event()  # the platform takes the request and never answers
+        await second.inbound("alice", f"answer to {customer}")
+    await wait_for(lambda: mem.in_flight == 2, what="two sends in flight")
     started = time.monotonic()
     await bridge.close()
     assert time.monotonic() - started < 3.0, "the stop keeps to the grace"
@@ -164,7 +164,7 @@ async def test_sends_cut_off_at_the_end_of_the_grace_are_not_sent_again_blindly(
         await restarted.relay.update_status("memory", [report])
         assert [r[3] for r in await outbox_rows(restarted) if r[2] == "contact"] == ["sent", "pending"]
         await asyncio.sleep(0.5)
-        assert restarted.channels["memory"].attempts == [], "nothing resent before confirm_wait"  # type: ignore[attr-defined]
+        assert restarted.channels["memory"].attempts == [], "nothing resent before confirm_wait"
         assert metric(restarted, "carebridge_deliveries_total", channel="memory", outcome="confirmed") == 1
     finally:
         await restarted.close()
@@ -193,19 +193,19 @@ async def test_a_store_that_cannot_write_pauses_sending_and_resumes_at_once_when
     bridge = await _assigned(tmp_path, '[delivery]\nretry_base = "1h"\nretry_max = "1h"\n')
     try:
         mem, second = bridge.channels["memory"], bridge.channels["second"]
-        await mem.inbound("other", "hi too")  # type: ignore[attr-defined]
-        await wait_for(lambda: any("hi too" in t for t in second.texts_to("alice")), what="second relay")  # type: ignore[attr-defined]
-        mem.gate = asyncio.Event()  # type: ignore[attr-defined]
-        await second.inbound("alice", "/switch 1")  # type: ignore[attr-defined]
-        await second.inbound("alice", "answer while the disk fills")  # type: ignore[attr-defined]
-        await wait_for(lambda: mem.in_flight == 1, what="the send in flight")  # type: ignore[attr-defined]
+        await mem.inbound("other", "hi too")
+        await wait_for(lambda: any("hi too" in t for t in second.texts_to("alice")), what="second relay")
+        mem.gate = asyncio.Event()
+        await second.inbound("alice", "/switch 1")
+        await second.inbound("alice", "answer while the disk fills")
+        await wait_for(lambda: mem.in_flight == 1, what="the send in flight")
         worker = bridge.relay.worker
         assert worker is not None
         with file_writes_refused():
-            mem.gate.set()  # type: ignore[attr-defined]  # the platform accepts; its outcome cannot be committed
+            mem.gate.set()  # the platform accepts; its outcome cannot be committed
             await wait_for(lambda: worker.unrecorded != [], what="the sent outcome kept in memory")
             with pytest.raises(StoreWriteError):
-                await second.inbound("alice", "/switch 2")  # type: ignore[attr-defined]  # a webhook would get 500
+                await second.inbound("alice", "/switch 2")  # a webhook would get 500
             health = bridge.health()
             assert health["status"] == "degraded"
             assert (health["store"]["status"], health["store"]["writable"]) == ("error", False)
@@ -213,7 +213,7 @@ async def test_a_store_that_cannot_write_pauses_sending_and_resumes_at_once_when
             assert metric(bridge, "carebridge_store_failed_commits_total") >= 2
             assert metric(bridge, "carebridge_store_writable") == 0
             await asyncio.sleep(1.5)  # the worker probes the store meanwhile, and sends nothing
-            assert len(mem.attempts) == 1  # type: ignore[attr-defined]  # the answer, once
+            assert len(mem.attempts) == 1  # the answer, once
         recovered = time.monotonic()
 
         async def recorded() -> bool:
@@ -223,11 +223,11 @@ async def test_a_store_that_cannot_write_pauses_sending_and_resumes_at_once_when
         assert time.monotonic() - recovered < 10, "woken by the recovery, not by the 1 h retry"
         assert bridge.health()["status"] == "ok"
         assert metric(bridge, "carebridge_store_writable") == 1
-        assert mem.texts_to("cust") == ["answer while the disk fills"]  # type: ignore[attr-defined]
+        assert mem.texts_to("cust") == ["answer while the disk fills"]
         # Sending resumed: a new answer goes straight out.
-        await second.inbound("alice", "/switch 2")  # type: ignore[attr-defined]
-        await second.inbound("alice", "and you")  # type: ignore[attr-defined]
-        await wait_for(lambda: mem.texts_to("other") == ["and you"], what="the next answer")  # type: ignore[attr-defined]
+        await second.inbound("alice", "/switch 2")
+        await second.inbound("alice", "and you")
+        await wait_for(lambda: mem.texts_to("other") == ["and you"], what="the next answer")
     finally:
         await bridge.close()
 
@@ -239,8 +239,8 @@ async def test_a_backlog_or_a_failing_channel_makes_healthz_degraded(tmp_path: P
     try:
         mem, second = bridge.channels["memory"], bridge.channels["second"]
         assert bridge.health()["status"] == "ok"
-        mem.script = [retryable("HTTP 503")] * 10_000  # type: ignore[attr-defined]  # the platform is down
-        await second.inbound("alice", "are you there?")  # type: ignore[attr-defined]
+        mem.script = [retryable("HTTP 503")] * 10_000  # the platform is down
+        await second.inbound("alice", "are you there?")
 
         def failing() -> bool:
             return "deliveries on memory keep failing" in bridge.health()["outbox"]["degraded"]
@@ -249,8 +249,8 @@ async def test_a_backlog_or_a_failing_channel_makes_healthz_degraded(tmp_path: P
         assert bridge.health()["status"] == "degraded"
         await wait_for(lambda: any("oldest waiting delivery" in r for r in bridge.health()["outbox"]["degraded"]),
                        what="the backlog's age reported")  # fmt: skip
-        mem.script = []  # type: ignore[attr-defined]  # back up
+        mem.script = []  # back up
         await wait_for(lambda: bridge.health()["status"] == "ok", what="healthy again once delivered")
-        assert mem.texts_to("cust") == ["are you there?"]  # type: ignore[attr-defined]
+        assert mem.texts_to("cust") == ["are you there?"]
     finally:
         await bridge.close()

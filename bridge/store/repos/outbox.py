@@ -11,6 +11,11 @@ order they were written, across retries and restarts. Free text behind a held
 row is marked ``behind_hold`` (in order) rather than sent past it; a
 re-engagement template waits only for earlier templates, so it reaches
 someone whose free text is held.
+
+Cost: the rows first in line carry ``in_line = 1`` (at most two per stream,
+kept by the triggers of migration 103 on every insert, status change and
+delete), so picking due rows, and every status change, reads a few index
+entries whatever the number of rows sent before or queued behind.
 """
 
 from __future__ import annotations
@@ -158,16 +163,16 @@ class OutboxRepo:
         """
         row = self._s.execute(
             "SELECT id, conversation_id, message_id, key_kind, key_owner, channel, recipient_kind, recipient_id,"
-            " template, status, attempts FROM outbox WHERE id = ?",
+            " template, status, attempts, uncertain_at FROM outbox WHERE id = ?",
             (delivery_id,),
         ).fetchone()
         if row is None:
             return None
-        row_id, conv, msg, kind, owner_id, channel, rkind, rid, template, status, attempts = tuple(row)
+        row_id, conv, msg, kind, owner_id, channel, rkind, rid, template, status, attempts, uncertain = tuple(row)
         return Delivery(
             id=row_id, conversation_id=conv, message_id=msg, owner=KeyOwner(kind, owner_id), channel=channel,
             recipient_kind=rkind, recipient_id=rid, recipient="", text="", reply_to=None, template=bool(template),
-            status=status, attempts=attempts,
+            status=status, attempts=attempts, uncertain_at=uncertain,
         )  # fmt: skip
 
     def due(
@@ -249,9 +254,10 @@ class OutboxRepo:
 
         For a report naming our own idempotency key (WhatsApp's
         ``biz_opaque_callback_data``, Messenger's echo ``metadata``). Only a
-        pending row on that channel is changed; returns it (as it was), else None.
+        pending row on that channel is changed; returns it (as it was, plain
+        columns only), else None. Nothing is decrypted: echoes of every send come here.
         """
-        delivery = self.load(delivery_id)
+        delivery = self.load_unsealed(delivery_id)
         if delivery is None or delivery.status != "pending" or delivery.channel != channel:
             return None
         self.mark_sent(delivery, [external_id], attempt=False)
