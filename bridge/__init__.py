@@ -26,6 +26,7 @@ from bridge.errors import (
     ChannelUnavailable,
     ConfigError,
     DeliveryError,
+    DeliveryUncertain,
     UnknownRecordError,
     WindowClosedError,
 )
@@ -67,6 +68,7 @@ __all__ = [
     "ConfigError",
     "ConfigKey",
     "DeliveryError",
+    "DeliveryUncertain",
     "DeliveryReceipt",
     "Finding",
     "InboundMessage",

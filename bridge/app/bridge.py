@@ -140,6 +140,7 @@ class Bridge:
         self.store = await Store.open(self.config.store, clock=self.clock)
         self._opened.append("store")
         self.events = EventHub(self.store, self.masker)
+        self.metrics.watch_store(self.store.stats)
         self.http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60, connect=10))
         self._opened.append("http")
         self.scheduler = AsyncIOScheduler(event_loop=asyncio.get_running_loop())
@@ -460,6 +461,7 @@ class Bridge:
             or any(info["error"] for info in plugins.values())
             or any(c["state"] != ChannelState.CONNECTED.value for c in channels.values())
             or (self._started and not scheduler["running"] and not self._stopped)
+            or bool(outbox.get("degraded"))
         )
         return {
             "status": "degraded" if degraded else "ok",
@@ -501,6 +503,9 @@ class _Observer:
 
     def delivery(self, channel: str, outcome: str) -> None:
         self._metrics.deliveries.labels(channel=channel, outcome=outcome).inc()
+
+    def possible_duplicate(self, channel: str) -> None:
+        self._metrics.possible_duplicates.labels(channel=channel).inc()
 
     def outbox(self, depth: int, oldest_age: float) -> None:
         self._metrics.outbox_depth.set(depth)

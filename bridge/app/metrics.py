@@ -7,6 +7,8 @@ second set of metrics with duplicate names.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator, Mapping
+
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -15,6 +17,8 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
@@ -27,9 +31,15 @@ class Metrics:
     :ivar messages_stored: Counter(channel, direction) — messages committed to the store.
     :ivar outbox_depth: Gauge — pending outbox rows.
     :ivar outbox_oldest_age: Gauge — age in seconds of the oldest pending row.
-    :ivar deliveries: Counter(channel, outcome) — outcome is sent|retry|failed|held.
+    :ivar deliveries: Counter(channel, outcome) — outcome is sent|retry|failed|held|uncertain|confirmed.
+    :ivar possible_duplicates: Counter(channel) — a send the platform accepted after an earlier
+        attempt of the same delivery ended without an answer (the recipient may have it twice).
     :ivar login_failures: Counter — refused logins (chat codes, console passwords and codes, lock-outs).
     :ivar inbound_refused: Counter(channel, reason) — inbound messages refused without effect.
+
+    ``watch_store`` adds the store's own figures, read at each scrape:
+    ``carebridge_store_failed_commits_total``, ``carebridge_store_writable``,
+    ``carebridge_store_wal_bytes`` and ``carebridge_store_checkpoints_total{result}``.
     """
 
     def __init__(self) -> None:
@@ -54,8 +64,14 @@ class Metrics:
         )
         self.deliveries = Counter(
             "carebridge_deliveries",
-            "Delivery attempts by outcome (sent, retry, failed, held)",
+            "Delivery attempts by outcome (sent, retry, failed, held, uncertain, confirmed)",
             ["channel", "outcome"],
+            registry=r,
+        )
+        self.possible_duplicates = Counter(
+            "carebridge_deliveries_possible_duplicates",
+            "Sends accepted after an earlier attempt of the same delivery lost its answer",
+            ["channel"],
             registry=r,
         )
         self.login_failures = Counter(
@@ -70,6 +86,35 @@ class Metrics:
             registry=r,
         )
 
+    def watch_store(self, stats: Callable[[], Mapping[str, float]]) -> None:
+        """Expose the store's figures (``Store.stats``), read at every scrape."""
+        self.registry.register(_StoreCollector(stats))
+
     def render(self) -> tuple[bytes, str]:
         """Return the Prometheus text exposition and its content type."""
         return generate_latest(self.registry), CONTENT_TYPE_LATEST
+
+
+class _StoreCollector(Collector):
+    """The store's counters as Prometheus metrics, read when scraped (they live on the writer thread)."""
+
+    def __init__(self, stats: Callable[[], Mapping[str, float]]) -> None:
+        self._stats = stats
+
+    def collect(self) -> Iterator[Metric]:
+        stats = self._stats()
+        yield CounterMetricFamily(
+            "carebridge_store_failed_commits",
+            "Writes the store could not commit (disk full or read-only, I/O error, lock held too long)",
+            value=stats["failed_commits"],
+        )
+        yield GaugeMetricFamily("carebridge_store_writable", "1 while the store can write", value=stats["writable"])
+        yield GaugeMetricFamily("carebridge_store_wal_bytes", "Size of the write-ahead log", value=stats["wal_bytes"])
+        checkpoints = CounterMetricFamily(
+            "carebridge_store_checkpoints",
+            "Deliberate WAL checkpoints: restart (the WAL starts over) or deferred (readers were busy)",
+            labels=["result"],
+        )
+        checkpoints.add_metric(["restart"], stats["checkpoint_restarts"])
+        checkpoints.add_metric(["deferred"], stats["checkpoint_deferred"])
+        yield checkpoints

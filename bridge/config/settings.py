@@ -120,12 +120,22 @@ class RoutingConfig:
 
 @dataclass(frozen=True)
 class DeliveryConfig:
-    """``[delivery]``: the outbox worker's retries and parallelism."""
+    """``[delivery]``: the outbox worker's retries, parallelism and limits.
+
+    ``confirm_wait``: after a send whose answer was lost, how long to wait for
+    the platform's own report of it before sending again. ``max_parts_per_message``:
+    the most platform messages one relayed text may become (the rest is left
+    in the console). ``max_backlog_age``: /healthz says ``degraded`` once the
+    oldest waiting delivery is older (0: never).
+    """
 
     max_attempts: int = 8
     retry_base: float = 2.0
     retry_max: float = 600.0
     concurrency: int = 4
+    confirm_wait: float = 30.0
+    max_parts_per_message: int = 4
+    max_backlog_age: float = 900.0
 
 
 @dataclass(frozen=True)
@@ -240,6 +250,9 @@ _SCHEMA: dict[str, tuple[type, dict[str, Parser]]] = {
             "retry_base": cv.duration,
             "retry_max": cv.duration,
             "concurrency": cv.integer(1),
+            "confirm_wait": cv.duration,
+            "max_parts_per_message": cv.integer(1),
+            "max_backlog_age": cv.duration,
         },
     ),
     "templates": (TemplatesConfig, {"file": cv.optional_path}),

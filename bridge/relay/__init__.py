@@ -38,6 +38,9 @@ T = TypeVar("T")
 CHECK_INTERVAL = 60.0
 #: Agent-message dedupe rows older than this are dropped (Meta retries for up to 7 days).
 DEDUPE_KEEP = 8 * 86400.0
+#: Share of ``server.shutdown_timeout`` that in-flight sends get to finish at a stop. The web
+#: runner may have used a quarter for requests; the rest records cut-off sends and closes.
+SEND_GRACE = 0.6
 
 
 def config_problems(config: Config) -> list[str]:
@@ -112,21 +115,31 @@ class Relay:
         self._periodic = asyncio.create_task(self._run_periodic(), name="carebridge-relay-checks")
 
     async def stop(self) -> None:
-        """Stop timers and the worker; in-flight sends get a few seconds to finish."""
+        """Stop timers and the worker; in-flight sends get most of the shutdown grace (``SEND_GRACE``).
+
+        Sends still running then are cut off and recorded as uncertain (see
+        ``OutboxWorker.stop``); observers of stored messages get a quarter of
+        the grace, at the same time.
+        """
         if self._periodic is not None:
             self._periodic.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._periodic
             self._periodic = None
         grace = self.config.server.shutdown_timeout
-        if self._observers:
-            await asyncio.wait(list(self._observers), timeout=max(1.0, grace / 4))
-            for task in list(self._observers):
-                task.cancel()
-            await asyncio.gather(*self._observers, return_exceptions=True)
-        if self.worker is not None:
-            await self.worker.stop(timeout=max(1.0, grace / 2))
-            self.worker = None
+        worker, self.worker = self.worker, None
+        await asyncio.gather(
+            self._stop_observers(max(1.0, grace / 4)),
+            worker.stop(timeout=max(1.0, grace * SEND_GRACE)) if worker is not None else asyncio.sleep(0),
+        )
+
+    async def _stop_observers(self, timeout: float) -> None:
+        if not self._observers:
+            return
+        await asyncio.wait(list(self._observers), timeout=timeout)
+        for task in list(self._observers):
+            task.cancel()
+        await asyncio.gather(*self._observers, return_exceptions=True)
 
     async def reload(self, config: Config) -> None:
         """Re-read rules and templates (SIGHUP) and resume channels paused for bad credentials.
@@ -238,16 +251,31 @@ class Relay:
                 log.exception("relay periodic check failed")
 
     def health(self) -> dict[str, Any]:
-        """Outbox depth, age of the oldest pending delivery and paused channels (for /healthz)."""
+        """The outbox for /healthz: depth, oldest pending age, paused and failing channels, ``degraded``.
+
+        ``degraded`` names why deliveries lag: the oldest pending delivery is
+        older than ``[delivery] max_backlog_age``, a channel keeps failing, or
+        outcomes wait for the store.
+        """
         worker = self.worker
         if worker is None:
             return {"running": False}
+        limit = self.config.delivery.max_backlog_age
+        found = worker.health()
+        reasons = []
+        if limit > 0 and worker.oldest_age > limit:
+            reasons.append(f"the oldest waiting delivery is {worker.oldest_age:.0f}s old (limit {limit:.0f}s)")
+        reasons.extend(f"deliveries on {name} keep failing" for name in found["failing_channels"])
+        if found["unrecorded"]:
+            reasons.append(f"{found['unrecorded']} outcome(s) wait for the store")
         return {
             "running": True,
             "depth": worker.depth,
             "oldest_age": round(worker.oldest_age, 3),
             "in_flight": len(worker.inflight),
             "paused_channels": dict(worker.stopped_channels),
+            **found,
+            "degraded": reasons,
         }
 
 
