@@ -44,8 +44,13 @@ def reply_subject(subject: str) -> str:
     return "Re: " + _RE_PREFIX.sub("", subject).strip()
 
 
-def build_message(settings: EmailConfig, message: OutboundMessage) -> EmailMessage:
+def build_message(settings: EmailConfig, message: OutboundMessage, *, instance: str = "") -> EmailMessage:
     """Build the mail for ``message``; its ``Message-ID`` is the delivery receipt.
+
+    The Message-ID is the same for every attempt of one delivery
+    (``<cb.<delivery id>.<instance>@domain>``, ``instance`` a random text this
+    bridge keeps): when an SMTP answer was lost and the mail is sent again,
+    receiving systems that drop repeated Message-IDs keep one copy.
 
     ``meta`` (the customer's last mail, passed on by the core): ``subject``,
     ``message_id``, ``references``, ``in_reply_to``, ``reply_token``,
@@ -64,7 +69,10 @@ def build_message(settings: EmailConfig, message: OutboundMessage) -> EmailMessa
     else:
         mail["Subject"] = NEUTRAL_SUBJECT
     mail["Date"] = format_datetime(datetime.fromtimestamp(time.time(), UTC))
-    mail["Message-ID"] = make_msgid(idstring=f"cb{message.delivery_id}", domain=domain)
+    if instance:
+        mail["Message-ID"] = f"<cb.{message.delivery_id}.{instance}@{domain}>"
+    else:
+        mail["Message-ID"] = make_msgid(idstring=f"cb{message.delivery_id}", domain=domain)
     if parent:
         mail["In-Reply-To"] = parent[0]
         earlier = _msgids(meta.get("references")) or _msgids(meta.get("in_reply_to"))[:1]
