@@ -5,11 +5,15 @@ commit that leaves more than 1,000 pages in the WAL) copies pages back but
 can only start the WAL over when no reader still uses it. A store that is
 read all the time (the outbox worker under a backlog) then never resets its
 WAL, which grew to gigabytes. After a commit the writer checks the WAL's size;
-past ``RESTART_BYTES`` it runs ``wal_checkpoint(RESTART)`` with a short busy
+past ``RESTART_BYTES`` it runs ``wal_checkpoint(TRUNCATE)`` (a RESTART that
+also cuts the file to zero, so the file's size keeps telling how much of the
+WAL is in use and the next check does not fire on every commit) with a short busy
 timeout: it waits a moment for the readers of the moment to finish (reads
 are short: the outbox's pick is a few index seeks) instead of stalling
-writes, and when one is slower it tries again ``CHECKPOINT_EVERY`` later.
-``journal_size_limit`` then truncates the reset file to ``JOURNAL_SIZE_LIMIT``.
+writes, and when one is slower it tries again ``CHECKPOINT_EVERY`` later or
+as soon as the WAL has grown by another quarter of ``RESTART_BYTES``, whichever
+comes first (a fast disk writes tens of megabytes in ``CHECKPOINT_EVERY``).
+``journal_size_limit`` also bounds the file SQLite's own checkpoints reset.
 
 Why classify errors: a commit refused by the disk (full, read-only, I/O
 error) or by a lock held too long by another process is a state of the
@@ -68,27 +72,34 @@ class Checkpointer:
         self._db = db
         self._busy_timeout_ms = busy_timeout_ms
         self._next = 0.0
+        self._retry_at_bytes = 0
         self.restarts = 0
         self.deferred = 0
 
     def after_commit(self, conn: sqlite3.Connection) -> None:
         """Run a RESTART checkpoint if the WAL is past ``RESTART_BYTES`` and readers allow."""
         now = time.monotonic()
-        if now < self._next:
+        size = wal_bytes(self._db)
+        if size < RESTART_BYTES:
             return
-        if wal_bytes(self._db) < RESTART_BYTES:
+        if now < self._next and size < self._retry_at_bytes:
             return
         conn.execute(f"PRAGMA busy_timeout = {CHECKPOINT_WAIT_MS}")
         try:
-            busy, _frames, _done = conn.execute("PRAGMA wal_checkpoint(RESTART)").fetchone()
+            busy, _frames, _done = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
         except sqlite3.Error as err:  # a full disk cannot take the copied pages: try again later
             log.warning("WAL checkpoint failed: %s", err)
-            self._next = now + CHECKPOINT_EVERY
+            self._defer(now, size)
             return
         finally:
             conn.execute(f"PRAGMA busy_timeout = {self._busy_timeout_ms}")
         if busy:
             self.deferred += 1
-            self._next = now + CHECKPOINT_EVERY
+            self._defer(now, size)
         else:
             self.restarts += 1
+
+    def _defer(self, now: float, size: int) -> None:
+        """Try again after ``CHECKPOINT_EVERY`` or a quarter of ``RESTART_BYTES`` more of WAL."""
+        self._next = now + CHECKPOINT_EVERY
+        self._retry_at_bytes = size + RESTART_BYTES // 4

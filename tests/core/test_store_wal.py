@@ -48,7 +48,8 @@ async def test_the_wal_stays_bounded_while_a_reader_is_always_busy(tmp_path: Pat
         stats = store.stats()
     finally:
         await store.close()
-    assert largest < store_wal.RESTART_BYTES + 8 * MIB, f"WAL reached {largest / MIB:.1f} MiB"
+    # Bounded by the restart threshold and a few deferred tries, whatever the disk's speed.
+    assert largest < 3 * store_wal.RESTART_BYTES, f"WAL reached {largest / MIB:.1f} MiB"
     assert stats["checkpoint_restarts"] >= 1
     # The file itself is cut back once the load is over (journal_size_limit applies at each reset).
     assert store_wal.wal_bytes(tmp_path / "var" / "carebridge.db") <= store_wal.JOURNAL_SIZE_LIMIT
