@@ -8,9 +8,12 @@ from __future__ import annotations
 from importlib.metadata import PackageNotFoundError, version
 
 from bridge.channel import (
+    CONTACT_EMAIL,
     Channel,
     ChannelContext,
+    HistoryEntry,
     MediaCallback,
+    PageHandler,
     PendingMedia,
     RegisterChannel,
     SimulatedRequest,
@@ -49,6 +52,7 @@ except PackageNotFoundError:  # running from a source tree that was never instal
     __version__ = "0.0.0"
 
 __all__ = [
+    "CONTACT_EMAIL",
     "Address",
     "Attachment",
     "BridgeError",
@@ -64,9 +68,11 @@ __all__ = [
     "DeliveryError",
     "DeliveryReceipt",
     "Finding",
+    "HistoryEntry",
     "InboundMessage",
     "MediaCallback",
     "OutboundMessage",
+    "PageHandler",
     "PendingMedia",
     "RegisterChannel",
     "SentParts",

@@ -10,7 +10,7 @@ import logging
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import aiohttp
 from aiohttp import web
@@ -25,10 +25,40 @@ from bridge.models import (
     StatusUpdate,
 )
 
+#: ``InboundMessage.meta`` key: an email address the customer gave the channel themself, on a
+#: channel that authenticates them (a website chat session). The core stores it as the contact's
+#: email address, known for ``/secure`` without a confirmation round-trip (DESIGN §12), and keeps
+#: it out of the message's stored meta.
+CONTACT_EMAIL = "contact_email"
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryEntry:
+    """One message of a customer's own conversation, as ``ChannelContext.history`` returns it.
+
+    :param id: the stored message's id (increasing; use it to drop repeats).
+    :param direction: ``in`` (the customer's), ``out`` (an agent's reply) or
+        ``system`` (a notice of the bridge). Internal notes are never returned.
+    :param created_at: when it was stored, epoch seconds.
+    """
+
+    id: int
+    direction: Literal["in", "out", "system"]
+    text: str
+    created_at: float
+
+
 DeliverCallback = Callable[[Sequence[InboundMessage]], Awaitable[None]]
 StatusCallback = Callable[[Sequence[StatusUpdate]], Awaitable[None]]
 MediaCallback = Callable[[str, int, bytes, str | None], Awaitable[None]]
 ReportCallback = Callable[[ChannelState, str | None], None]
+HistoryCallback = Callable[[str, int], Awaitable[Sequence[HistoryEntry]]]
+PageHandler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+async def no_history(address: str, limit: int) -> Sequence[HistoryEntry]:
+    """The ``history`` of a context that has no store behind it: nothing."""
+    return ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +77,13 @@ class ChannelContext:
     :param log: the channel's logger; never log message text or tokens.
     :param max_body: the largest webhook body the operator allows, in bytes.
     :param public_url: the bridge's public base URL (for links), may be empty.
+    :param history: ``await history(address, limit)``: the newest ``limit``
+        messages (oldest first) of the conversation of ``address`` on this
+        channel — the open one, else the latest — as ``HistoryEntry`` items:
+        what the customer wrote and what was sent to them on this channel,
+        never internal notes nor anything sent elsewhere (``/secure`` mail).
+        Read-only; for channels that show a customer their own conversation
+        (a website chat that reconnects). Empty for an unknown address.
     """
 
     http: aiohttp.ClientSession
@@ -57,6 +94,7 @@ class ChannelContext:
     log: logging.Logger
     max_body: int = 2 * 1024 * 1024
     public_url: str = ""
+    history: HistoryCallback = no_history
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,6 +211,20 @@ class Channel(ABC):
     def web_app(self) -> web.Application | None:
         """Return the webhook sub-application, mounted at ``/webhooks/<name>``."""
         return None
+
+    def pages(self) -> Mapping[str, PageHandler]:
+        """Return pages served at top-level paths, outside ``/webhooks/<name>``: ``{"/chat": handler}``.
+
+        For channels whose customers open a page of the bridge itself (a
+        website chat). Each path answers GET (and HEAD) with its handler, which
+        sets its own headers (Content-Security-Policy, caching). A path must
+        be a plain ``/word`` that neither the core (``/``, ``/api``,
+        ``/healthz``, ``/metrics``, ``/static``, ``/webhooks``, ``/login``,
+        ``/admin``, ``/conversations``) nor another channel serves: start-up
+        stops naming the channel otherwise. Called once, when the web
+        application is built.
+        """
+        return {}
 
     @classmethod
     def simulate(cls, section: Mapping[str, Any], sender: str, text: str) -> SimulatedRequest:

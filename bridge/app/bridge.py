@@ -140,6 +140,7 @@ class Bridge:
             log=logging.getLogger(f"carebridge.{name}"),
             max_body=self.config.server.max_body,
             public_url=self.config.server.public_url,
+            history=partial(self.relay.history, name),
         )
 
     # --- channel health ------------------------------------------------------

@@ -16,6 +16,7 @@ from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from bridge import agents as agents_repo
+from bridge.channel import CONTACT_EMAIL
 from bridge.errors import IntegrityError
 from bridge.models import InboundMessage
 from bridge.relay import fallbacks, reads
@@ -165,6 +166,10 @@ def _ingest_customer(tx: Tx, rctx: RelayContext, message: InboundMessage, result
         # webhook would make the platform retry (and drop) every message batched with it.
         log.error("%s: a message from a customer whose record is unreadable was not stored: %s", channel, err)
         return
+    meta = dict(message.meta)
+    given_email = meta.pop(CONTACT_EMAIL, "")
+    if given_email:
+        _take_contact_email(tx, channel, identity.contact_id, given_email)
     fallbacks.person_wrote(tx, rctx, "contact", identity.contact_id, channel)
     conv = tx.conversations.open_for_identity(identity.id)
     if conv is None:
@@ -184,7 +189,7 @@ def _ingest_customer(tx: Tx, rctx: RelayContext, message: InboundMessage, result
         reply_to=message.reply_to,
         status=reads.WAITING,
         sensitive=bool(findings),
-        meta=dict(message.meta) or None,
+        meta=meta or None,
     )
     if message_id is None:  # a duplicate inside the same POST
         result.duplicates += 1
@@ -197,6 +202,22 @@ def _ingest_customer(tx: Tx, rctx: RelayContext, message: InboundMessage, result
     # The message is stored whatever happens next; if routing meets a damaged record
     # it waits (status "waiting") and is relayed when an agent takes the conversation.
     _isolated(tx, f"routing of message {message_id}", partial(_route_message, tx, rctx, conv.id, message_id))
+
+
+def _take_contact_email(tx: Tx, channel: str, contact_id: int, email: str) -> None:
+    """Keep the address a customer gave their channel (``CONTACT_EMAIL``) as their contact's email.
+
+    The channel authenticated the customer who typed it, so it counts as known
+    for ``/secure`` (DESIGN §12). Something that is no address is ignored
+    (logged without the value); the same address is not written again.
+    """
+    email = email.strip().lower()
+    local, at, domain = email.rpartition("@")
+    if not (at and local and "." in domain and len(email) <= 254 and not any(c.isspace() for c in email)):
+        log.warning("%s: a message carried a contact email that is no address; ignored", channel)
+        return
+    if reads.contact_email(tx, contact_id) != (email, True):
+        tx.contacts.set_email(contact_id, email, verified=True)
 
 
 def _route_message(tx: Tx, rctx: RelayContext, conversation_id: int, message_id: int) -> None:

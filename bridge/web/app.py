@@ -17,12 +17,14 @@ from __future__ import annotations
 
 import hmac
 import logging
+import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 from aiohttp import web
 
 from bridge.app.bridge import Bridge
+from bridge.errors import PluginLoadError
 from bridge.http_errors import json_error
 from bridge.web.edge import EdgeLimits, body_guard
 
@@ -68,7 +70,32 @@ def make_app(bridge: Bridge) -> web.Application:
         sub = channel.web_app()
         if sub is not None:
             app.add_subapp(f"/webhooks/{name}", sub)
+    _add_channel_pages(app, bridge)
     return app
+
+
+#: First path segments the core serves (or keeps for itself); a channel's page may not take them.
+RESERVED_SEGMENTS = frozenset(
+    {"", "api", "healthz", "metrics", "static", "webhooks", "login", "logout", "admin", "conversations"}
+)
+_PAGE_PATH = re.compile(r"^/[a-z0-9][a-z0-9_-]*$")
+
+
+def _add_channel_pages(app: web.Application, bridge: Bridge) -> None:
+    """Serve each channel's ``pages()`` at their top-level paths (GET and HEAD).
+
+    :raises PluginLoadError: naming the channel, for a path that is malformed,
+        reserved by the core or already served by another channel.
+    """
+    taken: dict[str, str] = {}
+    for name, channel in bridge.channels.items():
+        for path, handler in channel.pages().items():
+            if not _PAGE_PATH.match(path) or path[1:] in RESERVED_SEGMENTS:
+                raise PluginLoadError(f"channel {name}: cannot serve a page at {path!r} (reserved or malformed)")
+            if path in taken:
+                raise PluginLoadError(f"channel {name}: the page {path} is already served by channel {taken[path]}")
+            taken[path] = name
+            app.router.add_get(path, handler)
 
 
 def make_admin_app(bridge: Bridge) -> web.Application:
