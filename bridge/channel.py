@@ -218,11 +218,11 @@ class Channel(ABC):
         For channels whose customers open a page of the bridge itself (a
         website chat). Each path answers GET (and HEAD) with its handler, which
         sets its own headers (Content-Security-Policy, caching). A path must
-        be a plain ``/word`` that neither the core (``/``, ``/api``,
-        ``/healthz``, ``/metrics``, ``/static``, ``/webhooks``, ``/login``,
-        ``/admin``, ``/conversations``) nor another channel serves: start-up
-        stops naming the channel otherwise. Called once, when the web
-        application is built.
+        be a plain ``/word`` that neither the core (``/api``, ``/healthz``,
+        ``/metrics``, ``/webhooks`` and the console's ``/``, ``/login``,
+        ``/logout``, ``/conversations``, ``/admin``, ``/static``,
+        ``/console``) nor another channel serves: start-up stops naming the
+        channel otherwise. Called once, when the web application is built.
         """
         return {}
 

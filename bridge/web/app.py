@@ -1,4 +1,4 @@
-"""The aiohttp applications: channel webhooks, /healthz, /metrics, JSON errors.
+"""The aiohttp applications: the console, channel webhooks and pages, /healthz, /metrics, JSON errors.
 
 Why here and not in app.py: the HTTP surface (routes, size limit, error
 shape, request metrics) is one concern, the wiring of resources another.
@@ -26,6 +26,7 @@ from aiohttp import web
 from bridge.app.bridge import Bridge
 from bridge.errors import PluginLoadError
 from bridge.http_errors import json_error
+from bridge.web.console import CONSOLE_PATHS, add_console
 from bridge.web.edge import EdgeLimits, body_guard
 
 log = logging.getLogger(__name__)
@@ -52,8 +53,9 @@ _QUIET = ("/healthz", "/metrics")
 def make_app(bridge: Bridge) -> web.Application:
     """Build the web application for ``bridge``.
 
-    Mounts each enabled channel's ``web_app()`` at ``/webhooks/<name>``, and
-    /healthz and /metrics unless ``[server] admin_listen`` serves them. The
+    Mounts each enabled channel's ``web_app()`` at ``/webhooks/<name>`` and its
+    ``pages()`` at top level, the agent console (``bridge.web.console``) at
+    ``/``, and /healthz and /metrics unless ``[server] admin_listen`` serves them. The
     bridge is started when the app starts and stopped when it is cleaned up;
     closing the bridge stays with whoever created it.
     """
@@ -70,14 +72,13 @@ def make_app(bridge: Bridge) -> web.Application:
         sub = channel.web_app()
         if sub is not None:
             app.add_subapp(f"/webhooks/{name}", sub)
+    add_console(app, bridge)
     _add_channel_pages(app, bridge)
     return app
 
 
 #: First path segments the core serves (or keeps for itself); a channel's page may not take them.
-RESERVED_SEGMENTS = frozenset(
-    {"", "api", "healthz", "metrics", "static", "webhooks", "login", "logout", "admin", "conversations"}
-)
+RESERVED_SEGMENTS = frozenset({"api", "healthz", "metrics", "webhooks", *CONSOLE_PATHS})
 _PAGE_PATH = re.compile(r"^/[a-z0-9][a-z0-9_-]*$")
 
 
