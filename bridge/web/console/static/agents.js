@@ -17,9 +17,9 @@ CB.start(function () {
     const form = CB.el(
       "form",
       { class: "edit" },
-      CB.el("label", { for: channel.id, text: "New channel" }), channel,
-      CB.el("label", { for: queues.id, text: "Queues" }), queues,
-      CB.el("label", { for: capacity.id, text: "Capacity" }), capacity,
+      CB.el("label", { for: channel.id, text: "New channel of " + agent.name }), channel,
+      CB.el("label", { for: queues.id, text: "Queues of " + agent.name }), queues,
+      CB.el("label", { for: capacity.id, text: "Capacity of " + agent.name }), capacity,
       CB.el("button", { type: "submit", text: "Save" }),
     );
     form.addEventListener("submit", async (event) => {
@@ -35,7 +35,7 @@ CB.start(function () {
       CB.flash(agent.name + " was changed.", true);
       await load();
     });
-    return CB.el("details", {}, CB.el("summary", { text: "Change" }), form);
+    return CB.el("details", {}, CB.el("summary", { text: "Change", "aria-label": "Change " + agent.name }), form);
   }
 
   function row(agent) {
@@ -67,14 +67,21 @@ CB.start(function () {
     rows.replaceChildren(...answer.agents.map(row));
   }
 
-  // segno's SVG from the server, parsed as SVG (never as HTML) and put in the page.
+  // segno's inline SVG from the server, parsed in an inert document (nothing in it runs) and moved into
+  // the page; anything but drawing (scripts, event attributes, links) is dropped on the way.
   function showQr(svgText) {
-    const parsed = new DOMParser().parseFromString(svgText, "image/svg+xml");
-    const svg = parsed.documentElement;
+    const parsed = new DOMParser().parseFromString(svgText, "text/html");
+    const svg = parsed.querySelector("svg");
     const box = $("qr");
-    if (svg.nodeName.toLowerCase() !== "svg" || parsed.querySelector("script")) {
+    if (!svg) {
       box.replaceChildren(CB.el("p", { class: "error", text: "The QR code could not be shown; use the address below." }));
       return;
+    }
+    for (const node of svg.querySelectorAll("script, foreignObject, a")) node.remove();
+    for (const node of [svg, ...svg.querySelectorAll("*")]) {
+      for (const attribute of [...node.attributes]) {
+        if (attribute.name.startsWith("on") || attribute.name.includes("href")) node.removeAttribute(attribute.name);
+      }
     }
     box.replaceChildren(document.importNode(svg, true));
   }
