@@ -44,8 +44,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bridge import crypto  # noqa: E402
-from bridge.store import KeyOwner, Store  # noqa: E402
+from bridge.store import KeyOwner, Store, crypto  # noqa: E402
 from bridge.store.repos.messages import external_kind  # noqa: E402
 from bridge.store.schema import _M001, _split  # noqa: E402
 

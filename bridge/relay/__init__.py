@@ -19,7 +19,7 @@ from bridge.config import Config
 from bridge.errors import ConfigError
 from bridge.models import InboundMessage, StatusUpdate
 from bridge.plugins.hooks import Hooks
-from bridge.relay import fallbacks, media
+from bridge.relay import fallbacks, media, secure
 from bridge.relay.command_table import CommandTable
 from bridge.relay.context import RelayContext, RelayObserver, SilentObserver
 from bridge.relay.history import customer_history
@@ -236,6 +236,8 @@ class Relay:
         """One round of the periodic checks; return how many agents were warned."""
         warned = await self.check_windows()
         await self.write(_forget_old_bookkeeping)
+        rctx = self._require()
+        await self.write(lambda tx: secure.sweep(tx, rctx))  # expired /secure requests, delivered /secure mails
         return warned
 
     async def _run_periodic(self) -> None:

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from bridge import agents as agents_repo
 from bridge.agents import login
 from bridge.hookspecs import hookimpl
-from bridge.relay import transfer
+from bridge.relay import secure, transfer
 from bridge.relay.command_table import CommandTable
 from bridge.relay.commands import (
     CommandContext,
@@ -178,3 +178,4 @@ def register_commands(register: Callable[..., None]) -> None:
     register("note", cmd_note, "/note TEXT — internal note on the current conversation, never sent")
     register("help", cmd_help, "this list", public=True)
     transfer.register_transfer_commands(register)
+    register("secure", secure.cmd_secure, "/secure TEXT — mail TEXT to the customer, never by chat (/secure cancel)")

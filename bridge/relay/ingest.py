@@ -19,7 +19,7 @@ from bridge import agents as agents_repo
 from bridge.channel import CONTACT_EMAIL
 from bridge.errors import IntegrityError
 from bridge.models import InboundMessage
-from bridge.relay import fallbacks, reads
+from bridge.relay import fallbacks, reads, secure, sensitive
 from bridge.relay.builtin_commands import LOGIN_INVALID
 from bridge.relay.commands import ESCAPE, NOT_LOGGED_IN, handle_agent_command
 from bridge.relay.format import display_name
@@ -32,13 +32,15 @@ from bridge.relay.routing import (
     send_to_customer,
     was_assigned_before,
 )
-from bridge.store import Agent, KeyOwner, Tx
+from bridge.store import Agent, Conversation, KeyOwner, Tx
 
 if TYPE_CHECKING:
     from bridge.relay.context import RelayContext
 
 log = logging.getLogger(__name__)
 
+#: Once per conversation: the customer was asked to send sensitive data by email.
+SENSITIVE_NOTICE = "sensitive_notice"
 #: Told to an agent whose message could not be handled because a record it needed is damaged.
 DAMAGED = (
     "Your message could not be handled: a stored record it needed failed its integrity check. "
@@ -93,6 +95,8 @@ def ingest_batch(tx: Tx, rctx: RelayContext, channel: str, messages: list[Inboun
                 notify_agent(tx, rctx, agent, DAMAGED)
         else:
             _ingest_customer(tx, rctx, message, result)
+    # Expired /secure requests and delivered /secure mails are erased on every touch.
+    _isolated(tx, "the /secure clean-up", partial(secure.sweep, tx, rctx))
     return result
 
 
@@ -199,9 +203,32 @@ def _ingest_customer(tx: Tx, rctx: RelayContext, message: InboundMessage, result
     tx.conversations.update(conv.id)  # updated_at: the conversation is active
     result.customer.append((message, conv.id))
     result.stored.append((channel, "in"))
+    if _answers_secure(tx, rctx, conv, message_id, message.text):
+        return
     # The message is stored whatever happens next; if routing meets a damaged record
     # it waits (status "waiting") and is relayed when an agent takes the conversation.
     _isolated(tx, f"routing of message {message_id}", partial(_route_message, tx, rctx, conv.id, message_id))
+    if sensitive.customer_should_be_told(rctx, channel, findings):
+        _isolated(tx, f"the sensitive-data notice of #{conv.id}", partial(_sensitive_notice, tx, rctx, conv))
+
+
+def _answers_secure(tx: Tx, rctx: RelayContext, conv: Conversation, message_id: int, text: str) -> bool:
+    """Whether the message answered a pending ``/secure`` (an address or a code): then it is not relayed."""
+    if tx.secure.get(conv.id) is None:  # the common case, without a savepoint
+        return False
+    answered: list[bool] = []
+
+    def step() -> None:
+        answered.append(secure.customer_answer(tx, rctx, conv, message_id, text))
+
+    return _isolated(tx, f"the /secure answer in message {message_id}", step) and answered == [True]
+
+
+def _sensitive_notice(tx: Tx, rctx: RelayContext, conv: Conversation) -> None:
+    """Ask the customer, once per conversation, to send such data by email rather than by chat."""
+    if tx.relay.flag(SENSITIVE_NOTICE, str(conv.id)):
+        notice = rctx.templates.render("sensitive_notice", conv.language)
+        send_to_customer(tx, rctx, conv.id, notice, kind="system")
 
 
 def _take_contact_email(tx: Tx, channel: str, contact_id: int, email: str) -> None:
@@ -345,6 +372,8 @@ def _agent_reply(tx: Tx, rctx: RelayContext, agent: Agent, message: InboundMessa
     # A quoted reply does not move the current conversation (set by relays and /switch).
     try:
         send_to_customer(tx, rctx, conv.id, text, agent_id=agent.id, reply_to=quoted_customer)
+    except sensitive.SensitiveReplyRefused as refused:  # nothing was stored or sent; the answer names no value
+        notify_agent(tx, rctx, agent, str(refused), conversation_id=conv.id)
     except IntegrityError as err:  # raised before anything was written: the customer's address is damaged
         log.error("conversation %d: an agent's reply cannot be sent: %s", conv.id, err)
         name = display_name(reads.contact_name(tx, conv.contact_id), conv.id)

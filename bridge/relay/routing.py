@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from bridge import agents as agents_repo
 from bridge.errors import IntegrityError
-from bridge.relay import reads
+from bridge.relay import reads, sensitive
 from bridge.relay.format import (
     attachment_line,
     display_name,
@@ -91,13 +91,17 @@ def _enqueue_to_agent(
     meta: dict[str, str] | None,
     message_id: int | None = None,
 ) -> int:
-    """One outbox row to the agent's preferred channel, then wake the worker after commit."""
+    """One outbox row to the agent's preferred channel, then wake the worker after commit.
+
+    Whatever reaches an agent on a third-party chat platform has its sensitive
+    spans masked here, the one place every agent-bound text passes.
+    """
     row = tx.outbox.enqueue(
         channel=agent.channel,
         recipient=agent.address,
         recipient_kind="agent",
         recipient_id=agent.id,
-        text=text,
+        text=sensitive.for_agent(rctx, agent.channel, text),
         key_owner=owner,
         conversation_id=conversation_id,
         message_id=message_id,
@@ -133,7 +137,10 @@ def send_to_customer(
 ) -> int:
     """Store an outbound message (``out`` or ``system``) and its delivery; return the message id.
 
+    An agent's reply (``out``) holding sensitive data goes only to a customer on email.
+
     :raises ValueError: for an unknown conversation or one without a customer identity.
+    :raises SensitiveReplyRefused: an ``out`` text with a finding, for a chat platform; nothing was stored.
     """
     conv = tx.conversations.get(conversation_id)
     if conv is None or conv.identity_id is None:
@@ -141,10 +148,12 @@ def send_to_customer(
     ident = tx.contacts.get_identity(conv.identity_id)
     if ident is None:
         raise ValueError(f"conversation {conversation_id} has no customer identity")
+    found = sensitive.check_reply(tx, rctx, conv, ident.channel, text) if kind == "out" else False
     meta = {k: str(v) for k, v in reads.last_inbound_meta(tx, conversation_id).items() if isinstance(v, (str, int))}
     message_id = tx.messages.insert(
-        conversation_id, direction=kind, channel=ident.channel, text=text, agent_id=agent_id, status="pending"
-    )
+        conversation_id, direction=kind, channel=ident.channel, text=text, agent_id=agent_id, status="pending",
+        sensitive=found,
+    )  # fmt: skip
     if message_id is None:  # only a message with a platform id can be a duplicate; ours has none yet
         raise ValueError(f"conversation {conversation_id}: the outbound message was not stored")
     contact_id, channel, address = ident.contact_id, ident.channel, ident.address
@@ -178,7 +187,9 @@ def relay_to_agent(
     """Enqueue one customer message to the agent, prefixed, and mark it relayed.
 
     A message that failed its integrity check (the store logged which cell)
-    reaches the agent as a notice saying so, and is marked ``failed``.
+    reaches the agent as a notice saying so, and is marked ``failed``. On a
+    third-party chat platform a message holding a ``block`` kind is withheld
+    (the agent is told so) and other findings are masked.
     """
     name = contact if contact is not None else reads.contact_name(tx, conv.contact_id)
     prefix = format_prefix(conv.id, name, rctx.label(conv.channel))
@@ -188,9 +199,15 @@ def relay_to_agent(
     except IntegrityError as err:
         log.error("message %d: its attachments cannot be relayed: %s", message.id, err)
         lines = ["[attachment unreadable: it failed its integrity check in the store]"]
+    withheld = [] if message.unreadable else sensitive.withheld_kinds(rctx, agent.channel, message.text)
     if message.unreadable:
         text = f"{prefix} (message {message.id} failed its integrity check in the store and cannot be shown)"
         status = reads.FAILED
+    elif withheld:
+        text = rctx.templates.render(
+            "sensitive_withheld", None, conversation=conv.id, contact=display_name(name, conv.id),
+            channel=rctx.label(conv.channel), kinds=sensitive.kinds_text(withheld),
+        )  # fmt: skip
     else:
         text = relay_text(prefix, message.text or "", lines)
     row = _enqueue_to_agent(
@@ -201,20 +218,24 @@ def relay_to_agent(
     return row
 
 
-def _history_line(name: str, msg: Message, agents: dict[int, str]) -> str:
+def _history_line(rctx: RelayContext, channel: str, name: str, msg: Message, agents: dict[int, str]) -> str:
     who = {"in": name, "out": agents.get(msg.agent_id or 0, "agent"), "note": "note", "system": "bridge"}
     speaker = who.get(msg.direction, msg.direction)
     if msg.direction == "note":
         speaker = f"note by {agents.get(msg.agent_id or 0, 'agent')}"
-    return f"{speaker}: {msg.text if msg.text is not None else '[unreadable]'}"
+    if msg.text is None:
+        return f"{speaker}: [unreadable]"
+    return f"{speaker}: {sensitive.history_text(rctx, channel, msg.text, msg.status)}"
 
 
 def handoff_text(tx: Tx, rctx: RelayContext, conv: Conversation, name: str, *, history: int,
-                 note: str | None, from_agent: Agent | None) -> str:  # fmt: skip
+                 note: str | None, from_agent: Agent | None, channel: str) -> str:  # fmt: skip
     """The hand-off an agent receives: header (with note), then the last ``history`` messages.
 
     One text, so it arrives as one message (the channel splits it if the
     platform's limit requires) and cannot interleave with other deliveries.
+    ``channel`` is the receiving agent's: on a chat platform, withheld
+    messages and answers to ``/secure`` are named rather than quoted.
     """
     by = f" by {from_agent.name}" if from_agent else ""
     header = rctx.templates.render(
@@ -225,7 +246,7 @@ def handoff_text(tx: Tx, rctx: RelayContext, conv: Conversation, name: str, *, h
     if not messages:
         return header
     names = tx.agents.names()  # plaintext usernames
-    lines = [_history_line(name, msg, names) for msg in messages]
+    lines = [_history_line(rctx, channel, name, msg, names) for msg in messages]
     return "\n".join([header, f"Last {len(messages)} message(s):", *lines])
 
 
@@ -263,7 +284,9 @@ def assign(
     tx.relay.clear_flag(QUEUED_NOTICE, str(conversation_id))
     name = display_name(reads.contact_name(tx, conv.contact_id), conv.id)
     if history > 0 or note:
-        text = handoff_text(tx, rctx, conv, name, history=history, note=note, from_agent=from_agent)
+        text = handoff_text(
+            tx, rctx, conv, name, history=history, note=note, from_agent=from_agent, channel=agent.channel
+        )
         notify_agent(tx, rctx, agent, text, conversation_id=conv.id)
     for msg in reads.unrelayed_messages(tx, conv.id):
         relay_to_agent(tx, rctx, conv, agent, msg, contact=name)

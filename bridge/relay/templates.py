@@ -32,6 +32,9 @@ FIELDS = frozenset(
         "list",
         "count",
         "link",
+        "kinds",
+        "text",
+        "code",
     }
 )
 #: Keys the core uses; each must exist in English in the built-in file.
@@ -50,7 +53,21 @@ REQUIRED_KEYS = (
     "which_conversation",
     "no_conversation",
     "conversation_closed",
+    "sensitive_notice",
+    "sensitive_withheld",
+    "sensitive_reply_refused",
+    "secure_ask_email",
+    "secure_code_sent",
+    "secure_code_wrong",
+    "secure_mailed",
+    "secure_cancelled",
+    "secure_mail_subject",
+    "secure_mail",
+    "secure_code_subject",
+    "secure_code_mail",
 )
+#: Fields a key's every text must use: a mail without the text or the code it exists for would be useless.
+MUST_USE = {"secure_mail": "text", "secure_code_mail": "code"}
 FALLBACK_LANGUAGE = "en"
 
 
@@ -118,7 +135,9 @@ def _parse(root: Node, known: Collection[str] | None = None) -> dict[str, dict[s
             raise value.error(f"template {key!r} must map languages to texts, e.g. 'en: ...'")
         for language, text_node in value.mapping(f"template {key!r}"):
             text = text_node.text(f"template {key}.{language}")
-            _check_fields(text, text_node, f"{key}.{language}")
+            used = _check_fields(text, text_node, f"{key}.{language}")
+            if key in MUST_USE and MUST_USE[key] not in used:
+                raise text_node.error(f"template {key}.{language} must contain {{{MUST_USE[key]}}}")
             langs[language.lower()] = text
         if not langs:
             raise value.error(f"template {key!r} has no text")
@@ -126,15 +145,19 @@ def _parse(root: Node, known: Collection[str] | None = None) -> dict[str, dict[s
     return out
 
 
-def _check_fields(text: str, node: Node, name: str) -> None:
+def _check_fields(text: str, node: Node, name: str) -> set[str]:
+    """Refuse unknown fields and format specs; return the fields ``text`` uses."""
     try:
         parsed = list(string.Formatter().parse(text))
     except ValueError as err:
         raise node.error(f"template {name}: {err} (write '{{{{' for a literal brace)") from err
+    used: set[str] = set()
     for _literal, field, spec, conversion in parsed:
         if field is None:
             continue
+        used.add(field)
         if field not in FIELDS:
             raise node.error(f"template {name}: unknown field {{{field}}} (known: {', '.join(sorted(FIELDS))})")
         if spec or conversion:
             raise node.error(f"template {name}: field {{{field}}} takes no format spec")
+    return used

@@ -351,3 +351,34 @@ def m102_early_status_window(db: sqlite_utils.Database) -> None:
 register_migration(100, m100_relay)
 register_migration(101, m101_early_statuses)
 register_migration(102, m102_early_status_window)
+
+_M110 = (
+    # A /secure request waiting for the customer's address and code: one per
+    # conversation; text and address sealed under the contact's key, the code
+    # only as a blind index. Rows are deleted once the text is mailed or expires.
+    (
+        "CREATE TABLE secure_pending(id INTEGER PRIMARY KEY AUTOINCREMENT,"
+        " conversation_id INTEGER NOT NULL UNIQUE REFERENCES conversations(id) ON DELETE CASCADE,"
+        " contact_id INTEGER NOT NULL REFERENCES contacts(id) ON DELETE CASCADE,"
+        " agent_id INTEGER REFERENCES agents(id) ON DELETE SET NULL,"
+        " state TEXT NOT NULL CHECK(state IN ('address', 'code')),"
+        " secret BLOB NOT NULL, address BLOB, code_index BLOB,"
+        " attempts INTEGER NOT NULL DEFAULT 0, codes_sent INTEGER NOT NULL DEFAULT 0,"
+        " created_at REAL NOT NULL, expires_at REAL NOT NULL)"
+    ),
+    "CREATE INDEX secure_pending_expiry ON secure_pending(expires_at)",
+    # Outbox rows that carry a /secure text or code: their bodies are overwritten once delivered.
+    (
+        "CREATE TABLE secure_mails(outbox_id INTEGER PRIMARY KEY REFERENCES outbox(id) ON DELETE CASCADE,"
+        " created_at REAL NOT NULL)"
+    ),
+)
+
+
+def m110_secure(db: sqlite_utils.Database) -> None:
+    """Pending ``/secure`` deliveries and the mails whose text is erased after delivery."""
+    for statement in _M110:
+        db.execute(statement)
+
+
+register_migration(110, m110_secure)

@@ -21,6 +21,7 @@ from bridge.store.repos.gdpr import GdprRepo
 from bridge.store.repos.messages import MessagesRepo
 from bridge.store.repos.outbox import OutboxRepo
 from bridge.store.repos.relay_state import RelayStateRepo
+from bridge.store.repos.secure import SecureRepo
 from bridge.store.repos.shifts import ShiftsRepo
 from bridge.store.session import Session
 
@@ -39,11 +40,12 @@ class Tx:
     :ivar events: conversation events (assignments, transfers, …).
     :ivar audit: the append-only audit log.
     :ivar gdpr: erasure, export and the retention purge.
+    :ivar secure: pending ``/secure`` deliveries and the mails erased after delivery.
     """
 
     __slots__ = (
         "_session", "agents", "attachments", "audit", "contacts", "conversations", "events", "gdpr", "messages",
-        "outbox", "relay", "shifts",
+        "outbox", "relay", "secure", "shifts",
     )  # fmt: skip
 
     def __init__(self, session: Session) -> None:
@@ -58,6 +60,7 @@ class Tx:
         self.relay = RelayStateRepo(session)
         self.events = EventsRepo(session)
         self.audit = AuditRepo(session)
+        self.secure = SecureRepo(session)
         self.gdpr = GdprRepo(session, self.contacts, self.conversations, self.messages, self.attachments, self.audit)
 
     def now(self) -> float:

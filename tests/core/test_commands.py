@@ -212,24 +212,24 @@ async def test_logout_requeues_open_conversations_to_another_online_agent(desk: 
 
 
 async def test_plugin_commands_plug_into_the_table(tmp_path: Path) -> None:
-    class SecurePlugin:
+    class CallbackPlugin:
         @hookimpl
         def register_commands(self, register: object) -> None:
-            def secure(ctx: CommandContext, args: str) -> str:
-                return f"secure for {ctx.agent.name}: {len(args)} chars"
+            def callback(ctx: CommandContext, args: str) -> str:
+                return f"callback for {ctx.agent.name}: {len(args)} chars"
 
-            register("secure", secure, "/secure TEXT — send TEXT by email")  # type: ignore[operator]
+            register("callback", callback, "/callback TEXT — ask for a call back")  # type: ignore[operator]
 
-    desk = await Desk.open(tmp_path, pm_plugins=(("secure", SecurePlugin()),))
+    desk = await Desk.open(tmp_path, pm_plugins=(("callback", CallbackPlugin()),))
     try:
         await desk.add_agent("alice", ALICE)
-        await desk.say("alice", "/secure 12345")
+        await desk.say("alice", "/callback 12345")
         assert await desk.sent_to("alice") == ["You are not logged in. Send /login CODE."]
         await desk.login("alice")
-        await desk.say("alice", "/secure 12345")
-        assert await desk.sent_to("alice") == ["secure for alice: 5 chars"]
+        await desk.say("alice", "/callback 12345")
+        assert await desk.sent_to("alice") == ["callback for alice: 5 chars"]
         await desk.say("alice", "/help")
-        assert "/secure TEXT — send TEXT by email" in (await desk.sent_to("alice"))[0]
+        assert "/callback TEXT — ask for a call back" in (await desk.sent_to("alice"))[0]
     finally:
         await desk.close()
 
