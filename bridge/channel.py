@@ -25,10 +25,10 @@ from bridge.models import (
     StatusUpdate,
 )
 
-#: ``InboundMessage.meta`` key: an email address the customer gave the channel themself, on a
-#: channel that authenticates them (a website chat session). The core stores it as the contact's
-#: email address, known for ``/secure`` without a confirmation round-trip (DESIGN §12), and keeps
-#: it out of the message's stored meta.
+#: ``InboundMessage.meta`` key: an email address the customer gave the channel themself (a
+#: website chat session). The core stores it as the contact's email address (not verified: no
+#: code confirmed it) and keeps it out of the message's stored meta; ``/secure`` mails a
+#: website-chat customer at that address without a round-trip (DESIGN §12).
 CONTACT_EMAIL = "contact_email"
 
 

@@ -234,17 +234,19 @@ def _sensitive_notice(tx: Tx, rctx: RelayContext, conv: Conversation) -> None:
 def _take_contact_email(tx: Tx, channel: str, contact_id: int, email: str) -> None:
     """Keep the address a customer gave their channel (``CONTACT_EMAIL``) as their contact's email.
 
-    The channel authenticated the customer who typed it, so it counts as known
-    for ``/secure`` (DESIGN §12). Something that is no address is ignored
-    (logged without the value); the same address is not written again.
+    It is stored as given, not verified (no code confirmed it); ``/secure``
+    treats the address a website-chat customer gave as known (DESIGN §12,
+    ``bridge.relay.secure.known_address``). Something that is no address is
+    ignored (logged without the value); the address already stored is not
+    written again (a verified one stays verified).
     """
     email = email.strip().lower()
     local, at, domain = email.rpartition("@")
     if not (at and local and "." in domain and len(email) <= 254 and not any(c.isspace() for c in email)):
         log.warning("%s: a message carried a contact email that is no address; ignored", channel)
         return
-    if reads.contact_email(tx, contact_id) != (email, True):
-        tx.contacts.set_email(contact_id, email, verified=True)
+    if reads.contact_email(tx, contact_id)[0] != email:
+        tx.contacts.set_email(contact_id, email, verified=False)
 
 
 def _route_message(tx: Tx, rctx: RelayContext, conversation_id: int, message_id: int) -> None:

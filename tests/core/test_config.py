@@ -242,10 +242,14 @@ def test_example_bridge_toml_is_the_init_template_and_both_load(tmp_path: Path) 
     config = load_config(root / "bridge.toml")
     assert config.store.key == f"file:{root / 'var' / 'master.key'}"
     # Platform channels are present but off; the website chat needs no secret and is on (DESIGN §12).
-    assert (
-        set(config.channels) == {"messenger", "whatsapp", "email", "instagram", "telegram", "webchat"}
-        and config.enabled_channels() == ["webchat"]
-    )
+    assert set(config.channels) == {
+        "messenger",
+        "whatsapp",
+        "email",
+        "instagram",
+        "telegram",
+        "webchat",
+    } and config.enabled_channels() == ["webchat"]
     # Every documented key of the core sections is present in the example.
     for section in (
         "server",

@@ -124,7 +124,7 @@ async def bridge_chat(
     bridge = await make_bridge(
         tmp_path,
         '[delivery]\nretry_base = "20ms"\nretry_max = "100ms"\n',
-        channels=CHANNELS + "[channels.webchat]\n",
+        channels=CHANNELS + "[channels.webchat]\n[channels.email]\n",
         plugins=[("webchat", carebridge_webchat)],
     )
     try:

@@ -103,7 +103,7 @@ async def test_name_and_email_become_the_contacts_and_are_not_kept_in_the_messag
         return contact, tx.messages.recent(conv.id, 10)
 
     contact, messages = await bridge_chat.bridge.store.read(read)
-    assert (contact.name, contact.email, contact.email_verified) == ("Ann", "ann@example.org", True)
+    assert (contact.name, contact.email, contact.email_verified) == ("Ann", "ann@example.org", False)
     assert messages[0].meta == {}
 
 
@@ -160,3 +160,24 @@ async def test_neither_token_nor_text_is_logged_or_stored_in_plaintext(
     stored = b"".join(p.read_bytes() for p in (tmp_path / "var").glob("carebridge.db*"))
     for secret in (token, address_id(address), "my secret parcel question", "ann@example.org"):
         assert secret.encode() not in stored
+
+
+async def test_secure_mails_a_webchat_customer_at_the_address_they_gave_and_never_shows_the_text(
+    bridge_chat: BridgeChat,
+) -> None:
+    bridge = bridge_chat.bridge
+    memory, mail = bridge.channels["memory"], bridge.channels["email"]
+    _agent, secret = await add_agent(bridge, "alice", f"memory:{ALICE}")
+    await login(bridge, "memory", ALICE, secret)
+    token, address = await bridge_chat.session(name="Ann", email="ann@example.org")
+    events = await open_events(bridge_chat, token)
+    await bridge_chat.say(token, "What is my new PIN?")
+    await events.next()
+    await wait_for(lambda: any("new PIN" in t for t in memory.texts_to(ALICE)), what="relay")
+    await memory.inbound(ALICE, "/secure Your new PIN is 4711")  # type: ignore[attr-defined]
+    await wait_for(lambda: bool(mail.texts_to("ann@example.org")), what="the mail")  # type: ignore[attr-defined]
+    assert "4711" in mail.texts_to("ann@example.org")[0]  # type: ignore[attr-defined]
+    _, _, notice = await events.next()
+    assert notice["direction"] == "system" and "a***@example.org" in notice["text"] and "4711" not in notice["text"]
+    history = await bridge.channels["webchat"].ctx.history(address_id(address), 50)
+    assert not any("4711" in entry.text for entry in history)
