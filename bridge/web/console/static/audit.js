@@ -54,5 +54,6 @@ CB.start(function () {
     }
   });
   more.addEventListener("click", () => load(true).catch((err) => CB.flash(err.message)));
-  return Promise.all([load(false), verify()]);
+  // Verified after the first page is read: that read is itself an audit entry the count includes.
+  return load(false).then(verify);
 });
