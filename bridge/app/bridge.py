@@ -51,6 +51,10 @@ RETRY_FIRST = 1.0
 RETRY_MAX = 300.0
 PURGE_INTERVAL = timedelta(hours=24)
 PURGE_FIRST_DELAY = timedelta(minutes=1)
+ANCHOR_INTERVAL = timedelta(hours=24)
+#: The idle auto-close looks this often at most, and at least every tenth of ``close_idle_after``.
+IDLE_CHECK_MAX = timedelta(minutes=15)
+IDLE_CHECK_MIN = timedelta(seconds=1)
 
 
 class Bridge:
@@ -63,7 +67,7 @@ class Bridge:
     :ivar channels: enabled channels, instantiated, by name.
     :ivar http: the one shared ``aiohttp.ClientSession``.
     :ivar metrics: Prometheus metrics every part adds to.
-    :ivar scheduler: the apscheduler ``AsyncIOScheduler`` (retention purge).
+    :ivar scheduler: the apscheduler ``AsyncIOScheduler`` (retention purge, idle auto-close, audit anchors).
     """
 
     store: Store
@@ -172,10 +176,11 @@ class Bridge:
         try:
             await self.relay.start()
             self._opened.append("relay")
+            await self._log_anchor()
             await self._enter_lifespans()
             for name, channel in self.channels.items():
                 await self._start_channel(name, channel)
-            self._schedule_retention()
+            self._schedule_jobs()
             self.scheduler.start()
         except BaseException:
             await self.stop()
@@ -260,29 +265,67 @@ class Bridge:
         if not task.cancelled() and task.exception() is not None:
             log.error("background task %s failed: %r", task.get_name(), task.exception())
 
-    def _schedule_retention(self) -> None:
-        days = self.config.retention.closed_after_days
-        if days <= 0:
-            return
-        first = datetime.now() + PURGE_FIRST_DELAY
+    def _schedule_jobs(self) -> None:
+        """The daily purge, the idle auto-close and the daily audit anchor (each only when configured)."""
+        retention = self.config.retention
+        if retention.closed_after_days > 0:
+            self.scheduler.add_job(
+                self._purge, "interval", seconds=PURGE_INTERVAL.total_seconds(),
+                next_run_time=datetime.now() + PURGE_FIRST_DELAY, id="retention", coalesce=True,
+            )  # fmt: skip
+        if retention.close_idle_after > 0:
+            every = min(
+                IDLE_CHECK_MAX.total_seconds(), max(IDLE_CHECK_MIN.total_seconds(), retention.close_idle_after / 10)
+            )
+            self.scheduler.add_job(
+                self._close_idle, "interval", seconds=every,
+                next_run_time=datetime.now() + timedelta(seconds=every), id="close_idle", coalesce=True,
+            )  # fmt: skip
         self.scheduler.add_job(
-            self._purge,
-            "interval",
-            seconds=PURGE_INTERVAL.total_seconds(),
-            next_run_time=first,
-            id="retention",
-            coalesce=True,
-        )
+            self._log_anchor, "interval", seconds=ANCHOR_INTERVAL.total_seconds(),
+            next_run_time=datetime.now() + ANCHOR_INTERVAL, id="audit_anchor", coalesce=True,
+        )  # fmt: skip
 
     async def _purge(self) -> None:
         """Run the retention purge; a failure is logged and retried next interval."""
         days = self.config.retention.closed_after_days
         try:
-            count = await self.store.purge_closed(days)
+            counts = await self.store.purge_closed(days)
         except Exception:  # boundary: a failed purge must not stop the scheduler
             log.exception("retention purge failed")
             return
-        log.info("retention: purged %s conversation(s) closed more than %d days ago", count, days)
+        log.info(
+            "retention: purged %d conversation(s) closed more than %d days ago (%d message(s), %d outbox row(s),"
+            " %d event(s), %d media file(s), %d contact(s) with their keys)",
+            counts["conversations"], days, counts["messages"], counts["outbox"], counts["events"], counts["files"],
+            counts["contacts"],
+        )  # fmt: skip
+
+    async def _close_idle(self) -> None:
+        """Close conversations idle for ``[retention] close_idle_after``; a failure is retried next run."""
+        from bridge.relay.routing import close_idle
+
+        rctx = self.relay.rctx
+        if rctx is None:
+            return
+        idle_for = self.config.retention.close_idle_after
+        try:
+            closed = await self.relay.write(lambda tx: close_idle(tx, rctx, idle_for))
+        except Exception:  # boundary: a failed run must not stop the scheduler
+            log.exception("closing idle conversations failed")
+            return
+        if closed:
+            log.info("retention: closed %d idle conversation(s)", len(closed))
+
+    async def _log_anchor(self) -> None:
+        """Log the audit chain's anchor, so the journal keeps copies outside the store (see ``audit verify``)."""
+        try:
+            digest, count = await self.store.read(lambda tx: tx.audit.anchor())
+        except Exception:  # boundary: an unreadable log is for `audit verify` to report, not a reason to stop
+            log.exception("cannot read the audit anchor")
+            return
+        log.info("audit anchor %s:%d (check later with: carebridge audit verify --anchor %s:%d)",
+                 digest, count, digest, count)  # fmt: skip
 
     async def stop(self) -> None:
         """Stop intake, then the relay, then channels and lifespans (idempotent).

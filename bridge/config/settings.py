@@ -134,9 +134,11 @@ class TemplatesConfig:
 
 @dataclass(frozen=True)
 class RetentionConfig:
-    """``[retention]``: purge closed conversations after this many days (0: never)."""
+    """``[retention]``: purge closed conversations after this many days (0: never);
+    close open conversations idle for ``close_idle_after`` seconds (0: never)."""
 
     closed_after_days: int = 90
+    close_idle_after: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -237,7 +239,7 @@ _SCHEMA: dict[str, tuple[type, dict[str, Parser]]] = {
         },
     ),
     "templates": (TemplatesConfig, {"file": cv.optional_path}),
-    "retention": (RetentionConfig, {"closed_after_days": cv.integer(0)}),
+    "retention": (RetentionConfig, {"closed_after_days": cv.integer(0), "close_idle_after": cv.duration}),
     "sensitive": (
         SensitiveConfig,
         {

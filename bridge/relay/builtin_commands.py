@@ -2,7 +2,11 @@
 
 Handlers follow the ``register_commands`` contract: ``handler(ctx, args)``
 runs inside the store transaction and returns the answer for the agent (or
-None when it already sent what the agent needs). Refusals raise
+None when it already sent what the agent needs). An answer that names a
+customer is sent by the handler itself with ``notify_agent(...,
+conversation_id=...)`` (or ``about=`` for several), so it is sealed under
+the customer's key or deleted with them; a returned answer is sealed under
+the agent's key and names nobody. Refusals raise
 ``CommandRefused`` so that nothing they touched is kept; failed logins
 *return* their answer instead, because their audit entry must be kept.
 """
@@ -114,7 +118,9 @@ def cmd_list(ctx: CommandContext, args: str) -> str | None:
     tail = f"\n{waiting} conversation(s) waiting in your queues." if waiting else ""
     if not lines:
         return "You have no open conversations." + tail
-    return "Your conversations:\n" + "\n".join(lines) + tail
+    text = "Your conversations:\n" + "\n".join(lines) + tail
+    notify_agent(tx, ctx.rctx, agent, text, about=open_conversation_ids(tx, agent.id))
+    return None
 
 
 def cmd_switch(ctx: CommandContext, args: str) -> str | None:
@@ -126,7 +132,9 @@ def cmd_switch(ctx: CommandContext, args: str) -> str | None:
         )
     conv = own_conversation(ctx, conversation_id)
     ctx.tx.agents.set_current_conversation(ctx.agent.id, conv.id)
-    return f"Now answering {label(ctx, conv)}. Your messages go to this customer."
+    text = f"Now answering {label(ctx, conv)}. Your messages go to this customer."
+    notify_agent(ctx.tx, ctx.rctx, ctx.agent, text, conversation_id=conv.id)
+    return None
 
 
 def cmd_close(ctx: CommandContext, args: str) -> str | None:
@@ -144,7 +152,8 @@ def cmd_close(ctx: CommandContext, args: str) -> str | None:
     write_event(tx, conv, "closed", from_agent=agent.id)
     remaining = len(open_conversation_ids(tx, agent.id))
     more = f" You have {remaining} open conversation(s); send /list." if remaining else ""
-    return f"Closed {label(ctx, conv)}.{more}"
+    notify_agent(tx, ctx.rctx, agent, f"Closed {label(ctx, conv)}.{more}", conversation_id=conv.id)
+    return None
 
 
 def cmd_note(ctx: CommandContext, args: str) -> str | None:
@@ -156,7 +165,9 @@ def cmd_note(ctx: CommandContext, args: str) -> str | None:
     ctx.tx.messages.insert(
         conv.id, direction="note", channel=ctx.message.channel, text=text, agent_id=ctx.agent.id, status="stored"
     )
-    return f"Note added to {label(ctx, conv)}. The customer does not see it."
+    text = f"Note added to {label(ctx, conv)}. The customer does not see it."
+    notify_agent(ctx.tx, ctx.rctx, ctx.agent, text, conversation_id=conv.id)
+    return None
 
 
 def cmd_help(ctx: CommandContext, args: str) -> str | None:

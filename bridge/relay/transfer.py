@@ -43,7 +43,7 @@ def known_queues(ctx: CommandContext) -> set[str]:
 
 def _refuse_target(ctx: CommandContext, target: Agent, conv: Conversation) -> None:
     if target.id == ctx.agent.id:
-        raise CommandRefused(f"{label(ctx, conv)} is already yours.")
+        raise CommandRefused(f"Conversation #{conv.id} is already yours.")
     if target.disabled:
         raise CommandRefused(f"Cannot transfer to {target.name}: their account is disabled.")
     if not agents_repo.is_online(ctx.tx, target.id, ctx.now):
@@ -93,7 +93,7 @@ def cmd_transfer(ctx: CommandContext, args: str) -> str | None:
         _notify_customer(ctx, conv)
         tx.audit.append(actor(agent), "conversation.transfer", f"conversation:{conv.id}",
                  {"from": agent.name, "to": target.name})  # fmt: skip
-        return f"{before} is now with {target.name}."
+        return _answer(ctx, conv, f"{before} is now with {target.name}.")
     if target_name not in known_queues(ctx):
         raise CommandRefused(f"There is no agent or queue named {target_name!r}. {USAGE}")
     _release_sender(ctx, conv)
@@ -110,8 +110,14 @@ def cmd_transfer(ctx: CommandContext, args: str) -> str | None:
     after = tx.conversations.get(conv.id)
     taker = tx.agents.get(after.agent_id) if after is not None and after.agent_id else None
     if taker is not None:
-        return f"{before} moved to queue {target_name} and is now with {taker.name}."
-    return f"{before} moved to queue {target_name}; it waits there for an agent."
+        return _answer(ctx, conv, f"{before} moved to queue {target_name} and is now with {taker.name}.")
+    return _answer(ctx, conv, f"{before} moved to queue {target_name}; it waits there for an agent.")
+
+
+def _answer(ctx: CommandContext, conv: Conversation, text: str) -> str | None:
+    """Send an answer that names the customer under their key (erasing them erases it); nothing is left to return."""
+    notify_agent(ctx.tx, ctx.rctx, ctx.agent, text, conversation_id=conv.id)
+    return None
 
 
 def _minutes(seconds: float) -> str:
@@ -139,7 +145,7 @@ def cmd_decline(ctx: CommandContext, args: str) -> str | None:
     assert conv is not None  # noqa: S101 - joined above
     if expires_at is None or ctx.now >= expires_at:
         raise CommandRefused(
-            f"Too late to decline {label(ctx, conv)}: the time for that has passed. Use /transfer to pass it on."
+            f"Too late to decline conversation #{conv.id}: the time for that has passed. Use /transfer to pass it on."
         )
     # The window is used up: a second /decline must not bounce it again.
     tx.events.expire(event_id, ctx.now)
@@ -154,14 +160,15 @@ def cmd_decline(ctx: CommandContext, args: str) -> str | None:
         notify_agent(tx, rctx, sender, f"{here} {agent.name} declined the transfer; the conversation is yours again.",
                      conversation_id=conv.id)  # fmt: skip
         assign(tx, rctx, conv.id, sender, reason="declined", from_agent=agent)
-        return f"You declined {here}; it went back to {sender.name}."
+        return _answer(ctx, conv, f"You declined {here}; it went back to {sender.name}.")
     requeue(tx, rctx, conv.id)
     after = tx.conversations.get(conv.id)
     who = sender.name if sender else "the sender"
     if after is not None and after.agent_id:
         taker = tx.agents.get(after.agent_id)
-        return f"You declined {here}; {who} is not logged in, so it went to {taker.name if taker else 'another agent'}."
-    return f"You declined {here}; {who} is not logged in, so it waits in the queue {conv.queue}."
+        went = taker.name if taker else "another agent"
+        return _answer(ctx, conv, f"You declined {here}; {who} is not logged in, so it went to {went}.")
+    return _answer(ctx, conv, f"You declined {here}; {who} is not logged in, so it waits in the queue {conv.queue}.")
 
 
 def register_transfer_commands(register: Callable[..., None]) -> None:

@@ -382,3 +382,21 @@ def m110_secure(db: sqlite_utils.Database) -> None:
 
 
 register_migration(110, m110_secure)
+
+
+def m140_outbox_mentions(db: sqlite_utils.Database) -> None:
+    """Agent notices that name several customers at once (``/list``) and so are sealed under the agent's key.
+
+    Erasure and retention delete every outbox row that names a conversation
+    they remove; a notice about one conversation is sealed under its
+    customer's key instead and needs no row here.
+    """
+    db.execute(
+        "CREATE TABLE outbox_mentions(outbox_id INTEGER NOT NULL REFERENCES outbox(id) ON DELETE CASCADE,"
+        " conversation_id INTEGER NOT NULL REFERENCES conversations(id) ON DELETE CASCADE,"
+        " PRIMARY KEY(outbox_id, conversation_id))"
+    )
+    db.execute("CREATE INDEX outbox_mentions_conversation ON outbox_mentions(conversation_id)")
+
+
+register_migration(140, m140_outbox_mentions)
