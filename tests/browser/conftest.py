@@ -85,6 +85,7 @@ class Desk:
     daemon: DaemonProcess
     config: Path
     browser: Browser
+    env: dict[str, str] = field(default_factory=dict)
     secrets: dict[str, str] = field(default_factory=dict)
     used: dict[str, int] = field(default_factory=dict)
     contexts: list[BrowserContext] = field(default_factory=list)
@@ -106,7 +107,7 @@ class Desk:
         args += ["--password-stdin", "-c", str(self.config)]
         for queue in queues:
             args += ["--queue", queue]
-        code, out, err = await run_cli(*args, stdin=f"{PASSWORD}\n".encode())
+        code, out, err = await run_cli(*args, stdin=f"{PASSWORD}\n".encode(), env=self.env)
         assert code == 0, err
         uri = next(line for line in out.splitlines() if line.startswith("otpauth://"))
         secret = pyotp.parse_uri(uri).secret
@@ -165,13 +166,13 @@ def conversation_link(page: Page, conversation_id: int) -> Any:
 
 
 @pytest.fixture
-async def make_desk(tmp_path: Path, browser: Browser) -> AsyncIterator[Callable[[str], Awaitable[Desk]]]:
-    """``await make_desk(section)``: the daemon with ``section`` (the website chat's) started; stopped after the test."""
+async def make_desk(tmp_path: Path, browser: Browser) -> AsyncIterator[Callable[..., Awaitable[Desk]]]:
+    """``await make_desk(section, env)``: the daemon with these channel sections started; stopped after the test."""
     desks: list[Desk] = []
 
-    async def make(section: str = WEBCHAT) -> Desk:
+    async def make(section: str = WEBCHAT, env: dict[str, str] | None = None) -> Desk:
         config = write_config(tmp_path, section)
-        desk = Desk(await DaemonProcess(config).start(), config, browser)
+        desk = Desk(await DaemonProcess(config, env=env).start(), config, browser, env or {})
         desks.append(desk)
         return desk
 
@@ -185,7 +186,7 @@ async def make_desk(tmp_path: Path, browser: Browser) -> AsyncIterator[Callable[
 
 
 @pytest.fixture
-async def desk(make_desk: Callable[[str], Awaitable[Desk]]) -> Desk:
+async def desk(make_desk: Callable[..., Awaitable[Desk]]) -> Desk:
     """The daemon with the website chat on (and no agent yet)."""
     return await make_desk(WEBCHAT)
 

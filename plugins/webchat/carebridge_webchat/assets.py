@@ -20,7 +20,7 @@ _TYPES = {
     ".svg": "image/svg+xml",
 }
 #: Files under /webhooks/webchat/static/.
-STATIC = ("chat.js", "chat.css")
+STATIC = ("chat.js", "chat.css", "chat.svg")
 
 
 def read(name: str) -> bytes:

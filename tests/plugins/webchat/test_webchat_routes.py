@@ -189,7 +189,11 @@ async def test_the_page_has_a_strict_policy_and_only_the_allowed_sites_may_frame
     assert "<title>&lt;b&gt;Help&lt;/b&gt; &amp; more</title>" in html and "<b>" not in html
     assert 'data-max-text="2000"' in html
     # Everything the page loads is on the bridge itself; no inline script or style.
-    assert re.findall(r'(?:src|href)="([^"]+)"', html) == [f"{BASE}/static/chat.css", f"{BASE}/static/chat.js"]
+    assert re.findall(r'(?:src|href)="([^"]+)"', html) == [
+        f"{BASE}/static/chat.svg",
+        f"{BASE}/static/chat.css",
+        f"{BASE}/static/chat.js",
+    ]
     assert "<script>" not in html and "<style" not in html and " style=" not in html
     alone = await make_chat({})
     page = await alone.client.get("/chat")
