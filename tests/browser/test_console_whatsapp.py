@@ -58,6 +58,4 @@ async def test_a_whatsapp_customer_is_answered_from_the_console_within_the_reply
         if any(sent.text == "Yes, it left today." for sent in cloud.sent):
             break
         await agent.wait_for_timeout(25)
-    assert [(sent.to, sent.text) for sent in cloud.sent if sent.text] == [
-        (CUSTOMER.lstrip("+"), "Yes, it left today.")
-    ]
+    assert [(sent.to, sent.text) for sent in cloud.sent if sent.text] == [(CUSTOMER.lstrip("+"), "Yes, it left today.")]
