@@ -95,10 +95,15 @@ class StoreConfig:
 
 @dataclass(frozen=True)
 class SecurityConfig:
-    """``[security]``: console sessions and login throttling."""
+    """``[security]``: console sessions and login throttling.
+
+    ``login_max_attempts_per_address`` (0: no such limit) must be higher than
+    ``login_max_attempts``: it stops one address guessing across accounts.
+    """
 
     session_ttl: float = 8 * 3600.0
     login_max_attempts: int = 5
+    login_max_attempts_per_address: int = 20
     lockout: float = 15 * 60.0
     totp_issuer: str = "Carebridge"
 
@@ -214,6 +219,7 @@ _SCHEMA: dict[str, tuple[type, dict[str, Parser]]] = {
         {
             "session_ttl": cv.duration,
             "login_max_attempts": cv.integer(1),
+            "login_max_attempts_per_address": cv.integer(0),
             "lockout": cv.duration,
             "totp_issuer": cv.string,
         },
@@ -322,6 +328,13 @@ def parse_config(data: Mapping[str, Any], *, path: Path | None, base_dir: Path) 
         missing = "server.tls_key" if server.tls_key is None else "server.tls_cert"
         raise ConfigError(f"{missing}: required when the other of tls_cert/tls_key is set")
     _check_server(server)
+    security: SecurityConfig = sections["security"]
+    per_address = security.login_max_attempts_per_address
+    if per_address and per_address <= security.login_max_attempts:
+        raise ConfigError(
+            "security.login_max_attempts_per_address: must be higher than security.login_max_attempts"
+            f" ({security.login_max_attempts}), or 0 for no per-address limit"
+        )
     delivery: DeliveryConfig = sections["delivery"]
     if delivery.retry_max < delivery.retry_base:
         raise ConfigError("delivery.retry_max: must not be shorter than delivery.retry_base")

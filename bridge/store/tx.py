@@ -24,6 +24,7 @@ from bridge.store.repos.rekey import RekeyRepo
 from bridge.store.repos.relay_state import RelayStateRepo
 from bridge.store.repos.retention import RetentionRepo
 from bridge.store.repos.secure import SecureRepo
+from bridge.store.repos.sessions import SessionsRepo
 from bridge.store.repos.shifts import ShiftsRepo
 from bridge.store.session import Session
 
@@ -45,11 +46,12 @@ class Tx:
     :ivar gdpr: erasure and export (and the deletions retention shares).
     :ivar retention: the retention purge and idle conversations.
     :ivar rekey: replacing data keys (``keys rotate --rekey``).
+    :ivar sessions: console sessions and failed-login counts by address or unknown name.
     """
 
     __slots__ = (
         "_session", "agents", "attachments", "audit", "contacts", "conversations", "events", "gdpr", "messages",
-        "outbox", "rekey", "relay", "retention", "secure", "shifts",
+        "outbox", "rekey", "relay", "retention", "secure", "sessions", "shifts",
     )  # fmt: skip
 
     def __init__(self, session: Session) -> None:
@@ -65,6 +67,7 @@ class Tx:
         self.events = EventsRepo(session)
         self.audit = AuditRepo(session)
         self.secure = SecureRepo(session)
+        self.sessions = SessionsRepo(session)
         self.gdpr = GdprRepo(session, self.contacts, self.conversations, self.messages, self.attachments, self.audit)
         self.retention = RetentionRepo(session, self.gdpr)
         self.rekey = RekeyRepo(session, self.attachments)

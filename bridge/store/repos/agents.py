@@ -222,6 +222,14 @@ class AgentsRepo:
             return before.channel, before.address
         return None
 
+    def set_queues(self, agent_id: int, queues: Sequence[str]) -> None:
+        """Replace the queues the agent serves (already validated)."""
+        self._s.execute("UPDATE agents SET queues = ? WHERE id = ?", (json.dumps(list(queues)), agent_id))
+
+    def set_capacity(self, agent_id: int, capacity: int) -> None:
+        """Set how many open conversations the agent may hold at once (already validated)."""
+        self._s.execute("UPDATE agents SET capacity = ? WHERE id = ?", (capacity, agent_id))
+
     def disable(self, agent_id: int) -> None:
         """Mark the agent disabled and clear their current conversation."""
         self._s.execute("UPDATE agents SET disabled = 1, current_conversation_id = NULL WHERE id = ?", (agent_id,))

@@ -85,6 +85,25 @@ class AuditRepo:
             entries.append(AuditEntry(row_id, at, actor, action, subj, detail))
         return entries
 
+    def page(self, *, before_id: int | None = None, limit: int = 50, subject: str | None = None) -> list[AuditEntry]:
+        """Audit entries newest first (below ``before_id``, of one ``subject``), for an admin's listing."""
+        sql = "SELECT id, at, actor, action, subject, detail FROM audit_log WHERE id < ?"
+        args: list[Any] = [before_id if before_id is not None else 1 << 62]
+        if subject is not None:
+            sql += " AND subject = ?"
+            args.append(subject)
+        rows = self._s.execute(sql + " ORDER BY id DESC LIMIT ?", (*args, limit)).fetchall()
+        return [AuditEntry(row_id, at, actor, action, subj, self._detail(row_id, blob))
+                for row_id, at, actor, action, subj, blob in rows]  # fmt: skip
+
+    def _detail(self, row_id: int, blob: bytes | None) -> Any:
+        if blob is None:
+            return None
+        try:
+            return json.loads(self._s.open_text(SYSTEM_KEY, "audit_log", "detail", row_id, blob))
+        except IntegrityError:
+            return None
+
     def anchor(self) -> tuple[str, int]:
         """The chain's head hash (hex) and entry count: the anchor to keep outside the store."""
         count = int(self._s.execute("SELECT count(*) FROM audit_log").fetchone()[0])

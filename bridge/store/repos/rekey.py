@@ -48,7 +48,8 @@ CELLS: dict[str, tuple[tuple[str, tuple[str, ...], str], ...]] = {
 OUTBOX = ("outbox", ("recipient", "body", "reply_to", "meta"), "key_kind = ? AND key_owner = ?")
 #: BLOB columns that are not sealed under a contact's or agent's key (blind indexes end in ``_index``).
 NOT_REKEYED = frozenset({("keys", "wrapped"), ("meta", "value"), ("audit_log", "detail"),
-                         ("audit_log", "prev_hash"), ("audit_log", "hash")})  # fmt: skip
+                         ("audit_log", "prev_hash"), ("audit_log", "hash"),
+                         ("console_sessions", "token_hash")})  # fmt: skip
 REKEYED_KINDS = tuple(CELLS)
 
 
