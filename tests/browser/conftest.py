@@ -194,14 +194,3 @@ async def desk(make_desk: Callable[..., Awaitable[Desk]]) -> Desk:
 #: What a page may load: only its own origin (checked by recording every request).
 def same_origin(url: str, origin: str) -> bool:
     return url.startswith(origin + "/") or url == origin or bool(re.match(r"^(data|blob|about):", url))
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Until the REST API (``bridge.web.api``) is in the tree, the console's pages have nothing to talk to."""
-    try:
-        import bridge.web.api  # noqa: F401
-    except ModuleNotFoundError:
-        mark = pytest.mark.skip(reason="the console's REST API (bridge.web.api) is not in this tree yet")
-        for item in items:
-            if "tests/browser/" in str(item.path):
-                item.add_marker(mark)
