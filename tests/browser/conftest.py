@@ -18,11 +18,13 @@ import asyncio
 import os
 import re
 import shutil
+import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import pyotp
 import pytest
@@ -165,6 +167,26 @@ def conversation_link(page: Page, conversation_id: int) -> Any:
     return page.locator(f'#conversations a[data-conversation="{conversation_id}"]')
 
 
+class MakeRunDaemon(DaemonProcess):
+    """The daemon as ``make run`` starts it: ``.venv/bin/python`` in the directory of its configuration.
+
+    A ``.venv`` link beside the test's configuration points at the running
+    virtualenv, so the page shows the command exactly as a newcomer who ran
+    ``make run`` sees it (``.venv/bin/carebridge agent add ...``).
+    """
+
+    def __init__(self, config: Path, **options: Any) -> None:
+        super().__init__(config, **options)
+        python = Path(sys.executable)
+        link = config.parent / ".venv"
+        link.symlink_to(python.parent.parent, target_is_directory=True)
+        self.python = str(link / python.parent.name / python.name)
+
+    async def spawn(self) -> None:
+        with mock.patch.object(sys, "executable", self.python):
+            await super().spawn()
+
+
 @pytest.fixture
 async def make_desk(tmp_path: Path, browser: Browser) -> AsyncIterator[Callable[..., Awaitable[Desk]]]:
     """``await make_desk(section, env)``: the daemon with these channel sections started; stopped after the test."""
@@ -172,7 +194,7 @@ async def make_desk(tmp_path: Path, browser: Browser) -> AsyncIterator[Callable[
 
     async def make(section: str = WEBCHAT, env: dict[str, str] | None = None) -> Desk:
         config = write_config(tmp_path, section)
-        desk = Desk(await DaemonProcess(config, env=env).start(), config, browser, env or {})
+        desk = Desk(await MakeRunDaemon(config, env=env).start(), config, browser, env or {})
         desks.append(desk)
         return desk
 

@@ -13,7 +13,8 @@ async def test_first_run_names_the_command_then_password_and_code_log_in(desk: D
     page = await desk.person()
     await page.goto("/login")
     command = page.locator("#first-admin-command")
-    await expect(command).to_contain_text("agent add admin --channel console --role admin")
+    # Exactly what a newcomer who ran `make run` types (the daemon runs as `make run` starts it).
+    await expect(command).to_have_text(".venv/bin/carebridge agent add admin --channel console --role admin")
     await shoot(page, tmp_path, "login-first-run")
 
     await desk.add_agent("admin", role="admin")
