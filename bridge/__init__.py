@@ -44,6 +44,7 @@ from bridge.models import (
     StatusUpdate,
 )
 from bridge.parts import SentParts, split_text
+from bridge.schema import ChannelSchema, ConfigKey
 from bridge.webhooks import hand_over, read_body, webhook_app
 
 try:
@@ -61,10 +62,12 @@ __all__ = [
     "ChannelAuthFailed",
     "ChannelContext",
     "ChannelError",
+    "ChannelSchema",
     "ChannelState",
     "ChannelUnavailable",
     "Config",
     "ConfigError",
+    "ConfigKey",
     "DeliveryError",
     "DeliveryReceipt",
     "Finding",

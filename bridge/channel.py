@@ -24,6 +24,7 @@ from bridge.models import (
     OutboundMessage,
     StatusUpdate,
 )
+from bridge.schema import ChannelSchema
 
 #: ``InboundMessage.meta`` key: an email address the customer gave the channel themself (a
 #: website chat session). The core stores it as the contact's email address (not verified: no
@@ -139,6 +140,10 @@ class Channel(ABC):
         (``[#42 Jan · WhatsApp]``); empty: the name with a capital.
     :cvar commands_in_first_line: an agent's command is only the first line
         of their message (mail bodies carry a quoted reply below it).
+    :cvar schema: the declared keys of ``[channels.<name>]`` (``ChannelSchema``):
+        ``check_config`` validates with it, the daemon masks its secret values
+        in logs and ``carebridge init`` writes the section from it. None: the
+        channel checks its section itself and secrets are guessed by key name.
     """
 
     name: ClassVar[str]
@@ -146,6 +151,7 @@ class Channel(ABC):
     reply_window: ClassVar[float | None] = None
     label: ClassVar[str] = ""
     commands_in_first_line: ClassVar[bool] = False
+    schema: ClassVar[ChannelSchema | None] = None
 
     @classmethod
     def display_label(cls) -> str:
@@ -160,8 +166,12 @@ class Channel(ABC):
     def check_config(cls, section: Mapping[str, Any]) -> None:
         """Validate this channel's config section without starting anything.
 
+        The default validates with ``schema`` when the channel declares one.
+
         :raises ConfigError: naming ``channels.<name>.<key>``.
         """
+        if cls.schema is not None:
+            cls.schema.validate(section)
 
     @classmethod
     def normalize_address(cls, address: str) -> str:

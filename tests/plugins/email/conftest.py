@@ -20,9 +20,9 @@ import aiohttp
 import pytest
 import trustme
 
+from bridge.testing import RecordingCore
 from carebridge_email import EmailChannel
 from tests.fakes.smtp_server import FakeSmtpServer
-from tests.plugins.recorder import RecordingCore
 
 FROM = "care@example.org"
 SMTP_USER = "bridge"

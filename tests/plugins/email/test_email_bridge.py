@@ -7,7 +7,6 @@ SMTP (STARTTLS, AUTH) threaded under the customer's own message.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from email.message import EmailMessage
 from pathlib import Path
 
@@ -16,10 +15,7 @@ import pytest
 
 import carebridge_email
 from bridge.app.bridge import Bridge
-from bridge.config import load_config
-from bridge.plugins import make_plugin_manager
-from bridge.relay import strategies
-from tests.daemon import write_config
+from bridge.testing import BridgeFactory
 from tests.e2e.harness import add_agent, wait_for
 from tests.fakes.smtp_server import FakeSmtpServer, ReceivedMail
 from tests.plugins.email.conftest import (
@@ -35,23 +31,14 @@ AGENT = "alice@staff.test"
 
 
 @pytest.fixture
-async def bridge(tmp_path: Path, smtp: FakeSmtpServer, ca_file: Path) -> AsyncIterator[Bridge]:
+async def bridge(smtp: FakeSmtpServer, ca_file: Path, bridge_factory: BridgeFactory) -> Bridge:
     section = (
         "[channels.email]\n"
         f'smtp_host = "127.0.0.1"\nsmtp_port = {smtp.port}\nsmtp_tls = "starttls"\n'
         f'smtp_username = "{SMTP_USER}"\nsmtp_password = "{SMTP_PASSWORD}"\nsmtp_ca_file = "{ca_file}"\n'
         f'from_address = "{FROM}"\ninbound = "lmtp"\nlmtp_host = "127.0.0.1"\nlmtp_port = {free_port()}\n'
     )
-    config = load_config(write_config(tmp_path, section))
-    registry = make_plugin_manager(
-        load_entry_points=False, plugins=[("core-routing", strategies), ("email", carebridge_email)]
-    )
-    created = await Bridge.create(config, registry)
-    try:
-        await created.start()
-        yield created
-    finally:
-        await created.close()
+    return await bridge_factory(section, plugins=[("email", carebridge_email)])
 
 
 def mail(sender: str, to: str, subject: str, body: str, message_id: str, **headers: str) -> bytes:
