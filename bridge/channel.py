@@ -62,6 +62,18 @@ async def no_history(address: str, limit: int) -> Sequence[HistoryEntry]:
     return ()
 
 
+LoadStateCallback = Callable[[str], Awaitable[str | None]]
+SaveStateCallback = Callable[[str, str], Awaitable[None]]
+
+
+async def _no_state_to_load(key: str) -> str | None:
+    raise ChannelError("this channel context has no state store (it was not lent by a running bridge)")
+
+
+async def _no_state_to_save(key: str, value: str) -> None:
+    raise ChannelError("this channel context has no state store (it was not lent by a running bridge)")
+
+
 @dataclass(frozen=True, slots=True)
 class ChannelContext:
     """What the core lends a channel.
@@ -85,6 +97,13 @@ class ChannelContext:
         never internal notes nor anything sent elsewhere (``/secure`` mail).
         Read-only; for channels that show a customer their own conversation
         (a website chat that reconnects). Empty for an unknown address.
+    :param load_state: ``await load_state(key)`` returns the text last saved
+        under ``key`` by this channel, or None. For bookkeeping a pull channel
+        must keep across restarts (an IMAP folder's UIDVALIDITY and last UID);
+        each channel has its own keys. Never for messages: those go to ``deliver``.
+    :param save_state: ``await save_state(key, value)`` stores ``value`` (at most
+        64 KiB of text) under ``key`` (at most 200 characters), encrypted,
+        replacing the previous value; it returns once committed.
     """
 
     http: aiohttp.ClientSession
@@ -96,6 +115,8 @@ class ChannelContext:
     max_body: int = 2 * 1024 * 1024
     public_url: str = ""
     history: HistoryCallback = no_history
+    load_state: LoadStateCallback = _no_state_to_load
+    save_state: SaveStateCallback = _no_state_to_save
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,6 +165,12 @@ class Channel(ABC):
         ``check_config`` validates with it, the daemon masks its secret values
         in logs and ``carebridge init`` writes the section from it. None: the
         channel checks its section itself and secrets are guessed by key name.
+    :cvar senders_vouched: the platform vouches for the sender of every
+        message it hands over (signed webhooks carry the platform's own user
+        ids). False where the sender is only what the message claims (an
+        email's From): there a message acts for an agent only when
+        ``InboundMessage.authenticated`` is True or it carries a reply token
+        the bridge issued to that agent (``meta["reply_token"]``).
     """
 
     name: ClassVar[str]
@@ -152,6 +179,7 @@ class Channel(ABC):
     label: ClassVar[str] = ""
     commands_in_first_line: ClassVar[bool] = False
     schema: ClassVar[ChannelSchema | None] = None
+    senders_vouched: ClassVar[bool] = True
 
     @classmethod
     def display_label(cls) -> str:

@@ -29,6 +29,7 @@ class Metrics:
     :ivar outbox_oldest_age: Gauge — age in seconds of the oldest pending row.
     :ivar deliveries: Counter(channel, outcome) — outcome is sent|retry|failed|held.
     :ivar login_failures: Counter — refused logins (chat codes, console passwords and codes, lock-outs).
+    :ivar inbound_refused: Counter(channel, reason) — inbound messages refused without effect.
     """
 
     def __init__(self) -> None:
@@ -60,6 +61,12 @@ class Metrics:
         self.login_failures = Counter(
             "carebridge_login_failures",
             "Refused logins: wrong or replayed codes, wrong passwords, lock-outs",
+            registry=r,
+        )
+        self.inbound_refused = Counter(
+            "carebridge_inbound_refused",
+            "Inbound messages refused without effect (unauthenticated: claimed an agent's address)",
+            ["channel", "reason"],
             registry=r,
         )
 

@@ -1,8 +1,10 @@
 """The plugin inside the real core: Bridge, store, relay and worker, against real mail peers.
 
 A customer's mail arrives over LMTP and is stored; an agent who works by
-email logs in and answers by mail; the answer reaches the customer over
-SMTP (STARTTLS, AUTH) threaded under the customer's own message.
+email logs in (their MTA vouches for the mail: a trusted
+``Authentication-Results``) and answers on the reply token of the mail
+they got; the answer reaches the customer over SMTP (STARTTLS, AUTH)
+threaded under the customer's own message.
 """
 
 from __future__ import annotations
@@ -28,6 +30,13 @@ from tests.plugins.email.conftest import (
 
 CUSTOMER = "ann@customer.test"
 AGENT = "alice@staff.test"
+#: The authserv-id of "our" receiving MTA, trusted in the bridge's configuration.
+AUTHSERV = "mx.example.org"
+
+
+def vouched(domain: str) -> dict[str, str]:
+    """The header our MTA adds to a mail whose From domain passed DMARC."""
+    return {"Authentication_Results": f"{AUTHSERV}; spf=pass smtp.mailfrom={domain}; dmarc=pass header.from={domain}"}
 
 
 @pytest.fixture
@@ -37,6 +46,7 @@ async def bridge(smtp: FakeSmtpServer, ca_file: Path, bridge_factory: BridgeFact
         f'smtp_host = "127.0.0.1"\nsmtp_port = {smtp.port}\nsmtp_tls = "starttls"\n'
         f'smtp_username = "{SMTP_USER}"\nsmtp_password = "{SMTP_PASSWORD}"\nsmtp_ca_file = "{ca_file}"\n'
         f'from_address = "{FROM}"\ninbound = "lmtp"\nlmtp_host = "127.0.0.1"\nlmtp_port = {free_port()}\n'
+        f'trusted_authserv_ids = ["{AUTHSERV}"]\n'
     )
     return await bridge_factory(section, plugins=[("email", carebridge_email)])
 
@@ -70,7 +80,9 @@ async def test_customer_mail_is_stored_and_an_email_agents_reply_goes_out_thread
     bridge: Bridge, smtp: FakeSmtpServer
 ) -> None:
     _, secret = await add_agent(bridge, "alice", f"email:{AGENT}")
-    login = mail(AGENT, FROM, "login", f"/login {pyotp.TOTP(secret).now()}\n", "<login1@staff.test>")
+    login = mail(
+        AGENT, FROM, "login", f"/login {pyotp.TOTP(secret).now()}\n", "<login1@staff.test>", **vouched("staff.test")
+    )
     assert (await lmtp_deliver(bridge, login, AGENT, FROM))[-1].startswith("250")
 
     question = mail(f"Ann Example <{CUSTOMER}>", FROM, "Parcel 4711", "Where is my parcel?\n", "<q1@customer.test>")
@@ -97,13 +109,16 @@ async def test_customer_mail_is_stored_and_an_email_agents_reply_goes_out_thread
     assert (msg["From"], msg["To"], msg["Subject"]) == (FROM, CUSTOMER, "Re: Parcel 4711")
     assert msg["In-Reply-To"] == "<q1@customer.test>"
     assert msg["References"] == "<q1@customer.test>"
-    assert str(msg["Reply-To"]).startswith("reply+c") and str(msg["Reply-To"]).endswith("@example.org")
+    assert str(msg["Reply-To"]).startswith("reply+") and str(msg["Reply-To"]).endswith("@example.org")
+    assert msg["Reply-To"] != reply_to, "the customer's token is not the agent's"
     assert bridge.channel_state("email")[0].value == "connected"
 
 
 async def test_a_bounce_reaches_no_agent(bridge: Bridge, smtp: FakeSmtpServer) -> None:
     _, secret = await add_agent(bridge, "alice", f"email:{AGENT}")
-    login = mail(AGENT, FROM, "login", f"/login {pyotp.TOTP(secret).now()}\n", "<login2@staff.test>")
+    login = mail(
+        AGENT, FROM, "login", f"/login {pyotp.TOTP(secret).now()}\n", "<login2@staff.test>", **vouched("staff.test")
+    )
     await lmtp_deliver(bridge, login, AGENT, FROM)
     await wait_for(lambda: bool(mails_to(smtp, AGENT)), what="the login confirmation")
     seen = len(mails_to(smtp, AGENT))
