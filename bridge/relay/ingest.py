@@ -170,12 +170,12 @@ def _ingest_customer(tx: Tx, rctx: RelayContext, message: InboundMessage, result
         # webhook would make the platform retry (and drop) every message batched with it.
         log.error("%s: a message from a customer whose record is unreadable was not stored: %s", channel, err)
         return
-    meta = dict(message.meta)
-    given_email = meta.pop(CONTACT_EMAIL, "")
+    given_email = message.meta.get(CONTACT_EMAIL, "")
     if given_email:
         _take_contact_email(tx, channel, identity.contact_id, given_email)
     fallbacks.person_wrote(tx, rctx, "contact", identity.contact_id, channel)
     meta = sender_checks.customer_meta(tx, message, identity.contact_id)
+    meta.pop(CONTACT_EMAIL, None)  # kept as the contact's email, not in every message
     conv = tx.conversations.open_for_identity(identity.id)
     if conv is None:
         language = rctx.rules.detect_language(message.text, message.meta)
