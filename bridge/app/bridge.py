@@ -160,6 +160,7 @@ class Bridge:
             log=logging.getLogger(f"carebridge.{name}"),
             max_body=self.config.server.max_body,
             public_url=self.config.server.public_url,
+            history=partial(self.relay.history, name),
             load_state=partial(self._load_state, name),
             save_state=partial(self._save_state, name),
         )

@@ -35,6 +35,8 @@ LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 SYNCHRONOUS = ("off", "normal", "full", "extra")
 SENSITIVE_POLICIES = ("redact", "block", "allow")
 _CHANNEL_NAME = re.compile(r"^[a-z][a-z0-9_-]*$")
+#: What runs with no file at all: the console and the website chat, which need no secrets (DESIGN §12).
+EMBEDDED: Mapping[str, Any] = {"channels": {"webchat": {}}}
 
 
 @dataclass(frozen=True)
@@ -386,7 +388,7 @@ def load_config(path: str | Path | None = None) -> Config:
     """
     found = find_config_file(path)
     if found is None:
-        return parse_config({}, path=None, base_dir=Path.cwd())
+        return parse_config(EMBEDDED, path=None, base_dir=Path.cwd())
     found = found.resolve()
     try:
         with found.open("rb") as handle:

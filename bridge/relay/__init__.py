@@ -14,7 +14,7 @@ import logging
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from typing import Any, TypeVar
 
-from bridge.channel import Channel
+from bridge.channel import Channel, HistoryEntry
 from bridge.config import Config
 from bridge.errors import ConfigError
 from bridge.models import InboundMessage, StatusUpdate
@@ -22,6 +22,7 @@ from bridge.plugins.hooks import Hooks
 from bridge.relay import fallbacks, media, secure
 from bridge.relay.command_table import CommandTable
 from bridge.relay.context import RelayContext, RelayObserver, SilentObserver
+from bridge.relay.history import customer_history
 from bridge.relay.ingest import IngestResult, ingest_batch
 from bridge.relay.rules import Rules, load_rules
 from bridge.relay.status import apply_status_updates
@@ -225,6 +226,17 @@ class Relay:
         except Exception:  # boundary: a plugin's failure must not stop the daemon
             log.exception("%s: resuming media failed", channel_name)
         return len(pending)
+
+    async def history(self, channel: str, address: str, limit: int) -> list[HistoryEntry]:
+        """A customer's own conversation on ``channel``, for the channel to show them (read-only).
+
+        ``address`` is normalized by its channel first; one the channel refuses has no history.
+        """
+        try:
+            canonical = self._require().addresses.normalize(channel, address)
+        except ValueError:
+            return []
+        return await self.store.read(lambda tx: customer_history(tx, channel, canonical, limit))
 
     # --- periodic checks and health ------------------------------------------------
 
