@@ -203,8 +203,8 @@ async def make_desk(tmp_path: Path, browser: Browser) -> AsyncIterator[Callable[
         for context in desk.contexts:
             await context.close()
         await desk.daemon.stop()
-        assert desk.daemon.returncode == 0, desk.daemon.stderr
-        assert "Traceback" not in desk.daemon.stderr, desk.daemon.stderr
+        if desk.daemon.returncode != 0 or "Traceback" in desk.daemon.stderr:
+            pytest.fail(f"the daemon exited with {desk.daemon.returncode} or logged a traceback:\n{desk.daemon.stderr}")
 
 
 @pytest.fixture
