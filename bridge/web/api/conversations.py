@@ -166,6 +166,14 @@ def _conversation_answer(tx: Tx, conv: Conversation) -> dict[str, Any]:
     return conversation_json(tx, conv, tx.agents.names())
 
 
+def _written(tx: Tx, message_id: int) -> dict[str, Any]:
+    """The answer to a call that wrote message ``message_id`` in this very transaction."""
+    message = tx.messages.get(message_id)
+    if message is None:
+        raise RuntimeError(f"message {message_id} vanished")
+    return {"message": message_json(message, tx.agents.names(), message.text)}
+
+
 async def post_message(request: web.Request) -> web.StreamResponse:
     """``POST /api/conversations/{id}/messages`` ``{text}``: reply to the customer, as from chat."""
     conv_id = conversation_id(request)
@@ -174,10 +182,7 @@ async def post_message(request: web.Request) -> web.StreamResponse:
 
     def reply(tx: Tx, agent: Agent) -> dict[str, Any]:
         message_id = actions.reply(tx, rctx, agent, conv_id, text, via="api")
-        message = tx.messages.get(message_id)
-        if message is None:  # written in this very transaction
-            raise RuntimeError(f"message {message_id} vanished")
-        return {"message": message_json(message, tx.agents.names(), message.text)}
+        return _written(tx, message_id)
 
     return web.json_response(await _act(request, reply), status=201)
 
@@ -193,10 +198,7 @@ async def post_note(request: web.Request) -> web.StreamResponse:
         if conv is not None:
             tx.audit.append(actions.actor(agent), "conversation.note", f"conversation:{conv_id}",
                             {"via": "api", "message": message_id})  # fmt: skip
-        message = tx.messages.get(message_id)
-        if message is None:  # written in this very transaction
-            raise RuntimeError(f"message {message_id} vanished")
-        return {"message": message_json(message, tx.agents.names(), message.text)}
+        return _written(tx, message_id)
 
     return web.json_response(await _act(request, note), status=201)
 
