@@ -33,6 +33,7 @@ ENV_VAR = "CAREBRIDGE_CONFIG"
 DEFAULT_FILE = "bridge.toml"
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 SYNCHRONOUS = ("off", "normal", "full", "extra")
+STORE_BACKENDS = ("sqlite", "postgresql")
 SENSITIVE_POLICIES = ("redact", "block", "allow")
 _CHANNEL_NAME = re.compile(r"^[a-z][a-z0-9_-]*$")
 
@@ -83,12 +84,19 @@ class StoreConfig:
 
     ``key`` stays a reference (``file:/abs/path``, ``env:NAME``,
     ``credential:NAME``): the store loads it, so the key itself never sits in
-    this object.
+    this object. ``backend`` is ``sqlite`` (the embedded file at ``path``) or
+    ``postgresql`` (the database named by ``dsn``, a resolved secret hidden
+    from ``repr``; several daemons may share it). Media files live in the
+    directory beside ``path`` with either backend. ``pool_size`` bounds the
+    PostgreSQL connections one daemon holds for reads.
     """
 
     path: Path = Path("var/carebridge.db")
     key: str = "file:var/master.key"
     synchronous: str = "full"
+    backend: str = "sqlite"
+    dsn: str = field(default="", repr=False)
+    pool_size: int = 4
 
 
 @dataclass(frozen=True)
@@ -204,7 +212,17 @@ _SCHEMA: dict[str, tuple[type, dict[str, Parser]]] = {
     ),
     "logging": (LoggingConfig, {"level": cv.choice(LOG_LEVELS)}),
     "plugins": (PluginsConfig, {"required": cv.names}),
-    "store": (StoreConfig, {"path": cv.path, "key": cv.key_ref, "synchronous": cv.choice(SYNCHRONOUS)}),
+    "store": (
+        StoreConfig,
+        {
+            "path": cv.path,
+            "key": cv.key_ref,
+            "synchronous": cv.choice(SYNCHRONOUS),
+            "backend": cv.choice(STORE_BACKENDS),
+            "dsn": cv.string,
+            "pool_size": cv.integer(1, 100),
+        },
+    ),
     "security": (
         SecurityConfig,
         {
@@ -318,6 +336,9 @@ def parse_config(data: Mapping[str, Any], *, path: Path | None, base_dir: Path) 
         missing = "server.tls_key" if server.tls_key is None else "server.tls_cert"
         raise ConfigError(f"{missing}: required when the other of tls_cert/tls_key is set")
     _check_server(server)
+    store: StoreConfig = sections["store"]
+    if store.backend == "postgresql" and not store.dsn.strip():
+        raise ConfigError('store.dsn: required when store.backend is postgresql (e.g. "env:CAREBRIDGE_DSN")')
     delivery: DeliveryConfig = sections["delivery"]
     if delivery.retry_max < delivery.retry_base:
         raise ConfigError("delivery.retry_max: must not be shorter than delivery.retry_base")

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import inspect
 import logging
 import os
@@ -20,7 +21,7 @@ import queue
 import sqlite3
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
@@ -69,7 +70,14 @@ class StoreSettings(Protocol):
 
 
 class Store:
-    """The encrypted local store; build it with ``await Store.open(config.store)``."""
+    """The encrypted store; build it with ``await Store.open(config.store)``.
+
+    This class is the SQLite backend; ``[store] backend = "postgresql"`` makes
+    ``open`` return ``bridge.store.postgres.engine.PostgresStore``, a subclass
+    with the same interface.
+    """
+
+    backend = "sqlite"
 
     def __init__(self) -> None:  # use Store.open()
         self.path: Path = Path()
@@ -104,6 +112,12 @@ class Store:
         :raises StoreError: missing key with an existing database, a database
             newer than this code, or an unusable file.
         """
+        if cls is Store and getattr(settings, "backend", "sqlite") == "postgresql":
+            from bridge.store.postgres.engine import PostgresStore
+
+            return await PostgresStore.open(
+                settings, create_missing_key=create_missing_key, must_exist=must_exist, clock=clock
+            )
         if must_exist and not await asyncio.to_thread(Path(settings.path).exists):
             raise StoreError(f"no store at {settings.path}")
         store = cls()
@@ -221,7 +235,24 @@ class Store:
     def health(self) -> dict[str, Any]:
         """Store status for /healthz."""
         ok = not self._closed and self._thread is not None and self._thread.is_alive()
-        return {"status": "ok" if ok else "error", "schema_version": self.schema_version, "path": str(self.path)}
+        return {
+            "status": "ok" if ok else "error",
+            "backend": self.backend,
+            "schema_version": self.schema_version,
+            "path": str(self.path),
+        }
+
+    def subscribe(self, topic: str, callback: Callable[[], None]) -> None:
+        """Be told when another daemon commits a change to ``topic`` (e.g. ``"outbox"``).
+
+        One daemon owns a SQLite file and wakes itself after its own commits,
+        so nothing is ever told here; the PostgreSQL store relays NOTIFYs.
+        """
+
+    @contextlib.asynccontextmanager
+    async def exclusive(self, name: str) -> AsyncIterator[bool]:
+        """Whether this daemon is the one to run job ``name`` now (always, with one daemon per file)."""
+        yield True
 
     async def purge_closed(self, days: float, *, chunk: int = 2000) -> int:
         """Retention: delete the messages of conversations closed more than ``days`` ago.

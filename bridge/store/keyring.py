@@ -15,7 +15,6 @@ re-reads the key file (or the ``.new`` file of a rotation in progress).
 from __future__ import annotations
 
 import logging
-import sqlite3
 import threading
 from pathlib import Path
 from typing import NamedTuple
@@ -24,6 +23,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from bridge.errors import IntegrityError, KeyMismatchError, StoreError
 from bridge.store import crypto
+from bridge.store.dbapi import Connection, is_integrity_error
 from bridge.store.keyfile import key_file_path, load_master_key
 
 log = logging.getLogger("carebridge.store")
@@ -67,11 +67,11 @@ def seal_key_check(master: bytes) -> bytes:
     return crypto.seal(crypto.cipher(master), _KEY_CHECK_AAD, _KEY_CHECK_PLAIN)
 
 
-def key_matches(conn: sqlite3.Connection, master: bytes) -> bool | None:
+def key_matches(conn: Connection, master: bytes) -> bool | None:
     """True/False whether ``master`` opens the key check; None when there is none yet."""
     try:
         row = conn.execute("SELECT value FROM meta WHERE name = ?", (KEY_CHECK_NAME,)).fetchone()
-    except sqlite3.OperationalError as err:
+    except Exception as err:  # sqlite3's OperationalError; PostgreSQL callers check for the table first
         if "no such table" in str(err):
             return None
         raise
@@ -118,7 +118,7 @@ class Keyring:
         return self._master_raw
 
     # -- master key -------------------------------------------------------
-    def ensure_current(self, conn: sqlite3.Connection) -> None:
+    def ensure_current(self, conn: Connection) -> None:
         """Make sure our master key is the database's, reloading it after a rotation.
 
         :raises KeyMismatchError: when neither the loaded key nor a fresh read matches.
@@ -157,7 +157,7 @@ class Keyring:
             self._set_master(new_master)
 
     # -- data keys --------------------------------------------------------
-    def load_secrets(self, conn: sqlite3.Connection) -> None:
+    def load_secrets(self, conn: Connection) -> None:
         """Unwrap the HMAC root key and derive the blind-index and audit keys."""
         row = conn.execute(
             "SELECT id, wrapped FROM keys WHERE owner_kind = ? AND owner_id = ?", (HMAC_ROOT.kind, HMAC_ROOT.id)
@@ -172,7 +172,7 @@ class Keyring:
         """The cached key of ``owner``, if any."""
         return self._cache.get((owner.kind, owner.id))
 
-    def lookup(self, conn: sqlite3.Connection, owner: KeyOwner) -> tuple[int, AESGCM]:
+    def lookup(self, conn: Connection, owner: KeyOwner) -> tuple[int, AESGCM]:
         """Return ``(key id, cipher)`` of ``owner``'s existing key.
 
         :raises IntegrityError: when the owner has no key (erased, or never had one).
@@ -189,7 +189,7 @@ class Keyring:
         self._cache[(owner.kind, owner.id)] = entry
         return entry
 
-    def _unwrap(self, conn: sqlite3.Connection, key_id: int, wrapped: bytes) -> bytes:
+    def _unwrap(self, conn: Connection, key_id: int, wrapped: bytes) -> bytes:
         try:
             return unwrap(self._master, key_id, wrapped)
         except crypto.DecryptError:
@@ -202,7 +202,7 @@ class Keyring:
             ) from err
 
     def create(
-        self, conn: sqlite3.Connection, owner: KeyOwner, key_id: int, now: float, raw: bytes | None = None
+        self, conn: Connection, owner: KeyOwner, key_id: int, now: float, raw: bytes | None = None
     ) -> tuple[int, AESGCM]:
         """Insert a new wrapped data key for ``owner`` (not cached until commit)."""
         self.ensure_current(conn)
@@ -212,7 +212,9 @@ class Keyring:
                 "INSERT INTO keys(id, owner_kind, owner_id, wrapped, created_at) VALUES (?, ?, ?, ?, ?)",
                 (key_id, owner.kind, owner.id, wrap(self._master, key_id, raw), now),
             )
-        except sqlite3.IntegrityError as err:
+        except Exception as err:
+            if not is_integrity_error(err):
+                raise
             raise StoreError(f"{owner.kind} {owner.id} already has a data key") from err
         return key_id, crypto.cipher(raw)
 
@@ -220,7 +222,7 @@ class Keyring:
         """Cache a key whose row is committed."""
         self._cache[(owner.kind, owner.id)] = entry
 
-    def prune(self, conn: sqlite3.Connection) -> int:
+    def prune(self, conn: Connection) -> int:
         """Forget cached keys whose rows another process deleted (``gdpr erase`` while we run)."""
         if not self._cache:
             return 0
@@ -234,7 +236,7 @@ class Keyring:
         """Forget ``owner``'s unwrapped key (crypto-shredding)."""
         self._cache.pop((owner.kind, owner.id), None)
 
-    def rewrap_all(self, conn: sqlite3.Connection, new_master: bytes) -> int:
+    def rewrap_all(self, conn: Connection, new_master: bytes) -> int:
         """Re-wrap every data key and the key check under ``new_master``; return the count.
 
         Runs inside the caller's transaction; nothing is visible until it commits.

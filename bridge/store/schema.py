@@ -10,9 +10,15 @@ Numbers 1–99 are the core tables, 100–199 the relay's bookkeeping (agent
 dedupe, sent ids, rotation, flags, early status reports). Append new
 migrations; never edit a released one.
 
-``fn(db)`` receives a :class:`sqlite_utils.Database` wrapping the writer
-connection (``db.conn`` is the plain :mod:`sqlite3` connection) and must not
-commit; it runs inside the migration's transaction.
+``fn(db)`` runs inside the migration's transaction and must not commit.
+One list serves both backends: on SQLite ``db`` is a
+:class:`sqlite_utils.Database` wrapping the writer connection; on PostgreSQL
+it is ``bridge.store.postgres.migrate.PgMigrationDb``, whose ``execute``
+translates the same SQLite DDL (types, serial ids, foreign keys, triggers;
+see ``bridge.store.postgres.dialect``). So write plain SQLite statements
+through ``db.execute``; where the dialects must differ, say so explicitly
+with :func:`sqlite_only` / :func:`postgresql_only` (native statements of that
+backend) or branch on :func:`dialect`.
 """
 
 from __future__ import annotations
@@ -20,13 +26,15 @@ from __future__ import annotations
 import sqlite3
 import time
 from collections.abc import Callable
+from typing import Any
 
 import sqlite_utils
 
 from bridge.errors import StoreError
 from bridge.store import scrub
 
-Migration = Callable[[sqlite_utils.Database], None]
+#: ``fn(db)``: ``db`` is a ``sqlite_utils.Database`` or a ``PgMigrationDb`` (both have ``execute``).
+Migration = Callable[[Any], None]
 
 _MIGRATIONS: dict[int, tuple[str, Migration]] = {}
 
@@ -43,6 +51,25 @@ def register_migration(number: int, fn: Migration, *, name: str | None = None) -
             return
         raise ValueError(f"migration {number} is already registered as {existing[0]}")
     _MIGRATIONS[number] = (label, fn)
+
+
+def dialect(db: object) -> str:
+    """``"sqlite"`` or ``"postgresql"``: the backend a migration runs on."""
+    return str(getattr(db, "dialect", "sqlite"))
+
+
+def sqlite_only(db: Any, *statements: str) -> None:
+    """Run SQLite-only statements (on PostgreSQL they are skipped: the caller says what replaces them)."""
+    if dialect(db) == "sqlite":
+        for statement in statements:
+            db.execute(statement)
+
+
+def postgresql_only(db: Any, *statements: str) -> None:
+    """Run native PostgreSQL statements, untranslated (skipped on SQLite)."""
+    if dialect(db) == "postgresql":
+        for statement in statements:
+            db.execute_native(statement)
 
 
 def migrations() -> list[tuple[int, str, Migration]]:
@@ -256,17 +283,34 @@ CREATE TABLE audit_log(
   prev_hash BLOB NOT NULL,
   hash BLOB NOT NULL);
 CREATE INDEX audit_log_subject ON audit_log(subject);
-CREATE TRIGGER audit_log_no_update BEFORE UPDATE ON audit_log
-  BEGIN SELECT RAISE(ABORT, 'audit_log is append-only'); END;
-CREATE TRIGGER audit_log_no_delete BEFORE DELETE ON audit_log
-  BEGIN SELECT RAISE(ABORT, 'audit_log is append-only'); END;
 """
 
+# The audit log is append-only: each backend refuses UPDATE and DELETE (and on
+# PostgreSQL TRUNCATE, which row triggers do not see) in its own dialect.
+_M001_AUDIT_SQLITE = (
+    "CREATE TRIGGER audit_log_no_update BEFORE UPDATE ON audit_log\n"
+    "  BEGIN SELECT RAISE(ABORT, 'audit_log is append-only'); END;",
+    "CREATE TRIGGER audit_log_no_delete BEFORE DELETE ON audit_log\n"
+    "  BEGIN SELECT RAISE(ABORT, 'audit_log is append-only'); END;",
+)
+_M001_AUDIT_POSTGRESQL = (
+    "CREATE FUNCTION audit_log_append_only() RETURNS trigger LANGUAGE plpgsql AS $$"
+    " BEGIN RAISE EXCEPTION 'audit_log is append-only' USING ERRCODE = 'integrity_constraint_violation'; END $$",
+    "CREATE TRIGGER audit_log_no_update BEFORE UPDATE ON audit_log FOR EACH ROW"
+    " EXECUTE FUNCTION audit_log_append_only()",
+    "CREATE TRIGGER audit_log_no_delete BEFORE DELETE ON audit_log FOR EACH ROW"
+    " EXECUTE FUNCTION audit_log_append_only()",
+    "CREATE TRIGGER audit_log_no_truncate BEFORE TRUNCATE ON audit_log FOR EACH STATEMENT"
+    " EXECUTE FUNCTION audit_log_append_only()",
+)
 
-def m001_initial(db: sqlite_utils.Database) -> None:
+
+def m001_initial(db: Any) -> None:
     """The initial schema: every table of the contract (see COMMON schema)."""
     for statement in _split(_M001):
         db.execute(statement)
+    sqlite_only(db, *_M001_AUDIT_SQLITE)
+    postgresql_only(db, *_M001_AUDIT_POSTGRESQL)
 
 
 def _split(script: str) -> list[str]:
@@ -285,10 +329,14 @@ def _split(script: str) -> list[str]:
     return statements
 
 
-def m002_scrub_last_error(db: sqlite_utils.Database) -> None:
-    """``outbox.last_error`` never holds an address or id (see :mod:`bridge.store.scrub`)."""
-    for statement in scrub.M002_STATEMENTS:
-        db.execute(statement)
+def m002_scrub_last_error(db: Any) -> None:
+    """``outbox.last_error`` never holds an address or id (see :mod:`bridge.store.scrub`).
+
+    SQLite: triggers calling the connection's ``carebridge_scrub`` function.
+    PostgreSQL has no such function: the outbox repository scrubs every value
+    before writing it (it does so on SQLite too; the triggers stay as a net).
+    """
+    sqlite_only(db, *scrub.M002_STATEMENTS)
 
 
 register_migration(1, m001_initial)

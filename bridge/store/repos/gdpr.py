@@ -102,14 +102,12 @@ class GdprRepo:
         calls this in chunks so webhooks are not held up behind one big delete).
         """
         cutoff = self._s.now() - days * 86400.0
-        ids = [
-            r[0]
-            for r in self._s.execute(
-                "SELECT m.id FROM conversations c JOIN messages m ON m.conversation_id = c.id"
-                " WHERE c.status = 'closed' AND c.closed_at < ? LIMIT ?",
-                (cutoff, -1 if limit is None else limit),
-            )
-        ]
+        sql = (
+            "SELECT m.id FROM conversations c JOIN messages m ON m.conversation_id = c.id"
+            " WHERE c.status = 'closed' AND c.closed_at < ?"
+        )
+        args: tuple[Any, ...] = (cutoff,) if limit is None else (cutoff, limit)
+        ids = [r[0] for r in self._s.execute(sql if limit is None else sql + " LIMIT ?", args)]
         if not ids:
             return 0
         self._s.execute("CREATE TEMP TABLE IF NOT EXISTS purge_ids(id INTEGER PRIMARY KEY)")

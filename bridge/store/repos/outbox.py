@@ -22,6 +22,7 @@ from typing import Any
 from bridge.store.keyring import KeyOwner
 from bridge.store.records import Delivery, DuePlan
 from bridge.store.repos.messages import MessagesRepo
+from bridge.store.scrub import scrub_error
 from bridge.store.session import Session
 
 #: Why a row is held: released when the person writes again ...
@@ -46,6 +47,15 @@ _FIRST_IN_LINE = (
     "   AND p.recipient_id = o.recipient_id AND p.channel = o.channel AND p.id < o.id AND p.status = 'pending'"
     "   AND (o.template = 0 OR p.template = 1))"
 )
+
+
+def _error(text: str | None) -> str | None:
+    """``last_error`` as stored: at most 500 characters, addresses and ids scrubbed.
+
+    Scrubbed here for every backend (PostgreSQL has no scrub triggers; on
+    SQLite migration 2's triggers scrub again whatever else writes the column).
+    """
+    return None if text is None else scrub_error(text[:500])
 
 
 def _extid_kind(channel: str) -> str:
@@ -103,7 +113,7 @@ class OutboxRepo:
                 seal(key_owner, "outbox", "meta", row_id, json.dumps(dict(meta))) if meta else None,
                 status,
                 now,
-                last_error,
+                _error(last_error),
                 now,
                 hold_reason,
             ),
@@ -214,19 +224,19 @@ class OutboxRepo:
         """Count a failed attempt and schedule the next one."""
         self._s.execute(
             "UPDATE outbox SET attempts = attempts + 1, next_attempt_at = ?, last_error = ? WHERE id = ?",
-            (next_attempt_at, error[:500], delivery_id),
+            (next_attempt_at, _error(error), delivery_id),
         )
 
     def set_last_error(self, delivery_id: int, error: str) -> None:
         """Say why a row waits without counting an attempt (e.g. its channel's credentials were refused)."""
-        self._s.execute("UPDATE outbox SET last_error = ? WHERE id = ?", (error[:500], delivery_id))
+        self._s.execute("UPDATE outbox SET last_error = ? WHERE id = ?", (_error(error), delivery_id))
 
     def mark_failed(self, delivery: Delivery, error: str) -> None:
         """Give up on a delivery for good."""
         self._s.execute(
             "UPDATE outbox SET status = 'failed', attempts = attempts + 1, last_error = ?, hold_reason = NULL"
             " WHERE id = ?",
-            (error[:500], delivery.id),
+            (_error(error), delivery.id),
         )
         if delivery.message_id is not None and delivery.recipient_kind == "contact":
             self._messages.advance_status(delivery.message_id, "failed")
@@ -235,7 +245,7 @@ class OutboxRepo:
         """Park a delivery until its recipient (or channel) can be reached again."""
         self._s.execute(
             "UPDATE outbox SET status = 'held', hold_reason = ?, last_error = ? WHERE id = ?",
-            (reason, error[:500], delivery.id),
+            (reason, _error(error), delivery.id),
         )
         if delivery.message_id is not None and delivery.recipient_kind == "contact":
             self._messages.advance_status(delivery.message_id, "held")
