@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.core.test_store_kit import Backend
 from tests.pg import PostgresServer, running_server
 
 ACME_PLUGIN = '''
@@ -228,3 +229,11 @@ def pg_dsn(pg_server: PostgresServer) -> Iterator[str]:
     dsn = pg_server.new_database()
     yield dsn
     pg_server.drop_database(dsn)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def backend(request: pytest.FixtureRequest) -> Backend:
+    """Each store backend in turn (PostgreSQL on a fresh database of the session's server)."""
+    if request.param == "postgresql":
+        return Backend("postgresql", request.getfixturevalue("pg_dsn"))
+    return Backend("sqlite")

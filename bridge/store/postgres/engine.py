@@ -61,6 +61,7 @@ T = TypeVar("T")
 TOPICS = ("outbox",)
 LISTEN_TICK = 2.0
 BOOTSTRAP_LOCK = "carebridge:bootstrap"
+WAKE_CHANNEL = "carebridge__wake"
 _STOP = object()
 _PLAIN_RESULTS = frozenset({type(None), int, str, bytes, bool, float, tuple, list, dict})
 
@@ -303,6 +304,9 @@ class PostgresStore(Store):
         if self._readers is not None:
             await asyncio.to_thread(self._readers.shutdown, True)
         if self._listener is not None:
+            # Wake our listener from its wait (others on the channel just look and go on).
+            with contextlib.suppress(psycopg.Error):
+                await asyncio.to_thread(self._writer.native, f"NOTIFY {WAKE_CHANNEL}")
             await asyncio.to_thread(self._listener.join)
         if self._pool is not None:
             await asyncio.to_thread(self._pool.close)
@@ -422,8 +426,8 @@ class PostgresStore(Store):
             try:
                 if conn is None or conn.closed:
                     conn = connect(self._dsn)
-                    for topic in TOPICS:
-                        conn.execute(f"LISTEN {NOTIFY_PREFIX}{topic}".encode())
+                    for channel in (*(NOTIFY_PREFIX + topic for topic in TOPICS), WAKE_CHANNEL):
+                        conn.execute(f"LISTEN {channel}".encode())
                 row = conn.execute("SELECT pg_is_in_recovery()").fetchone()
                 self.in_recovery = bool(row and row[0])
                 self.reachable = True
