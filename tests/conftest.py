@@ -235,5 +235,5 @@ def pg_dsn(pg_server: PostgresServer) -> Iterator[str]:
 def backend(request: pytest.FixtureRequest) -> Backend:
     """Each store backend in turn (PostgreSQL on a fresh database of the session's server)."""
     if request.param == "postgresql":
-        return Backend("postgresql", request.getfixturevalue("pg_dsn"))
+        return Backend("postgresql", request.getfixturevalue("pg_dsn"), request.getfixturevalue("pg_server"))
     return Backend("sqlite")

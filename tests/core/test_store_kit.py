@@ -31,6 +31,7 @@ class Backend:
 
     name: str
     dsn: str = ""
+    server: Any = None
 
     @property
     def postgresql(self) -> bool:
@@ -50,6 +51,19 @@ class Backend:
         from bridge.store.postgres.connection import PgConnection, connect
 
         return _ClosingPg(PgConnection(connect(self.dsn)))
+
+    def files(self, tmp_path: Path) -> dict[str, bytes]:
+        """What an attacker with the disks gets: the database files (PostgreSQL: a ``pg_dump`` and
+        every file of the server's data directory, WAL included) and the media files."""
+        cfg = settings(tmp_path)
+        if not self.postgresql:
+            return raw_files(cfg.path)
+        found = {name: data for name, data in raw_files(cfg.path).items() if name.startswith("media/")}
+        found["pg_dump.sql"] = self.server.dump(self.dsn)
+        for path in self.server.data.rglob("*"):
+            if path.is_file():
+                found[f"pgdata/{path.relative_to(self.server.data)}"] = path.read_bytes()
+        return found
 
     @property
     def integrity_error(self) -> type[Exception]:
