@@ -52,15 +52,23 @@ class Backend:
 
         return _ClosingPg(PgConnection(connect(self.dsn)))
 
-    def files(self, tmp_path: Path) -> dict[str, bytes]:
-        """What an attacker with the disks gets: the database files (PostgreSQL: a ``pg_dump`` and
-        every file of the server's data directory, WAL included) and the media files."""
+    def write_config(self, tmp_path: Path, key: str = "file:var/master.key") -> Path:
+        """A minimal bridge.toml for this backend (CLI subprocess tests)."""
+        path = write_config(tmp_path, key)
+        if self.postgresql:
+            with path.open("a", encoding="utf-8") as handle:
+                handle.write(f'backend = "postgresql"\ndsn = "{self.dsn}"\n')
+        return path
+
+    def files(self, tmp_path: Path, *, data_directory: bool = True) -> dict[str, bytes]:
+        """What an attacker with the disks gets: the database files (PostgreSQL: a ``pg_dump`` and,
+        with ``data_directory``, every file of the server's data directory, WAL included) and the media files."""
         cfg = settings(tmp_path)
         if not self.postgresql:
             return raw_files(cfg.path)
         found = {name: data for name, data in raw_files(cfg.path).items() if name.startswith("media/")}
         found["pg_dump.sql"] = self.server.dump(self.dsn)
-        for path in self.server.data.rglob("*"):
+        for path in self.server.data.rglob("*") if data_directory else ():
             if path.is_file():
                 found[f"pgdata/{path.relative_to(self.server.data)}"] = path.read_bytes()
         return found

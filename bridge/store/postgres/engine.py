@@ -155,6 +155,7 @@ class PostgresStore(Store):
         self._bootstrap(conn, master)
         self._keyring = Keyring(master, ref)
         self._keyring.load_secrets(conn)
+        self._keys_seen = self._keys_state(conn)
         try:
             self.media_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         except OSError as err:
@@ -412,12 +413,16 @@ class PostgresStore(Store):
 
     def _prune_keys(self, conn: PgConnection) -> None:
         """Forget cached data keys another daemon or an admin command shredded (cheap when nothing changed)."""
-        count, top = conn.native("SELECT count(*), coalesce(max(id), 0) FROM keys").fetchall()[0]
-        seen = (int(count), int(top))
+        seen = self._keys_state(conn)
         if seen != self._keys_seen:
-            if self._keys_seen is not None:
-                self._keyring.prune(conn)
+            self._keyring.prune(conn)
             self._keys_seen = seen
+
+    @staticmethod
+    def _keys_state(conn: PgConnection) -> tuple[int, int]:
+        """``(count, highest id)`` of ``keys``: changes whenever a key is added or deleted (ids never repeat)."""
+        count, top = conn.native("SELECT count(*), coalesce(max(id), 0) FROM keys").fetchall()[0]
+        return int(count), int(top)
 
     def _listen_loop(self) -> None:
         """Deliver NOTIFYs to subscribers and keep the primary check fresh; reconnect when the server goes."""
