@@ -18,7 +18,8 @@ def run_daemon(args: argparse.Namespace) -> int:
     """Entry of ``carebridge run``."""
     config = load_config(args.config)
     setup_logging(config.logging.level)
-    mask_secrets(secrets_in(config.channels))
+    # The store's DSN may carry a database password: never in a log line either.
+    mask_secrets([*secrets_in(config.channels), *([config.store.dsn] if config.store.dsn else [])])
     from bridge import __version__
 
     log.info("carebridge %s starting with %s", __version__, config.describe())

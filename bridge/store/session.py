@@ -269,6 +269,8 @@ class KeyedSession:
     def new_key(self, owner: KeyOwner) -> int:
         """Create and wrap a data key for ``owner``; return its key id."""
         self._require_writable()
+        # Wrapped under the master key in force: a rotation by another process waits, or is seen.
+        self.serialize("keys")
         entry = self.keyring.create(self.conn, owner, self.next_id("keys"), self.now())
         self._new_keys[owner] = entry
         self._fn_keys.append(owner)

@@ -288,6 +288,7 @@ class PostgresStore(Store):
         """Re-wrap every data key under ``new_master`` in one transaction (see :meth:`Store.rotate_master_key`)."""
 
         def rotate(tx: Tx) -> int:
+            tx._session.serialize("keys")  # no daemon wraps a new key under the old master meanwhile
             count = self._keyring.rewrap_all(self._writer, new_master)
             tx.after_commit(lambda: self._keyring.replace_master(new_master))
             return count
