@@ -120,7 +120,11 @@ def touch_identity(tx: Tx, agent_id: int, channel: str, address: str, at: float)
 
 
 def set_channel(tx: Tx, agent_id: int, address: Address) -> Agent:
-    """Make ``address`` the agent's preferred channel; their identities elsewhere stay.
+    """Move the agent to ``address``: their preferred channel and an identity of theirs.
+
+    The address they leave is retired: from now on a message from it is not
+    the agent's (a customer's, like anyone else's). Other identities an admin
+    added (``add_identity``) stay.
 
     :raises AgentError: the address belongs to another agent.
     :raises UnknownRecordError: no such agent.
@@ -133,6 +137,43 @@ def set_channel(tx: Tx, agent_id: int, address: Address) -> Agent:
     if agent is None:  # checked above
         raise UnknownRecordError(f"no agent with id {agent_id}")
     return agent
+
+
+def identities(tx: Tx, agent_id: int) -> list[Address]:
+    """Every address the agent is recognised by (their preferred one among them), oldest first."""
+    return [Address(channel, address) for channel, address in tx.agents.identities(agent_id)]
+
+
+def add_identity(tx: Tx, agent_id: int, address: Address) -> bool:
+    """Let the agent also write from ``address`` (normalized); False when it already was theirs.
+
+    :raises AgentError: the console (it needs no identity) or another agent's address.
+    :raises UnknownRecordError: no such agent.
+    """
+    if tx.agents.get(agent_id) is None:
+        raise UnknownRecordError(f"no agent with id {agent_id}")
+    if address.channel == "console" or not address.address:
+        raise AgentError("the console needs no identity: agents log in to it with their password")
+    _check_address_free(tx, address, agent_id)
+    return tx.agents.add_identity(agent_id, address.channel, address.address)
+
+
+def remove_identity(tx: Tx, agent_id: int, address: Address) -> None:
+    """Retire one identity of the agent: messages from ``address`` are no longer theirs.
+
+    :raises AgentError: it is where the agent receives conversations (move
+        them first with ``set_channel``), or it is not theirs.
+    :raises UnknownRecordError: no such agent.
+    """
+    agent = tx.agents.get(agent_id)
+    if agent is None:
+        raise UnknownRecordError(f"no agent with id {agent_id}")
+    if agent.preferred == address:
+        raise AgentError(
+            f"{address.channel} address is where {agent.name} receives conversations; move them first (set-channel)"
+        )
+    if not tx.agents.remove_identity(agent_id, address.channel, address.address):
+        raise AgentError(f"that {address.channel} address is not an identity of {agent.name}")
 
 
 def disable(tx: Tx, agent_id: int) -> None:

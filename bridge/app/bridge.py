@@ -25,6 +25,8 @@ from typing import TYPE_CHECKING, Any
 
 import aiohttp
 
+from bridge.app.events import EventHub
+from bridge.app.masking import Masker
 from bridge.app.metrics import Metrics
 from bridge.app.preflight import channel_problems
 from bridge.channel import Channel, ChannelContext
@@ -51,6 +53,13 @@ RETRY_FIRST = 1.0
 RETRY_MAX = 300.0
 PURGE_INTERVAL = timedelta(hours=24)
 PURGE_FIRST_DELAY = timedelta(minutes=1)
+ANCHOR_INTERVAL = timedelta(hours=24)
+#: The idle auto-close looks this often at most, and at least every tenth of ``close_idle_after``.
+IDLE_CHECK_MAX = timedelta(minutes=15)
+IDLE_CHECK_MIN = timedelta(seconds=1)
+SESSION_CLEANUP_INTERVAL = timedelta(minutes=15)
+#: Failed-login counts are kept at least this long (longer when ``[security] lockout`` is).
+FAILURES_KEEP = 3600.0
 
 
 class Bridge:
@@ -63,21 +72,27 @@ class Bridge:
     :ivar channels: enabled channels, instantiated, by name.
     :ivar http: the one shared ``aiohttp.ClientSession``.
     :ivar metrics: Prometheus metrics every part adds to.
-    :ivar scheduler: the apscheduler ``AsyncIOScheduler`` (retention purge).
+    :ivar scheduler: the apscheduler ``AsyncIOScheduler`` (retention purge, idle auto-close, audit anchors,
+        session clean-up).
+    :ivar events: live updates for console sessions (``bridge.app.events.EventHub``).
+    :ivar masker: hides sensitive values in what the console shows.
     """
 
     store: Store
     relay: Relay
     http: aiohttp.ClientSession
     scheduler: AsyncIOScheduler
+    events: EventHub
 
-    def __init__(self, config: Config, registry: PluginRegistry) -> None:
+    def __init__(self, config: Config, registry: PluginRegistry, clock: Callable[[], float] | None = None) -> None:
         """Hold the wiring; use ``await Bridge.create(...)`` to open resources."""
+        self.clock = clock
         self.config = config
         self.registry = registry
         self.pm = registry.pm
         self.hooks = Hooks(registry.pm, bridge=self)
         self.metrics = Metrics()
+        self.masker = Masker(self.hooks)
         self.channels: dict[str, Channel] = {}
         self._states: dict[str, tuple[ChannelState, str | None]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
@@ -88,11 +103,14 @@ class Bridge:
         self._opened: list[str] = []
 
     @classmethod
-    async def create(cls, config: Config, registry: PluginRegistry) -> Bridge:
+    async def create(
+        cls, config: Config, registry: PluginRegistry, *, clock: Callable[[], float] | None = None
+    ) -> Bridge:
         """Check plugins and channels, open the store, build channels and the relay.
 
         Must run inside the event loop. Nothing is started (no worker, no
-        channel connection) until ``start()``.
+        channel connection) until ``start()``. ``clock`` replaces the store's
+        clock (tests of time-bound rules such as lock-outs).
 
         :raises PluginLoadError: a required plugin, or the plugin of an
             enabled channel, is missing or failed to import.
@@ -105,7 +123,7 @@ class Bridge:
             kind = PluginLoadError if any(isinstance(p, PluginLoadError) for p in problems) else ConfigError
             raise kind("; ".join(str(p) for p in problems))
         registry.hooks.configure(config)
-        bridge = cls(config, registry)
+        bridge = cls(config, registry, clock)
         try:
             await bridge._open()
         except BaseException:
@@ -119,8 +137,9 @@ class Bridge:
         from bridge.relay import Relay
         from bridge.store import Store
 
-        self.store = await Store.open(self.config.store)
+        self.store = await Store.open(self.config.store, clock=self.clock)
         self._opened.append("store")
+        self.events = EventHub(self.store, self.masker)
         self.http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60, connect=10))
         self._opened.append("http")
         self.scheduler = AsyncIOScheduler(event_loop=asyncio.get_running_loop())
@@ -171,10 +190,14 @@ class Bridge:
         try:
             await self.relay.start()
             self._opened.append("relay")
+            await self._log_anchor()
+            self.events.start()
+            self._opened.append("events")
             await self._enter_lifespans()
             for name, channel in self.channels.items():
                 await self._start_channel(name, channel)
-            self._schedule_retention()
+            self._schedule_jobs()
+            self._schedule_session_cleanup()
             self.scheduler.start()
         except BaseException:
             await self.stop()
@@ -259,29 +282,92 @@ class Bridge:
         if not task.cancelled() and task.exception() is not None:
             log.error("background task %s failed: %r", task.get_name(), task.exception())
 
-    def _schedule_retention(self) -> None:
-        days = self.config.retention.closed_after_days
-        if days <= 0:
-            return
-        first = datetime.now() + PURGE_FIRST_DELAY
+    def _schedule_jobs(self) -> None:
+        """The daily purge, the idle auto-close and the daily audit anchor (each only when configured)."""
+        retention = self.config.retention
+        if retention.closed_after_days > 0:
+            self.scheduler.add_job(
+                self._purge, "interval", seconds=PURGE_INTERVAL.total_seconds(),
+                next_run_time=datetime.now() + PURGE_FIRST_DELAY, id="retention", coalesce=True,
+            )  # fmt: skip
+        if retention.close_idle_after > 0:
+            every = min(
+                IDLE_CHECK_MAX.total_seconds(), max(IDLE_CHECK_MIN.total_seconds(), retention.close_idle_after / 10)
+            )
+            self.scheduler.add_job(
+                self._close_idle, "interval", seconds=every,
+                next_run_time=datetime.now() + timedelta(seconds=every), id="close_idle", coalesce=True,
+            )  # fmt: skip
         self.scheduler.add_job(
-            self._purge,
-            "interval",
-            seconds=PURGE_INTERVAL.total_seconds(),
-            next_run_time=first,
-            id="retention",
-            coalesce=True,
-        )
+            self._log_anchor, "interval", seconds=ANCHOR_INTERVAL.total_seconds(),
+            next_run_time=datetime.now() + ANCHOR_INTERVAL, id="audit_anchor", coalesce=True,
+        )  # fmt: skip
 
     async def _purge(self) -> None:
         """Run the retention purge; a failure is logged and retried next interval."""
         days = self.config.retention.closed_after_days
         try:
-            count = await self.store.purge_closed(days)
+            counts = await self.store.purge_closed(days)
         except Exception:  # boundary: a failed purge must not stop the scheduler
             log.exception("retention purge failed")
             return
-        log.info("retention: purged %s conversation(s) closed more than %d days ago", count, days)
+        log.info(
+            "retention: purged %d conversation(s) closed more than %d days ago (%d message(s), %d outbox row(s),"
+            " %d event(s), %d media file(s), %d contact(s) with their keys)",
+            counts["conversations"], days, counts["messages"], counts["outbox"], counts["events"], counts["files"],
+            counts["contacts"],
+        )  # fmt: skip
+
+    async def _close_idle(self) -> None:
+        """Close conversations idle for ``[retention] close_idle_after``; a failure is retried next run."""
+        from bridge.relay.routing import close_idle
+
+        rctx = self.relay.rctx
+        if rctx is None:
+            return
+        idle_for = self.config.retention.close_idle_after
+        try:
+            closed = await self.relay.write(lambda tx: close_idle(tx, rctx, idle_for))
+        except Exception:  # boundary: a failed run must not stop the scheduler
+            log.exception("closing idle conversations failed")
+            return
+        if closed:
+            log.info("retention: closed %d idle conversation(s)", len(closed))
+
+    async def _log_anchor(self) -> None:
+        """Log the audit chain's anchor, so the journal keeps copies outside the store (see ``audit verify``)."""
+        try:
+            digest, count = await self.store.read(lambda tx: tx.audit.anchor())
+        except Exception:  # boundary: an unreadable log is for `audit verify` to report, not a reason to stop
+            log.exception("cannot read the audit anchor")
+            return
+        log.info("audit anchor %s:%d (check later with: carebridge audit verify --anchor %s:%d)",
+                 digest, count, digest, count)  # fmt: skip
+
+    def _schedule_session_cleanup(self) -> None:
+        self.scheduler.add_job(
+            self.cleanup_sessions,
+            "interval",
+            seconds=SESSION_CLEANUP_INTERVAL.total_seconds(),
+            next_run_time=datetime.now() + PURGE_FIRST_DELAY,
+            id="sessions",
+            coalesce=True,
+        )
+
+    async def cleanup_sessions(self) -> tuple[int, int]:
+        """Drop expired console sessions and old failed-login counts; return how many of each.
+
+        A failure is logged and retried next interval (the scheduler calls this).
+        """
+        keep = max(FAILURES_KEEP, self.config.security.lockout)
+        try:
+            removed: tuple[int, int] = await self.store.write(lambda tx: tx.sessions.purge(tx.now(), tx.now() - keep))
+        except Exception:  # boundary: a failed clean-up must not stop the scheduler
+            log.exception("session clean-up failed")
+            return 0, 0
+        if any(removed):
+            log.info("sessions: removed %d expired session(s) and %d old failed-login record(s)", *removed)
+        return removed
 
     async def stop(self) -> None:
         """Stop intake, then the relay, then channels and lifespans (idempotent).
@@ -303,6 +389,9 @@ class Bridge:
     async def _shutdown(self) -> None:
         if getattr(self, "scheduler", None) is not None and self.scheduler.running:
             self.scheduler.shutdown(wait=False)
+        if "events" in self._opened:
+            self._opened.remove("events")
+            await self.events.stop()
         tasks = list(self._tasks)
         for task in tasks:
             task.cancel()
@@ -392,6 +481,10 @@ class _Observer:
 
     def message_stored(self, channel: str, direction: str) -> None:
         self._metrics.messages_stored.labels(channel=channel, direction=direction).inc()
+        # May run on the store's writer thread (after a commit): poke() is thread-safe.
+        events = getattr(self._bridge, "events", None)
+        if events is not None:
+            events.poke()
 
     def login_refused(self) -> None:
         self._metrics.login_failures.inc()

@@ -28,7 +28,7 @@ class Metrics:
     :ivar outbox_depth: Gauge — pending outbox rows.
     :ivar outbox_oldest_age: Gauge — age in seconds of the oldest pending row.
     :ivar deliveries: Counter(channel, outcome) — outcome is sent|retry|failed|held.
-    :ivar login_failures: Counter — failed console logins.
+    :ivar login_failures: Counter — refused logins (chat codes, console passwords and codes, lock-outs).
     """
 
     def __init__(self) -> None:
@@ -57,7 +57,11 @@ class Metrics:
             ["channel", "outcome"],
             registry=r,
         )
-        self.login_failures = Counter("carebridge_login_failures", "Failed console logins", registry=r)
+        self.login_failures = Counter(
+            "carebridge_login_failures",
+            "Refused logins: wrong or replayed codes, wrong passwords, lock-outs",
+            registry=r,
+        )
 
     def render(self) -> tuple[bytes, str]:
         """Return the Prometheus text exposition and its content type."""

@@ -24,7 +24,9 @@ if TYPE_CHECKING:
 __all__ = ["add_config_option", "build_parser", "main"]
 
 # Core subcommand modules, in the order ``--help`` lists them.
-_SUBCOMMANDS = ("init", "run", "check_config", "plugins", "agent", "keys", "gdpr", "audit", "simulate")
+_SUBCOMMANDS = (
+    "init", "run", "check_config", "plugins", "agent", "keys", "gdpr", "retention", "audit", "simulate",
+)  # fmt: skip
 
 
 def build_parser(*, with_plugins: bool = True) -> argparse.ArgumentParser:

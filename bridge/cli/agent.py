@@ -1,11 +1,14 @@
-"""``carebridge agent add | list | set-channel | disable``: manage agents.
+"""``carebridge agent add | list | set-channel | identity add|remove | disable``: manage agents.
 
 Works while the daemon runs: every change is one store transaction, and the
 daemon reads agents from the store on every message, so it sees the change
 at once. ``add`` enrols TOTP (prints the otpauth:// URI and a terminal QR
-code) and the console password; ``disable`` also ends the agent's shift and
-hands their open conversations to colleagues or back to the queue. Every
-change is written to the audit log.
+code) and the console password; ``set-channel`` moves the agent and retires
+the address they leave (a message from it is no longer theirs); ``identity``
+adds or retires other addresses the agent writes from, and ``list`` shows
+them all, masked; ``disable`` also ends the agent's shift and hands their
+open conversations to colleagues or back to the queue. Every change is
+written to the audit log.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from bridge import agents
-from bridge.agents import ROLES, Addresses, Agent, AgentError, passwords, totp
+from bridge.agents import ROLES, Addresses, Agent, AgentError, directory, passwords, totp
 from bridge.cli import add_config_option
 from bridge.errors import BridgeError
 from bridge.models import Address
@@ -66,11 +69,26 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     add_config_option(listing)
     listing.set_defaults(func=run_list)
 
-    set_channel = actions.add_parser("set-channel", help="change where an agent receives conversations")
+    set_channel = actions.add_parser(
+        "set-channel", help="change where an agent receives conversations (the old address is retired)"
+    )
     set_channel.add_argument("name", metavar="NAME")
     set_channel.add_argument("address", metavar="CHANNEL:ADDRESS")
     add_config_option(set_channel)
     set_channel.set_defaults(func=run_set_channel)
+
+    identity = actions.add_parser("identity", help="add or retire an address an agent writes from")
+    identity_actions = identity.add_subparsers(dest="identity_command", metavar="ACTION")
+    identity_actions.required = True
+    for action, func, text in (
+        ("add", run_identity_add, "let the agent also write from CHANNEL:ADDRESS"),
+        ("remove", run_identity_remove, "retire CHANNEL:ADDRESS: messages from it are no longer the agent's"),
+    ):
+        parser_ = identity_actions.add_parser(action, help=text)
+        parser_.add_argument("name", metavar="NAME")
+        parser_.add_argument("address", metavar="CHANNEL:ADDRESS")
+        add_config_option(parser_)
+        parser_.set_defaults(func=func)
 
     disable = actions.add_parser("disable", help="disable an agent; their conversations go to colleagues or the queue")
     disable.add_argument("name", metavar="NAME")
@@ -215,9 +233,11 @@ def run_list(args: argparse.Namespace) -> int:
         rows = []
         for agent in tx.agents.all():
             online = agents.is_online(tx, agent.id, now)
+            known = [agents.mask_address(a) for a in directory.identities(tx, agent.id)]
             rows.append([
                 agent.name, agent.role, agents.mask_address(agent.preferred), ",".join(agent.queues),
                 str(agent.capacity), "yes" if online else "no", "yes" if agent.disabled else "no",
+                ",".join(known) or "-",
             ])  # fmt: skip
         return rows
 
@@ -225,7 +245,7 @@ def run_list(args: argparse.Namespace) -> int:
     if not rows:
         print("No agents yet. Add one with: carebridge agent add NAME --channel CHANNEL:ADDRESS", file=sys.stderr)
         return 0
-    print(_table([["NAME", "ROLE", "CHANNEL", "QUEUES", "CAPACITY", "ONLINE", "DISABLED"], *rows]))
+    print(_table([["NAME", "ROLE", "CHANNEL", "QUEUES", "CAPACITY", "ONLINE", "DISABLED", "IDENTITIES"], *rows]))
     return 0
 
 
@@ -236,16 +256,54 @@ def run_set_channel(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     address = _address(args, args.address, "CHANNEL:ADDRESS")
 
-    def change(tx: Any) -> Agent:
+    def change(tx: Any) -> tuple[Agent, bool]:
         agent = agents.require_agent(tx, args.name)
         updated = agents.set_channel(tx, agent.id, address)
-        tx.audit.append(
-            _actor(), "agent.set_channel", f"agent:{agent.id}", {"from": agent.channel, "to": updated.channel}
-        )
-        return updated
+        retired = agent.address != "" and agent.preferred != updated.preferred
+        detail = {"from": agent.channel, "to": updated.channel, "retired": agent.channel if retired else None}
+        tx.audit.append(_actor(), "agent.set_channel", f"agent:{agent.id}", detail)
+        return updated, retired
 
-    agent: Agent = _with_store(config, change)
-    print(f"{agent.name} now receives conversations on {agents.mask_address(agent.preferred)}.")
+    agent, retired = _with_store(config, change)
+    line = f"{agent.name} now receives conversations on {agents.mask_address(agent.preferred)}."
+    print(line + (" The previous address is retired." if retired else ""))
+    return 0
+
+
+def run_identity_add(args: argparse.Namespace) -> int:
+    """Add an address the agent is recognised by."""
+    from bridge.config import load_config
+
+    config = load_config(args.config)
+    address = _address(args, args.address, "CHANNEL:ADDRESS")
+
+    def change(tx: Any) -> bool:
+        agent = agents.require_agent(tx, args.name)
+        added = directory.add_identity(tx, agent.id, address)
+        if added:
+            tx.audit.append(_actor(), "agent.identity_add", f"agent:{agent.id}", {"channel": address.channel})
+        return added
+
+    added = _with_store(config, change)
+    masked = agents.mask_address(address)
+    print(f"{args.name} can now write from {masked}." if added else f"{masked} already was {args.name}'s.")
+    return 0
+
+
+def run_identity_remove(args: argparse.Namespace) -> int:
+    """Retire an address: messages from it are no longer the agent's."""
+    from bridge.config import load_config
+
+    config = load_config(args.config)
+    address = _address(args, args.address, "CHANNEL:ADDRESS")
+
+    def change(tx: Any) -> None:
+        agent = agents.require_agent(tx, args.name)
+        directory.remove_identity(tx, agent.id, address)
+        tx.audit.append(_actor(), "agent.identity_remove", f"agent:{agent.id}", {"channel": address.channel})
+
+    _with_store(config, change)
+    print(f"{agents.mask_address(address)} is retired: messages from it are no longer {args.name}'s.")
     return 0
 
 

@@ -8,6 +8,14 @@ force (a stale ``.new`` is harmless); a crash after it leaves the new key in
 ``.new``, and the next open finishes the rename. With an ``env:`` or
 ``credential:`` key the new key goes to ``--output FILE`` (0600) before the
 commit, for the admin to install.
+
+Retiring the old key: after the commit the WAL is checkpointed and truncated
+(``secure_delete`` has zeroed the old wrappings in the pages that replaced
+them), so the old wrapped keys are gone from the files. ``--rekey`` then
+replaces every contact's and agent's data key and re-encrypts what it sealed
+(:mod:`bridge.store.repos.rekey`), one group of owners per transaction: a
+running daemon keeps working and follows each replaced key; a crashed run is
+resumed by running the command again.
 """
 
 from __future__ import annotations
@@ -15,6 +23,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -31,6 +40,7 @@ from bridge.store.keyfile import (
 
 if TYPE_CHECKING:
     from bridge.store import StoreSettings
+    from bridge.store.engine import Progress
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -45,22 +55,35 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
         "A file: key is replaced in place; an env:/credential: key needs --output.",
     )
     rotate.add_argument("--output", metavar="FILE", help="where to write the new key (env:/credential: keys only)")
+    rotate.add_argument(
+        "--rekey", action="store_true",
+        help="also replace every contact's and agent's data key and re-encrypt their data (resumable; "
+        "the daemon keeps running)",
+    )  # fmt: skip
     add_config_option(rotate)
     rotate.set_defaults(func=run_rotate)
 
 
 def run_rotate(args: argparse.Namespace) -> int:
     """Rotate the master key named by ``[store] key``."""
+    from bridge.cli.progress import ProgressBar
     from bridge.config import load_config
 
     config = load_config(args.config)
-    message = asyncio.run(rotate(config.store, Path(args.output) if args.output else None))
+    output = Path(args.output) if args.output else None
+    if args.rekey:
+        with ProgressBar("re-encrypting") as bar:
+            message = asyncio.run(rotate(config.store, output, rekey=True, progress=bar))
+    else:
+        message = asyncio.run(rotate(config.store, output))
     print(message)
     return 0
 
 
-async def rotate(settings: StoreSettings, output: Path | None) -> str:
-    """Do the rotation; return the line to print."""
+async def rotate(
+    settings: StoreSettings, output: Path | None, *, rekey: bool = False, progress: Progress | None = None
+) -> str:
+    """Do the rotation (and the rekey); return the line to print."""
     from bridge.store import Store
     from bridge.store.keyring import pending_key_path
 
@@ -75,7 +98,12 @@ async def rotate(settings: StoreSettings, output: Path | None) -> str:
     if output is not None and await asyncio.to_thread(output.exists):
         raise StoreError(f"{output} already exists; refusing to overwrite a key file")
     store = await Store.open(settings, create_missing_key=False, must_exist=True)
+    rekeyed: dict[str, int] | None = None
     try:
+        if rekey:
+            unknown = await store.read(lambda tx: tx.rekey.unknown_columns())
+            if unknown:
+                raise StoreError(f"cannot re-encrypt: unknown sealed column(s) {', '.join(unknown)}")
         new_key = generate_key()
         if key_path is not None:
             pending = pending_key_path(key_path)
@@ -85,20 +113,45 @@ async def rotate(settings: StoreSettings, output: Path | None) -> str:
             write_key_file(output, new_key, exclusive=True)
         count = await store.rotate_master_key(new_key)
         await store.write(lambda tx: tx.audit.append(cli_actor(), "keys.rotate", None, {"data_keys": count}))
+        if key_path is not None:
+            _install(pending, key_path, ref, new_key)
+        if not await store.checkpoint():
+            print(
+                f"carebridge: warning: the WAL of {settings.path} could not be truncated yet (another process kept "
+                "reading); the old wrappings leave it at the next checkpoint",
+                file=sys.stderr,
+            )
+        if rekey:
+            rekeyed = await store.rekey(progress=progress)
+            detail = dict(rekeyed)
+            await store.write(lambda tx: tx.audit.append(cli_actor(), "keys.rekey", None, detail))
     finally:
         await store.close()
     if key_path is not None:
-        try:
-            os.replace(pending, key_path)
-        except FileNotFoundError:  # a starting daemon finished the rename for us
-            if load_master_key(ref) != new_key:
-                raise StoreError(f"{pending} vanished before it replaced {key_path}") from None
-        fsync_dir(key_path.parent)
-        return f"master key rotated: {count} data keys re-wrapped; {key_path} holds the new key"
-    return (
-        f"master key rotated: {count} data keys re-wrapped; install the new key from {output} "
-        f"in place of {describe(ref)} and restart the daemon (the old key is refused from now on)"
-    )
+        message = f"master key rotated: {count} data keys re-wrapped; {key_path} holds the new key"
+    else:
+        message = (
+            f"master key rotated: {count} data keys re-wrapped; install the new key from {output} "
+            f"in place of {describe(ref)} and restart the daemon (the old key is refused from now on)"
+        )
+    if rekeyed is not None:
+        message += (
+            f"\ndata keys replaced: {rekeyed['keys']}; re-encrypted {rekeyed['cells']} value(s) and"
+            f" {rekeyed['files']} media file(s)" + (" (an interrupted run was resumed)" if rekeyed["resumed"] else "")
+        )
+        if rekeyed["unreadable"]:
+            message += f"; {rekeyed['unreadable']} value(s) were unreadable before and stay so"
+    return message
+
+
+def _install(pending: Path, key_path: Path, ref: str, new_key: bytes) -> None:
+    """Rename ``<keyfile>.new`` over the key file (a starting daemon may have done it already)."""
+    try:
+        os.replace(pending, key_path)
+    except FileNotFoundError:  # a starting daemon finished the rename for us
+        if load_master_key(ref) != new_key:
+            raise StoreError(f"{pending} vanished before it replaced {key_path}") from None
+    fsync_dir(key_path.parent)
 
 
 def cli_actor() -> str:

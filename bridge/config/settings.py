@@ -101,10 +101,15 @@ class StoreConfig:
 
 @dataclass(frozen=True)
 class SecurityConfig:
-    """``[security]``: console sessions and login throttling."""
+    """``[security]``: console sessions and login throttling.
+
+    ``login_max_attempts_per_address`` (0: no such limit) must be higher than
+    ``login_max_attempts``: it stops one address guessing across accounts.
+    """
 
     session_ttl: float = 8 * 3600.0
     login_max_attempts: int = 5
+    login_max_attempts_per_address: int = 20
     lockout: float = 15 * 60.0
     totp_issuer: str = "Carebridge"
 
@@ -140,9 +145,11 @@ class TemplatesConfig:
 
 @dataclass(frozen=True)
 class RetentionConfig:
-    """``[retention]``: purge closed conversations after this many days (0: never)."""
+    """``[retention]``: purge closed conversations after this many days (0: never);
+    close open conversations idle for ``close_idle_after`` seconds (0: never)."""
 
     closed_after_days: int = 90
+    close_idle_after: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -228,6 +235,7 @@ _SCHEMA: dict[str, tuple[type, dict[str, Parser]]] = {
         {
             "session_ttl": cv.duration,
             "login_max_attempts": cv.integer(1),
+            "login_max_attempts_per_address": cv.integer(0),
             "lockout": cv.duration,
             "totp_issuer": cv.string,
         },
@@ -253,7 +261,7 @@ _SCHEMA: dict[str, tuple[type, dict[str, Parser]]] = {
         },
     ),
     "templates": (TemplatesConfig, {"file": cv.optional_path}),
-    "retention": (RetentionConfig, {"closed_after_days": cv.integer(0)}),
+    "retention": (RetentionConfig, {"closed_after_days": cv.integer(0), "close_idle_after": cv.duration}),
     "sensitive": (
         SensitiveConfig,
         {
@@ -339,6 +347,13 @@ def parse_config(data: Mapping[str, Any], *, path: Path | None, base_dir: Path) 
     store: StoreConfig = sections["store"]
     if store.backend == "postgresql" and not store.dsn.strip():
         raise ConfigError('store.dsn: required when store.backend is postgresql (e.g. "env:CAREBRIDGE_DSN")')
+    security: SecurityConfig = sections["security"]
+    per_address = security.login_max_attempts_per_address
+    if per_address and per_address <= security.login_max_attempts:
+        raise ConfigError(
+            "security.login_max_attempts_per_address: must be higher than security.login_max_attempts"
+            f" ({security.login_max_attempts}), or 0 for no per-address limit"
+        )
     delivery: DeliveryConfig = sections["delivery"]
     if delivery.retry_max < delivery.retry_base:
         raise ConfigError("delivery.retry_max: must not be shorter than delivery.retry_base")

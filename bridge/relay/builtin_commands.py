@@ -2,7 +2,11 @@
 
 Handlers follow the ``register_commands`` contract: ``handler(ctx, args)``
 runs inside the store transaction and returns the answer for the agent (or
-None when it already sent what the agent needs). Refusals raise
+None when it already sent what the agent needs). An answer that names a
+customer is sent by the handler itself with ``notify_agent(...,
+conversation_id=...)`` (or ``about=`` for several), so it is sealed under
+the customer's key or deleted with them; a returned answer is sealed under
+the agent's key and names nobody. Refusals raise
 ``CommandRefused`` so that nothing they touched is kept; failed logins
 *return* their answer instead, because their audit entry must be kept.
 """
@@ -10,26 +14,26 @@ None when it already sent what the agent needs). Refusals raise
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TypeVar
 
 from bridge import agents as agents_repo
 from bridge.agents import login
 from bridge.hookspecs import hookimpl
-from bridge.relay import secure, transfer
+from bridge.relay import actions, secure, transfer
 from bridge.relay.command_table import CommandTable
 from bridge.relay.commands import (
     CommandContext,
     CommandRefused,
     actor,
-    customer_window_open,
     label,
     open_conversation_ids,
     own_conversation,
     parse_conversation_ref,
     split_target,
 )
-from bridge.relay.reads import write_event
-from bridge.relay.routing import assign_waiting, notify_agent, requeue, send_to_customer
+from bridge.relay.routing import assign_waiting, notify_agent
 
+T = TypeVar("T")
 WAITING_LIMIT = 1000  # counted for answers only
 LOGIN_USAGE = "Send /login followed by the 6-digit code from your authenticator app, e.g. /login 123456."
 LOGIN_INVALID = "That code is not valid. Check that your phone's clock is right and send /login with the current code."
@@ -87,17 +91,13 @@ def cmd_login(ctx: CommandContext, args: str) -> str | None:
 
 
 def cmd_logout(ctx: CommandContext, args: str) -> str | None:
-    """End the shift; the agent's open conversations go back to their queues."""
+    """End the shift; the agent's open conversations go back to their queues (``actions.end_shift``)."""
     tx, agent = ctx.tx, ctx.agent
-    agents_repo.end_shift(tx, agent.id, ctx.now)
-    tx.agents.set_current_conversation(agent.id, None)
-    open_ids = open_conversation_ids(tx, agent.id)
-    for conversation_id in reversed(open_ids):  # oldest activity first, like a queue
-        requeue(tx, ctx.rctx, conversation_id)
-    tx.audit.append(actor(agent), "agent.logout", f"agent:{agent.id}", {"requeued": len(open_ids)})
-    if not open_ids:
+    requeued = actions.end_shift(tx, ctx.rctx, agent, ctx.now)
+    tx.audit.append(actor(agent), "agent.logout", f"agent:{agent.id}", {"requeued": requeued})
+    if not requeued:
         return "You are logged out."
-    return f"You are logged out. {len(open_ids)} conversation(s) went back to the queue."
+    return f"You are logged out. {requeued} conversation(s) went back to the queue."
 
 
 def cmd_list(ctx: CommandContext, args: str) -> str | None:
@@ -114,7 +114,9 @@ def cmd_list(ctx: CommandContext, args: str) -> str | None:
     tail = f"\n{waiting} conversation(s) waiting in your queues." if waiting else ""
     if not lines:
         return "You have no open conversations." + tail
-    return "Your conversations:\n" + "\n".join(lines) + tail
+    text = "Your conversations:\n" + "\n".join(lines) + tail
+    notify_agent(tx, ctx.rctx, agent, text, about=open_conversation_ids(tx, agent.id))
+    return None
 
 
 def cmd_switch(ctx: CommandContext, args: str) -> str | None:
@@ -126,37 +128,41 @@ def cmd_switch(ctx: CommandContext, args: str) -> str | None:
         )
     conv = own_conversation(ctx, conversation_id)
     ctx.tx.agents.set_current_conversation(ctx.agent.id, conv.id)
-    return f"Now answering {label(ctx, conv)}. Your messages go to this customer."
+    text = f"Now answering {label(ctx, conv)}. Your messages go to this customer."
+    notify_agent(ctx.tx, ctx.rctx, ctx.agent, text, conversation_id=conv.id)
+    return None
 
 
 def cmd_close(ctx: CommandContext, args: str) -> str | None:
-    """Close the current conversation (or ``/close 42``); tell the customer if a text is set."""
-    tx, agent = ctx.tx, ctx.agent
+    """Close the current conversation (or ``/close 42``); tell the customer if a text is set (``actions.close``)."""
     conversation_id, rest = split_target(args)
     if rest:
         raise CommandRefused("Send /close, or /close followed by a conversation number.")
     conv = own_conversation(ctx, conversation_id)
-    notice = ctx.rctx.templates.render("closed", conv.language).strip()
-    if notice and customer_window_open(ctx, conv):
-        send_to_customer(tx, ctx.rctx, conv.id, notice, agent_id=agent.id, kind="system")
-    tx.conversations.close(conv.id)
-    tx.agents.release_conversation(conv.id)
-    write_event(tx, conv, "closed", from_agent=agent.id)
-    remaining = len(open_conversation_ids(tx, agent.id))
-    more = f" You have {remaining} open conversation(s); send /list." if remaining else ""
-    return f"Closed {label(ctx, conv)}.{more}"
+    done = _act(lambda: actions.close(ctx.tx, ctx.rctx, ctx.agent, conv.id, ctx.now))
+    more = f" You have {done.remaining} open conversation(s); send /list." if done.remaining else ""
+    notify_agent(ctx.tx, ctx.rctx, ctx.agent, f"Closed {done.label}.{more}", conversation_id=conv.id)
+    return None
 
 
 def cmd_note(ctx: CommandContext, args: str) -> str | None:
-    """Store an internal note on the current conversation (or ``/note 42 TEXT``); never sent."""
+    """Store an internal note on the current conversation (or ``/note 42 TEXT``); never sent (``actions.note``)."""
     conversation_id, text = split_target(args)
     if not text:
         raise CommandRefused("Send /note followed by the text of the note.")
     conv = own_conversation(ctx, conversation_id)
-    ctx.tx.messages.insert(
-        conv.id, direction="note", channel=ctx.message.channel, text=text, agent_id=ctx.agent.id, status="stored"
-    )
-    return f"Note added to {label(ctx, conv)}. The customer does not see it."
+    _act(lambda: actions.note(ctx.tx, ctx.agent, conv.id, text, ctx.message.channel))
+    text = f"Note added to {label(ctx, conv)}. The customer does not see it."
+    notify_agent(ctx.tx, ctx.rctx, ctx.agent, text, conversation_id=conv.id)
+    return None
+
+
+def _act(action: Callable[[], T]) -> T:
+    """Run a shared action; its refusal becomes the chat answer."""
+    try:
+        return action()
+    except actions.ActionRefused as refusal:
+        raise CommandRefused(str(refusal)) from refusal
 
 
 def cmd_help(ctx: CommandContext, args: str) -> str | None:

@@ -9,6 +9,7 @@ transfer use them too (see RELAY-SHARED).
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -29,6 +30,7 @@ if TYPE_CHECKING:
 __all__ = [
     "assign",
     "assign_waiting",
+    "close_idle",
     "format_prefix",
     "notify_agent",
     "recent_messages",
@@ -59,16 +61,29 @@ def recent_messages(tx: Tx, conversation_id: int, n: int) -> list[Message]:
 
 
 def notify_agent(
-    tx: Tx, rctx: RelayContext, agent: Agent, text: str, *, conversation_id: int | None = None
+    tx: Tx,
+    rctx: RelayContext,
+    agent: Agent,
+    text: str,
+    *,
+    conversation_id: int | None = None,
+    about: Sequence[int] = (),
 ) -> int | None:
     """Enqueue ``text`` to the agent's preferred channel; return the outbox id.
 
-    A notice about a conversation is sealed under the customer's key (it
-    names them, and erasing them must erase it too); others under the agent's.
-    Returns None when the agent has no reachable address.
+    Whatever names or quotes a customer must be erased with them. A notice
+    about one conversation (``conversation_id``) is sealed under its
+    customer's key, so destroying that key is enough. A notice naming several
+    conversations at once (``about``: ``/list``) is sealed under the agent's
+    key, and each conversation it names is recorded so erasure and retention
+    delete the row. Anything else is sealed under the agent's key and must
+    name no customer. Returns None when the agent has no reachable address.
     """
     if agent.channel != "console" and not agent.address:
         return None
+    about = list(dict.fromkeys(about))
+    if conversation_id is None and len(about) == 1:
+        conversation_id = about[0]
     owner = KeyOwner.agent(agent.id)
     meta: dict[str, str] | None = None
     if conversation_id is not None:
@@ -77,7 +92,11 @@ def notify_agent(
             owner = KeyOwner.contact(conv.contact_id)
             # Threading data for channels that use it (email: Subject, Reply-To token).
             meta = agent_thread_meta(conv.id, _conversation_label(tx, rctx, conv))
-    return _enqueue_to_agent(tx, rctx, agent, text, owner=owner, conversation_id=conversation_id, meta=meta)
+        return _enqueue_to_agent(tx, rctx, agent, text, owner=owner, conversation_id=conversation_id, meta=meta)
+    row = _enqueue_to_agent(tx, rctx, agent, text, owner=owner, conversation_id=None, meta=None)
+    if about:
+        tx.gdpr.name_in_notice(row, about)
+    return row
 
 
 def _enqueue_to_agent(
@@ -361,3 +380,45 @@ def requeue(tx: Tx, rctx: RelayContext, conversation_id: int, queue: str | None 
     tx.agents.release_conversation(conversation_id)
     reads.write_event(tx, conv, "requeued", from_agent=previous, detail={"queue": queue or conv.queue})
     route(tx, rctx, conversation_id, exclude=previous, history=rctx.config.routing.history_messages)
+
+
+#: Conversations closed per transaction by the idle auto-close (the rest wait for the next run).
+IDLE_BATCH = 200
+
+
+def close_idle(tx: Tx, rctx: RelayContext, idle_for: float) -> list[int]:
+    """Close open conversations with no activity for ``idle_for`` seconds; return their ids.
+
+    The customer gets the ``closed_idle`` notice when their channel can still
+    take free text (a closed reply window is not knocked on just to say
+    goodbye), and the assigned agent is told, under the customer's key.
+    """
+    closed: list[int] = []
+    for conversation_id in tx.retention.idle(idle_for, IDLE_BATCH):
+        conv = tx.conversations.get(conversation_id)
+        if conv is None:
+            continue
+        notice = rctx.templates.render("closed_idle", conv.language).strip()
+        if notice and _window_open(tx, rctx, conv):
+            send_to_customer(tx, rctx, conv.id, notice, kind="system")
+        tx.conversations.close(conv.id)
+        tx.agents.release_conversation(conv.id)
+        reads.write_event(tx, conv, "closed", from_agent=conv.agent_id, detail={"reason": "idle"})
+        agent = tx.agents.get(conv.agent_id) if conv.agent_id is not None else None
+        if agent is not None and not agent.disabled:
+            label = _conversation_label(tx, rctx, conv)
+            minutes = max(1, round(idle_for / 60))
+            notify_agent(tx, rctx, agent, f"{label} was closed after {minutes} minute(s) without activity.",
+                         conversation_id=conv.id)  # fmt: skip
+        closed.append(conv.id)
+    return closed
+
+
+def _window_open(tx: Tx, rctx: RelayContext, conv: Conversation) -> bool:
+    """Whether the customer's channel takes free text now (no reply window, or inside it)."""
+    window = rctx.channel_window(conv.channel)
+    if window is None:
+        return True
+    identity = tx.contacts.get_identity(conv.identity_id) if conv.identity_id is not None else None
+    last = identity.last_inbound_at if identity is not None else None
+    return last is not None and rctx.now() - float(last) < float(window)

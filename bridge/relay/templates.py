@@ -41,6 +41,7 @@ FIELDS = frozenset(
 REQUIRED_KEYS = (
     "queued",
     "closed",
+    "closed_idle",
     "transfer",
     "handoff",
     "window_closed_customer",

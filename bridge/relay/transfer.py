@@ -14,109 +14,56 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from bridge import agents as agents_repo
+from bridge.relay import actions
 from bridge.relay.commands import (
     CommandContext,
     CommandRefused,
     actor,
-    customer_window_open,
     label,
     own_conversation,
     parse_conversation_ref,
     split_target,
 )
 from bridge.relay.reads import write_event
-from bridge.relay.routing import assign, notify_agent, requeue, send_to_customer
-from bridge.store import Agent, Conversation
+from bridge.relay.routing import assign, notify_agent, requeue
+from bridge.store import Conversation
 
-TRANSFERRED = "transferred"
+TRANSFERRED = actions.TRANSFERRED
 DECLINED = "declined"
 USAGE = "Send /transfer followed by a colleague's name or a queue, and optionally a note: /transfer bob Wants a refund."
 
 
 def known_queues(ctx: CommandContext) -> set[str]:
     """Queues of the routing rules plus every queue an agent serves."""
-    queues = set(getattr(ctx.rctx.rules, "queues", ()) or ())
-    for agent in ctx.tx.agents.all():
-        queues.update(agent.queues)
-    return queues
-
-
-def _refuse_target(ctx: CommandContext, target: Agent, conv: Conversation) -> None:
-    if target.id == ctx.agent.id:
-        raise CommandRefused(f"{label(ctx, conv)} is already yours.")
-    if target.disabled:
-        raise CommandRefused(f"Cannot transfer to {target.name}: their account is disabled.")
-    if not agents_repo.is_online(ctx.tx, target.id, ctx.now):
-        raise CommandRefused(f"Cannot transfer to {target.name}: they are not logged in.")
-    open_count = ctx.tx.conversations.count_assigned(target.id)
-    if open_count >= target.capacity:
-        raise CommandRefused(
-            f"Cannot transfer to {target.name}: they already have {open_count} open conversation(s), their maximum."
-        )
-
-
-def _notify_customer(ctx: CommandContext, conv: Conversation) -> None:
-    if not ctx.rctx.config.routing.transfer_notice:
-        return
-    notice = ctx.rctx.templates.render("transfer", conv.language).strip()
-    if notice and customer_window_open(ctx, conv):
-        send_to_customer(ctx.tx, ctx.rctx, conv.id, notice, kind="system")
-
-
-def _release_sender(ctx: CommandContext, conv: Conversation) -> None:
-    if ctx.agent.current_conversation_id == conv.id:
-        ctx.tx.agents.set_current_conversation(ctx.agent.id, None)
+    return actions.known_queues(ctx.tx, ctx.rctx)
 
 
 def cmd_transfer(ctx: CommandContext, args: str) -> str | None:
-    """``/transfer [#ID] AGENT|QUEUE [note]``: hand the (current) conversation over."""
-    tx, rctx, agent = ctx.tx, ctx.rctx, ctx.agent
+    """``/transfer [#ID] AGENT|QUEUE [note]``: hand the (current) conversation over (``actions.transfer``)."""
     conversation_id, rest = split_target(args)
     target_name, _, note = rest.partition(" ")
-    note = " ".join(note.split())
     if not target_name:
         raise CommandRefused(USAGE)
     conv = own_conversation(ctx, conversation_id)
-    before = label(ctx, conv)
-    history = rctx.config.routing.history_messages
-    target = tx.agents.get_by_name(target_name)
-    if target is not None:
-        _refuse_target(ctx, target, conv)
-        _release_sender(ctx, conv)
-        assign(tx, rctx, conv.id, target, history=history, note=note or None, reason="transfer", from_agent=agent)
-        timeout = rctx.config.routing.decline_timeout
-        write_event(tx, conv, TRANSFERRED, from_agent=agent.id, to_agent=target.id,
-                    detail={"note": note} if note else None, expires_at=ctx.now + timeout)  # fmt: skip
-        if timeout > 0:
-            notify_agent(tx, rctx, target, f"{before} You can hand it back with /decline within {_minutes(timeout)}.",
-                         conversation_id=conv.id)  # fmt: skip
-        _notify_customer(ctx, conv)
-        tx.audit.append(actor(agent), "conversation.transfer", f"conversation:{conv.id}",
-                 {"from": agent.name, "to": target.name})  # fmt: skip
-        return f"{before} is now with {target.name}."
-    if target_name not in known_queues(ctx):
-        raise CommandRefused(f"There is no agent or queue named {target_name!r}. {USAGE}")
-    _release_sender(ctx, conv)
-    if note:
-        # Stored as an internal note, so whoever takes it from the queue sees it in the history.
-        tx.messages.insert(
-            conv.id, direction="note", channel=ctx.message.channel, text=note, agent_id=agent.id, status="stored"
+    try:
+        done = actions.transfer(
+            ctx.tx, ctx.rctx, ctx.agent, conv.id, target_name, note, ctx.now, channel=ctx.message.channel
         )
-    write_event(tx, conv, TRANSFERRED, from_agent=agent.id, detail={"queue": target_name})
-    requeue(tx, rctx, conv.id, queue=target_name)
-    _notify_customer(ctx, conv)
-    detail = {"from": agent.name, "queue": target_name}
-    tx.audit.append(actor(agent), "conversation.transfer", f"conversation:{conv.id}", detail)
-    after = tx.conversations.get(conv.id)
-    taker = tx.agents.get(after.agent_id) if after is not None and after.agent_id else None
-    if taker is not None:
-        return f"{before} moved to queue {target_name} and is now with {taker.name}."
-    return f"{before} moved to queue {target_name}; it waits there for an agent."
+    except actions.ActionRefused as refusal:
+        if refusal.refusal is actions.Refusal.UNKNOWN_TARGET:
+            raise CommandRefused(f"{refusal} {USAGE}") from refusal
+        raise CommandRefused(str(refusal)) from refusal
+    if done.agent is not None:
+        return _answer(ctx, conv, f"{done.label} is now with {done.agent.name}.")
+    if done.taker is not None:
+        return _answer(ctx, conv, f"{done.label} moved to queue {done.queue} and is now with {done.taker.name}.")
+    return _answer(ctx, conv, f"{done.label} moved to queue {done.queue}; it waits there for an agent.")
 
 
-def _minutes(seconds: float) -> str:
-    minutes = max(1, round(seconds / 60))
-    return f"{minutes} minute{'s' if minutes != 1 else ''}"
+def _answer(ctx: CommandContext, conv: Conversation, text: str) -> str | None:
+    """Send an answer that names the customer under their key (erasing them erases it); nothing is left to return."""
+    notify_agent(ctx.tx, ctx.rctx, ctx.agent, text, conversation_id=conv.id)
+    return None
 
 
 def _pending_transfer(ctx: CommandContext, conversation_id: int | None) -> tuple[int, int, int | None, float | None]:
@@ -139,7 +86,7 @@ def cmd_decline(ctx: CommandContext, args: str) -> str | None:
     assert conv is not None  # noqa: S101 - joined above
     if expires_at is None or ctx.now >= expires_at:
         raise CommandRefused(
-            f"Too late to decline {label(ctx, conv)}: the time for that has passed. Use /transfer to pass it on."
+            f"Too late to decline conversation #{conv.id}: the time for that has passed. Use /transfer to pass it on."
         )
     # The window is used up: a second /decline must not bounce it again.
     tx.events.expire(event_id, ctx.now)
@@ -154,14 +101,15 @@ def cmd_decline(ctx: CommandContext, args: str) -> str | None:
         notify_agent(tx, rctx, sender, f"{here} {agent.name} declined the transfer; the conversation is yours again.",
                      conversation_id=conv.id)  # fmt: skip
         assign(tx, rctx, conv.id, sender, reason="declined", from_agent=agent)
-        return f"You declined {here}; it went back to {sender.name}."
+        return _answer(ctx, conv, f"You declined {here}; it went back to {sender.name}.")
     requeue(tx, rctx, conv.id)
     after = tx.conversations.get(conv.id)
     who = sender.name if sender else "the sender"
     if after is not None and after.agent_id:
         taker = tx.agents.get(after.agent_id)
-        return f"You declined {here}; {who} is not logged in, so it went to {taker.name if taker else 'another agent'}."
-    return f"You declined {here}; {who} is not logged in, so it waits in the queue {conv.queue}."
+        went = taker.name if taker else "another agent"
+        return _answer(ctx, conv, f"You declined {here}; {who} is not logged in, so it went to {went}.")
+    return _answer(ctx, conv, f"You declined {here}; {who} is not logged in, so it waits in the queue {conv.queue}.")
 
 
 def register_transfer_commands(register: Callable[..., None]) -> None:

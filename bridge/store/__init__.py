@@ -16,7 +16,7 @@ running store without a restart.
 ``Tx`` is composed of one repository per aggregate (``tx.contacts``,
 ``tx.conversations``, ``tx.messages``, ``tx.attachments``, ``tx.agents``,
 ``tx.shifts``, ``tx.outbox``, ``tx.relay``, ``tx.events``, ``tx.audit``,
-``tx.gdpr``), each built on the :class:`bridge.store.session.Session`
+``tx.gdpr``, ``tx.sessions``), each built on the :class:`bridge.store.session.Session`
 primitives (the backend seam: SQL, clock, ids, sealing, blind indexes, data
 keys). Callers speak in domain terms; statements, encryption rules and the
 schema (``bridge.store.schema``, numbered migrations) stay here.
@@ -39,8 +39,10 @@ from bridge.store.records import (
     AttachmentRecord,
     AuditCheck,
     AuditEntry,
+    ConsoleSession,
     Contact,
     Conversation,
+    ConversationEvent,
     Delivery,
     DuePlan,
     EarlyStatus,
@@ -60,7 +62,9 @@ __all__ = [
     "AttachmentRecord",
     "AuditCheck",
     "AuditEntry",
+    "ConsoleSession",
     "Contact",
+    "ConversationEvent",
     "Conversation",
     "Delivery",
     "DuePlan",

@@ -44,6 +44,7 @@ from bridge.store.keyfile import (
     write_key_file,
 )
 from bridge.store.keyring import MISMATCH, Keyring, key_matches, pending_key_path
+from bridge.store.repos.retention import PURGE_COUNTS
 from bridge.store.session import SqliteSession
 from bridge.store.tx import Tx
 
@@ -54,6 +55,16 @@ MAX_BATCH = 512
 _STOP = object()
 # Results that cannot be awaitables: skips an ABC check per write on the hot path.
 _PLAIN_RESULTS = frozenset({type(None), int, str, bytes, bool, float, tuple, list, dict})
+
+
+class Progress(Protocol):
+    """Where long store jobs (purge, rekey) report how far they are (the CLI draws a bar)."""
+
+    def start(self, total: int) -> None:
+        """The job has ``total`` units of work."""
+
+    def advance(self, done: int) -> None:
+        """``done`` more units are finished."""
 
 
 class StoreSettings(Protocol):
@@ -178,6 +189,7 @@ class Store:
         self._writer_conn = conn
         self._reader_conn = reader
         self._data_version = conn.execute("PRAGMA data_version").fetchone()[0]
+        self._keyring.sync(conn)
 
     def _check_before_writing(self, conn: sqlite3.Connection, master: bytes, key_path: Path | None) -> bytes:
         """Refuse a newer schema or a wrong key without writing; finish an interrupted rotation."""
@@ -254,23 +266,42 @@ class Store:
         """Whether this daemon is the one to run job ``name`` now (always, with one daemon per file)."""
         yield True
 
-    async def purge_closed(self, days: float, *, chunk: int = 2000) -> int:
-        """Retention: delete the messages of conversations closed more than ``days`` ago.
+    async def purge_closed(
+        self, days: float, *, chunk: int = 100, actor: str = "system:retention", progress: Progress | None = None
+    ) -> dict[str, int]:
+        """Retention: delete the conversations closed more than ``days`` ago and all that carries their text.
 
-        Works in transactions of at most ``chunk`` messages, so live writes interleave.
+        Works in transactions of at most ``chunk`` conversations, so live
+        writes interleave; a contact left with no conversation goes with their
+        data key. Then one audit entry (counts only) and a WAL checkpoint, so no
+        old page of what went stays in the WAL. Returns counts
+        (``bridge.store.repos.retention.PURGE_COUNTS``).
         """
-        total = 0
+        chunk = max(1, min(chunk, 500))
+        if progress is not None:
+            progress.start(await self.read(lambda tx: tx.retention.plan(days)["conversations"]))
+        totals = dict.fromkeys(PURGE_COUNTS, 0)
         while True:
-            done = await self.write(lambda tx: tx.gdpr.purge_closed(days, limit=chunk))
-            total += done
-            if done < chunk:
-                return total
+            done = await self.write(lambda tx: tx.retention.purge_chunk(days, chunk))
+            for key, value in done.items():
+                totals[key] += value
+            if progress is not None:
+                progress.advance(done["conversations"])
+            if done["conversations"] < chunk:
+                break
+        if totals["conversations"]:
+            detail = {**totals, "closed_after_days": days}
+            await self.write(lambda tx: tx.audit.append(actor, "retention.purge", None, detail))
+            await self.checkpoint()
+        return totals
 
     async def rotate_master_key(self, new_master: bytes) -> int:
         """Re-wrap every data key under ``new_master`` in one transaction; return the count.
 
         The caller must have stored ``new_master`` durably BEFORE calling this
-        (see ``carebridge keys rotate``); from the commit on, only it opens the store.
+        (see ``carebridge keys rotate``); from the commit on, only it opens the
+        store. Call :meth:`checkpoint` afterwards: until then the old wrappings
+        stay in the WAL.
         """
 
         def rotate(tx: Tx) -> int:
@@ -279,6 +310,61 @@ class Store:
             return count
 
         return await self.write(rotate)
+
+    async def rekey(self, *, owners: int = 32, progress: Progress | None = None) -> dict[str, int]:
+        """Replace every contact's and agent's data key and re-seal what it sealed (resumable).
+
+        See :mod:`bridge.store.repos.rekey`. A running daemon keeps working:
+        each transaction bumps the key epoch it checks. Returns counts
+        (``keys``, ``cells``, ``files``, ``unreadable``, ``resumed``).
+
+        :raises StoreError: the schema has a BLOB column the rekey does not
+            know, so it would strand what that column seals.
+        """
+        unknown = await self.read(lambda tx: tx.rekey.unknown_columns())
+        if unknown:
+            raise StoreError(f"cannot re-encrypt: unknown sealed column(s) {', '.join(unknown)}")
+        resumed = await self.read(lambda tx: tx.rekey.resuming())
+        upto = await self.write(lambda tx: tx.rekey.begin())
+        if progress is not None:
+            progress.start(await self.read(lambda tx: tx.rekey.remaining(upto)))
+        totals = {"keys": 0, "cells": 0, "files": 0, "unreadable": 0}
+        while True:
+            done = await self.write(lambda tx: tx.rekey.step(upto, owners))
+            if not done["keys"]:
+                break
+            for key, value in done.items():
+                totals[key] += value
+            if progress is not None:
+                progress.advance(done["keys"])
+        await self.write(lambda tx: tx.rekey.finish())
+        await self.checkpoint()
+        return {**totals, "resumed": int(resumed)}
+
+    async def checkpoint(self, *, timeout: float = 30.0) -> bool:
+        """Copy the WAL into the database and truncate it; return whether it was truncated.
+
+        Until then old page images (a key's previous wrapping, a purged or
+        erased row) stay in the WAL; ``secure_delete`` has already zeroed them
+        in the pages that replace them. A reader in another process (the
+        daemon) can hold the truncation up for a moment: it is retried until
+        ``timeout``.
+        """
+        deadline = time.monotonic() + timeout
+        outcome: list[bool] = []
+        while True:
+            outcome.clear()
+            await self.write(lambda tx: tx.after_commit(lambda: outcome.append(self._truncate_wal())))
+            if outcome and outcome[0]:
+                return True
+            if time.monotonic() >= deadline:
+                log.warning("the WAL of %s could not be truncated: a reader kept it busy", self.path)
+                return False
+            await asyncio.sleep(0.05)
+
+    def _truncate_wal(self) -> bool:
+        busy, _frames, _copied = self._writer_conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        return int(busy) == 0
 
     async def close(self) -> None:
         """Finish queued writes, stop the threads and close the connections."""
@@ -304,6 +390,7 @@ class Store:
         tx = Tx(SqliteSession(conn, self._keyring, self._clock, self.media_dir, writable=False))
         conn.execute("BEGIN")
         try:
+            self._keyring.sync(conn)  # fixes the snapshot; data keys replaced meanwhile are not used
             return fn(tx)
         finally:
             conn.execute("ROLLBACK")
@@ -353,6 +440,7 @@ class Store:
         # Then drop cached keys it shredded; cheap when nothing changed.
         version = execute("PRAGMA data_version").fetchone()[0]
         if version != self._data_version:
+            self._keyring.sync(conn)
             self._keyring.prune(conn)
             self._data_version = version
         for fn, _future, _loop in batch:

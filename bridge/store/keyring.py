@@ -10,6 +10,13 @@ A ``meta`` row (``key_check``) holds a constant sealed by the master key: a
 wrong master key is detected before anything is written. If an admin rotates
 the key while the daemon runs, the daemon notices when a key check fails and
 re-reads the key file (or the ``.new`` file of a rotation in progress).
+
+Data keys themselves change only with ``keys rotate --rekey`` (another
+process): it bumps the ``key_epoch`` row of ``meta`` in each transaction
+that replaces keys. Every transaction of the store starts with
+:meth:`Keyring.sync`, so a running daemon drops its cached keys as soon as
+it sees a newer epoch, and a reader still on an older snapshot neither uses
+nor caches keys of another epoch.
 """
 
 from __future__ import annotations
@@ -29,6 +36,8 @@ from bridge.store.keyfile import key_file_path, load_master_key
 log = logging.getLogger("carebridge.store")
 
 KEY_CHECK_NAME = "key_check"
+#: ``meta`` row counting data-key replacements (``keys rotate --rekey``); a plain integer.
+KEY_EPOCH_NAME = "key_epoch"
 _KEY_CHECK_PLAIN = b"carebridge key check v1"
 _KEY_CHECK_AAD = crypto.aad("meta", "value", KEY_CHECK_NAME)
 MISMATCH = "the master key does not match this database"
@@ -105,6 +114,8 @@ class Keyring:
         self._lock = threading.Lock()
         self._set_master(master)
         self._cache: dict[tuple[str, int], tuple[int, AESGCM]] = {}
+        self._epoch = 0
+        self._local = threading.local()
         self.blind: crypto.BlindIndex | None = None
         self.audit_key: bytes = b""
 
@@ -168,8 +179,30 @@ class Keyring:
         self.blind = crypto.BlindIndex(crypto.derive(root, crypto.BLIND_INFO))
         self.audit_key = crypto.derive(root, crypto.AUDIT_INFO)
 
+    # -- epochs (data keys replaced by another process) ----------------------
+    def sync(self, conn: Connection) -> int:
+        """Note the key epoch of the transaction just begun on ``conn``; a newer one empties the cache.
+
+        Call it first thing in every transaction (it also fixes the snapshot).
+        """
+        row = conn.execute("SELECT value FROM meta WHERE name = ?", (KEY_EPOCH_NAME,)).fetchone()
+        epoch = int(row[0]) if row is not None and row[0] is not None else 0
+        self._local.epoch = epoch
+        if epoch > self._epoch:
+            with self._lock:
+                if epoch > self._epoch:
+                    self._cache.clear()
+                    self._epoch = epoch
+        return epoch
+
+    def _current(self) -> bool:
+        """Whether this thread's transaction sees the newest key epoch (only then is the cache valid)."""
+        return bool(getattr(self._local, "epoch", self._epoch) == self._epoch)
+
     def cached(self, owner: KeyOwner) -> tuple[int, AESGCM] | None:
-        """The cached key of ``owner``, if any."""
+        """The cached key of ``owner``, if any (never one of another epoch than this transaction's)."""
+        if not self._current():
+            return None
         return self._cache.get((owner.kind, owner.id))
 
     def lookup(self, conn: Connection, owner: KeyOwner) -> tuple[int, AESGCM]:
@@ -177,7 +210,8 @@ class Keyring:
 
         :raises IntegrityError: when the owner has no key (erased, or never had one).
         """
-        hit = self._cache.get((owner.kind, owner.id))
+        current = self._current()
+        hit = self._cache.get((owner.kind, owner.id)) if current else None
         if hit is not None:
             return hit
         row = conn.execute(
@@ -186,7 +220,8 @@ class Keyring:
         if row is None:
             raise IntegrityError(f"no data key for {owner.kind} {owner.id} (erased?)")
         entry = (row[0], crypto.cipher(self._unwrap(conn, row[0], row[1])))
-        self._cache[(owner.kind, owner.id)] = entry
+        if current:
+            self.publish(owner, entry)
         return entry
 
     def _unwrap(self, conn: Connection, key_id: int, wrapped: bytes) -> bytes:
@@ -219,15 +254,18 @@ class Keyring:
         return key_id, crypto.cipher(raw)
 
     def publish(self, owner: KeyOwner, entry: tuple[int, AESGCM]) -> None:
-        """Cache a key whose row is committed."""
-        self._cache[(owner.kind, owner.id)] = entry
+        """Cache a key whose row is committed (unless this transaction's epoch is no longer the newest)."""
+        with self._lock:  # against a sync() emptying the cache between the check and the insert
+            if self._current():
+                self._cache[(owner.kind, owner.id)] = entry
 
     def prune(self, conn: Connection) -> int:
-        """Forget cached keys whose rows another process deleted (``gdpr erase`` while we run)."""
+        """Forget cached keys whose rows another process deleted or replaced (``gdpr erase``, a rekey)."""
         if not self._cache:
             return 0
-        existing = {(kind, owner_id) for kind, owner_id in conn.execute("SELECT owner_kind, owner_id FROM keys")}
-        gone = [owner for owner in list(self._cache) if owner not in existing]
+        existing = {(kind, owner_id): key_id for key_id, kind, owner_id in conn.execute(
+            "SELECT id, owner_kind, owner_id FROM keys")}  # fmt: skip
+        gone = [owner for owner, entry in list(self._cache.items()) if existing.get(owner) != entry[0]]
         for owner in gone:
             self._cache.pop(owner, None)
         return len(gone)

@@ -213,3 +213,25 @@ class PendingTransfer:
     conversation_id: int
     from_agent: int | None
     expires_at: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class ConsoleSession:
+    """A console session that has not expired (its token is never kept, only a keyed hash of it)."""
+
+    id: int
+    agent_id: int
+    created_at: float
+    expires_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class ConversationEvent:
+    """One row of a conversation's event log (its sealed detail left out)."""
+
+    id: int
+    conversation_id: int
+    kind: str
+    from_agent: int | None
+    to_agent: int | None
+    created_at: float

@@ -7,7 +7,8 @@ refused ("database schema version N is newer than this Carebridge (M)").
 
 Every table of Carebridge is created here: the store owns the whole schema.
 Numbers 1–99 are the core tables, 100–199 the relay's bookkeeping (agent
-dedupe, sent ids, rotation, flags, early status reports). Append new
+dedupe, sent ids, rotation, flags, early status reports; 120–129 console
+sessions and login failures). Append new
 migrations; never edit a released one.
 
 ``fn(db)`` runs inside the migration's transaction and must not commit.
@@ -430,3 +431,52 @@ def m110_secure(db: sqlite_utils.Database) -> None:
 
 
 register_migration(110, m110_secure)
+
+
+def m140_outbox_mentions(db: sqlite_utils.Database) -> None:
+    """Agent notices that name several customers at once (``/list``) and so are sealed under the agent's key.
+
+    Erasure and retention delete every outbox row that names a conversation
+    they remove; a notice about one conversation is sealed under its
+    customer's key instead and needs no row here.
+    """
+    db.execute(
+        "CREATE TABLE outbox_mentions(outbox_id INTEGER NOT NULL REFERENCES outbox(id) ON DELETE CASCADE,"
+        " conversation_id INTEGER NOT NULL REFERENCES conversations(id) ON DELETE CASCADE,"
+        " PRIMARY KEY(outbox_id, conversation_id))"
+    )
+    db.execute("CREATE INDEX outbox_mentions_conversation ON outbox_mentions(conversation_id)")
+
+
+register_migration(140, m140_outbox_mentions)
+
+
+_M120 = (
+    # Console sessions: only a hash of the cookie token is kept, so the
+    # database file alone cannot be used to take over a session.
+    (
+        "CREATE TABLE console_sessions(id INTEGER PRIMARY KEY AUTOINCREMENT, token_hash BLOB NOT NULL UNIQUE,"
+        " agent_id INTEGER NOT NULL REFERENCES agents(id) ON DELETE CASCADE,"
+        " created_at REAL NOT NULL, expires_at REAL NOT NULL)"
+    ),
+    "CREATE INDEX console_sessions_agent ON console_sessions(agent_id)",
+    "CREATE INDEX console_sessions_expiry ON console_sessions(expires_at)",
+    # Failed console logins by client address or by an unknown username, each
+    # as a keyed hash: the lock-outs that are not an agent's own (theirs is
+    # counted from the audit log) survive restarts without storing who tried.
+    (
+        "CREATE TABLE login_failures(id INTEGER PRIMARY KEY AUTOINCREMENT, scope TEXT NOT NULL,"
+        " key_index BLOB NOT NULL, at REAL NOT NULL)"
+    ),
+    "CREATE INDEX login_failures_key ON login_failures(scope, key_index, at)",
+    "CREATE INDEX login_failures_at ON login_failures(at)",
+)
+
+
+def m120_console_sessions(db: sqlite_utils.Database) -> None:
+    """Console sessions (hashed tokens) and per-address/per-name login failure counts."""
+    for statement in _M120:
+        db.execute(statement)
+
+
+register_migration(120, m120_console_sessions)

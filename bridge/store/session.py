@@ -100,6 +100,8 @@ class Session(Protocol):
 
     def serialize(self, name: str) -> None: ...
 
+    def blob_columns(self) -> list[tuple[str, str]]: ...
+
     def notify(self, topic: str) -> None: ...
 
     @property
@@ -188,6 +190,10 @@ class KeyedSession:
         PostgreSQL database need it where a row depends on the one before
         (the audit chain, a person's first conversation).
         """
+
+    def blob_columns(self) -> list[tuple[str, str]]:
+        """``(table, column)`` of every BLOB (sealed or index) column, from the backend's catalogue."""
+        raise NotImplementedError
 
     def notify(self, topic: str) -> None:
         """Tell other daemons on the same database, once this transaction commits, that ``topic`` changed."""
@@ -370,6 +376,16 @@ class SqliteSession(KeyedSession):
         current += 1
         self._ids[table] = current
         return current
+
+    def blob_columns(self) -> list[tuple[str, str]]:
+        """``(table, column)`` of every BLOB column, from ``sqlite_master`` and ``pragma_table_info``."""
+        tables = [r[0] for r in self.conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+        return [
+            (table, column)
+            for table in tables
+            for _cid, column, kind, *_rest in self.conn.execute("SELECT * FROM pragma_table_info(?)", (table,))
+            if str(kind).upper() == "BLOB"
+        ]
 
     def checkpoint(self) -> None:
         """Copy the WAL into the database and truncate it (after erasures: no old page stays in it)."""

@@ -20,8 +20,11 @@ from bridge.store.repos.events import EventsRepo
 from bridge.store.repos.gdpr import GdprRepo
 from bridge.store.repos.messages import MessagesRepo
 from bridge.store.repos.outbox import OutboxRepo
+from bridge.store.repos.rekey import RekeyRepo
 from bridge.store.repos.relay_state import RelayStateRepo
+from bridge.store.repos.retention import RetentionRepo
 from bridge.store.repos.secure import SecureRepo
+from bridge.store.repos.sessions import SessionsRepo
 from bridge.store.repos.shifts import ShiftsRepo
 from bridge.store.session import Session
 
@@ -39,13 +42,16 @@ class Tx:
     :ivar relay: the relay's flags, agent-message dedupe and early status reports.
     :ivar events: conversation events (assignments, transfers, …).
     :ivar audit: the append-only audit log.
-    :ivar gdpr: erasure, export and the retention purge.
     :ivar secure: pending ``/secure`` deliveries and the mails erased after delivery.
+    :ivar gdpr: erasure and export (and the deletions retention shares).
+    :ivar retention: the retention purge and idle conversations.
+    :ivar rekey: replacing data keys (``keys rotate --rekey``).
+    :ivar sessions: console sessions and failed-login counts by address or unknown name.
     """
 
     __slots__ = (
         "_session", "agents", "attachments", "audit", "contacts", "conversations", "events", "gdpr", "messages",
-        "outbox", "relay", "secure", "shifts",
+        "outbox", "rekey", "relay", "retention", "secure", "sessions", "shifts",
     )  # fmt: skip
 
     def __init__(self, session: Session) -> None:
@@ -61,7 +67,10 @@ class Tx:
         self.events = EventsRepo(session)
         self.audit = AuditRepo(session)
         self.secure = SecureRepo(session)
+        self.sessions = SessionsRepo(session)
         self.gdpr = GdprRepo(session, self.contacts, self.conversations, self.messages, self.attachments, self.audit)
+        self.retention = RetentionRepo(session, self.gdpr)
+        self.rekey = RekeyRepo(session, self.attachments)
 
     def now(self) -> float:
         """The store's clock (epoch seconds); tests may inject their own."""

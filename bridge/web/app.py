@@ -1,4 +1,4 @@
-"""The aiohttp applications: channel webhooks, /healthz, /metrics, JSON errors.
+"""The aiohttp applications: channel webhooks, the agent API (``/api``), /healthz, /metrics, JSON errors.
 
 Why here and not in app.py: the HTTP surface (routes, size limit, error
 shape, request metrics) is one concern, the wiring of resources another.
@@ -24,6 +24,8 @@ from aiohttp import web
 
 from bridge.app.bridge import Bridge
 from bridge.http_errors import json_error
+from bridge.web.api import PREFIX as API_PREFIX
+from bridge.web.api import make_api
 from bridge.web.edge import EdgeLimits, body_guard
 
 log = logging.getLogger(__name__)
@@ -62,8 +64,10 @@ def make_app(bridge: Bridge) -> web.Application:
     )
     app[BRIDGE] = bridge
     app.cleanup_ctx.append(_lifecycle)
+    app.on_shutdown.append(_end_streams)
     if server.admin_listen is None:
         _add_admin_routes(app)
+    app.add_subapp(API_PREFIX, make_api(bridge))
     for name, channel in bridge.channels.items():
         sub = channel.web_app()
         if sub is not None:
@@ -111,6 +115,13 @@ def _bearer_matches(header: str, token: str) -> bool:
     if scheme.lower() != "bearer":
         return False
     return hmac.compare_digest(given.strip().encode("utf-8", "surrogateescape"), token.encode("utf-8"))
+
+
+async def _end_streams(app: web.Application) -> None:
+    """End live-update streams before in-flight requests are awaited: they would never finish by themselves."""
+    bridge = app[BRIDGE]
+    if hasattr(bridge, "events"):
+        bridge.events.close_all()
 
 
 async def _lifecycle(app: web.Application) -> AsyncIterator[None]:

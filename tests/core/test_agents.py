@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from bridge import agents
-from bridge.agents import Addresses, AgentError
+from bridge.agents import Addresses, AgentError, directory
 from bridge.models import Address
 from tests.core.agentkit import (
     INSTALLED,
@@ -138,20 +138,23 @@ async def test_identity_lookup_normalizes_and_records_last_inbound(tmp_path: Pat
         await store.close()
 
 
-async def test_set_channel_moves_preference_and_keeps_other_identities(tmp_path: Path) -> None:
+async def test_set_channel_moves_preference_and_retires_the_old_address(tmp_path: Path) -> None:
     store = await open_store(tmp_path)
     try:
         alice, _ = await store.write(lambda tx: add_agent(tx, "alice", "whatsapp:+31612345678"))
         await store.write(lambda tx: add_agent(tx, "bob", "messenger:777"))
         moved = await store.write(lambda tx: agents.set_channel(tx, alice.id, Address("email", "a@example.org")))
         assert moved.preferred == Address("email", "a@example.org")
-        # Her WhatsApp is still hers: it must never become a customer conversation.
-        for channel, address in (("whatsapp", "+31612345678"), ("email", "A@Example.org")):
-            found = await store.read(lambda tx, c=channel, a=address: agents.find_agent_by_identity(tx, c, a))
-            assert found is not None and found.id == alice.id
-        # A new number on the same channel replaces the old one there.
-        await store.write(lambda tx: agents.set_channel(tx, alice.id, Address("whatsapp", "+31687654321")))
+        # Her old WhatsApp is retired: it no longer acts as her (it could be someone else's number now).
         assert await store.read(lambda tx: agents.find_agent_by_identity(tx, "whatsapp", WA("+31612345678"))) is None
+        found = await store.read(lambda tx: agents.find_agent_by_identity(tx, "email", "A@Example.org"))
+        assert found is not None and found.id == alice.id
+        # An identity an admin added stays when she moves again.
+        await store.write(lambda tx: directory.add_identity(tx, alice.id, Address("whatsapp", "+31611111111")))
+        await store.write(lambda tx: agents.set_channel(tx, alice.id, Address("whatsapp", "+31687654321")))
+        assert await store.read(lambda tx: directory.identities(tx, alice.id)) == [
+            Address("whatsapp", "+31611111111"), Address("whatsapp", "+31687654321"),
+        ]  # fmt: skip
         with pytest.raises(AgentError, match="already belongs to agent 'bob'"):
             await store.write(lambda tx: agents.set_channel(tx, alice.id, Address("messenger", "777")))
         assert (await store.read(lambda tx: tx.agents.get(alice.id))).channel == "whatsapp"  # type: ignore[union-attr]

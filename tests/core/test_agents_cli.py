@@ -150,15 +150,14 @@ async def test_list_set_channel_and_disable_while_the_store_is_in_use(cfg: Path)
         listing = cli(cfg, "list")
         assert listing.returncode == 0, listing.stderr
         assert listing.stdout.splitlines() == [
-            "NAME   ROLE   CHANNEL               QUEUES   CAPACITY  ONLINE  DISABLED",
-            "alice  agent  whatsapp:+3161****78  default  5         yes     no",
-            "bob    agent  messenger:****        default  5         yes     no",
+            "NAME   ROLE   CHANNEL               QUEUES   CAPACITY  ONLINE  DISABLED  IDENTITIES",
+            "alice  agent  whatsapp:+3161****78  default  5         yes     no        whatsapp:+3161****78",
+            "bob    agent  messenger:****        default  5         yes     no        messenger:****",
         ]
 
         moved = cli(cfg, "set-channel", "alice", "email:Alice@Example.org")
-        assert (
-            moved.returncode == 0
-            and moved.stdout.strip() == "alice now receives conversations on email:a***@example.org."
+        assert moved.returncode == 0 and moved.stdout.strip() == (
+            "alice now receives conversations on email:a***@example.org. The previous address is retired."
         )
         taken = cli(cfg, "set-channel", "alice", "messenger:1001")
         assert taken.returncode == 1 and "already belongs to agent 'bob'" in taken.stderr
@@ -205,3 +204,31 @@ def test_add_refuses_a_bad_email_and_a_taken_name_before_asking_for_a_password(c
     # No --password-stdin and nothing on stdin: a prompt would fail, but the name check comes first.
     taken = cli(cfg, "add", "alice", "--channel", "console")
     assert taken.returncode == 1 and taken.stderr.strip() == "carebridge: an agent named 'alice' already exists"
+
+
+async def test_identities_listed_added_and_retired_while_the_store_is_in_use(cfg: Path) -> None:
+    result = cli(cfg, "add", "alice", "--channel", "whatsapp:+31612345678", "--password-stdin",
+                 stdin="correct horse battery\n")  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    store = await open_store(cfg)  # held open, as the running daemon does
+    try:
+        added = cli(cfg, "identity", "add", "alice", "email:Alice@Example.org")
+        assert (added.returncode, added.stdout.strip()) == (0, "alice can now write from email:a***@example.org.")
+        again = cli(cfg, "identity", "add", "alice", "email:alice@example.org")
+        assert again.stdout.strip() == "email:a***@example.org already was alice's."
+        listing = cli(cfg, "list")
+        assert listing.stdout.splitlines()[1].endswith("whatsapp:+3161****78,email:a***@example.org")
+        found = await store.read(lambda tx: agents.find_agent_by_identity(tx, "email", "alice@example.org"))
+        assert found is not None and found.name == "alice"
+        preferred = cli(cfg, "identity", "remove", "alice", "whatsapp:+31612345678")
+        assert preferred.returncode == 1 and "where alice receives conversations" in preferred.stderr
+        removed = cli(cfg, "identity", "remove", "alice", "email:alice@example.org")
+        assert removed.returncode == 0, removed.stderr
+        assert "retired" in removed.stdout
+        assert await store.read(lambda tx: agents.find_agent_by_identity(tx, "email", "alice@example.org")) is None
+        gone = cli(cfg, "identity", "remove", "alice", "email:alice@example.org")
+        assert gone.returncode == 1 and "not an identity of alice" in gone.stderr
+        actions = [e.action for e in await store.read(lambda tx: tx.audit.entries())]
+        assert actions == ["agent.add", "agent.identity_add", "agent.identity_remove"]
+    finally:
+        await store.close()

@@ -58,7 +58,11 @@ async def test_agent_added_and_disabled_while_the_daemon_runs(
 
         status, out, err = await run_cli("agent", "list", "-c", str(config))
         assert status == 0, err
-        assert re.search(r"^alice\s+agent\s+whatsapp:\+1555\*\*\*\*11\s+default\s+5\s+yes\s+no$", out, re.M), out
+        assert re.search(
+            r"^alice\s+agent\s+whatsapp:\+1555\*\*\*\*11\s+default\s+5\s+yes\s+no\s+whatsapp:\+1555\*\*\*\*11$",
+            out,
+            re.M,
+        ), out
 
         status, out, err = await run_cli("agent", "disable", "alice", "-c", str(config))
         assert status == 0, err

@@ -8,7 +8,7 @@ import pytest
 
 from bridge.config import load_config
 from bridge.store import Store
-from tests.core.test_store_kit import cli, write_config
+from tests.core.test_store_kit import Backend, cli, raw, write_config
 
 
 def _append(config, count: int) -> None:
@@ -114,3 +114,63 @@ def test_empty_log_verifies(tmp_path) -> None:
     assert (result.returncode, result.stdout.strip()) == (0, "audit log intact: 0 entries")
     missing = cli("audit", "verify", "-c", str(tmp_path / "nope.toml"), cwd=tmp_path)
     assert missing.returncode == 1
+
+
+def _anchor(tmp_path, config) -> str:
+    result = cli("audit", "anchor", "-c", str(config), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip()
+
+
+def test_truncated_chain_with_a_restored_head_is_caught_by_its_anchor(tmp_path) -> None:
+    """Cut entries off the end and put back the sealed head of that moment: only an anchor shows it."""
+    config = write_config(tmp_path)
+    db = load_config(config).store.path
+    _append(config, 3)
+    conn = raw(db)  # the head record as it was after entry 3 (an old backup, or re-sealed with the key)
+    head_at_3 = conn.execute("SELECT value FROM meta WHERE name = 'audit_head'").fetchone()[0]
+    conn.close()
+    _append(config, 2)
+    anchor = _anchor(tmp_path, config)
+    assert anchor.endswith(":5") and len(anchor.split(":")[0]) == 64
+    assert cli("audit", "verify", "--anchor", anchor, "-c", str(config), cwd=tmp_path).returncode == 0
+    _tamper(Backend("sqlite"), tmp_path, "DELETE FROM audit_log WHERE id > 3")
+    conn = raw(db)
+    conn.execute("UPDATE meta SET value = ? WHERE name = 'audit_head'", (head_at_3,))
+    conn.close()
+    plain = cli("audit", "verify", "-c", str(config), cwd=tmp_path)
+    assert (plain.returncode, plain.stdout.strip()) == (0, "audit log intact: 3 entries")  # the chain alone cannot tell
+    caught = cli("audit", "verify", "--anchor", anchor, "-c", str(config), cwd=tmp_path)
+    assert caught.returncode == 1
+    assert caught.stderr.strip() == (
+        "carebridge: audit log broken at its end: the anchor of entry 5 is past its end (3 entries): entries were removed"
+    )
+
+
+def test_an_anchor_that_does_not_match_its_entry_is_refused(logged) -> None:
+    tmp_path, config, _db = logged
+    digest, count = _anchor(tmp_path, config).split(":")
+    forged = ("0" if digest[0] != "0" else "1") + digest[1:]
+    result = cli("audit", "verify", "--anchor", f"{forged}:{count}", "-c", str(config), cwd=tmp_path)
+    assert result.returncode == 1 and "entry 5: it is entry 5 but does not carry the anchor's hash" in result.stderr
+    bad = cli("audit", "verify", "--anchor", "nothex:5", "-c", str(config), cwd=tmp_path)
+    assert bad.returncode == 2 and "expected HASH:COUNT" in bad.stderr
+    assert cli("audit", "verify", "--anchor", f"{'0' * 64}:0", "-c", str(config), cwd=tmp_path).returncode == 0
+
+
+async def test_the_daemon_logs_an_anchor_at_every_start(tmp_path) -> None:
+    from tests.daemon import DaemonProcess
+    from tests.daemon import write_config as daemon_config
+
+    config = daemon_config(tmp_path)
+    async with DaemonProcess(config) as daemon:
+        pass
+    assert daemon.returncode == 0, daemon.stderr
+    [line] = [line for line in daemon.stderr.splitlines() if "audit anchor" in line]
+    anchor = line.split("audit anchor ", 1)[1].split()[0]
+    await asyncio.to_thread(_append, config, 2)
+    result = cli("audit", "verify", "--anchor", anchor, "-c", str(config), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    async with DaemonProcess(config) as daemon:
+        pass
+    assert any(f"audit anchor {_anchor(tmp_path, config)}" in line for line in daemon.stderr.splitlines())

@@ -205,8 +205,9 @@ async def test_purge_closed_deletes_old_messages_and_media(store) -> None:
     store.test_clock[0] += 80 * 86400
     await store.write(lambda tx: tx.conversations.close(recent))
     store.test_clock[0] += 20 * 86400
-    assert await store.purge_closed(90) == 1
-    assert await store.purge_closed(90) == 0
+    done = await store.purge_closed(90)
+    assert done == {"conversations": 1, "messages": 1, "events": 0, "outbox": 0, "files": 1, "contacts": 1}
+    assert (await store.purge_closed(90))["conversations"] == 0
     counts = await store.read(
         lambda tx: [
             tx._session.conn.execute("SELECT count(*) FROM messages WHERE conversation_id = ?", (c,)).fetchone()[0]
@@ -215,7 +216,11 @@ async def test_purge_closed_deletes_old_messages_and_media(store) -> None:
     )
     assert counts == [0, 1, 1]
     assert len(list(store.media_dir.iterdir())) == 2
-    assert (await store.read(lambda tx: tx.conversations.get(old))).status == "closed"  # the row stays
+    # the conversation goes, and its contact with them: they had nothing else
+    assert await store.read(lambda tx: tx.conversations.get(old)) is None
+    assert await store.read(lambda tx: tx.contacts.find(Address("whatsapp", "+31600000003"))) is None
+    [entry] = await store.read(lambda tx: [e for e in tx.audit.entries() if e.action == "retention.purge"])
+    assert entry.detail == {**done, "closed_after_days": 90}
 
 
 async def test_keys_and_seal_primitives(store) -> None:
@@ -256,11 +261,15 @@ async def test_purge_in_chunks(store) -> None:
     await store.write(lambda tx: [tx.messages.insert(conv, direction="in", channel="whatsapp", text=str(i))
                                   for i in range(25)])  # fmt: skip
     await store.write(lambda tx: tx.conversations.close(conv))
+    more = [await _conversation(store, f"+3160000010{i}") for i in range(4)]
+    for other in more:
+        await store.write(lambda tx, c=other: tx.conversations.close(c))
     store.test_clock[0] += 2 * 86400
     batches = store.batches
-    assert await store.purge_closed(1, chunk=10) == 25
-    assert store.batches - batches == 3
-    assert await store.read(lambda tx: tx.messages.of_conversation(conv)) == []
+    done = await store.purge_closed(1, chunk=2)
+    assert (done["conversations"], done["messages"], done["contacts"]) == (5, 25, 5)
+    assert store.batches - batches == 3 + 2  # three chunks, then the audit entry and the checkpoint
+    assert await store.read(lambda tx: tx._session.conn.execute("SELECT count(*) FROM messages").fetchone()[0]) == 0
 
 
 async def test_ids_never_repeat_after_deletes(store) -> None:

@@ -71,7 +71,7 @@ async def test_healthz_reports_version_plugins_channels_store_scheduler(
     assert body["channels"] == {"acme": {"state": "connected", "reason": None}}
     assert body["store"]["status"] == "ok"
     assert body["scheduler"]["running"] is True
-    assert [job["id"] for job in body["scheduler"]["jobs"]] == ["retention"]
+    assert [job["id"] for job in body["scheduler"]["jobs"]] == ["retention", "sessions", "audit_anchor"]
     assert body["outbox"]["running"] is True
 
 

@@ -156,6 +156,7 @@ class PostgresStore(Store):
         self._keyring = Keyring(master, ref)
         self._keyring.load_secrets(conn)
         self._keys_seen = self._keys_state(conn)
+        self._keyring.sync(conn)
         try:
             self.media_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         except OSError as err:
@@ -295,6 +296,18 @@ class PostgresStore(Store):
 
         return await self.write(rotate)
 
+    async def checkpoint(self, *, timeout: float = 30.0) -> bool:
+        """After a purge, rekey or rotation: vacuum ``keys`` so old versions of its rows go from the tables.
+
+        PostgreSQL's own WAL and the operator's backups keep them until they are
+        recycled or expire (README: the database's own copies are the operator's).
+        """
+        def vacuum() -> None:
+            self._writer.native("VACUUM keys")
+
+        await self.write(lambda tx: tx.after_commit(vacuum))
+        return True
+
     async def close(self) -> None:
         """Finish queued writes, stop the threads, close the pool and the connections."""
         if self._closed:
@@ -321,6 +334,7 @@ class PostgresStore(Store):
             conn = PgConnection(raw)
             conn.native("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
             try:
+                self._keyring.sync(conn)  # fixes the snapshot; data keys replaced meanwhile are not used
                 return fn(Tx(PgSession(conn, self._keyring, self._clock, self.media_dir, writable=False)))
             finally:
                 conn.native("ROLLBACK")
@@ -376,6 +390,7 @@ class PostgresStore(Store):
         tx = Tx(session)
         session._begin_batch()
         outcomes: list[tuple[bool, Any]] = []
+        self._keyring.sync(conn)
         self._prune_keys(conn)
         native = conn.native
         for fn, _future, _loop in batch:

@@ -53,6 +53,14 @@ class PgSession(KeyedSession):
         if self.writable:
             self.conn.native("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (LOCK_PREFIX + name,))
 
+    def blob_columns(self) -> list[tuple[str, str]]:
+        """``(table, column)`` of every ``bytea`` column (SQLite's BLOB) of the store's schema."""
+        rows = self.conn.native(
+            "SELECT table_name, column_name FROM information_schema.columns"
+            " WHERE table_schema = current_schema() AND data_type = 'bytea' ORDER BY table_name, ordinal_position"
+        ).fetchall()
+        return [(str(table), str(column)) for table, column in rows]
+
     def notify(self, topic: str) -> None:
         """``NOTIFY carebridge_<topic>`` at commit (PostgreSQL folds repeats within a transaction)."""
         if self.writable:

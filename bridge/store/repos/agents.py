@@ -114,28 +114,40 @@ class AgentsRepo:
         agent_id = self.identity_owner(channel, address)
         return None if agent_id is None else self.get(agent_id)
 
-    def put_identity(self, agent_id: int, channel: str, address: str) -> None:
-        """Make ``address`` the agent's one identity on ``channel`` (replacing an older one there).
+    def identities(self, agent_id: int) -> list[tuple[str, str]]:
+        """Every identity of the agent as ``(channel, address)``, decrypted, oldest first."""
+        rows = self._s.execute(
+            "SELECT id, channel, address FROM agent_identities WHERE agent_id = ? ORDER BY id", (agent_id,)
+        ).fetchall()
+        owner = KeyOwner.agent(agent_id)
+        return [(str(r[1]), self._s.open_text(owner, "agent_identities", "address", r[0], r[2])) for r in rows]
+
+    def add_identity(self, agent_id: int, channel: str, address: str) -> bool:
+        """Make ``channel``/``address`` an identity of the agent (next to the others); False if it already was.
 
         :raises StoreError: the address is another agent's identity (check first).
         """
-        index = self._s.blind(identity_kind(channel), address)
-        existing = self._s.execute(
-            "SELECT address_index FROM agent_identities WHERE agent_id = ? AND channel = ?", (agent_id, channel)
-        ).fetchall()
-        if any(bytes(row[0]) == index for row in existing):
-            return
         owner = self.identity_owner(channel, address)
-        if owner is not None and owner != agent_id:
+        if owner == agent_id:
+            return False
+        if owner is not None:
             raise StoreError(f"that {channel} address is already another agent's identity")
-        self._s.execute("DELETE FROM agent_identities WHERE agent_id = ? AND channel = ?", (agent_id, channel))
         identity_id = self._s.next_id("agent_identities")
         sealed = self._s.seal(KeyOwner.agent(agent_id), "agent_identities", "address", identity_id, address)
         self._s.execute(
             "INSERT INTO agent_identities (id, agent_id, channel, address_index, address, last_inbound_at, created_at)"
             " VALUES (?, ?, ?, ?, ?, NULL, ?)",
-            (identity_id, agent_id, channel, index, sealed, self._s.now()),
+            (identity_id, agent_id, channel, self._s.blind(identity_kind(channel), address), sealed, self._s.now()),
         )
+        return True
+
+    def remove_identity(self, agent_id: int, channel: str, address: str) -> bool:
+        """Retire one identity of the agent: from now on that address is nobody's agent. False if it was not theirs."""
+        cursor = self._s.execute(
+            "DELETE FROM agent_identities WHERE agent_id = ? AND channel = ? AND address_index = ?",
+            (agent_id, channel, self._s.blind(identity_kind(channel), address)),
+        )
+        return bool(cursor.rowcount)
 
     def touch_identity(self, agent_id: int, channel: str, address: str, at: float) -> None:
         """Record that the agent wrote from this identity at ``at`` (opens reply windows)."""
@@ -190,15 +202,33 @@ class AgentsRepo:
             ),
         )
         if address:
-            self.put_identity(agent_id, channel, address)
+            self.add_identity(agent_id, channel, address)
         return agent_id
 
-    def set_channel(self, agent_id: int, channel: str, address: str) -> None:
-        """Make ``channel``/``address`` the agent's preferred channel (and an identity of theirs)."""
+    def set_channel(self, agent_id: int, channel: str, address: str) -> tuple[str, str] | None:
+        """Move the agent to ``channel``/``address`` (an identity of theirs from now on).
+
+        The identity of the address they leave is retired; others stay.
+        Returns the retired ``(channel, address)``, or None.
+        """
+        before = self.get(agent_id)
         sealed = self._s.seal(KeyOwner.agent(agent_id), "agents", "address", agent_id, address) if address else None
         self._s.execute("UPDATE agents SET channel = ?, address = ? WHERE id = ?", (channel, sealed, agent_id))
         if address:
-            self.put_identity(agent_id, channel, address)
+            self.add_identity(agent_id, channel, address)
+        if before is None or not before.address or (before.channel, before.address) == (channel, address):
+            return None
+        if self.remove_identity(agent_id, before.channel, before.address):
+            return before.channel, before.address
+        return None
+
+    def set_queues(self, agent_id: int, queues: Sequence[str]) -> None:
+        """Replace the queues the agent serves (already validated)."""
+        self._s.execute("UPDATE agents SET queues = ? WHERE id = ?", (json.dumps(list(queues)), agent_id))
+
+    def set_capacity(self, agent_id: int, capacity: int) -> None:
+        """Set how many open conversations the agent may hold at once (already validated)."""
+        self._s.execute("UPDATE agents SET capacity = ? WHERE id = ?", (capacity, agent_id))
 
     def disable(self, agent_id: int) -> None:
         """Mark the agent disabled and clear their current conversation."""

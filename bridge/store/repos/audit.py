@@ -5,6 +5,12 @@ subject, sealed detail). The audit key derives from the store's random HMAC
 root key, so someone with only the database file cannot recompute the chain;
 triggers refuse UPDATE and DELETE; the head (last id and hash) is kept sealed
 in ``meta`` so cutting rows off the end shows too.
+
+Someone holding the master key could still cut entries off the end and seal
+an earlier head again. Against that the daemon logs an *anchor* (the head
+hash and the entry count, ``HASH:COUNT``) at every start and daily, so the
+journal keeps copies outside the store; :meth:`AuditRepo.verify` checks that
+anchors are still on the chain.
 """
 
 from __future__ import annotations
@@ -82,8 +88,42 @@ class AuditRepo:
             entries.append(AuditEntry(row_id, at, actor, action, subj, detail))
         return entries
 
-    def verify(self) -> AuditCheck:
-        """Walk the chain; report the first row that does not verify."""
+    def page(self, *, before_id: int | None = None, limit: int = 50, subject: str | None = None) -> list[AuditEntry]:
+        """Audit entries newest first (below ``before_id``, of one ``subject``), for an admin's listing."""
+        sql = "SELECT id, at, actor, action, subject, detail FROM audit_log WHERE id < ?"
+        args: list[Any] = [before_id if before_id is not None else 1 << 62]
+        if subject is not None:
+            sql += " AND subject = ?"
+            args.append(subject)
+        rows = self._s.execute(sql + " ORDER BY id DESC LIMIT ?", (*args, limit)).fetchall()
+        return [AuditEntry(row_id, at, actor, action, subj, self._detail(row_id, blob))
+                for row_id, at, actor, action, subj, blob in rows]  # fmt: skip
+
+    def _detail(self, row_id: int, blob: bytes | None) -> Any:
+        if blob is None:
+            return None
+        try:
+            return json.loads(self._s.open_text(SYSTEM_KEY, "audit_log", "detail", row_id, blob))
+        except IntegrityError:
+            return None
+
+    def anchor(self) -> tuple[str, int]:
+        """The chain's head hash (hex) and entry count: the anchor to keep outside the store."""
+        count = int(self._s.execute("SELECT count(*) FROM audit_log").fetchone()[0])
+        last = self._s.execute("SELECT hash FROM audit_log ORDER BY id DESC LIMIT 1").fetchone()
+        return (bytes(last[0]) if last else GENESIS).hex(), count
+
+    def verify(self, anchors: Sequence[tuple[str, int]] = ()) -> AuditCheck:
+        """Walk the chain; report the first row that does not verify, or an anchor not on it.
+
+        :param anchors: ``(head hash hex, entry count)`` pairs taken earlier
+            (:meth:`anchor`): entry number ``count`` must still carry that hash.
+        """
+        wanted: dict[int, str] = {}
+        for digest_hex, position in anchors:
+            if position == 0 and digest_hex.lower() != GENESIS.hex():
+                return AuditCheck(False, 0, None, "an anchor with 0 entries has the all-zero hash")
+            wanted[int(position)] = digest_hex.lower()
         prev = GENESIS
         count = 0
         last_id = 0
@@ -105,6 +145,14 @@ class AuditRepo:
             prev = digest
             last_id = row_id
             count += 1
+            if count in wanted and wanted[count] != bytes(digest).hex():
+                return AuditCheck(False, count, row_id, f"it is entry {count} but does not carry the anchor's hash")
+        beyond = [position for position in wanted if position > count]
+        if beyond:
+            return AuditCheck(
+                False, count, None,
+                f"the anchor of entry {max(beyond)} is past its end ({count} entries): entries were removed",
+            )  # fmt: skip
         head = self._s.execute("SELECT value FROM meta WHERE name = ?", (_HEAD,)).fetchone()
         if head is None:
             if count:

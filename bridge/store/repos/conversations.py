@@ -118,6 +118,47 @@ class ConversationsRepo:
         ).fetchall()
         return [Conversation(*r) for r in rows]
 
+    def page(
+        self,
+        *,
+        visible_to: tuple[int, Sequence[str]] | None,
+        status: str | None = None,
+        queue: str | None = None,
+        before: tuple[float, int] | None = None,
+        limit: int = 50,
+    ) -> list[Conversation]:
+        """Conversations, most recently active first, for a listing page.
+
+        :param visible_to: ``(agent id, their queues)``: only conversations that
+            agent holds (or held last, once closed) and the waiting ones of their queues; None: all.
+        :param before: ``(updated_at, id)`` of the last row of the previous page.
+        """
+        where: list[str] = []
+        args: list[Any] = []
+        if visible_to is not None:
+            agent_id, queues = visible_to
+            if queues:
+                marks = ",".join("?" * len(queues))
+                where.append(f"(agent_id = ? OR (status = 'queued' AND queue IN ({marks})))")
+                args += [agent_id, *queues]
+            else:
+                where.append("agent_id = ?")
+                args.append(agent_id)
+        if status is not None:
+            where.append("status = ?")
+            args.append(status)
+        if queue is not None:
+            where.append("queue = ?")
+            args.append(queue)
+        if before is not None:
+            where.append("(updated_at < ? OR (updated_at = ? AND id < ?))")
+            args += [before[0], before[0], before[1]]
+        sql = f"SELECT {_COLUMNS} FROM conversations"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        rows = self._s.execute(sql + " ORDER BY updated_at DESC, id DESC LIMIT ?", (*args, limit)).fetchall()
+        return [Conversation(*r) for r in rows]
+
     def assigned_ids(self, agent_id: int, limit: int | None = None) -> list[int]:
         """The agent's assigned conversations, most recently active first."""
         rows = self._s.execute(

@@ -10,7 +10,7 @@ import json
 from typing import Any
 
 from bridge.store.keyring import KeyOwner
-from bridge.store.records import PendingTransfer
+from bridge.store.records import ConversationEvent, PendingTransfer
 from bridge.store.session import Session
 
 
@@ -77,3 +77,17 @@ class EventsRepo:
     def expire(self, event_id: int, at: float) -> None:
         """End an event's time window now (a used ``/decline``)."""
         self._s.execute("UPDATE events SET expires_at = ? WHERE id = ?", (at, event_id))
+
+    def after(self, after_id: int, limit: int) -> list[ConversationEvent]:
+        """Events with an id above ``after_id``, oldest first (live updates; details stay sealed)."""
+        rows = self._s.execute(
+            "SELECT id, conversation_id, kind, from_agent, to_agent, created_at FROM events WHERE id > ?"
+            " ORDER BY id LIMIT ?",
+            (after_id, limit),
+        ).fetchall()
+        return [ConversationEvent(int(r[0]), int(r[1]), str(r[2]), r[3], r[4], float(r[5])) for r in rows]
+
+    def last_id(self) -> int:
+        """The highest event id so far (0: none)."""
+        (top,) = self._s.execute("SELECT MAX(id) FROM events").fetchone()
+        return int(top or 0)

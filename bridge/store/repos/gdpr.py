@@ -1,8 +1,9 @@
-"""Erasure (crypto-shredding), subject-access export and retention purge."""
+"""Erasure (crypto-shredding) and subject-access export, and the deletions retention shares with erasure."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -15,6 +16,9 @@ from bridge.store.repos.conversations import ConversationsRepo
 from bridge.store.repos.messages import MessagesRepo
 from bridge.store.session import Session
 
+#: Ids per ``IN (...)`` list: far below every backend's limit on bound parameters.
+_IN_CHUNK = 500
+
 
 def iso(ts: float | None) -> str | None:
     """Epoch seconds as ISO 8601 UTC text (the export's time format)."""
@@ -24,7 +28,7 @@ def iso(ts: float | None) -> str | None:
 
 
 class GdprRepo:
-    """Whole-contact operations (erase, export) and the retention purge, on the other repositories."""
+    """Whole-contact operations (erase, export) and the deletions they share with retention."""
 
     def __init__(
         self,
@@ -63,9 +67,14 @@ class GdprRepo:
     def erase_contact(self, contact_id: int) -> dict[str, int]:
         """Erase a contact: delete every row of theirs and destroy their data key.
 
-        Rows go with ``secure_delete`` on; media files are removed after the
-        commit; the WAL is checkpointed and truncated after the commit so no
-        copy of the wrapped key stays in it. Returns counts of what went.
+        Rows go with ``secure_delete`` on: their conversations with every
+        message, note, event and attachment, every outbox row sealed under
+        their key or addressed to them, and every agent notice that names one
+        of their conversations (``outbox_mentions``); media files are removed
+        after the commit; the WAL is checkpointed and truncated after the
+        commit so no copy of the wrapped key stays in it. What remains is the
+        audit log (ids, actions and counts, never their data). Returns counts
+        of what went.
 
         :raises UnknownRecordError: no such contact.
         """
@@ -83,46 +92,70 @@ class GdprRepo:
             ).fetchone()[0],
             "files": len(files),
         }
-        self._s.execute(
-            "DELETE FROM outbox WHERE (key_kind = 'contact' AND key_owner = ?)"
-            " OR (recipient_kind = 'contact' AND recipient_id = ?)",
-            (contact_id, contact_id),
-        )
-        self._s.execute("DELETE FROM contacts WHERE id = ?", (contact_id,))
-        self._s.shred_key(KeyOwner.contact(contact_id))
+        conversation_ids = [
+            int(r[0]) for r in self._s.execute("SELECT id FROM conversations WHERE contact_id = ?", (contact_id,))
+        ]
+        self.forget_conversations(conversation_ids)
+        self.forget_contact(contact_id)
         self._unlink_after_commit(files)
         self._s.after_commit(self._s.checkpoint)
         return counts
 
-    def purge_closed(self, days: float, *, limit: int | None = None) -> int:
-        """Delete the messages (and media) of conversations closed more than ``days`` ago.
+    # -- shared by erasure and retention -------------------------------------------
+    def name_in_notice(self, outbox_id: int, conversation_ids: Sequence[int]) -> None:
+        """Record that outbox row ``outbox_id`` names these conversations' customers.
 
-        The conversation rows stay (status, times, agent) for statistics; returns
-        the number of messages deleted, at most ``limit`` (``Store.purge_closed``
-        calls this in chunks so webhooks are not held up behind one big delete).
+        For a notice sealed under the agent's key because it names several
+        customers at once: erasing or purging any of them deletes the row.
         """
-        cutoff = self._s.now() - days * 86400.0
-        sql = (
-            "SELECT m.id FROM conversations c JOIN messages m ON m.conversation_id = c.id"
-            " WHERE c.status = 'closed' AND c.closed_at < ?"
+        self._s.executemany(
+            "INSERT INTO outbox_mentions(outbox_id, conversation_id) VALUES (?, ?) ON CONFLICT DO NOTHING",
+            [(outbox_id, int(c)) for c in dict.fromkeys(conversation_ids)],
         )
-        args: tuple[Any, ...] = (cutoff,) if limit is None else (cutoff, limit)
-        ids = [r[0] for r in self._s.execute(sql if limit is None else sql + " LIMIT ?", args)]
-        if not ids:
-            return 0
-        self._s.execute("CREATE TEMP TABLE IF NOT EXISTS purge_ids(id INTEGER PRIMARY KEY)")
-        self._s.execute("DELETE FROM temp.purge_ids")
-        self._s.executemany("INSERT INTO temp.purge_ids(id) VALUES (?)", [(i,) for i in ids])
-        files = [
-            r[0]
-            for r in self._s.execute(
-                "SELECT file FROM attachments WHERE message_id IN (SELECT id FROM temp.purge_ids) AND file IS NOT NULL"
-            )
-        ]
-        cursor = self._s.execute("DELETE FROM messages WHERE id IN (SELECT id FROM temp.purge_ids)")
-        self._s.execute("DELETE FROM temp.purge_ids")
-        self._unlink_after_commit(files)
-        return cursor.rowcount
+
+    def forget_conversations(self, conversation_ids: Sequence[int]) -> dict[str, int]:
+        """Delete conversations with everything that carries their text; return counts.
+
+        Messages (notes included), attachments, events and outbox rows of the
+        conversation go through the foreign keys; agent notices naming them
+        (``outbox_mentions``) are deleted here first. Media files are not
+        touched: the caller collects and unlinks them after the commit.
+        """
+        counts = {"conversations": 0, "messages": 0, "outbox": 0, "events": 0}
+        for start in range(0, len(conversation_ids), _IN_CHUNK):
+            ids = [int(i) for i in conversation_ids[start : start + _IN_CHUNK]]
+            marks = ",".join("?" * len(ids))
+            counts["messages"] += self._count(f"SELECT count(*) FROM messages WHERE conversation_id IN ({marks})", ids)
+            counts["events"] += self._count(f"SELECT count(*) FROM events WHERE conversation_id IN ({marks})", ids)
+            counts["outbox"] += self._s.execute(
+                "DELETE FROM outbox WHERE id IN"
+                f" (SELECT outbox_id FROM outbox_mentions WHERE conversation_id IN ({marks}))",
+                ids,
+            ).rowcount
+            counts["outbox"] += self._s.execute(f"DELETE FROM outbox WHERE conversation_id IN ({marks})", ids).rowcount
+            counts["conversations"] += self._s.execute(f"DELETE FROM conversations WHERE id IN ({marks})", ids).rowcount
+        return counts
+
+    def forget_contact(self, contact_id: int) -> int:
+        """Delete a contact, their identities and every outbox row of theirs, and shred their key.
+
+        Returns the number of outbox rows deleted (those not tied to a conversation).
+        """
+        outbox = self._s.execute(
+            "DELETE FROM outbox WHERE (key_kind = 'contact' AND key_owner = ?)"
+            " OR (recipient_kind = 'contact' AND recipient_id = ?)",
+            (contact_id, contact_id),
+        ).rowcount
+        self._s.execute("DELETE FROM contacts WHERE id = ?", (contact_id,))
+        self._s.shred_key(KeyOwner.contact(contact_id))
+        return int(outbox)
+
+    def unlink_after_commit(self, names: Sequence[str]) -> None:
+        """Remove these media files once the transaction that dropped their rows commits."""
+        self._unlink_after_commit(list(names))
+
+    def _count(self, sql: str, args: Sequence[Any]) -> int:
+        return int(self._s.execute(sql, args).fetchone()[0])
 
     def export_contact(self, contact_id: int) -> tuple[dict[str, Any], list[str]]:
         """Everything stored about a contact, decrypted, in the documented export shape.

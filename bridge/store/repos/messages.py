@@ -203,6 +203,20 @@ class MessagesRepo:
         ).fetchall()
         return [self._message(r, owner, strict) for r in reversed(rows)]
 
+    def after(self, after_id: int, limit: int, *, strict: bool = False) -> list[Message]:
+        """Messages of any conversation with an id above ``after_id``, oldest first (live updates)."""
+        rows = self._s.execute(
+            f"SELECT {_COLUMNS}, (SELECT contact_id FROM conversations c WHERE c.id = m.conversation_id)"
+            " FROM messages m WHERE id > ? ORDER BY id LIMIT ?",
+            (after_id, limit),
+        ).fetchall()
+        return [self._message(r, KeyOwner.contact(r[11]), strict) for r in rows if r[11] is not None]
+
+    def last_id(self) -> int:
+        """The highest message id so far (0: none)."""
+        (top,) = self._s.execute("SELECT MAX(id) FROM messages").fetchone()
+        return int(top or 0)
+
     def of_conversation(self, conversation_id: int, *, strict: bool = True) -> list[Message]:
         """Every message of a conversation, oldest first."""
         owner = self._conversations.owner(conversation_id)
