@@ -13,7 +13,7 @@ from bridge.config import load_config
 from bridge.errors import IntegrityError
 from bridge.models import Address
 from bridge.store import KeyOwner, Store
-from tests.core.test_store_kit import ROOT, cli, raw_files, write_config
+from tests.core.test_store_kit import ROOT, cli
 
 
 def _seed(config_path, *, phone: str = "+31612340000", name: str = "Jan Marker") -> int:

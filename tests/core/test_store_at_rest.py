@@ -210,9 +210,7 @@ async def test_outbox_errors_are_scrubbed_by_the_store_on_both_backends(tmp_path
         second = await store.write(enqueue)
         await store.write(lambda tx: tx.outbox.mark_retry(first, 10.0, error))
         await store.write(lambda tx: tx.outbox.set_last_error(second, error))
-        stored = [
-            (await store.read(lambda tx, i=i: tx.outbox.load(i))).last_error for i in (first, second)
-        ]
+        stored = [(await store.read(lambda tx, i=i: tx.outbox.load(i))).last_error for i in (first, second)]
         assert all(s is not None and s.startswith("SMTP 550 <[redacted]> unknown") for s in stored), stored
         assert all(MARKERS["psid"] not in s and "99887766" not in s for s in stored)
     finally:

@@ -302,6 +302,7 @@ class PostgresStore(Store):
         PostgreSQL's own WAL and the operator's backups keep them until they are
         recycled or expire (README: the database's own copies are the operator's).
         """
+
         def vacuum() -> None:
             self._writer.native("VACUUM keys")
 
