@@ -7,6 +7,10 @@ second set of metrics with duplicate names.
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable, Mapping
+from typing import Any
+
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -29,6 +33,8 @@ class Metrics:
     :ivar outbox_oldest_age: Gauge — age in seconds of the oldest pending row.
     :ivar deliveries: Counter(channel, outcome) — outcome is sent|retry|failed|held.
     :ivar login_failures: Counter — refused logins (chat codes, console passwords and codes, lock-outs).
+    :ivar store_up: Gauge(backend) — 1 while the store takes writes (PostgreSQL: reachable and a primary).
+    :ivar store_pool: Gauge(state) — the store's read connections: size, in_use, max, waiting (PostgreSQL).
     """
 
     def __init__(self) -> None:
@@ -63,6 +69,24 @@ class Metrics:
             registry=r,
         )
 
+    def watch_store(self, health: Callable[[], Mapping[str, Any]]) -> None:
+        """Read the store's state from its ``health()`` (no I/O: cached by the store) at every scrape."""
+        backend = str(health().get("backend", "sqlite"))
+        r = self.registry
+        self.store_up = Gauge("carebridge_store_up", "1 while the store takes writes", ["backend"], registry=r)
+        self.store_up.labels(backend=backend).set_function(lambda: 1.0 if health().get("status") == "ok" else 0.0)
+        if "pool" in health():
+            self.store_pool = Gauge(
+                "carebridge_store_pool_connections", "The store's read connections by state", ["state"], registry=r
+            )
+            for state in ("size", "in_use", "max", "waiting"):
+                self.store_pool.labels(state=state).set_function(functools.partial(_pool_value, health, state))
+
     def render(self) -> tuple[bytes, str]:
         """Return the Prometheus text exposition and its content type."""
         return generate_latest(self.registry), CONTENT_TYPE_LATEST
+
+
+def _pool_value(health: Callable[[], Mapping[str, Any]], state: str) -> float:
+    """One number of the store's ``pool`` health entry."""
+    return float(health().get("pool", {}).get(state, 0))

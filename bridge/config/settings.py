@@ -128,12 +128,18 @@ class RoutingConfig:
 
 @dataclass(frozen=True)
 class DeliveryConfig:
-    """``[delivery]``: the outbox worker's retries and parallelism."""
+    """``[delivery]``: the outbox worker's retries and parallelism.
+
+    ``lease``: with several daemons on one PostgreSQL database, how long a
+    daemon holds the rows it is sending (renewed while a send lasts); a dead
+    daemon's rows go to the others after at most this long.
+    """
 
     max_attempts: int = 8
     retry_base: float = 2.0
     retry_max: float = 600.0
     concurrency: int = 4
+    lease: float = 30.0
 
 
 @dataclass(frozen=True)
@@ -258,6 +264,7 @@ _SCHEMA: dict[str, tuple[type, dict[str, Parser]]] = {
             "retry_base": cv.duration,
             "retry_max": cv.duration,
             "concurrency": cv.integer(1),
+            "lease": cv.positive_duration,
         },
     ),
     "templates": (TemplatesConfig, {"file": cv.optional_path}),

@@ -15,7 +15,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import random
+import secrets
+import socket
 from collections import Counter
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
@@ -73,6 +76,10 @@ class OutboxWorker:
         self._per_channel: Counter[str] = Counter()
         self._rng = random.Random()
         self._stopping = False
+        self._subscribed = False
+        self._renewed_at = 0.0
+        #: who holds this worker's leases when daemons share a database (host, process, a random tag)
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
         self.depth = 0
         self.oldest_age = 0.0
 
@@ -83,6 +90,9 @@ class OutboxWorker:
 
     def start(self) -> None:
         """Start the loop (idempotent); pending rows from before a restart go first."""
+        if not self._subscribed:  # deliveries another daemon on the same database enqueued
+            self.store.subscribe("outbox", self.wake)
+            self._subscribed = True
         if self._task is None:
             self._stopping = False
             self._task = asyncio.create_task(self._run(), name="carebridge-outbox")
@@ -138,6 +148,8 @@ class OutboxWorker:
             lambda tx: tx.outbox.due(now, exclude=exclude, per_channel=concurrency, skip_channels=skip)
         )
         rows, next_at = plan.rows, plan.next_at
+        if self.store.shared:
+            rows = await self._claim(rows, now)
         if self._cooldown:
             soonest = min(self._cooldown.values())
             next_at = soonest if next_at is None else min(next_at, soonest)
@@ -152,6 +164,32 @@ class OutboxWorker:
         await self._update_gauges(now)
         sleep = IDLE_POLL if next_at is None else min(IDLE_POLL, next_at - now)
         return max(0.0, sleep)
+
+    async def _claim(self, rows: list[tuple[int, str, bool]], now: float) -> list[tuple[int, str, bool]]:
+        """Several daemons on one database: keep only the rows this one could lease, renew the leases it holds.
+
+        Rows another daemon holds wait (in ``_cooldown``) until its lease runs
+        out, which is when a dead daemon's deliveries come to the others.
+        """
+        until = now + self.delivery.lease
+        inflight = list(self._inflight)
+        wanted = [r[0] for r in rows if self._per_channel[r[1]] < self.delivery.concurrency]
+        if not wanted and not (inflight and now - self._renewed_at >= self.delivery.lease / 3):
+            return []
+        owner = self.owner
+
+        def claim(tx: Tx) -> tuple[list[int], dict[int, float]]:
+            if inflight:
+                tx.outbox.renew(inflight, owner, until)
+            got = tx.outbox.claim(wanted, owner, until)
+            return got, tx.outbox.leased_elsewhere([i for i in wanted if i not in got], owner)
+
+        got, elsewhere = await self.store.write(claim)
+        if inflight:
+            self._renewed_at = now
+        self._cooldown.update(elsewhere)
+        mine = set(got)
+        return [r for r in rows if r[0] in mine]
 
     async def _update_gauges(self, now: float) -> None:
         depth, oldest = await self.store.read(lambda tx: tx.outbox.stats(now))

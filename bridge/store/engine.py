@@ -89,6 +89,8 @@ class Store:
     """
 
     backend = "sqlite"
+    #: Whether other daemons write the same database (they then claim outbox rows before sending).
+    shared = False
 
     def __init__(self) -> None:  # use Store.open()
         self.path: Path = Path()

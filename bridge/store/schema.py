@@ -480,3 +480,16 @@ def m120_console_sessions(db: sqlite_utils.Database) -> None:
 
 
 register_migration(120, m120_console_sessions)
+
+
+def m190_outbox_leases(db: Any) -> None:
+    """Leases on outbox rows: several daemons on one database send each delivery once.
+
+    A daemon claims the rows it is about to send (``lease_owner``, ``lease_until``);
+    another daemon takes a row only once its lease has run out (its daemon died).
+    """
+    db.execute("ALTER TABLE outbox ADD COLUMN lease_owner TEXT")
+    db.execute("ALTER TABLE outbox ADD COLUMN lease_until REAL")
+
+
+register_migration(190, m190_outbox_leases)

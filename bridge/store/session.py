@@ -57,10 +57,13 @@ class Session(Protocol):
 
     SQL is written once, in the dialect both SQLite and PostgreSQL accept
     (``?`` placeholders, ``ON CONFLICT``); a backend translates what it must.
+    ``row_locks`` ends a ``SELECT`` whose rows a write is about to claim:
+    ``""`` with one writer, ``" FOR UPDATE SKIP LOCKED"`` where daemons share the database.
     """
 
     media_dir: Path
     writable: bool
+    row_locks: str
 
     def execute(self, sql: str, params: Sequence[Any] = ..., /) -> Cursor: ...
 
@@ -110,6 +113,8 @@ class Session(Protocol):
 
 class KeyedSession:
     """The backend-neutral part of a :class:`Session` on one connection (the writer's or a reader's)."""
+
+    row_locks = ""
 
     def __init__(
         self,

@@ -81,6 +81,7 @@ class PostgresStore(Store):
     """The encrypted store on PostgreSQL; open it with ``await Store.open(settings)`` (``backend = "postgresql"``)."""
 
     backend = "postgresql"
+    shared = True
 
     def __init__(self) -> None:
         super().__init__()

@@ -27,6 +27,7 @@ class PgSession(KeyedSession):
     """A session on one psycopg connection (the writer's, or a reader's from the pool)."""
 
     conn: PgConnection
+    row_locks = " FOR UPDATE SKIP LOCKED"
 
     def __init__(
         self,

@@ -118,6 +118,7 @@ class OutboxRepo:
                 hold_reason,
             ),
         )
+        self._s.notify("outbox")  # idle workers of other daemons on the same database look again
         return int(row_id)
 
     def _decode(self, row: Sequence[Any]) -> Delivery:
@@ -198,6 +199,46 @@ class OutboxRepo:
         planned = [(int(r[0]), str(r[1]), bool(r[2])) for r in rows if r[0] not in excluded]
         return DuePlan(planned, float(next_at) if next_at is not None else None)
 
+    def claim(self, ids: Sequence[int], owner: str, until: float) -> list[int]:
+        """Lease the pending rows among ``ids`` to ``owner`` until ``until``; return the ids it got.
+
+        A row is taken when it has no lease, its lease ran out (its daemon
+        died), or ``owner`` holds it already; rows another daemon is claiming
+        at this moment are skipped, not waited for.
+        """
+        if not ids:
+            return []
+        marks = ",".join("?" * len(ids))
+        rows = self._s.execute(
+            "UPDATE outbox SET lease_owner = ?, lease_until = ? WHERE id IN ("
+            f"SELECT id FROM outbox WHERE id IN ({marks}) AND status = 'pending'"
+            f" AND (lease_until IS NULL OR lease_until < ? OR lease_owner = ?){self._s.row_locks}) RETURNING id",
+            (owner, until, *ids, self._s.now(), owner),
+        ).fetchall()
+        return sorted(int(r[0]) for r in rows)
+
+    def leased_elsewhere(self, ids: Sequence[int], owner: str) -> dict[int, float]:
+        """``{id: lease_until}`` of the rows among ``ids`` another daemon holds a live lease on."""
+        if not ids:
+            return {}
+        marks = ",".join("?" * len(ids))
+        rows = self._s.execute(
+            f"SELECT id, lease_until FROM outbox WHERE id IN ({marks}) AND lease_owner IS NOT NULL"
+            " AND lease_owner != ? AND lease_until >= ?",
+            (*ids, owner, self._s.now()),
+        ).fetchall()
+        return {int(r[0]): float(r[1]) for r in rows}
+
+    def renew(self, ids: Sequence[int], owner: str, until: float) -> int:
+        """Extend ``owner``'s leases on ``ids`` (sends still under way); return how many it still holds."""
+        if not ids:
+            return 0
+        marks = ",".join("?" * len(ids))
+        cursor = self._s.execute(
+            f"UPDATE outbox SET lease_until = ? WHERE id IN ({marks}) AND lease_owner = ?", (until, *ids, owner)
+        )
+        return int(cursor.rowcount)
+
     def mark_sent(self, delivery: Delivery, external_ids: Sequence[str]) -> None:
         """Record a platform's acceptance and its message id(s), in one commit."""
         kind = _extid_kind(delivery.channel)
@@ -257,6 +298,8 @@ class OutboxRepo:
             " WHERE status = 'held' AND hold_reason = ? AND recipient_kind = ? AND recipient_id = ? AND channel = ?",
             (self._s.now(), WINDOW_CLOSED, recipient_kind, recipient_id, channel),
         )
+        if cursor.rowcount:
+            self._s.notify("outbox")
         return int(cursor.rowcount)
 
     def release_channels(self, channels: Sequence[str]) -> int:
@@ -269,6 +312,8 @@ class OutboxRepo:
             f" WHERE status = 'held' AND hold_reason = ? AND channel IN ({marks})",
             (self._s.now(), CHANNEL_UNAVAILABLE, *channels),
         )
+        if cursor.rowcount:
+            self._s.notify("outbox")
         return int(cursor.rowcount)
 
     def find_by_external_id(self, channel: str, external_id: str) -> Delivery | None:
