@@ -40,6 +40,7 @@ route, accepted or not; ``urls`` the path and query of each request and
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import time
 from dataclasses import dataclass
@@ -105,6 +106,9 @@ class FakeMessengerGraph:
         self.last_wrote: dict[str, float] = {}
         self._script: list[ScriptedError | None] = []  # None: let one request through
         self._ids = itertools.count(1)
+        self.dropped: list[Any] = []  # held requests whose sender was gone when released
+        self._gate = asyncio.Event()
+        self._gate.set()
         self.app = web.Application()
         for path in ("/{version:v\\d+\\.\\d+}/{node}/messages", "/{node}/messages"):
             self.app.router.add_post(path, self._messages)
@@ -144,11 +148,30 @@ class FakeMessengerGraph:
 
     # -- the route --------------------------------------------------------
 
+    def hold(self) -> None:
+        """Keep message requests waiting, unanswered and unrecorded, until :meth:`release`.
+
+        A request whose client is gone by then (its process was killed) is
+        dropped: the platform never had it, as when a sender dies with the
+        request still on the wire.
+        """
+        self._gate.clear()
+
+    def release(self) -> None:
+        """Let held requests through (those whose client vanished are dropped)."""
+        self._gate.set()
+
     async def _messages(self, request: web.Request) -> web.Response:
         try:
             body: Any = await request.json()
         except ValueError:
             body = None
+        if not self._gate.is_set():
+            await self._gate.wait()
+            transport = request.transport
+            if transport is None or transport.is_closing():
+                self.dropped.append(body)
+                return web.Response(status=499)
         self.requests.append(body)
         self.urls.append(str(request.rel_url))
         header = request.headers.get("Authorization", "")

@@ -186,7 +186,7 @@ class OutboxRepo:
             f"WITH line AS ({_FIRST_IN_LINE}) SELECT id, channel, behind FROM ("
             "  SELECT id, channel, next_attempt_at, behind,"
             "  ROW_NUMBER() OVER (PARTITION BY channel ORDER BY next_attempt_at, id) AS n"
-            f"  FROM line WHERE next_attempt_at <= ?{not_skipped})"
+            f"  FROM line WHERE next_attempt_at <= ?{not_skipped}) AS ranked"
             " WHERE n <= ? ORDER BY next_attempt_at, id",
             (now, *skip, limit),
         ).fetchall()
