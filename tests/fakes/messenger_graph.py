@@ -107,6 +107,7 @@ class FakeMessengerGraph:
         self._script: list[ScriptedError | None] = []  # None: let one request through
         self._ids = itertools.count(1)
         self.dropped: list[Any] = []  # held requests whose sender was gone when released
+        self.held = 0  # requests waiting at the gate now
         self._gate = asyncio.Event()
         self._gate.set()
         self.app = web.Application()
@@ -167,7 +168,14 @@ class FakeMessengerGraph:
         except ValueError:
             body = None
         if not self._gate.is_set():
-            await self._gate.wait()
+            self.held += 1
+            try:
+                await self._gate.wait()
+            except asyncio.CancelledError:  # the server noticed the sender gone and cancelled us
+                self.dropped.append(body)
+                raise
+            finally:
+                self.held -= 1
             transport = request.transport
             if transport is None or transport.is_closing():
                 self.dropped.append(body)
