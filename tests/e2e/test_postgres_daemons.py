@@ -43,9 +43,7 @@ async def _post_round(world: World, nodes: list[DaemonProcess], live: list[int],
         acked.append(text)
 
 
-async def _kill_while_sending(
-    world: World, nodes: list[DaemonProcess], dsn: str, n: int, acked: list[str]
-) -> int:
+async def _kill_while_sending(world: World, nodes: list[DaemonProcess], dsn: str, n: int, acked: list[str]) -> int:
     """SIGKILL node b while its send to the agent waits at the platform; return the next round's number.
 
     Each try holds the platform, lets a round of webhooks in through node a
@@ -104,14 +102,14 @@ async def test_two_daemons_share_the_work_and_survive_a_sigkill(world: World, tm
                        what="the login confirmed")  # fmt: skip
         for n in range(5):  # both daemons take webhooks
             await _post_round(world, nodes, [0, 1], n, acknowledged)
-        n = await _kill_while_sending(world, nodes, pg_dsn, n + 1, acknowledged)
-        for n in range(n, n + 2):  # only node a is left
+        after_kill = await _kill_while_sending(world, nodes, pg_dsn, 5, acknowledged)
+        for n in range(after_kill, after_kill + 2):  # only node a is left
             await _post_round(world, nodes, [0], n, acknowledged)
         nodes[1] = DaemonProcess(configs[1])  # node b comes back
         await nodes[1].start()
-        for n in range(n + 1, n + 4):
+        rounds = after_kill + 5
+        for n in range(after_kill + 2, rounds):
             await _post_round(world, nodes, [0, 1], n, acknowledged)
-        rounds = n + 1
 
         expected = len(CUSTOMERS) * rounds
         await wait_for(lambda: len(set(_relayed(world))) >= expected, timeout=90, what="every message relayed")
