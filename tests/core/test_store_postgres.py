@@ -166,3 +166,26 @@ async def test_healthz_and_metrics_report_the_backend_pool_and_primary(tmp_path,
         assert 'carebridge_store_pool_connections{state="max"} 3.0' in text
     finally:
         await bridge.close()
+
+
+def test_store_backend_settings_are_checked_and_the_dsn_stays_secret(tmp_path, monkeypatch) -> None:
+    from bridge.config import load_config
+    from bridge.errors import ConfigError
+
+    path = tmp_path / "bridge.toml"
+    path.write_text('[store]\nbackend = "postgresql"\n')
+    with pytest.raises(ConfigError, match="store.dsn: required when store.backend is postgresql"):
+        load_config(path)
+    path.write_text('[store]\nbackend = "mysql"\n')
+    with pytest.raises(ConfigError, match="store.backend: expected one of sqlite, postgresql"):
+        load_config(path)
+    monkeypatch.setenv("CB_TEST_DSN", "host=127.0.0.1 password=hunter2-secret dbname=cb")
+    path.write_text('[store]\nbackend = "postgresql"\ndsn = "env:CB_TEST_DSN"\npool_size = 2\n')
+    store = load_config(path).store
+    assert (store.backend, store.dsn, store.pool_size) == (
+        "postgresql",
+        "host=127.0.0.1 password=hunter2-secret dbname=cb",
+        2,
+    )
+    assert "hunter2" not in repr(store)
+    assert load_config(None).store.backend == "sqlite"
