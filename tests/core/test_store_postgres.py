@@ -9,6 +9,7 @@ import pytest
 from bridge.errors import StoreError
 from bridge.store import KeyOwner, Store
 from bridge.store import schema as store_schema
+from bridge.store.keyfile import generate_key, write_key_file
 from bridge.store.postgres import dialect
 from bridge.store.schema import register_migration
 from tests.core.test_store_kit import Backend
@@ -105,6 +106,7 @@ async def test_a_plain_sqlite_migration_runs_on_both_backends(tmp_path, backend)
 
 async def test_two_stores_on_one_database_share_ids_keys_and_take_turns(tmp_path, pg_dsn) -> None:
     backend = Backend("postgresql", pg_dsn)
+    write_key_file(tmp_path / "var" / "master.key", generate_key())  # the operator gives every node the key
     first, second = await asyncio.gather(*(Store.open(backend.settings(tmp_path)) for _ in range(2)))
     try:
         ids = await asyncio.gather(
