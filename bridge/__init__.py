@@ -10,9 +10,11 @@ from importlib.metadata import PackageNotFoundError, version
 from bridge.channel import (
     Channel,
     ChannelContext,
+    LoadStateCallback,
     MediaCallback,
     PendingMedia,
     RegisterChannel,
+    SaveStateCallback,
     SimulatedRequest,
 )
 from bridge.config import Config, add_config_option, load_config
@@ -41,6 +43,7 @@ from bridge.models import (
     StatusUpdate,
 )
 from bridge.parts import SentParts, split_text
+from bridge.schema import ChannelSchema, ConfigKey
 from bridge.webhooks import hand_over, read_body, webhook_app
 
 try:
@@ -57,18 +60,22 @@ __all__ = [
     "ChannelAuthFailed",
     "ChannelContext",
     "ChannelError",
+    "ChannelSchema",
     "ChannelState",
     "ChannelUnavailable",
     "Config",
     "ConfigError",
+    "ConfigKey",
     "DeliveryError",
     "DeliveryReceipt",
     "Finding",
     "InboundMessage",
+    "LoadStateCallback",
     "MediaCallback",
     "OutboundMessage",
     "PendingMedia",
     "RegisterChannel",
+    "SaveStateCallback",
     "SentParts",
     "SimulatedRequest",
     "StatusKind",

@@ -24,11 +24,22 @@ from bridge.models import (
     OutboundMessage,
     StatusUpdate,
 )
+from bridge.schema import ChannelSchema
 
 DeliverCallback = Callable[[Sequence[InboundMessage]], Awaitable[None]]
 StatusCallback = Callable[[Sequence[StatusUpdate]], Awaitable[None]]
 MediaCallback = Callable[[str, int, bytes, str | None], Awaitable[None]]
 ReportCallback = Callable[[ChannelState, str | None], None]
+LoadStateCallback = Callable[[str], Awaitable[str | None]]
+SaveStateCallback = Callable[[str, str], Awaitable[None]]
+
+
+async def _no_state_to_load(key: str) -> str | None:
+    raise ChannelError("this channel context has no state store (it was not lent by a running bridge)")
+
+
+async def _no_state_to_save(key: str, value: str) -> None:
+    raise ChannelError("this channel context has no state store (it was not lent by a running bridge)")
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +58,13 @@ class ChannelContext:
     :param log: the channel's logger; never log message text or tokens.
     :param max_body: the largest webhook body the operator allows, in bytes.
     :param public_url: the bridge's public base URL (for links), may be empty.
+    :param load_state: ``await load_state(key)`` returns the text last saved
+        under ``key`` by this channel, or None. For bookkeeping a pull channel
+        must keep across restarts (an IMAP folder's UIDVALIDITY and last UID);
+        each channel has its own keys. Never for messages: those go to ``deliver``.
+    :param save_state: ``await save_state(key, value)`` stores ``value`` (at most
+        64 KiB of text) under ``key`` (at most 200 characters), encrypted,
+        replacing the previous value; it returns once committed.
     """
 
     http: aiohttp.ClientSession
@@ -57,6 +75,8 @@ class ChannelContext:
     log: logging.Logger
     max_body: int = 2 * 1024 * 1024
     public_url: str = ""
+    load_state: LoadStateCallback = _no_state_to_load
+    save_state: SaveStateCallback = _no_state_to_save
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +121,16 @@ class Channel(ABC):
         (``[#42 Jan · WhatsApp]``); empty: the name with a capital.
     :cvar commands_in_first_line: an agent's command is only the first line
         of their message (mail bodies carry a quoted reply below it).
+    :cvar schema: the declared keys of ``[channels.<name>]`` (``ChannelSchema``):
+        ``check_config`` validates with it, the daemon masks its secret values
+        in logs and ``carebridge init`` writes the section from it. None: the
+        channel checks its section itself and secrets are guessed by key name.
+    :cvar senders_vouched: the platform vouches for the sender of every
+        message it hands over (signed webhooks carry the platform's own user
+        ids). False where the sender is only what the message claims (an
+        email's From): there a message acts for an agent only when
+        ``InboundMessage.authenticated`` is True or it carries a reply token
+        the bridge issued to that agent (``meta["reply_token"]``).
     """
 
     name: ClassVar[str]
@@ -108,6 +138,8 @@ class Channel(ABC):
     reply_window: ClassVar[float | None] = None
     label: ClassVar[str] = ""
     commands_in_first_line: ClassVar[bool] = False
+    schema: ClassVar[ChannelSchema | None] = None
+    senders_vouched: ClassVar[bool] = True
 
     @classmethod
     def display_label(cls) -> str:
@@ -122,8 +154,12 @@ class Channel(ABC):
     def check_config(cls, section: Mapping[str, Any]) -> None:
         """Validate this channel's config section without starting anything.
 
+        The default validates with ``schema`` when the channel declares one.
+
         :raises ConfigError: naming ``channels.<name>.<key>``.
         """
+        if cls.schema is not None:
+            cls.schema.validate(section)
 
     @classmethod
     def normalize_address(cls, address: str) -> str:

@@ -81,6 +81,14 @@ class InboundMessage:
     :param echo: True for a message the business sent outside Carebridge
         (Messenger Page inbox); stored as outbound so the transcript is whole.
     :param meta: channel data needed to answer in thread (email headers).
+    :param authenticated: the channel's verdict on ``sender``: True when
+        something the operator trusts vouches for it (email: a trusted
+        ``Authentication-Results`` with ``dmarc=pass``), False when that check
+        was made and failed (the core marks such a customer message, and it
+        can act for an agent only on a reply token issued to that agent),
+        None when the channel gives no verdict. On a channel whose
+        ``Channel.senders_vouched`` is True (signed webhooks) None means the
+        platform itself vouches; where it is False (email), None is no proof.
     """
 
     channel: str
@@ -93,6 +101,7 @@ class InboundMessage:
     attachments: tuple[Attachment, ...] = ()
     echo: bool = False
     meta: Mapping[str, str] = field(default_factory=dict)
+    authenticated: bool | None = None
 
 
 StatusKind = Literal["sent", "delivered", "read", "failed"]

@@ -1,9 +1,8 @@
-"""Run the real daemon (``python -m bridge run -c FILE``) as a subprocess in tests.
+"""Run the real daemon and CLI as subprocesses in tests: the kit's runners with this repository on the path.
 
-Why a subprocess: signals, sd_notify, exit codes and start-up failures are
-only real in a real process. The helper is async so a test can serve fake
-platform APIs (``aiohttp_server``) on the same event loop while the daemon
-talks to them.
+The runners themselves ship with the core (``bridge.testing``); these thin
+wrappers put the repository first on the subprocess's ``PYTHONPATH``, so the
+daemon runs this source tree and can import the test suite's own modules.
 
     config = write_config(tmp_path, extra="[channels.messenger]\\n...")
     async with DaemonProcess(config) as daemon:      # waits for /healthz
@@ -14,67 +13,18 @@ talks to them.
 
 from __future__ import annotations
 
-import asyncio
-import os
-import signal
-import socket
-import sys
-import time
 from pathlib import Path
-from types import TracebackType
 
-import aiohttp
+from bridge import testing as kit
+from bridge.testing import config_port, free_port, write_config
+
+__all__ = ["ROOT", "DaemonProcess", "cli_env", "config_port", "free_port", "run_cli", "run_cli_sync", "write_config"]
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def free_port() -> int:
-    """Return a TCP port on 127.0.0.1 that was free a moment ago."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def write_config(
-    directory: Path, extra: str = "", *, port: int | None = None, server: str = "", name: str = "bridge.toml"
-) -> Path:
-    """Write a bridge.toml for a test daemon: loopback, a free port, store under ``directory``.
-
-    :param extra: appended verbatim (more sections such as ``[channels.x]``).
-    :param server: extra ``key = value`` lines for the ``[server]`` table.
-    """
-    port = free_port() if port is None else port
-    text = (
-        "[server]\n"
-        'host = "127.0.0.1"\n'
-        f"port = {port}\n"
-        + ("" if "shutdown_timeout" in server else 'shutdown_timeout = "5s"\n')
-        + (server.rstrip("\n") + "\n" if server else "")
-        + "[store]\n"
-        'path = "var/carebridge.db"\n'
-        'key = "file:var/master.key"\n'
-        'synchronous = "normal"\n'
-    ) + extra
-    path = directory / name
-    path.write_text(text, encoding="utf-8")
-    return path
-
-
-def config_port(path: Path) -> int:
-    """Read ``server.port`` back from a config file."""
-    import tomllib
-
-    return int(tomllib.loads(path.read_text(encoding="utf-8"))["server"]["port"])
-
-
-class DaemonProcess:
-    """A ``carebridge run`` subprocess: start, wait until healthy, signal, collect output.
-
-    :param config: the bridge.toml to run (``None``: no ``-c``, embedded defaults in ``cwd``).
-    :param env: extra environment variables (``NOTIFY_SOCKET``, secrets, ...).
-    :param cwd: working directory (default: the config's directory).
-    :param port: where /healthz answers (default: read from ``config``).
-    """
+class DaemonProcess(kit.DaemonProcess):
+    """``bridge.testing.DaemonProcess`` running this source tree (see its docstring)."""
 
     def __init__(
         self,
@@ -85,125 +35,12 @@ class DaemonProcess:
         port: int | None = None,
         args: tuple[str, ...] = (),
     ) -> None:
-        self.config = config
-        self.cwd = cwd or (config.parent if config else Path.cwd())
-        self.port = port if port is not None else (config_port(config) if config else 8080)
-        self.env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
-        self.env.pop("CAREBRIDGE_CONFIG", None)
-        self.env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), self.env.get("PYTHONPATH", "")) if p)
-        self.args = args
-        self.proc: asyncio.subprocess.Process | None = None
-        self._stderr = bytearray()
-        self._stdout = bytearray()
-        self._readers: list[asyncio.Task[None]] = []
-
-    @property
-    def stderr(self) -> str:
-        """Everything the daemon wrote to stderr so far (its log)."""
-        return self._stderr.decode(errors="replace")
-
-    @property
-    def stdout(self) -> str:
-        """Everything the daemon wrote to stdout so far."""
-        return self._stdout.decode(errors="replace")
-
-    @property
-    def returncode(self) -> int | None:
-        """The exit status once the process ended."""
-        return self.proc.returncode if self.proc else None
-
-    def url(self, path: str = "/") -> str:
-        """The daemon's URL for ``path``."""
-        return f"http://127.0.0.1:{self.port}{path}"
-
-    async def spawn(self) -> None:
-        """Start the process without waiting for it to become healthy."""
-        argv = [sys.executable, "-m", "bridge", "run", *self.args]
-        if self.config is not None:
-            argv += ["-c", str(self.config)]
-        self.proc = await asyncio.create_subprocess_exec(
-            *argv,
-            cwd=self.cwd,
-            env=self.env,
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-        )
-        assert self.proc.stdout is not None and self.proc.stderr is not None
-        self._readers = [
-            asyncio.create_task(self._drain(self.proc.stdout, self._stdout)),
-            asyncio.create_task(self._drain(self.proc.stderr, self._stderr)),
-        ]
-
-    @staticmethod
-    async def _drain(stream: asyncio.StreamReader, into: bytearray) -> None:
-        while chunk := await stream.read(65536):
-            into.extend(chunk)
-
-    async def start(self, timeout: float = 30.0) -> DaemonProcess:
-        """Start and wait until ``/healthz`` answers 200 or 503.
-
-        :raises RuntimeError: with the daemon's stderr if it exits or never answers.
-        """
-        await self.spawn()
-        deadline = time.monotonic() + timeout
-        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2)) as session:
-            while time.monotonic() < deadline:
-                if self.proc is not None and self.proc.returncode is not None:
-                    await self.wait()
-                    raise RuntimeError(f"daemon exited with {self.proc.returncode}:\n{self.stderr}")
-                try:
-                    async with session.get(self.url("/healthz")) as response:
-                        if response.status in (200, 503):
-                            return self
-                except (TimeoutError, aiohttp.ClientError):
-                    pass
-                await asyncio.sleep(0.05)
-        await self.stop(signal.SIGKILL)
-        raise RuntimeError(f"daemon did not answer /healthz within {timeout}s:\n{self.stderr}")
-
-    def send_signal(self, sig: int) -> None:
-        """Send ``sig`` to the daemon."""
-        assert self.proc is not None
-        self.proc.send_signal(sig)
-
-    async def wait(self, timeout: float = 30.0) -> int:
-        """Wait for the process to exit (SIGKILL after ``timeout``); return its status."""
-        assert self.proc is not None
-        try:
-            await asyncio.wait_for(self.proc.wait(), timeout)
-        except TimeoutError:
-            self.proc.kill()
-            await self.proc.wait()
-        await asyncio.gather(*self._readers, return_exceptions=True)
-        assert self.proc.returncode is not None
-        return self.proc.returncode
-
-    async def stop(self, sig: int = signal.SIGTERM, timeout: float = 30.0) -> int:
-        """Send ``sig`` (if still running) and return the exit status."""
-        if self.proc is None:
-            raise RuntimeError("daemon was never started")
-        if self.proc.returncode is None:
-            self.proc.send_signal(sig)
-        return await self.wait(timeout)
-
-    async def __aenter__(self) -> DaemonProcess:
-        return await self.start()
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        if self.proc is not None and self.proc.returncode is None:
-            await self.stop()
+        super().__init__(config, env=env, cwd=cwd, port=port, args=args, pythonpath=(ROOT,))
 
 
 def cli_env(env: dict[str, str] | None) -> dict[str, str]:
     """The environment for a CLI subprocess: ours without $CAREBRIDGE_CONFIG, plus ``env``, the repo on PYTHONPATH."""
-    full = {**os.environ}
-    full.pop("CAREBRIDGE_CONFIG", None)
-    full.update(env or {})
-    full["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), full.get("PYTHONPATH", "")) if p)
-    return full
+    return kit.cli_env(env, pythonpath=(ROOT,))
 
 
 async def run_cli(
@@ -214,24 +51,7 @@ async def run_cli(
     timeout: float = 60.0,
 ) -> tuple[int, str, str]:
     """Run ``python -m bridge ARGS`` to completion; return (status, stdout, stderr)."""
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "bridge",
-        *args,
-        cwd=cwd,
-        env=cli_env(env),
-        stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    try:
-        out, err = await asyncio.wait_for(proc.communicate(stdin), timeout)
-    except TimeoutError:
-        proc.kill()
-        out, err = await proc.communicate()
-    assert proc.returncode is not None
-    return proc.returncode, out.decode(errors="replace"), err.decode(errors="replace")
+    return await kit.run_cli(*args, env=env, cwd=cwd, stdin=stdin, timeout=timeout, pythonpath=(ROOT,))
 
 
 def run_cli_sync(
@@ -242,15 +62,4 @@ def run_cli_sync(
     timeout: float = 60.0,
 ) -> tuple[int, str, str]:
     """Blocking variant of ``run_cli`` for plain (non-async) tests."""
-    import subprocess
-
-    done = subprocess.run(
-        [sys.executable, "-m", "bridge", *args],
-        cwd=cwd,
-        env=cli_env(env),
-        input=stdin,
-        capture_output=True,
-        timeout=timeout,
-        check=False,
-    )
-    return done.returncode, done.stdout.decode(errors="replace"), done.stderr.decode(errors="replace")
+    return kit.run_cli_sync(*args, env=env, cwd=cwd, stdin=stdin, timeout=timeout, pythonpath=(ROOT,))

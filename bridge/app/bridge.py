@@ -160,7 +160,17 @@ class Bridge:
             log=logging.getLogger(f"carebridge.{name}"),
             max_body=self.config.server.max_body,
             public_url=self.config.server.public_url,
+            load_state=partial(self._load_state, name),
+            save_state=partial(self._save_state, name),
         )
+
+    async def _load_state(self, channel: str, key: str) -> str | None:
+        """``ChannelContext.load_state`` of ``channel``: its own bookkeeping, from the store."""
+        return await self.store.read(lambda tx: tx.channel_state.load(channel, key))
+
+    async def _save_state(self, channel: str, key: str, value: str) -> None:
+        """``ChannelContext.save_state`` of ``channel``; returns once committed."""
+        await self.store.write(lambda tx: tx.channel_state.save(channel, key, value))
 
     # --- channel health ------------------------------------------------------
 
@@ -507,6 +517,9 @@ class _Observer:
     def outbox(self, depth: int, oldest_age: float) -> None:
         self._metrics.outbox_depth.set(depth)
         self._metrics.outbox_oldest_age.set(oldest_age)
+
+    def inbound_refused(self, channel: str, reason: str) -> None:
+        self._metrics.inbound_refused.labels(channel=channel, reason=reason).inc()
 
     def credentials_refused(self, channel: str, reason: str) -> None:
         # A channel may already have said BAD_CREDENTIALS, which is more precise: keep it.

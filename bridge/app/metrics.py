@@ -33,6 +33,7 @@ class Metrics:
     :ivar outbox_oldest_age: Gauge — age in seconds of the oldest pending row.
     :ivar deliveries: Counter(channel, outcome) — outcome is sent|retry|failed|held.
     :ivar login_failures: Counter — refused logins (chat codes, console passwords and codes, lock-outs).
+    :ivar inbound_refused: Counter(channel, reason) — inbound messages refused without effect.
     :ivar store_up: Gauge(backend) — 1 while the store takes writes (PostgreSQL: reachable and a primary).
     :ivar store_pool: Gauge(state) — the store's read connections: size, in_use, max, waiting (PostgreSQL).
     """
@@ -66,6 +67,12 @@ class Metrics:
         self.login_failures = Counter(
             "carebridge_login_failures",
             "Refused logins: wrong or replayed codes, wrong passwords, lock-outs",
+            registry=r,
+        )
+        self.inbound_refused = Counter(
+            "carebridge_inbound_refused",
+            "Inbound messages refused without effect (unauthenticated: claimed an agent's address)",
+            ["channel", "reason"],
             registry=r,
         )
 

@@ -33,14 +33,7 @@ def channel_problems(config: Config, registry: PluginRegistry) -> list[BridgeErr
     for name in config.enabled_channels():
         cls = registry.channels.get(name)
         if cls is None:
-            failure = registry.failures.get(name)
-            if failure:
-                message = f"channels.{name}: enabled, but plugin {name!r} failed to load: {failure}"
-            else:
-                others = "; ".join(f"plugin {n!r} failed: {e}" for n, e in sorted(registry.failures.items()))
-                hint = f" ({others})" if others else " (install its plugin, see `carebridge plugins`)"
-                message = f"channels.{name}: enabled, but no installed plugin provides this channel{hint}"
-            problems.append(PluginLoadError(message))
+            problems.append(PluginLoadError(_no_channel(name, registry)))
             continue
         try:
             cls.check_config(config.channels[name])
@@ -50,6 +43,26 @@ def channel_problems(config: Config, registry: PluginRegistry) -> list[BridgeErr
     if problem is not None:
         problems.append(problem)
     return problems
+
+
+def _no_channel(name: str, registry: PluginRegistry) -> str:
+    """Say why no plugin provides channel ``name``, naming the plugin expected.
+
+    A channel comes from the plugin whose entry point has the channel's name
+    (``[project.entry-points.carebridge] acme = "carebridge_acme"``).
+    """
+    failure = registry.failures.get(name)
+    if failure:
+        return f"channels.{name}: enabled, but plugin {name!r} failed to load: {failure}"
+    expected = f"expected plugin {name!r} (an entry point {name!r} in the 'carebridge' group)"
+    info = registry.plugins.get(name)
+    if info is not None:
+        offered = ", ".join(repr(c) for c in sorted(info.channels)) or "none"
+        hint = f"{expected}; plugin {name!r} is installed but registers channels: {offered}"
+    else:
+        others = "; ".join(f"plugin {n!r} failed: {e}" for n, e in sorted(registry.failures.items()))
+        hint = f"{expected}, which is not installed" + (f"; {others}" if others else "; see `carebridge plugins`")
+    return f"channels.{name}: enabled, but no installed plugin provides this channel: {hint}"
 
 
 def strategy_problem(config: Config, registry: PluginRegistry) -> ConfigError | None:

@@ -2,8 +2,11 @@
 
 The generated configuration runs as it is (platform channels present but
 disabled, secrets as ``env:`` references), so a new operator starts from a
-working daemon and turns channels on one at a time. Existing files are never
-overwritten: losing a master key loses the database.
+working daemon and turns channels on one at a time. The core's sections come
+from ``bridge/defaults/bridge.toml``; each installed channel that declares a
+``schema`` and is not described there gets its commented section from that
+schema. Existing files are never overwritten: losing a master key loses the
+database.
 """
 
 from __future__ import annotations
@@ -12,18 +15,30 @@ import argparse
 import base64
 import os
 import secrets
+from collections.abc import Mapping
 from importlib import resources
 from pathlib import Path
 
+from bridge.channel import Channel
 from bridge.cli import add_config_option
 from bridge.errors import ConfigError
+from bridge.plugins import make_plugin_manager
 
 KEY_BYTES = 32
 
 
-def template() -> str:
-    """Return the commented configuration ``init`` writes."""
-    return resources.files("bridge").joinpath("defaults/bridge.toml").read_text(encoding="utf-8")
+def template(channels: Mapping[str, type[Channel]] | None = None) -> str:
+    """Return the commented configuration ``init`` writes.
+
+    :param channels: the installed channel classes by name; the sections of
+        those with a ``schema`` are appended (disabled) unless the defaults
+        already describe them.
+    """
+    text = resources.files("bridge").joinpath("defaults/bridge.toml").read_text(encoding="utf-8")
+    for name, cls in sorted((channels or {}).items()):
+        if cls.schema is not None and f"[channels.{name}]" not in text:
+            text = text.rstrip("\n") + "\n\n" + cls.schema.template()
+    return text
 
 
 def write_new_key_file(path: Path) -> None:
@@ -46,13 +61,14 @@ def run_init(args: argparse.Namespace) -> int:
     directory = Path(args.dir)
     config_path = directory / "bridge.toml"
     key_path = directory / "master.key"
+    registry = getattr(args, "plugin_registry", None) or make_plugin_manager()
     for path in (config_path, key_path):
         if path.exists() or path.is_symlink():
             raise ConfigError(f"{path} already exists; refusing to overwrite it")
     try:
         directory.mkdir(parents=True, exist_ok=True)
         with config_path.open("x", encoding="utf-8") as handle:
-            handle.write(template())
+            handle.write(template(registry.channels))
         write_new_key_file(key_path)
     except FileExistsError as err:
         raise ConfigError(f"{err.filename} already exists; refusing to overwrite it") from err

@@ -18,8 +18,10 @@ def run_daemon(args: argparse.Namespace) -> int:
     """Entry of ``carebridge run``."""
     config = load_config(args.config)
     setup_logging(config.logging.level)
+    registry = getattr(args, "plugin_registry", None)
     # The store's DSN may carry a database password: never in a log line either.
-    mask_secrets([*secrets_in(config.channels), *([config.store.dsn] if config.store.dsn else [])])
+    dsn = [config.store.dsn] if config.store.dsn else []
+    mask_secrets([*secrets_in(config.channels, registry.channels if registry is not None else None), *dsn])
     from bridge import __version__
 
     log.info("carebridge %s starting with %s", __version__, config.describe())
@@ -29,7 +31,7 @@ def run_daemon(args: argparse.Namespace) -> int:
             config.store.path,
             config.store.key,
         )
-    return asyncio.run(Daemon(config, args.config, getattr(args, "plugin_registry", None)).serve())
+    return asyncio.run(Daemon(config, args.config, registry).serve())
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]

@@ -5,14 +5,19 @@ a traceback spread over twenty lines becomes twenty unrelated events. The
 formatter folds newlines into `` | ``. A filter masks every configured secret
 the process knows about, as a last line of defence: code must still never log
 tokens or message text (message text only at DEBUG, and only its length).
+Which values are secrets, a channel says in its ``schema``; for a channel
+without one, keys whose names look secret (token, secret, password, key)
+are masked.
 """
 
 from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any, TextIO
+
+from bridge.channel import Channel
 
 _HANDLER_NAME = "carebridge-stderr"
 _SECRET_WORDS = ("token", "secret", "password", "key")
@@ -96,12 +101,19 @@ def set_level(level: str) -> None:
     logging.getLogger("apscheduler").setLevel(logging.DEBUG if level.lower() == "debug" else logging.WARNING)
 
 
-def secrets_in(sections: dict[str, dict[str, Any]]) -> list[str]:
-    """Collect string values of secret-looking keys from channel sections."""
+def secrets_in(
+    sections: Mapping[str, Mapping[str, Any]], channels: Mapping[str, type[Channel]] | None = None
+) -> list[str]:
+    """Collect the secret values of channel sections.
+
+    :param channels: the installed channel classes by name: a section whose
+        channel declares a ``schema`` gives the values of its secret keys;
+        any other, the string values of secret-looking keys.
+    """
     found: list[str] = []
 
     def walk(value: object, key: str) -> None:
-        if isinstance(value, dict):
+        if isinstance(value, Mapping):
             for k, v in value.items():
                 walk(v, str(k))
         elif isinstance(value, list):
@@ -110,8 +122,12 @@ def secrets_in(sections: dict[str, dict[str, Any]]) -> list[str]:
         elif isinstance(value, str) and any(word in key.lower() for word in _SECRET_WORDS):
             found.append(value)
 
-    for section in sections.values():
-        walk(section, "")
+    for name, section in sections.items():
+        cls = (channels or {}).get(name)
+        if cls is not None and cls.schema is not None:
+            found += cls.schema.secret_values(section)
+        else:
+            walk(section, "")
     return found
 
 

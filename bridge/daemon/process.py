@@ -228,7 +228,8 @@ class Daemon:
             log.error("reload failed, keeping the running configuration: %s", err)
             self.notifier.ready(self._status())
             return
-        mask_secrets([*secrets_in(self.bridge.config.channels), *secrets_in(new.channels)])
+        channels = self.bridge.registry.channels
+        mask_secrets([*secrets_in(self.bridge.config.channels, channels), *secrets_in(new.channels, channels)])
         for key in changed_keys(old, new):
             if key.split(".", 1)[0] in RELOADABLE:
                 log.info("%s changed: applied", key)

@@ -45,6 +45,9 @@ class RelayObserver(Protocol):
     def credentials_refused(self, channel: str, reason: str) -> None:
         """A platform refused the channel's credentials while sending; deliveries there pause."""
 
+    def inbound_refused(self, channel: str, reason: str) -> None:
+        """A message was refused without changing anything (``unauthenticated``: it claimed an agent's address)."""
+
 
 class SilentObserver:
     """A :class:`RelayObserver` that reports nowhere (the CLI's one-shot relay work)."""
@@ -64,6 +67,9 @@ class SilentObserver:
     def credentials_refused(self, channel: str, reason: str) -> None:
         """Ignore."""
 
+    def inbound_refused(self, channel: str, reason: str) -> None:
+        """Ignore."""
+
 
 @dataclass
 class RelayContext:
@@ -74,6 +80,7 @@ class RelayContext:
     :param channels: names of the channels that can send now (``console`` is always there).
     :param reengage: channels that can send a re-engagement template (``Channel.can_reengage``).
     :param first_line: channels whose agents' commands are the first line only (email).
+    :param unvouched: channels whose senders are only claimed (``Channel.senders_vouched`` False: email).
     :param commands: the agent command table.
     """
 
@@ -87,6 +94,7 @@ class RelayContext:
     channels: frozenset[str] = frozenset({"console"})
     reengage: frozenset[str] = frozenset()
     first_line: frozenset[str] = frozenset()
+    unvouched: frozenset[str] = frozenset()
     observer: RelayObserver = field(default_factory=SilentObserver)
     clock: Callable[[], float] = time.time
     _wake_wanted: threading.Event = field(default_factory=threading.Event)
@@ -116,6 +124,7 @@ class RelayContext:
             channels=frozenset(enabled) | {"console"},
             reengage=frozenset(name for name, ch in enabled.items() if ch.can_reengage()),
             first_line=frozenset(name for name, ch in enabled.items() if type(ch).commands_in_first_line),
+            unvouched=frozenset(name for name, ch in enabled.items() if not type(ch).senders_vouched),
             observer=observer or SilentObserver(),
         )
 
@@ -152,6 +161,10 @@ class RelayContext:
     def commands_in_first_line(self, channel: str) -> bool:
         """Whether an agent's command on ``channel`` is only the first line of their message."""
         return channel in self.first_line
+
+    def senders_vouched(self, channel: str) -> bool:
+        """Whether ``channel``'s platform vouches for who sent a message (False: email's From is a claim)."""
+        return channel not in self.unvouched
 
     def stored(self, tx: Tx, channel: str, direction: str) -> None:
         """Count a message stored in ``tx`` once that transaction commits."""

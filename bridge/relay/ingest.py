@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from bridge import agents as agents_repo
 from bridge.errors import IntegrityError
 from bridge.models import InboundMessage
-from bridge.relay import fallbacks, reads, secure, sensitive
+from bridge.relay import fallbacks, reads, secure, sender_checks, sensitive
 from bridge.relay.builtin_commands import LOGIN_INVALID
 from bridge.relay.commands import ESCAPE, NOT_LOGGED_IN, handle_agent_command
 from bridge.relay.format import display_name
@@ -170,6 +170,7 @@ def _ingest_customer(tx: Tx, rctx: RelayContext, message: InboundMessage, result
         log.error("%s: a message from a customer whose record is unreadable was not stored: %s", channel, err)
         return
     fallbacks.person_wrote(tx, rctx, "contact", identity.contact_id, channel)
+    meta = sender_checks.customer_meta(tx, message, identity.contact_id)
     conv = tx.conversations.open_for_identity(identity.id)
     if conv is None:
         language = rctx.rules.detect_language(message.text, message.meta)
@@ -188,7 +189,7 @@ def _ingest_customer(tx: Tx, rctx: RelayContext, message: InboundMessage, result
         reply_to=message.reply_to,
         status=reads.WAITING,
         sensitive=bool(findings),
-        meta=dict(message.meta) or None,
+        meta=meta or None,
     )
     if message_id is None:  # a duplicate inside the same POST
         result.duplicates += 1
@@ -283,6 +284,9 @@ def _ingest_echo(tx: Tx, rctx: RelayContext, message: InboundMessage, result: In
 
 def _ingest_agent(tx: Tx, rctx: RelayContext, agent: Agent, message: InboundMessage, result: IngestResult) -> None:
     channel = message.channel
+    admission = sender_checks.admit_agent(tx, rctx, agent, message)
+    if admission is None:
+        return
     if not tx.relay.first_agent_message(channel, message.external_id):
         result.duplicates += 1
         return
@@ -300,24 +304,17 @@ def _ingest_agent(tx: Tx, rctx: RelayContext, agent: Agent, message: InboundMess
     if agent.disabled or not agents_repo.is_online(tx, agent.id, rctx.now()):
         notify_agent(tx, rctx, agent, NOT_LOGGED_IN)
         return
-    _agent_reply(tx, rctx, agent, message)
+    _agent_reply(tx, rctx, agent, message, admission.token)
 
 
-def _token_conversation(message: InboundMessage) -> int | None:
-    """The conversation named by a reply token (``c42``: email Reply-To ``reply+c42@…``).
+def _agent_reply(
+    tx: Tx, rctx: RelayContext, agent: Agent, message: InboundMessage, token: sender_checks.TokenClaim | None
+) -> None:
+    """Send an agent's plain text to the conversation it belongs to; ask when unsure.
 
-    A channel puts it in ``meta["reply_token"]`` when the agent answered an
-    address the bridge gave out per conversation; it is a reply context like
-    a quote, checked against the agent's assignment like one.
+    ``token`` is the agent's own verified reply token: a reply context like a
+    quote, checked against the agent's assignment like one.
     """
-    token = message.meta.get("reply_token", "")
-    if len(token) > 1 and token[0] == "c" and token[1:].isdigit():
-        return int(token[1:])
-    return None
-
-
-def _agent_reply(tx: Tx, rctx: RelayContext, agent: Agent, message: InboundMessage) -> None:
-    """Send an agent's plain text to the conversation it belongs to; ask when unsure."""
     conversation_id: int | None = None
     quoted_customer: str | None = None
     if message.reply_to:
@@ -328,8 +325,8 @@ def _agent_reply(tx: Tx, rctx: RelayContext, agent: Agent, message: InboundMessa
                 original = tx.messages.get(quoted.message_id, strict=False)
                 if original is not None and original.direction == "in":
                     quoted_customer = original.external_id
-    if conversation_id is None:
-        conversation_id = _token_conversation(message)
+    if conversation_id is None and token is not None:
+        conversation_id = token.conversation_id
     if conversation_id is None:
         conversation_id = agent.current_conversation_id
     if conversation_id is None:
@@ -348,6 +345,8 @@ def _agent_reply(tx: Tx, rctx: RelayContext, agent: Agent, message: InboundMessa
         notify_agent(tx, rctx, agent, f"Attachments ({note}) are not relayed to customers; send them as text or links.")
         if not text.strip():
             return
+    if not sender_checks.keeps_notes_in(tx, rctx, agent, conv, text):
+        return
     # A quoted reply does not move the current conversation (set by relays and /switch).
     try:
         send_to_customer(tx, rctx, conv.id, text, agent_id=agent.id, reply_to=quoted_customer)

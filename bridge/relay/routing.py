@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from bridge import agents as agents_repo
 from bridge.errors import IntegrityError
-from bridge.relay import reads, sensitive
+from bridge.relay import reads, reply_tokens, sensitive
 from bridge.relay.format import (
     attachment_line,
     display_name,
@@ -43,6 +43,12 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 QUEUED_NOTICE = "queued_notice"
+#: Message meta the core sets on a customer message whose sender failed the channel's check.
+UNVERIFIED_SENDER = "sender_unverified"
+#: What an agent sees after the prefix of such a message.
+UNVERIFIED_WARNING = "[unverified sender: this may not be who it claims]"
+# Meta of the core's own, never passed back to a channel as threading data.
+_CORE_META = frozenset({UNVERIFIED_SENDER, "reply_token", "recipient_kind"})
 
 
 @dataclass(frozen=True)
@@ -85,15 +91,16 @@ def notify_agent(
     if conversation_id is None and len(about) == 1:
         conversation_id = about[0]
     owner = KeyOwner.agent(agent.id)
-    meta: dict[str, str] | None = None
+    # A reply token even outside a conversation: an answer to a notice is provably the agent's.
+    meta: dict[str, str] = {"reply_token": reply_tokens.issue(tx, None, "agent", agent.id)}
     if conversation_id is not None:
         conv = tx.conversations.get(conversation_id)
         if conv is not None:
             owner = KeyOwner.contact(conv.contact_id)
             # Threading data for channels that use it (email: Subject, Reply-To token).
-            meta = agent_thread_meta(conv.id, _conversation_label(tx, rctx, conv))
+            meta = agent_thread_meta(tx, conv.id, agent.id, _conversation_label(tx, rctx, conv))
         return _enqueue_to_agent(tx, rctx, agent, text, owner=owner, conversation_id=conversation_id, meta=meta)
-    row = _enqueue_to_agent(tx, rctx, agent, text, owner=owner, conversation_id=None, meta=None)
+    row = _enqueue_to_agent(tx, rctx, agent, text, owner=owner, conversation_id=None, meta=meta)
     if about:
         tx.gdpr.name_in_notice(row, about)
     return row
@@ -115,6 +122,8 @@ def _enqueue_to_agent(
     Whatever reaches an agent on a third-party chat platform has its sensitive
     spans masked here, the one place every agent-bound text passes.
     """
+    # What the channel needs to know of the recipient (email marks where an agent's reply ends).
+    meta = {**(meta or {}), "recipient_kind": "agent"}
     row = tx.outbox.enqueue(
         channel=agent.channel,
         recipient=agent.address,
@@ -130,14 +139,15 @@ def _enqueue_to_agent(
     return row
 
 
-def agent_thread_meta(conversation_id: int, label: str) -> dict[str, str]:
+def agent_thread_meta(tx: Tx, conversation_id: int, agent_id: int, label: str) -> dict[str, str]:
     """Threading data for what an agent receives about a conversation.
 
-    Channels that thread use it (email: the Subject and a per-conversation
-    Reply-To token, so an answer finds its conversation even when the mail
-    client drops In-Reply-To); the others ignore it.
+    Channels that thread use it (email: the Subject and a Reply-To token
+    bound to this conversation and this agent, so an answer finds its
+    conversation even when the mail client drops In-Reply-To, and proves it
+    comes from whoever got our mail); the others ignore it.
     """
-    return {"subject": label, "reply_token": f"c{conversation_id}"}
+    return {"subject": label, "reply_token": reply_tokens.issue(tx, conversation_id, "agent", agent_id)}
 
 
 def _conversation_label(tx: Tx, rctx: RelayContext, conv: Conversation) -> str:
@@ -168,7 +178,13 @@ def send_to_customer(
     if ident is None:
         raise ValueError(f"conversation {conversation_id} has no customer identity")
     found = sensitive.check_reply(tx, rctx, conv, ident.channel, text) if kind == "out" else False
-    meta = {k: str(v) for k, v in reads.last_inbound_meta(tx, conversation_id).items() if isinstance(v, (str, int))}
+    meta = {
+        k: str(v)
+        for k, v in reads.last_inbound_meta(tx, conversation_id).items()
+        if isinstance(v, (str, int)) and k not in _CORE_META
+    }
+    meta["reply_token"] = reply_tokens.issue(tx, conversation_id, "contact", ident.contact_id)
+    meta["recipient_kind"] = "contact"
     message_id = tx.messages.insert(
         conversation_id, direction=kind, channel=ident.channel, text=text, agent_id=agent_id, status="pending",
         sensitive=found,
@@ -212,6 +228,9 @@ def relay_to_agent(
     """
     name = contact if contact is not None else reads.contact_name(tx, conv.contact_id)
     prefix = format_prefix(conv.id, name, rctx.label(conv.channel))
+    label = prefix
+    if message.meta.get(UNVERIFIED_SENDER):
+        label = f"{prefix} {UNVERIFIED_WARNING}"
     status = reads.RELAYED
     try:
         lines = [attachment_line(a.kind, a.id, rctx.public_url, a.meta) for a in tx.attachments.of_message(message.id)]
@@ -228,10 +247,10 @@ def relay_to_agent(
             channel=rctx.label(conv.channel), kinds=sensitive.kinds_text(withheld),
         )  # fmt: skip
     else:
-        text = relay_text(prefix, message.text or "", lines)
+        text = relay_text(label, message.text or "", lines)
     row = _enqueue_to_agent(
         tx, rctx, agent, text, owner=KeyOwner.contact(conv.contact_id), conversation_id=conv.id,
-        meta=agent_thread_meta(conv.id, prefix), message_id=message.id,
+        meta=agent_thread_meta(tx, conv.id, agent.id, prefix), message_id=message.id,
     )  # fmt: skip
     tx.messages.set_inbound_status(message.id, status)
     return row

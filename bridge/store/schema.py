@@ -7,8 +7,9 @@ refused ("database schema version N is newer than this Carebridge (M)").
 
 Every table of Carebridge is created here: the store owns the whole schema.
 Numbers 1–99 are the core tables, 100–199 the relay's bookkeeping (agent
-dedupe, sent ids, rotation, flags, early status reports; 120–129 console
-sessions and login failures). Append new
+dedupe, sent ids, rotation, flags, early status reports; 110–119 pending
+/secure exchanges; 120–129 console sessions and login failures; 130–139 the
+channels' own state; 140–149 data protection). Append new
 migrations; never edit a released one.
 
 ``fn(db)`` runs inside the migration's transaction and must not commit.
@@ -480,6 +481,17 @@ def m120_console_sessions(db: sqlite_utils.Database) -> None:
 
 
 register_migration(120, m120_console_sessions)
+
+
+def m130_channel_state(db: sqlite_utils.Database) -> None:
+    """What a channel keeps across restarts (an IMAP folder's UIDVALIDITY and last UID), sealed."""
+    db.execute(
+        "CREATE TABLE channel_state(channel TEXT NOT NULL, name TEXT NOT NULL, value BLOB NOT NULL,"
+        " updated_at REAL NOT NULL, PRIMARY KEY(channel, name))"
+    )
+
+
+register_migration(130, m130_channel_state)
 
 
 def m190_outbox_leases(db: Any) -> None:

@@ -14,6 +14,7 @@ from contextlib import AbstractContextManager
 from bridge.store.repos.agents import AgentsRepo
 from bridge.store.repos.attachments import AttachmentsRepo
 from bridge.store.repos.audit import AuditRepo
+from bridge.store.repos.channel_state import ChannelStateRepo
 from bridge.store.repos.contacts import ContactsRepo
 from bridge.store.repos.conversations import ConversationsRepo
 from bridge.store.repos.events import EventsRepo
@@ -23,6 +24,7 @@ from bridge.store.repos.outbox import OutboxRepo
 from bridge.store.repos.rekey import RekeyRepo
 from bridge.store.repos.relay_state import RelayStateRepo
 from bridge.store.repos.retention import RetentionRepo
+from bridge.store.repos.secrets import SecretsRepo
 from bridge.store.repos.secure import SecureRepo
 from bridge.store.repos.sessions import SessionsRepo
 from bridge.store.repos.shifts import ShiftsRepo
@@ -47,11 +49,13 @@ class Tx:
     :ivar retention: the retention purge and idle conversations.
     :ivar rekey: replacing data keys (``keys rotate --rekey``).
     :ivar sessions: console sessions and failed-login counts by address or unknown name.
+    :ivar channel_state: what channels keep across restarts (``ChannelContext.load_state``).
+    :ivar secrets: random keys the bridge makes for itself (the reply-token key).
     """
 
     __slots__ = (
-        "_session", "agents", "attachments", "audit", "contacts", "conversations", "events", "gdpr", "messages",
-        "outbox", "rekey", "relay", "retention", "secure", "sessions", "shifts",
+        "_session", "agents", "attachments", "audit", "channel_state", "contacts", "conversations", "events", "gdpr",
+        "messages", "outbox", "rekey", "relay", "retention", "secrets", "secure", "sessions", "shifts",
     )  # fmt: skip
 
     def __init__(self, session: Session) -> None:
@@ -68,6 +72,8 @@ class Tx:
         self.audit = AuditRepo(session)
         self.secure = SecureRepo(session)
         self.sessions = SessionsRepo(session)
+        self.channel_state = ChannelStateRepo(session)
+        self.secrets = SecretsRepo(session)
         self.gdpr = GdprRepo(session, self.contacts, self.conversations, self.messages, self.attachments, self.audit)
         self.retention = RetentionRepo(session, self.gdpr)
         self.rekey = RekeyRepo(session, self.attachments)

@@ -27,8 +27,7 @@ from bridge.relay import strategies
 from bridge.web import make_app
 from tests.core.agentkit import parse_address
 from tests.daemon import write_config
-from tests.e2e.harness import CHANNELS, MemoryChannel
-from tests.e2e.harness import _Plugin as TestChannels
+from tests.e2e.harness import _TEST_CHANNELS, CHANNELS, MemoryChannel
 
 PASSWORD = "correct horse battery staple"
 DeskFactory = Callable[..., Awaitable["ApiDesk"]]
@@ -127,7 +126,7 @@ async def make_desk(tmp_path: Path, aiohttp_client: Any) -> AsyncIterator[DeskFa
         config = load_config(write_config(directory, CHANNELS + extra, server=server))
         registry = make_plugin_manager(
             load_entry_points=False,
-            plugins=[("core-routing", strategies), ("test-channels", TestChannels()), *(plugins or [])],
+            plugins=[("core-routing", strategies), ("test-channels", _TEST_CHANNELS), *(plugins or [])],
         )
         clock = LiveClock()
         bridge = await Bridge.create(config, registry, clock=clock)

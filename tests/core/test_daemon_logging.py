@@ -73,3 +73,30 @@ def test_configured_secrets_are_masked_in_messages_and_tracebacks(
     assert "EAAG-secret-token" not in err and "appsecret123" not in err
     assert "calling with token=***" in err and "auth *** refused" in err
     assert "1234567" not in found  # ids are not secrets
+
+
+def test_a_channel_with_a_schema_says_which_values_are_secret(
+    stderr_logging: logging.Logger, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from bridge import Channel, ChannelSchema, ConfigKey, DeliveryReceipt, OutboundMessage
+
+    class Acme(Channel):
+        name = "acme"
+        schema = ChannelSchema("acme", ConfigKey("pin", secret=True), ConfigKey("token_url", kind="url"))
+
+        async def send(self, message: OutboundMessage) -> DeliveryReceipt:
+            return DeliveryReceipt(("1",))
+
+    channels = {
+        "acme": {"enabled": True, "pin": "pin-7731-xyz", "token_url": "https://tokens.acme.example"},
+        "other": {"api_token": "guessed-token-1"},
+    }
+    found = secrets_in(channels, {"acme": Acme})
+    # The schema decides for acme (a secret not named like one; a public key named like one);
+    # a channel without a schema keeps the guess by key name.
+    assert sorted(found) == ["guessed-token-1", "pin-7731-xyz"]
+    assert sorted(secrets_in(channels)) == ["guessed-token-1", "https://tokens.acme.example"]
+    mask_secrets(found)
+    stderr_logging.info("acme answered for %s via %s", "pin-7731-xyz", "https://tokens.acme.example")
+    err = capsys.readouterr().err
+    assert "pin-7731-xyz" not in err and "acme answered for *** via https://tokens.acme.example" in err

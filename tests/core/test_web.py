@@ -15,14 +15,11 @@ from typing import Any
 import aiohttp
 import pytest
 
-import bridge.relay.strategies
 from bridge.app.bridge import Bridge
-from bridge.config import load_config
 from bridge.errors import ChannelAuthError, ConfigError, PluginLoadError
 from bridge.models import ChannelState
-from bridge.plugins import make_plugin_manager
+from bridge.testing import BridgeFactory as KitFactory
 from bridge.web import make_app
-from tests.daemon import write_config
 
 BridgeFactory = Callable[..., Any]
 
@@ -37,23 +34,16 @@ def acme(plugin_site: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[ModuleT
 
 
 @pytest.fixture
-async def make_bridge(tmp_path: Path, acme: ModuleType) -> AsyncIterator[BridgeFactory]:
-    """Build a Bridge from config text; plugins: the core strategies and acme (no entry points)."""
-    created: list[Bridge] = []
+def make_bridge(bridge_factory: KitFactory, acme: ModuleType) -> BridgeFactory:
+    """Build a Bridge (not started) from config text; plugins: acme, or every installed one (the kit's factory)."""
 
     async def factory(
         extra: str = "[channels.acme]\ntoken = 'acme-token'\n", *, entry_points: bool = False, server: str = ""
     ) -> Bridge:
-        config = load_config(write_config(tmp_path, extra, server=server))
-        plugins = [] if entry_points else [("core-routing", bridge.relay.strategies), ("acme", acme)]
-        registry = make_plugin_manager(load_entry_points=entry_points, plugins=plugins)
-        instance = await Bridge.create(config, registry)
-        created.append(instance)
-        return instance
+        plugins = [] if entry_points else [("acme", acme)]
+        return await bridge_factory(extra, plugins=plugins, entry_points=entry_points, server=server, start=False)
 
-    yield factory
-    for instance in created:
-        await instance.close()
+    return factory
 
 
 async def test_healthz_reports_version_plugins_channels_store_scheduler(

@@ -2,21 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import pytest
-from aiohttp.test_utils import TestServer
 
 import carebridge_messenger
 import carebridge_whatsapp
 from bridge.app.bridge import Bridge
-from bridge.config import load_config
-from bridge.plugins import make_plugin_manager
-from bridge.relay import strategies
-from bridge.web import make_app
-from tests.daemon import write_config
+from bridge.testing import BridgeFactory
 from tests.e2e.world import (
     PAGE_ID,
     PAGE_TOKEN,
@@ -41,29 +35,18 @@ async def world(aiohttp_server: Callable[..., Any]) -> World:
 
 
 @pytest.fixture
-async def make_world_bridge(
-    world: World, tmp_path: Path, aiohttp_server: Callable[..., Any]
-) -> AsyncIterator[Callable[..., Any]]:
-    """Return ``async build(extra="") -> Bridge`` serving the real app; closed at teardown."""
-    built: list[Bridge] = []
+def make_world_bridge(world: World, bridge_factory: BridgeFactory) -> Callable[..., Any]:
+    """Return ``async build(extra="") -> Bridge`` serving the real app; closed at teardown (the kit's factory)."""
 
     async def build(extra: str = FAST) -> Bridge:
         wa_url, graph_url = world.graph_urls()
-        config = load_config(write_config(tmp_path, channel_sections(wa_url, graph_url) + extra))
-        registry = make_plugin_manager(
-            load_entry_points=False,
-            plugins=[
-                ("core-routing", strategies),
-                ("whatsapp", carebridge_whatsapp),
-                ("messenger", carebridge_messenger),
-            ],
+        bridge = await bridge_factory(
+            channel_sections(wa_url, graph_url) + extra,
+            plugins=[("whatsapp", carebridge_whatsapp), ("messenger", carebridge_messenger)],
+            start=False,
         )
-        bridge = await Bridge.create(config, registry)
-        built.append(bridge)
-        server: TestServer = await aiohttp_server(make_app(bridge))
+        server = await bridge_factory.serve(bridge)
         world.point_at(str(server.make_url("/")))
         return bridge
 
-    yield build
-    for bridge in built:
-        await bridge.close()
+    return build

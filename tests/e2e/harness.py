@@ -1,6 +1,7 @@
 """A real Bridge in-process, with in-memory channels, for relay tests.
 
-The channels here are genuine ``Channel`` subclasses registered through a
+The bridge and ``MemoryChannel`` come from the core's test kit
+(``bridge.testing``): genuine ``Channel`` subclasses registered through a
 plugin object, exactly as a third-party platform would be; the store, relay,
 worker, commands and agents are the production code. Platform fakes for
 end-to-end tests (Meta) live in tests/fakes/.
@@ -10,101 +11,18 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import replace
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import pyotp
 
 from bridge import agents as agents_repo
-from bridge import hookimpl
 from bridge.app.bridge import Bridge
-from bridge.channel import Channel, PendingMedia
-from bridge.config import load_config
 from bridge.errors import DeliveryError, WindowClosedError
-from bridge.models import (
-    DeliveryReceipt,
-    InboundMessage,
-    OutboundMessage,
-    StatusUpdate,
-)
-from bridge.plugins import make_plugin_manager
-from bridge.relay import strategies
+from bridge.models import DeliveryReceipt, OutboundMessage
+from bridge.testing import MemoryChannel, channels_plugin, make_test_bridge
 from tests.core.agentkit import parse_address
-from tests.daemon import write_config
-
-
-class MemoryChannel(Channel):
-    """A channel that keeps what it sends; ``script`` makes sends fail in order."""
-
-    name = "memory"
-    max_text_length = 2000
-
-    def __init__(self, config: Any, ctx: Any) -> None:
-        super().__init__(config, ctx)
-        self.sent: list[OutboundMessage] = []
-        self.attempts: list[OutboundMessage] = []
-        self.script: list[BaseException | None] = []
-        self.counter = 0
-        self.receipts: dict[int, str] = {}  # delivery id -> the platform id we answered
-        self.read_marks: list[tuple[str, str]] = []
-        self.gate: asyncio.Event | None = None  # when set, sends wait for it (a slow platform)
-        self.in_flight = 0
-        self.max_in_flight = 0
-        #: a status report the platform posts before its send answer reaches us (a race real webhooks win)
-        self.early_report: StatusUpdate | None = None
-        self.resumed: list[PendingMedia] = []  # what resume_media was handed, in order
-        #: a malformed answer a buggy plugin might return instead of its receipt
-        self.bad_receipt: DeliveryReceipt | None = None
-
-    async def mark_read(self, sender: str, external_id: str) -> None:
-        self.read_marks.append((sender, external_id))
-
-    async def resume_media(self, pending: Sequence[PendingMedia]) -> None:
-        """Fetch each pending file again (its bytes are the media id) and save it."""
-        for item in pending:
-            self.resumed.append(item)
-            media_id = item.attachment.media_id or ""
-            data = f"bytes of {media_id}".encode()
-            await self.ctx.save_media(item.external_id, item.index, data, item.attachment.mime)
-
-    async def send(self, message: OutboundMessage) -> DeliveryReceipt:
-        self.attempts.append(message)
-        if self.gate is not None:
-            self.in_flight += 1
-            self.max_in_flight = max(self.max_in_flight, self.in_flight)
-            try:
-                await self.gate.wait()
-            finally:
-                self.in_flight -= 1
-        if self.script:
-            item = self.script.pop(0)
-            if item is not None:
-                raise item
-        self.counter += 1
-        self.sent.append(message)
-        if self.bad_receipt is not None:
-            return self.bad_receipt
-        self.receipts[message.delivery_id] = f"{self.name}-out-{self.counter}"
-        if self.early_report is not None:
-            report, self.early_report = self.early_report, None
-            await self.ctx.update_status([replace(report, external_id=self.receipts[message.delivery_id])])
-        return DeliveryReceipt(external_ids=(self.receipts[message.delivery_id],))
-
-    async def inbound(self, sender: str, text: str, **kwargs: Any) -> str:
-        """Deliver one message as if the platform had posted it; return its id."""
-        self.counter += 1
-        external_id = kwargs.pop("external_id", f"{self.name}-in-{self.counter}")
-        message = InboundMessage(
-            channel=self.name, sender=sender, external_id=external_id, text=text,
-            timestamp=kwargs.pop("timestamp", time.time()), **kwargs,
-        )  # fmt: skip
-        await self.ctx.deliver([message])
-        return external_id
-
-    def texts_to(self, recipient: str) -> list[str]:
-        return [m.text for m in self.sent if m.recipient == recipient and not m.template]
 
 
 class SecondChannel(MemoryChannel):
@@ -136,14 +54,7 @@ class MailChannel(MemoryChannel):
     name = "email"
 
 
-class _Plugin:
-    @hookimpl
-    def register_channels(self, register: Callable[[type[Channel]], None]) -> None:
-        register(MemoryChannel)
-        register(SecondChannel)
-        register(WindowedChannel)
-        register(MailChannel)
-
+_TEST_CHANNELS = channels_plugin(MemoryChannel, SecondChannel, WindowedChannel, MailChannel)[1]
 
 CHANNELS = "[channels.memory]\nenabled = true\n[channels.second]\nenabled = true\n"
 
@@ -151,20 +62,10 @@ CHANNELS = "[channels.memory]\nenabled = true\n[channels.second]\nenabled = true
 async def make_bridge(
     tmp_path: Path, extra: str = "", *, channels: str = CHANNELS, plugins: list[tuple[str, object]] | None = None
 ) -> Bridge:
-    """Build and start a Bridge on a fresh (or existing) store under ``tmp_path``."""
-    path = write_config(tmp_path, channels + extra)
-    config = load_config(path)
-    registry = make_plugin_manager(
-        load_entry_points=False,
-        plugins=[("core-routing", strategies), ("test-channels", _Plugin()), *(plugins or [])],
+    """Build and start a Bridge on a fresh (or existing) store under ``tmp_path`` (``bridge.testing.make_test_bridge``)."""
+    return await make_test_bridge(
+        tmp_path, channels + extra, plugins=[("test-channels", _TEST_CHANNELS), *(plugins or [])]
     )
-    bridge = await Bridge.create(config, registry)
-    try:
-        await bridge.start()
-    except BaseException:
-        await bridge.close()
-        raise
-    return bridge
 
 
 async def add_agent(bridge: Bridge, name: str, address: str, **kwargs: Any) -> tuple[agents_repo.Agent, str]:

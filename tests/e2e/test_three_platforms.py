@@ -11,7 +11,6 @@ because "nothing lost or doubled" is exactly what they put at risk.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,11 +21,7 @@ import carebridge_email
 import carebridge_messenger
 import carebridge_whatsapp
 from bridge.app.bridge import Bridge
-from bridge.config import load_config
-from bridge.plugins import make_plugin_manager
-from bridge.relay import strategies
-from bridge.web import make_app
-from tests.daemon import write_config
+from bridge.testing import BridgeFactory
 from tests.e2e.conftest import FAST
 from tests.e2e.harness import add_agent, outbox_rows, wait_for
 from tests.e2e.world import World, channel_sections
@@ -50,9 +45,7 @@ NOTE = "needs the courier's tracking number"
 
 
 @pytest.fixture
-async def bridge(
-    world: World, tmp_path: Path, aiohttp_server: Callable[..., Any], smtp: FakeSmtpServer, ca_file: Path
-) -> AsyncIterator[Bridge]:
+async def bridge(world: World, smtp: FakeSmtpServer, ca_file: Path, bridge_factory: BridgeFactory) -> Bridge:
     """The real app with all three real plugins, each pointed at its loopback peer."""
     email = (
         "[channels.email]\n"
@@ -60,23 +53,18 @@ async def bridge(
         f'smtp_username = "{SMTP_USER}"\nsmtp_password = "{SMTP_PASSWORD}"\nsmtp_ca_file = "{ca_file}"\n'
         f'from_address = "{FROM}"\ninbound = "lmtp"\nlmtp_host = "127.0.0.1"\nlmtp_port = {free_port()}\n'
     )
-    config = load_config(write_config(tmp_path, channel_sections(*world.graph_urls()) + email + FAST))
-    registry = make_plugin_manager(
-        load_entry_points=False,
+    created = await bridge_factory(
+        channel_sections(*world.graph_urls()) + email + FAST,
         plugins=[
-            ("core-routing", strategies),
             ("whatsapp", carebridge_whatsapp),
             ("messenger", carebridge_messenger),
             ("email", carebridge_email),
         ],
+        start=False,
     )
-    created = await Bridge.create(config, registry)
-    try:
-        server = await aiohttp_server(make_app(created))  # its startup starts the bridge and the LMTP receiver
-        world.point_at(str(server.make_url("/")))
-        yield created
-    finally:
-        await created.close()
+    server = await bridge_factory.serve(created)  # its startup starts the bridge and the LMTP receiver
+    world.point_at(str(server.make_url("/")))
+    return created
 
 
 def code(secret: str) -> str:

@@ -25,7 +25,7 @@ from bridge import (
     read_body,
     webhook_app,
 )
-from tests.plugins.recorder import RecordingCore
+from bridge.testing import RecordingCore
 
 MAX_BODY = 2048
 Client = TestClient[web.Request, web.Application]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from bridge.errors import IntegrityError
 from bridge.store.keyring import KeyOwner
 from bridge.store.records import ConversationEvent, PendingTransfer
 from bridge.store.session import Session
@@ -91,3 +92,23 @@ class EventsRepo:
         """The highest event id so far (0: none)."""
         (top,) = self._s.execute("SELECT MAX(id) FROM events").fetchone()
         return int(top or 0)
+
+    def notes(self, conversation_id: int, contact_id: int) -> list[str]:
+        """The notes written with the conversation's events (``detail["note"]`` of transfers).
+
+        A detail that fails its integrity check is skipped: it cannot be shown, so it cannot be matched.
+        """
+        rows = self._s.execute(
+            "SELECT id, detail FROM events WHERE conversation_id = ? AND detail IS NOT NULL ORDER BY id",
+            (conversation_id,),
+        ).fetchall()
+        found: list[str] = []
+        for event_id, blob in rows:
+            try:
+                text = self._s.open_optional(KeyOwner.contact(contact_id), "events", "detail", event_id, blob)
+            except IntegrityError:
+                continue
+            detail = json.loads(text) if text else None
+            if isinstance(detail, dict) and isinstance(detail.get("note"), str) and detail["note"]:
+                found.append(detail["note"])
+        return found

@@ -49,7 +49,7 @@ OUTBOX = ("outbox", ("recipient", "body", "reply_to", "meta"), "key_kind = ? AND
 #: BLOB columns that are not sealed under a contact's or agent's key (blind indexes end in ``_index``).
 NOT_REKEYED = frozenset({("keys", "wrapped"), ("meta", "value"), ("audit_log", "detail"),
                          ("audit_log", "prev_hash"), ("audit_log", "hash"),
-                         ("console_sessions", "token_hash")})  # fmt: skip
+                         ("console_sessions", "token_hash"), ("channel_state", "value")})  # fmt: skip
 REKEYED_KINDS = tuple(CELLS)
 
 

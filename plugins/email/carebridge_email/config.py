@@ -4,10 +4,9 @@ The core hands each plugin its raw section with secrets already resolved
 (``env:``/``file:``/``credential:``) and ``enabled`` filled in; this module
 checks every key and names the offending one in its ``ConfigError``.
 
-Inbound mail arrives over LMTP from an on-box MTA (Postfix, Exim, …). The
-``imap_*`` keys are part of the documented section, but IMAP polling is not
-implemented in this version: ``inbound = "imap"`` is refused with a message
-saying so rather than silently receiving nothing.
+Inbound mail arrives either over IMAP from a hosted mailbox (``inbound =
+"imap"``: implicit TLS or STARTTLS, never a password in clear) or over LMTP
+from an on-box MTA (``inbound = "lmtp"``).
 """
 
 from __future__ import annotations
@@ -25,7 +24,18 @@ TLS_MODES = ("starttls", "tls", "none")
 DEFAULT_PORTS = {"starttls": 587, "tls": 465, "none": 25}
 DEFAULT_LMTP_HOST = "127.0.0.1"
 DEFAULT_LMTP_PORT = 8024
-_IMAP_KEYS = ("imap_host", "imap_port", "imap_username", "imap_password", "imap_folder")
+IMAP_TLS_MODES = ("tls", "starttls")
+IMAP_PORTS = {"tls": 993, "starttls": 143}
+DEFAULT_DONE_FOLDER = "Carebridge-Done"
+DEFAULT_ERROR_FOLDER = "Carebridge-Errors"
+DEFAULT_POLL_INTERVAL = 60.0
+DEFAULT_MAX_MAILS_PER_HOUR = 100
+#: The largest mail taken in (LMTP answers 552 above it; IMAP moves it to the error folder).
+DEFAULT_MAX_MAIL_SIZE = 32 * 1024 * 1024
+_IMAP_KEYS = (
+    "imap_host", "imap_port", "imap_username", "imap_password", "imap_folder", "imap_tls", "imap_ca_file",
+    "imap_done_folder", "imap_error_folder", "imap_poll_interval",
+)  # fmt: skip
 _KNOWN = frozenset(
     {
         "enabled",
@@ -39,9 +49,14 @@ _KNOWN = frozenset(
         "inbound",
         "lmtp_host",
         "lmtp_port",
+        "trusted_authserv_ids",
+        "max_mails_per_hour",
+        "max_mail_size",
         *_IMAP_KEYS,
     }
 )
+# A folder name we can send as an IMAP quoted string: printable ASCII (no modified UTF-7 needed).
+_FOLDER = re.compile(r"^[\x20-\x7e]{1,200}$")
 # addr-spec in its dot-atom form: what a support address realistically is.
 _ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
 _LOCAL = re.compile(rf"^{_ATOM}(?:\.{_ATOM})*$")
@@ -73,9 +88,13 @@ class EmailConfig:
     :param smtp_password: its password (never logged).
     :param smtp_ca_file: a PEM bundle to trust instead of the system trust store.
     :param from_address: our address; its domain is the one the LMTP receiver accepts.
-    :param inbound: how mail comes in; only ``lmtp`` in this version.
+    :param inbound: how mail comes in: ``imap`` (a mailbox we read) or ``lmtp`` (an MTA delivers to us).
     :param lmtp_host: where the LMTP receiver listens (loopback by default).
     :param lmtp_port: its port.
+    :param imap: the IMAP settings when ``inbound`` is ``imap``.
+    :param trusted_authserv_ids: authserv-ids whose ``Authentication-Results`` vouch for senders.
+    :param max_mails_per_hour: mails taken in per sender per hour (0: no cap).
+    :param max_mail_size: the largest mail taken in, in bytes.
     """
 
     smtp_host: str
@@ -88,13 +107,18 @@ class EmailConfig:
     inbound: str = "lmtp"
     lmtp_host: str = DEFAULT_LMTP_HOST
     lmtp_port: int = DEFAULT_LMTP_PORT
+    imap: ImapConfig | None = None
+    trusted_authserv_ids: tuple[str, ...] = ()
+    max_mails_per_hour: int = DEFAULT_MAX_MAILS_PER_HOUR
+    max_mail_size: int = DEFAULT_MAX_MAIL_SIZE
     enabled: bool = True
 
     def __repr__(self) -> str:
         # Keep the password out of tracebacks and debug logs.
         return (
             f"EmailConfig(smtp_host={self.smtp_host!r}, smtp_port={self.smtp_port!r}, smtp_tls={self.smtp_tls!r},"
-            f" inbound={self.inbound!r}, lmtp_host={self.lmtp_host!r}, lmtp_port={self.lmtp_port!r})"
+            f" inbound={self.inbound!r}, lmtp_host={self.lmtp_host!r}, lmtp_port={self.lmtp_port!r},"
+            f" imap={self.imap!r})"
         )
 
     @property
@@ -118,11 +142,6 @@ class EmailConfig:
             raise ConfigError(f"{SECTION}.enabled: expected true or false")
         tls = _choice(section, "smtp_tls", TLS_MODES, "starttls")
         inbound = _choice(section, "inbound", ("lmtp", "imap"), "lmtp")
-        if inbound == "imap":
-            raise ConfigError(
-                f'{SECTION}.inbound: IMAP inbound is not available in this version; use "lmtp" and have the'
-                " local MTA deliver to lmtp_host:lmtp_port"
-            )
         from_address = _text(section, "from_address", required=True)
         try:
             split_address(from_address)
@@ -143,12 +162,79 @@ class EmailConfig:
             smtp_tls=tls,
             smtp_username=username,
             smtp_password=password if username else "",
-            smtp_ca_file=_ca_file(section),
+            smtp_ca_file=_ca_file(section, "smtp_ca_file"),
             from_address=from_address.lower(),
             inbound=inbound,
             lmtp_host=_text(section, "lmtp_host") or DEFAULT_LMTP_HOST,
             lmtp_port=_port(section, "lmtp_port", DEFAULT_LMTP_PORT),
+            imap=ImapConfig.from_section(section) if inbound == "imap" else None,
+            trusted_authserv_ids=_names(section, "trusted_authserv_ids"),
+            max_mails_per_hour=_count(section, "max_mails_per_hour", DEFAULT_MAX_MAILS_PER_HOUR, minimum=0),
+            max_mail_size=_count(section, "max_mail_size", DEFAULT_MAX_MAIL_SIZE, minimum=1024),
             enabled=enabled,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ImapConfig:
+    """How to read the mailbox (``inbound = "imap"``).
+
+    :param host: the IMAP server.
+    :param username: the mailbox login.
+    :param password: its password (never logged, never sent before TLS).
+    :param tls: ``tls`` (implicit, port 993) or ``starttls`` (port 143, the upgrade is required).
+    :param port: the port (default by ``tls``).
+    :param ca_file: a PEM bundle to trust instead of the system trust store.
+    :param folder: the folder mail arrives in.
+    :param done_folder: where a mail goes once committed (flagged ``\\Seen``).
+    :param error_folder: where a mail that cannot be taken in goes (unparseable, too large, over the cap).
+    :param poll_interval: seconds between looks when the server has no IDLE.
+    """
+
+    host: str
+    username: str
+    password: str
+    tls: str = "tls"
+    port: int = 993
+    ca_file: Path | None = None
+    folder: str = "INBOX"
+    done_folder: str = DEFAULT_DONE_FOLDER
+    error_folder: str = DEFAULT_ERROR_FOLDER
+    poll_interval: float = DEFAULT_POLL_INTERVAL
+
+    def __repr__(self) -> str:
+        return (
+            f"ImapConfig(host={self.host!r}, port={self.port!r}, tls={self.tls!r}, folder={self.folder!r},"
+            f" done_folder={self.done_folder!r}, error_folder={self.error_folder!r})"
+        )
+
+    @classmethod
+    def from_section(cls, section: Mapping[str, Any]) -> ImapConfig:
+        """The IMAP keys of ``[channels.email]``.
+
+        :raises ConfigError: naming ``channels.email.imap_<key>``.
+        """
+        tls = _choice(section, "imap_tls", IMAP_TLS_MODES, "tls")
+        folder = _folder(section, "imap_folder", "INBOX")
+        done = _folder(section, "imap_done_folder", DEFAULT_DONE_FOLDER)
+        error = _folder(section, "imap_error_folder", DEFAULT_ERROR_FOLDER)
+        for key, value in (("imap_done_folder", done), ("imap_error_folder", error)):
+            if value.lower() == folder.lower():
+                raise ConfigError(f"{SECTION}.{key}: must differ from imap_folder ({folder!r})")
+        interval = section.get("imap_poll_interval", DEFAULT_POLL_INTERVAL)
+        if isinstance(interval, bool) or not isinstance(interval, (int, float)) or not 0 < interval <= 3600:
+            raise ConfigError(f"{SECTION}.imap_poll_interval: expected seconds between 0 and 3600, got {interval!r}")
+        return cls(
+            host=_text(section, "imap_host", required=True),
+            username=_text(section, "imap_username", required=True),
+            password=_text(section, "imap_password", required=True),
+            tls=tls,
+            port=_port(section, "imap_port", IMAP_PORTS[tls]),
+            ca_file=_ca_file(section, "imap_ca_file"),
+            folder=folder,
+            done_folder=done,
+            error_folder=error,
+            poll_interval=float(interval),
         )
 
 
@@ -179,11 +265,32 @@ def _port(section: Mapping[str, Any], key: str, default: int) -> int:
     return value
 
 
-def _ca_file(section: Mapping[str, Any]) -> Path | None:
-    text = _text(section, "smtp_ca_file")
+def _ca_file(section: Mapping[str, Any], key: str) -> Path | None:
+    text = _text(section, key)
     if not text:
         return None
     path = Path(text).expanduser()
     if not path.is_file():
-        raise ConfigError(f"{SECTION}.smtp_ca_file: no such file: {text}")
+        raise ConfigError(f"{SECTION}.{key}: no such file: {text}")
     return path
+
+
+def _folder(section: Mapping[str, Any], key: str, default: str) -> str:
+    value = _text(section, key) or default
+    if not _FOLDER.match(value) or '"' in value or "\\" in value:
+        raise ConfigError(f"{SECTION}.{key}: expected a folder name of printable ASCII without quotes, got {value!r}")
+    return value
+
+
+def _count(section: Mapping[str, Any], key: str, default: int, *, minimum: int) -> int:
+    value = section.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ConfigError(f"{SECTION}.{key}: expected a whole number of at least {minimum}, got {value!r}")
+    return value
+
+
+def _names(section: Mapping[str, Any], key: str) -> tuple[str, ...]:
+    value = section.get(key, [])
+    if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
+        raise ConfigError(f'{SECTION}.{key}: expected a list of names, e.g. ["mx.example.org"]')
+    return tuple(v.strip().lower() for v in value)

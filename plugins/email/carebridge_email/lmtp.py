@@ -5,7 +5,9 @@ recipient only after the mail is committed to the store, a ``451`` makes the
 MTA try again later, and nothing is ever half-accepted. RFC 2033 wants one
 reply per accepted recipient after the final dot; aiosmtpd sends whatever
 string the DATA hook returns, so the hook returns one line per recipient
-(PROTOCOLS §3.3). Only recipients in our own domain are accepted.
+(PROTOCOLS §3.3). Only recipients in our own domain are accepted. A mail
+over the size limit gets ``552`` (SIZE is advertised, so a careful MTA
+does not even send it), again once per recipient.
 """
 
 from __future__ import annotations
@@ -14,16 +16,18 @@ import asyncio
 import logging
 import weakref
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
+from typing import Any, AnyStr
 
 from aiosmtpd.lmtp import LMTP
 
 from bridge import ChannelUnavailable
 
+from .imap import Disposition
+
 #: ``on_mail(raw bytes, envelope sender, accepted recipients)``; raising means "try again later".
-MailCallback = Callable[[bytes, str, Sequence[str]], Awaitable[None]]
-#: The largest mail accepted (aiosmtpd answers 552 above it).
-MAX_MAIL_BYTES = 32 * 1024 * 1024
+MailCallback = Callable[[bytes, str, Sequence[str]], Awaitable[Disposition]]
+#: aiosmtpd's one-line answer to a mail over ``data_size_limit``.
+_TOO_MUCH = "552 Error: Too much mail data"
 # aiosmtpd logs envelope addresses (and at debug level, commands) on this logger:
 # addresses must not reach our logs, so it only speaks up for warnings.
 _AIOSMTPD_LOG = "mail.log"
@@ -50,23 +54,29 @@ class LmtpHandler:
         """Store the mail once, then answer every accepted recipient with the same outcome."""
         recipients = list(envelope.rcpt_tos)
         try:
-            await self.on_mail(bytes(envelope.original_content or b""), str(envelope.mail_from or ""), recipients)
+            outcome = await self.on_mail(
+                bytes(envelope.original_content or b""), str(envelope.mail_from or ""), recipients
+            )
         except asyncio.CancelledError:
             raise
         except Exception:  # boundary: the MTA must hear "try later", and keeps the mail queued
             self.log.exception("could not store a received mail; answered 451 so the MTA retries")
             return "\r\n".join("451 4.3.0 Not stored, try again later" for _ in recipients)
+        if outcome is Disposition.UNPARSEABLE:
+            return "\r\n".join("554 5.6.0 Message could not be parsed" for _ in recipients)
+        # Over the sender's cap: taken and dropped, never bounced (a bounce would feed the loop).
         return "\r\n".join("250 2.0.0 Delivered" for _ in recipients)
 
 
 class LmtpServer:
     """An LMTP listener on ``host:port`` served by the running event loop."""
 
-    def __init__(self, handler: LmtpHandler, host: str, port: int, *, hostname: str) -> None:
+    def __init__(self, handler: LmtpHandler, host: str, port: int, *, hostname: str, max_size: int) -> None:
         self.handler = handler
         self.host = host
         self.port = port
         self.hostname = hostname
+        self.max_size = max_size
         self._server: asyncio.Server | None = None
         self._sessions: weakref.WeakSet[LMTP] = weakref.WeakSet()
 
@@ -103,13 +113,28 @@ class LmtpServer:
         await server.wait_closed()
 
     def _session(self) -> LMTP:
-        session = LMTP(
+        session = _Lmtp(
             self.handler,
             hostname=self.hostname,
             ident="Carebridge LMTP",
             enable_SMTPUTF8=True,
-            data_size_limit=MAX_MAIL_BYTES,
+            data_size_limit=self.max_size,
             loop=asyncio.get_running_loop(),
         )
         self._sessions.add(session)
         return session
+
+
+class _Lmtp(LMTP):
+    """aiosmtpd's LMTP, answering a mail over the size limit once per recipient (RFC 2033 §4.2).
+
+    aiosmtpd refuses such a mail inside its DATA loop with one ``552`` line;
+    an MTA that delivered to several recipients would wait for the others.
+    """
+
+    async def push(self, status: AnyStr) -> None:
+        if isinstance(status, str) and status == _TOO_MUCH and self.envelope is not None:
+            count = max(1, len(self.envelope.rcpt_tos))
+            await super().push("\r\n".join(["552 5.3.4 Message too big for this system"] * count))
+            return
+        await super().push(status)

@@ -6,6 +6,17 @@ agent reads chat, not a growing thread. Finding where the new text ends is a
 heuristic (PROTOCOLS §3.5); when it would leave nothing, the whole body is
 kept rather than losing what the customer wrote.
 
+Every mail we send carries a "reply above this line" marker (``REPLY_MARKER``):
+everything from it down is cut, whatever the client's quote header looks
+like. Without the marker, the quote headers of Outlook, Gmail, Apple Mail
+and Thunderbird in English, Dutch, German and French are recognised.
+
+Who sent a mail is only what its From claims. ``authenticity`` reads the
+receiving MTA's ``Authentication-Results`` (RFC 8601, parsed by ``authres``)
+and trusts it only from an authserv-id the operator listed: ``dmarc=pass``,
+or an aligned ``dkim=pass``, for the From domain vouches for the sender.
+The core decides what an unproven sender may do.
+
 Automated mail (auto-replies, bounces, mailing lists) is recognised here so
 that it never becomes a customer message and is never answered (RFC 3834).
 """
@@ -22,6 +33,9 @@ from email.message import EmailMessage, Message
 from email.parser import BytesParser
 from email.utils import getaddresses, parsedate_to_datetime
 from html.parser import HTMLParser
+from typing import Any
+
+import authres  # type: ignore[import-untyped]  # ships no type information
 
 from bridge import Attachment, InboundMessage
 
@@ -30,20 +44,50 @@ from .config import split_address
 CHANNEL = "email"
 #: A reply token is what follows ``reply+`` in the local part of one of our addresses.
 TOKEN_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+#: The first line of every mail we send: an answer is what is written above it.
+REPLY_MARKER = "##- Please type your reply above this line -##"
+_MARKER_RE = re.compile(r"type your reply above this line", re.I)
 _MSGID_RE = re.compile(r"<[^<>\s]+@[^<>\s]+>")
-_QUOTE_MARKERS = (
-    re.compile(r"^\s*On\b.*\bwrote:\s*$", re.I),
-    re.compile(r"^\s*Am\b.*\bschrieb\b.*:\s*$", re.I),
-    re.compile(r"^\s*Le\b.*\ba écrit\s*:\s*$", re.I),
-    re.compile(r"^\s*El\b.*\bescribió:\s*$", re.I),
-    re.compile(r"^\s*-{2,}\s*Original Message\s*-{2,}\s*$", re.I),
-    re.compile(r"^\s*-{2,}\s*Forwarded message\s*-{2,}\s*$", re.I),
+# Attribution lines of Gmail, Apple Mail and Thunderbird (and Outlook on the web) in English,
+# Dutch, German and French, plus Spanish: "On … wrote:", "Op … schreef …:", "Op … heeft … het
+# volgende geschreven:", "Am … schrieb …:", "Le … a écrit :", "El … escribió:".
+_ATTRIBUTIONS = (
+    re.compile(r"^\s*On\b.*\bwrote\s*:\s*$", re.I | re.S),
+    re.compile(r"^\s*Op\b.*\b(schreef|geschreven)\b.*:\s*$", re.I | re.S),
+    re.compile(r"^\s*Am\b.*\bschrieb\b.*:\s*$", re.I | re.S),
+    re.compile(r"^\s*Le\b.*\ba\s+écrit\s*:\s*$", re.I | re.S),
+    re.compile(r"^\s*El\b.*\bescribió\s*:\s*$", re.I | re.S),
+)
+_ATTRIBUTION_START = re.compile(r"^\s*(On|Op|Am|Le|El)\b", re.I)
+_SEPARATORS = (
+    # Outlook's separators, and forwarded-message lines of Gmail and Apple Mail, in the four languages.
+    re.compile(
+        r"^\s*-{2,}\s*(Original Message|Oorspronkelijk bericht|Ursprüngliche Nachricht|Message d'origine"
+        r"|Forwarded message|Doorgestuurd bericht|Weitergeleitete Nachricht|Message transféré)\s*-{2,}\s*$",
+        re.I,
+    ),
+    re.compile(
+        r"^\s*(Begin forwarded message|Begin doorgestuurd bericht|Anfang der weitergeleiteten Nachricht"
+        r"|Début du message réexpédié)\s*:\s*$",
+        re.I,
+    ),
     re.compile(r"^\s*_{10,}\s*$"),
 )
-_OUTLOOK_FROM = re.compile(r"^\s*\*?From:\*?\s", re.I)
-_OUTLOOK_NEXT = re.compile(r"^\s*\*?(Sent|Date|To|Subject):\*?\s", re.I)
+# Outlook's header block: "From:/Van:/Von:/De :" followed by Sent/Date/To/Cc/Subject lines.
+_OUTLOOK_FROM = re.compile(r"^\s*\*?(From|Van|Von|De)\s*:\*?\s", re.I)
+_OUTLOOK_NEXT = re.compile(
+    r"^\s*\*?(Sent|Date|To|Cc|Subject|Verzonden|Datum|Aan|Onderwerp|Gesendet|An|Betreff|Envoyé|À|A|Objet)"
+    r"\s*:\*?\s",
+    re.I,
+)
 _SIG_DASH = ("-- ", "--")
 _LIST_PRECEDENCE = {"bulk", "list", "junk"}
+# The Subject of an answer to a bridge mail ("Re: [#42 Jan · Email]"): never a customer text.
+_BRIDGE_SUBJECT = re.compile(r"\[#\d+ ")
+
+
+class MailError(ValueError):
+    """A mail that cannot become a message (no sender address); the text says why, without content."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,8 +109,9 @@ def automated_reason(mail: EmailMessage, mail_from: str, *, own_address: str) ->
     """Say why ``mail`` must not become a customer message, or None when it may.
 
     Never stored: a null envelope sender (bounces, DSNs), ``Auto-Submitted``
-    other than ``no``, list or bulk mail (``List-*``, ``Precedence``), and
-    mail from our own address (a loop through the MTA).
+    other than ``no``, list or bulk mail (``List-*``, ``Precedence``), mail
+    from our own address (a loop through the MTA) and delivery or read
+    reports (``multipart/report``, which IMAP delivers without an envelope).
     """
     if not mail_from.strip() or mail_from.strip() == "<>":
         return "null sender"
@@ -80,6 +125,8 @@ def automated_reason(mail: EmailMessage, mail_from: str, *, own_address: str) ->
         return f"Precedence: {precedence}"
     if sender_of(mail, mail_from)[0] == own_address.lower():
         return "our own address"
+    if mail.get_content_type() == "multipart/report":
+        return "delivery or read report"
     return None
 
 
@@ -104,16 +151,81 @@ def reply_token(recipients: Sequence[str], domain: str) -> str | None:
     return None
 
 
-def parse_mail(mail: EmailMessage, raw: bytes, *, mail_from: str, recipients: Sequence[str], domain: str) -> ParsedMail:
+def authenticity(mail: EmailMessage, trusted: Sequence[str]) -> bool | None:
+    """Whether a trusted ``Authentication-Results`` vouches for the From domain.
+
+    None when no authserv-id is trusted (nothing can be checked). Otherwise
+    the topmost header from a trusted authserv-id decides (a receiving MTA
+    prepends its own; one the sender wrote sits below it, and the MTA must
+    remove any carrying its id): True for ``dmarc=pass`` with
+    ``header.from`` the From domain, or ``dkim=pass`` whose ``header.d``
+    (or ``header.i``) is that domain or a parent of it; False otherwise,
+    including a From with other than exactly one address.
+    """
+    ids = {i.strip().lower() for i in trusted if i.strip()}
+    if not ids:
+        return None
+    addresses = [a for _n, a in getaddresses([_header(mail, "From") or ""]) if "@" in a]
+    if len(addresses) != 1:
+        return False
+    domain = addresses[0].rpartition("@")[2].strip().lower().rstrip(".")
+    for value in _all_headers(mail, "Authentication-Results"):
+        try:
+            header = authres.AuthenticationResultsHeader.parse("Authentication-Results: " + value)
+        except (authres.AuthResError, ValueError, IndexError, AttributeError):
+            continue  # not ours to read; a forged or broken one proves nothing
+        if str(header.authserv_id or "").strip().lower() not in ids:
+            continue
+        return any(_vouches(result, domain) for result in header.results)
+    return False
+
+
+def _vouches(result: Any, domain: str) -> bool:
+    if str(result.result or "").lower() != "pass":
+        return False
+    values = {f"{p.type}.{p.name}": str(p.value or "").strip().lower().rstrip(".") for p in result.properties}
+    if result.method == "dmarc":
+        return values.get("header.from") == domain
+    if result.method == "dkim":
+        signer = values.get("header.d") or values.get("header.i", "").rpartition("@")[2]
+        return bool(signer) and "." in signer and (domain == signer or domain.endswith("." + signer))
+    return False
+
+
+def external_id_of(sender: str, message_id: str | None, raw: bytes) -> str:
+    """The id the core de-duplicates on: a digest of the sender and the Message-ID.
+
+    A Message-ID is chosen by whoever sends the mail: alone it would let one
+    sender's mail hide another's with the same id. Without a Message-ID the
+    bytes themselves stand in (an MTA's redelivery is the same bytes).
+    """
+    basis = message_id or "raw:" + hashlib.sha256(raw).hexdigest()
+    return "mail:" + hashlib.sha256(f"{sender}\n{basis}".encode()).hexdigest()[:40]
+
+
+def parse_mail(
+    mail: EmailMessage,
+    raw: bytes,
+    *,
+    mail_from: str,
+    recipients: Sequence[str],
+    domain: str,
+    trusted_authserv_ids: Sequence[str] = (),
+) -> ParsedMail:
     """Build the customer message for ``mail`` (already checked by ``automated_reason``).
 
     :param raw: the bytes as received, hashed into an id when Message-ID is missing.
     :param recipients: the accepted envelope recipients (our addresses).
     :param domain: our domain, for the reply token.
+    :param trusted_authserv_ids: whose ``Authentication-Results`` vouch for senders.
     """
     sender, name = sender_of(mail, mail_from)
+    try:
+        split_address(sender)
+    except ValueError as err:
+        raise MailError("no usable sender address in From or the envelope") from err
     message_id = _msgids(_header(mail, "Message-ID"))
-    external_id = message_id[0] if message_id else f"<{hashlib.sha256(raw).hexdigest()[:40]}@carebridge.invalid>"
+    external_id = external_id_of(sender, message_id[0] if message_id else None, raw)
     subject = _oneline(_header(mail, "Subject") or "")
     meta: dict[str, str] = {}
     if subject:
@@ -134,7 +246,9 @@ def parse_mail(mail: EmailMessage, raw: bytes, *, mail_from: str, recipients: Se
         meta["language"] = language
     text = strip_quoted(body_text(mail))
     attachments, data = _attachments(mail)
-    if not text:  # a subject-only mail, or one that is just a file: the subject says what it is
+    if not text and not _BRIDGE_SUBJECT.search(subject):
+        # A subject-only mail, or one that is just a file: the subject says what it is. Not so
+        # for an answer to a bridge mail, whose subject is our own label.
         text = subject
     message = InboundMessage(
         channel=CHANNEL,
@@ -146,6 +260,7 @@ def parse_mail(mail: EmailMessage, raw: bytes, *, mail_from: str, recipients: Se
         reply_to=in_reply_to[0] if in_reply_to else None,
         attachments=tuple(attachments),
         meta=meta,
+        authenticated=authenticity(mail, trusted_authserv_ids),
     )
     return ParsedMail(message=message, attachment_data=tuple(data))
 
@@ -170,12 +285,23 @@ def body_text(mail: EmailMessage) -> str:
 def strip_quoted(text: str) -> str:
     """Cut quoted earlier mail and the signature off ``text`` (heuristic, PROTOCOLS §3.5).
 
-    Cuts at an attribution line (``On … wrote:`` and its German, French,
-    Spanish forms), ``-----Original Message-----``, an Outlook ``From:``/``Sent:``
-    header block or separator; drops ``>``-quoted lines; cuts at the ``-- ``
-    signature line. Returns the whole text (trimmed) when that leaves nothing.
+    Everything from our ``REPLY_MARKER`` down is cut, with the attribution
+    line just above it. Without the marker: cuts at an attribution line
+    (``On … wrote:`` and its Dutch, German, French and Spanish forms, also
+    wrapped over two lines), an Outlook header block (``From:``/``Van:``/
+    ``Von:``/``De :`` followed by ``Sent:``, ``Date:``, ``To:`` … in the same
+    languages) or separator; drops ``>``-quoted lines; cuts at the ``-- ``
+    signature line. Returns the whole text (trimmed) when that leaves
+    nothing, except below a marker, which is never kept.
     """
     lines = text.replace("\r\n", "\n").split("\n")
+    for index, line in enumerate(lines):
+        if _MARKER_RE.search(line):
+            return _strip_lines(_drop_attribution(lines[:index])).strip()
+    return _strip_lines(lines).strip() or text.strip()
+
+
+def _strip_lines(lines: list[str]) -> str:
     kept: list[str] = []
     for index, line in enumerate(lines):
         if _starts_quote(lines, index) or line in _SIG_DASH:
@@ -183,18 +309,31 @@ def strip_quoted(text: str) -> str:
         if line.lstrip().startswith(">"):
             continue
         kept.append(line.rstrip())
-    result = "\n".join(kept).strip()
-    return result or text.strip()
+    return "\n".join(kept)
+
+
+def _drop_attribution(lines: list[str]) -> list[str]:
+    """Lines above the marker without the client's attribution ("… wrote:") right above it."""
+    end = len(lines)
+    while end and not lines[end - 1].strip().lstrip(">").strip():
+        end -= 1
+    if end and lines[end - 1].rstrip().endswith(":"):
+        end -= 1
+        if end and _ATTRIBUTION_START.match(lines[end - 1]) and not lines[end - 1].rstrip().endswith(":"):
+            end -= 1  # the first half of a wrapped attribution
+    return lines[:end]
 
 
 def _starts_quote(lines: list[str], index: int) -> bool:
     line = lines[index]
-    if any(marker.match(line) for marker in _QUOTE_MARKERS):
+    if any(marker.match(line) for marker in _ATTRIBUTIONS) or any(sep.match(line) for sep in _SEPARATORS):
         return True
     # "On Mon, 1 Jan 2026, Ann <ann@example.org>\nwrote:" — clients wrap long attributions.
     following = lines[index + 1] if index + 1 < len(lines) else ""
-    if re.match(r"^\s*On\b", line, re.I) and re.match(r"^\s*\S.*\bwrote:\s*$", following):
-        return len(line) + len(following) < 200
+    if _ATTRIBUTION_START.match(line) and following.strip() and len(line) + len(following) < 240:
+        joined = f"{line.rstrip()} {following.strip()}"
+        if any(marker.match(joined) for marker in _ATTRIBUTIONS):
+            return True
     if _OUTLOOK_FROM.match(line):
         header = lines[index + 1 : index + 5]
         return sum(1 for nxt in header if _OUTLOOK_NEXT.match(nxt)) >= 2
@@ -271,15 +410,43 @@ def _attachments(mail: EmailMessage) -> tuple[list[Attachment], list[tuple[bytes
 
 
 def _leaf_attachments(mail: EmailMessage) -> list[EmailMessage]:
+    """Every part that is not the text itself: files, forwarded mails and inline images.
+
+    Inline images of ``multipart/related`` (a logo in a signature, a pasted
+    screenshot) are attachments too; text/plain and text/html parts are the
+    body and its alternatives unless they carry a file name or say
+    ``attachment``.
+    """
     if not mail.is_multipart() and mail.get_content_maintype() not in ("text", "multipart"):
         return [mail]  # the whole mail is one file (a scanner's PDF, say)
+    body = mail.get_body(preferencelist=("plain", "html"))
     leaves: list[EmailMessage] = []
-    for part in mail.iter_attachments():
-        if part.get_content_maintype() == "multipart":
-            leaves.extend(p for p in part.walk() if not p.is_multipart() and isinstance(p, EmailMessage))
-        else:
+
+    def visit(part: EmailMessage) -> None:
+        if part is not mail and part.get_content_maintype() == "message":
+            leaves.append(part)  # a forwarded mail is one file
+        elif part.is_multipart():
+            for sub in part.iter_parts():
+                if isinstance(sub, EmailMessage):
+                    visit(sub)
+        elif part is not body and (part.get_content_type() not in ("text/plain", "text/html") or _is_file(part)):
             leaves.append(part)
+
+    visit(mail)
     return leaves
+
+
+def _is_file(part: EmailMessage) -> bool:
+    return part.get_content_disposition() == "attachment" or bool(part.get_filename())
+
+
+def _all_headers(mail: EmailMessage, name: str) -> list[str]:
+    """Every value of header ``name``, top first, unfolded; unreadable ones are skipped."""
+    try:
+        values = mail.get_all(name) or []
+    except (ValueError, IndexError, TypeError):
+        return []
+    return [re.sub(r"\r?\n[ \t]+", " ", str(v)) for v in values]
 
 
 def _header(mail: EmailMessage, name: str) -> str | None:

@@ -3,8 +3,11 @@
 A reply carries the customer's Message-ID in ``In-Reply-To`` and at the end
 of ``References`` (RFC 5322 §3.6.4) and keeps their Subject with one ``Re: ``
 so it lands in the same thread in their mailbox. ``Reply-To`` is
-``reply+<token>@<our domain>``: whatever the customer's client does, the
-answer comes back through our own LMTP receiver with the token on it.
+``reply+<token>@<our domain>`` with the token the core issued for this
+conversation and recipient (opaque here): whatever the client does, the
+answer comes back to our own domain with the token on it. A mail to an
+agent starts with the "reply above this line" marker, so that what they
+quote below their answer (hand-offs carry internal notes) is cut off.
 
 TLS is never opportunistic: ``starttls`` requires the upgrade (aiosmtplib's
 default would silently stay plaintext and send the password in clear).
@@ -25,7 +28,7 @@ import aiosmtplib
 from bridge import ChannelAuthFailed, DeliveryError, OutboundMessage
 
 from .config import EmailConfig
-from .parse import TOKEN_RE
+from .parse import REPLY_MARKER, TOKEN_RE
 
 #: The Subject of a message that answers nothing (a code, a notice).
 NEUTRAL_SUBJECT = "A message from customer care"
@@ -44,8 +47,9 @@ def build_message(settings: EmailConfig, message: OutboundMessage) -> EmailMessa
     """Build the mail for ``message``; its ``Message-ID`` is the delivery receipt.
 
     ``meta`` (the customer's last mail, passed on by the core): ``subject``,
-    ``message_id``, ``references``, ``in_reply_to``, ``reply_token``. A
-    ``subject`` without a ``message_id`` is a subject the core chose, used as is.
+    ``message_id``, ``references``, ``in_reply_to``, ``reply_token``,
+    ``recipient_kind``. A ``subject`` without a ``message_id`` is a subject
+    the core chose, used as is. Without a token, Reply-To is our address.
     """
     meta: Mapping[str, str] = message.meta or {}
     domain = settings.domain
@@ -64,8 +68,12 @@ def build_message(settings: EmailConfig, message: OutboundMessage) -> EmailMessa
         mail["In-Reply-To"] = parent[0]
         earlier = _msgids(meta.get("references")) or _msgids(meta.get("in_reply_to"))[:1]
         mail["References"] = " ".join([*earlier, parent[0]][-20:])
-    mail["Reply-To"] = f"reply+{_token(message)}@{domain}"
-    mail.set_content(message.text)
+    token = (message.meta or {}).get("reply_token", "")
+    mail["Reply-To"] = f"reply+{token}@{domain}" if token and TOKEN_RE.match(token) else settings.from_address
+    if meta.get("recipient_kind") == "contact":
+        mail.set_content(message.text)
+    else:
+        mail.set_content(f"{REPLY_MARKER}\n\n{message.text}")
     return mail
 
 
@@ -127,15 +135,6 @@ def _classified(code: int, reply: str) -> DeliveryError:
     if 500 <= code < 600:
         return DeliveryError(f"SMTP server rejected the mail: {code} {text}", retryable=False, code=str(code))
     return DeliveryError(f"unexpected SMTP reply: {code} {text}", retryable=True, code=str(code))
-
-
-def _token(message: OutboundMessage) -> str:
-    token = (message.meta or {}).get("reply_token", "")
-    if token and TOKEN_RE.match(token):
-        return token
-    if message.conversation_id is not None:
-        return f"c{message.conversation_id}"
-    return f"d{message.delivery_id}"
 
 
 def _msgids(value: str | None) -> list[str]:

@@ -25,6 +25,7 @@ from bridge import (
     Channel,
     ChannelAuthFailed,
     ChannelContext,
+    ChannelSchema,
     ChannelState,
     DeliveryError,
     DeliveryReceipt,
@@ -39,7 +40,7 @@ from bridge import (
 from carebridge_meta import read_signed_json, signed_body, verify_subscription
 
 from .api import MAX_TEXT, GraphClient, split_message
-from .config import InstagramConfig
+from .config import SCHEMA, InstagramConfig
 from .webhook import CHANNEL, PayloadError, is_instagram_event, parse_events
 
 #: Free text is allowed this long after the customer's last message.
@@ -57,6 +58,7 @@ class InstagramChannel(Channel):
     label: ClassVar[str] = "Instagram"
     max_text_length: ClassVar[int | None] = MAX_TEXT
     reply_window: ClassVar[float | None] = STANDARD_WINDOW
+    schema: ClassVar[ChannelSchema | None] = SCHEMA  # check_config validates with it
 
     def __init__(self, config: Mapping[str, Any], ctx: ChannelContext) -> None:
         super().__init__(config, ctx)
@@ -65,11 +67,6 @@ class InstagramChannel(Channel):
         self.client = GraphClient(ctx.http, settings.graph_url, settings.ig_user_id, settings.access_token)
         # Split sends resume after their last accepted part when the outbox retries.
         self._partial = SentParts()
-
-    @classmethod
-    def check_config(cls, section: Mapping[str, Any]) -> None:
-        """Validate ``[channels.instagram]``; raise ``ConfigError`` naming the key."""
-        InstagramConfig.from_section(section)
 
     @classmethod
     def normalize_address(cls, address: str) -> str:

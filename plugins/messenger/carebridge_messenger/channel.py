@@ -25,6 +25,7 @@ from bridge import (
     Channel,
     ChannelAuthFailed,
     ChannelContext,
+    ChannelSchema,
     ChannelState,
     DeliveryError,
     DeliveryReceipt,
@@ -40,7 +41,7 @@ from bridge import (
 from carebridge_meta import read_signed_json, signed_body, verify_subscription
 
 from .api import MAX_TEXT, GraphClient
-from .config import MessengerConfig
+from .config import SCHEMA, MessengerConfig
 from .webhook import CHANNEL, METADATA_TAG, PayloadError, is_page_event, parse_events
 
 #: Free text is allowed this long after the customer's last message.
@@ -58,6 +59,7 @@ class MessengerChannel(Channel):
     label: ClassVar[str] = "Messenger"
     max_text_length: ClassVar[int | None] = MAX_TEXT
     reply_window: ClassVar[float | None] = STANDARD_WINDOW
+    schema: ClassVar[ChannelSchema | None] = SCHEMA  # check_config validates with it
 
     def __init__(self, config: Mapping[str, Any], ctx: ChannelContext) -> None:
         super().__init__(config, ctx)
@@ -66,11 +68,6 @@ class MessengerChannel(Channel):
         self.client = GraphClient(ctx.http, settings.graph_url, settings.page_id, settings.page_access_token)
         # Split sends resume after their last accepted part when the outbox retries.
         self._partial = SentParts()
-
-    @classmethod
-    def check_config(cls, section: Mapping[str, Any]) -> None:
-        """Validate ``[channels.messenger]``; raise ``ConfigError`` naming the key."""
-        MessengerConfig.from_section(section)
 
     @classmethod
     def normalize_address(cls, address: str) -> str:

@@ -1,8 +1,9 @@
 """The ``[channels.messenger]`` section, validated into a typed config.
 
 The core hands each plugin its raw section with secrets already resolved
-(``env:``/``file:``/``credential:``) and ``enabled`` filled in; this module
-checks every key and names the offending one in its ``ConfigError``.
+(``env:``/``file:``/``credential:``) and ``enabled`` filled in. The keys are
+declared once, in ``SCHEMA``: it checks them and names the offending key in
+its ``ConfigError``, and tells the daemon which values to mask in its logs.
 """
 
 from __future__ import annotations
@@ -10,14 +11,29 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
 
-from bridge import ConfigError
+from bridge import ChannelSchema, ConfigKey
 
 SECTION = "channels.messenger"
 DEFAULT_GRAPH_URL = "https://graph.facebook.com/v25.0"
-_REQUIRED = ("page_id", "page_access_token", "app_secret", "verify_token")
-_KNOWN = frozenset({"enabled", "graph_url", *_REQUIRED})
+
+SCHEMA = ChannelSchema(
+    "messenger",
+    # Ids and tokens may be written as bare numbers in TOML; each is read as text.
+    ConfigKey(
+        "page_id",
+        kind="id",
+        required=True,
+        pattern=r"[0-9]+",
+        invalid="expected the Page's numeric id",
+        comment="the Facebook Page's numeric id",
+    ),
+    ConfigKey("page_access_token", kind="id", required=True, secret=True, comment="the Page access token"),
+    ConfigKey("app_secret", kind="id", required=True, secret=True, comment="the app secret that signs webhooks"),
+    ConfigKey("verify_token", kind="id", required=True, secret=True, comment="the token typed in the App Dashboard"),
+    ConfigKey("graph_url", kind="url", default=DEFAULT_GRAPH_URL, comment="the Graph API base including its version"),
+    doc="Facebook Messenger through Meta's Graph API (plugin carebridge-messenger).",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,48 +60,8 @@ class MessengerConfig:
 
     @classmethod
     def from_section(cls, section: Mapping[str, Any]) -> MessengerConfig:
-        """Validate a raw ``[channels.messenger]`` section.
+        """Validate a raw ``[channels.messenger]`` section (see ``SCHEMA``).
 
         :raises ConfigError: naming ``channels.messenger.<key>`` and what is wrong.
         """
-        if not isinstance(section, Mapping):
-            raise ConfigError(f"{SECTION}: expected a table")
-        unknown = sorted(set(section) - _KNOWN)
-        if unknown:
-            raise ConfigError(f"{SECTION}.{unknown[0]}: unknown key (expected one of {', '.join(sorted(_KNOWN))})")
-        values = {key: _required_text(section, key) for key in _REQUIRED}
-        if not values["page_id"].isdigit():
-            raise ConfigError(f"{SECTION}.page_id: expected the Page's numeric id, got {values['page_id']!r}")
-        enabled = section.get("enabled", True)
-        if not isinstance(enabled, bool):
-            raise ConfigError(f"{SECTION}.enabled: expected true or false")
-        return cls(
-            page_id=values["page_id"],
-            page_access_token=values["page_access_token"],
-            app_secret=values["app_secret"],
-            verify_token=values["verify_token"],
-            graph_url=_graph_url(section.get("graph_url", DEFAULT_GRAPH_URL)),
-            enabled=enabled,
-        )
-
-
-def _required_text(section: Mapping[str, Any], key: str) -> str:
-    value = section.get(key)
-    if value is None:
-        raise ConfigError(f"{SECTION}.{key}: required")
-    if isinstance(value, bool) or not isinstance(value, (str, int)):
-        raise ConfigError(f"{SECTION}.{key}: expected a string")
-    text = str(value).strip()
-    if not text:
-        raise ConfigError(f"{SECTION}.{key}: must not be empty")
-    return text
-
-
-def _graph_url(value: object) -> str:
-    if not isinstance(value, str) or not value.strip():
-        raise ConfigError(f"{SECTION}.graph_url: expected a URL like {DEFAULT_GRAPH_URL!r}")
-    url = value.strip().rstrip("/")
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.netloc or parts.query or parts.fragment:
-        raise ConfigError(f"{SECTION}.graph_url: expected an http(s) URL like {DEFAULT_GRAPH_URL!r}, got {value!r}")
-    return url
+        return cls(**SCHEMA.validate(section))

@@ -32,6 +32,7 @@ from bridge import (
     ChannelAuthError,
     ChannelAuthFailed,
     ChannelContext,
+    ChannelSchema,
     ChannelState,
     ChannelUnavailable,
     DeliveryError,
@@ -48,7 +49,7 @@ from bridge import (
 )
 
 from .api import MAX_TEXT, BotApi
-from .config import TelegramConfig
+from .config import SCHEMA, TelegramConfig
 from .webhook import CHANNEL, parse_update
 
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
@@ -63,6 +64,7 @@ class TelegramChannel(Channel):
     label: ClassVar[str] = "Telegram"
     max_text_length: ClassVar[int | None] = MAX_TEXT
     reply_window: ClassVar[float | None] = None
+    schema: ClassVar[ChannelSchema | None] = SCHEMA  # check_config validates with it
 
     def __init__(self, config: Mapping[str, Any], ctx: ChannelContext) -> None:
         super().__init__(config, ctx)
@@ -70,11 +72,6 @@ class TelegramChannel(Channel):
         self.api = BotApi(ctx.http, self.settings.api_url, self.settings.bot_token)
         # Split sends resume after their last accepted part when the outbox retries.
         self._partial = SentParts()
-
-    @classmethod
-    def check_config(cls, section: Mapping[str, Any]) -> None:
-        """Validate ``[channels.telegram]``; raise ``ConfigError`` naming the key."""
-        TelegramConfig.from_section(section)
 
     @classmethod
     def normalize_address(cls, address: str) -> str:

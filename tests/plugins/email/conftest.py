@@ -3,16 +3,20 @@
 The channel is built as the core builds it: a ``ChannelContext`` whose
 callbacks record into lists (that context is the plugin's only seam). Its
 peers are real: an aiosmtpd submission server with a trustme certificate
-for outbound mail, and a raw socket LMTP client for inbound mail (smtplib's
-LMTP client does not read one reply per recipient, PROTOCOLS §3.3).
+for outbound mail, a raw socket LMTP client for inbound mail (smtplib's
+LMTP client does not read one reply per recipient, PROTOCOLS §3.3), and a
+real Dovecot IMAP server for the hosted-mailbox way in.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import shutil
 import socket
 import ssl
 from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -20,9 +24,12 @@ import aiohttp
 import pytest
 import trustme
 
+from bridge import ChannelContext, ChannelState
+from bridge.testing import RecordingCore
 from carebridge_email import EmailChannel
+from tests.fakes.dovecot import USER as DOVECOT_USER
+from tests.fakes.dovecot import Dovecot, server_directory
 from tests.fakes.smtp_server import FakeSmtpServer
-from tests.plugins.recorder import RecordingCore
 
 FROM = "care@example.org"
 SMTP_USER = "bridge"
@@ -36,7 +43,42 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-Core = RecordingCore  # the name the tests import
+class Core(RecordingCore):
+    """The recorder, plus the channel-state facility a pull channel needs, and a way to wait for reports."""
+
+    def __init__(self, *, statuses: bool = True, media: bool = True) -> None:
+        super().__init__(statuses=statuses, media=media)
+        self.state: dict[str, str] = {}
+        self.changed = asyncio.Event()
+
+    async def deliver(self, messages: Sequence[Any]) -> None:
+        await super().deliver(messages)
+        self.changed.set()
+
+    def report(self, state: ChannelState, reason: str | None) -> None:
+        super().report(state, reason)
+        self.changed.set()
+
+    async def load_state(self, key: str) -> str | None:
+        return self.state.get(key)
+
+    async def save_state(self, key: str, value: str) -> None:
+        self.state[key] = value
+
+    def context(self, http: aiohttp.ClientSession, channel: str, *, max_body: int = 2 * 1024 * 1024) -> ChannelContext:
+        ctx = super().context(http, channel, max_body=max_body)
+        return replace(ctx, load_state=self.load_state, save_state=self.save_state)
+
+    async def until(self, predicate: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
+        """Wait until ``predicate`` holds, woken by each delivery and report."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        while not predicate():
+            remaining = deadline - asyncio.get_running_loop().time()
+            if remaining <= 0:
+                raise AssertionError(f"timed out waiting for {what}; reports: {self.reports}")
+            self.changed.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.changed.wait(), min(remaining, 0.5))
 
 
 class LmtpClient:
@@ -126,7 +168,34 @@ async def smtp(server_tls: ssl.SSLContext) -> AsyncIterator[FakeSmtpServer]:
 
 @pytest.fixture
 def core() -> Core:
-    return RecordingCore(statuses=False)
+    return Core(statuses=False)
+
+
+@pytest.fixture
+async def dovecot(ca: trustme.CA) -> AsyncIterator[Dovecot]:
+    """A real Dovecot (implicit TLS and STARTTLS, trustme certificate) with an empty mailbox."""
+    server = Dovecot(server_directory(), ca)
+    await server.start()
+    try:
+        yield server
+    finally:
+        await server.stop()
+        shutil.rmtree(server.directory, ignore_errors=True)
+
+
+def imap_section(dovecot: Dovecot, **overrides: Any) -> dict[str, Any]:
+    """The IMAP keys of ``[channels.email]`` for ``dovecot`` (implicit TLS)."""
+    section = {
+        "inbound": "imap",
+        "imap_host": "127.0.0.1",
+        "imap_port": dovecot.tls_port,
+        "imap_tls": "tls",
+        "imap_ca_file": str(dovecot.ca_file),
+        "imap_username": DOVECOT_USER,
+        "imap_password": dovecot.password,
+    }
+    section.update(overrides)
+    return section
 
 
 @pytest.fixture

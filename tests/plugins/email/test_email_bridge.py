@@ -1,13 +1,14 @@
 """The plugin inside the real core: Bridge, store, relay and worker, against real mail peers.
 
 A customer's mail arrives over LMTP and is stored; an agent who works by
-email logs in and answers by mail; the answer reaches the customer over
-SMTP (STARTTLS, AUTH) threaded under the customer's own message.
+email logs in (their MTA vouches for the mail: a trusted
+``Authentication-Results``) and answers on the reply token of the mail
+they got; the answer reaches the customer over SMTP (STARTTLS, AUTH)
+threaded under the customer's own message.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from email.message import EmailMessage
 from pathlib import Path
 
@@ -16,10 +17,7 @@ import pytest
 
 import carebridge_email
 from bridge.app.bridge import Bridge
-from bridge.config import load_config
-from bridge.plugins import make_plugin_manager
-from bridge.relay import strategies
-from tests.daemon import write_config
+from bridge.testing import BridgeFactory
 from tests.e2e.harness import add_agent, wait_for
 from tests.fakes.smtp_server import FakeSmtpServer, ReceivedMail
 from tests.plugins.email.conftest import (
@@ -32,26 +30,25 @@ from tests.plugins.email.conftest import (
 
 CUSTOMER = "ann@customer.test"
 AGENT = "alice@staff.test"
+#: The authserv-id of "our" receiving MTA, trusted in the bridge's configuration.
+AUTHSERV = "mx.example.org"
+
+
+def vouched(domain: str) -> dict[str, str]:
+    """The header our MTA adds to a mail whose From domain passed DMARC."""
+    return {"Authentication_Results": f"{AUTHSERV}; spf=pass smtp.mailfrom={domain}; dmarc=pass header.from={domain}"}
 
 
 @pytest.fixture
-async def bridge(tmp_path: Path, smtp: FakeSmtpServer, ca_file: Path) -> AsyncIterator[Bridge]:
+async def bridge(smtp: FakeSmtpServer, ca_file: Path, bridge_factory: BridgeFactory) -> Bridge:
     section = (
         "[channels.email]\n"
         f'smtp_host = "127.0.0.1"\nsmtp_port = {smtp.port}\nsmtp_tls = "starttls"\n'
         f'smtp_username = "{SMTP_USER}"\nsmtp_password = "{SMTP_PASSWORD}"\nsmtp_ca_file = "{ca_file}"\n'
         f'from_address = "{FROM}"\ninbound = "lmtp"\nlmtp_host = "127.0.0.1"\nlmtp_port = {free_port()}\n'
+        f'trusted_authserv_ids = ["{AUTHSERV}"]\n'
     )
-    config = load_config(write_config(tmp_path, section))
-    registry = make_plugin_manager(
-        load_entry_points=False, plugins=[("core-routing", strategies), ("email", carebridge_email)]
-    )
-    created = await Bridge.create(config, registry)
-    try:
-        await created.start()
-        yield created
-    finally:
-        await created.close()
+    return await bridge_factory(section, plugins=[("email", carebridge_email)])
 
 
 def mail(sender: str, to: str, subject: str, body: str, message_id: str, **headers: str) -> bytes:
@@ -83,7 +80,9 @@ async def test_customer_mail_is_stored_and_an_email_agents_reply_goes_out_thread
     bridge: Bridge, smtp: FakeSmtpServer
 ) -> None:
     _, secret = await add_agent(bridge, "alice", f"email:{AGENT}")
-    login = mail(AGENT, FROM, "login", f"/login {pyotp.TOTP(secret).now()}\n", "<login1@staff.test>")
+    login = mail(
+        AGENT, FROM, "login", f"/login {pyotp.TOTP(secret).now()}\n", "<login1@staff.test>", **vouched("staff.test")
+    )
     assert (await lmtp_deliver(bridge, login, AGENT, FROM))[-1].startswith("250")
 
     question = mail(f"Ann Example <{CUSTOMER}>", FROM, "Parcel 4711", "Where is my parcel?\n", "<q1@customer.test>")
@@ -110,13 +109,16 @@ async def test_customer_mail_is_stored_and_an_email_agents_reply_goes_out_thread
     assert (msg["From"], msg["To"], msg["Subject"]) == (FROM, CUSTOMER, "Re: Parcel 4711")
     assert msg["In-Reply-To"] == "<q1@customer.test>"
     assert msg["References"] == "<q1@customer.test>"
-    assert str(msg["Reply-To"]).startswith("reply+c") and str(msg["Reply-To"]).endswith("@example.org")
+    assert str(msg["Reply-To"]).startswith("reply+") and str(msg["Reply-To"]).endswith("@example.org")
+    assert msg["Reply-To"] != reply_to, "the customer's token is not the agent's"
     assert bridge.channel_state("email")[0].value == "connected"
 
 
 async def test_a_bounce_reaches_no_agent(bridge: Bridge, smtp: FakeSmtpServer) -> None:
     _, secret = await add_agent(bridge, "alice", f"email:{AGENT}")
-    login = mail(AGENT, FROM, "login", f"/login {pyotp.TOTP(secret).now()}\n", "<login2@staff.test>")
+    login = mail(
+        AGENT, FROM, "login", f"/login {pyotp.TOTP(secret).now()}\n", "<login2@staff.test>", **vouched("staff.test")
+    )
     await lmtp_deliver(bridge, login, AGENT, FROM)
     await wait_for(lambda: bool(mails_to(smtp, AGENT)), what="the login confirmation")
     seen = len(mails_to(smtp, AGENT))

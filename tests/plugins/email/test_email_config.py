@@ -1,4 +1,4 @@
-"""``[channels.email]`` validation: every error names its key; IMAP is refused honestly."""
+"""``[channels.email]`` validation: every error names its key; IMAP never without TLS."""
 
 from __future__ import annotations
 
@@ -11,6 +11,9 @@ from bridge import ConfigError
 from carebridge_email import EmailChannel, EmailConfig
 
 BASE: dict[str, Any] = {"smtp_host": "smtp.example.org", "from_address": "Care@Example.ORG"}
+IMAP: dict[str, Any] = {
+    "inbound": "imap", "imap_host": "imap.example.org", "imap_username": "care@example.org", "imap_password": "pw",
+}  # fmt: skip
 
 
 def test_defaults() -> None:
@@ -18,7 +21,25 @@ def test_defaults() -> None:
     assert (settings.smtp_port, settings.smtp_tls, settings.inbound) == (587, "starttls", "lmtp")
     assert (settings.lmtp_host, settings.lmtp_port) == ("127.0.0.1", 8024)
     assert settings.from_address == "care@example.org" and settings.domain == "example.org"
-    assert settings.smtp_ca_file is None and settings.enabled
+    assert settings.smtp_ca_file is None and settings.enabled and settings.imap is None
+    assert (settings.trusted_authserv_ids, settings.max_mails_per_hour, settings.max_mail_size) == (
+        (),
+        100,
+        32 * 1024 * 1024,
+    )
+
+
+def test_imap_defaults_to_implicit_tls_and_its_own_folders() -> None:
+    imap = EmailConfig.from_section({**BASE, **IMAP, "trusted_authserv_ids": ["MX.Example.org"]}).imap
+    assert imap is not None
+    assert (imap.tls, imap.port, imap.folder) == ("tls", 993, "INBOX")
+    assert (imap.done_folder, imap.error_folder, imap.poll_interval) == ("Carebridge-Done", "Carebridge-Errors", 60)
+    starttls = EmailConfig.from_section({**BASE, **IMAP, "imap_tls": "starttls"}).imap
+    assert starttls is not None and starttls.port == 143
+    assert "pw" not in repr(EmailConfig.from_section({**BASE, **IMAP}))
+    assert EmailConfig.from_section({**BASE, "trusted_authserv_ids": ["MX.Example.org "]}).trusted_authserv_ids == (
+        "mx.example.org",
+    )
 
 
 @pytest.mark.parametrize(("tls", "port"), [("tls", 465), ("none", 25), ("STARTTLS", 587)])
@@ -48,7 +69,16 @@ def test_the_documented_example_section_is_valid() -> None:
         ({"smtp_port": True}, "smtp_port", "1-65535"),
         ({"lmtp_port": "x"}, "lmtp_port", "1-65535"),
         ({"inbound": "pop3"}, "inbound", "lmtp, imap"),
-        ({"inbound": "imap", "imap_host": "imap.example.org"}, "inbound", "IMAP inbound is not available"),
+        ({"inbound": "imap", "imap_username": "u", "imap_password": "p"}, "imap_host", "required"),
+        ({**IMAP, "imap_password": ""}, "imap_password", "required"),
+        ({**IMAP, "imap_tls": "none"}, "imap_tls", "tls, starttls"),
+        ({**IMAP, "imap_ca_file": "/nonexistent/ca.pem"}, "imap_ca_file", "no such file"),
+        ({**IMAP, "imap_done_folder": "inbox"}, "imap_done_folder", "must differ from imap_folder"),
+        ({**IMAP, "imap_error_folder": 'Bad"Name'}, "imap_error_folder", "printable ASCII"),
+        ({**IMAP, "imap_poll_interval": 0}, "imap_poll_interval", "seconds"),
+        ({"trusted_authserv_ids": "mx.example.org"}, "trusted_authserv_ids", "list of names"),
+        ({"max_mails_per_hour": -1}, "max_mails_per_hour", "at least 0"),
+        ({"max_mail_size": 10}, "max_mail_size", "at least 1024"),
         ({"smtp_username": "bridge"}, "smtp_password", "required when smtp_username"),
         ({"smtp_tls": "none", "smtp_username": "u", "smtp_password": "p"}, "smtp_username", "plaintext"),
         ({"smtp_ca_file": "/nonexistent/ca.pem"}, "smtp_ca_file", "no such file"),

@@ -11,6 +11,7 @@ import pytest
 from bridge import ChannelState, ChannelUnavailable
 from bridge.errors import StoreError
 from carebridge_email import EmailChannel
+from carebridge_email.parse import external_id_of
 from tests.plugins.email.conftest import FROM, Core, LmtpClient
 
 CUSTOMER = "ann@customer.test"
@@ -32,15 +33,16 @@ def customer_mail(body: str = "Where is my parcel?", **headers: str) -> bytes:
 async def test_one_mail_to_two_of_our_addresses_is_one_message_and_two_replies(
     channel: EmailChannel, lmtp: LmtpClient, core: Core
 ) -> None:
-    replies = await lmtp.deliver(customer_mail(), CUSTOMER, [FROM, "reply+c7@Example.org"])
+    replies = await lmtp.deliver(customer_mail(), CUSTOMER, [FROM, "reply+7u3-abcdefghijklmnopqrst@Example.org"])
     assert [r[:3] for r in replies] == ["250", "250", "250", "250"], replies
     [message] = core.messages
     assert (message.channel, message.sender, message.sender_name) == ("email", CUSTOMER, "Ann Example")
-    assert message.external_id == "<m1@customer.test>"
+    assert message.external_id == external_id_of(CUSTOMER, "<m1@customer.test>", b"")
     assert message.text == "Where is my parcel?"
     assert message.meta["subject"] == "Parcel 4711"
     assert message.meta["message_id"] == "<m1@customer.test>"
-    assert message.meta["reply_token"] == "c7"
+    assert message.meta["reply_token"] == "7u3-abcdefghijklmnopqrst", "the token is the core's to judge"
+    assert message.authenticated is None, "no trusted authserv-id configured: no verdict"
     assert message.timestamp == datetime(2026, 11, 2, 10, 0, tzinfo=UTC).timestamp()
     assert core.reports == [(ChannelState.CONNECTED, None)]
 
@@ -122,8 +124,8 @@ async def test_attachments_are_handed_to_save_media_after_deliver(
         ("file", "photo.png", "image/png"),
     ]
     assert core.media == [
-        ("<att@customer.test>", 0, pdf, "application/pdf"),
-        ("<att@customer.test>", 1, b"\x89PNG\r\n", "image/png"),
+        (message.external_id, 0, pdf, "application/pdf"),
+        (message.external_id, 1, b"\x89PNG\r\n", "image/png"),
     ]
 
 
@@ -167,3 +169,57 @@ async def test_stop_closes_open_sessions(make_channel: Callable[..., EmailChanne
     assert await client.reader.read() == b"", "the session was closed by stop()"
     client.writer.close()
     await client.writer.wait_closed()
+
+
+async def test_a_mail_over_the_size_limit_gets_552_for_every_recipient(
+    make_channel: Callable[..., EmailChannel], core: Core
+) -> None:
+    channel = make_channel(max_mail_size=4096)
+    await channel.start()
+    try:
+        client = await LmtpClient.connect(channel.lmtp.bound_port)
+        try:
+            lhlo = await client.command("LHLO mta.test")
+            assert "250-SIZE 4096" in lhlo, "the limit is advertised, so a careful MTA does not even send it"
+            replies = await client.deliver(customer_mail("x" * 6000), CUSTOMER, [FROM, "reply+1u1-x@example.org"])
+        finally:
+            await client.close()
+    finally:
+        await channel.stop()
+    assert [r[:3] for r in replies] == ["250", "250", "552", "552"], replies
+    assert core.messages == []
+
+
+async def test_a_sender_over_the_hourly_cap_is_taken_but_kept_out_and_the_operator_told_once(
+    make_channel: Callable[..., EmailChannel], core: Core, caplog: pytest.LogCaptureFixture
+) -> None:
+    channel = make_channel(max_mails_per_hour=2)
+    await channel.start()
+    try:
+        client = await LmtpClient.connect(channel.lmtp.bound_port)
+        try:
+            for n in range(4):
+                raw = customer_mail().replace(b"<m1@customer.test>", f"<loop{n}@customer.test>".encode())
+                replies = await client.deliver(raw, CUSTOMER, [FROM])
+                assert [r[:3] for r in replies] == ["250", "250"], "never bounced: a bounce feeds a loop"
+            other = customer_mail().replace(CUSTOMER.encode(), b"bob@other.test")
+            await client.deliver(other, "bob@other.test", [FROM])
+        finally:
+            await client.close()
+    finally:
+        await channel.stop()
+    assert [m.sender for m in core.messages] == [CUSTOMER, CUSTOMER, "bob@other.test"]
+    assert caplog.text.count("went over max_mails_per_hour") == 1
+    assert (
+        ChannelState.DEGRADED,
+        "mail from a sender over max_mails_per_hour is kept out (see the log)",
+    ) in core.reports
+
+
+async def test_a_mail_without_a_sender_address_is_refused_with_554(
+    channel: EmailChannel, lmtp: LmtpClient, core: Core
+) -> None:
+    raw = b"Subject: no sender\r\nMessage-ID: <ns@x.test>\r\n\r\nbody\r\n"
+    replies = await lmtp.deliver(raw, "postmaster", [FROM, "reply+1u1-x@example.org"])
+    assert [r[:3] for r in replies] == ["250", "250", "554", "554"], "a permanent refusal: the MTA bounces it"
+    assert core.messages == []

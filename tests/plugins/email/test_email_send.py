@@ -10,6 +10,7 @@ import pytest
 
 from bridge import ChannelAuthFailed, ChannelState, DeliveryError, OutboundMessage
 from carebridge_email import EmailChannel
+from carebridge_email.parse import REPLY_MARKER
 from carebridge_email.smtp import reply_subject
 from tests.fakes.smtp_server import FakeSmtpServer
 from tests.plugins.email.conftest import FROM, SMTP_PASSWORD, SMTP_USER, Core, free_port
@@ -19,7 +20,8 @@ THREAD = {
     "subject": "Where is my parcel?",
     "message_id": "<m2@customer.test>",
     "references": "<m0@customer.test> <m1@example.org>",
-    "reply_token": "c7",
+    "reply_token": "7u3-abcdefghijklmnopqrst",
+    "recipient_kind": "contact",
 }
 
 
@@ -42,21 +44,31 @@ async def test_a_reply_is_threaded_and_sent_over_starttls_with_auth(
     assert msg["Subject"] == "Re: Where is my parcel?"
     assert msg["In-Reply-To"] == "<m2@customer.test>"
     assert msg["References"] == "<m0@customer.test> <m1@example.org> <m2@customer.test>"
-    assert msg["Reply-To"] == "reply+c7@example.org"
+    assert msg["Reply-To"] == "reply+7u3-abcdefghijklmnopqrst@example.org"
     assert msg["Message-ID"] == receipt.external_id
     assert receipt.external_id.startswith("<") and receipt.external_id.endswith("@example.org>")
     assert msg.get_content().strip() == "It left the warehouse today."
     assert msg["Auto-Submitted"] is None, "an agent's reply is not automated mail"
 
 
-async def test_without_thread_meta_the_subject_is_neutral_and_the_token_names_the_conversation(
+async def test_without_thread_meta_the_subject_is_neutral_and_nothing_guessable_is_made_up(
     make_channel: Callable[..., EmailChannel], smtp: FakeSmtpServer
 ) -> None:
     await make_channel().send(outbound(conversation_id=12))
     msg = smtp.received[0].message
     assert msg["Subject"] == "A message from customer care"
     assert msg["In-Reply-To"] is None and msg["References"] is None
-    assert msg["Reply-To"] == "reply+c12@example.org"
+    assert msg["Reply-To"] == FROM, "no token from the core: answers go to the bare address"
+
+
+async def test_a_mail_to_an_agent_starts_with_the_reply_marker(
+    make_channel: Callable[..., EmailChannel], smtp: FakeSmtpServer
+) -> None:
+    meta = {"subject": "[#7 Ann · Email]", "reply_token": "7a2-abcdefghijklmnopqrst", "recipient_kind": "agent"}
+    await make_channel().send(outbound("[#7 Ann · Email] Where is my parcel?", recipient="alice@staff.test", meta=meta))
+    msg = smtp.received[0].message
+    assert msg.get_content().splitlines()[:3] == [REPLY_MARKER, "", "[#7 Ann · Email] Where is my parcel?"]
+    assert msg["Reply-To"] == "reply+7a2-abcdefghijklmnopqrst@example.org"
 
 
 async def test_a_core_chosen_subject_without_a_parent_is_used_as_is(
@@ -65,7 +77,7 @@ async def test_a_core_chosen_subject_without_a_parent_is_used_as_is(
     await make_channel().send(outbound(meta={"subject": "Your verification code"}))
     msg = smtp.received[0].message
     assert msg["Subject"] == "Your verification code"
-    assert msg["Reply-To"] == "reply+d41@example.org"
+    assert msg["Reply-To"] == FROM
 
 
 async def test_references_fall_back_to_in_reply_to_and_headers_cannot_be_injected(

@@ -19,8 +19,8 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from carebridge_instagram import InstagramChannel
 
+from bridge.testing import RecordingCore
 from tests.fakes.instagram_graph import FakeInstagramGraph
-from tests.plugins.recorder import RecordingCore
 
 FIXTURES = Path(__file__).parent / "fixtures"
 IG_USER_ID = "17841400000000001"

@@ -18,9 +18,9 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
+from bridge.testing import RecordingCore
 from carebridge_messenger import MessengerChannel
 from tests.fakes.messenger_graph import FakeMessengerGraph
-from tests.plugins.recorder import RecordingCore
 
 FIXTURES = Path(__file__).parent / "fixtures"
 PAGE_ID = "100000000000001"

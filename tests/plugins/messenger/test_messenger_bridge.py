@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import itertools
 import time
-from collections.abc import AsyncIterator, Callable
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import pyotp
@@ -21,12 +20,8 @@ from aiohttp.test_utils import TestServer
 
 import carebridge_messenger
 from bridge.app.bridge import Bridge
-from bridge.config import load_config
-from bridge.plugins import make_plugin_manager
-from bridge.relay import strategies
-from bridge.web import make_app
+from bridge.testing import BridgeFactory
 from carebridge_meta import signed_body
-from tests.daemon import write_config
 from tests.e2e.harness import add_agent, wait_for
 from tests.fakes.messenger_graph import FakeMessengerGraph
 from tests.plugins.messenger.conftest import (
@@ -76,25 +71,17 @@ class Page:
 
 
 @pytest.fixture
-async def page(tmp_path: Path, aiohttp_server: Callable[..., Any]) -> AsyncIterator[Page]:
+async def page(serve_app: Callable[..., Any], bridge_factory: BridgeFactory) -> Page:
     graph = FakeMessengerGraph(page_id=PAGE_ID, token=PAGE_TOKEN)
-    graph_server: TestServer = await aiohttp_server(graph.app)
+    graph_server: TestServer = await serve_app(graph.app)
     section = (
         "[channels.messenger]\n"
         f'page_id = "{PAGE_ID}"\npage_access_token = "{PAGE_TOKEN}"\napp_secret = "{APP_SECRET}"\n'
         f'verify_token = "{VERIFY_TOKEN}"\ngraph_url = "{graph_server.make_url("/v25.0")}"\n'
     )
-    config = load_config(write_config(tmp_path, section))
-    registry = make_plugin_manager(
-        load_entry_points=False, plugins=[("core-routing", strategies), ("messenger", carebridge_messenger)]
-    )
-    bridge = await Bridge.create(config, registry)
-    try:
-        server: TestServer = await aiohttp_server(make_app(bridge))
-        yield Page(bridge, graph, str(server.make_url("/webhooks/messenger")))
-        await server.close()
-    finally:
-        await bridge.close()
+    bridge = await bridge_factory(section, plugins=[("messenger", carebridge_messenger)], start=False)
+    server = await bridge_factory.serve(bridge)
+    return Page(bridge, graph, str(server.make_url("/webhooks/messenger")))
 
 
 async def logged_in_agent(page: Page) -> None:

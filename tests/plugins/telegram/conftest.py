@@ -18,8 +18,8 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from carebridge_telegram import TelegramChannel
 
+from bridge.testing import RecordingCore
 from tests.fakes.telegram_bot_api import FakeBotApi
-from tests.plugins.recorder import RecordingCore
 
 FIXTURES = Path(__file__).parent / "fixtures"
 BOT_TOKEN = "123456789:AAtest-bot-token_0123456789"

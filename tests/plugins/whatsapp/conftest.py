@@ -16,9 +16,9 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
+from bridge.testing import RecordingCore
 from carebridge_whatsapp import WhatsAppChannel
 from tests.fakes.whatsapp_cloud import FakeWhatsAppCloud
-from tests.plugins.recorder import RecordingCore
 
 FIXTURES = Path(__file__).parent / "fixtures"
 PHONE_NUMBER_ID = "400000000000001"

@@ -7,7 +7,6 @@ and a WhatsApp agent talk through the bridge, and media arrives encrypted.
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -17,12 +16,8 @@ from aiohttp.test_utils import TestServer
 
 import carebridge_whatsapp
 from bridge.app.bridge import Bridge
-from bridge.config import load_config
-from bridge.plugins import make_plugin_manager
-from bridge.relay import strategies
-from bridge.web import make_app
+from bridge.testing import BridgeFactory
 from carebridge_meta import signed_body
-from tests.daemon import write_config
 from tests.e2e.harness import add_agent, wait_for
 from tests.fakes.whatsapp_cloud import FakeWhatsAppCloud
 from tests.plugins.whatsapp.conftest import (
@@ -39,9 +34,7 @@ AGENT = "+15550009999"
 
 
 @pytest.fixture
-async def bridge(
-    tmp_path: Path, fake: FakeWhatsAppCloud, fake_server: TestServer, aiohttp_server: Callable[..., Any]
-) -> AsyncIterator[Bridge]:
+async def bridge(fake: FakeWhatsAppCloud, fake_server: TestServer, bridge_factory: BridgeFactory) -> Bridge:
     section = (
         "[channels.whatsapp]\n"
         f'phone_number_id = "{PHONE_NUMBER_ID}"\naccess_token = "{TOKEN}"\napp_secret = "{APP_SECRET}"\n'
@@ -49,18 +42,10 @@ async def bridge(
         f'media_url_allow = ["{media_prefix(fake_server)}"]\n'
         f'reengage_template = "{TEMPLATE}"\n'
     )
-    config = load_config(write_config(tmp_path, section))
-    registry = make_plugin_manager(
-        load_entry_points=False, plugins=[("core-routing", strategies), ("whatsapp", carebridge_whatsapp)]
-    )
-    created = await Bridge.create(config, registry)
-    try:
-        server: TestServer = await aiohttp_server(make_app(created))
-        fake.webhook_url = str(server.make_url("/webhooks/whatsapp"))
-        yield created
-        await server.close()
-    finally:
-        await created.close()
+    created = await bridge_factory(section, plugins=[("whatsapp", carebridge_whatsapp)], start=False)
+    server = await bridge_factory.serve(created)
+    fake.webhook_url = str(server.make_url("/webhooks/whatsapp"))
+    return created
 
 
 def texts_to(fake: FakeWhatsAppCloud, number: str) -> list[str]:
