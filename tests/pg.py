@@ -85,6 +85,14 @@ class PostgresServer:
     def start(self) -> None:
         """initdb and start the server (returns once it accepts connections)."""
         self._run(str(self.bindir / "initdb"), "-D", str(self.data), "-A", "trust", "-U", "postgres", "-E", "UTF8")
+        self._start()
+
+    def restart(self) -> None:
+        """Stop the server (fast: sessions are cut) and start it again on the same port and data."""
+        self._run(str(self.bindir / "pg_ctl"), "-D", str(self.data), "-m", "fast", "-w", "stop")
+        self._start()
+
+    def _start(self) -> None:
         options = (
             f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c fsync=off"
             " -c synchronous_commit=off -c full_page_writes=off -c max_connections=300"

@@ -14,6 +14,7 @@ from bridge.store.postgres import dialect
 from bridge.store.schema import register_migration
 from tests.core.test_store_kit import Backend
 from tests.e2e.harness import CHANNELS, make_bridge
+from tests.pg import running_server
 
 
 def test_statements_get_placeholders_and_keep_literals() -> None:
@@ -191,3 +192,22 @@ def test_store_backend_settings_are_checked_and_the_dsn_stays_secret(tmp_path, m
     )
     assert "hunter2" not in repr(store)
     assert load_config(None).store.backend == "sqlite"
+
+
+async def test_the_store_reconnects_after_the_database_restarts(tmp_path) -> None:
+    """A restarted (or failed-over) server: the next write and read reconnect by themselves."""
+    with running_server() as server:
+        store = await Store.open(Backend("postgresql", server.new_database()).settings(tmp_path))
+        try:
+            first = await store.write(lambda tx: tx.contacts.create(name="before"))
+            await asyncio.to_thread(server.restart)
+            second = await store.write(lambda tx: tx.contacts.create(name="after"))
+            names = await store.read(lambda tx: [tx.contacts.get(i).name for i in (first, second)])
+            assert names == ["before", "after"]
+            for _ in range(100):  # the listener is back too
+                if store.health()["status"] == "ok":
+                    break
+                await asyncio.sleep(0.05)
+            assert store.health()["status"] == "ok"
+        finally:
+            await store.close()

@@ -49,9 +49,24 @@ def configure(conn: psycopg.Connection[Any]) -> None:
     conn.adapters.register_loader("numeric", _NumericAsNumber)
 
 
+CONNECT_TIMEOUT = 10  # seconds, unless the DSN says otherwise: an unreachable server must not hang start-up
+
+
+def connect_kwargs(dsn: str) -> dict[str, Any]:
+    """Connection settings besides the DSN: autocommit, our application name, a connect timeout."""
+    kwargs: dict[str, Any] = {"autocommit": True, "application_name": APPLICATION}
+    try:
+        given = psycopg.conninfo.conninfo_to_dict(dsn)
+    except psycopg.ProgrammingError:
+        given = {}
+    if "connect_timeout" not in given:
+        kwargs["connect_timeout"] = CONNECT_TIMEOUT
+    return kwargs
+
+
 def connect(dsn: str) -> psycopg.Connection[Any]:
     """An autocommit connection: the store issues BEGIN, SAVEPOINT and COMMIT itself."""
-    conn = psycopg.connect(dsn, autocommit=True, application_name=APPLICATION)
+    conn = psycopg.connect(dsn, **connect_kwargs(dsn))
     configure(conn)
     return conn
 

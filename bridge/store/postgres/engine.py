@@ -50,7 +50,7 @@ from bridge.store.keyring import (
     seal_key_check,
 )
 from bridge.store.postgres import migrate as pg_migrate
-from bridge.store.postgres.connection import APPLICATION, PgConnection, configure, connect
+from bridge.store.postgres.connection import PgConnection, configure, connect, connect_kwargs
 from bridge.store.postgres.session import LOCK_PREFIX, NOTIFY_PREFIX, PgSession
 from bridge.store.tx import Tx
 
@@ -209,7 +209,7 @@ class PostgresStore(Store):
             self._dsn,
             min_size=1,
             max_size=self._pool_size,
-            kwargs={"autocommit": True, "application_name": APPLICATION},
+            kwargs=connect_kwargs(self._dsn),
             configure=configure,
             check=ConnectionPool.check_connection,
             name="carebridge-readers",
