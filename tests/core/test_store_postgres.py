@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 
 import pytest
 
@@ -211,3 +212,30 @@ async def test_the_store_reconnects_after_the_database_restarts(tmp_path) -> Non
             assert store.health()["status"] == "ok"
         finally:
             await store.close()
+
+
+async def test_a_deadlock_between_two_daemons_is_run_again(tmp_path, pg_dsn) -> None:
+    """Two daemons' writes take the same two turns in opposite order: PostgreSQL aborts one, which runs again."""
+    backend = Backend("postgresql", pg_dsn)
+    write_key_file(tmp_path / "var" / "master.key", generate_key())
+    first, second = await asyncio.gather(*(Store.open(backend.settings(tmp_path)) for _ in range(2)))
+    both_hold_one = threading.Barrier(2, timeout=10)
+    runs: list[str] = []
+
+    def crossing(mine: str, theirs: str):
+        def fn(tx) -> str:
+            runs.append(mine)
+            tx._session.serialize(mine)
+            if runs.count(mine) == 1:
+                both_hold_one.wait()
+            tx._session.serialize(theirs)
+            return tx.contacts.create(name=mine)
+
+        return fn
+
+    try:
+        a, b = await asyncio.gather(first.write(crossing("x", "y")), second.write(crossing("y", "x")))
+        assert a != b and sorted(runs) in (["x", "x", "y"], ["x", "y", "y"])  # one of them ran twice
+    finally:
+        await first.close()
+        await second.close()

@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import psycopg
+import psycopg.errors
 from psycopg_pool import ConnectionPool
 
 from bridge.errors import KeyMismatchError, StoreError
@@ -62,6 +63,7 @@ TOPICS = ("outbox",)
 LISTEN_TICK = 2.0
 BOOTSTRAP_LOCK = "carebridge:bootstrap"
 WAKE_CHANNEL = "carebridge__wake"
+DEADLOCK_RETRIES = 2
 _STOP = object()
 _PLAIN_RESULTS = frozenset({type(None), int, str, bytes, bool, float, tuple, list, dict})
 
@@ -396,6 +398,29 @@ class PostgresStore(Store):
         self._prune_keys(conn)
         native = conn.native
         for fn, _future, _loop in batch:
+            outcomes.append(self._run_fn(native, session, tx, fn))
+        try:
+            native("COMMIT")
+        except psycopg.Error as err:
+            with contextlib.suppress(psycopg.Error):
+                native("ROLLBACK")
+            session._end_batch(False)
+            self._settle(batch, [(False, StoreError(f"commit failed: {_first_line(err)}"))] * len(batch))
+            return
+        session._end_batch(True)
+        self.batches += 1
+        self.writes += len(batch)
+        self._settle(batch, outcomes)
+
+    @staticmethod
+    def _run_fn(native: Callable[..., Any], session: PgSession, tx: Tx, fn: Callable[[Tx], Any]) -> tuple[bool, Any]:
+        """One write function in its own SAVEPOINT; ``(ok, result or exception)``.
+
+        A deadlock with another daemon's transaction (PostgreSQL aborts one of
+        the two) is retried: rolling back to the savepoint released this
+        function's locks, so the other goes on and the retry waits for it.
+        """
+        for attempt in range(1 + DEADLOCK_RETRIES):
             native("SAVEPOINT w")
             try:
                 result = fn(tx)
@@ -411,23 +436,14 @@ class PostgresStore(Store):
                 except psycopg.Error:
                     pass
                 session._end_fn(False)
-                outcomes.append((False, err))
-            else:
-                native("RELEASE w")
-                session._end_fn(True)
-                outcomes.append((True, result))
-        try:
-            native("COMMIT")
-        except psycopg.Error as err:
-            with contextlib.suppress(psycopg.Error):
-                native("ROLLBACK")
-            session._end_batch(False)
-            self._settle(batch, [(False, StoreError(f"commit failed: {_first_line(err)}"))] * len(batch))
-            return
-        session._end_batch(True)
-        self.batches += 1
-        self.writes += len(batch)
-        self._settle(batch, outcomes)
+                if isinstance(err, psycopg.errors.DeadlockDetected) and attempt < DEADLOCK_RETRIES:
+                    log.info("store: a write met another daemon's in a deadlock; running it again")
+                    continue
+                return False, err
+            native("RELEASE w")
+            session._end_fn(True)
+            return True, result
+        raise AssertionError("unreachable")
 
     def _prune_keys(self, conn: PgConnection) -> None:
         """Forget cached data keys another daemon or an admin command shredded (cheap when nothing changed)."""
