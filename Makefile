@@ -1,6 +1,7 @@
 # Carebridge developer and quick-start targets.
 #   make run    install into .venv and run the daemon on its embedded defaults (./var, 127.0.0.1:8080)
 #   make test   install into .venv with the test extra, run the static checks and the whole test suite
+#   make peers  install the Debian packages of the real peers the tests talk to (wrk, Dovecot, ...)
 #   make check  the static checks only: ruff (lint and format), mypy --strict, the import-layer contract
 #   make clean  remove the virtualenv and build leftovers (never ./var: it holds your data and key)
 
@@ -12,7 +13,7 @@ PLUGINS := $(patsubst %/pyproject.toml,%,$(wildcard plugins/*/pyproject.toml))
 EDITABLES := -e '.[test]' $(foreach p,$(PLUGINS),-e $(p))
 STAMP := $(VENV)/.carebridge-installed
 
-.PHONY: install run test check clean
+.PHONY: install run test check peers clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -33,7 +34,10 @@ check: install
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
-test: check
+peers:
+	.ci/peers
+
+test: check peers
 	$(BIN)/python -m pytest -q
 
 clean:

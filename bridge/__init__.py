@@ -8,10 +8,13 @@ from __future__ import annotations
 from importlib.metadata import PackageNotFoundError, version
 
 from bridge.channel import (
+    CONTACT_EMAIL,
     Channel,
     ChannelContext,
+    HistoryEntry,
     LoadStateCallback,
     MediaCallback,
+    PageHandler,
     PendingMedia,
     RegisterChannel,
     SaveStateCallback,
@@ -26,6 +29,7 @@ from bridge.errors import (
     ChannelUnavailable,
     ConfigError,
     DeliveryError,
+    DeliveryUncertain,
     UnknownRecordError,
     WindowClosedError,
 )
@@ -52,6 +56,7 @@ except PackageNotFoundError:  # running from a source tree that was never instal
     __version__ = "0.0.0"
 
 __all__ = [
+    "CONTACT_EMAIL",
     "Address",
     "Attachment",
     "BridgeError",
@@ -67,12 +72,15 @@ __all__ = [
     "ConfigError",
     "ConfigKey",
     "DeliveryError",
+    "DeliveryUncertain",
     "DeliveryReceipt",
     "Finding",
+    "HistoryEntry",
     "InboundMessage",
     "LoadStateCallback",
     "MediaCallback",
     "OutboundMessage",
+    "PageHandler",
     "PendingMedia",
     "RegisterChannel",
     "SaveStateCallback",

@@ -10,7 +10,7 @@ import logging
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import aiohttp
 from aiohttp import web
@@ -26,10 +26,42 @@ from bridge.models import (
 )
 from bridge.schema import ChannelSchema
 
+#: ``InboundMessage.meta`` key: an email address the customer gave the channel themself (a
+#: website chat session). The core stores it as the contact's email address (not verified: no
+#: code confirmed it) and keeps it out of the message's stored meta; ``/secure`` mails a
+#: website-chat customer at that address without a round-trip (DESIGN §12).
+CONTACT_EMAIL = "contact_email"
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryEntry:
+    """One message of a customer's own conversation, as ``ChannelContext.history`` returns it.
+
+    :param id: the stored message's id (increasing; use it to drop repeats).
+    :param direction: ``in`` (the customer's), ``out`` (an agent's reply) or
+        ``system`` (a notice of the bridge). Internal notes are never returned.
+    :param created_at: when it was stored, epoch seconds.
+    """
+
+    id: int
+    direction: Literal["in", "out", "system"]
+    text: str
+    created_at: float
+
+
 DeliverCallback = Callable[[Sequence[InboundMessage]], Awaitable[None]]
 StatusCallback = Callable[[Sequence[StatusUpdate]], Awaitable[None]]
 MediaCallback = Callable[[str, int, bytes, str | None], Awaitable[None]]
 ReportCallback = Callable[[ChannelState, str | None], None]
+HistoryCallback = Callable[[str, int], Awaitable[Sequence[HistoryEntry]]]
+PageHandler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+async def no_history(address: str, limit: int) -> Sequence[HistoryEntry]:
+    """The ``history`` of a context that has no store behind it: nothing."""
+    return ()
+
+
 LoadStateCallback = Callable[[str], Awaitable[str | None]]
 SaveStateCallback = Callable[[str, str], Awaitable[None]]
 
@@ -58,6 +90,13 @@ class ChannelContext:
     :param log: the channel's logger; never log message text or tokens.
     :param max_body: the largest webhook body the operator allows, in bytes.
     :param public_url: the bridge's public base URL (for links), may be empty.
+    :param history: ``await history(address, limit)``: the newest ``limit``
+        messages (oldest first) of the conversation of ``address`` on this
+        channel — the open one, else the latest — as ``HistoryEntry`` items:
+        what the customer wrote and what was sent to them on this channel,
+        never internal notes nor anything sent elsewhere (``/secure`` mail).
+        Read-only; for channels that show a customer their own conversation
+        (a website chat that reconnects). Empty for an unknown address.
     :param load_state: ``await load_state(key)`` returns the text last saved
         under ``key`` by this channel, or None. For bookkeeping a pull channel
         must keep across restarts (an IMAP folder's UIDVALIDITY and last UID);
@@ -75,6 +114,7 @@ class ChannelContext:
     log: logging.Logger
     max_body: int = 2 * 1024 * 1024
     public_url: str = ""
+    history: HistoryCallback = no_history
     load_state: LoadStateCallback = _no_state_to_load
     save_state: SaveStateCallback = _no_state_to_save
 
@@ -209,6 +249,20 @@ class Channel(ABC):
     def web_app(self) -> web.Application | None:
         """Return the webhook sub-application, mounted at ``/webhooks/<name>``."""
         return None
+
+    def pages(self) -> Mapping[str, PageHandler]:
+        """Return pages served at top-level paths, outside ``/webhooks/<name>``: ``{"/chat": handler}``.
+
+        For channels whose customers open a page of the bridge itself (a
+        website chat). Each path answers GET (and HEAD) with its handler, which
+        sets its own headers (Content-Security-Policy, caching). A path must
+        be a plain ``/word`` that neither the core (``/api``, ``/healthz``,
+        ``/metrics``, ``/webhooks`` and the console's ``/``, ``/login``,
+        ``/logout``, ``/conversations``, ``/admin``, ``/static``,
+        ``/console``) nor another channel serves: start-up stops naming the
+        channel otherwise. Called once, when the web application is built.
+        """
+        return {}
 
     @classmethod
     def simulate(cls, section: Mapping[str, Any], sender: str, text: str) -> SimulatedRequest:

@@ -23,6 +23,14 @@ class StoreError(BridgeError):
     """The encrypted store cannot be opened or used."""
 
 
+class StoreWriteError(StoreError):
+    """The store could not commit: the disk is full or read-only, an I/O error, or a lock held too long.
+
+    The work was not saved. It is a state of the store, not of one write: it
+    shows in ``/healthz`` until a later write succeeds.
+    """
+
+
 class KeyMismatchError(StoreError):
     """The master key given does not match the database."""
 
@@ -95,3 +103,24 @@ class ChannelAuthFailed(DeliveryError):
 
     def __init__(self, message: str, *, code: str | None = None) -> None:
         super().__init__(message, retryable=False, code=code)
+
+
+class DeliveryUncertain(DeliveryError):
+    """The request was written in full but its answer was lost: the platform may have the message.
+
+    Raise it when the connection drops (or times out) after the whole request
+    body was sent, e.g. a Graph API call whose HTTP answer never came, or an
+    SMTP submission cut off after the message data. The core does not resend
+    blindly: it first waits ``[delivery] confirm_wait`` for a report that
+    names the delivery (a ``StatusUpdate`` with ``delivery_id``), and a later
+    send that the platform accepts is counted as a possible duplicate.
+
+    :param confirmable: the platform reports accepted messages with our
+        delivery id (WhatsApp statuses with ``biz_opaque_callback_data``,
+        Messenger echoes with ``metadata``), so waiting for that report can
+        settle it; False when nothing will ever tell (SMTP).
+    """
+
+    def __init__(self, message: str, *, confirmable: bool, code: str | None = "answer_lost") -> None:
+        super().__init__(message, retryable=True, code=code)
+        self.confirmable = confirmable

@@ -118,6 +118,12 @@ class StatusUpdate:
         because the recipient's reply window is closed (the channel maps its
         own error code to this); the core holds it and starts the fall-backs
         instead of failing it.
+    :param delivery_id: our delivery (``OutboundMessage.delivery_id``) when the
+        platform echoes it back with the report (WhatsApp's
+        ``biz_opaque_callback_data``, Messenger's echo ``metadata``) and the
+        report is about its last part. With ``sent``, ``delivered`` or
+        ``read`` it settles a send whose answer was lost (see
+        ``DeliveryUncertain``): the delivery is recorded as sent, never resent.
     """
 
     channel: str
@@ -129,6 +135,7 @@ class StatusUpdate:
     error_code: str | None = None
     error_title: str | None = None
     window_closed: bool = False
+    delivery_id: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -139,8 +139,8 @@ class Bridge:
 
         self.store = await Store.open(self.config.store, clock=self.clock)
         self._opened.append("store")
-        self.metrics.watch_store(self.store.health)
         self.events = EventHub(self.store, self.masker)
+        self.metrics.watch_store(self.store.stats, self.store.backend)
         self.http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60, connect=10))
         self._opened.append("http")
         self.scheduler = AsyncIOScheduler(event_loop=asyncio.get_running_loop())
@@ -160,6 +160,7 @@ class Bridge:
             log=logging.getLogger(f"carebridge.{name}"),
             max_body=self.config.server.max_body,
             public_url=self.config.server.public_url,
+            history=partial(self.relay.history, name),
             load_state=partial(self._load_state, name),
             save_state=partial(self._save_state, name),
         )
@@ -472,6 +473,7 @@ class Bridge:
             or any(info["error"] for info in plugins.values())
             or any(c["state"] != ChannelState.CONNECTED.value for c in channels.values())
             or (self._started and not scheduler["running"] and not self._stopped)
+            or bool(outbox.get("degraded"))
         )
         return {
             "status": "degraded" if degraded else "ok",
@@ -513,6 +515,9 @@ class _Observer:
 
     def delivery(self, channel: str, outcome: str) -> None:
         self._metrics.deliveries.labels(channel=channel, outcome=outcome).inc()
+
+    def possible_duplicate(self, channel: str) -> None:
+        self._metrics.possible_duplicates.labels(channel=channel).inc()
 
     def outbox(self, depth: int, oldest_age: float) -> None:
         self._metrics.outbox_depth.set(depth)

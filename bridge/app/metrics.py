@@ -7,9 +7,7 @@ second set of metrics with duplicate names.
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Callable, Mapping
-from typing import Any
+from collections.abc import Callable, Iterator, Mapping
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -19,6 +17,8 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
@@ -31,11 +31,18 @@ class Metrics:
     :ivar messages_stored: Counter(channel, direction) — messages committed to the store.
     :ivar outbox_depth: Gauge — pending outbox rows.
     :ivar outbox_oldest_age: Gauge — age in seconds of the oldest pending row.
-    :ivar deliveries: Counter(channel, outcome) — outcome is sent|retry|failed|held.
+    :ivar deliveries: Counter(channel, outcome) — outcome is sent|retry|failed|held|uncertain|confirmed.
+    :ivar possible_duplicates: Counter(channel) — a send the platform accepted after an earlier
+        attempt of the same delivery ended without an answer (the recipient may have it twice).
     :ivar login_failures: Counter — refused logins (chat codes, console passwords and codes, lock-outs).
     :ivar inbound_refused: Counter(channel, reason) — inbound messages refused without effect.
-    :ivar store_up: Gauge(backend) — 1 while the store takes writes (PostgreSQL: reachable and a primary).
-    :ivar store_pool: Gauge(state) — the store's read connections: size, in_use, max, waiting (PostgreSQL).
+
+    ``watch_store`` adds the store's own figures, read at each scrape:
+    ``carebridge_store_up{backend}`` (1 while the store takes writes; on
+    PostgreSQL also reachable and a primary), ``carebridge_store_failed_commits_total``,
+    ``carebridge_store_writable``; SQLite: ``carebridge_store_wal_bytes`` and
+    ``carebridge_store_checkpoints_total{result}``; PostgreSQL:
+    ``carebridge_store_pool_connections{state}`` (size, in_use, max, waiting).
     """
 
     def __init__(self) -> None:
@@ -60,8 +67,14 @@ class Metrics:
         )
         self.deliveries = Counter(
             "carebridge_deliveries",
-            "Delivery attempts by outcome (sent, retry, failed, held)",
+            "Delivery attempts by outcome (sent, retry, failed, held, uncertain, confirmed)",
             ["channel", "outcome"],
+            registry=r,
+        )
+        self.possible_duplicates = Counter(
+            "carebridge_deliveries_possible_duplicates",
+            "Sends accepted after an earlier attempt of the same delivery lost its answer",
+            ["channel"],
             registry=r,
         )
         self.login_failures = Counter(
@@ -76,24 +89,48 @@ class Metrics:
             registry=r,
         )
 
-    def watch_store(self, health: Callable[[], Mapping[str, Any]]) -> None:
-        """Read the store's state from its ``health()`` (no I/O: cached by the store) at every scrape."""
-        backend = str(health().get("backend", "sqlite"))
-        r = self.registry
-        self.store_up = Gauge("carebridge_store_up", "1 while the store takes writes", ["backend"], registry=r)
-        self.store_up.labels(backend=backend).set_function(lambda: 1.0 if health().get("status") == "ok" else 0.0)
-        if "pool" in health():
-            self.store_pool = Gauge(
-                "carebridge_store_pool_connections", "The store's read connections by state", ["state"], registry=r
-            )
-            for state in ("size", "in_use", "max", "waiting"):
-                self.store_pool.labels(state=state).set_function(functools.partial(_pool_value, health, state))
+    def watch_store(self, stats: Callable[[], Mapping[str, float]], backend: str) -> None:
+        """Expose the store's figures (``Store.stats``), read at every scrape."""
+        self.registry.register(_StoreCollector(stats, backend))
 
     def render(self) -> tuple[bytes, str]:
         """Return the Prometheus text exposition and its content type."""
         return generate_latest(self.registry), CONTENT_TYPE_LATEST
 
 
-def _pool_value(health: Callable[[], Mapping[str, Any]], state: str) -> float:
-    """One number of the store's ``pool`` health entry."""
-    return float(health().get("pool", {}).get(state, 0))
+class _StoreCollector(Collector):
+    """The store's counters as Prometheus metrics, read when scraped (they live on the writer thread)."""
+
+    def __init__(self, stats: Callable[[], Mapping[str, float]], backend: str) -> None:
+        self._stats = stats
+        self._backend = backend
+
+    def collect(self) -> Iterator[Metric]:
+        stats = self._stats()
+        up = GaugeMetricFamily("carebridge_store_up", "1 while the store takes writes", labels=["backend"])
+        up.add_metric([self._backend], stats["up"])
+        yield up
+        yield CounterMetricFamily(
+            "carebridge_store_failed_commits",
+            "Writes the store could not commit (disk full or read-only, I/O error, lock held too long)",
+            value=stats["failed_commits"],
+        )
+        yield GaugeMetricFamily("carebridge_store_writable", "1 while the store can write", value=stats["writable"])
+        if "pool_max" in stats:  # PostgreSQL: the pooled read connections
+            pool = GaugeMetricFamily(
+                "carebridge_store_pool_connections", "The store's read connections by state", labels=["state"]
+            )
+            for state in ("size", "in_use", "max", "waiting"):
+                pool.add_metric([state], stats[f"pool_{state}"])
+            yield pool
+        if "wal_bytes" not in stats:  # SQLite only: its write-ahead log and checkpoints
+            return
+        yield GaugeMetricFamily("carebridge_store_wal_bytes", "Size of the write-ahead log", value=stats["wal_bytes"])
+        checkpoints = CounterMetricFamily(
+            "carebridge_store_checkpoints",
+            "Deliberate WAL checkpoints: restart (the WAL starts over) or deferred (readers were busy)",
+            labels=["result"],
+        )
+        checkpoints.add_metric(["restart"], stats["checkpoint_restarts"])
+        checkpoints.add_metric(["deferred"], stats["checkpoint_deferred"])
+        yield checkpoints

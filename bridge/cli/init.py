@@ -1,12 +1,12 @@
 """``carebridge init [DIR]``: write a commented bridge.toml and a fresh master key.
 
-The generated configuration runs as it is (platform channels present but
-disabled, secrets as ``env:`` references), so a new operator starts from a
-working daemon and turns channels on one at a time. The core's sections come
-from ``bridge/defaults/bridge.toml``; each installed channel that declares a
-``schema`` and is not described there gets its commented section from that
-schema. Existing files are never overwritten: losing a master key loses the
-database.
+The generated configuration runs as it is (the console and the website chat
+on, platform channels present but disabled, secrets as ``env:`` references),
+so a new operator starts from a working daemon and turns channels on one at
+a time. The core's sections come from ``bridge/defaults/bridge.toml``; each
+installed channel that declares a ``schema`` and is not described there gets
+its commented section from that schema. Existing files are never
+overwritten: losing a master key loses the database.
 """
 
 from __future__ import annotations
@@ -77,6 +77,10 @@ def run_init(args: argparse.Namespace) -> int:
     print(f"wrote {config_path}")
     print(f"wrote {key_path} (mode 0600; keep a backup: without it the database cannot be read)")
     print(f"start with: carebridge run -c {config_path}")
+    print(
+        "then open http://127.0.0.1:8080/ for the agent console (its login page names the command that"
+        " creates the first admin) and http://127.0.0.1:8080/chat for the website chat"
+    )
     return 0
 
 

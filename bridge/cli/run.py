@@ -27,7 +27,8 @@ def run_daemon(args: argparse.Namespace) -> int:
     log.info("carebridge %s starting with %s", __version__, config.describe())
     if config.path is None:
         log.info(
-            "no configuration file: embedded defaults, store %s, key %s, platform channels off",
+            "no configuration file: embedded defaults, store %s, key %s, console and website chat on,"
+            " platform channels off",
             config.store.path,
             config.store.key,
         )

@@ -36,6 +36,8 @@ SYNCHRONOUS = ("off", "normal", "full", "extra")
 STORE_BACKENDS = ("sqlite", "postgresql")
 SENSITIVE_POLICIES = ("redact", "block", "allow")
 _CHANNEL_NAME = re.compile(r"^[a-z][a-z0-9_-]*$")
+#: What runs with no file at all: the console and the website chat, which need no secrets (DESIGN §12).
+EMBEDDED: Mapping[str, Any] = {"channels": {"webchat": {}}}
 
 
 @dataclass(frozen=True)
@@ -128,17 +130,25 @@ class RoutingConfig:
 
 @dataclass(frozen=True)
 class DeliveryConfig:
-    """``[delivery]``: the outbox worker's retries and parallelism.
+    """``[delivery]``: the outbox worker's retries, parallelism and limits.
 
-    ``lease``: with several daemons on one PostgreSQL database, how long a
-    daemon holds the rows it is sending (renewed while a send lasts); a dead
-    daemon's rows go to the others after at most this long.
+    ``confirm_wait``: after a send whose answer was lost, how long to wait for
+    the platform's own report of it before sending again. ``max_parts_per_message``:
+    the most platform messages one relayed text may become (the rest is left
+    in the console). ``max_backlog_age``: /healthz says ``degraded`` once the
+    oldest waiting delivery is older (0: never). ``lease``: with several
+    daemons on one PostgreSQL database, how long a daemon holds the rows it
+    is sending (renewed while a send lasts); a dead daemon's rows go to the
+    others after at most this long.
     """
 
     max_attempts: int = 8
     retry_base: float = 2.0
     retry_max: float = 600.0
     concurrency: int = 4
+    confirm_wait: float = 30.0
+    max_parts_per_message: int = 4
+    max_backlog_age: float = 900.0
     lease: float = 30.0
 
 
@@ -264,6 +274,9 @@ _SCHEMA: dict[str, tuple[type, dict[str, Parser]]] = {
             "retry_base": cv.duration,
             "retry_max": cv.duration,
             "concurrency": cv.integer(1),
+            "confirm_wait": cv.duration,
+            "max_parts_per_message": cv.integer(1),
+            "max_backlog_age": cv.duration,
             "lease": cv.positive_duration,
         },
     ),
@@ -401,7 +414,7 @@ def load_config(path: str | Path | None = None) -> Config:
     """
     found = find_config_file(path)
     if found is None:
-        return parse_config({}, path=None, base_dir=Path.cwd())
+        return parse_config(EMBEDDED, path=None, base_dir=Path.cwd())
     found = found.resolve()
     try:
         with found.open("rb") as handle:

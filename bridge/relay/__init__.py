@@ -14,7 +14,7 @@ import logging
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from typing import Any, TypeVar
 
-from bridge.channel import Channel
+from bridge.channel import Channel, HistoryEntry
 from bridge.config import Config
 from bridge.errors import ConfigError
 from bridge.models import InboundMessage, StatusUpdate
@@ -22,6 +22,7 @@ from bridge.plugins.hooks import Hooks
 from bridge.relay import fallbacks, media, secure
 from bridge.relay.command_table import CommandTable
 from bridge.relay.context import RelayContext, RelayObserver, SilentObserver
+from bridge.relay.history import customer_history
 from bridge.relay.ingest import IngestResult, ingest_batch
 from bridge.relay.rules import Rules, load_rules
 from bridge.relay.status import apply_status_updates
@@ -38,6 +39,9 @@ T = TypeVar("T")
 CHECK_INTERVAL = 60.0
 #: Agent-message dedupe rows older than this are dropped (Meta retries for up to 7 days).
 DEDUPE_KEEP = 8 * 86400.0
+#: Share of ``server.shutdown_timeout`` that in-flight sends get to finish at a stop. The web
+#: runner may have used a quarter for requests; the rest records cut-off sends and closes.
+SEND_GRACE = 0.6
 
 
 def config_problems(config: Config) -> list[str]:
@@ -112,21 +116,31 @@ class Relay:
         self._periodic = asyncio.create_task(self._run_periodic(), name="carebridge-relay-checks")
 
     async def stop(self) -> None:
-        """Stop timers and the worker; in-flight sends get a few seconds to finish."""
+        """Stop timers and the worker; in-flight sends get most of the shutdown grace (``SEND_GRACE``).
+
+        Sends still running then are cut off and recorded as uncertain (see
+        ``OutboxWorker.stop``); observers of stored messages get a quarter of
+        the grace, at the same time.
+        """
         if self._periodic is not None:
             self._periodic.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._periodic
             self._periodic = None
         grace = self.config.server.shutdown_timeout
-        if self._observers:
-            await asyncio.wait(list(self._observers), timeout=max(1.0, grace / 4))
-            for task in list(self._observers):
-                task.cancel()
-            await asyncio.gather(*self._observers, return_exceptions=True)
-        if self.worker is not None:
-            await self.worker.stop(timeout=max(1.0, grace / 2))
-            self.worker = None
+        worker, self.worker = self.worker, None
+        await asyncio.gather(
+            self._stop_observers(max(1.0, grace / 4)),
+            worker.stop(timeout=max(1.0, grace * SEND_GRACE)) if worker is not None else asyncio.sleep(0),
+        )
+
+    async def _stop_observers(self, timeout: float) -> None:
+        if not self._observers:
+            return
+        await asyncio.wait(list(self._observers), timeout=timeout)
+        for task in list(self._observers):
+            task.cancel()
+        await asyncio.gather(*self._observers, return_exceptions=True)
 
     async def reload(self, config: Config) -> None:
         """Re-read rules and templates (SIGHUP) and resume channels paused for bad credentials.
@@ -213,6 +227,17 @@ class Relay:
             log.exception("%s: resuming media failed", channel_name)
         return len(pending)
 
+    async def history(self, channel: str, address: str, limit: int) -> list[HistoryEntry]:
+        """A customer's own conversation on ``channel``, for the channel to show them (read-only).
+
+        ``address`` is normalized by its channel first; one the channel refuses has no history.
+        """
+        try:
+            canonical = self._require().addresses.normalize(channel, address)
+        except ValueError:
+            return []
+        return await self.store.read(lambda tx: customer_history(tx, channel, canonical, limit))
+
     # --- periodic checks and health ------------------------------------------------
 
     async def check_windows(self) -> int:
@@ -238,16 +263,31 @@ class Relay:
                 log.exception("relay periodic check failed")
 
     def health(self) -> dict[str, Any]:
-        """Outbox depth, age of the oldest pending delivery and paused channels (for /healthz)."""
+        """The outbox for /healthz: depth, oldest pending age, paused and failing channels, ``degraded``.
+
+        ``degraded`` names why deliveries lag: the oldest pending delivery is
+        older than ``[delivery] max_backlog_age``, a channel keeps failing, or
+        outcomes wait for the store.
+        """
         worker = self.worker
         if worker is None:
             return {"running": False}
+        limit = self.config.delivery.max_backlog_age
+        found = worker.health()
+        reasons = []
+        if limit > 0 and worker.oldest_age > limit:
+            reasons.append(f"the oldest waiting delivery is {worker.oldest_age:.0f}s old (limit {limit:.0f}s)")
+        reasons.extend(f"deliveries on {name} keep failing" for name in found["failing_channels"])
+        if found["unrecorded"]:
+            reasons.append(f"{found['unrecorded']} outcome(s) wait for the store")
         return {
             "running": True,
             "depth": worker.depth,
             "oldest_age": round(worker.oldest_age, 3),
             "in_flight": len(worker.inflight),
             "paused_channels": dict(worker.stopped_channels),
+            **found,
+            "degraded": reasons,
         }
 
 

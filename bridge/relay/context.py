@@ -37,7 +37,14 @@ class RelayObserver(Protocol):
         """A login code was refused (wrong, replayed or locked)."""
 
     def delivery(self, channel: str, outcome: str) -> None:
-        """A delivery attempt ended: ``sent``, ``retry``, ``failed`` or ``held``."""
+        """A delivery attempt ended.
+
+        ``outcome``: ``sent``, ``retry``, ``failed``, ``held``, ``uncertain``
+        (the answer was lost) or ``confirmed`` (a platform report settled a lost answer).
+        """
+
+    def possible_duplicate(self, channel: str) -> None:
+        """A send was accepted after an earlier attempt of the same delivery lost its answer."""
 
     def outbox(self, depth: int, oldest_age: float) -> None:
         """The outbox holds ``depth`` rows waiting; the oldest pending one is ``oldest_age`` seconds old."""
@@ -61,6 +68,9 @@ class SilentObserver:
     def delivery(self, channel: str, outcome: str) -> None:
         """Ignore."""
 
+    def possible_duplicate(self, channel: str) -> None:
+        """Ignore."""
+
     def outbox(self, depth: int, oldest_age: float) -> None:
         """Ignore."""
 
@@ -82,6 +92,7 @@ class RelayContext:
     :param first_line: channels whose agents' commands are the first line only (email).
     :param unvouched: channels whose senders are only claimed (``Channel.senders_vouched`` False: email).
     :param commands: the agent command table.
+    :param max_text: each enabled channel's longest text per platform message (None: no limit).
     """
 
     config: Config
@@ -95,6 +106,7 @@ class RelayContext:
     reengage: frozenset[str] = frozenset()
     first_line: frozenset[str] = frozenset()
     unvouched: frozenset[str] = frozenset()
+    max_text: Mapping[str, int | None] = field(default_factory=dict)
     observer: RelayObserver = field(default_factory=SilentObserver)
     clock: Callable[[], float] = time.time
     _wake_wanted: threading.Event = field(default_factory=threading.Event)
@@ -125,6 +137,7 @@ class RelayContext:
             reengage=frozenset(name for name, ch in enabled.items() if ch.can_reengage()),
             first_line=frozenset(name for name, ch in enabled.items() if type(ch).commands_in_first_line),
             unvouched=frozenset(name for name, ch in enabled.items() if not type(ch).senders_vouched),
+            max_text={name: type(ch).max_text_length for name, ch in enabled.items()},
             observer=observer or SilentObserver(),
         )
 
@@ -157,6 +170,10 @@ class RelayContext:
     def channel_enabled(self, channel: str) -> bool:
         """Whether deliveries on ``channel`` can be made by this bridge."""
         return channel in self.channels
+
+    def relay_limits(self, channel: str) -> tuple[int | None, int]:
+        """``(longest text per platform message, most messages per relayed text)`` on ``channel``."""
+        return self.max_text.get(channel), self.config.delivery.max_parts_per_message
 
     def commands_in_first_line(self, channel: str) -> bool:
         """Whether an agent's command on ``channel`` is only the first line of their message."""

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from bridge import agents as agents_repo
 from bridge.errors import IntegrityError
+from bridge.models import StatusUpdate
 from bridge.relay import reads
 from bridge.relay.format import display_name
 from bridge.relay.routing import notify_agent
@@ -193,6 +194,26 @@ def on_status_failed(
         on_window_closed(tx, rctx, delivery, reason)
     else:
         on_failed(tx, rctx, delivery, reason)
+
+
+def confirm_by_report(tx: Tx, rctx: RelayContext, channel: str, update: StatusUpdate) -> bool:
+    """A platform report names our delivery: a pending one is recorded as sent, so it is never sent again.
+
+    This is how a send whose answer was lost (or that was cut off at
+    shutdown) is settled without a duplicate; it also settles a send whose
+    answer has not been recorded yet, which the worker then records again
+    harmlessly. Returns whether a pending delivery was settled.
+    """
+    if update.delivery_id is None or not update.external_id or update.status not in ("sent", "delivered", "read"):
+        return False
+    delivery = tx.outbox.confirm_sent(update.delivery_id, channel, update.external_id)
+    if delivery is None:
+        return False
+    if delivery.uncertain_at is not None:
+        log.info("delivery %d on %s: the platform reports it, so it is not sent again", delivery.id, channel)
+        observer = rctx.observer
+        tx.after_commit(lambda: observer.delivery(channel, "confirmed"))
+    return True
 
 
 def person_wrote(tx: Tx, rctx: RelayContext, kind: str, person_id: int, channel: str) -> int:

@@ -2,13 +2,20 @@
 
 Agents may juggle several conversations in one chat app, so every relayed
 customer message starts with ``[#42 Jan · WhatsApp]``: the id the agent uses
-in ``/switch 42``, who wrote, and where they wrote.
+in ``/switch 42``, who wrote, and where they wrote. A very long text is cut
+to a few platform messages (``cap_for_relay``) rather than fanned out into
+hundreds; the whole text stays in the store, where the console shows it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from typing import Any
+
+from bridge.parts import split_text
+
+#: Ends a relayed text that was cut; ``{omitted}`` is the number of characters left out.
+CUT_NOTE = "\n[… {omitted} more characters: the full message is in the Carebridge console]"
 
 
 def display_name(name: str | None, conversation_id: int) -> str:
@@ -48,3 +55,29 @@ def relay_text(prefix: str, text: str, attachment_lines: Sequence[str] = ()) -> 
     """Join a prefix, the message text and attachment lines into one relayed text."""
     body = "\n".join(part for part in (text.strip(), *attachment_lines) if part)
     return f"{prefix} {body}" if body else prefix
+
+
+def cap_for_relay(text: str, max_length: int | None, max_parts: int) -> str:
+    """Return ``text`` cut so that the channel sends it as at most ``max_parts`` messages.
+
+    A channel splits a long text at word boundaries into parts of
+    ``max_length`` characters (``bridge.parts.split_text``); a 2 MB message
+    would become hundreds of chat messages. Past the budget the text is cut
+    at a word boundary and ends with ``CUT_NOTE``. Channels without a length
+    limit (email, console) get the text unchanged.
+    """
+    if max_length is None or len(text) <= max_length:
+        return text
+    budget = max_length * max(1, max_parts)
+    if len(text) <= budget and len(split_text(text, max_length)) <= max_parts:
+        return text
+    keep = budget - len(CUT_NOTE.format(omitted=len(text)))
+    while keep > 0:
+        head = text[:keep]
+        cut = max(head.rfind(" "), head.rfind("\n"))
+        head = head[:cut] if cut > keep // 2 else head
+        capped = head.rstrip() + CUT_NOTE.format(omitted=len(text) - len(head))
+        if len(split_text(capped, max_length)) <= max_parts:
+            return capped
+        keep -= max(1, max_length // 4)  # parts cut at word boundaries hold less: leave more room
+    return text[:max_length]  # a limit shorter than the note itself: one bare part

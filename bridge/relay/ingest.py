@@ -16,6 +16,7 @@ from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from bridge import agents as agents_repo
+from bridge.channel import CONTACT_EMAIL
 from bridge.errors import IntegrityError
 from bridge.models import InboundMessage
 from bridge.relay import fallbacks, reads, secure, sender_checks, sensitive
@@ -169,8 +170,12 @@ def _ingest_customer(tx: Tx, rctx: RelayContext, message: InboundMessage, result
         # webhook would make the platform retry (and drop) every message batched with it.
         log.error("%s: a message from a customer whose record is unreadable was not stored: %s", channel, err)
         return
+    given_email = message.meta.get(CONTACT_EMAIL, "")
+    if given_email:
+        _take_contact_email(tx, channel, identity.contact_id, given_email)
     fallbacks.person_wrote(tx, rctx, "contact", identity.contact_id, channel)
     meta = sender_checks.customer_meta(tx, message, identity.contact_id)
+    meta.pop(CONTACT_EMAIL, None)  # kept as the contact's email, not in every message
     conv = tx.conversations.open_for_identity(identity.id)
     if conv is None:
         language = rctx.rules.detect_language(message.text, message.meta)
@@ -225,6 +230,24 @@ def _sensitive_notice(tx: Tx, rctx: RelayContext, conv: Conversation) -> None:
     if tx.relay.flag(SENSITIVE_NOTICE, str(conv.id)):
         notice = rctx.templates.render("sensitive_notice", conv.language)
         send_to_customer(tx, rctx, conv.id, notice, kind="system")
+
+
+def _take_contact_email(tx: Tx, channel: str, contact_id: int, email: str) -> None:
+    """Keep the address a customer gave their channel (``CONTACT_EMAIL``) as their contact's email.
+
+    It is stored as given, not verified (no code confirmed it); ``/secure``
+    treats the address a website-chat customer gave as known (DESIGN §12,
+    ``bridge.relay.secure.known_address``). Something that is no address is
+    ignored (logged without the value); the address already stored is not
+    written again (a verified one stays verified).
+    """
+    email = email.strip().lower()
+    local, at, domain = email.rpartition("@")
+    if not (at and local and "." in domain and len(email) <= 254 and not any(c.isspace() for c in email)):
+        log.warning("%s: a message carried a contact email that is no address; ignored", channel)
+        return
+    if reads.contact_email(tx, contact_id)[0] != email:
+        tx.contacts.set_email(contact_id, email, verified=False)
 
 
 def _route_message(tx: Tx, rctx: RelayContext, conversation_id: int, message_id: int) -> None:

@@ -18,6 +18,7 @@ from bridge.errors import IntegrityError
 from bridge.relay import reads, reply_tokens, sensitive
 from bridge.relay.format import (
     attachment_line,
+    cap_for_relay,
     display_name,
     format_prefix,
     relay_text,
@@ -129,7 +130,7 @@ def _enqueue_to_agent(
         recipient=agent.address,
         recipient_kind="agent",
         recipient_id=agent.id,
-        text=sensitive.for_agent(rctx, agent.channel, text),
+        text=cap_for_relay(sensitive.for_agent(rctx, agent.channel, text), *rctx.relay_limits(agent.channel)),
         key_owner=owner,
         conversation_id=conversation_id,
         message_id=message_id,

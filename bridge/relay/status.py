@@ -1,7 +1,9 @@
 """Platform reports on what we sent: sent, delivered, read, failed.
 
 Reports name a platform message id (any part of a split text) or, for
-Messenger, a watermark covering every earlier message to a recipient.
+Messenger, a watermark covering every earlier message to a recipient. A
+report that also names our delivery id settles a pending delivery (a send
+whose answer was lost) before anything else (``fallbacks.confirm_by_report``).
 ``delivered``/``read`` move the customer-facing message's status forward;
 ``failed`` takes the window path when the channel marks it ``window_closed``,
 else the delivery fails and the agent is told.
@@ -28,6 +30,8 @@ def apply_status_updates(tx: Tx, rctx: RelayContext, channel: str, updates: list
     """
     touched = 0
     for update in updates:
+        if update.delivery_id is not None and update.external_id:
+            fallbacks.confirm_by_report(tx, rctx, channel, update)
         if update.external_id:
             delivery = tx.outbox.find_by_external_id(channel, update.external_id)
             if delivery is None:

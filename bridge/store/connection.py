@@ -20,6 +20,7 @@ from bridge.store.keyring import (
     key_matches,
     seal_key_check,
 )
+from bridge.store.wal import JOURNAL_SIZE_LIMIT
 
 BUSY_TIMEOUT_MS = 10_000
 CACHE_KIB = 16_384  # per connection: a big batch must not spill pages mid-transaction
@@ -36,10 +37,11 @@ def connect(path: Path) -> sqlite3.Connection:
 
 
 def configure(conn: sqlite3.Connection, synchronous: str) -> None:
-    """WAL, the durability setting, foreign keys, secure_delete, an in-memory sub-journal."""
+    """WAL (reset files truncated to ``JOURNAL_SIZE_LIMIT``), durability, foreign keys, secure_delete, sub-journal."""
     mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
     if str(mode).lower() != "wal":
         raise StoreError(f"cannot switch the store to WAL mode (got {mode})")
+    conn.execute(f"PRAGMA journal_size_limit = {JOURNAL_SIZE_LIMIT}")
     conn.execute(f"PRAGMA synchronous = {synchronous.upper()}")
     conn.execute("PRAGMA foreign_keys = ON")
     conn.execute("PRAGMA secure_delete = ON")

@@ -7,6 +7,13 @@ function inside its own SAVEPOINT of ONE transaction, commits once, and only
 then resolves every waiting future. A failing function rolls back only its
 savepoint and its caller gets the exception; the others still commit.
 Reads run on a second connection (WAL lets them proceed during writes).
+
+A write the disk refuses (full, read-only, I/O error) or a lock held too long
+by another process raises ``StoreWriteError`` to its caller; the store then
+counts it (``failed_commits``), says so in ``health()`` until a later commit
+succeeds, and tells its ``on_writable`` listeners when that happens (the
+outbox worker resumes at once). After commits the writer keeps the WAL small
+(``bridge.store.wal``).
 """
 
 from __future__ import annotations
@@ -27,9 +34,10 @@ from typing import Any, Protocol, TypeVar
 
 import sqlite_utils
 
-from bridge.errors import KeyMismatchError, StoreError
+from bridge.errors import KeyMismatchError, StoreError, StoreWriteError
 from bridge.store import schema
 from bridge.store.connection import (
+    BUSY_TIMEOUT_MS,
     READER_MMAP_BYTES,
     SYNC_MODES,
     bootstrap,
@@ -47,6 +55,7 @@ from bridge.store.keyring import MISMATCH, Keyring, key_matches, pending_key_pat
 from bridge.store.repos.retention import PURGE_COUNTS
 from bridge.store.session import SqliteSession
 from bridge.store.tx import Tx
+from bridge.store.wal import Checkpointer, cannot_write, wal_bytes
 
 log = logging.getLogger("carebridge.store")
 T = TypeVar("T")
@@ -107,6 +116,12 @@ class Store:
         self._data_version = 0
         self.batches = 0
         self.writes = 0
+        #: writes whose work was not committed because the store could not write
+        self.failed_commits = 0
+        #: why the last write failed, while no write has succeeded since (None: writable)
+        self.write_error: str | None = None
+        self._on_writable: list[Callable[[], None]] = []
+        self._checkpointer: Checkpointer | None = None
 
     # -- opening ----------------------------------------------------------
     @classmethod
@@ -192,6 +207,7 @@ class Store:
         self._reader_conn = reader
         self._data_version = conn.execute("PRAGMA data_version").fetchone()[0]
         self._keyring.sync(conn)
+        self._checkpointer = Checkpointer(path, BUSY_TIMEOUT_MS)
 
     def _check_before_writing(self, conn: sqlite3.Connection, master: bytes, key_path: Path | None) -> bytes:
         """Refuse a newer schema or a wrong key without writing; finish an interrupted rotation."""
@@ -247,14 +263,59 @@ class Store:
         return await loop.run_in_executor(self._reader, self._run_read, fn)
 
     def health(self) -> dict[str, Any]:
-        """Store status for /healthz."""
-        ok = not self._closed and self._thread is not None and self._thread.is_alive()
+        """Store status for /healthz: ``error`` when closed or when it cannot write (``write_error`` says why)."""
+        running = not self._closed and self._thread is not None and self._thread.is_alive()
+        writable = self.write_error is None
         return {
-            "status": "ok" if ok else "error",
+            "status": "ok" if running and writable else "error",
             "backend": self.backend,
             "schema_version": self.schema_version,
             "path": str(self.path),
+            "writable": writable,
+            "write_error": self.write_error,
+            "failed_commits": self.failed_commits,
+            "wal_bytes": self.wal_bytes(),
         }
+
+    def stats(self) -> dict[str, float]:
+        """Figures for /metrics: up (as /healthz's ``status``), failed commits, writable, WAL size, checkpoints."""
+        checkpointer = self._checkpointer
+        return {
+            "up": 1.0 if self.health()["status"] == "ok" else 0.0,
+            "failed_commits": float(self.failed_commits),
+            "writable": 1.0 if self.write_error is None else 0.0,
+            "wal_bytes": float(self.wal_bytes()),
+            "checkpoint_restarts": float(checkpointer.restarts if checkpointer else 0),
+            "checkpoint_deferred": float(checkpointer.deferred if checkpointer else 0),
+        }
+
+    def wal_bytes(self) -> int:
+        """Size of the write-ahead log now (bounded by the writer's checkpoints)."""
+        return wal_bytes(self.path)
+
+    def on_writable(self, callback: Callable[[], None]) -> Callable[[], None]:
+        """Call ``callback`` (on the writer thread) each time a commit succeeds after failed ones.
+
+        Returns a function that removes the listener again.
+        """
+        self._on_writable.append(callback)
+        return lambda: self._on_writable.remove(callback) if callback in self._on_writable else None
+
+    async def probe(self) -> bool:
+        """Try one small real write (a row of ``meta``); return whether the store can write again."""
+
+        def touch(tx: Tx) -> None:
+            tx._session.execute(
+                "INSERT INTO meta (name, value) VALUES ('write_probe', ?)"
+                " ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+                (repr(self._clock()).encode(),),
+            )
+
+        try:
+            await self.write(touch)
+        except StoreError:
+            return False
+        return self.write_error is None
 
     def subscribe(self, topic: str, callback: Callable[[], None]) -> None:
         """Be told when another daemon commits a change to ``topic`` (e.g. ``"outbox"``).
@@ -436,8 +497,11 @@ class Store:
         try:
             execute("BEGIN IMMEDIATE")
         except sqlite3.Error as err:
-            self._settle(batch, [(False, StoreError(f"the store is busy or unusable: {err}"))] * len(batch))
+            failure = self._failed(err, len(batch), "the store is busy or unusable")
+            self._settle(batch, [(False, failure)] * len(batch))
             return
+        changes = conn.total_changes
+        refused = False
         # Another process committed since our last batch (an admin command)?
         # Then drop cached keys it shredded; cheap when nothing changed.
         version = execute("PRAGMA data_version").fetchone()[0]
@@ -459,6 +523,9 @@ class Store:
                 except sqlite3.Error:
                     pass
                 session._end_fn(False)
+                if self._cannot_write(err):
+                    refused = True
+                    err = self._failed(err, 1, "the store cannot write")
                 outcomes.append((False, err))
             else:
                 execute("RELEASE w")
@@ -472,13 +539,47 @@ class Store:
             except sqlite3.Error:
                 pass
             session._end_batch(False)
-            failure = StoreError(f"commit failed: {err}")
+            failure = self._failed(err, len(batch), "commit failed")
             self._settle(batch, [(False, failure)] * len(batch))
             return
         session._end_batch(True)
         self.batches += 1
         self.writes += len(batch)
+        if not refused and conn.total_changes != changes:
+            self._writable()
         self._settle(batch, outcomes)
+        if self._checkpointer is not None:
+            self._checkpointer.after_commit(conn)
+
+    @staticmethod
+    def _cannot_write(err: BaseException) -> bool:
+        """Whether ``err`` is the store refusing writes (disk, lock, server), not a bug in one write."""
+        return cannot_write(err)
+
+    def _failed(self, err: BaseException, writes: int, what: str) -> StoreError:
+        """Count and report a write the store could not make; return what its caller gets."""
+        if not self._cannot_write(err):
+            return StoreError(f"{what}: {err}")
+        self.failed_commits += writes
+        reason = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        if self.write_error is None:
+            log.error("the store cannot write (%s): %s; writes fail until it can", what, reason)
+        self.write_error = f"{what}: {reason}"
+        failure = StoreWriteError(f"{what}: {reason}")
+        failure.__cause__ = err
+        return failure
+
+    def _writable(self) -> None:
+        """A commit with changes went through: clear a write failure and tell the listeners."""
+        if self.write_error is None:
+            return
+        log.warning("the store can write again (after: %s)", self.write_error)
+        self.write_error = None
+        for callback in list(self._on_writable):
+            try:
+                callback()
+            except Exception:  # boundary: a listener must not break the writer thread
+                log.exception("a store listener failed")
 
     @staticmethod
     def _settle(batch: list[tuple[Any, asyncio.Future[Any], Any]], outcomes: list[tuple[bool, Any]]) -> None:

@@ -160,7 +160,12 @@ class OnlineAgent:
 
 @dataclass(frozen=True, slots=True)
 class Delivery:
-    """One outbox row, decrypted."""
+    """One outbox row, decrypted.
+
+    :param uncertain_at: when a send of it last ended without an answer (the
+        connection dropped after the request was written, or the daemon cut the
+        send off at shutdown): the platform may already have it.
+    """
 
     id: int
     conversation_id: int | None
@@ -180,6 +185,7 @@ class Delivery:
     last_error: str | None = None
     hold_reason: str | None = None
     created_at: float = 0.0
+    uncertain_at: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

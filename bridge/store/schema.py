@@ -494,6 +494,109 @@ def m130_channel_state(db: sqlite_utils.Database) -> None:
 register_migration(130, m130_channel_state)
 
 
+# --- Migration 103: the outbox's line, so that picking the next deliveries costs the same whatever the history.
+#
+# ``in_line = 1`` marks the rows first in line for their recipient stream
+# (recipient kind, recipient id, channel): the oldest pending row, and the
+# oldest pending template (a re-engagement template waits only for earlier
+# templates). At most two rows per stream carry it, always pending ones. The
+# triggers keep it true on every insert, status change and delete (a
+# conversation's cascade included), whoever makes the change; each firing
+# costs a few index seeks on the partial indexes of pending rows, never a
+# scan of a stream's history. The worker's pick reads ``outbox_line`` only.
+def _stream(row: str) -> str:
+    return f"recipient_kind = {row}.recipient_kind AND recipient_id = {row}.recipient_id AND channel = {row}.channel"
+
+
+def _head(row: str, *, template: bool = False) -> str:
+    """The id that must be in line in ``row``'s stream (its oldest pending row, or template); NULL if none.
+
+    A plain scalar ``MIN`` so that SQLite reads it with one seek in the partial index.
+    """
+    only = " AND template = 1" if template else ""
+    return f"(SELECT MIN(id) FROM outbox WHERE status = 'pending'{only} AND {_stream(row)})"
+
+
+def _relink(row: str, *, turns: bool = False) -> str:
+    """Trigger body: clear the marks that are no longer true in ``row``'s stream, then set the right ones.
+
+    :param turns: first wait for the stream's turn (PostgreSQL, see ``_M103_TURN``).
+    """
+    first, template = _head(row), _head(row, template=True)
+    turn = _M103_TURN.format(row=row) if turns else ""
+    return (
+        f"{turn}UPDATE outbox SET in_line = 0 WHERE in_line = 1 AND {_stream(row)}"
+        f" AND id IS NOT {first} AND id IS NOT {template};"
+        f" UPDATE outbox SET in_line = 1 WHERE in_line = 0 AND id IN ({first}, {template});"
+    )
+
+
+_M103 = (
+    "ALTER TABLE outbox ADD COLUMN in_line INTEGER NOT NULL DEFAULT 0",
+    # Set when a send's answer was lost (or the send was cut off at shutdown):
+    # the platform may have the message, so a later send is a possible duplicate.
+    "ALTER TABLE outbox ADD COLUMN uncertain_at REAL",
+    "CREATE INDEX outbox_pending_stream ON outbox(recipient_kind, recipient_id, channel, id) WHERE status = 'pending'",
+    (
+        "CREATE INDEX outbox_pending_templates ON outbox(recipient_kind, recipient_id, channel, id)"
+        " WHERE status = 'pending' AND template = 1"
+    ),
+    "CREATE INDEX outbox_held_stream ON outbox(recipient_kind, recipient_id, channel, id) WHERE status = 'held'",
+    "CREATE INDEX outbox_line ON outbox(channel, next_attempt_at, id) WHERE in_line = 1",
+    "CREATE INDEX outbox_line_stream ON outbox(recipient_kind, recipient_id, channel) WHERE in_line = 1",
+    # The line replaces the (status, next_attempt_at) index, which led every pick through the history.
+    "DROP INDEX IF EXISTS outbox_due",
+    (
+        "UPDATE outbox SET in_line = 1 WHERE status = 'pending' AND (id = (SELECT MIN(p.id) FROM outbox p"
+        " WHERE p.status = 'pending' AND p.recipient_kind = outbox.recipient_kind"
+        " AND p.recipient_id = outbox.recipient_id AND p.channel = outbox.channel)"
+        " OR (template = 1 AND id = (SELECT MIN(t.id) FROM outbox t WHERE t.status = 'pending' AND t.template = 1"
+        " AND t.recipient_kind = outbox.recipient_kind AND t.recipient_id = outbox.recipient_id"
+        " AND t.channel = outbox.channel)))"
+    ),
+)
+
+# Several daemons on one PostgreSQL database change a stream from several
+# transactions at once, where SQLite's one writer takes turns by itself: a
+# trigger that did not see another's uncommitted change (a new row, the head
+# sent) could leave a stream with no row in line for good. So on PostgreSQL
+# each firing first takes the stream's transaction-scoped advisory lock; the
+# writer runs READ COMMITTED, so the trigger's statements after the lock see
+# every change committed by whoever held it before.
+_M103_TURN = (
+    "SELECT pg_advisory_xact_lock(hashtextextended('carebridge:outbox-line:' || {row}.recipient_kind"
+    " || ':' || {row}.recipient_id || ':' || {row}.channel, 0)); "
+)
+
+
+def _m103_triggers(*, turns: bool) -> tuple[str, ...]:
+    """The triggers that keep the line (the same on both backends but for ``turns``)."""
+    return (
+        (
+            "CREATE TRIGGER outbox_line_insert AFTER INSERT ON outbox WHEN NEW.status = 'pending'"
+            f" BEGIN {_relink('NEW', turns=turns)} END"
+        ),
+        (
+            "CREATE TRIGGER outbox_line_status AFTER UPDATE OF status ON outbox"
+            " WHEN OLD.status IS NOT NEW.status AND (OLD.status = 'pending' OR NEW.status = 'pending')"
+            f" BEGIN {_relink('NEW', turns=turns)} END"
+        ),
+        (
+            "CREATE TRIGGER outbox_line_delete AFTER DELETE ON outbox WHEN OLD.status = 'pending'"
+            f" BEGIN {_relink('OLD', turns=turns)} END"
+        ),
+    )
+
+
+def m103_outbox_line(db: Any) -> None:
+    """The outbox's line (``in_line`` kept by triggers), partial indexes of open rows, ``uncertain_at``."""
+    for statement in (*_M103, *_m103_triggers(turns=dialect(db) == "postgresql")):
+        db.execute(statement)
+
+
+register_migration(103, m103_outbox_line)
+
+
 def m190_outbox_leases(db: Any) -> None:
     """Leases on outbox rows: several daemons on one database send each delivery once.
 

@@ -24,6 +24,7 @@ from bridge import (
     Channel,
     ChannelContext,
     DeliveryReceipt,
+    DeliveryUncertain,
     InboundMessage,
     OutboundMessage,
     PendingMedia,
@@ -50,6 +51,10 @@ class MemoryChannel(Channel):
         answer reaches us (a race real webhooks win); sent once.
     :ivar resumed: what ``resume_media`` was handed, in order.
     :ivar bad_receipt: a malformed answer a buggy plugin might return instead of its receipt.
+    :ivar lose_answers: the next N sends reach the platform (kept in ``sent``) but their answer is
+        lost (``DeliveryUncertain``).
+    :ivar reports_after: the platform reports each message it accepts, naming our delivery id, after
+        this many seconds (as WhatsApp statuses carrying our callback data do).
     """
 
     name = "memory"
@@ -69,6 +74,9 @@ class MemoryChannel(Channel):
         self.early_report: StatusUpdate | None = None
         self.resumed: list[PendingMedia] = []
         self.bad_receipt: DeliveryReceipt | None = None
+        self.lose_answers = 0
+        self.reports_after: float | None = None
+        self._reports: set[asyncio.Task[None]] = set()
 
     async def mark_read(self, sender: str, external_id: str) -> None:
         """Record the read mark."""
@@ -101,10 +109,28 @@ class MemoryChannel(Channel):
         if self.bad_receipt is not None:
             return self.bad_receipt
         self.receipts[message.delivery_id] = f"{self.name}-out-{self.counter}"
+        if self.reports_after is not None:
+            self._report_later(message.delivery_id, self.receipts[message.delivery_id], self.reports_after)
+        if self.lose_answers > 0:
+            self.lose_answers -= 1
+            raise DeliveryUncertain("the connection dropped after the request was sent", confirmable=True)
         if self.early_report is not None:
             report, self.early_report = self.early_report, None
             await self.ctx.update_status([replace(report, external_id=self.receipts[message.delivery_id])])
         return DeliveryReceipt(external_ids=(self.receipts[message.delivery_id],))
+
+    def _report_later(self, delivery_id: int, external_id: str, delay: float) -> None:
+        """Post a ``delivered`` report naming the delivery, as WhatsApp statuses do, after ``delay``."""
+
+        async def report() -> None:
+            await asyncio.sleep(delay)
+            update = StatusUpdate(channel=self.name, status="delivered", timestamp=time.time(),
+                                  external_id=external_id, delivery_id=delivery_id)  # fmt: skip
+            await self.ctx.update_status([update])
+
+        task = asyncio.get_running_loop().create_task(report())
+        self._reports.add(task)
+        task.add_done_callback(self._reports.discard)
 
     async def inbound(self, sender: str, text: str, **kwargs: Any) -> str:
         """Deliver one message as if the platform had posted it; return its id.

@@ -43,6 +43,7 @@ class RecordingCore:
         self.fail_save: Exception | None = None
         self.save_attempts = 0
         self.status_arrived = asyncio.Event()
+        self.state: dict[str, str] = {}
 
     @property
     def messages(self) -> list[InboundMessage]:
@@ -76,6 +77,14 @@ class RecordingCore:
             raise self.fail_save
         self.media.append((external_id, index, data, mime))
 
+    async def load_state(self, key: str) -> str | None:
+        """What the channel saved under ``key`` (kept in ``state``, in memory)."""
+        return self.state.get(key)
+
+    async def save_state(self, key: str, value: str) -> None:
+        """Keep ``value`` under ``key`` in ``state``."""
+        self.state[key] = value
+
     def report(self, state: ChannelState, reason: str | None) -> None:
         """Record a health report."""
         self.reports.append((state, reason))
@@ -93,4 +102,6 @@ class RecordingCore:
             log=logging.getLogger(f"carebridge.{channel}"),
             max_body=max_body,
             public_url=public_url,
+            load_state=self.load_state,
+            save_state=self.save_state,
         )

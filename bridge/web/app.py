@@ -1,4 +1,4 @@
-"""The aiohttp applications: channel webhooks, the agent API (``/api``), /healthz, /metrics, JSON errors.
+"""The aiohttp applications: console, agent API (``/api``), channel webhooks and pages, /healthz, /metrics.
 
 Why here and not in app.py: the HTTP surface (routes, size limit, error
 shape, request metrics) is one concern, the wiring of resources another.
@@ -17,15 +17,18 @@ from __future__ import annotations
 
 import hmac
 import logging
+import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 from aiohttp import web
 
 from bridge.app.bridge import Bridge
+from bridge.errors import PluginLoadError
 from bridge.http_errors import json_error
 from bridge.web.api import PREFIX as API_PREFIX
 from bridge.web.api import make_api
+from bridge.web.console import CONSOLE_PATHS, add_console
 from bridge.web.edge import EdgeLimits, body_guard
 
 log = logging.getLogger(__name__)
@@ -52,8 +55,9 @@ _QUIET = ("/healthz", "/metrics")
 def make_app(bridge: Bridge) -> web.Application:
     """Build the web application for ``bridge``.
 
-    Mounts each enabled channel's ``web_app()`` at ``/webhooks/<name>``, and
-    /healthz and /metrics unless ``[server] admin_listen`` serves them. The
+    Mounts each enabled channel's ``web_app()`` at ``/webhooks/<name>`` and its
+    ``pages()`` at top level, the agent console (``bridge.web.console``) at
+    ``/``, and /healthz and /metrics unless ``[server] admin_listen`` serves them. The
     bridge is started when the app starts and stopped when it is cleaned up;
     closing the bridge stays with whoever created it.
     """
@@ -72,7 +76,31 @@ def make_app(bridge: Bridge) -> web.Application:
         sub = channel.web_app()
         if sub is not None:
             app.add_subapp(f"/webhooks/{name}", sub)
+    add_console(app, bridge)
+    _add_channel_pages(app, bridge)
     return app
+
+
+#: First path segments the core serves (or keeps for itself); a channel's page may not take them.
+RESERVED_SEGMENTS = frozenset({"api", "healthz", "metrics", "webhooks", *CONSOLE_PATHS})
+_PAGE_PATH = re.compile(r"^/[a-z0-9][a-z0-9_-]*$")
+
+
+def _add_channel_pages(app: web.Application, bridge: Bridge) -> None:
+    """Serve each channel's ``pages()`` at their top-level paths (GET and HEAD).
+
+    :raises PluginLoadError: naming the channel, for a path that is malformed,
+        reserved by the core or already served by another channel.
+    """
+    taken: dict[str, str] = {}
+    for name, channel in bridge.channels.items():
+        for path, handler in channel.pages().items():
+            if not _PAGE_PATH.match(path) or path[1:] in RESERVED_SEGMENTS:
+                raise PluginLoadError(f"channel {name}: cannot serve a page at {path!r} (reserved or malformed)")
+            if path in taken:
+                raise PluginLoadError(f"channel {name}: the page {path} is already served by channel {taken[path]}")
+            taken[path] = name
+            app.router.add_get(path, handler)
 
 
 def make_admin_app(bridge: Bridge) -> web.Application:

@@ -33,7 +33,8 @@ def test_embedded_defaults_are_relative_to_the_current_directory(
     assert (config.server.host, config.server.port, config.server.max_body) == ("127.0.0.1", 8080, 2097152)
     assert config.store.path == tmp_path / "var" / "carebridge.db"
     assert config.store.key == f"file:{tmp_path / 'var' / 'master.key'}"
-    assert config.channels == {} and config.enabled_channels() == []
+    # The console and the website chat need no secrets: they run from the start (DESIGN §12).
+    assert config.enabled_channels() == ["webchat"]
     assert "embedded defaults" in config.describe()
 
 
@@ -240,10 +241,15 @@ def test_example_bridge_toml_is_the_init_template_and_both_load(tmp_path: Path) 
     assert example.replace('key = "file:var/master.key" #', 'key = "file:master.key"     #') == template
     config = load_config(root / "bridge.toml")
     assert config.store.key == f"file:{root / 'var' / 'master.key'}"
-    assert (
-        set(config.channels) == {"messenger", "whatsapp", "email", "instagram", "telegram"}
-        and config.enabled_channels() == []
-    )
+    # Platform channels are present but off; the website chat needs no secret and is on (DESIGN §12).
+    assert set(config.channels) == {
+        "messenger",
+        "whatsapp",
+        "email",
+        "instagram",
+        "telegram",
+        "webchat",
+    } and config.enabled_channels() == ["webchat"]
     # Every documented key of the core sections is present in the example.
     for section in (
         "server",

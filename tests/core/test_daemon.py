@@ -281,7 +281,7 @@ async def test_init_output_runs_as_is(tmp_path: Path) -> None:
     config.write_text(config.read_text().replace("port = 8080", f"port = {port}"))
     async with DaemonProcess(config) as daemon:
         status, body = await get_json(daemon.url("/healthz"))
-        assert status == 200 and body["channels"] == {}
+        assert status == 200 and body["channels"] == {"webchat": {"state": "connected", "reason": None}}
     assert daemon.returncode == 0, daemon.stderr
 
 

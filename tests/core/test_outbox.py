@@ -126,45 +126,6 @@ async def test_an_unexpected_error_counts_as_an_attempt_and_never_spins(tmp_path
         await bridge.close()
 
 
-async def test_a_store_refusing_to_record_an_outcome_does_not_make_the_worker_resend_in_a_loop(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
-) -> None:
-    bridge = await _assigned(tmp_path, '[delivery]\nretry_base = "1h"\nretry_max = "1h"\n')
-    try:
-        mem, second = bridge.channels["memory"], bridge.channels["second"]
-        await mem.inbound("cust", "hello")
-        await mem.inbound("other", "hi too")
-        await wait_for(lambda: sum("[#" in t for t in second.texts_to("alice")) == 2)
-        await second.inbound("alice", "/switch 1")
-        await wait_for(lambda: any("#1" in t for t in second.texts_to("alice")[2:]), what="switched")
-        mem.gate = asyncio.Event()
-        await second.inbound("alice", "stuck reply")
-        (stuck,) = [r[0] for r in await outbox_rows(bridge) if r[2] == "contact"]
-        # The store refuses every write to that row (as a full disk would), then the platform answers.
-        await bridge.store.write(
-            lambda tx: tx._session.conn.execute(
-                f"CREATE TRIGGER refuse BEFORE UPDATE ON outbox WHEN OLD.id = {stuck}"
-                " BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END"
-            )
-        )
-        mem.gate.set()
-        await wait_for(lambda: any("could not record the failure" in r.getMessage() for r in caplog.records))
-        # The worker keeps serving others: a later reply to the other customer goes out and is recorded...
-        await second.inbound("alice", "/switch 2")
-        await second.inbound("alice", "other reply")
-        await wait_for(lambda: mem.texts_to("other") == ["other reply"], what="the other customer's reply")
-
-        async def other_recorded() -> bool:
-            return [r[3] for r in await outbox_rows(bridge) if r[2] == "contact"] == ["pending", "sent"]
-
-        await wait_for(other_recorded, what="the other reply recorded")
-        # ...while the refused one was sent once and not again (its next try is an hour away).
-        assert mem.texts_to("cust") == ["stuck reply"]
-    finally:
-        await bridge.store.write(lambda tx: tx._session.conn.execute("DROP TRIGGER IF EXISTS refuse"))
-        await bridge.close()
-
-
 async def test_later_rows_wait_for_an_earlier_retrying_row_to_the_same_recipient(tmp_path: Path) -> None:
     bridge = await _assigned(tmp_path, '[delivery]\nretry_base = "300ms"\nretry_max = "300ms"\n')
     try:

@@ -25,12 +25,18 @@ async def test_new_store_generates_key_and_migrates(tmp_path, caplog) -> None:
         key_path = tmp_path / "var" / "master.key"
         assert stat.S_IMODE(key_path.stat().st_mode) == 0o600
         assert "generated a new master key" in caplog.text
-        assert store.health() == {
+        health = store.health()
+        assert health == {
             "status": "ok",
             "backend": "sqlite",
             "schema_version": store_schema.latest_version(),
             "path": str(cfg.path),
+            "writable": True,
+            "write_error": None,
+            "failed_commits": 0,
+            "wal_bytes": health["wal_bytes"],
         }
+        assert health["wal_bytes"] > 0
         assert stat.S_IMODE(cfg.path.stat().st_mode) == 0o600
         conn = raw(cfg.path)
         tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}

@@ -60,11 +60,19 @@ CHANNELS = "[channels.memory]\nenabled = true\n[channels.second]\nenabled = true
 
 
 async def make_bridge(
-    tmp_path: Path, extra: str = "", *, channels: str = CHANNELS, plugins: list[tuple[str, object]] | None = None
+    tmp_path: Path,
+    extra: str = "",
+    *,
+    channels: str = CHANNELS,
+    plugins: list[tuple[str, object]] | None = None,
+    server: str = "",
 ) -> Bridge:
-    """Build and start a Bridge on a fresh (or existing) store under ``tmp_path`` (``bridge.testing.make_test_bridge``)."""
+    """Build and start a Bridge on a fresh (or existing) store under ``tmp_path`` (``bridge.testing.make_test_bridge``).
+
+    :param server: extra ``key = value`` lines for ``[server]`` (``shutdown_timeout``, ...).
+    """
     return await make_test_bridge(
-        tmp_path, channels + extra, plugins=[("test-channels", _TEST_CHANNELS), *(plugins or [])]
+        tmp_path, channels + extra, plugins=[("test-channels", _TEST_CHANNELS), *(plugins or [])], server=server
     )
 
 

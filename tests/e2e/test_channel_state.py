@@ -41,8 +41,18 @@ async def test_state_is_kept_per_channel_across_a_restart_and_sealed(tmp_path: P
 
 
 async def test_a_context_not_lent_by_a_bridge_says_so() -> None:
-    ctx: ChannelContext = RecordingCore().context(None, "memory")  # type: ignore[arg-type]
+    lent = RecordingCore().context(None, "memory")  # type: ignore[arg-type]
+    ctx = ChannelContext(http=lent.http, deliver=lent.deliver, update_status=lent.update_status,
+                         save_media=lent.save_media, report=lent.report, log=lent.log)  # fmt: skip
     with pytest.raises(ChannelError, match="no state store"):
         await ctx.load_state("k")
     with pytest.raises(ChannelError, match="no state store"):
         await ctx.save_state("k", "v")
+
+
+async def test_the_recording_context_keeps_state_in_memory() -> None:
+    core = RecordingCore()
+    ctx = core.context(None, "memory")  # type: ignore[arg-type]
+    assert await ctx.load_state("k") is None
+    await ctx.save_state("k", "v")
+    assert await ctx.load_state("k") == "v" and core.state == {"k": "v"}

@@ -148,7 +148,7 @@ async def test_agents_on_whatsapp_and_messenger_take_answer_and_hand_over_an_ema
     assert all(m.rcpt_tos == (CUSTOMER,) for m in mails)
     last = mails[1].message
     assert (last["Subject"], last["In-Reply-To"]) == ("Re: Parcel 4711", "<q2@customer.test>")
-    assert last["References"] == f"<q1@customer.test> {ours_1} <q2@customer.test>"
+    assert " ".join(last["References"].split()) == f"<q1@customer.test> {ours_1} <q2@customer.test>"
     assert len({str(m.message["Message-ID"]) for m in mails}) == 2
     assert len(smtp.received) == 2, "no mail to anyone else (the agents are not on email)"
 

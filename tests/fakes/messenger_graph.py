@@ -31,6 +31,14 @@ Scripted failures: :meth:`fail_next` queues ``n`` refusals with a given code
 ``code=None`` answers ``status`` with a plain-text body, as a proxy in front
 of the API would.
 
+Lost answers: :meth:`drop_answers` makes the next ``n`` accepted messages
+end with the connection closed instead of the answer (the message is kept);
+``answer_delay`` seconds pass between accepting and answering. Echoes: with
+``webhook_url`` and ``app_secret`` set and ``echo_webhooks = True``, every
+accepted message is followed (after ``echo_delay``) by the signed
+``message_echoes`` event Meta sends the Page: ``is_echo``, ``app_id``,
+``mid`` and the message's ``metadata``.
+
 Recorded: ``sent`` holds each accepted message request body (with the
 ``message_id`` the fake answered added under ``"_message_id"``), ``actions``
 each accepted sender action body, ``requests`` every body that reached the
@@ -41,11 +49,15 @@ route, accepted or not; ``urls`` the path and query of each request and
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
 import itertools
+import json
 import time
 from dataclasses import dataclass
 from typing import Any
 
+import aiohttp
 from aiohttp import web
 
 STANDARD_WINDOW = 24 * 3600.0
@@ -110,7 +122,16 @@ class FakeMessengerGraph:
         self.held = 0  # requests waiting at the gate now
         self._gate = asyncio.Event()
         self._gate.set()
+        self._drop = 0
+        self.answer_delay = 0.0
+        self.webhook_url: str | None = None
+        self.app_secret: str | None = None
+        self.echo_webhooks = False
+        self.echo_delay = 0.05
+        self.echo_answers: list[int] = []
+        self._tasks: set[asyncio.Task[None]] = set()
         self.app = web.Application()
+        self.app.on_cleanup.append(self._cleanup)
         for path in ("/{version:v\\d+\\.\\d+}/{node}/messages", "/{node}/messages"):
             self.app.router.add_post(path, self._messages)
 
@@ -142,6 +163,15 @@ class FakeMessengerGraph:
             message=message if message is not None else known[1],
         )
         self._script.extend([None] * after + [scripted] * n)
+
+    def drop_answers(self, n: int = 1) -> None:
+        """Accept the next ``n`` messages, then close the connection instead of answering."""
+        self._drop += n
+
+    async def drain(self) -> None:
+        """Wait for the echo webhooks the fake is still posting."""
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks))
 
     def texts_to(self, psid: str) -> list[str]:
         """Return the texts accepted for ``psid``, in order."""
@@ -208,7 +238,40 @@ class FakeMessengerGraph:
             return web.json_response({"recipient_id": recipient})
         message_id = f"m_fake{next(self._ids):06d}"
         self.sent.append({**body, "_message_id": message_id})
+        if self.echo_webhooks:
+            task = asyncio.get_running_loop().create_task(self._echo(body, message_id))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        if self.answer_delay:
+            await asyncio.sleep(self.answer_delay)
+        if self._drop:
+            self._drop -= 1
+            assert request.transport is not None
+            request.transport.close()  # accepted, and the answer never reaches the client
         return web.json_response({"recipient_id": recipient, "message_id": message_id})
+
+    async def _echo(self, body: dict[str, Any], message_id: str) -> None:
+        """Post the ``message_echoes`` event of an accepted message, signed as Meta signs it."""
+        await asyncio.sleep(self.echo_delay)
+        if not self.webhook_url or not self.app_secret:
+            raise AssertionError("set webhook_url and app_secret for echo webhooks")
+        now_ms = int(time.time() * 1000)
+        message = {"is_echo": True, "app_id": 1517776481860111, "mid": message_id, **body["message"]}
+        payload = {"object": "page", "entry": [{"id": self.page_id, "time": now_ms, "messaging": [{
+            "sender": {"id": self.page_id}, "recipient": {"id": body["recipient"]["id"]},
+            "timestamp": now_ms, "message": message,
+        }]}]}  # fmt: skip
+        raw = json.dumps(payload).encode()
+        signature = "sha256=" + hmac.new(self.app_secret.encode(), raw, hashlib.sha256).hexdigest()
+        headers = {"Content-Type": "application/json", "X-Hub-Signature-256": signature}
+        async with (
+            aiohttp.ClientSession() as session,
+            session.post(self.webhook_url, data=raw, headers=headers) as resp,
+        ):
+            self.echo_answers.append(resp.status)
+
+    async def _cleanup(self, app: web.Application) -> None:
+        await self.drain()
 
     @staticmethod
     def _scripted(scripted: ScriptedError) -> web.Response:

@@ -51,6 +51,8 @@ class FakeSmtpServer:
     :param users: login → password; when given, AUTH is required before MAIL.
     :param rcpt_reply: a reply line to give every RCPT instead of accepting it.
     :param data_reply: a reply line to give DATA instead of accepting the mail.
+    :param drop_after_data: accept (record) the next N mails, then close the
+        connection instead of answering ``250``: the client never learns.
     """
 
     tls_context: ssl.SSLContext | None = None
@@ -58,6 +60,7 @@ class FakeSmtpServer:
     users: dict[str, str] = field(default_factory=dict)
     rcpt_reply: str | None = None
     data_reply: str | None = None
+    drop_after_data: int = 0
     received: list[ReceivedMail] = field(default_factory=list)
     auth_attempts: list[tuple[str, bool]] = field(default_factory=list)
     port: int = 0
@@ -135,4 +138,7 @@ class FakeSmtpServer:
                 login=str(login) if login is not None else None,
             )
         )
+        if self.drop_after_data:
+            self.drop_after_data -= 1
+            server.transport.close()  # queued, and the 250 never reaches the client
         return "250 Message accepted for delivery"

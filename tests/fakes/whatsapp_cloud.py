@@ -34,8 +34,12 @@ order. An item is a Meta error code (``130429``, ``131056``, ``80007``, ``1``,
 ``2``, ``4``, ``131047``, ``190``, ``100``, ``131026``; each answered with Meta's
 error body and usual HTTP status), a ``FakeError`` for anything else (e.g.
 ``FakeError(status=502, code=None)`` for a non-JSON gateway error),
-``"disconnect"`` to drop the connection without an answer, or ``"ok"`` to
-answer that call normally (``fail_next("ok", 130429)``: the second call fails).
+``"disconnect"`` to drop the connection without an answer (nothing
+accepted), ``"accept_drop"`` to accept the message (recorded, statuses
+follow) and then drop the connection without an answer, as a platform whose
+answer is lost in transit, or ``"ok"`` to answer that call normally
+(``fail_next("ok", 130429)``: the second call fails). ``answer_delay``
+seconds pass between accepting a message and answering (a slow platform).
 
 Recorded: ``sent`` (``SentMessage`` accepted and delivered, in order),
 ``failed`` (accepted, then failed by status webhook), ``read_marks`` (wamids),
@@ -49,7 +53,11 @@ then ``await send_inbound("+15550002222", "hello", name="Ann")`` posts a signed
 text webhook and opens that number's window; ``await post_statuses([...])``
 posts raw status items; with ``status_webhooks = True`` every accepted message
 is followed by ``sent`` and ``delivered`` statuses (after ``status_delay``
-seconds, so the bridge has the send answer first). ``await drain()`` waits
+seconds, so the bridge has the send answer first), carrying the message's
+``biz_opaque_callback_data`` (at most 512 characters, else 400 code 100) as
+Meta does. A status webhook the bridge does not answer 200 (or that cannot
+connect) is posted again every ``webhook_retry_every`` seconds, up to
+``webhook_retries`` times, as Meta retries. ``await drain()`` waits
 for webhooks the fake is still posting; ``webhook_answers`` keeps the
 bridge's HTTP status for each.
 """
@@ -76,6 +84,8 @@ from tests.fakes.whatsapp_errors import FakeError, error_response, known_error
 __all__ = ["FakeError", "FakeWhatsAppCloud", "SentMessage", "known_error"]
 
 WINDOW = 24 * 3600
+#: Set by a scripted ``"accept_drop"``: accept this request's message, then drop the connection.
+DROP_ANSWER = web.RequestKey("drop_answer", bool)
 MAX_TEXT = 4096
 MEDIA_ID_LIFETIME = 7 * 24 * 3600
 
@@ -128,6 +138,9 @@ class FakeWhatsAppCloud:
         self.webhook_url: str | None = None
         self.status_webhooks = False
         self.status_delay = 0.05  # statuses follow the send answer, as on the real platform
+        self.answer_delay = 0.0
+        self.webhook_retries = 0
+        self.webhook_retry_every = 0.5
         self.sent: list[SentMessage] = []
         self.failed: list[SentMessage] = []
         self.read_marks: list[str] = []
@@ -235,7 +248,13 @@ class FakeWhatsAppCloud:
             return error_response(FakeError(400, 100, "(#100) The parameter messaging_product is required."))
         if body.get("status") == "read":
             return self._mark_read(body)
-        return self._send(body)
+        response = self._send(body)
+        if response.status == 200 and self.answer_delay:
+            await asyncio.sleep(self.answer_delay)
+        if response.status == 200 and request.get(DROP_ANSWER):
+            assert request.transport is not None
+            request.transport.close()  # accepted, and the answer never reaches the client
+        return response
 
     def _mark_read(self, body: dict[str, Any]) -> web.Response:
         message_id = body.get("message_id")
@@ -253,6 +272,9 @@ class FakeWhatsAppCloud:
         context = body.get("context")
         if context is not None and not (isinstance(context, dict) and isinstance(context.get("message_id"), str)):
             return error_response(FakeError(400, 100, "(#100) Invalid parameter: context.message_id"))
+        callback = body.get("biz_opaque_callback_data")
+        if callback is not None and not (isinstance(callback, str) and len(callback) <= 512):
+            return _invalid("(#100) Param biz_opaque_callback_data must be a string of at most 512 characters")
         kind = body.get("type", "text")
         wa_id = _digits(to)
         record = SentMessage(
@@ -386,6 +408,9 @@ class FakeWhatsAppCloud:
             assert request.transport is not None
             request.transport.close()
             return web.Response(status=500)
+        if item == "accept_drop":
+            request[DROP_ANSWER] = True
+            return None
         assert isinstance(item, FakeError)
         return error_response(item)
 
@@ -406,6 +431,8 @@ class FakeWhatsAppCloud:
                 "timestamp": str(int(time.time())),
                 "recipient_id": _digits(record.to),
             }
+            if "biz_opaque_callback_data" in record.payload:
+                item["biz_opaque_callback_data"] = record.payload["biz_opaque_callback_data"]
             if kind == "failed":
                 error = known_error(131047)
                 item["errors"] = [
@@ -416,7 +443,23 @@ class FakeWhatsAppCloud:
                         "error_data": {"details": error.details},
                     }
                 ]
-            self.webhook_answers.append(await self.post_statuses([item]))
+            self.webhook_answers.append(await self._post_until_taken([item]))
+
+    async def _post_until_taken(self, statuses: list[dict[str, Any]]) -> int:
+        """Post statuses; retry what the bridge did not take (``webhook_retries``), as Meta does."""
+        status = 0
+        for attempt in range(self.webhook_retries + 1):
+            if attempt:
+                await asyncio.sleep(self.webhook_retry_every)
+            try:
+                status = await self.post_statuses(statuses)
+            except aiohttp.ClientError:
+                status = 0
+                if attempt == self.webhook_retries:
+                    raise
+            if status == 200:
+                break
+        return status
 
     async def _post_webhook(self, value: dict[str, Any]) -> int:
         if not self.webhook_url:

@@ -234,17 +234,42 @@ class PostgresStore(Store):
         return await loop.run_in_executor(self._readers, self._run_read, fn)
 
     def health(self) -> dict[str, Any]:
-        """Store status for /healthz: ``error`` when the writer is gone, unreachable or not a primary."""
+        """Store status for /healthz: ``error`` when the writer is gone, the database unreachable or
+        not a primary, or writes fail (``write_error`` says why)."""
         alive = not self._closed and self._thread is not None and self._thread.is_alive()
-        ok = alive and self.reachable and self.in_recovery is not True
+        writable = self.write_error is None
+        ok = alive and self.reachable and self.in_recovery is not True and writable
         return {
             "status": "ok" if ok else "error",
             "backend": self.backend,
             "schema_version": self.schema_version,
             "database": self.target,
             "primary": None if self.in_recovery is None else not self.in_recovery,
+            "writable": writable,
+            "write_error": self.write_error,
+            "failed_commits": self.failed_commits,
             "pool": self.pool_stats(),
         }
+
+    def stats(self) -> dict[str, float]:
+        """Figures for /metrics: up (as /healthz's ``status``), failed commits, writable, the read pool."""
+        pool = self.pool_stats()
+        return {
+            "up": 1.0 if self.health()["status"] == "ok" else 0.0,
+            "failed_commits": float(self.failed_commits),
+            "writable": 1.0 if self.write_error is None else 0.0,
+            **{f"pool_{state}": float(value) for state, value in pool.items()},
+        }
+
+    @staticmethod
+    def _cannot_write(err: BaseException) -> bool:
+        """The server refusing writes: gone or unreachable, shutting down, disk full, a standby, a lock timeout.
+
+        A deadlock or serialization failure is one write meeting another, not the store's state.
+        """
+        if isinstance(err, (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure)):
+            return False
+        return isinstance(err, (psycopg.OperationalError, psycopg.errors.ReadOnlySqlTransaction))
 
     def pool_stats(self) -> dict[str, int]:
         """Read connections: ``size`` open, ``in_use``, ``max``, ``waiting`` requests."""
@@ -381,11 +406,16 @@ class PostgresStore(Store):
         self._writer.native("BEGIN")
 
     def _commit_pg_batch(self, batch: list[tuple[Callable[[Tx], Any], asyncio.Future[Any], Any]]) -> None:
+        """One transaction for the batch; a server that refuses writes is reported as on SQLite.
+
+        ``write_error``, ``failed_commits``, ``StoreWriteError`` to the callers,
+        and ``on_writable`` listeners told once a transaction that wrote commits again.
+        """
         try:
             self._begin()
         except psycopg.Error as err:
             self.reachable = False
-            failure = StoreError(f"the store's database is unreachable: {_first_line(err)}")
+            failure = self._failed(err, len(batch), "the store's database is unreachable")
             self._settle(batch, [(False, failure)] * len(batch))
             return
         self.reachable = True
@@ -394,22 +424,40 @@ class PostgresStore(Store):
         tx = Tx(session)
         session._begin_batch()
         outcomes: list[tuple[bool, Any]] = []
-        self._keyring.sync(conn)
-        self._prune_keys(conn)
+        refused = False
         native = conn.native
-        for fn, _future, _loop in batch:
-            outcomes.append(self._run_fn(native, session, tx, fn))
         try:
+            self._keyring.sync(conn)
+            self._prune_keys(conn)
+        except psycopg.OperationalError as err:
+            with contextlib.suppress(psycopg.Error):
+                native("ROLLBACK")
+            session._end_batch(False)
+            failure = self._failed(err, len(batch), "the store's database is unreachable")
+            self._settle(batch, [(False, failure)] * len(batch))
+            return
+        for fn, _future, _loop in batch:
+            ok, result = self._run_fn(native, session, tx, fn)
+            if not ok and self._cannot_write(result):
+                refused = True
+                result = self._failed(result, 1, "the store cannot write")
+            outcomes.append((ok, result))
+        try:
+            # Only a transaction that wrote proves the store writable again (a standby commits empty ones).
+            wrote = self.write_error is None or _scalar(native("SELECT pg_current_xact_id_if_assigned()")) is not None
             native("COMMIT")
         except psycopg.Error as err:
             with contextlib.suppress(psycopg.Error):
                 native("ROLLBACK")
             session._end_batch(False)
-            self._settle(batch, [(False, StoreError(f"commit failed: {_first_line(err)}"))] * len(batch))
+            failure = self._failed(err, len(batch), "commit failed")
+            self._settle(batch, [(False, failure)] * len(batch))
             return
         session._end_batch(True)
         self.batches += 1
         self.writes += len(batch)
+        if not refused and wrote:
+            self._writable()
         self._settle(batch, outcomes)
 
     @staticmethod
@@ -421,7 +469,11 @@ class PostgresStore(Store):
         function's locks, so the other goes on and the retry waits for it.
         """
         for attempt in range(1 + DEADLOCK_RETRIES):
-            native("SAVEPOINT w")
+            try:
+                native("SAVEPOINT w")
+            except psycopg.Error as err:  # the connection went: the server or the network
+                session._end_fn(False)
+                return False, err
             try:
                 result = fn(tx)
                 if type(result) not in _PLAIN_RESULTS and inspect.isawaitable(result):

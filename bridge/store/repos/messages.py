@@ -249,6 +249,15 @@ class MessagesRepo:
         ).fetchone()
         return None if row is None else int(row[0])
 
+    def unanswered(self, conversation_id: int) -> int:
+        """How many customer messages came after the last reply or note of an agent."""
+        (count,) = self._s.execute(
+            "SELECT COUNT(*) FROM messages WHERE conversation_id = ? AND direction = 'in' AND id > COALESCE("
+            "(SELECT MAX(id) FROM messages WHERE conversation_id = ? AND direction IN ('out', 'note')), 0)",
+            (conversation_id, conversation_id),
+        ).fetchone()
+        return int(count)
+
     def set_inbound_status(self, message_id: int, status: str) -> None:
         """Set the status of a customer message (relayed, failed, …); other directions are left alone."""
         self._s.execute("UPDATE messages SET status = ? WHERE id = ? AND direction = 'in'", (status, message_id))

@@ -11,6 +11,16 @@ order they were written, across retries and restarts. Free text behind a held
 row is marked ``behind_hold`` (in order) rather than sent past it; a
 re-engagement template waits only for earlier templates, so it reaches
 someone whose free text is held.
+
+Cost: the rows first in line carry ``in_line = 1`` (at most two per stream,
+kept by the triggers of migration 103 on every insert, status change and
+delete), so picking due rows, and every status change, reads a few index
+entries whatever the number of rows sent before or queued behind.
+
+Several daemons on one database (PostgreSQL): the worker plans from a
+snapshot, then ``claim``s the rows it will send, a lease taken with
+``FOR UPDATE SKIP LOCKED`` on rows still pending and in line; a row another
+daemon holds waits until its lease runs out (its daemon died).
 """
 
 from __future__ import annotations
@@ -32,21 +42,29 @@ CHANNEL_UNAVAILABLE = "channel"
 
 _COLUMNS = (
     "id, conversation_id, message_id, key_kind, key_owner, channel, recipient_kind, recipient_id, recipient,"
-    " body, reply_to, template, meta, status, attempts, next_attempt_at, last_error, hold_reason, created_at"
+    " body, reply_to, template, meta, status, attempts, next_attempt_at, last_error, hold_reason, created_at,"
+    " uncertain_at"
 )
 
-# Pending rows first in line for their recipient stream: no earlier pending row
-# to the same person on the same channel (a template waits only for templates).
-# ``behind`` marks free text queued behind a held delivery to that person.
-_FIRST_IN_LINE = (
-    "SELECT o.id, o.channel, o.next_attempt_at, o.template = 0 AND EXISTS (SELECT 1 FROM outbox h"
-    "   WHERE h.recipient_kind = o.recipient_kind AND h.recipient_id = o.recipient_id AND h.channel = o.channel"
-    "   AND h.id < o.id AND h.status = 'held') AS behind"
-    " FROM outbox o WHERE o.status = 'pending'"
-    " AND NOT EXISTS (SELECT 1 FROM outbox p WHERE p.recipient_kind = o.recipient_kind"
-    "   AND p.recipient_id = o.recipient_id AND p.channel = o.channel AND p.id < o.id AND p.status = 'pending'"
-    "   AND (o.template = 0 OR p.template = 1))"
+# The line (``in_line``, kept by the triggers of migration 103) holds at most
+# two pending rows per recipient stream: every pick reads that partial index
+# and never a stream's history. ``behind`` marks free text queued behind a
+# held delivery to the same person (a seek in the partial index of held rows).
+_CHANNELS_IN_LINE = (
+    "WITH RECURSIVE line(channel) AS ("
+    " SELECT MIN(channel) FROM outbox WHERE in_line = 1"
+    " UNION ALL SELECT (SELECT MIN(o.channel) FROM outbox o WHERE o.in_line = 1 AND o.channel > line.channel)"
+    " FROM line WHERE line.channel IS NOT NULL)"
+    " SELECT channel FROM line WHERE channel IS NOT NULL"
 )
+_DUE_ON_CHANNEL = (
+    "SELECT o.id, o.next_attempt_at, o.template = 0 AND EXISTS (SELECT 1 FROM outbox h WHERE h.status = 'held'"
+    "   AND h.recipient_kind = o.recipient_kind AND h.recipient_id = o.recipient_id AND h.channel = o.channel"
+    "   AND h.id < o.id) AS behind"
+    " FROM outbox o WHERE o.in_line = 1 AND o.channel = ? AND o.next_attempt_at <= ?"
+    " ORDER BY o.next_attempt_at, o.id LIMIT ?"
+)
+_NEXT_ON_CHANNEL = "SELECT MIN(next_attempt_at) FROM outbox WHERE in_line = 1 AND channel = ? AND next_attempt_at > ?"
 
 
 def _error(text: str | None) -> str | None:
@@ -123,7 +141,7 @@ class OutboxRepo:
 
     def _decode(self, row: Sequence[Any]) -> Delivery:
         (row_id, conv, msg, kind, owner_id, channel, rkind, rid, recipient, body, reply_to, template, meta, status,
-         attempts, next_at, last_error, hold_reason, created_at) = tuple(row)  # fmt: skip
+         attempts, next_at, last_error, hold_reason, created_at, uncertain_at) = tuple(row)  # fmt: skip
         owner = KeyOwner(kind, owner_id)
         opened = self._s.open_text
         return Delivery(
@@ -145,6 +163,7 @@ class OutboxRepo:
             last_error=last_error,
             hold_reason=hold_reason,
             created_at=created_at,
+            uncertain_at=uncertain_at,
         )
 
     def load(self, delivery_id: int) -> Delivery | None:
@@ -160,16 +179,16 @@ class OutboxRepo:
         """
         row = self._s.execute(
             "SELECT id, conversation_id, message_id, key_kind, key_owner, channel, recipient_kind, recipient_id,"
-            " template, status, attempts FROM outbox WHERE id = ?",
+            " template, status, attempts, uncertain_at FROM outbox WHERE id = ?",
             (delivery_id,),
         ).fetchone()
         if row is None:
             return None
-        row_id, conv, msg, kind, owner_id, channel, rkind, rid, template, status, attempts = tuple(row)
+        row_id, conv, msg, kind, owner_id, channel, rkind, rid, template, status, attempts, uncertain = tuple(row)
         return Delivery(
             id=row_id, conversation_id=conv, message_id=msg, owner=KeyOwner(kind, owner_id), channel=channel,
             recipient_kind=rkind, recipient_id=rid, recipient="", text="", reply_to=None, template=bool(template),
-            status=status, attempts=attempts,
+            status=status, attempts=attempts, uncertain_at=uncertain,
         )  # fmt: skip
 
     def due(
@@ -177,41 +196,42 @@ class OutboxRepo:
     ) -> DuePlan:
         """Plan one round of the worker: up to ``per_channel`` due rows of each channel, soonest first.
 
-        A backlog on one channel never starves another.
+        A backlog on one channel never starves another. The cost is a few
+        index seeks per channel and row returned, whatever the number of rows
+        sent before or waiting behind (see ``_DUE_ON_CHANNEL``).
         """
-        skip = tuple(skip_channels)
-        not_skipped = f" AND channel NOT IN ({','.join('?' * len(skip))})" if skip else ""
-        limit = per_channel + len(exclude)
-        rows = self._s.execute(
-            f"WITH line AS ({_FIRST_IN_LINE}) SELECT id, channel, behind FROM ("
-            "  SELECT id, channel, next_attempt_at, behind,"
-            "  ROW_NUMBER() OVER (PARTITION BY channel ORDER BY next_attempt_at, id) AS n"
-            f"  FROM line WHERE next_attempt_at <= ?{not_skipped}) AS ranked"
-            " WHERE n <= ? ORDER BY next_attempt_at, id",
-            (now, *skip, limit),
-        ).fetchall()
-        (next_at,) = self._s.execute(
-            f"WITH line AS ({_FIRST_IN_LINE}) SELECT MIN(next_attempt_at) FROM line"
-            f" WHERE next_attempt_at > ?{not_skipped}",
-            (now, *skip),
-        ).fetchone()
+        skip = set(skip_channels)
         excluded = set(exclude)
-        planned = [(int(r[0]), str(r[1]), bool(r[2])) for r in rows if r[0] not in excluded]
-        return DuePlan(planned, float(next_at) if next_at is not None else None)
+        limit = per_channel + len(excluded)
+        found: list[tuple[float, int, str, bool]] = []
+        next_at: float | None = None
+        for (channel,) in self._s.execute(_CHANNELS_IN_LINE).fetchall():
+            if channel in skip:
+                continue
+            for row_id, at, behind in self._s.execute(_DUE_ON_CHANNEL, (channel, now, limit)).fetchall():
+                if row_id not in excluded:
+                    found.append((float(at), int(row_id), str(channel), bool(behind)))
+            (later,) = self._s.execute(_NEXT_ON_CHANNEL, (channel, now)).fetchone()
+            if later is not None and (next_at is None or later < next_at):
+                next_at = float(later)
+        found.sort()
+        return DuePlan([(row_id, channel, behind) for _at, row_id, channel, behind in found], next_at)
 
     def claim(self, ids: Sequence[int], owner: str, until: float) -> list[int]:
-        """Lease the pending rows among ``ids`` to ``owner`` until ``until``; return the ids it got.
+        """Lease the rows among ``ids`` still first in line to ``owner`` until ``until``; return the ids it got.
 
-        A row is taken when it has no lease, its lease ran out (its daemon
-        died), or ``owner`` holds it already; rows another daemon is claiming
-        at this moment are skipped, not waited for.
+        A row is taken when it is pending and in line now (the plan was read
+        from a snapshot: another daemon may have sent it, or put an earlier
+        row back in line, since), and it has no lease, its lease ran out (its
+        daemon died) or ``owner`` holds it already; rows another daemon is
+        claiming at this moment are skipped, not waited for.
         """
         if not ids:
             return []
         marks = ",".join("?" * len(ids))
         rows = self._s.execute(
             "UPDATE outbox SET lease_owner = ?, lease_until = ? WHERE id IN ("
-            f"SELECT id FROM outbox WHERE id IN ({marks}) AND status = 'pending'"
+            f"SELECT id FROM outbox WHERE id IN ({marks}) AND status = 'pending' AND in_line = 1"
             f" AND (lease_until IS NULL OR lease_until < ? OR lease_owner = ?){self._s.row_locks}) RETURNING id",
             (owner, until, *ids, self._s.now(), owner),
         ).fetchall()
@@ -239,14 +259,17 @@ class OutboxRepo:
         )
         return int(cursor.rowcount)
 
-    def mark_sent(self, delivery: Delivery, external_ids: Sequence[str]) -> None:
-        """Record a platform's acceptance and its message id(s), in one commit."""
+    def mark_sent(self, delivery: Delivery, external_ids: Sequence[str], *, attempt: bool = True) -> None:
+        """Record a platform's acceptance and its message id(s), in one commit.
+
+        :param attempt: count it as an attempt (False when a platform report settles an earlier one).
+        """
         kind = _extid_kind(delivery.channel)
         first = self._s.blind(kind, external_ids[0]) if external_ids else None
         self._s.execute(
-            "UPDATE outbox SET status = 'sent', sent_at = ?, attempts = attempts + 1, external_index = ?,"
-            " last_error = NULL, hold_reason = NULL WHERE id = ?",
-            (self._s.now(), first, delivery.id),
+            "UPDATE outbox SET status = 'sent', sent_at = ?, attempts = attempts + ?, external_index = ?,"
+            " last_error = NULL, hold_reason = NULL, uncertain_at = NULL WHERE id = ?",
+            (self._s.now(), 1 if attempt else 0, first, delivery.id),
         )
         for part, external_id in enumerate(external_ids):
             self._s.execute(
@@ -262,11 +285,41 @@ class OutboxRepo:
             self._messages.advance_status(delivery.message_id, "sent")
 
     def mark_retry(self, delivery_id: int, next_attempt_at: float, error: str) -> None:
-        """Count a failed attempt and schedule the next one."""
+        """Count a failed attempt and schedule the next one (a row no longer pending is left alone)."""
         self._s.execute(
-            "UPDATE outbox SET attempts = attempts + 1, next_attempt_at = ?, last_error = ? WHERE id = ?",
+            "UPDATE outbox SET attempts = attempts + 1, next_attempt_at = ?, last_error = ?"
+            " WHERE id = ? AND status = 'pending'",
             (next_attempt_at, _error(error), delivery_id),
         )
+
+    def mark_uncertain(self, delivery_id: int, next_attempt_at: float, error: str) -> bool:
+        """Count an attempt whose answer was lost: the platform may have the message.
+
+        The row stays pending until ``next_attempt_at``, so that a report from
+        the platform naming it (``confirm_sent``) can settle it first; a row
+        already settled (a report beat us to it) is left alone. Returns whether
+        the row was still pending.
+        """
+        cursor = self._s.execute(
+            "UPDATE outbox SET attempts = attempts + 1, next_attempt_at = ?, last_error = ?, uncertain_at = ?"
+            " WHERE id = ? AND status = 'pending'",
+            (next_attempt_at, _error(error), self._s.now(), delivery_id),
+        )
+        return int(cursor.rowcount) > 0
+
+    def confirm_sent(self, delivery_id: int, channel: str, external_id: str) -> Delivery | None:
+        """The platform reports it has delivery ``delivery_id`` as ``external_id``: record it sent.
+
+        For a report naming our own idempotency key (WhatsApp's
+        ``biz_opaque_callback_data``, Messenger's echo ``metadata``). Only a
+        pending row on that channel is changed; returns it (as it was, plain
+        columns only), else None. Nothing is decrypted: echoes of every send come here.
+        """
+        delivery = self.load_unsealed(delivery_id)
+        if delivery is None or delivery.status != "pending" or delivery.channel != channel:
+            return None
+        self.mark_sent(delivery, [external_id], attempt=False)
+        return delivery
 
     def set_last_error(self, delivery_id: int, error: str) -> None:
         """Say why a row waits without counting an attempt (e.g. its channel's credentials were refused)."""
@@ -333,13 +386,18 @@ class OutboxRepo:
         ).fetchall()
         return [int(r[0]) for r in rows]
 
-    def stats(self, now: float) -> tuple[int, float]:
-        """``(rows waiting: pending or held, age in seconds of the oldest pending row)``."""
-        depth, oldest = self._s.execute(
-            "SELECT COUNT(*), MIN(CASE WHEN status = 'pending' THEN created_at END) FROM outbox"
-            " WHERE status IN ('pending', 'held')"
+    def oldest_pending_age(self, now: float) -> float:
+        """Age in seconds of the oldest pending row (0 with none): one seek, whatever the backlog."""
+        row = self._s.execute(
+            "SELECT created_at FROM outbox WHERE status = 'pending' AND status IN ('pending', 'held')"
+            " ORDER BY status, id LIMIT 1"
         ).fetchone()
-        return int(depth), (max(0.0, now - oldest) if oldest is not None else 0.0)
+        return max(0.0, now - float(row[0])) if row is not None else 0.0
+
+    def waiting(self) -> int:
+        """Rows waiting (pending or held); counting reads every open row, so callers pace it."""
+        (depth,) = self._s.execute("SELECT COUNT(*) FROM outbox WHERE status IN ('pending', 'held')").fetchone()
+        return int(depth)
 
     @staticmethod
     def extid_kind(channel: str) -> str:

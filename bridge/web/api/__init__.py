@@ -29,6 +29,7 @@ ROUTES: tuple[tuple[str, str, Handler], ...] = (
     ("POST", "/logout", session.post_logout),
     ("GET", "/me", session.get_me),
     ("GET", "/conversations", conversations.get_conversations),
+    ("GET", f"/conversations/{_ID}", conversations.get_conversation),
     ("GET", f"/conversations/{_ID}/messages", conversations.get_messages),
     ("POST", f"/conversations/{_ID}/messages", conversations.post_message),
     ("POST", f"/conversations/{_ID}/notes", conversations.post_note),
@@ -41,6 +42,7 @@ ROUTES: tuple[tuple[str, str, Handler], ...] = (
     ("POST", "/agents", admin.post_agent),
     ("PATCH", "/agents/{name}", admin.patch_agent),
     ("GET", "/audit", admin.get_audit),
+    ("GET", "/audit/verify", admin.get_audit_verify),
     ("GET", "/openapi.json", openapi.get_openapi),
 )
 

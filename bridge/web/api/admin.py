@@ -229,3 +229,10 @@ async def get_audit(request: web.Request) -> web.StreamResponse:
         }
 
     return web.json_response(await bridge_of(request).store.write(page))
+
+
+async def get_audit_verify(request: web.Request) -> web.StreamResponse:
+    """``GET /api/audit/verify``: walk the audit log's hash chain, as ``carebridge audit verify`` does."""
+    require_admin(request)
+    result = await bridge_of(request).store.read(lambda tx: tx.audit.verify())
+    return web.json_response({"ok": result.ok, "count": result.count, "bad_id": result.bad_id, "reason": result.reason})

@@ -116,7 +116,13 @@ def conversation_before_param(request: web.Request) -> tuple[float, int] | None:
 
 
 def conversation_json(tx: Tx, conv: Conversation, names: dict[int, str]) -> dict[str, Any]:
-    """The §11 shape of a conversation (``names``: agent usernames by id)."""
+    """The §11 shape of a conversation (``names``: agent usernames by id).
+
+    Beyond §11: ``unread``, the customer's messages since the last reply or note
+    (what waits for an answer), and ``last_inbound_at``, when the customer last
+    wrote on this channel (the console counts the platform's reply window down from it).
+    """
+    last_inbound = tx.contacts.last_inbound_at(conv.contact_id, conv.channel)
     return {
         "id": conv.id,
         "status": conv.status,
@@ -126,6 +132,8 @@ def conversation_json(tx: Tx, conv: Conversation, names: dict[int, str]) -> dict
         "queue": conv.queue,
         "created_at": iso(conv.created_at),
         "updated_at": iso(conv.updated_at),
+        "unread": tx.messages.unanswered(conv.id),
+        "last_inbound_at": None if last_inbound is None else iso(last_inbound),
     }
 
 

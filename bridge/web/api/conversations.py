@@ -84,6 +84,25 @@ async def get_conversations(request: web.Request) -> web.StreamResponse:
     return web.json_response(await bridge_of(request).store.read(page))
 
 
+async def get_conversation(request: web.Request) -> web.StreamResponse:
+    """``GET /api/conversations/{id}``: one conversation in the listing's shape (the console's page head)."""
+    caller = principal(request)
+    conv_id = conversation_id(request)
+
+    def read(tx: Tx) -> tuple[Conversation | None, dict[str, Any] | None]:
+        conv = tx.conversations.get(conv_id)
+        if conv is None or not may_read(caller, conv):
+            return conv, None
+        return conv, conversation_json(tx, conv, tx.agents.names())
+
+    conv, shown = await bridge_of(request).store.read(read)
+    if conv is None:
+        fail(404, "not_found", f"no conversation {conv_id}")
+    if shown is None:
+        fail(403, "forbidden", f"conversation {conv_id} is not yours to read")
+    return web.json_response({"conversation": shown})
+
+
 def _reveal(request: web.Request) -> bool:
     value = request.query.get("reveal", "0")
     if value not in ("0", "1"):

@@ -83,6 +83,8 @@ _SCHEMAS: dict[str, Schema] = {
             "queue": _STRING,
             "created_at": _TIME,
             "updated_at": _TIME,
+            "unread": {"type": "integer", "description": "customer messages since the last reply or note"},
+            "last_inbound_at": {**_TIME, "nullable": True, "description": "when the customer last wrote"},
         },
         ["id", "status", "channel", "contact_name", "agent", "queue", "updated_at"],
     ),  # fmt: skip
@@ -198,6 +200,17 @@ PATHS: dict[str, dict[str, Schema]] = {
                     "most recently active first",
                 ),
                 **_errors(400, 401),
+            },
+        }
+    },
+    "/api/conversations/{id}": {
+        "get": {
+            "summary": "One conversation, if the agent may see it",
+            "security": _READ,
+            "parameters": [_ID_PARAM],
+            "responses": {
+                "200": _json(_object({"conversation": _ref("Conversation")}, ["conversation"]), "the conversation"),
+                **_errors(401, 403, 404),
             },
         }
     },
@@ -345,6 +358,27 @@ PATHS: dict[str, dict[str, Schema]] = {
                     "entries",
                 ),
                 **_errors(400, 401, 403),
+            },
+        }
+    },
+    "/api/audit/verify": {
+        "get": {
+            "summary": "Walk the audit log's hash chain (admin), as `carebridge audit verify` does",
+            "security": _READ,
+            "responses": {
+                "200": _json(
+                    _object(
+                        {
+                            "ok": {"type": "boolean"},
+                            "count": {"type": "integer"},
+                            "bad_id": {"type": "integer", "nullable": True},
+                            "reason": _STRING,
+                        },
+                        ["ok", "count", "bad_id", "reason"],
+                    ),
+                    "the result",
+                ),
+                **_errors(401, 403),
             },
         }
     },

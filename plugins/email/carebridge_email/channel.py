@@ -17,6 +17,7 @@ agent only with that verdict or on a reply token issued to that agent.
 from __future__ import annotations
 
 import asyncio
+import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from email.message import EmailMessage
@@ -44,6 +45,8 @@ from .smtp import build_message, submit
 #: The /healthz reason while a sender is over the cap.
 OVER_CAP = "mail from a sender over max_mails_per_hour is kept out (see the log)"
 # Headers that name where an IMAP mail was delivered to: the reply token is in one of them.
+#: The channel-state key of this bridge's random Message-ID part (stable across restarts).
+_INSTANCE_KEY = "message_id_instance"
 _DELIVERED_TO = ("Delivered-To", "X-Original-To", "Envelope-To", "To", "Cc")
 
 
@@ -66,6 +69,7 @@ class EmailChannel(Channel):
         self.cap = SenderCap(settings.max_mails_per_hour)
         self._connection: tuple[ChannelState, str | None] = (ChannelState.STARTING, None)
         self._cap_timer: asyncio.TimerHandle | None = None
+        self._instance = ""  # loaded in start()
         self.lmtp: LmtpServer | None = None
         self.imap: ImapInbound | None = None
         if settings.imap is not None:
@@ -97,6 +101,10 @@ class EmailChannel(Channel):
 
     async def start(self) -> None:
         """Start the LMTP receiver; IMAP connects in ``run`` (its login shows in /healthz, never stops start-up)."""
+        self._instance = await self.ctx.load_state(_INSTANCE_KEY) or ""
+        if not self._instance:
+            self._instance = secrets.token_hex(8)
+            await self.ctx.save_state(_INSTANCE_KEY, self._instance)
         if self.lmtp is not None:
             await self.lmtp.start()
             self.ctx.log.info("LMTP receiver listening on %s:%d", self.settings.lmtp_host, self.lmtp.bound_port)
@@ -155,7 +163,7 @@ class EmailChannel(Channel):
             recipient = self.normalize_address(message.recipient)
         except ValueError as err:
             raise DeliveryError(str(err), retryable=False, code="bad_address") from err
-        mail = build_message(self.settings, replace(message, recipient=recipient))
+        mail = build_message(self.settings, replace(message, recipient=recipient), instance=self._instance)
         try:
             await submit(self.settings, mail)
         except ChannelAuthFailed as err:

@@ -22,10 +22,11 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
+from typing import Any
 
 import aiosmtplib
 
-from bridge import ChannelAuthFailed, DeliveryError, OutboundMessage
+from bridge import ChannelAuthFailed, DeliveryError, DeliveryUncertain, OutboundMessage
 
 from .config import EmailConfig
 from .parse import REPLY_MARKER, TOKEN_RE
@@ -43,8 +44,13 @@ def reply_subject(subject: str) -> str:
     return "Re: " + _RE_PREFIX.sub("", subject).strip()
 
 
-def build_message(settings: EmailConfig, message: OutboundMessage) -> EmailMessage:
+def build_message(settings: EmailConfig, message: OutboundMessage, *, instance: str = "") -> EmailMessage:
     """Build the mail for ``message``; its ``Message-ID`` is the delivery receipt.
+
+    The Message-ID is the same for every attempt of one delivery
+    (``<cb.<delivery id>.<instance>@domain>``, ``instance`` a random text this
+    bridge keeps): when an SMTP answer was lost and the mail is sent again,
+    receiving systems that drop repeated Message-IDs keep one copy.
 
     ``meta`` (the customer's last mail, passed on by the core): ``subject``,
     ``message_id``, ``references``, ``in_reply_to``, ``reply_token``,
@@ -63,7 +69,10 @@ def build_message(settings: EmailConfig, message: OutboundMessage) -> EmailMessa
     else:
         mail["Subject"] = NEUTRAL_SUBJECT
     mail["Date"] = format_datetime(datetime.fromtimestamp(time.time(), UTC))
-    mail["Message-ID"] = make_msgid(idstring=f"cb{message.delivery_id}", domain=domain)
+    if instance:
+        mail["Message-ID"] = f"<cb.{message.delivery_id}.{instance}@{domain}>"
+    else:
+        mail["Message-ID"] = make_msgid(idstring=f"cb{message.delivery_id}", domain=domain)
     if parent:
         mail["In-Reply-To"] = parent[0]
         earlier = _msgids(meta.get("references")) or _msgids(meta.get("in_reply_to"))[:1]
@@ -83,21 +92,29 @@ async def submit(settings: EmailConfig, mail: EmailMessage) -> None:
     :raises ChannelAuthFailed: the server refused our credentials (5xx to AUTH).
     :raises DeliveryError: retryable for 4xx replies, connection errors and
         timeouts; permanent (``code`` = the SMTP code) for other 5xx replies.
+    :raises DeliveryUncertain: the connection broke (or timed out) once the
+        message data was on its way: the server may have queued the mail, and
+        SMTP offers no way to ask.
     """
+    client = _Submission(
+        hostname=settings.smtp_host,
+        port=settings.smtp_port,
+        username=settings.smtp_username or None,
+        password=settings.smtp_password or None,
+        use_tls=settings.smtp_tls == "tls",
+        start_tls=settings.smtp_tls == "starttls",
+        tls_context=tls_context(settings) if settings.smtp_tls != "none" else None,
+        timeout=TIMEOUT,
+    )
     try:
-        await aiosmtplib.send(
-            mail,
-            sender=settings.from_address,
-            recipients=[str(mail["To"])],
-            hostname=settings.smtp_host,
-            port=settings.smtp_port,
-            username=settings.smtp_username or None,
-            password=settings.smtp_password or None,
-            use_tls=settings.smtp_tls == "tls",
-            start_tls=settings.smtp_tls == "starttls",
-            tls_context=tls_context(settings) if settings.smtp_tls != "none" else None,
-            timeout=TIMEOUT,
-        )
+        async with client:
+            await client.send_message(mail, sender=settings.from_address, recipients=[str(mail["To"])])
+    except (aiosmtplib.SMTPServerDisconnected, aiosmtplib.SMTPTimeoutError) as err:
+        if client.data_sent:
+            text = f"SMTP answer lost after the message was sent: {type(err).__name__}"
+            raise DeliveryUncertain(text, confirmable=False) from err
+        text = f"SMTP server unavailable: {type(err).__name__}: {_scrub(str(err))}"
+        raise DeliveryError(text, retryable=True, code="connect") from err
     except aiosmtplib.SMTPAuthenticationError as err:
         if 500 <= err.code < 600:
             text = f"the SMTP server refused our login: {err.code} {_scrub(err.message)}"
@@ -114,6 +131,20 @@ async def submit(settings: EmailConfig, mail: EmailMessage) -> None:
         # Connection refused or dropped, TLS failure, timeout, STARTTLS missing: retry later.
         text = f"SMTP server unavailable: {type(err).__name__}: {_scrub(str(err))}"
         raise DeliveryError(text, retryable=True, code="connect") from err
+
+
+class _Submission(aiosmtplib.SMTP):
+    """An SMTP client that remembers whether the message data started going out.
+
+    A connection lost before DATA leaves nothing at the server; one lost after
+    it may leave a queued mail whose 250 we never saw.
+    """
+
+    data_sent = False
+
+    async def data(self, message: str | bytes, /, **kwargs: Any) -> aiosmtplib.SMTPResponse:
+        self.data_sent = True
+        return await super().data(message, **kwargs)
 
 
 def tls_context(settings: EmailConfig) -> ssl.SSLContext:

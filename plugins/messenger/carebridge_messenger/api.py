@@ -20,7 +20,7 @@ from typing import Any
 
 import aiohttp
 
-from bridge import ChannelAuthFailed, DeliveryError, WindowClosedError
+from bridge import ChannelAuthFailed, DeliveryError, DeliveryUncertain, WindowClosedError
 from carebridge_meta import GraphError
 
 #: Longest text one Messenger message may carry (Send API ``message.text``).
@@ -58,10 +58,18 @@ class GraphClient:
         :raises DeliveryError: classified by :func:`classify` (including its
             subclasses ``WindowClosedError`` and ``ChannelAuthFailed``);
             network failures and timeouts are retryable.
+        :raises DeliveryUncertain: the request was written in full and the
+            connection failed before the answer: Meta may have the message.
         """
+        tracker = aiohttp.UploadTracker()
         try:
             async with self._http.post(
-                self._url, json=body, params=self._params, timeout=_TIMEOUT, allow_redirects=False
+                self._url,
+                json=body,
+                params=self._params,
+                timeout=_TIMEOUT,
+                allow_redirects=False,
+                upload_tracker=tracker,
             ) as resp:
                 status = resp.status
                 raw = await resp.read()
@@ -69,6 +77,10 @@ class GraphClient:
         except (TimeoutError, aiohttp.ClientError) as err:
             # Name the failure class only, and do not chain: aiohttp's exceptions
             # may quote the URL, which carries the token.
+            if _written(tracker):
+                raise DeliveryUncertain(
+                    f"Graph API answer lost after the request was sent ({type(err).__name__})", confirmable=True
+                ) from None
             raise DeliveryError(
                 f"Graph API unreachable ({type(err).__name__})", retryable=True, code="network"
             ) from None
@@ -114,6 +126,12 @@ def classify(error: GraphError, retry_after: float | None = None) -> DeliveryErr
     if error.code is None and (error.status >= 500 or error.status == 429):
         return DeliveryError(text, retryable=True, code=code, retry_after=retry_after)
     return DeliveryError(text, retryable=False, code=code)
+
+
+def _written(tracker: aiohttp.UploadTracker) -> bool:
+    """Whether the whole request body reached the connection (so Meta may have acted on it)."""
+    done = tracker.upload_complete
+    return done.done() and not done.cancelled() and done.exception() is None
 
 
 def _retry_after(value: str | None) -> float | None:

@@ -42,7 +42,7 @@ from carebridge_meta import read_signed_json, signed_body, verify_subscription
 
 from .api import MAX_TEXT, GraphClient
 from .config import SCHEMA, MessengerConfig
-from .webhook import CHANNEL, METADATA_TAG, PayloadError, is_page_event, parse_events
+from .webhook import CHANNEL, PayloadError, is_page_event, parse_events, send_metadata
 
 #: Free text is allowed this long after the customer's last message.
 STANDARD_WINDOW = 24 * 3600.0
@@ -100,6 +100,8 @@ class MessengerChannel(Channel):
         :raises WindowClosedError: the customer last wrote over 7 days ago (or
             never), or a template was asked for; raised before any request.
         :raises ChannelAuthFailed: Meta refused the Page token (code 190).
+        :raises DeliveryUncertain: a part was sent in full and its answer lost;
+            the echo of the last part (``metadata`` naming the delivery) settles it.
         :raises DeliveryError: ``retryable`` per Meta's error code.
         """
         if message.template:
@@ -113,10 +115,11 @@ class MessengerChannel(Channel):
         parts = split_text(message.text, MAX_TEXT)
         done = self._partial.accepted(message.delivery_id, message.text)
         try:
-            for part in parts[len(done) :]:
+            for number in range(len(done), len(parts)):
+                metadata = send_metadata(message.delivery_id, number, len(parts))
                 body: dict[str, Any] = {
                     "recipient": {"id": message.recipient},
-                    "message": {"text": part, "metadata": f"{METADATA_TAG}{message.delivery_id}"},
+                    "message": {"text": parts[number], "metadata": metadata},
                     **window,
                 }
                 try:

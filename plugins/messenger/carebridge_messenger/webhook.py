@@ -12,6 +12,7 @@ What is *not* turned into a message is reported back by kind only
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -21,6 +22,18 @@ from bridge import Attachment, InboundMessage, StatusUpdate
 CHANNEL = "messenger"
 #: Prefix of the ``metadata`` we put on every send; Meta echoes it back.
 METADATA_TAG = "carebridge:"
+#: The metadata of the last (or only) part of a delivery: the tag and the delivery id.
+_LAST_PART = re.compile(re.escape(METADATA_TAG) + r"(\d{1,18})")
+
+
+def send_metadata(delivery_id: int, part: int, parts: int) -> str:
+    """The ``metadata`` of one part of a delivery: the last part names the delivery alone.
+
+    Its echo then tells the core that the whole delivery reached Messenger,
+    which settles a send whose answer was lost (``StatusUpdate.delivery_id``).
+    """
+    return f"{METADATA_TAG}{delivery_id}" if part == parts - 1 else f"{METADATA_TAG}{delivery_id}.{part}"
+
 
 # Attachment types Messenger sends, mapped to the core's attachment kinds.
 _MEDIA_KINDS = {
@@ -42,7 +55,8 @@ class Batch:
     """Everything one webhook POST carried.
 
     :param messages: customer (and Page-inbox echo) messages, in payload order.
-    :param statuses: delivery and read reports on messages we sent.
+    :param statuses: delivery and read reports on messages we sent, and a
+        ``sent`` report for the echo of each delivery's last part.
     :param ignored: one kind label per item that produced nothing
         (``own_echo``, ``reaction``, ``other_page``, …), for logging.
     """
@@ -124,6 +138,12 @@ def _parse_message(message: Mapping[str, Any], sender: str, recipient: str | Non
         metadata = message.get("metadata")
         if isinstance(metadata, str) and metadata.startswith(METADATA_TAG):
             batch.ignored.append("own_echo")
+            last = _LAST_PART.fullmatch(metadata)
+            if last is not None:
+                batch.statuses.append(
+                    StatusUpdate(channel=CHANNEL, status="sent", timestamp=when, recipient=recipient,
+                                 external_id=mid, delivery_id=int(last.group(1)))
+                )  # fmt: skip
             return
         if recipient is None:
             batch.ignored.append("malformed")

@@ -21,7 +21,7 @@ from typing import Any
 import aiohttp
 from yarl import URL
 
-from bridge import ChannelAuthFailed, DeliveryError, WindowClosedError
+from bridge import ChannelAuthFailed, DeliveryError, DeliveryUncertain, WindowClosedError
 from carebridge_meta import GraphError
 
 from .guards import UrlPrefix, allowed_url, is_media_id, url_host
@@ -104,8 +104,10 @@ class CloudClient:
 
         :raises DeliveryError: (or a subclass) mapped from the error code; a
             network failure or timeout is retryable.
+        :raises DeliveryUncertain: the request was written in full and the
+            connection failed before the answer: Meta may have the message.
         """
-        return await self._call("POST", f"{self._base}/{self._phone}/messages", json=body)
+        return await self._call("POST", f"{self._base}/{self._phone}/messages", json=body, may_act=True)
 
     async def phone_number(self) -> dict[str, Any]:
         """GET ``{graph_url}/{phone_number_id}``: proves the token and the number id.
@@ -184,18 +186,36 @@ class CloudClient:
     async def _get_json(self, url: str, params: Mapping[str, str] | None = None) -> dict[str, Any]:
         return await self._call("GET", url, params=params)
 
-    async def _call(self, method: str, url: str, **kwargs: Any) -> dict[str, Any]:
-        """One Graph call: its JSON answer, or the typed error its error code calls for."""
+    async def _call(self, method: str, url: str, *, may_act: bool = False, **kwargs: Any) -> dict[str, Any]:
+        """One Graph call: its JSON answer, or the typed error its error code calls for.
+
+        :param may_act: the call changes something at Meta (a send): a
+            connection lost after the whole request was written is then
+            ``DeliveryUncertain``, not a plain retryable failure.
+        """
+        tracker = aiohttp.UploadTracker()
         try:
-            async with self._http.request(method, url, headers=self._headers, timeout=_TIMEOUT, **kwargs) as resp:
+            async with self._http.request(
+                method, url, headers=self._headers, timeout=_TIMEOUT, upload_tracker=tracker, **kwargs
+            ) as resp:
                 answer = await _json_or_none(resp)
                 if resp.status >= 300:
                     raise error_for(GraphError.from_response(resp.status, answer), _retry_after(resp))
         except (TimeoutError, aiohttp.ClientError) as err:
+            if may_act and _written(tracker):
+                raise DeliveryUncertain(
+                    f"WhatsApp API answer lost after the request was sent: {type(err).__name__}", confirmable=True
+                ) from err
             raise DeliveryError(
                 f"WhatsApp API unreachable: {type(err).__name__}", retryable=True, code="network"
             ) from err
         return answer if isinstance(answer, dict) else {}
+
+
+def _written(tracker: aiohttp.UploadTracker) -> bool:
+    """Whether the whole request body reached the connection (so Meta may have acted on it)."""
+    done = tracker.upload_complete
+    return done.done() and not done.cancelled() and done.exception() is None
 
 
 def sha256_matches(data: bytes, expected: str) -> bool:

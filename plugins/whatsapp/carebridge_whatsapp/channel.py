@@ -41,7 +41,7 @@ from .address import normalize_e164
 from .api import CloudClient
 from .config import WhatsAppConfig
 from .media import MediaFetcher, message_ref
-from .webhook import OBJECT, PayloadError, parse_payload
+from .webhook import OBJECT, PayloadError, callback_data, parse_payload
 
 
 class WhatsAppChannel(Channel):
@@ -146,11 +146,14 @@ class WhatsAppChannel(Channel):
         :raises WindowClosedError: free text outside the 24-hour window (no API
             call is made), a template asked for but none configured, or 131047.
         :raises ChannelAuthFailed: code 190.
+        :raises DeliveryUncertain: a request was sent in full and its answer
+            lost; the statuses of the last part (``biz_opaque_callback_data``
+            naming the delivery) settle it.
         :raises DeliveryError: retryable for rate limits, 5xx and network.
         """
         to = _wa_id(message.recipient)
         if message.template:
-            return DeliveryReceipt((await self._send_template(to),))
+            return DeliveryReceipt((await self._send_template(to, callback_data(message.delivery_id, 0, 1)),))
         if not message.text.strip():
             raise DeliveryError("WhatsApp cannot send an empty text", retryable=False, code="empty_text")
         if message.last_inbound_at is None or time.time() - message.last_inbound_at >= (self.reply_window or 0):
@@ -168,6 +171,7 @@ class WhatsAppChannel(Channel):
                 "to": to,
                 "type": "text",
                 "text": {"body": part, "preview_url": False},
+                "biz_opaque_callback_data": callback_data(message.delivery_id, number, len(parts)),
             }
             if message.reply_to and number == 0:
                 body["context"] = {"message_id": message.reply_to}
@@ -175,7 +179,7 @@ class WhatsAppChannel(Channel):
         self._sent_parts.finish(message.delivery_id)
         return DeliveryReceipt(tuple(done))
 
-    async def _send_template(self, to: str) -> str:
+    async def _send_template(self, to: str, callback: str) -> str:
         name = self.settings.reengage_template
         if not name:
             raise WindowClosedError("no re-engagement template configured (channels.whatsapp.reengage_template)")
@@ -185,6 +189,7 @@ class WhatsAppChannel(Channel):
             "to": to,
             "type": "template",
             "template": {"name": name, "language": {"code": self.settings.template_language}},
+            "biz_opaque_callback_data": callback,
         }
         return _message_id(await self.client.post_message(body))
 

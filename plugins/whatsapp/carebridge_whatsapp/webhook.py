@@ -24,6 +24,7 @@ Decisions, for the agent's sake:
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -49,7 +50,20 @@ _STATUSES: dict[str, StatusKind] = {
     "failed": "failed",
 }
 
+#: Prefix of the ``biz_opaque_callback_data`` we put on every send; Meta returns it in the statuses.
+CALLBACK_TAG = "carebridge:"
+_LAST_PART = re.compile(re.escape(CALLBACK_TAG) + r"(\d{1,18})")
+
 log = logging.getLogger("carebridge.whatsapp")
+
+
+def callback_data(delivery_id: int, part: int, parts: int) -> str:
+    """The ``biz_opaque_callback_data`` of one part of a delivery: the last part names the delivery alone.
+
+    Its statuses then tell the core that the whole delivery reached WhatsApp,
+    which settles a send whose answer was lost (``StatusUpdate.delivery_id``).
+    """
+    return f"{CALLBACK_TAG}{delivery_id}" if part == parts - 1 else f"{CALLBACK_TAG}{delivery_id}.{part}"
 
 
 class PayloadError(ValueError):
@@ -226,6 +240,8 @@ def parse_status(item: Mapping[str, Any]) -> StatusUpdate | None:
     title = str(first.get("title") or first.get("message") or "") or None
     recipient = item.get("recipient_id")
     code = first.get("code")
+    ours = item.get("biz_opaque_callback_data")
+    last = _LAST_PART.fullmatch(ours) if isinstance(ours, str) else None
     return StatusUpdate(
         channel=CHANNEL,
         status=status,
@@ -235,6 +251,7 @@ def parse_status(item: Mapping[str, Any]) -> StatusUpdate | None:
         error_code=str(code) if code is not None else None,
         error_title=title,
         window_closed=status == "failed" and str(code) == str(WINDOW_CLOSED),
+        delivery_id=int(last.group(1)) if last is not None else None,
     )
 
 

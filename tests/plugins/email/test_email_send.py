@@ -197,3 +197,26 @@ def test_normalize_address() -> None:
     for bad in ("ann", "ann@", "@x.test", "a b@x.test", "ann@x..test"):
         with pytest.raises(ValueError):
             EmailChannel.normalize_address(bad)
+
+
+async def test_every_attempt_of_one_delivery_has_the_same_message_id_across_restarts(
+    make_channel: Callable[..., EmailChannel], core: Core, server_tls: ssl.SSLContext
+) -> None:
+    """A resend after a lost SMTP answer repeats the Message-ID, so receiving systems can drop the copy."""
+    server = FakeSmtpServer(tls_context=server_tls, users={SMTP_USER: SMTP_PASSWORD})
+    port = await server.start()
+    try:
+        first = make_channel(smtp_port=port)
+        await first.start()
+        receipt = await first.send(outbound())
+        await first.stop()
+        again = make_channel(smtp_port=port)  # a restarted daemon: the same saved channel state
+        await again.start()
+        resent = await again.send(outbound())
+        other = await again.send(outbound(delivery_id=99))
+        await again.stop()
+    finally:
+        await server.stop()
+    assert receipt.external_ids == resent.external_ids
+    assert other.external_ids != receipt.external_ids
+    assert [m.message["Message-ID"] for m in server.received][:2] == [receipt.external_id] * 2

@@ -15,6 +15,7 @@ from bridge import (
     ChannelState,
     ChannelUnavailable,
     DeliveryError,
+    DeliveryUncertain,
     OutboundMessage,
     WindowClosedError,
 )
@@ -48,6 +49,8 @@ async def test_text_inside_the_window_is_sent_with_metas_body(
         "to": "15550002222",
         "type": "text",
         "text": {"body": "Your parcel left today.", "preview_url": False},
+        # Meta returns it in the statuses: the core learns that this delivery reached WhatsApp.
+        "biz_opaque_callback_data": "carebridge:1",
     }
 
 
@@ -61,6 +64,12 @@ async def test_9000_characters_are_split_at_words_and_sent_in_order(
     assert len(fake.sent) == 3
     assert all(len(s.text or "") <= 4096 for s in fake.sent)
     assert " ".join(s.text or "" for s in fake.sent) == text, "no word cut, nothing lost, order kept"
+    # Only the last part names the delivery alone: its statuses mean the whole text arrived.
+    assert [s.payload["biz_opaque_callback_data"] for s in fake.sent] == [
+        "carebridge:1.0",
+        "carebridge:1.1",
+        "carebridge:1",
+    ]
     assert receipt.external_ids == tuple(s.id for s in fake.sent)
     assert [s.context for s in fake.sent] == ["wamid.QUOTED", None, None], "only the first part quotes"
 
@@ -160,16 +169,20 @@ async def test_pair_rate_limit_suggests_a_wait_and_retry_after_header_wins(
 
 
 @pytest.mark.usefixtures("open_window")
-async def test_gateway_error_without_json_and_dropped_connection_are_retryable(
+async def test_gateway_error_without_json_is_retryable_and_a_dropped_answer_is_uncertain(
     channel: WhatsAppChannel, fake: FakeWhatsAppCloud
 ) -> None:
-    fake.fail_next(FakeError(status=502, code=None), "disconnect")
+    fake.fail_next(FakeError(status=502, code=None), "disconnect", "accept_drop")
     with pytest.raises(DeliveryError) as gateway:
         await channel.send(outbound())
-    with pytest.raises(DeliveryError) as dropped:
-        await channel.send(outbound())
     assert (gateway.value.retryable, gateway.value.code) == (True, "http_502")
-    assert (dropped.value.retryable, dropped.value.code) == (True, "network")
+    assert not isinstance(gateway.value, DeliveryUncertain)
+    # The whole request went out and the connection closed without an answer: Meta may have it.
+    for accepted in (0, 1):
+        with pytest.raises(DeliveryUncertain) as dropped:
+            await channel.send(outbound())
+        assert (dropped.value.retryable, dropped.value.code, dropped.value.confirmable) == (True, "answer_lost", True)
+        assert len(fake.sent) == accepted, "a plain drop accepts nothing; accept_drop keeps the message"
 
 
 async def test_unreachable_api_is_retryable(make_channel: Any, unused_tcp_port: int) -> None:
@@ -177,6 +190,7 @@ async def test_unreachable_api_is_retryable(make_channel: Any, unused_tcp_port: 
     with pytest.raises(DeliveryError) as info:
         await channel.send(outbound())
     assert info.value.retryable is True and info.value.code == "network"
+    assert not isinstance(info.value, DeliveryUncertain), "nothing was written: a plain retry"
 
 
 @pytest.mark.usefixtures("open_window")
