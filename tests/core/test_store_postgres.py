@@ -168,6 +168,22 @@ async def test_healthz_and_metrics_report_the_backend_pool_and_primary(tmp_path,
         text = bridge.metrics.render()[0].decode()
         assert 'carebridge_store_up{backend="postgresql"} 1.0' in text
         assert 'carebridge_store_pool_connections{state="max"} 3.0' in text
+        assert "carebridge_store_writable 1.0" in text and "carebridge_store_failed_commits_total 0.0" in text
+        assert "carebridge_store_wal_bytes" not in text and "wal_bytes" not in store  # the server's WAL is its own
+    finally:
+        await bridge.close()
+
+
+async def test_on_sqlite_healthz_and_metrics_name_the_backend_and_keep_the_wal_figures(tmp_path) -> None:
+    bridge = await make_bridge(tmp_path)
+    try:
+        store = bridge.health()["store"]
+        assert (store["status"], store["backend"], store["writable"]) == ("ok", "sqlite", True)
+        assert store["wal_bytes"] >= 0 and "pool" not in store
+        text = bridge.metrics.render()[0].decode()
+        assert 'carebridge_store_up{backend="sqlite"} 1.0' in text and "carebridge_store_writable 1.0" in text
+        assert "carebridge_store_wal_bytes" in text and 'carebridge_store_checkpoints_total{result="restart"}' in text
+        assert "carebridge_store_pool_connections" not in text
     finally:
         await bridge.close()
 
