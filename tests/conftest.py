@@ -11,9 +11,13 @@ from __future__ import annotations
 import ipaddress
 import socket
 import textwrap
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from tests.core.test_store_kit import Backend
+from tests.pg import PostgresServer, running_server
 
 ACME_PLUGIN = '''
 """Acme Chat: a tiny third-party channel used by the core's tests."""
@@ -210,3 +214,26 @@ def _loopback_only(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(socket.socket, "connect", connect)
     monkeypatch.setattr(socket.socket, "connect_ex", connect_ex)
     monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[PostgresServer]:
+    """A real PostgreSQL server for the whole session, started on first use (see tests/pg.py)."""
+    with running_server() as server:
+        yield server
+
+
+@pytest.fixture
+def pg_dsn(pg_server: PostgresServer) -> Iterator[str]:
+    """A fresh, empty PostgreSQL database for one test; dropped afterwards."""
+    dsn = pg_server.new_database()
+    yield dsn
+    pg_server.drop_database(dsn)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def backend(request: pytest.FixtureRequest) -> Backend:
+    """Each store backend in turn (PostgreSQL on a fresh database of the session's server)."""
+    if request.param == "postgresql":
+        return Backend("postgresql", request.getfixturevalue("pg_dsn"), request.getfixturevalue("pg_server"))
+    return Backend("sqlite")

@@ -140,7 +140,7 @@ class Bridge:
         self.store = await Store.open(self.config.store, clock=self.clock)
         self._opened.append("store")
         self.events = EventHub(self.store, self.masker)
-        self.metrics.watch_store(self.store.stats)
+        self.metrics.watch_store(self.store.stats, self.store.backend)
         self.http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60, connect=10))
         self._opened.append("http")
         self.scheduler = AsyncIOScheduler(event_loop=asyncio.get_running_loop())
@@ -319,7 +319,10 @@ class Bridge:
         """Run the retention purge; a failure is logged and retried next interval."""
         days = self.config.retention.closed_after_days
         try:
-            counts = await self.store.purge_closed(days)
+            async with self.store.exclusive("retention") as mine:  # one daemon of several on one database
+                if not mine:
+                    return
+                counts = await self.store.purge_closed(days)
         except Exception:  # boundary: a failed purge must not stop the scheduler
             log.exception("retention purge failed")
             return
@@ -339,7 +342,10 @@ class Bridge:
             return
         idle_for = self.config.retention.close_idle_after
         try:
-            closed = await self.relay.write(lambda tx: close_idle(tx, rctx, idle_for))
+            async with self.store.exclusive("close_idle") as mine:
+                if not mine:
+                    return
+                closed = await self.relay.write(lambda tx: close_idle(tx, rctx, idle_for))
         except Exception:  # boundary: a failed run must not stop the scheduler
             log.exception("closing idle conversations failed")
             return
@@ -373,7 +379,12 @@ class Bridge:
         """
         keep = max(FAILURES_KEEP, self.config.security.lockout)
         try:
-            removed: tuple[int, int] = await self.store.write(lambda tx: tx.sessions.purge(tx.now(), tx.now() - keep))
+            async with self.store.exclusive("sessions") as mine:
+                if not mine:
+                    return 0, 0
+                removed: tuple[int, int] = await self.store.write(
+                    lambda tx: tx.sessions.purge(tx.now(), tx.now() - keep)
+                )
         except Exception:  # boundary: a failed clean-up must not stop the scheduler
             log.exception("session clean-up failed")
             return 0, 0

@@ -38,8 +38,11 @@ class Metrics:
     :ivar inbound_refused: Counter(channel, reason) — inbound messages refused without effect.
 
     ``watch_store`` adds the store's own figures, read at each scrape:
-    ``carebridge_store_failed_commits_total``, ``carebridge_store_writable``,
-    ``carebridge_store_wal_bytes`` and ``carebridge_store_checkpoints_total{result}``.
+    ``carebridge_store_up{backend}`` (1 while the store takes writes; on
+    PostgreSQL also reachable and a primary), ``carebridge_store_failed_commits_total``,
+    ``carebridge_store_writable``; SQLite: ``carebridge_store_wal_bytes`` and
+    ``carebridge_store_checkpoints_total{result}``; PostgreSQL:
+    ``carebridge_store_pool_connections{state}`` (size, in_use, max, waiting).
     """
 
     def __init__(self) -> None:
@@ -86,9 +89,9 @@ class Metrics:
             registry=r,
         )
 
-    def watch_store(self, stats: Callable[[], Mapping[str, float]]) -> None:
+    def watch_store(self, stats: Callable[[], Mapping[str, float]], backend: str) -> None:
         """Expose the store's figures (``Store.stats``), read at every scrape."""
-        self.registry.register(_StoreCollector(stats))
+        self.registry.register(_StoreCollector(stats, backend))
 
     def render(self) -> tuple[bytes, str]:
         """Return the Prometheus text exposition and its content type."""
@@ -98,17 +101,30 @@ class Metrics:
 class _StoreCollector(Collector):
     """The store's counters as Prometheus metrics, read when scraped (they live on the writer thread)."""
 
-    def __init__(self, stats: Callable[[], Mapping[str, float]]) -> None:
+    def __init__(self, stats: Callable[[], Mapping[str, float]], backend: str) -> None:
         self._stats = stats
+        self._backend = backend
 
     def collect(self) -> Iterator[Metric]:
         stats = self._stats()
+        up = GaugeMetricFamily("carebridge_store_up", "1 while the store takes writes", labels=["backend"])
+        up.add_metric([self._backend], stats["up"])
+        yield up
         yield CounterMetricFamily(
             "carebridge_store_failed_commits",
             "Writes the store could not commit (disk full or read-only, I/O error, lock held too long)",
             value=stats["failed_commits"],
         )
         yield GaugeMetricFamily("carebridge_store_writable", "1 while the store can write", value=stats["writable"])
+        if "pool_max" in stats:  # PostgreSQL: the pooled read connections
+            pool = GaugeMetricFamily(
+                "carebridge_store_pool_connections", "The store's read connections by state", labels=["state"]
+            )
+            for state in ("size", "in_use", "max", "waiting"):
+                pool.add_metric([state], stats[f"pool_{state}"])
+            yield pool
+        if "wal_bytes" not in stats:  # SQLite only: its write-ahead log and checkpoints
+            return
         yield GaugeMetricFamily("carebridge_store_wal_bytes", "Size of the write-ahead log", value=stats["wal_bytes"])
         checkpoints = CounterMetricFamily(
             "carebridge_store_checkpoints",

@@ -25,7 +25,8 @@ __all__ = ["add_config_option", "build_parser", "main"]
 
 # Core subcommand modules, in the order ``--help`` lists them.
 _SUBCOMMANDS = (
-    "init", "run", "check_config", "plugins", "plugin", "agent", "keys", "gdpr", "retention", "audit", "simulate",
+    "init", "run", "check_config", "plugins", "plugin", "agent", "keys", "gdpr", "retention", "audit", "store",
+    "simulate",
 )  # fmt: skip
 
 

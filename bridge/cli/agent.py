@@ -136,7 +136,7 @@ def _with_store(config: Any, fn: Callable[[Any], Any], *, read: bool = False, mu
 
 def _refuse_taken(config: Any, name: str, address: Address) -> None:
     """Say "taken" before asking for a password (the write checks again, atomically)."""
-    if not Path(config.store.path).exists():
+    if not Path(config.store.path).exists():  # no SQLite store yet (PostgreSQL: the write checks, atomically)
         return
 
     def check(tx: Any) -> None:

@@ -19,7 +19,9 @@ def run_daemon(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     setup_logging(config.logging.level)
     registry = getattr(args, "plugin_registry", None)
-    mask_secrets(secrets_in(config.channels, registry.channels if registry is not None else None))
+    # The store's DSN may carry a database password: never in a log line either.
+    dsn = [config.store.dsn] if config.store.dsn else []
+    mask_secrets([*secrets_in(config.channels, registry.channels if registry is not None else None), *dsn])
     from bridge import __version__
 
     log.info("carebridge %s starting with %s", __version__, config.describe())

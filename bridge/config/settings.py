@@ -33,6 +33,7 @@ ENV_VAR = "CAREBRIDGE_CONFIG"
 DEFAULT_FILE = "bridge.toml"
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 SYNCHRONOUS = ("off", "normal", "full", "extra")
+STORE_BACKENDS = ("sqlite", "postgresql")
 SENSITIVE_POLICIES = ("redact", "block", "allow")
 _CHANNEL_NAME = re.compile(r"^[a-z][a-z0-9_-]*$")
 #: What runs with no file at all: the console and the website chat, which need no secrets (DESIGN §12).
@@ -85,12 +86,19 @@ class StoreConfig:
 
     ``key`` stays a reference (``file:/abs/path``, ``env:NAME``,
     ``credential:NAME``): the store loads it, so the key itself never sits in
-    this object.
+    this object. ``backend`` is ``sqlite`` (the embedded file at ``path``) or
+    ``postgresql`` (the database named by ``dsn``, a resolved secret hidden
+    from ``repr``; several daemons may share it). Media files live in the
+    directory beside ``path`` with either backend. ``pool_size`` bounds the
+    PostgreSQL connections one daemon holds for reads.
     """
 
     path: Path = Path("var/carebridge.db")
     key: str = "file:var/master.key"
     synchronous: str = "full"
+    backend: str = "sqlite"
+    dsn: str = field(default="", repr=False)
+    pool_size: int = 4
 
 
 @dataclass(frozen=True)
@@ -128,7 +136,10 @@ class DeliveryConfig:
     the platform's own report of it before sending again. ``max_parts_per_message``:
     the most platform messages one relayed text may become (the rest is left
     in the console). ``max_backlog_age``: /healthz says ``degraded`` once the
-    oldest waiting delivery is older (0: never).
+    oldest waiting delivery is older (0: never). ``lease``: with several
+    daemons on one PostgreSQL database, how long a daemon holds the rows it
+    is sending (renewed while a send lasts); a dead daemon's rows go to the
+    others after at most this long.
     """
 
     max_attempts: int = 8
@@ -138,6 +149,7 @@ class DeliveryConfig:
     confirm_wait: float = 30.0
     max_parts_per_message: int = 4
     max_backlog_age: float = 900.0
+    lease: float = 30.0
 
 
 @dataclass(frozen=True)
@@ -223,7 +235,17 @@ _SCHEMA: dict[str, tuple[type, dict[str, Parser]]] = {
     ),
     "logging": (LoggingConfig, {"level": cv.choice(LOG_LEVELS)}),
     "plugins": (PluginsConfig, {"required": cv.names}),
-    "store": (StoreConfig, {"path": cv.path, "key": cv.key_ref, "synchronous": cv.choice(SYNCHRONOUS)}),
+    "store": (
+        StoreConfig,
+        {
+            "path": cv.path,
+            "key": cv.key_ref,
+            "synchronous": cv.choice(SYNCHRONOUS),
+            "backend": cv.choice(STORE_BACKENDS),
+            "dsn": cv.string,
+            "pool_size": cv.integer(1, 100),
+        },
+    ),
     "security": (
         SecurityConfig,
         {
@@ -255,6 +277,7 @@ _SCHEMA: dict[str, tuple[type, dict[str, Parser]]] = {
             "confirm_wait": cv.duration,
             "max_parts_per_message": cv.integer(1),
             "max_backlog_age": cv.duration,
+            "lease": cv.positive_duration,
         },
     ),
     "templates": (TemplatesConfig, {"file": cv.optional_path}),
@@ -341,6 +364,9 @@ def parse_config(data: Mapping[str, Any], *, path: Path | None, base_dir: Path) 
         missing = "server.tls_key" if server.tls_key is None else "server.tls_cert"
         raise ConfigError(f"{missing}: required when the other of tls_cert/tls_key is set")
     _check_server(server)
+    store: StoreConfig = sections["store"]
+    if store.backend == "postgresql" and not store.dsn.strip():
+        raise ConfigError('store.dsn: required when store.backend is postgresql (e.g. "env:CAREBRIDGE_DSN")')
     security: SecurityConfig = sections["security"]
     per_address = security.login_max_attempts_per_address
     if per_address and per_address <= security.login_max_attempts:

@@ -26,13 +26,22 @@ So a delivery is sent twice only when the process dies between a platform's
 answer and that commit (a crash, or a stop while the disk stays full), or
 when a lost answer is never confirmed, and then it is counted. Nothing is
 ever lost, since rows stay pending until an outcome is committed.
+
+Several daemons on one PostgreSQL database (``store.shared``): the planned
+rows are leased (``outbox.claim``, ``[delivery] lease``) before any send, and
+the leases of sends under way and of unrecorded outcomes are renewed, so
+each delivery is sent by one daemon; a dead daemon's rows go to the others
+when its leases run out. Other daemons' enqueues wake this one (NOTIFY).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import random
+import secrets
+import socket
 from collections import Counter
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
@@ -99,6 +108,12 @@ class OutboxWorker:
         self._stopping = False
         self._unsubscribe: Callable[[], None] | None = None
         self._gauges_at = float("-inf")
+        self._subscribed = False
+        self._renewed_at = float("-inf")
+        #: rows another daemon on the same database holds a live lease on: not before this time
+        self._leased_elsewhere: dict[int, float] = {}
+        #: who holds this worker's leases when daemons share a database (host, process, a random tag)
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
         self.depth = 0
         self.oldest_age = 0.0
         #: consecutive failed attempts per channel since its last success, and the last reason
@@ -116,6 +131,9 @@ class OutboxWorker:
 
     def start(self) -> None:
         """Start the loop (idempotent); pending rows from before a restart go first."""
+        if not self._subscribed:  # deliveries another daemon on the same database enqueued
+            self.store.subscribe("outbox", self.wake)
+            self._subscribed = True
         if self._task is None:
             self._stopping = False
             loop = asyncio.get_running_loop()
@@ -201,12 +219,18 @@ class OutboxWorker:
             if self.store.write_error is not None:
                 return STORE_RETRY
         concurrency = self.delivery.concurrency
-        exclude = (*self._inflight, *self._unrecorded.ids)
+        for delivery_id, until in list(self._leased_elsewhere.items()):
+            if until <= now:
+                del self._leased_elsewhere[delivery_id]
+        exclude = (*self._inflight, *self._unrecorded.ids, *self._leased_elsewhere)
         skip = tuple(self.stopped_channels)
         plan = await self.store.read(
             lambda tx: tx.outbox.due(now, exclude=exclude, per_channel=concurrency, skip_channels=skip)
         )
-        for delivery_id, channel, behind_hold in plan.rows:
+        rows = plan.rows
+        if self.store.shared:
+            rows = await self._claim(rows, now)
+        for delivery_id, channel, behind_hold in rows:
             if self._per_channel[channel] >= concurrency:
                 continue
             self._per_channel[channel] += 1
@@ -214,9 +238,39 @@ class OutboxWorker:
                 self._deliver(delivery_id, channel, behind_hold), name=f"carebridge-delivery-{delivery_id}"
             )
             self._inflight[delivery_id] = task
-        soonest = [t for t in (plan.next_at, self._unrecorded.next_try()) if t is not None]
+        lease_ends = min(self._leased_elsewhere.values(), default=None)
+        soonest = [t for t in (plan.next_at, self._unrecorded.next_try(), lease_ends) if t is not None]
         sleep = min([IDLE_POLL, *(t - now for t in soonest)])
         return max(0.0, sleep)
+
+    async def _claim(self, rows: list[tuple[int, str, bool]], now: float) -> list[tuple[int, str, bool]]:
+        """Several daemons on one database: keep only the rows this one could lease, renew the leases it holds.
+
+        Rows another daemon holds wait (in ``_leased_elsewhere``) until its
+        lease runs out, which is when a dead daemon's deliveries come to the
+        others. The leases renewed are those of the sends under way and of the
+        outcomes kept until the store takes them (``unrecorded``): no other
+        daemon sends those meanwhile.
+        """
+        until = now + self.delivery.lease
+        inflight = [*self._inflight, *self._unrecorded.ids]
+        wanted = [r[0] for r in rows if self._per_channel[r[1]] < self.delivery.concurrency]
+        if not wanted and not (inflight and now - self._renewed_at >= self.delivery.lease / 3):
+            return []
+        owner = self.owner
+
+        def claim(tx: Tx) -> tuple[list[int], dict[int, float]]:
+            if inflight:
+                tx.outbox.renew(inflight, owner, until)
+            got = tx.outbox.claim(wanted, owner, until)
+            return got, tx.outbox.leased_elsewhere([i for i in wanted if i not in got], owner)
+
+        got, elsewhere = await self.store.write(claim)
+        if inflight:
+            self._renewed_at = now
+        self._leased_elsewhere.update(elsewhere)
+        mine = set(got)
+        return [r for r in rows if r[0] in mine]
 
     async def _flush_unrecorded(self, now: float) -> None:
         for delivery_id, write, what in self._unrecorded.due(now):

@@ -21,13 +21,21 @@ primitives (the backend seam: SQL, clock, ids, sealing, blind indexes, data
 keys). Callers speak in domain terms; statements, encryption rules and the
 schema (``bridge.store.schema``, numbered migrations) stay here.
 
+Backends: ``[store] backend = "sqlite"`` (``bridge.store.engine``, the
+default: one encrypted file, one daemon) or ``"postgresql"``
+(``bridge.store.postgres``: one database shared by several daemons, with the
+same envelope encryption, blind indexes and crypto-shredding). ``Store.open``
+picks one; its callers cannot tell them apart. Migrations are one list for
+both (SQLite DDL, translated for PostgreSQL by ``bridge.store.postgres.dialect``).
+
 Errors: ``KeyMismatchError`` (wrong master key, checked before any write),
 ``StoreError`` (missing key with an existing database, newer schema, unusable
 file), ``IntegrityError`` (a tampered or moved ciphertext; has ``table``,
 ``column``, ``row_id``), ``UnknownRecordError`` (no such contact/conversation).
 
 Plaintext text columns hold no personal data: ``outbox.last_error`` is passed
-through :func:`bridge.store.scrub.scrub_error` by triggers (migration 2).
+through :func:`bridge.store.scrub.scrub_error` by the outbox repository (and,
+on SQLite, by migration 2's triggers as well).
 """
 
 from __future__ import annotations

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import inspect
 import logging
 import os
@@ -27,7 +28,7 @@ import queue
 import sqlite3
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
@@ -89,7 +90,16 @@ class StoreSettings(Protocol):
 
 
 class Store:
-    """The encrypted local store; build it with ``await Store.open(config.store)``."""
+    """The encrypted store; build it with ``await Store.open(config.store)``.
+
+    This class is the SQLite backend; ``[store] backend = "postgresql"`` makes
+    ``open`` return ``bridge.store.postgres.engine.PostgresStore``, a subclass
+    with the same interface.
+    """
+
+    backend = "sqlite"
+    #: Whether other daemons write the same database (they then claim outbox rows before sending).
+    shared = False
 
     def __init__(self) -> None:  # use Store.open()
         self.path: Path = Path()
@@ -130,6 +140,12 @@ class Store:
         :raises StoreError: missing key with an existing database, a database
             newer than this code, or an unusable file.
         """
+        if cls is Store and getattr(settings, "backend", "sqlite") == "postgresql":
+            from bridge.store.postgres.engine import PostgresStore
+
+            return await PostgresStore.open(
+                settings, create_missing_key=create_missing_key, must_exist=must_exist, clock=clock
+            )
         if must_exist and not await asyncio.to_thread(Path(settings.path).exists):
             raise StoreError(f"no store at {settings.path}")
         store = cls()
@@ -252,6 +268,7 @@ class Store:
         writable = self.write_error is None
         return {
             "status": "ok" if running and writable else "error",
+            "backend": self.backend,
             "schema_version": self.schema_version,
             "path": str(self.path),
             "writable": writable,
@@ -261,9 +278,10 @@ class Store:
         }
 
     def stats(self) -> dict[str, float]:
-        """Figures for /metrics: failed commits, whether the store can write, WAL size, checkpoints."""
+        """Figures for /metrics: up (as /healthz's ``status``), failed commits, writable, WAL size, checkpoints."""
         checkpointer = self._checkpointer
         return {
+            "up": 1.0 if self.health()["status"] == "ok" else 0.0,
             "failed_commits": float(self.failed_commits),
             "writable": 1.0 if self.write_error is None else 0.0,
             "wal_bytes": float(self.wal_bytes()),
@@ -286,8 +304,8 @@ class Store:
     async def probe(self) -> bool:
         """Try one small real write (a row of ``meta``); return whether the store can write again."""
 
-        def touch(_tx: Tx) -> None:
-            self._writer_conn.execute(
+        def touch(tx: Tx) -> None:
+            tx._session.execute(
                 "INSERT INTO meta (name, value) VALUES ('write_probe', ?)"
                 " ON CONFLICT (name) DO UPDATE SET value = excluded.value",
                 (repr(self._clock()).encode(),),
@@ -298,6 +316,18 @@ class Store:
         except StoreError:
             return False
         return self.write_error is None
+
+    def subscribe(self, topic: str, callback: Callable[[], None]) -> None:
+        """Be told when another daemon commits a change to ``topic`` (e.g. ``"outbox"``).
+
+        One daemon owns a SQLite file and wakes itself after its own commits,
+        so nothing is ever told here; the PostgreSQL store relays NOTIFYs.
+        """
+
+    @contextlib.asynccontextmanager
+    async def exclusive(self, name: str) -> AsyncIterator[bool]:
+        """Whether this daemon is the one to run job ``name`` now (always, with one daemon per file)."""
+        yield True
 
     async def purge_closed(
         self, days: float, *, chunk: int = 100, actor: str = "system:retention", progress: Progress | None = None
@@ -493,7 +523,7 @@ class Store:
                 except sqlite3.Error:
                     pass
                 session._end_fn(False)
-                if cannot_write(err):
+                if self._cannot_write(err):
                     refused = True
                     err = self._failed(err, 1, "the store cannot write")
                 outcomes.append((False, err))
@@ -521,15 +551,21 @@ class Store:
         if self._checkpointer is not None:
             self._checkpointer.after_commit(conn)
 
+    @staticmethod
+    def _cannot_write(err: BaseException) -> bool:
+        """Whether ``err`` is the store refusing writes (disk, lock, server), not a bug in one write."""
+        return cannot_write(err)
+
     def _failed(self, err: BaseException, writes: int, what: str) -> StoreError:
         """Count and report a write the store could not make; return what its caller gets."""
-        if not cannot_write(err):
+        if not self._cannot_write(err):
             return StoreError(f"{what}: {err}")
         self.failed_commits += writes
+        reason = (str(err).strip().splitlines() or [type(err).__name__])[0]
         if self.write_error is None:
-            log.error("the store cannot write (%s): %s; writes fail until it can", what, err)
-        self.write_error = f"{what}: {err}"
-        failure = StoreWriteError(f"{what}: {err}")
+            log.error("the store cannot write (%s): %s; writes fail until it can", what, reason)
+        self.write_error = f"{what}: {reason}"
+        failure = StoreWriteError(f"{what}: {reason}")
         failure.__cause__ = err
         return failure
 

@@ -22,7 +22,6 @@ nor caches keys of another epoch.
 from __future__ import annotations
 
 import logging
-import sqlite3
 import threading
 from pathlib import Path
 from typing import NamedTuple
@@ -31,6 +30,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from bridge.errors import IntegrityError, KeyMismatchError, StoreError
 from bridge.store import crypto
+from bridge.store.dbapi import Connection, is_integrity_error
 from bridge.store.keyfile import key_file_path, load_master_key
 
 log = logging.getLogger("carebridge.store")
@@ -76,11 +76,11 @@ def seal_key_check(master: bytes) -> bytes:
     return crypto.seal(crypto.cipher(master), _KEY_CHECK_AAD, _KEY_CHECK_PLAIN)
 
 
-def key_matches(conn: sqlite3.Connection, master: bytes) -> bool | None:
+def key_matches(conn: Connection, master: bytes) -> bool | None:
     """True/False whether ``master`` opens the key check; None when there is none yet."""
     try:
         row = conn.execute("SELECT value FROM meta WHERE name = ?", (KEY_CHECK_NAME,)).fetchone()
-    except sqlite3.OperationalError as err:
+    except Exception as err:  # sqlite3's OperationalError; PostgreSQL callers check for the table first
         if "no such table" in str(err):
             return None
         raise
@@ -129,7 +129,7 @@ class Keyring:
         return self._master_raw
 
     # -- master key -------------------------------------------------------
-    def ensure_current(self, conn: sqlite3.Connection) -> None:
+    def ensure_current(self, conn: Connection) -> None:
         """Make sure our master key is the database's, reloading it after a rotation.
 
         :raises KeyMismatchError: when neither the loaded key nor a fresh read matches.
@@ -168,7 +168,7 @@ class Keyring:
             self._set_master(new_master)
 
     # -- data keys --------------------------------------------------------
-    def load_secrets(self, conn: sqlite3.Connection) -> None:
+    def load_secrets(self, conn: Connection) -> None:
         """Unwrap the HMAC root key and derive the blind-index and audit keys."""
         row = conn.execute(
             "SELECT id, wrapped FROM keys WHERE owner_kind = ? AND owner_id = ?", (HMAC_ROOT.kind, HMAC_ROOT.id)
@@ -180,7 +180,7 @@ class Keyring:
         self.audit_key = crypto.derive(root, crypto.AUDIT_INFO)
 
     # -- epochs (data keys replaced by another process) ----------------------
-    def sync(self, conn: sqlite3.Connection) -> int:
+    def sync(self, conn: Connection) -> int:
         """Note the key epoch of the transaction just begun on ``conn``; a newer one empties the cache.
 
         Call it first thing in every transaction (it also fixes the snapshot).
@@ -205,7 +205,7 @@ class Keyring:
             return None
         return self._cache.get((owner.kind, owner.id))
 
-    def lookup(self, conn: sqlite3.Connection, owner: KeyOwner) -> tuple[int, AESGCM]:
+    def lookup(self, conn: Connection, owner: KeyOwner) -> tuple[int, AESGCM]:
         """Return ``(key id, cipher)`` of ``owner``'s existing key.
 
         :raises IntegrityError: when the owner has no key (erased, or never had one).
@@ -224,7 +224,7 @@ class Keyring:
             self.publish(owner, entry)
         return entry
 
-    def _unwrap(self, conn: sqlite3.Connection, key_id: int, wrapped: bytes) -> bytes:
+    def _unwrap(self, conn: Connection, key_id: int, wrapped: bytes) -> bytes:
         try:
             return unwrap(self._master, key_id, wrapped)
         except crypto.DecryptError:
@@ -237,7 +237,7 @@ class Keyring:
             ) from err
 
     def create(
-        self, conn: sqlite3.Connection, owner: KeyOwner, key_id: int, now: float, raw: bytes | None = None
+        self, conn: Connection, owner: KeyOwner, key_id: int, now: float, raw: bytes | None = None
     ) -> tuple[int, AESGCM]:
         """Insert a new wrapped data key for ``owner`` (not cached until commit)."""
         self.ensure_current(conn)
@@ -247,7 +247,9 @@ class Keyring:
                 "INSERT INTO keys(id, owner_kind, owner_id, wrapped, created_at) VALUES (?, ?, ?, ?, ?)",
                 (key_id, owner.kind, owner.id, wrap(self._master, key_id, raw), now),
             )
-        except sqlite3.IntegrityError as err:
+        except Exception as err:
+            if not is_integrity_error(err):
+                raise
             raise StoreError(f"{owner.kind} {owner.id} already has a data key") from err
         return key_id, crypto.cipher(raw)
 
@@ -257,7 +259,7 @@ class Keyring:
             if self._current():
                 self._cache[(owner.kind, owner.id)] = entry
 
-    def prune(self, conn: sqlite3.Connection) -> int:
+    def prune(self, conn: Connection) -> int:
         """Forget cached keys whose rows another process deleted or replaced (``gdpr erase``, a rekey)."""
         if not self._cache:
             return 0
@@ -272,7 +274,7 @@ class Keyring:
         """Forget ``owner``'s unwrapped key (crypto-shredding)."""
         self._cache.pop((owner.kind, owner.id), None)
 
-    def rewrap_all(self, conn: sqlite3.Connection, new_master: bytes) -> int:
+    def rewrap_all(self, conn: Connection, new_master: bytes) -> int:
         """Re-wrap every data key and the key check under ``new_master``; return the count.
 
         Runs inside the caller's transaction; nothing is visible until it commits.

@@ -12,9 +12,15 @@ dedupe, sent ids, rotation, flags, early status reports; 110–119 pending
 channels' own state; 140–149 data protection). Append new
 migrations; never edit a released one.
 
-``fn(db)`` receives a :class:`sqlite_utils.Database` wrapping the writer
-connection (``db.conn`` is the plain :mod:`sqlite3` connection) and must not
-commit; it runs inside the migration's transaction.
+``fn(db)`` runs inside the migration's transaction and must not commit.
+One list serves both backends: on SQLite ``db`` is a
+:class:`sqlite_utils.Database` wrapping the writer connection; on PostgreSQL
+it is ``bridge.store.postgres.migrate.PgMigrationDb``, whose ``execute``
+translates the same SQLite DDL (types, serial ids, foreign keys, triggers;
+see ``bridge.store.postgres.dialect``). So write plain SQLite statements
+through ``db.execute``; where the dialects must differ, say so explicitly
+with :func:`sqlite_only` / :func:`postgresql_only` (native statements of that
+backend) or branch on :func:`dialect`.
 """
 
 from __future__ import annotations
@@ -22,13 +28,15 @@ from __future__ import annotations
 import sqlite3
 import time
 from collections.abc import Callable
+from typing import Any
 
 import sqlite_utils
 
 from bridge.errors import StoreError
 from bridge.store import scrub
 
-Migration = Callable[[sqlite_utils.Database], None]
+#: ``fn(db)``: ``db`` is a ``sqlite_utils.Database`` or a ``PgMigrationDb`` (both have ``execute``).
+Migration = Callable[[Any], None]
 
 _MIGRATIONS: dict[int, tuple[str, Migration]] = {}
 
@@ -45,6 +53,25 @@ def register_migration(number: int, fn: Migration, *, name: str | None = None) -
             return
         raise ValueError(f"migration {number} is already registered as {existing[0]}")
     _MIGRATIONS[number] = (label, fn)
+
+
+def dialect(db: object) -> str:
+    """``"sqlite"`` or ``"postgresql"``: the backend a migration runs on."""
+    return str(getattr(db, "dialect", "sqlite"))
+
+
+def sqlite_only(db: Any, *statements: str) -> None:
+    """Run SQLite-only statements (on PostgreSQL they are skipped: the caller says what replaces them)."""
+    if dialect(db) == "sqlite":
+        for statement in statements:
+            db.execute(statement)
+
+
+def postgresql_only(db: Any, *statements: str) -> None:
+    """Run native PostgreSQL statements, untranslated (skipped on SQLite)."""
+    if dialect(db) == "postgresql":
+        for statement in statements:
+            db.execute_native(statement)
 
 
 def migrations() -> list[tuple[int, str, Migration]]:
@@ -258,17 +285,34 @@ CREATE TABLE audit_log(
   prev_hash BLOB NOT NULL,
   hash BLOB NOT NULL);
 CREATE INDEX audit_log_subject ON audit_log(subject);
-CREATE TRIGGER audit_log_no_update BEFORE UPDATE ON audit_log
-  BEGIN SELECT RAISE(ABORT, 'audit_log is append-only'); END;
-CREATE TRIGGER audit_log_no_delete BEFORE DELETE ON audit_log
-  BEGIN SELECT RAISE(ABORT, 'audit_log is append-only'); END;
 """
 
+# The audit log is append-only: each backend refuses UPDATE and DELETE (and on
+# PostgreSQL TRUNCATE, which row triggers do not see) in its own dialect.
+_M001_AUDIT_SQLITE = (
+    "CREATE TRIGGER audit_log_no_update BEFORE UPDATE ON audit_log\n"
+    "  BEGIN SELECT RAISE(ABORT, 'audit_log is append-only'); END;",
+    "CREATE TRIGGER audit_log_no_delete BEFORE DELETE ON audit_log\n"
+    "  BEGIN SELECT RAISE(ABORT, 'audit_log is append-only'); END;",
+)
+_M001_AUDIT_POSTGRESQL = (
+    "CREATE FUNCTION audit_log_append_only() RETURNS trigger LANGUAGE plpgsql AS $$"
+    " BEGIN RAISE EXCEPTION 'audit_log is append-only' USING ERRCODE = 'integrity_constraint_violation'; END $$",
+    "CREATE TRIGGER audit_log_no_update BEFORE UPDATE ON audit_log FOR EACH ROW"
+    " EXECUTE FUNCTION audit_log_append_only()",
+    "CREATE TRIGGER audit_log_no_delete BEFORE DELETE ON audit_log FOR EACH ROW"
+    " EXECUTE FUNCTION audit_log_append_only()",
+    "CREATE TRIGGER audit_log_no_truncate BEFORE TRUNCATE ON audit_log FOR EACH STATEMENT"
+    " EXECUTE FUNCTION audit_log_append_only()",
+)
 
-def m001_initial(db: sqlite_utils.Database) -> None:
+
+def m001_initial(db: Any) -> None:
     """The initial schema: every table of the contract (see COMMON schema)."""
     for statement in _split(_M001):
         db.execute(statement)
+    sqlite_only(db, *_M001_AUDIT_SQLITE)
+    postgresql_only(db, *_M001_AUDIT_POSTGRESQL)
 
 
 def _split(script: str) -> list[str]:
@@ -287,10 +331,14 @@ def _split(script: str) -> list[str]:
     return statements
 
 
-def m002_scrub_last_error(db: sqlite_utils.Database) -> None:
-    """``outbox.last_error`` never holds an address or id (see :mod:`bridge.store.scrub`)."""
-    for statement in scrub.M002_STATEMENTS:
-        db.execute(statement)
+def m002_scrub_last_error(db: Any) -> None:
+    """``outbox.last_error`` never holds an address or id (see :mod:`bridge.store.scrub`).
+
+    SQLite: triggers calling the connection's ``carebridge_scrub`` function.
+    PostgreSQL has no such function: the outbox repository scrubs every value
+    before writing it (it does so on SQLite too; the triggers stay as a net).
+    """
+    sqlite_only(db, *scrub.M002_STATEMENTS)
 
 
 register_migration(1, m001_initial)
@@ -469,11 +517,15 @@ def _head(row: str, *, template: bool = False) -> str:
     return f"(SELECT MIN(id) FROM outbox WHERE status = 'pending'{only} AND {_stream(row)})"
 
 
-def _relink(row: str) -> str:
-    """Trigger body: clear the marks that are no longer true in ``row``'s stream, then set the right ones."""
+def _relink(row: str, *, turns: bool = False) -> str:
+    """Trigger body: clear the marks that are no longer true in ``row``'s stream, then set the right ones.
+
+    :param turns: first wait for the stream's turn (PostgreSQL, see ``_M103_TURN``).
+    """
     first, template = _head(row), _head(row, template=True)
+    turn = _M103_TURN.format(row=row) if turns else ""
     return (
-        f"UPDATE outbox SET in_line = 0 WHERE in_line = 1 AND {_stream(row)}"
+        f"{turn}UPDATE outbox SET in_line = 0 WHERE in_line = 1 AND {_stream(row)}"
         f" AND id IS NOT {first} AND id IS NOT {template};"
         f" UPDATE outbox SET in_line = 1 WHERE in_line = 0 AND id IN ({first}, {template});"
     )
@@ -502,20 +554,57 @@ _M103 = (
         " AND t.recipient_kind = outbox.recipient_kind AND t.recipient_id = outbox.recipient_id"
         " AND t.channel = outbox.channel)))"
     ),
-    f"CREATE TRIGGER outbox_line_insert AFTER INSERT ON outbox WHEN NEW.status = 'pending' BEGIN {_relink('NEW')} END",
-    (
-        "CREATE TRIGGER outbox_line_status AFTER UPDATE OF status ON outbox"
-        " WHEN OLD.status IS NOT NEW.status AND (OLD.status = 'pending' OR NEW.status = 'pending')"
-        f" BEGIN {_relink('NEW')} END"
-    ),
-    f"CREATE TRIGGER outbox_line_delete AFTER DELETE ON outbox WHEN OLD.status = 'pending' BEGIN {_relink('OLD')} END",
+)
+
+# Several daemons on one PostgreSQL database change a stream from several
+# transactions at once, where SQLite's one writer takes turns by itself: a
+# trigger that did not see another's uncommitted change (a new row, the head
+# sent) could leave a stream with no row in line for good. So on PostgreSQL
+# each firing first takes the stream's transaction-scoped advisory lock; the
+# writer runs READ COMMITTED, so the trigger's statements after the lock see
+# every change committed by whoever held it before.
+_M103_TURN = (
+    "SELECT pg_advisory_xact_lock(hashtextextended('carebridge:outbox-line:' || {row}.recipient_kind"
+    " || ':' || {row}.recipient_id || ':' || {row}.channel, 0)); "
 )
 
 
-def m103_outbox_line(db: sqlite_utils.Database) -> None:
+def _m103_triggers(*, turns: bool) -> tuple[str, ...]:
+    """The triggers that keep the line (the same on both backends but for ``turns``)."""
+    return (
+        (
+            "CREATE TRIGGER outbox_line_insert AFTER INSERT ON outbox WHEN NEW.status = 'pending'"
+            f" BEGIN {_relink('NEW', turns=turns)} END"
+        ),
+        (
+            "CREATE TRIGGER outbox_line_status AFTER UPDATE OF status ON outbox"
+            " WHEN OLD.status IS NOT NEW.status AND (OLD.status = 'pending' OR NEW.status = 'pending')"
+            f" BEGIN {_relink('NEW', turns=turns)} END"
+        ),
+        (
+            "CREATE TRIGGER outbox_line_delete AFTER DELETE ON outbox WHEN OLD.status = 'pending'"
+            f" BEGIN {_relink('OLD', turns=turns)} END"
+        ),
+    )
+
+
+def m103_outbox_line(db: Any) -> None:
     """The outbox's line (``in_line`` kept by triggers), partial indexes of open rows, ``uncertain_at``."""
-    for statement in _M103:
+    for statement in (*_M103, *_m103_triggers(turns=dialect(db) == "postgresql")):
         db.execute(statement)
 
 
 register_migration(103, m103_outbox_line)
+
+
+def m190_outbox_leases(db: Any) -> None:
+    """Leases on outbox rows: several daemons on one database send each delivery once.
+
+    A daemon claims the rows it is about to send (``lease_owner``, ``lease_until``);
+    another daemon takes a row only once its lease has run out (its daemon died).
+    """
+    db.execute("ALTER TABLE outbox ADD COLUMN lease_owner TEXT")
+    db.execute("ALTER TABLE outbox ADD COLUMN lease_until REAL")
+
+
+register_migration(190, m190_outbox_leases)

@@ -7,6 +7,11 @@ is the SQLite implementation, used by the engine's writer and reader
 threads; a session is valid only while one ``store.write``/``store.read``
 function runs. Nothing outside ``bridge.store`` sees a session or a
 connection: write functions get a :class:`bridge.store.tx.Tx`.
+
+:class:`KeyedSession` holds what every backend shares (data keys created and
+forgotten with savepoints, sealing, callbacks after commit or rollback) on
+any DB-API style connection; ``SqliteSession`` adds SQLite's ids and WAL
+checkpoint, ``bridge.store.postgres.session.PgSession`` PostgreSQL's.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from bridge.errors import IntegrityError, StoreError
 from bridge.store import crypto
+from bridge.store.dbapi import Connection
 from bridge.store.keyring import KeyOwner
 
 if TYPE_CHECKING:
@@ -51,10 +57,13 @@ class Session(Protocol):
 
     SQL is written once, in the dialect both SQLite and PostgreSQL accept
     (``?`` placeholders, ``ON CONFLICT``); a backend translates what it must.
+    ``row_locks`` ends a ``SELECT`` whose rows a write is about to claim:
+    ``""`` with one writer, ``" FOR UPDATE SKIP LOCKED"`` where daemons share the database.
     """
 
     media_dir: Path
     writable: bool
+    row_locks: str
 
     def execute(self, sql: str, params: Sequence[Any] = ..., /) -> Cursor: ...
 
@@ -92,16 +101,24 @@ class Session(Protocol):
 
     def checkpoint(self) -> None: ...
 
+    def serialize(self, name: str) -> None: ...
+
+    def blob_columns(self) -> list[tuple[str, str]]: ...
+
+    def notify(self, topic: str) -> None: ...
+
     @property
     def audit_key(self) -> bytes: ...
 
 
-class SqliteSession:
-    """:class:`Session` on one ``sqlite3`` connection (the writer's or the reader's)."""
+class KeyedSession:
+    """The backend-neutral part of a :class:`Session` on one connection (the writer's or a reader's)."""
+
+    row_locks = ""
 
     def __init__(
         self,
-        conn: sqlite3.Connection,
+        conn: Connection,
         keyring: Keyring,
         clock: Callable[[], float],
         media_dir: Path,
@@ -168,23 +185,23 @@ class SqliteSession:
         return self._clock()
 
     def next_id(self, table: str) -> int:
-        """The id the next row of ``table`` must be INSERTed with.
+        """The id the next row of ``table`` must be INSERTed with (each backend says how)."""
+        raise NotImplementedError
 
-        Ids are taken before sealing so the associated data can name the row.
-        On AUTOINCREMENT tables (all of the store's) they never repeat, even
-        after deletes; other tables continue from their highest id.
+    def serialize(self, name: str) -> None:
+        """Make writers that serialize on the same ``name`` take turns until this transaction ends.
+
+        One SQLite writer takes turns by itself; several daemons on one
+        PostgreSQL database need it where a row depends on the one before
+        (the audit chain, a person's first conversation).
         """
-        current = self._ids.get(table)
-        if current is None:
-            if not _IDENTIFIER.match(table):
-                raise ValueError(f"not a table name: {table!r}")
-            # sqlite_sequence is where SQLite keeps AUTOINCREMENT counters (dialect-specific).
-            row = self.conn.execute("SELECT seq FROM sqlite_sequence WHERE name = ?", (table,)).fetchone()
-            top = self.conn.execute(f"SELECT max(id) FROM {table}").fetchone()[0]  # noqa: S608 (fixed names)
-            current = max(row[0] if row else 0, top or 0)
-        current += 1
-        self._ids[table] = current
-        return current
+
+    def blob_columns(self) -> list[tuple[str, str]]:
+        """``(table, column)`` of every BLOB (sealed or index) column, from the backend's catalogue."""
+        raise NotImplementedError
+
+    def notify(self, topic: str) -> None:
+        """Tell other daemons on the same database, once this transaction commits, that ``topic`` changed."""
 
     def after_commit(self, callback: Callable[[], None]) -> None:
         """Run ``callback`` on the writer thread once this function's work is committed."""
@@ -263,6 +280,8 @@ class SqliteSession:
     def new_key(self, owner: KeyOwner) -> int:
         """Create and wrap a data key for ``owner``; return its key id."""
         self._require_writable()
+        # Wrapped under the master key in force: a rotation by another process waits, or is seen.
+        self.serialize("keys")
         entry = self.keyring.create(self.conn, owner, self.next_id("keys"), self.now())
         self._new_keys[owner] = entry
         self._fn_keys.append(owner)
@@ -320,13 +339,62 @@ class SqliteSession:
         return None if blob is None else self.open_text(owner, table, column, row_id, blob)
 
     def checkpoint(self) -> None:
-        """Copy the WAL into the database and truncate it (after erasures: no old page stays in it)."""
-        self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        """Make erased rows unreadable in the backend's own files (each backend says how)."""
 
     def blind(self, kind: str, value: str) -> bytes:
         """The blind index of ``value`` (HMAC under the store's index key), 16 bytes."""
         assert self.keyring.blind is not None
         return self.keyring.blind(kind, value)
+
+
+class SqliteSession(KeyedSession):
+    """:class:`Session` on one ``sqlite3`` connection (the writer's or the reader's)."""
+
+    conn: sqlite3.Connection
+
+    def __init__(
+        self,
+        conn: sqlite3.Connection,
+        keyring: Keyring,
+        clock: Callable[[], float],
+        media_dir: Path,
+        *,
+        writable: bool,
+    ) -> None:
+        super().__init__(conn, keyring, clock, media_dir, writable=writable)
+
+    def next_id(self, table: str) -> int:
+        """The id the next row of ``table`` must be INSERTed with.
+
+        Ids are taken before sealing so the associated data can name the row.
+        On AUTOINCREMENT tables (all of the store's) they never repeat, even
+        after deletes; other tables continue from their highest id.
+        """
+        current = self._ids.get(table)
+        if current is None:
+            if not _IDENTIFIER.match(table):
+                raise ValueError(f"not a table name: {table!r}")
+            # sqlite_sequence is where SQLite keeps AUTOINCREMENT counters (dialect-specific).
+            row = self.conn.execute("SELECT seq FROM sqlite_sequence WHERE name = ?", (table,)).fetchone()
+            top = self.conn.execute(f"SELECT max(id) FROM {table}").fetchone()[0]  # noqa: S608 (fixed names)
+            current = max(row[0] if row else 0, top or 0)
+        current += 1
+        self._ids[table] = current
+        return current
+
+    def blob_columns(self) -> list[tuple[str, str]]:
+        """``(table, column)`` of every BLOB column, from ``sqlite_master`` and ``pragma_table_info``."""
+        tables = [r[0] for r in self.conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+        return [
+            (table, column)
+            for table in tables
+            for _cid, column, kind, *_rest in self.conn.execute("SELECT * FROM pragma_table_info(?)", (table,))
+            if str(kind).upper() == "BLOB"
+        ]
+
+    def checkpoint(self) -> None:
+        """Copy the WAL into the database and truncate it (after erasures: no old page stays in it)."""
+        self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
 
 
 def _run_all(callbacks: list[Callable[[], None]]) -> None:

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 
 import pytest
 
 from bridge.config import load_config
 from bridge.store import Store
-from tests.core.test_store_kit import cli, raw, write_config
+from tests.core.test_store_kit import Backend, cli, raw, write_config
 
 
 def _append(config, count: int) -> None:
@@ -27,16 +26,19 @@ def _append(config, count: int) -> None:
 
 
 @pytest.fixture
-def logged(tmp_path):
-    config = write_config(tmp_path)
+def logged(tmp_path, backend):
+    config = backend.write_config(tmp_path)
     _append(config, 5)
-    return tmp_path, config, load_config(config).store.path
+    return tmp_path, config, backend
 
 
-def _tamper(db, *statements: str) -> None:
-    conn = raw(db)
-    conn.execute("DROP TRIGGER audit_log_no_update")
-    conn.execute("DROP TRIGGER audit_log_no_delete")
+def _tamper(backend, tmp_path, *statements: str) -> None:
+    conn = backend.raw(tmp_path)
+    if backend.postgresql:  # the table's owner can switch its triggers off
+        conn.execute("ALTER TABLE audit_log DISABLE TRIGGER USER")
+    else:
+        conn.execute("DROP TRIGGER audit_log_no_update")
+        conn.execute("DROP TRIGGER audit_log_no_delete")
     for statement in statements:
         conn.execute(statement)
     conn.close()
@@ -59,12 +61,15 @@ def test_intact_log_verifies_and_entries_read_back(logged) -> None:
 
 
 def test_append_only_triggers(logged) -> None:
-    _, _, db = logged
-    conn = raw(db)
-    with pytest.raises(sqlite3.DatabaseError, match="append-only"):
+    tmp_path, _, backend = logged
+    conn = backend.raw(tmp_path)
+    with pytest.raises(backend.database_error, match="append-only"):
         conn.execute("UPDATE audit_log SET action = 'x' WHERE id = 1")
-    with pytest.raises(sqlite3.DatabaseError, match="append-only"):
+    with pytest.raises(backend.database_error, match="append-only"):
         conn.execute("DELETE FROM audit_log WHERE id = 1")
+    if backend.postgresql:
+        with pytest.raises(backend.database_error, match="append-only"):
+            conn.execute("TRUNCATE audit_log")
     conn.close()
 
 
@@ -80,8 +85,8 @@ def test_append_only_triggers(logged) -> None:
     ],
 )  # fmt: skip
 def test_tampering_is_named(logged, statements, message) -> None:
-    tmp_path, config, db = logged
-    _tamper(db, *statements)
+    tmp_path, config, backend = logged
+    _tamper(backend, tmp_path, *statements)
     result = cli("audit", "verify", "-c", str(config), cwd=tmp_path)
     assert result.returncode == 1
     assert result.stderr.strip() == f"carebridge: audit log broken at {message}"
@@ -91,12 +96,13 @@ def test_recomputed_plain_hash_does_not_pass(logged) -> None:
     """Someone with only the file cannot re-chain: the chain is keyed."""
     import hashlib
 
-    tmp_path, config, db = logged
-    conn = raw(db)
+    tmp_path, config, backend = logged
+    conn = backend.raw(tmp_path)
     rows = conn.execute("SELECT id, prev_hash FROM audit_log ORDER BY id").fetchall()
     conn.close()
-    fake = hashlib.sha256(rows[-1][1] + b"forged").digest()
-    _tamper(db, f"UPDATE audit_log SET action = 'forged', hash = x'{fake.hex()}' WHERE id = 5")
+    fake = hashlib.sha256(bytes(rows[-1][1]) + b"forged").digest()
+    literal = f"'\\x{fake.hex()}'::bytea" if backend.postgresql else f"x'{fake.hex()}'"
+    _tamper(backend, tmp_path, f"UPDATE audit_log SET action = 'forged', hash = {literal} WHERE id = 5")
     result = cli("audit", "verify", "-c", str(config), cwd=tmp_path)
     assert result.returncode == 1 and "entry 5" in result.stderr
 
@@ -128,7 +134,7 @@ def test_truncated_chain_with_a_restored_head_is_caught_by_its_anchor(tmp_path) 
     anchor = _anchor(tmp_path, config)
     assert anchor.endswith(":5") and len(anchor.split(":")[0]) == 64
     assert cli("audit", "verify", "--anchor", anchor, "-c", str(config), cwd=tmp_path).returncode == 0
-    _tamper(db, "DELETE FROM audit_log WHERE id > 3")
+    _tamper(Backend("sqlite"), tmp_path, "DELETE FROM audit_log WHERE id > 3")
     conn = raw(db)
     conn.execute("UPDATE meta SET value = ? WHERE name = 'audit_head'", (head_at_3,))
     conn.close()

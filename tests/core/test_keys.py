@@ -58,8 +58,13 @@ async def _seed(cfg, count: int) -> None:
         await store.close()
 
 
-def test_rotate_file_key_in_place_and_refuse_old(tmp_path, monkeypatch) -> None:
-    config = write_config(tmp_path)
+def _env(backend, tmp_path, key: bytes, monkeypatch):
+    """Settings of ``backend``'s store reading ``key`` from the environment."""
+    return backend.settings(tmp_path, key=env_key_settings(tmp_path, key, monkeypatch).key)
+
+
+def test_rotate_file_key_in_place_and_refuse_old(tmp_path, monkeypatch, backend) -> None:
+    config = backend.write_config(tmp_path)
     cfg = load_config(config).store
     asyncio.run(_seed(cfg, 5))
     old = load_master_key(cfg.key)
@@ -73,8 +78,8 @@ def test_rotate_file_key_in_place_and_refuse_old(tmp_path, monkeypatch) -> None:
     assert not key_path.with_name("master.key.new").exists()
     assert asyncio.run(_names(cfg)) == [f"person {i}" for i in range(5)]
     with pytest.raises(KeyMismatchError, match="does not match"):
-        asyncio.run(_names(env_key_settings(tmp_path, old, monkeypatch)))
-    assert asyncio.run(_names(env_key_settings(tmp_path, new, monkeypatch))) == [f"person {i}" for i in range(5)]
+        asyncio.run(_names(_env(backend, tmp_path, old, monkeypatch)))
+    assert asyncio.run(_names(_env(backend, tmp_path, new, monkeypatch))) == [f"person {i}" for i in range(5)]
     assert cli("audit", "verify", "-c", str(config), cwd=tmp_path).returncode == 0
 
 
@@ -113,8 +118,8 @@ async def test_rotate_argument_errors(tmp_path) -> None:
         await rotate(settings(tmp_path), None)
 
 
-async def test_running_daemon_follows_a_rotation(tmp_path, monkeypatch) -> None:
-    cfg = settings(tmp_path)
+async def test_running_daemon_follows_a_rotation(tmp_path, monkeypatch, backend) -> None:
+    cfg = backend.settings(tmp_path)
     daemon = await Store.open(cfg)
     try:
         known = await daemon.write(lambda tx: tx.contacts.create(name="before"))
@@ -129,7 +134,7 @@ async def test_running_daemon_follows_a_rotation(tmp_path, monkeypatch) -> None:
         fresh = await daemon.write(lambda tx: tx.contacts.create(name="after"))
     finally:
         await daemon.close()
-    assert await _names(env_key_settings(tmp_path, new_key, monkeypatch)) == ["before", "unseen", "after"]
+    assert await _names(_env(backend, tmp_path, new_key, monkeypatch)) == ["before", "unseen", "after"]
     assert fresh == unseen + 1
 
 
@@ -221,9 +226,9 @@ def test_killed_rotation_leaves_exactly_one_working_key(tmp_path, monkeypatch) -
     assert {o[0] for o in outcomes} == {"old", "new"}, outcomes
 
 
-async def test_rotate_subprocess_while_the_daemon_keeps_writing(tmp_path, monkeypatch) -> None:
+async def test_rotate_subprocess_while_the_daemon_keeps_writing(tmp_path, monkeypatch, backend) -> None:
     """The CLI rotates while a running store creates contacts: no key may stay under the old master."""
-    config = write_config(tmp_path)
+    config = backend.write_config(tmp_path)
     cfg = load_config(config).store
     daemon = await Store.open(cfg)
     stop = asyncio.Event()
@@ -250,7 +255,7 @@ async def test_rotate_subprocess_while_the_daemon_keeps_writing(tmp_path, monkey
         await writer
         await daemon.close()
     assert len(created) > 10
-    names = await _names(env_key_settings(tmp_path, load_master_key(cfg.key), monkeypatch))
+    names = await _names(_env(backend, tmp_path, load_master_key(cfg.key), monkeypatch))
     assert names == [f"n{i}" for i in range(len(created))]
 
 

@@ -2,7 +2,10 @@
 
 The promise under test: every delivery reaches its recipient once, or a
 second time only where the README's delivery guarantee says so, and then it
-is counted (``carebridge_deliveries_possible_duplicates_total``).
+is counted (``carebridge_deliveries_possible_duplicates_total``). The lost
+answers and the cut-off sends run on both store backends (on PostgreSQL the
+worker leases each row before sending it); a PostgreSQL database that turns
+read-only stands in for SQLite's full disk.
 """
 
 from __future__ import annotations
@@ -15,12 +18,15 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 
 from bridge.app.bridge import Bridge
 from bridge.errors import StoreWriteError
 from bridge.models import StatusUpdate
-from tests.e2e.harness import add_agent, login, make_bridge, outbox_rows, retryable, wait_for
+from tests.core.test_store_kit import Backend
+from tests.e2e.harness import CHANNELS, add_agent, login, make_bridge, outbox_rows, retryable, wait_for
+from tests.pg import PostgresServer
 
 FAST = '[delivery]\nretry_base = "10ms"\nretry_max = "40ms"\nmax_attempts = 5\n'
 
@@ -31,9 +37,16 @@ def metric(bridge: Bridge, name: str, **labels: str) -> float:
     return float(value) if value is not None else 0.0
 
 
-async def _assigned(tmp_path: Path, extra: str, **kwargs: Any) -> Bridge:
+def _on(backend: Backend) -> str:
+    """The test channels, after the ``[store]`` keys of ``backend`` (PostgreSQL: the worker leases its rows)."""
+    if not backend.postgresql:
+        return CHANNELS
+    return f'backend = "postgresql"\ndsn = "{backend.dsn}"\n' + CHANNELS
+
+
+async def _assigned(tmp_path: Path, extra: str, backend: Backend | None = None, **kwargs: Any) -> Bridge:
     """A bridge with agent alice (on ``second``) logged in and customer ``cust`` (on ``memory``) assigned to her."""
-    bridge = await make_bridge(tmp_path, extra, **kwargs)
+    bridge = await make_bridge(tmp_path, extra, channels=_on(backend or Backend("sqlite")), **kwargs)
     _agent, secret = await add_agent(bridge, "alice", "second:alice")
     await login(bridge, "second", "alice", secret)
     mem, second = bridge.channels["memory"], bridge.channels["second"]
@@ -46,8 +59,10 @@ async def _statuses(bridge: Bridge) -> list[str]:
     return [r[3] for r in await outbox_rows(bridge) if r[2] == "contact"]
 
 
-async def test_a_lost_answer_waits_for_the_platforms_report_and_is_never_sent_again(tmp_path: Path) -> None:
-    bridge = await _assigned(tmp_path, FAST + 'confirm_wait = "1h"\n')
+async def test_a_lost_answer_waits_for_the_platforms_report_and_is_never_sent_again(
+    tmp_path: Path, backend: Backend
+) -> None:
+    bridge = await _assigned(tmp_path, backend=backend, extra=FAST + 'confirm_wait = "1h"\n')
     try:
         mem, second = bridge.channels["memory"], bridge.channels["second"]
         mem.lose_answers = 1  # accepted, then the connection drops
@@ -68,8 +83,10 @@ async def test_a_lost_answer_waits_for_the_platforms_report_and_is_never_sent_ag
         await bridge.close()
 
 
-async def test_a_lost_answer_nobody_reports_is_sent_again_after_confirm_wait_and_counted(tmp_path: Path) -> None:
-    bridge = await _assigned(tmp_path, FAST + 'confirm_wait = "300ms"\n')
+async def test_a_lost_answer_nobody_reports_is_sent_again_after_confirm_wait_and_counted(
+    tmp_path: Path, backend: Backend
+) -> None:
+    bridge = await _assigned(tmp_path, backend=backend, extra=FAST + 'confirm_wait = "300ms"\n')
     try:
         mem, second = bridge.channels["memory"], bridge.channels["second"]
         mem.lose_answers = 1
@@ -90,8 +107,10 @@ async def test_a_lost_answer_nobody_reports_is_sent_again_after_confirm_wait_and
         await bridge.close()
 
 
-async def test_each_message_is_delivered_once_or_counted_when_answers_get_lost(tmp_path: Path) -> None:
-    bridge = await _assigned(tmp_path, FAST + 'confirm_wait = "200ms"\n')
+async def test_each_message_is_delivered_once_or_counted_when_answers_get_lost(
+    tmp_path: Path, backend: Backend
+) -> None:
+    bridge = await _assigned(tmp_path, backend=backend, extra=FAST + 'confirm_wait = "200ms"\n')
     try:
         mem, second = bridge.channels["memory"], bridge.channels["second"]
         texts = [f"reply {n}" for n in range(12)]
@@ -133,10 +152,12 @@ async def test_a_stop_lets_sends_in_flight_finish_within_the_grace(tmp_path: Pat
     assert mem.texts_to("cust") == ["slow reply"]
 
 
-async def test_sends_cut_off_at_the_end_of_the_grace_are_not_sent_again_blindly(tmp_path: Path) -> None:
+async def test_sends_cut_off_at_the_end_of_the_grace_are_not_sent_again_blindly(
+    tmp_path: Path, backend: Backend
+) -> None:
     """Issue: a SIGTERM while sends took 20 s cancelled them, and 4 were sent again after the restart."""
     extra = FAST + 'confirm_wait = "1h"\n'
-    bridge = await make_bridge(tmp_path, extra, server='shutdown_timeout = "1s"\n')
+    bridge = await make_bridge(tmp_path, extra, channels=_on(backend), server='shutdown_timeout = "1s"\n')
     _agent, secret = await add_agent(bridge, "alice", "second:alice")
     await login(bridge, "second", "alice", secret)
     mem, second = bridge.channels["memory"], bridge.channels["second"]
@@ -151,7 +172,7 @@ async def test_sends_cut_off_at_the_end_of_the_grace_are_not_sent_again_blindly(
     await bridge.close()
     assert time.monotonic() - started < 3.0, "the stop keeps to the grace"
 
-    restarted = await make_bridge(tmp_path, extra)
+    restarted = await make_bridge(tmp_path, extra, channels=_on(backend))
     try:
         rows = await restarted.store.read(lambda tx: tx._session.conn.execute(
             "SELECT id, status, uncertain_at IS NOT NULL FROM outbox WHERE recipient_kind = 'contact' ORDER BY id"
@@ -254,3 +275,57 @@ async def test_a_backlog_or_a_failing_channel_makes_healthz_degraded(tmp_path: P
         assert mem.texts_to("cust") == ["are you there?"]
     finally:
         await bridge.close()
+
+
+async def test_a_database_that_refuses_writes_pauses_sending_and_resumes_when_it_takes_them(
+    tmp_path: Path, pg_server: PostgresServer, pg_dsn: str
+) -> None:
+    """PostgreSQL: the database turns read-only under the daemon (as a failed-over standby does) and back."""
+    bridge = await _assigned(
+        tmp_path, '[delivery]\nretry_base = "1h"\nretry_max = "1h"\n', Backend("postgresql", pg_dsn)
+    )
+    name = pg_dsn.rsplit("dbname=", 1)[1]
+
+    def read_only(on: bool) -> None:
+        """Switch the database's default and cut its sessions: every reconnection gets the new default."""
+        with psycopg.connect(pg_server.dsn(), autocommit=True) as admin:
+            admin.execute(f'ALTER DATABASE "{name}" SET default_transaction_read_only = {"on" if on else "off"}')
+            admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (name,))
+
+    try:
+        mem, second = bridge.channels["memory"], bridge.channels["second"]
+        mem.gate = asyncio.Event()
+        await second.inbound("alice", "answer while read-only")
+        await wait_for(lambda: mem.in_flight == 1, what="the send in flight")
+        worker = bridge.relay.worker
+        assert worker is not None
+        await asyncio.to_thread(read_only, True)
+        mem.gate.set()  # the platform accepts; its outcome cannot be committed
+        await wait_for(lambda: worker.unrecorded != [], what="the sent outcome kept in memory")
+        with pytest.raises(StoreWriteError):
+            await second.inbound("alice", "and another")
+        health = bridge.health()
+        assert health["status"] == "degraded"
+        assert (health["store"]["status"], health["store"]["writable"]) == ("error", False)
+        assert "read-only transaction" in health["store"]["write_error"]
+        assert metric(bridge, "carebridge_store_failed_commits_total") >= 2
+        assert metric(bridge, "carebridge_store_writable") == 0
+        assert metric(bridge, "carebridge_store_up", backend="postgresql") == 0
+        await asyncio.sleep(1.5)  # the worker probes the store meanwhile, and sends nothing
+        assert len(mem.attempts) == 1
+        await asyncio.to_thread(read_only, False)
+        recovered = time.monotonic()
+
+        async def recorded() -> bool:
+            return await _statuses(bridge) == ["sent"]
+
+        await wait_for(recorded, what="the kept outcome committed once the database takes writes")
+        assert time.monotonic() - recovered < 10, "resumed by the probe, not by the 1 h retry"
+        await wait_for(lambda: bridge.health()["status"] == "ok", what="healthy again")
+        assert metric(bridge, "carebridge_store_writable") == 1
+        assert mem.texts_to("cust") == ["answer while read-only"]
+        await second.inbound("alice", "and you")
+        await wait_for(lambda: mem.texts_to("cust") == ["answer while read-only", "and you"], what="the next answer")
+    finally:
+        await bridge.close()
+        await asyncio.to_thread(read_only, False)

@@ -5,14 +5,18 @@ the documented rule says: a row is first in line when no earlier pending row
 goes to the same recipient on the same channel (a template waits only for
 earlier templates); free text behind a held row is marked ``behind_hold``.
 A reference implementation of that rule over all rows checks the store's
-answer after every step of random operations, and a store with a long
-history shows the pick reading the same rows as an empty one.
+answer after every step of random operations (on both backends), and a
+store with a long history shows the pick reading the same rows as an empty
+one. On PostgreSQL two daemons change one stream at once and its line holds.
 """
 
 from __future__ import annotations
 
+import asyncio
 import random
 import sqlite3
+import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,16 +26,18 @@ import pytest
 import sqlite_utils
 
 from bridge.store import SYSTEM_KEY, WINDOW_CLOSED, Store, Tx, schema
+from bridge.store.keyfile import generate_key, write_key_file
 from bridge.store.repos import outbox as outbox_repo
-from tests.core.test_store_kit import raw, settings
+from tests.core.test_store_kit import Backend, raw, settings
 
 NOW = 1_000_000.0
 CHANNELS = ("alpha", "beta")
 
 
 @pytest.fixture
-async def store(tmp_path: Path):  # type: ignore[no-untyped-def]
-    store = await Store.open(settings(tmp_path, synchronous="normal"), clock=lambda: NOW)
+async def store(tmp_path: Path, backend: Backend):  # type: ignore[no-untyped-def]
+    """A store on each backend (the line is the same triggers on both: PostgreSQL's through the translator)."""
+    store = await Store.open(backend.settings(tmp_path, synchronous="normal"), clock=lambda: NOW)
     yield store
     await store.close()
 
@@ -253,3 +259,77 @@ async def test_migration_puts_an_existing_backlog_in_line(tmp_path: Path) -> Non
     assert in_line == [2, 4, 6, 7]
     conn.close()
     assert raw(path).execute("SELECT count(*) FROM sqlite_master WHERE name = 'outbox_due'").fetchone()[0] == 0
+
+
+async def test_two_daemons_changing_one_stream_at_once_keep_its_line(tmp_path: Path, pg_dsn: str) -> None:
+    """PostgreSQL, two daemons: one sends a stream's head while the other enqueues behind it, in overlapping
+    transactions. Each trigger must see the other's change (the stream's turn), or the new row is never in line."""
+    backend = Backend("postgresql", pg_dsn)
+    write_key_file(tmp_path / "var" / "master.key", generate_key())
+    first, second = await asyncio.gather(*(Store.open(backend.settings(tmp_path), clock=lambda: NOW) for _ in range(2)))
+    try:
+        head = await first.write(lambda tx: _enqueue(tx, "contact", 1, "alpha"))
+        for round_ in range(12):
+            both_begun = threading.Barrier(2, timeout=10)
+
+            def send_head(tx: Tx, row_id: int = head, begun: threading.Barrier = both_begun) -> None:
+                begun.wait()
+                delivery = tx.outbox.load(row_id)
+                assert delivery is not None
+                tx.outbox.mark_sent(delivery, [])
+                time.sleep(0.02)  # still uncommitted while the other daemon's trigger runs
+
+            def enqueue(tx: Tx, begun: threading.Barrier = both_begun) -> int:
+                begun.wait()
+                row_id = _enqueue(tx, "contact", 1, "alpha")
+                time.sleep(0.02)
+                return row_id
+
+            _, head = await asyncio.gather(first.write(send_head), second.write(enqueue))
+            rows = await first.read(_rows)
+            expected, _ = _reference(rows, NOW)
+            assert expected == [(head, "alpha", False)], f"round {round_}"
+            assert (await second.read(lambda tx: tx.outbox.due(NOW))).rows == expected, f"round {round_}"
+    finally:
+        await first.close()
+        await second.close()
+
+
+async def test_migration_puts_an_existing_backlog_in_line_on_postgresql(pg_dsn: str) -> None:
+    from bridge.store.postgres import migrate as pg_migrate
+    from bridge.store.postgres.connection import PgConnection, connect
+
+    conn = PgConnection(connect(pg_dsn))
+    try:
+        pg_migrate.migrate(conn, until=102)
+        rows = [  # (status, recipient_id, template), as in the SQLite test above
+            ("sent", 1, 0), ("pending", 1, 0), ("pending", 1, 0), ("pending", 1, 1),
+            ("held", 2, 0), ("pending", 2, 0), ("pending", 2, 1), ("pending", 2, 1),
+        ]  # fmt: skip
+        for status, rid, template in rows:
+            conn.execute(
+                "INSERT INTO outbox (key_kind, key_owner, channel, recipient_kind, recipient_id, recipient, body,"
+                " template, status, next_attempt_at, created_at) VALUES ('system', 2, 'alpha', 'agent', ?, ?, ?, ?, ?,"
+                " 0, 0)",
+                (rid, b"\x00", b"\x00", template, status),
+            )
+        assert pg_migrate.migrate(conn) >= 103
+        in_line = [r[0] for r in conn.execute("SELECT id FROM outbox WHERE in_line = 1 ORDER BY id").fetchall()]
+        assert in_line == [2, 4, 6, 7]
+        # The triggers came through the translator, each taking its stream's turn first.
+        sources = conn.native(
+            "SELECT proname, prosrc FROM pg_proc WHERE proname LIKE 'outbox_line_%%_fn' ORDER BY proname"
+        ).fetchall()
+        assert [name for name, _ in sources] == [
+            "outbox_line_delete_fn",
+            "outbox_line_insert_fn",
+            "outbox_line_status_fn",
+        ]
+        assert all(
+            "pg_advisory_xact_lock(hashtextextended('carebridge:outbox-line:'" in source for _, source in sources
+        )
+        indexes = {r[0] for r in conn.native("SELECT indexname FROM pg_indexes WHERE tablename = 'outbox'").fetchall()}
+        assert {"outbox_line", "outbox_line_stream", "outbox_pending_stream", "outbox_held_stream"} <= indexes
+        assert "outbox_due" not in indexes
+    finally:
+        conn.raw.close()

@@ -8,9 +8,9 @@ import pytest
 
 from bridge.errors import IntegrityError
 from bridge.models import Address
-from bridge.store import Store
+from bridge.store import KeyOwner, Store
 from bridge.store.scrub import scrub_error
-from tests.core.test_store_kit import raw, raw_files, settings
+from tests.core.test_store_kit import Backend, raw_files, settings
 
 MARKERS = {
     "body": "MARKERBODY-zebra-quartz",
@@ -45,7 +45,7 @@ def _fill(tx, rnd: int = 0) -> None:
 
 
 def _assert_no_markers(files: dict[str, bytes]) -> None:
-    assert any(name.endswith(".db") for name in files)
+    assert any(name.endswith(".db") or name == "pg_dump.sql" for name in files)
     for name, data in files.items():
         for label, marker in MARKERS.items():
             for form in {marker.encode(), marker.encode("utf-16-le"), marker.lower().encode()}:
@@ -78,9 +78,31 @@ async def test_no_plaintext_in_db_wal_shm_or_media(tmp_path, caplog, checkpoint)
         assert marker not in caplog.text, f"{label} marker logged"
 
 
-async def test_ciphertext_moved_to_another_row_fails(tmp_path) -> None:
-    cfg = settings(tmp_path)
-    store = await Store.open(cfg)
+async def test_no_plaintext_in_pg_dump_data_directory_or_media(tmp_path, caplog, pg_server, pg_dsn) -> None:
+    """PostgreSQL: the dump, the data directory (tables, WAL) and the media hold ciphertext and blind indexes only."""
+    backend = Backend("postgresql", pg_dsn, pg_server)
+    caplog.set_level(logging.DEBUG)
+    store = await Store.open(backend.settings(tmp_path))
+    try:
+        await store.write(_fill)
+        await store.write(lambda tx: _fill(tx, 1))
+        conn = backend.raw(tmp_path)
+        conn.execute("CHECKPOINT")  # the WAL's pages written out to the tables' files as well
+        conn.close()
+        files = backend.files(tmp_path)
+        assert any(name.startswith("media/") for name in files)
+        assert b"COPY public.messages" in files["pg_dump.sql"]
+        _assert_no_markers(files)
+        contact = await store.read(lambda tx: tx.contacts.get(tx.contacts.find(Address("whatsapp", MARKERS["phone"]))))
+        assert (contact.name, contact.email) == (MARKERS["name"], MARKERS["email"])
+    finally:
+        await store.close()
+    for label, marker in MARKERS.items():
+        assert marker not in caplog.text, f"{label} marker logged"
+
+
+async def test_ciphertext_moved_to_another_row_fails(tmp_path, backend) -> None:
+    store = await Store.open(backend.settings(tmp_path))
     try:
 
         def setup(tx):
@@ -91,7 +113,7 @@ async def test_ciphertext_moved_to_another_row_fails(tmp_path) -> None:
             ]
 
         conv, (first, second) = await store.write(setup)
-        conn = raw(cfg.path)
+        conn = backend.raw(tmp_path)
         conn.execute(
             "UPDATE messages SET body = (SELECT body FROM messages WHERE id = ?) WHERE id = ?", (first, second)
         )
@@ -108,16 +130,15 @@ async def test_ciphertext_moved_to_another_row_fails(tmp_path) -> None:
         await store.close()
 
 
-async def test_ciphertext_from_another_contact_fails(tmp_path) -> None:
-    cfg = settings(tmp_path)
-    store = await Store.open(cfg)
+async def test_ciphertext_from_another_contact_fails(tmp_path, backend) -> None:
+    store = await Store.open(backend.settings(tmp_path))
     try:
         a = await store.write(lambda tx: tx.contacts.create(name="Alice"))
         b = await store.write(lambda tx: tx.contacts.create(name="Bob"))
-        conn = raw(cfg.path)
+        conn = backend.raw(tmp_path)
         # same row id is impossible across contacts, so swap a name into b's row: wrong row AND wrong key
         conn.execute("UPDATE contacts SET name = (SELECT name FROM contacts WHERE id = ?) WHERE id = ?", (a, b))
-        conn.execute("UPDATE contacts SET email = x'01' WHERE id = ?", (a,))
+        conn.execute("UPDATE contacts SET email = ? WHERE id = ?", (b"\x01", a))
         conn.close()
         with pytest.raises(IntegrityError, match=f"contacts.name of row {b}"):
             await store.read(lambda tx: tx.contacts.get(b))
@@ -171,3 +192,26 @@ async def test_outbox_last_error_never_stores_an_address(tmp_path) -> None:
     finally:
         await store.close()
     _assert_no_markers(raw_files(cfg.path))
+
+
+async def test_outbox_errors_are_scrubbed_by_the_store_on_both_backends(tmp_path, backend) -> None:
+    """The outbox repository scrubs ``last_error`` itself (PostgreSQL has no scrub triggers)."""
+    store = await Store.open(backend.settings(tmp_path))
+    error = f"SMTP 550 <{MARKERS['email']}> unknown; psid {MARKERS['psid']}99999 to {MARKERS['phone']}"
+    try:
+
+        def enqueue(tx) -> int:
+            return tx.outbox.enqueue(
+                channel="email", recipient=MARKERS["email"], recipient_kind="contact", recipient_id=1,
+                text="hello", key_owner=KeyOwner("system", 0), last_error=error,
+            )  # fmt: skip
+
+        first = await store.write(enqueue)
+        second = await store.write(enqueue)
+        await store.write(lambda tx: tx.outbox.mark_retry(first, 10.0, error))
+        await store.write(lambda tx: tx.outbox.set_last_error(second, error))
+        stored = [(await store.read(lambda tx, i=i: tx.outbox.load(i))).last_error for i in (first, second)]
+        assert all(s is not None and s.startswith("SMTP 550 <[redacted]> unknown") for s in stored), stored
+        assert all(MARKERS["psid"] not in s and "99887766" not in s for s in stored)
+    finally:
+        await store.close()

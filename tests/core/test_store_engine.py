@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import sqlite3
 import stat
 import threading
 
@@ -29,6 +28,7 @@ async def test_new_store_generates_key_and_migrates(tmp_path, caplog) -> None:
         health = store.health()
         assert health == {
             "status": "ok",
+            "backend": "sqlite",
             "schema_version": store_schema.latest_version(),
             "path": str(cfg.path),
             "writable": True,
@@ -84,18 +84,31 @@ async def _populate(cfg) -> None:
         await store.close()
 
 
-async def test_wrong_key_refused_before_any_write(tmp_path, monkeypatch) -> None:
-    await _populate(settings(tmp_path))
-    db = settings(tmp_path).path
-    before = (db.read_bytes(), db.stat().st_mtime_ns)
+async def test_wrong_key_refused_before_any_write(tmp_path, monkeypatch, backend) -> None:
+    await _populate(backend.settings(tmp_path))
+    before = _snapshot(tmp_path, backend)
     wrong = env_key_settings(tmp_path, generate_key(), monkeypatch)
+    if backend.postgresql:
+        wrong = backend.settings(tmp_path, key=wrong.key)
     with pytest.raises(KeyMismatchError, match="^the master key does not match this database$"):
         await Store.open(wrong)
-    assert (db.read_bytes(), db.stat().st_mtime_ns) == before
+    assert _snapshot(tmp_path, backend) == before
 
 
-async def test_missing_key_with_existing_database_is_refused(tmp_path) -> None:
-    cfg = settings(tmp_path)
+def _snapshot(tmp_path, backend) -> object:
+    """The database as it is: file bytes and mtime, or on PostgreSQL the rows of the key tables and the version."""
+    if not backend.postgresql:
+        db = settings(tmp_path).path
+        return (db.read_bytes(), db.stat().st_mtime_ns)
+    conn = backend.raw(tmp_path)
+    try:
+        return [conn.execute(f"SELECT * FROM {t} ORDER BY 1").fetchall() for t in ("keys", "meta", "schema_migrations")]
+    finally:
+        conn.close()
+
+
+async def test_missing_key_with_existing_database_is_refused(tmp_path, backend) -> None:
+    cfg = backend.settings(tmp_path)
     await _populate(cfg)
     (tmp_path / "var" / "master.key").unlink()
     with pytest.raises(StoreError, match="master key .* not found; refusing to open an existing database without it"):
@@ -110,10 +123,10 @@ async def test_admin_open_requires_existing_store_and_key(tmp_path) -> None:
         await Store.open(settings(tmp_path), create_missing_key=False)
 
 
-async def test_newer_schema_is_refused(tmp_path) -> None:
-    cfg = settings(tmp_path)
+async def test_newer_schema_is_refused(tmp_path, backend) -> None:
+    cfg = backend.settings(tmp_path)
     await _populate(cfg)
-    conn = raw(cfg.path)
+    conn = backend.raw(tmp_path)
     conn.execute("INSERT INTO schema_migrations(number, name, applied_at) VALUES (9999, 'future', 0)")
     conn.close()
     latest = store_schema.latest_version()
@@ -129,7 +142,7 @@ async def test_not_a_database(tmp_path) -> None:
         await Store.open(cfg)
 
 
-async def test_registered_migration_runs_once(tmp_path) -> None:
+async def test_registered_migration_runs_once(tmp_path, backend) -> None:
     def m990_extra(db) -> None:
         db.execute("CREATE TABLE extra_things(id INTEGER PRIMARY KEY)")
 
@@ -138,18 +151,18 @@ async def test_registered_migration_runs_once(tmp_path) -> None:
         with pytest.raises(ValueError, match="already registered"):
             register_migration(990, lambda db: None)
         for _ in range(2):
-            store = await Store.open(settings(tmp_path))
+            store = await Store.open(backend.settings(tmp_path))
             assert store.schema_version == 990
             await store.close()
-        conn = raw(settings(tmp_path).path)
+        conn = backend.raw(tmp_path)
         assert conn.execute("SELECT name FROM schema_migrations WHERE number = 990").fetchone() == ("m990_extra",)
         conn.close()
     finally:
         store_schema._MIGRATIONS.pop(990)
 
 
-async def test_group_commit_one_transaction_and_resolves_after_commit(tmp_path) -> None:
-    cfg = settings(tmp_path)
+async def test_group_commit_one_transaction_and_resolves_after_commit(tmp_path, backend) -> None:
+    cfg = backend.settings(tmp_path)
     store = await Store.open(cfg)
     try:
         contact = await store.write(lambda tx: tx.contacts.create(name="C"))
@@ -181,7 +194,7 @@ async def test_group_commit_one_transaction_and_resolves_after_commit(tmp_path) 
         assert isinstance(outcomes[7], ValueError)
         assert all(isinstance(o, int) for i, o in enumerate(outcomes) if i != 7)
         # the future resolved after COMMIT: another connection sees every row right away
-        conn = raw(cfg.path)
+        conn = backend.raw(tmp_path)
         ids = {r[0] for r in conn.execute("SELECT id FROM messages")}
         conn.close()
         assert ids == {o for i, o in enumerate(outcomes) if i != 7}
@@ -191,8 +204,8 @@ async def test_group_commit_one_transaction_and_resolves_after_commit(tmp_path) 
         await store.close()
 
 
-async def test_failed_function_loses_its_new_key_but_not_others(tmp_path) -> None:
-    store = await Store.open(settings(tmp_path))
+async def test_failed_function_loses_its_new_key_but_not_others(tmp_path, backend) -> None:
+    store = await Store.open(backend.settings(tmp_path))
     try:
 
         def create_then_fail(tx):
@@ -204,15 +217,15 @@ async def test_failed_function_loses_its_new_key_but_not_others(tmp_path) -> Non
         contact = await store.write(lambda tx: tx.contacts.create(name="real"))
         assert (await store.read(lambda tx: tx.contacts.get(contact))).name == "real"
         await store.close()
-        store = await Store.open(settings(tmp_path))
+        store = await Store.open(backend.settings(tmp_path))
         assert (await store.read(lambda tx: tx.contacts.get(contact))).name == "real"
     finally:
         await store.close()
 
 
-async def test_a_rolled_back_savepoint_forgets_the_keys_it_created(tmp_path) -> None:
+async def test_a_rolled_back_savepoint_forgets_the_keys_it_created(tmp_path, backend) -> None:
     """Nothing may be sealed under a data key whose row a savepoint rolled back."""
-    store = await Store.open(settings(tmp_path))
+    store = await Store.open(backend.settings(tmp_path))
     undone: list[str] = []
     try:
 
@@ -229,14 +242,14 @@ async def test_a_rolled_back_savepoint_forgets_the_keys_it_created(tmp_path) -> 
         owner, blob = await store.write(partly_undone)
         assert undone == ["file"]
         await store.close()
-        store = await Store.open(settings(tmp_path))
+        store = await Store.open(backend.settings(tmp_path))
         assert await store.read(lambda tx: tx._session.open_text(owner, "contacts", "name", owner.id, blob)) == "after"
     finally:
         await store.close()
 
 
-async def test_write_refuses_coroutine_functions_and_reads_are_read_only(tmp_path) -> None:
-    store = await Store.open(settings(tmp_path))
+async def test_write_refuses_coroutine_functions_and_reads_are_read_only(tmp_path, backend) -> None:
+    store = await Store.open(backend.settings(tmp_path))
     try:
 
         async def not_sync(tx):
@@ -244,7 +257,7 @@ async def test_write_refuses_coroutine_functions_and_reads_are_read_only(tmp_pat
 
         with pytest.raises(TypeError, match="plain function"):
             await store.write(not_sync)
-        with pytest.raises(sqlite3.OperationalError, match="readonly|read-only|query_only"):
+        with pytest.raises(backend.database_error, match="readonly|read-only|query_only"):
             await store.read(lambda tx: tx._session.conn.execute("DELETE FROM contacts"))
         with pytest.raises(StoreError, match="needs store.write"):
             await store.read(lambda tx: tx._session.new_key(KeyOwner.agent(1)))
@@ -254,8 +267,8 @@ async def test_write_refuses_coroutine_functions_and_reads_are_read_only(tmp_pat
         await store.write(lambda tx: None)
 
 
-async def test_injected_clock(tmp_path) -> None:
-    store = await Store.open(settings(tmp_path), clock=lambda: 1234.5)
+async def test_injected_clock(tmp_path, backend) -> None:
+    store = await Store.open(backend.settings(tmp_path), clock=lambda: 1234.5)
     try:
         contact = await store.write(lambda tx: tx.contacts.create())
         assert (await store.read(lambda tx: tx.contacts.get(contact))).created_at == 1234.5
@@ -279,8 +292,8 @@ async def test_unwritable_location_is_a_store_error(tmp_path) -> None:
         await Store.open(settings(tmp_path, key=f"file:{tmp_path / 'master.key'}"))
 
 
-async def test_cancelled_caller_still_commits(tmp_path) -> None:
-    store = await Store.open(settings(tmp_path))
+async def test_cancelled_caller_still_commits(tmp_path, backend) -> None:
+    store = await Store.open(backend.settings(tmp_path))
     try:
         gate = threading.Event()
         blocker = asyncio.ensure_future(store.write(lambda tx: gate.wait(10)))

@@ -6,7 +6,9 @@ import os
 import sqlite3
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from bridge.config import StoreConfig
 from bridge.store.keyfile import encode_key, load_master_key
@@ -21,6 +23,85 @@ def settings(tmp_path: Path, key: str | None = None, synchronous: str = "full") 
         key=key or f"file:{tmp_path / 'var' / 'master.key'}",
         synchronous=synchronous,
     )
+
+
+@dataclass(frozen=True)
+class Backend:
+    """One store backend under test: ``sqlite`` (a file under tmp_path) or ``postgresql`` (a fresh database)."""
+
+    name: str
+    dsn: str = ""
+    server: Any = None
+
+    @property
+    def postgresql(self) -> bool:
+        return self.name == "postgresql"
+
+    def settings(self, tmp_path: Path, key: str | None = None, synchronous: str = "full") -> StoreConfig:
+        """Settings of a store under tmp_path (media and key file there with either backend)."""
+        base = settings(tmp_path, key=key, synchronous=synchronous)
+        if not self.postgresql:
+            return base
+        return StoreConfig(path=base.path, key=base.key, synchronous=synchronous, backend="postgresql", dsn=self.dsn)
+
+    def raw(self, tmp_path: Path) -> Any:
+        """A plain connection to the store's database that takes the store's SQL (``?`` placeholders)."""
+        if not self.postgresql:
+            return raw(settings(tmp_path).path)
+        from bridge.store.postgres.connection import PgConnection, connect
+
+        return _ClosingPg(PgConnection(connect(self.dsn)))
+
+    def write_config(self, tmp_path: Path, key: str = "file:var/master.key") -> Path:
+        """A minimal bridge.toml for this backend (CLI subprocess tests)."""
+        path = write_config(tmp_path, key)
+        if self.postgresql:
+            with path.open("a", encoding="utf-8") as handle:
+                handle.write(f'backend = "postgresql"\ndsn = "{self.dsn}"\n')
+        return path
+
+    def files(self, tmp_path: Path, *, data_directory: bool = True) -> dict[str, bytes]:
+        """What an attacker with the disks gets: the database files (PostgreSQL: a ``pg_dump`` and,
+        with ``data_directory``, every file of the server's data directory, WAL included) and the media files."""
+        cfg = settings(tmp_path)
+        if not self.postgresql:
+            return raw_files(cfg.path)
+        found = {name: data for name, data in raw_files(cfg.path).items() if name.startswith("media/")}
+        found["pg_dump.sql"] = self.server.dump(self.dsn)
+        for path in self.server.data.rglob("*") if data_directory else ():
+            if path.is_file():
+                found[f"pgdata/{path.relative_to(self.server.data)}"] = path.read_bytes()
+        return found
+
+    @property
+    def integrity_error(self) -> type[Exception]:
+        """What the driver raises for a violated constraint."""
+        if self.postgresql:
+            import psycopg
+
+            return psycopg.IntegrityError
+        return sqlite3.IntegrityError
+
+    @property
+    def database_error(self) -> type[Exception]:
+        """What the driver raises for a refused statement (e.g. a trigger's)."""
+        if self.postgresql:
+            import psycopg
+
+            return psycopg.DatabaseError
+        return sqlite3.DatabaseError
+
+
+class _ClosingPg:
+    """A PgConnection with ``close()``, like a sqlite3 connection."""
+
+    def __init__(self, conn: Any) -> None:
+        self._conn = conn
+        self.execute = conn.execute
+        self.executemany = conn.executemany
+
+    def close(self) -> None:
+        self._conn.raw.close()
 
 
 def write_config(tmp_path: Path, key: str = "file:var/master.key") -> Path:

@@ -7,13 +7,12 @@ import pytest
 from bridge.errors import IntegrityError, UnknownRecordError
 from bridge.models import Address
 from bridge.store import SYSTEM_KEY, KeyOwner, Store
-from tests.core.test_store_kit import raw, settings
 
 
 @pytest.fixture
-async def store(tmp_path):
+async def store(tmp_path, backend):
     now = [1_000_000.0]
-    store = await Store.open(settings(tmp_path), clock=lambda: now[0])
+    store = await Store.open(backend.settings(tmp_path), clock=lambda: now[0])
     store.test_clock = now  # type: ignore[attr-defined]
     yield store
     await store.close()
@@ -249,12 +248,10 @@ async def test_keys_and_seal_primitives(store) -> None:
     )
 
 
-async def test_foreign_keys_enforced(store, tmp_path) -> None:
-    import sqlite3
-
-    with pytest.raises(sqlite3.IntegrityError):
+async def test_foreign_keys_enforced(store, tmp_path, backend) -> None:
+    with pytest.raises(backend.integrity_error):
         await store.write(lambda tx: tx.conversations.create(4242, None, "whatsapp"))
-    conn = raw(settings(tmp_path).path)
+    conn = backend.raw(tmp_path)
     assert conn.execute("SELECT count(*) FROM conversations").fetchone()[0] == 0
     conn.close()
 

@@ -118,6 +118,10 @@ class FakeMessengerGraph:
         self.last_wrote: dict[str, float] = {}
         self._script: list[ScriptedError | None] = []  # None: let one request through
         self._ids = itertools.count(1)
+        self.dropped: list[Any] = []  # held requests whose sender was gone when released
+        self.held = 0  # requests waiting at the gate now
+        self._gate = asyncio.Event()
+        self._gate.set()
         self._drop = 0
         self.answer_delay = 0.0
         self.webhook_url: str | None = None
@@ -175,11 +179,37 @@ class FakeMessengerGraph:
 
     # -- the route --------------------------------------------------------
 
+    def hold(self) -> None:
+        """Keep message requests waiting, unanswered and unrecorded, until :meth:`release`.
+
+        A request whose client is gone by then (its process was killed) is
+        dropped: the platform never had it, as when a sender dies with the
+        request still on the wire.
+        """
+        self._gate.clear()
+
+    def release(self) -> None:
+        """Let held requests through (those whose client vanished are dropped)."""
+        self._gate.set()
+
     async def _messages(self, request: web.Request) -> web.Response:
         try:
             body: Any = await request.json()
         except ValueError:
             body = None
+        if not self._gate.is_set():
+            self.held += 1
+            try:
+                await self._gate.wait()
+            except asyncio.CancelledError:  # the server noticed the sender gone and cancelled us
+                self.dropped.append(body)
+                raise
+            finally:
+                self.held -= 1
+            transport = request.transport
+            if transport is None or transport.is_closing():
+                self.dropped.append(body)
+                return web.Response(status=499)
         self.requests.append(body)
         self.urls.append(str(request.rel_url))
         header = request.headers.get("Authorization", "")

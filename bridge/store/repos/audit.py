@@ -44,6 +44,9 @@ class AuditRepo:
 
         Never put message text or secrets in ``subject`` (plaintext); use ids like ``contact:42``.
         """
+        # Several daemons on one database: one appender at a time, and the id taken
+        # inside that turn, so the chain's order is the ids' order.
+        self._s.serialize("audit_log")
         row_id = self._s.next_id("audit_log")
         at = self._s.now()
         last = self._s.execute("SELECT hash FROM audit_log ORDER BY id DESC LIMIT 1").fetchone()

@@ -112,10 +112,17 @@ class ContactsRepo:
     _IDENTITY_COLUMNS = "id, contact_id, channel, address, last_inbound_at, created_at"
 
     def find_identity(self, channel: str, address: str) -> Identity | None:
-        """The identity for ``address`` on ``channel``, or None."""
+        """The identity for ``address`` on ``channel``, or None.
+
+        In a write, daemons sharing a database take turns per person from here to
+        the commit, so one person's first messages open one conversation and
+        their messages are stored in the order they arrived.
+        """
+        index = self._s.blind(identity_kind(channel), address)
+        self._s.serialize(f"identity:{channel}:{index.hex()}")
         row = self._s.execute(
             f"SELECT {self._IDENTITY_COLUMNS} FROM contact_identities WHERE channel = ? AND address_index = ?",
-            (channel, self._s.blind(identity_kind(channel), address)),
+            (channel, index),
         ).fetchone()
         return None if row is None else self.identity_from_row(row, address)
 

@@ -16,6 +16,11 @@ Cost: the rows first in line carry ``in_line = 1`` (at most two per stream,
 kept by the triggers of migration 103 on every insert, status change and
 delete), so picking due rows, and every status change, reads a few index
 entries whatever the number of rows sent before or queued behind.
+
+Several daemons on one database (PostgreSQL): the worker plans from a
+snapshot, then ``claim``s the rows it will send, a lease taken with
+``FOR UPDATE SKIP LOCKED`` on rows still pending and in line; a row another
+daemon holds waits until its lease runs out (its daemon died).
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from typing import Any
 from bridge.store.keyring import KeyOwner
 from bridge.store.records import Delivery, DuePlan
 from bridge.store.repos.messages import MessagesRepo
+from bridge.store.scrub import scrub_error
 from bridge.store.session import Session
 
 #: Why a row is held: released when the person writes again ...
@@ -59,6 +65,15 @@ _DUE_ON_CHANNEL = (
     " ORDER BY o.next_attempt_at, o.id LIMIT ?"
 )
 _NEXT_ON_CHANNEL = "SELECT MIN(next_attempt_at) FROM outbox WHERE in_line = 1 AND channel = ? AND next_attempt_at > ?"
+
+
+def _error(text: str | None) -> str | None:
+    """``last_error`` as stored: at most 500 characters, addresses and ids scrubbed.
+
+    Scrubbed here for every backend (PostgreSQL has no scrub triggers; on
+    SQLite migration 2's triggers scrub again whatever else writes the column).
+    """
+    return None if text is None else scrub_error(text[:500])
 
 
 def _extid_kind(channel: str) -> str:
@@ -116,11 +131,12 @@ class OutboxRepo:
                 seal(key_owner, "outbox", "meta", row_id, json.dumps(dict(meta))) if meta else None,
                 status,
                 now,
-                last_error,
+                _error(last_error),
                 now,
                 hold_reason,
             ),
         )
+        self._s.notify("outbox")  # idle workers of other daemons on the same database look again
         return int(row_id)
 
     def _decode(self, row: Sequence[Any]) -> Delivery:
@@ -201,6 +217,48 @@ class OutboxRepo:
         found.sort()
         return DuePlan([(row_id, channel, behind) for _at, row_id, channel, behind in found], next_at)
 
+    def claim(self, ids: Sequence[int], owner: str, until: float) -> list[int]:
+        """Lease the rows among ``ids`` still first in line to ``owner`` until ``until``; return the ids it got.
+
+        A row is taken when it is pending and in line now (the plan was read
+        from a snapshot: another daemon may have sent it, or put an earlier
+        row back in line, since), and it has no lease, its lease ran out (its
+        daemon died) or ``owner`` holds it already; rows another daemon is
+        claiming at this moment are skipped, not waited for.
+        """
+        if not ids:
+            return []
+        marks = ",".join("?" * len(ids))
+        rows = self._s.execute(
+            "UPDATE outbox SET lease_owner = ?, lease_until = ? WHERE id IN ("
+            f"SELECT id FROM outbox WHERE id IN ({marks}) AND status = 'pending' AND in_line = 1"
+            f" AND (lease_until IS NULL OR lease_until < ? OR lease_owner = ?){self._s.row_locks}) RETURNING id",
+            (owner, until, *ids, self._s.now(), owner),
+        ).fetchall()
+        return sorted(int(r[0]) for r in rows)
+
+    def leased_elsewhere(self, ids: Sequence[int], owner: str) -> dict[int, float]:
+        """``{id: lease_until}`` of the rows among ``ids`` another daemon holds a live lease on."""
+        if not ids:
+            return {}
+        marks = ",".join("?" * len(ids))
+        rows = self._s.execute(
+            f"SELECT id, lease_until FROM outbox WHERE id IN ({marks}) AND lease_owner IS NOT NULL"
+            " AND lease_owner != ? AND lease_until >= ?",
+            (*ids, owner, self._s.now()),
+        ).fetchall()
+        return {int(r[0]): float(r[1]) for r in rows}
+
+    def renew(self, ids: Sequence[int], owner: str, until: float) -> int:
+        """Extend ``owner``'s leases on ``ids`` (sends still under way); return how many it still holds."""
+        if not ids:
+            return 0
+        marks = ",".join("?" * len(ids))
+        cursor = self._s.execute(
+            f"UPDATE outbox SET lease_until = ? WHERE id IN ({marks}) AND lease_owner = ?", (until, *ids, owner)
+        )
+        return int(cursor.rowcount)
+
     def mark_sent(self, delivery: Delivery, external_ids: Sequence[str], *, attempt: bool = True) -> None:
         """Record a platform's acceptance and its message id(s), in one commit.
 
@@ -231,7 +289,7 @@ class OutboxRepo:
         self._s.execute(
             "UPDATE outbox SET attempts = attempts + 1, next_attempt_at = ?, last_error = ?"
             " WHERE id = ? AND status = 'pending'",
-            (next_attempt_at, error[:500], delivery_id),
+            (next_attempt_at, _error(error), delivery_id),
         )
 
     def mark_uncertain(self, delivery_id: int, next_attempt_at: float, error: str) -> bool:
@@ -245,7 +303,7 @@ class OutboxRepo:
         cursor = self._s.execute(
             "UPDATE outbox SET attempts = attempts + 1, next_attempt_at = ?, last_error = ?, uncertain_at = ?"
             " WHERE id = ? AND status = 'pending'",
-            (next_attempt_at, error[:500], self._s.now(), delivery_id),
+            (next_attempt_at, _error(error), self._s.now(), delivery_id),
         )
         return int(cursor.rowcount) > 0
 
@@ -265,14 +323,14 @@ class OutboxRepo:
 
     def set_last_error(self, delivery_id: int, error: str) -> None:
         """Say why a row waits without counting an attempt (e.g. its channel's credentials were refused)."""
-        self._s.execute("UPDATE outbox SET last_error = ? WHERE id = ?", (error[:500], delivery_id))
+        self._s.execute("UPDATE outbox SET last_error = ? WHERE id = ?", (_error(error), delivery_id))
 
     def mark_failed(self, delivery: Delivery, error: str) -> None:
         """Give up on a delivery for good."""
         self._s.execute(
             "UPDATE outbox SET status = 'failed', attempts = attempts + 1, last_error = ?, hold_reason = NULL"
             " WHERE id = ?",
-            (error[:500], delivery.id),
+            (_error(error), delivery.id),
         )
         if delivery.message_id is not None and delivery.recipient_kind == "contact":
             self._messages.advance_status(delivery.message_id, "failed")
@@ -281,7 +339,7 @@ class OutboxRepo:
         """Park a delivery until its recipient (or channel) can be reached again."""
         self._s.execute(
             "UPDATE outbox SET status = 'held', hold_reason = ?, last_error = ? WHERE id = ?",
-            (reason, error[:500], delivery.id),
+            (reason, _error(error), delivery.id),
         )
         if delivery.message_id is not None and delivery.recipient_kind == "contact":
             self._messages.advance_status(delivery.message_id, "held")
@@ -293,6 +351,8 @@ class OutboxRepo:
             " WHERE status = 'held' AND hold_reason = ? AND recipient_kind = ? AND recipient_id = ? AND channel = ?",
             (self._s.now(), WINDOW_CLOSED, recipient_kind, recipient_id, channel),
         )
+        if cursor.rowcount:
+            self._s.notify("outbox")
         return int(cursor.rowcount)
 
     def release_channels(self, channels: Sequence[str]) -> int:
@@ -305,6 +365,8 @@ class OutboxRepo:
             f" WHERE status = 'held' AND hold_reason = ? AND channel IN ({marks})",
             (self._s.now(), CHANNEL_UNAVAILABLE, *channels),
         )
+        if cursor.rowcount:
+            self._s.notify("outbox")
         return int(cursor.rowcount)
 
     def find_by_external_id(self, channel: str, external_id: str) -> Delivery | None:

@@ -70,15 +70,14 @@ class RekeyRepo:
     def unknown_columns(self) -> list[str]:
         """BLOB columns of the schema this module does not know (a rekey would strand what they seal).
 
-        Reads the SQLite catalogue (dialect-specific, like ``Session.next_id``).
+        The catalogue is the backend's (``Session.blob_columns``).
         """
         known = _known_columns()
-        unknown = []
-        tables = [r[0] for r in self._s.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
-        for table in tables:
-            for _cid, column, kind, *_rest in self._s.execute("SELECT * FROM pragma_table_info(?)", (table,)):
-                if str(kind).upper() == "BLOB" and not column.endswith("_index") and (table, column) not in known:
-                    unknown.append(f"{table}.{column}")
+        unknown = [
+            f"{table}.{column}"
+            for table, column in self._s.blob_columns()
+            if not column.endswith("_index") and (table, column) not in known
+        ]
         return sorted(unknown)
 
     def begin(self) -> int:
@@ -87,7 +86,7 @@ class RekeyRepo:
         if row is not None:
             return int(row[0])
         upto = int(self._s.execute("SELECT coalesce(max(id), 0) FROM keys").fetchone()[0])
-        self._s.execute("INSERT INTO meta(name, value) VALUES (?, ?)", (_UPTO, upto))
+        self._s.execute("INSERT INTO meta(name, value) VALUES (?, ?)", (_UPTO, str(upto).encode()))
         return upto
 
     def resuming(self) -> bool:
@@ -121,9 +120,13 @@ class RekeyRepo:
             counts["files"] += files
             counts["unreadable"] += unreadable
         if rows:
+            # meta.value is a BLOB: the counter is kept as decimal text bytes, which both
+            # backends store there (PostgreSQL's bytea takes no integer) and int() reads back.
+            row = self._s.execute("SELECT value FROM meta WHERE name = ?", (KEY_EPOCH_NAME,)).fetchone()
+            epoch = int(row[0]) + 1 if row is not None and row[0] is not None else 1
             self._s.execute(
-                "INSERT INTO meta(name, value) VALUES (?, 1) ON CONFLICT (name) DO UPDATE SET value = meta.value + 1",
-                (KEY_EPOCH_NAME,),
+                "INSERT INTO meta(name, value) VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+                (KEY_EPOCH_NAME, str(epoch).encode()),
             )
         return counts
 
