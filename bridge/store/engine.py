@@ -451,12 +451,14 @@ class Store:
     def _run_read(self, fn: Callable[[Tx], T]) -> T:
         conn = self._reader_conn
         tx = Tx(SqliteSession(conn, self._keyring, self._clock, self.media_dir, writable=False))
-        conn.execute("BEGIN")
-        try:
-            self._keyring.sync(conn)  # fixes the snapshot; data keys replaced meanwhile are not used
-            return fn(tx)
-        finally:
-            conn.execute("ROLLBACK")
+        assert self._checkpointer is not None  # set by open, before any read
+        with self._checkpointer.gate.reading():  # a checkpoint in progress goes first
+            conn.execute("BEGIN")
+            try:
+                self._keyring.sync(conn)  # fixes the snapshot; data keys replaced meanwhile are not used
+                return fn(tx)
+            finally:
+                conn.execute("ROLLBACK")
 
     def _writer_loop(self) -> None:
         session = SqliteSession(self._writer_conn, self._keyring, self._clock, self.media_dir, writable=True)

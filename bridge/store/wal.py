@@ -13,6 +13,10 @@ are short: the outbox's pick is a few index seeks) instead of stalling
 writes, and when one is slower it tries again ``CHECKPOINT_EVERY`` later or
 as soon as the WAL has grown by another quarter of ``RESTART_BYTES``, whichever
 comes first (a fast disk writes tens of megabytes in ``CHECKPOINT_EVERY``).
+The store's own reads pass a ``ReadGate``: the checkpoint closes it, waits
+(at most ``CHECKPOINT_WAIT_MS``) for the read under way, and opens it again
+when done, so reads that follow each other without a pause cannot keep the
+WAL in use for ever; only another process's reader can still defer it.
 ``journal_size_limit`` also bounds the file SQLite's own checkpoints reset.
 
 Why classify errors: a commit refused by the disk (full, read-only, I/O
@@ -26,7 +30,10 @@ from __future__ import annotations
 import logging
 import os
 import sqlite3
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 log = logging.getLogger("carebridge.store")
@@ -65,10 +72,53 @@ def wal_bytes(db: Path) -> int:
         return 0
 
 
+class ReadGate:
+    """Lets the checkpoint find a moment when none of the store's own reads holds a snapshot.
+
+    Reads enter with ``reading()``; ``hold()`` stops new ones from entering
+    and waits for those under way, ``release()`` lets them in again.
+    """
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._readers = 0
+        self._held = False
+
+    @contextmanager
+    def reading(self) -> Iterator[None]:
+        """Hold a read open; waits while a checkpoint holds the gate."""
+        with self._cond:
+            self._cond.wait_for(lambda: not self._held)
+            self._readers += 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._readers -= 1
+                self._cond.notify_all()
+
+    def hold(self, timeout: float) -> bool:
+        """Close the gate and wait up to ``timeout`` seconds for the reads under way; False (and open) if they last."""
+        with self._cond:
+            self._held = True
+            if self._cond.wait_for(lambda: self._readers == 0, timeout):
+                return True
+            self._held = False
+            self._cond.notify_all()
+            return False
+
+    def release(self) -> None:
+        """Open the gate again."""
+        with self._cond:
+            self._held = False
+            self._cond.notify_all()
+
+
 class Checkpointer:
-    """The writer thread's checkpoint policy (see the module docstring); not thread-safe by design."""
+    """The writer thread's checkpoint policy (see the module docstring); called from the writer thread only."""
 
     def __init__(self, db: Path, busy_timeout_ms: int) -> None:
+        self.gate = ReadGate()
         self._db = db
         self._busy_timeout_ms = busy_timeout_ms
         self._next = 0.0
@@ -84,6 +134,10 @@ class Checkpointer:
             return
         if now < self._next and size < self._retry_at_bytes:
             return
+        if not self.gate.hold(CHECKPOINT_WAIT_MS / 1000):
+            self.deferred += 1
+            self._defer(now, size)
+            return
         conn.execute(f"PRAGMA busy_timeout = {CHECKPOINT_WAIT_MS}")
         try:
             busy, _frames, _done = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
@@ -92,6 +146,7 @@ class Checkpointer:
             self._defer(now, size)
             return
         finally:
+            self.gate.release()
             conn.execute(f"PRAGMA busy_timeout = {self._busy_timeout_ms}")
         if busy:
             self.deferred += 1

@@ -48,8 +48,8 @@ async def test_the_wal_stays_bounded_while_a_reader_is_always_busy(tmp_path: Pat
         stats = store.stats()
     finally:
         await store.close()
-    # Bounded by the restart threshold and a few deferred tries, whatever the disk's speed.
-    assert largest < 3 * store_wal.RESTART_BYTES, f"WAL reached {largest / MIB:.1f} MiB"
+    # The store's own reads give way to the checkpoint: one write past the threshold at most.
+    assert largest < store_wal.RESTART_BYTES + 2 * MIB, f"WAL reached {largest / MIB:.1f} MiB"
     assert stats["checkpoint_restarts"] >= 1
     # The file itself is cut back once the load is over (journal_size_limit applies at each reset).
     assert store_wal.wal_bytes(tmp_path / "var" / "carebridge.db") <= store_wal.JOURNAL_SIZE_LIMIT
@@ -59,10 +59,12 @@ async def test_without_deliberate_checkpoints_the_same_load_grows_the_wal(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The control: SQLite's automatic checkpoint alone cannot reset a WAL that is always being read."""
+    threshold = store_wal.RESTART_BYTES
     monkeypatch.setattr(store_wal, "RESTART_BYTES", 1 << 40)
     store = await Store.open(settings(tmp_path, synchronous="off"))
     try:
         largest = await _largest_wal_under_constant_reads(store, 60)
     finally:
         await store.close()
-    assert largest > 40 * MIB
+    # It resets only when a write happens to fall between two reads: several times the bound above.
+    assert largest > 3 * threshold, f"WAL reached only {largest / MIB:.1f} MiB"
