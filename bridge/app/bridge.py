@@ -40,6 +40,7 @@ from bridge.errors import (
 from bridge.models import ChannelState
 from bridge.plugins import PluginRegistry
 from bridge.plugins.hooks import Hooks
+from bridge.store import open_store
 
 if TYPE_CHECKING:
     from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -135,9 +136,8 @@ class Bridge:
         from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
         from bridge.relay import Relay
-        from bridge.store import Store
 
-        self.store = await Store.open(self.config.store, clock=self.clock)
+        self.store = await open_store(self.config.store, clock=self.clock)
         self._opened.append("store")
         self.events = EventHub(self.store, self.masker)
         self.metrics.watch_store(self.store.stats, self.store.backend)

@@ -27,6 +27,7 @@ from bridge.agents import ROLES, Addresses, Agent, AgentError, directory, passwo
 from bridge.cli import add_config_option
 from bridge.errors import BridgeError
 from bridge.models import Address
+from bridge.store import open_store
 
 T = TypeVar("T")
 
@@ -122,10 +123,9 @@ def _address(args: argparse.Namespace, text: str, what: str) -> Address:
 
 def _with_store(config: Any, fn: Callable[[Any], Any], *, read: bool = False, must_exist: bool = True) -> Any:
     """Open the store, run ``fn`` in one write (or read), close it."""
-    from bridge.store import Store
 
     async def go() -> Any:
-        store = await Store.open(config.store, create_missing_key=not must_exist, must_exist=must_exist)
+        store = await open_store(config.store, create_missing_key=not must_exist, must_exist=must_exist)
         try:
             return await (store.read(fn) if read else store.write(fn))
         finally:

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, TypeVar
 
 from bridge.cli import add_config_option
 from bridge.errors import IntegrityError
+from bridge.store import open_store
 
 if TYPE_CHECKING:
     from bridge.store import Tx
@@ -56,12 +57,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
 
 def _read(args: argparse.Namespace, fn: Callable[[Tx], T]) -> T:
     from bridge.config import load_config
-    from bridge.store import Store
 
     config = load_config(args.config)
 
     async def go() -> T:
-        store = await Store.open(config.store, create_missing_key=False, must_exist=True)
+        store = await open_store(config.store, create_missing_key=False, must_exist=True)
         try:
             return await store.read(fn)
         finally:

@@ -25,7 +25,7 @@ from bridge.cli import add_config_option
 from bridge.errors import UnknownRecordError
 from bridge.models import Address
 from bridge.plugins import make_plugin_manager
-from bridge.store import Tx
+from bridge.store import Tx, open_store
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -71,10 +71,9 @@ def _find(tx: Tx, ref: int | Address, text: str) -> int:
 
 def _open(args: argparse.Namespace) -> Any:
     from bridge.config import load_config
-    from bridge.store import Store
 
     config = load_config(args.config)
-    return Store.open(config.store, create_missing_key=False, must_exist=True)
+    return open_store(config.store, create_missing_key=False, must_exist=True)
 
 
 def run_export(args: argparse.Namespace) -> int:

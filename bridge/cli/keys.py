@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING
 
 from bridge.cli import add_config_option
 from bridge.errors import ConfigError, StoreError
+from bridge.store import open_store
 from bridge.store.keyfile import (
     describe,
     fsync_dir,
@@ -84,7 +85,6 @@ async def rotate(
     settings: StoreSettings, output: Path | None, *, rekey: bool = False, progress: Progress | None = None
 ) -> str:
     """Do the rotation (and the rekey); return the line to print."""
-    from bridge.store import Store
     from bridge.store.keyring import pending_key_path
 
     ref = settings.key
@@ -97,7 +97,7 @@ async def rotate(
         )
     if output is not None and await asyncio.to_thread(output.exists):
         raise StoreError(f"{output} already exists; refusing to overwrite a key file")
-    store = await Store.open(settings, create_missing_key=False, must_exist=True)
+    store = await open_store(settings, create_missing_key=False, must_exist=True)
     rekeyed: dict[str, int] | None = None
     try:
         if rekey:

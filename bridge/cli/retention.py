@@ -14,6 +14,7 @@ import argparse
 import asyncio
 
 from bridge.cli import add_config_option
+from bridge.store import open_store
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -45,7 +46,6 @@ def run_purge(args: argparse.Namespace) -> int:
     from bridge.cli.keys import cli_actor
     from bridge.cli.progress import ProgressBar
     from bridge.config import load_config
-    from bridge.store import Store
 
     config = load_config(args.config)
     days = config.retention.closed_after_days
@@ -54,7 +54,7 @@ def run_purge(args: argparse.Namespace) -> int:
         return 0
 
     async def go() -> dict[str, int]:
-        store = await Store.open(config.store, create_missing_key=False, must_exist=True)
+        store = await open_store(config.store, create_missing_key=False, must_exist=True)
         try:
             if args.dry_run:
                 return await store.read(lambda tx: tx.retention.plan(days))

@@ -2,7 +2,7 @@
 
 Usage::
 
-    store = await Store.open(config.store)                       # key check, migrations
+    store = await open_store(config.store)                       # key check, migrations
     conv = await store.write(lambda tx: tx.conversations.get(42))  # group-committed; resolves after COMMIT
     msgs = await store.read(lambda tx: tx.messages.recent(conv_id, 50))
     await store.close()
@@ -24,8 +24,8 @@ schema (``bridge.store.schema``, numbered migrations) stay here.
 Backends: ``[store] backend = "sqlite"`` (``bridge.store.engine``, the
 default: one encrypted file, one daemon) or ``"postgresql"``
 (``bridge.store.postgres``: one database shared by several daemons, with the
-same envelope encryption, blind indexes and crypto-shredding). ``Store.open``
-picks one; its callers cannot tell them apart. Migrations are one list for
+same envelope encryption, blind indexes and crypto-shredding). ``open_store``
+(``bridge.store.backends``) picks one; its callers cannot tell them apart. Migrations are one list for
 both (SQLite DDL, translated for PostgreSQL by ``bridge.store.postgres.dialect``).
 
 Errors: ``KeyMismatchError`` (wrong master key, checked before any write),
@@ -40,6 +40,7 @@ on SQLite, by migration 2's triggers as well).
 
 from __future__ import annotations
 
+from bridge.store.backends import open_store
 from bridge.store.engine import Store, StoreSettings
 from bridge.store.keyring import SYSTEM_KEY, KeyOwner
 from bridge.store.records import (
@@ -64,6 +65,7 @@ from bridge.store.scrub import scrub_error
 from bridge.store.tx import Tx
 
 __all__ = [
+    "open_store",
     "CHANNEL_UNAVAILABLE",
     "WINDOW_CLOSED",
     "Agent",

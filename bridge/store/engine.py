@@ -90,11 +90,10 @@ class StoreSettings(Protocol):
 
 
 class Store:
-    """The encrypted store; build it with ``await Store.open(config.store)``.
+    """The encrypted store on SQLite; open the configured backend with ``await open_store(config.store)``.
 
-    This class is the SQLite backend; ``[store] backend = "postgresql"`` makes
-    ``open`` return ``bridge.store.postgres.engine.PostgresStore``, a subclass
-    with the same interface.
+    ``bridge.store.postgres.engine.PostgresStore`` is a subclass with the same
+    interface; :func:`bridge.store.backends.open_store` picks between them.
     """
 
     backend = "sqlite"
@@ -140,12 +139,6 @@ class Store:
         :raises StoreError: missing key with an existing database, a database
             newer than this code, or an unusable file.
         """
-        if cls is Store and getattr(settings, "backend", "sqlite") == "postgresql":
-            from bridge.store.postgres.engine import PostgresStore
-
-            return await PostgresStore.open(
-                settings, create_missing_key=create_missing_key, must_exist=must_exist, clock=clock
-            )
         if must_exist and not await asyncio.to_thread(Path(settings.path).exists):
             raise StoreError(f"no store at {settings.path}")
         store = cls()

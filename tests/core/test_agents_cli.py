@@ -13,7 +13,7 @@ import pytest
 from bridge import agents
 from bridge.agents import passwords
 from bridge.config import load_config
-from bridge.store import Store
+from bridge.store import Store, open_store
 from tests.core.agentkit import db_bytes, make_conversation
 
 CONFIG = """\
@@ -50,8 +50,8 @@ def cli(cfg: Path, *args: str, stdin: str = "") -> subprocess.CompletedProcess[s
     )  # fmt: skip
 
 
-async def open_store(cfg: Path) -> Store:
-    return await Store.open(load_config(cfg).store, create_missing_key=False, must_exist=True)
+async def open_configured(cfg: Path) -> Store:
+    return await open_store(load_config(cfg).store, create_missing_key=False, must_exist=True)
 
 
 async def test_add_prints_uri_and_qr_and_stores_only_ciphertext(cfg: Path) -> None:
@@ -68,7 +68,7 @@ async def test_add_prints_uri_and_qr_and_stores_only_ciphertext(cfg: Path) -> No
     assert "Agent alice added (admin, whatsapp:+3161****78, queues billing, vip, capacity 3)" in result.stderr
     assert "31612345678" not in result.stderr
 
-    store = await open_store(cfg)
+    store = await open_configured(cfg)
     try:
         alice = await store.read(lambda tx: tx.agents.get_by_name("alice"))
         assert alice is not None and alice.preferred.address == "+31612345678" and alice.queues == ("billing", "vip")
@@ -121,7 +121,7 @@ async def test_add_refuses_duplicates_and_short_passwords(cfg: Path) -> None:
         result = cli(cfg, "add", *args, "--password-stdin", stdin=stdin)
         assert result.returncode == 1 and message in result.stderr, (args, result.stderr)
         assert "otpauth" not in result.stdout
-    store = await open_store(cfg)
+    store = await open_configured(cfg)
     try:
         assert [a.name for a in await store.read(lambda tx: tx.agents.all())] == ["alice"]
     finally:
@@ -133,7 +133,7 @@ async def test_list_set_channel_and_disable_while_the_store_is_in_use(cfg: Path)
         result = cli(cfg, "add", name, "--channel", channel, "--password-stdin", stdin="correct horse battery\n")
         assert result.returncode == 0, result.stderr
     # The store stays open here, as the running daemon holds it, while the CLI changes agents.
-    store = await open_store(cfg)
+    store = await open_configured(cfg)
     try:
         alice = await store.read(lambda tx: tx.agents.get_by_name("alice"))
         bob = await store.read(lambda tx: tx.agents.get_by_name("bob"))
@@ -210,7 +210,7 @@ async def test_identities_listed_added_and_retired_while_the_store_is_in_use(cfg
     result = cli(cfg, "add", "alice", "--channel", "whatsapp:+31612345678", "--password-stdin",
                  stdin="correct horse battery\n")  # fmt: skip
     assert result.returncode == 0, result.stderr
-    store = await open_store(cfg)  # held open, as the running daemon does
+    store = await open_configured(cfg)  # held open, as the running daemon does
     try:
         added = cli(cfg, "identity", "add", "alice", "email:Alice@Example.org")
         assert (added.returncode, added.stdout.strip()) == (0, "alice can now write from email:a***@example.org.")

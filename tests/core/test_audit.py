@@ -7,13 +7,13 @@ import asyncio
 import pytest
 
 from bridge.config import load_config
-from bridge.store import Store
+from bridge.store import open_store
 from tests.core.test_store_kit import Backend, cli, raw, write_config
 
 
 def _append(config, count: int) -> None:
     async def go() -> None:
-        store = await Store.open(load_config(config).store)
+        store = await open_store(load_config(config).store)
         try:
             for i in range(count):
                 await store.write(
@@ -50,7 +50,7 @@ def test_intact_log_verifies_and_entries_read_back(logged) -> None:
     assert (result.returncode, result.stdout.strip()) == (0, "audit log intact: 5 entries")
 
     async def entries():
-        store = await Store.open(load_config(config).store)
+        store = await open_store(load_config(config).store)
         try:
             return await store.read(lambda tx: tx.audit.entries("agent:3"))
         finally:

@@ -12,13 +12,13 @@ import pytest
 from bridge.config import load_config
 from bridge.errors import IntegrityError
 from bridge.models import Address
-from bridge.store import KeyOwner, Store
+from bridge.store import KeyOwner, open_store
 from tests.core.test_store_kit import ROOT, cli
 
 
 def _seed(config_path, *, phone: str = "+31612340000", name: str = "Jan Marker") -> int:
     async def go() -> int:
-        store = await Store.open(load_config(config_path).store)
+        store = await open_store(load_config(config_path).store)
         try:
 
             def fill(tx):
@@ -163,7 +163,7 @@ def test_erase_shreds_everything_of_the_contact(seeded, backend) -> None:
 
     # and even a saved copy of a ciphertext cannot be opened any more
     async def try_open() -> None:
-        store = await Store.open(load_config(config).store)
+        store = await open_store(load_config(config).store)
         try:
             await store.read(
                 lambda tx: tx._session.open_text(KeyOwner.contact(first), "messages", "body", 1, bodies[0])
@@ -196,7 +196,7 @@ def test_export_marks_tampered_records_and_exits_1(seeded, backend) -> None:
 
 async def test_erase_while_the_daemon_runs(seeded) -> None:
     tmp_path, config, first, second = seeded
-    daemon = await Store.open(load_config(config).store)
+    daemon = await open_store(load_config(config).store)
     try:
         assert (await daemon.read(lambda tx: tx.contacts.get(first))).name == "Jan Marker"  # key cached
         proc = await asyncio.create_subprocess_exec(

@@ -18,7 +18,7 @@ import pytest
 from bridge.cli.keys import rotate
 from bridge.config import load_config
 from bridge.errors import ConfigError, KeyMismatchError, StoreError
-from bridge.store import Store, crypto
+from bridge.store import crypto, open_store
 from bridge.store.keyfile import (
     encode_key,
     generate_key,
@@ -39,7 +39,7 @@ from tests.fakes.whatsapp_cloud import FakeWhatsAppCloud
 
 
 async def _names(cfg) -> list[str]:
-    store = await Store.open(cfg, create_missing_key=False)
+    store = await open_store(cfg, create_missing_key=False)
     try:
         return await store.read(
             lambda tx: [
@@ -51,7 +51,7 @@ async def _names(cfg) -> list[str]:
 
 
 async def _seed(cfg, count: int) -> None:
-    store = await Store.open(cfg)
+    store = await open_store(cfg)
     try:
         await store.write(lambda tx: [tx.contacts.create(name=f"person {i}") for i in range(count)])
     finally:
@@ -120,10 +120,10 @@ async def test_rotate_argument_errors(tmp_path) -> None:
 
 async def test_running_daemon_follows_a_rotation(tmp_path, monkeypatch, backend) -> None:
     cfg = backend.settings(tmp_path)
-    daemon = await Store.open(cfg)
+    daemon = await open_store(cfg)
     try:
         known = await daemon.write(lambda tx: tx.contacts.create(name="before"))
-        other = await Store.open(cfg)  # a contact whose key the daemon never unwrapped
+        other = await open_store(cfg)  # a contact whose key the daemon never unwrapped
         unseen = await other.write(lambda tx: tx.contacts.create(name="unseen"))
         await other.close()
         await rotate(cfg, None)  # what `carebridge keys rotate` does, from another Store
@@ -140,7 +140,7 @@ async def test_running_daemon_follows_a_rotation(tmp_path, monkeypatch, backend)
 
 async def test_daemon_on_an_env_key_stops_wrapping_after_rotation(tmp_path, monkeypatch) -> None:
     cfg = env_key_settings(tmp_path, generate_key(), monkeypatch)
-    daemon = await Store.open(cfg)
+    daemon = await open_store(cfg)
     try:
         await rotate(cfg, tmp_path / "new.key")
         with pytest.raises(KeyMismatchError, match="it was rotated: restart with the new key"):
@@ -230,7 +230,7 @@ async def test_rotate_subprocess_while_the_daemon_keeps_writing(tmp_path, monkey
     """The CLI rotates while a running store creates contacts: no key may stay under the old master."""
     config = backend.write_config(tmp_path)
     cfg = load_config(config).store
-    daemon = await Store.open(cfg)
+    daemon = await open_store(cfg)
     stop = asyncio.Event()
     created: list[int] = []
 
@@ -269,7 +269,7 @@ def test_interrupted_rename_is_finished(tmp_path, monkeypatch) -> None:
     write_key_file(key_path.with_name("master.key.new"), new)
 
     async def commit_only() -> None:
-        store = await Store.open(cfg)
+        store = await open_store(cfg)
         await store.rotate_master_key(new)
         await store.close()
 

@@ -17,7 +17,7 @@ import subprocess
 import sys
 
 from bridge.config import load_config
-from bridge.store import Store
+from bridge.store import open_store
 from bridge.store.keyfile import generate_key, load_master_key, write_key_file
 from tests.core.cellscan import cells_naming, data_keys, raw_hits, readable_cells
 from tests.core.test_store_kit import ROOT, cli, write_config
@@ -58,7 +58,7 @@ SECRETS = ("SECRETNAME", "SECRETTEXT", "SECRETMETA", "SECRETCAPTION", "SECRETNOT
 async def test_rotate_leaves_no_old_wrapping_in_the_files_while_a_daemon_holds_the_store(tmp_path) -> None:
     config = write_config(tmp_path)
     cfg = load_config(config).store
-    daemon = await Store.open(cfg)  # the running daemon: its connections keep the WAL alive
+    daemon = await open_store(cfg)  # the running daemon: its connections keep the WAL alive
     try:
         await daemon.write(lambda tx: _fill(tx, 5))
         old_master = load_master_key(cfg.key)
@@ -84,7 +84,7 @@ async def test_rotate_leaves_no_old_wrapping_in_the_files_while_a_daemon_holds_t
 async def test_rekey_replaces_every_data_key_and_no_old_key_opens_anything(tmp_path) -> None:
     config = write_config(tmp_path)
     cfg = load_config(config).store
-    daemon = await Store.open(cfg)
+    daemon = await open_store(cfg)
     try:
         await daemon.write(lambda tx: _fill(tx, 6))
         # the daemon has every key cached, as after a day of work
@@ -128,7 +128,7 @@ async def test_rekey_replaces_every_data_key_and_no_old_key_opens_anything(tmp_p
 async def test_an_interrupted_rekey_resumes_where_it_stopped(tmp_path) -> None:
     config = write_config(tmp_path)
     cfg = load_config(config).store
-    store = await Store.open(cfg)
+    store = await open_store(cfg)
     try:
         await store.write(lambda tx: _fill(tx, 4))
         upto = await store.write(lambda tx: tx.rekey.begin())
@@ -159,7 +159,7 @@ def test_rekey_refuses_a_schema_with_a_sealed_column_it_does_not_know(tmp_path) 
     cfg = load_config(config).store
 
     async def seed() -> None:
-        store = await Store.open(cfg)
+        store = await open_store(cfg)
         await store.write(lambda tx: _fill(tx, 1))
         await store.close()
 
@@ -178,7 +178,7 @@ def test_rekey_draws_a_progress_bar_on_a_terminal_only(tmp_path) -> None:
     cfg = load_config(config).store
 
     async def seed() -> None:
-        store = await Store.open(cfg)
+        store = await open_store(cfg)
         await store.write(lambda tx: _fill(tx, 3))
         await store.close()
 

@@ -25,7 +25,7 @@ from typing import Any
 import pytest
 import sqlite_utils
 
-from bridge.store import SYSTEM_KEY, WINDOW_CLOSED, Store, Tx, schema
+from bridge.store import SYSTEM_KEY, WINDOW_CLOSED, Store, Tx, open_store, schema
 from bridge.store.keyfile import generate_key, write_key_file
 from bridge.store.repos import outbox as outbox_repo
 from tests.core.test_store_kit import Backend, raw, settings
@@ -37,7 +37,7 @@ CHANNELS = ("alpha", "beta")
 @pytest.fixture
 async def store(tmp_path: Path, backend: Backend):  # type: ignore[no-untyped-def]
     """A store on each backend (the line is the same triggers on both: PostgreSQL's through the translator)."""
-    store = await Store.open(backend.settings(tmp_path, synchronous="normal"), clock=lambda: NOW)
+    store = await open_store(backend.settings(tmp_path, synchronous="normal"), clock=lambda: NOW)
     yield store
     await store.close()
 
@@ -161,7 +161,7 @@ def _fill(tx: Tx, start: int, count: int, status: str, agents: int) -> None:
 
 
 async def _store_with(tmp_path: Path, sent: int, backlog: int, agents: int) -> Store:
-    store = await Store.open(settings(tmp_path, synchronous="off"), clock=lambda: NOW)
+    store = await open_store(settings(tmp_path, synchronous="off"), clock=lambda: NOW)
     for status, total in (("sent", sent), ("pending", backlog)):
         for start in range(0, total, 2000):
             count = min(2000, total - start)
@@ -266,7 +266,7 @@ async def test_two_daemons_changing_one_stream_at_once_keep_its_line(tmp_path: P
     transactions. Each trigger must see the other's change (the stream's turn), or the new row is never in line."""
     backend = Backend("postgresql", pg_dsn)
     write_key_file(tmp_path / "var" / "master.key", generate_key())
-    first, second = await asyncio.gather(*(Store.open(backend.settings(tmp_path), clock=lambda: NOW) for _ in range(2)))
+    first, second = await asyncio.gather(*(open_store(backend.settings(tmp_path), clock=lambda: NOW) for _ in range(2)))
     try:
         head = await first.write(lambda tx: _enqueue(tx, "contact", 1, "alpha"))
         for round_ in range(12):

@@ -8,7 +8,7 @@ import pytest
 
 from bridge.errors import IntegrityError
 from bridge.models import Address
-from bridge.store import KeyOwner, Store
+from bridge.store import KeyOwner, open_store
 from bridge.store.scrub import scrub_error
 from tests.core.test_store_kit import Backend, raw_files, settings
 
@@ -56,7 +56,7 @@ def _assert_no_markers(files: dict[str, bytes]) -> None:
 async def test_no_plaintext_in_db_wal_shm_or_media(tmp_path, caplog, checkpoint) -> None:
     cfg = settings(tmp_path)
     caplog.set_level(logging.DEBUG)
-    store = await Store.open(cfg)
+    store = await open_store(cfg)
     try:
         await store.write(_fill)
         await store.write(lambda tx: _fill(tx, 1))  # a second round: updates of existing rows go through the WAL too
@@ -82,7 +82,7 @@ async def test_no_plaintext_in_pg_dump_data_directory_or_media(tmp_path, caplog,
     """PostgreSQL: the dump, the data directory (tables, WAL) and the media hold ciphertext and blind indexes only."""
     backend = Backend("postgresql", pg_dsn, pg_server)
     caplog.set_level(logging.DEBUG)
-    store = await Store.open(backend.settings(tmp_path))
+    store = await open_store(backend.settings(tmp_path))
     try:
         await store.write(_fill)
         await store.write(lambda tx: _fill(tx, 1))
@@ -102,7 +102,7 @@ async def test_no_plaintext_in_pg_dump_data_directory_or_media(tmp_path, caplog,
 
 
 async def test_ciphertext_moved_to_another_row_fails(tmp_path, backend) -> None:
-    store = await Store.open(backend.settings(tmp_path))
+    store = await open_store(backend.settings(tmp_path))
     try:
 
         def setup(tx):
@@ -131,7 +131,7 @@ async def test_ciphertext_moved_to_another_row_fails(tmp_path, backend) -> None:
 
 
 async def test_ciphertext_from_another_contact_fails(tmp_path, backend) -> None:
-    store = await Store.open(backend.settings(tmp_path))
+    store = await open_store(backend.settings(tmp_path))
     try:
         a = await store.write(lambda tx: tx.contacts.create(name="Alice"))
         b = await store.write(lambda tx: tx.contacts.create(name="Bob"))
@@ -164,7 +164,7 @@ def test_scrub_error_keeps_codes_and_drops_addresses_and_ids() -> None:
 async def test_outbox_last_error_never_stores_an_address(tmp_path) -> None:
     """Whoever writes outbox.last_error (the relay's worker today), the store scrubs it."""
     cfg = settings(tmp_path)
-    store = await Store.open(cfg)
+    store = await open_store(cfg)
     error = f"SMTP 550 <{MARKERS['email']}> unknown; psid {MARKERS['psid']}99999 to {MARKERS['phone']}"
     try:
 
@@ -196,7 +196,7 @@ async def test_outbox_last_error_never_stores_an_address(tmp_path) -> None:
 
 async def test_outbox_errors_are_scrubbed_by_the_store_on_both_backends(tmp_path, backend) -> None:
     """The outbox repository scrubs ``last_error`` itself (PostgreSQL has no scrub triggers)."""
-    store = await Store.open(backend.settings(tmp_path))
+    store = await open_store(backend.settings(tmp_path))
     error = f"SMTP 550 <{MARKERS['email']}> unknown; psid {MARKERS['psid']}99999 to {MARKERS['phone']}"
     try:
 

@@ -10,7 +10,7 @@ import sys
 import textwrap
 import time
 
-from bridge.store import Store
+from bridge.store import open_store
 from tests.core.test_store_kit import ROOT, settings
 
 WRITER = textwrap.dedent(
@@ -21,7 +21,7 @@ WRITER = textwrap.dedent(
     from bridge.store import Store
 
     async def main():
-        store = await Store.open(StoreConfig(path=Path(sys.argv[1]), key=sys.argv[2]))
+        store = await open_store(StoreConfig(path=Path(sys.argv[1]), key=sys.argv[2]))
         conv = await store.write(lambda tx: tx.conversations.create(
             tx.contacts.get_or_create_identity("whatsapp", "+31600000009")[0].contact_id, None, "whatsapp").id)
         counter = iter(range(10**9))
@@ -62,7 +62,7 @@ def test_every_acknowledged_message_survives_sigkill(tmp_path) -> None:
     assert len(acked) >= 300
 
     async def stored() -> dict[int, str]:
-        store = await Store.open(cfg, create_missing_key=False)
+        store = await open_store(cfg, create_missing_key=False)
         try:
             return await store.read(
                 lambda tx: {m.id: m.text for m in tx.messages.of_conversation(1)}  # the one conversation

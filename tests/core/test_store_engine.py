@@ -10,7 +10,7 @@ import threading
 import pytest
 
 from bridge.errors import KeyMismatchError, StoreError
-from bridge.store import KeyOwner, Store
+from bridge.store import KeyOwner, open_store
 from bridge.store import schema as store_schema
 from bridge.store.keyfile import generate_key, write_key_file
 from bridge.store.schema import register_migration
@@ -20,7 +20,7 @@ from tests.core.test_store_kit import env_key_settings, raw, settings
 async def test_new_store_generates_key_and_migrates(tmp_path, caplog) -> None:
     cfg = settings(tmp_path)
     with caplog.at_level(logging.WARNING, logger="carebridge.store"):
-        store = await Store.open(cfg)
+        store = await open_store(cfg)
     try:
         key_path = tmp_path / "var" / "master.key"
         assert stat.S_IMODE(key_path.stat().st_mode) == 0o600
@@ -51,7 +51,7 @@ async def test_new_store_generates_key_and_migrates(tmp_path, caplog) -> None:
 
 
 async def test_pragmas_on_both_connections(tmp_path) -> None:
-    store = await Store.open(settings(tmp_path))
+    store = await open_store(settings(tmp_path))
     try:
 
         def pragmas(tx):
@@ -64,7 +64,7 @@ async def test_pragmas_on_both_connections(tmp_path) -> None:
         assert await store.read(pragmas) == [2, 1, 1]
     finally:
         await store.close()
-    store = await Store.open(settings(tmp_path, synchronous="normal"))
+    store = await open_store(settings(tmp_path, synchronous="normal"))
     try:
         assert (await store.write(pragmas))[0] == 1
     finally:
@@ -73,11 +73,11 @@ async def test_pragmas_on_both_connections(tmp_path) -> None:
 
 async def test_bad_synchronous_setting_is_named(tmp_path) -> None:
     with pytest.raises(StoreError, match="store.synchronous"):
-        await Store.open(settings(tmp_path, synchronous="fast"))
+        await open_store(settings(tmp_path, synchronous="fast"))
 
 
 async def _populate(cfg) -> None:
-    store = await Store.open(cfg)
+    store = await open_store(cfg)
     try:
         await store.write(lambda tx: tx.contacts.create(name="Someone"))
     finally:
@@ -91,7 +91,7 @@ async def test_wrong_key_refused_before_any_write(tmp_path, monkeypatch, backend
     if backend.postgresql:
         wrong = backend.settings(tmp_path, key=wrong.key)
     with pytest.raises(KeyMismatchError, match="^the master key does not match this database$"):
-        await Store.open(wrong)
+        await open_store(wrong)
     assert _snapshot(tmp_path, backend) == before
 
 
@@ -112,15 +112,15 @@ async def test_missing_key_with_existing_database_is_refused(tmp_path, backend) 
     await _populate(cfg)
     (tmp_path / "var" / "master.key").unlink()
     with pytest.raises(StoreError, match="master key .* not found; refusing to open an existing database without it"):
-        await Store.open(cfg)
+        await open_store(cfg)
     assert not (tmp_path / "var" / "master.key").exists()  # no new key was made
 
 
 async def test_admin_open_requires_existing_store_and_key(tmp_path) -> None:
     with pytest.raises(StoreError, match="no store at"):
-        await Store.open(settings(tmp_path), must_exist=True)
+        await open_store(settings(tmp_path), must_exist=True)
     with pytest.raises(StoreError, match="master key .* not found"):
-        await Store.open(settings(tmp_path), create_missing_key=False)
+        await open_store(settings(tmp_path), create_missing_key=False)
 
 
 async def test_newer_schema_is_refused(tmp_path, backend) -> None:
@@ -131,7 +131,7 @@ async def test_newer_schema_is_refused(tmp_path, backend) -> None:
     conn.close()
     latest = store_schema.latest_version()
     with pytest.raises(StoreError, match=f"database schema version 9999 is newer than this Carebridge \\({latest}\\)"):
-        await Store.open(cfg)
+        await open_store(cfg)
 
 
 async def test_not_a_database(tmp_path) -> None:
@@ -139,7 +139,7 @@ async def test_not_a_database(tmp_path) -> None:
     write_key_file(tmp_path / "var" / "master.key", generate_key())
     cfg.path.write_bytes(b"this is not sqlite" * 100)
     with pytest.raises(StoreError, match="not a Carebridge database"):
-        await Store.open(cfg)
+        await open_store(cfg)
 
 
 async def test_registered_migration_runs_once(tmp_path, backend) -> None:
@@ -151,7 +151,7 @@ async def test_registered_migration_runs_once(tmp_path, backend) -> None:
         with pytest.raises(ValueError, match="already registered"):
             register_migration(990, lambda db: None)
         for _ in range(2):
-            store = await Store.open(backend.settings(tmp_path))
+            store = await open_store(backend.settings(tmp_path))
             assert store.schema_version == 990
             await store.close()
         conn = backend.raw(tmp_path)
@@ -163,7 +163,7 @@ async def test_registered_migration_runs_once(tmp_path, backend) -> None:
 
 async def test_group_commit_one_transaction_and_resolves_after_commit(tmp_path, backend) -> None:
     cfg = backend.settings(tmp_path)
-    store = await Store.open(cfg)
+    store = await open_store(cfg)
     try:
         contact = await store.write(lambda tx: tx.contacts.create(name="C"))
         conv = await store.write(lambda tx: tx.conversations.create(contact, None, "whatsapp").id)
@@ -205,7 +205,7 @@ async def test_group_commit_one_transaction_and_resolves_after_commit(tmp_path, 
 
 
 async def test_failed_function_loses_its_new_key_but_not_others(tmp_path, backend) -> None:
-    store = await Store.open(backend.settings(tmp_path))
+    store = await open_store(backend.settings(tmp_path))
     try:
 
         def create_then_fail(tx):
@@ -217,7 +217,7 @@ async def test_failed_function_loses_its_new_key_but_not_others(tmp_path, backen
         contact = await store.write(lambda tx: tx.contacts.create(name="real"))
         assert (await store.read(lambda tx: tx.contacts.get(contact))).name == "real"
         await store.close()
-        store = await Store.open(backend.settings(tmp_path))
+        store = await open_store(backend.settings(tmp_path))
         assert (await store.read(lambda tx: tx.contacts.get(contact))).name == "real"
     finally:
         await store.close()
@@ -225,7 +225,7 @@ async def test_failed_function_loses_its_new_key_but_not_others(tmp_path, backen
 
 async def test_a_rolled_back_savepoint_forgets_the_keys_it_created(tmp_path, backend) -> None:
     """Nothing may be sealed under a data key whose row a savepoint rolled back."""
-    store = await Store.open(backend.settings(tmp_path))
+    store = await open_store(backend.settings(tmp_path))
     undone: list[str] = []
     try:
 
@@ -242,14 +242,14 @@ async def test_a_rolled_back_savepoint_forgets_the_keys_it_created(tmp_path, bac
         owner, blob = await store.write(partly_undone)
         assert undone == ["file"]
         await store.close()
-        store = await Store.open(backend.settings(tmp_path))
+        store = await open_store(backend.settings(tmp_path))
         assert await store.read(lambda tx: tx._session.open_text(owner, "contacts", "name", owner.id, blob)) == "after"
     finally:
         await store.close()
 
 
 async def test_write_refuses_coroutine_functions_and_reads_are_read_only(tmp_path, backend) -> None:
-    store = await Store.open(backend.settings(tmp_path))
+    store = await open_store(backend.settings(tmp_path))
     try:
 
         async def not_sync(tx):
@@ -268,7 +268,7 @@ async def test_write_refuses_coroutine_functions_and_reads_are_read_only(tmp_pat
 
 
 async def test_injected_clock(tmp_path, backend) -> None:
-    store = await Store.open(backend.settings(tmp_path), clock=lambda: 1234.5)
+    store = await open_store(backend.settings(tmp_path), clock=lambda: 1234.5)
     try:
         contact = await store.write(lambda tx: tx.contacts.create())
         assert (await store.read(lambda tx: tx.contacts.get(contact))).created_at == 1234.5
@@ -280,7 +280,7 @@ async def test_loose_key_file_mode_is_warned(tmp_path, caplog) -> None:
     key_path = write_key_file(tmp_path / "var" / "master.key", generate_key())
     key_path.chmod(0o644)
     with caplog.at_level(logging.WARNING, logger="carebridge.store"):
-        store = await Store.open(settings(tmp_path))
+        store = await open_store(settings(tmp_path))
     await store.close()
     assert f"master key {key_path} is readable by other users" in caplog.text
 
@@ -289,11 +289,11 @@ async def test_unwritable_location_is_a_store_error(tmp_path) -> None:
     blocker = tmp_path / "var"
     blocker.write_text("a file where the directory should be")
     with pytest.raises(StoreError):
-        await Store.open(settings(tmp_path, key=f"file:{tmp_path / 'master.key'}"))
+        await open_store(settings(tmp_path, key=f"file:{tmp_path / 'master.key'}"))
 
 
 async def test_cancelled_caller_still_commits(tmp_path, backend) -> None:
-    store = await Store.open(backend.settings(tmp_path))
+    store = await open_store(backend.settings(tmp_path))
     try:
         gate = threading.Event()
         blocker = asyncio.ensure_future(store.write(lambda tx: gate.wait(10)))
@@ -321,11 +321,11 @@ async def test_failing_migration_is_named_and_rolled_back(tmp_path) -> None:
     register_migration(991, m991_broken)
     try:
         with pytest.raises(StoreError, match=r"migration 991 \(m991_broken\) failed: no such table"):
-            await Store.open(settings(tmp_path))
+            await open_store(settings(tmp_path))
     finally:
         store_schema._MIGRATIONS.pop(991)
     conn = raw(settings(tmp_path).path)
     assert conn.execute("SELECT count(*) FROM sqlite_master WHERE name = 'half_done'").fetchone()[0] == 0
     conn.close()
-    store = await Store.open(settings(tmp_path))  # and without it, the store opens fine
+    store = await open_store(settings(tmp_path))  # and without it, the store opens fine
     await store.close()

@@ -6,7 +6,7 @@ import asyncio
 import json
 
 from bridge.config import load_config
-from bridge.store import Store
+from bridge.store import open_store
 from tests.core.test_store_kit import Backend, cli, write_config
 
 
@@ -14,7 +14,7 @@ def _seed(config) -> dict[str, int]:
     """Two customers with conversations, a media file, transfers and audit entries; one contact erased."""
 
     async def go() -> dict[str, int]:
-        store = await Store.open(load_config(config).store)
+        store = await open_store(load_config(config).store)
         try:
 
             def fill(tx) -> dict[str, int]:
@@ -67,7 +67,7 @@ def test_migrate_copies_checks_and_refuses_a_non_empty_target(tmp_path, pg_dsn) 
     assert cli("gdpr", "export", str(ids["contact2"]), "-c", str(pg_config), cwd=tmp_path).returncode == 1
 
     async def on_postgresql() -> tuple[bytes, int]:
-        store = await Store.open(load_config(pg_config).store)
+        store = await open_store(load_config(pg_config).store)
         try:
             media = await store.read(lambda tx: tx.attachments.read(ids["attachment0"]))
             fresh = await store.write(lambda tx: tx.contacts.create(name="new"))

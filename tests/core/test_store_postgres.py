@@ -8,7 +8,7 @@ import threading
 import pytest
 
 from bridge.errors import StoreError
-from bridge.store import KeyOwner, Store
+from bridge.store import KeyOwner, open_store
 from bridge.store import schema as store_schema
 from bridge.store.keyfile import generate_key, write_key_file
 from bridge.store.postgres import dialect
@@ -85,7 +85,7 @@ async def test_a_plain_sqlite_migration_runs_on_both_backends(tmp_path, backend)
 
     register_migration(995, m995_tags)
     try:
-        store = await Store.open(backend.settings(tmp_path))
+        store = await open_store(backend.settings(tmp_path))
         try:
 
             def use(tx) -> list[tuple[float, int]]:
@@ -109,7 +109,7 @@ async def test_a_plain_sqlite_migration_runs_on_both_backends(tmp_path, backend)
 async def test_two_stores_on_one_database_share_ids_keys_and_take_turns(tmp_path, pg_dsn) -> None:
     backend = Backend("postgresql", pg_dsn)
     write_key_file(tmp_path / "var" / "master.key", generate_key())  # the operator gives every node the key
-    first, second = await asyncio.gather(*(Store.open(backend.settings(tmp_path)) for _ in range(2)))
+    first, second = await asyncio.gather(*(open_store(backend.settings(tmp_path)) for _ in range(2)))
     try:
         ids = await asyncio.gather(
             *(
@@ -149,9 +149,9 @@ async def test_two_stores_on_one_database_share_ids_keys_and_take_turns(tmp_path
 async def test_unreachable_database_and_wrong_dsn_are_store_errors(tmp_path, pg_server) -> None:
     backend = Backend("postgresql", pg_server.dsn("no_such_database"))
     with pytest.raises(StoreError, match="cannot connect to the postgresql database no_such_database"):
-        await Store.open(backend.settings(tmp_path))
+        await open_store(backend.settings(tmp_path))
     with pytest.raises(StoreError, match="no Carebridge store"):
-        await Store.open(Backend("postgresql", pg_server.new_database()).settings(tmp_path), must_exist=True)
+        await open_store(Backend("postgresql", pg_server.new_database()).settings(tmp_path), must_exist=True)
 
 
 async def test_healthz_and_metrics_report_the_backend_pool_and_primary(tmp_path, pg_dsn) -> None:
@@ -214,7 +214,7 @@ def test_store_backend_settings_are_checked_and_the_dsn_stays_secret(tmp_path, m
 async def test_the_store_reconnects_after_the_database_restarts(tmp_path) -> None:
     """A restarted (or failed-over) server: the next write and read reconnect by themselves."""
     with running_server() as server:
-        store = await Store.open(Backend("postgresql", server.new_database()).settings(tmp_path))
+        store = await open_store(Backend("postgresql", server.new_database()).settings(tmp_path))
         try:
             first = await store.write(lambda tx: tx.contacts.create(name="before"))
             await asyncio.to_thread(server.restart)
@@ -234,7 +234,7 @@ async def test_a_deadlock_between_two_daemons_is_run_again(tmp_path, pg_dsn) -> 
     """Two daemons' writes take the same two turns in opposite order: PostgreSQL aborts one, which runs again."""
     backend = Backend("postgresql", pg_dsn)
     write_key_file(tmp_path / "var" / "master.key", generate_key())
-    first, second = await asyncio.gather(*(Store.open(backend.settings(tmp_path)) for _ in range(2)))
+    first, second = await asyncio.gather(*(open_store(backend.settings(tmp_path)) for _ in range(2)))
     both_hold_one = threading.Barrier(2, timeout=10)
     runs: list[str] = []
 

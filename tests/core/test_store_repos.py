@@ -6,13 +6,13 @@ import pytest
 
 from bridge.errors import IntegrityError, UnknownRecordError
 from bridge.models import Address
-from bridge.store import SYSTEM_KEY, KeyOwner, Store
+from bridge.store import SYSTEM_KEY, KeyOwner, open_store
 
 
 @pytest.fixture
 async def store(tmp_path, backend):
     now = [1_000_000.0]
-    store = await Store.open(backend.settings(tmp_path), clock=lambda: now[0])
+    store = await open_store(backend.settings(tmp_path), clock=lambda: now[0])
     store.test_clock = now  # type: ignore[attr-defined]
     yield store
     await store.close()

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from bridge.store import SYSTEM_KEY, Store, Tx
+from bridge.store import SYSTEM_KEY, Store, Tx, open_store
 from bridge.store import wal as store_wal
 from tests.core.test_store_kit import settings
 
@@ -42,7 +42,7 @@ async def _largest_wal_under_constant_reads(store: Store, megabytes: int) -> int
 
 
 async def test_the_wal_stays_bounded_while_a_reader_is_always_busy(tmp_path: Path) -> None:
-    store = await Store.open(settings(tmp_path, synchronous="off"))
+    store = await open_store(settings(tmp_path, synchronous="off"))
     try:
         largest = await _largest_wal_under_constant_reads(store, 60)
         stats = store.stats()
@@ -61,7 +61,7 @@ async def test_without_deliberate_checkpoints_the_same_load_grows_the_wal(
     """The control: SQLite's automatic checkpoint alone cannot reset a WAL that is always being read."""
     threshold = store_wal.RESTART_BYTES
     monkeypatch.setattr(store_wal, "RESTART_BYTES", 1 << 40)
-    store = await Store.open(settings(tmp_path, synchronous="off"))
+    store = await open_store(settings(tmp_path, synchronous="off"))
     try:
         largest = await _largest_wal_under_constant_reads(store, 60)
     finally:

@@ -22,7 +22,7 @@ import pyotp
 import pytest
 
 from bridge.config import load_config
-from bridge.store import Store
+from bridge.store import open_store
 from tests.daemon import DaemonProcess, run_cli, write_config
 from tests.e2e.conftest import FAST
 from tests.e2e.harness import wait_for
@@ -179,7 +179,7 @@ async def test_masking_refused_reply_and_secure_round_trip_through_the_daemon(
     assert all(SECRET_IBAN not in (m["text"] or "") for m in exported)
     # ... and nowhere does the store keep the /secure text or the code any more.
     monkeypatch.setenv(*next(iter(ENV.items())))  # the configuration names the SMTP password
-    store = await Store.open(load_config(config).store)
+    store = await open_store(load_config(config).store)
     try:
 
         def bodies(tx: Any) -> list[str]:

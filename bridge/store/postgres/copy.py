@@ -71,7 +71,7 @@ async def copy_sqlite_store(
     :raises StoreError: the target is not empty or unreachable, the source is
         not a current store, or a check fails (the message says which).
     """
-    source = await Store.open(settings, create_missing_key=False, must_exist=True)  # key and schema checked
+    source = await Store.open(settings, create_missing_key=False, must_exist=True)  # SQLite; key and schema checked
     try:
         version = source.schema_version
         report = await asyncio.to_thread(_copy, Path(settings.path), dsn, version, progress)
