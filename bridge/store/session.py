@@ -16,6 +16,7 @@ checkpoint, ``bridge.store.postgres.session.PgSession`` PostgreSQL's.
 
 from __future__ import annotations
 
+import abc
 import logging
 import re
 import sqlite3
@@ -111,8 +112,12 @@ class Session(Protocol):
     def audit_key(self) -> bytes: ...
 
 
-class KeyedSession:
-    """The backend-neutral part of a :class:`Session` on one connection (the writer's or a reader's)."""
+class KeyedSession(abc.ABC):
+    """The backend-neutral part of a :class:`Session` on one connection (the writer's or a reader's).
+
+    Each backend subclasses it and says how ids are allocated and where its
+    catalogue lists the BLOB columns (the abstract methods).
+    """
 
     row_locks = ""
 
@@ -184,24 +189,27 @@ class KeyedSession:
         """The store's clock (epoch seconds); tests may inject their own."""
         return self._clock()
 
+    @abc.abstractmethod
     def next_id(self, table: str) -> int:
         """The id the next row of ``table`` must be INSERTed with (each backend says how)."""
-        raise NotImplementedError
 
     def serialize(self, name: str) -> None:
         """Make writers that serialize on the same ``name`` take turns until this transaction ends.
 
         One SQLite writer takes turns by itself; several daemons on one
         PostgreSQL database need it where a row depends on the one before
-        (the audit chain, a person's first conversation).
+        (the audit chain, a person's first conversation). The default does nothing.
         """
 
+    @abc.abstractmethod
     def blob_columns(self) -> list[tuple[str, str]]:
         """``(table, column)`` of every BLOB (sealed or index) column, from the backend's catalogue."""
-        raise NotImplementedError
 
     def notify(self, topic: str) -> None:
-        """Tell other daemons on the same database, once this transaction commits, that ``topic`` changed."""
+        """Tell other daemons on the same database, once this transaction commits, that ``topic`` changed.
+
+        The default does nothing: one SQLite store has no other daemons to tell.
+        """
 
     def after_commit(self, callback: Callable[[], None]) -> None:
         """Run ``callback`` on the writer thread once this function's work is committed."""

@@ -37,7 +37,7 @@ Channels without a text limit skip the split tests; channels that cannot
 ``simulate`` must say so with ``ChannelError`` (and may deliver inbound
 messages their own way by overriding ``inbound_request`` and ``hand_in``,
 as a mail channel does over LMTP). Everything a subclass leaves out that a
-test needs makes that test fail with the method's name, never pass silently.
+test needs makes that test fail, naming the method, never pass silently.
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ import re
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NoReturn
 
 import aiohttp
 import pytest
@@ -130,6 +130,11 @@ def long_text(limit: int) -> str:
     return " ".join(words)
 
 
+def _must_define(contract: object, signature: str) -> NoReturn:
+    """Fail the running test: the subclass left out a method the contract needs."""
+    pytest.fail(f"{type(contract).__name__} must define {signature} for the channel contract", pytrace=False)
+
+
 class ChannelContract:
     """Contract tests of one channel; subclass it as ``Test<Platform>Contract`` (see the module docstring).
 
@@ -151,18 +156,18 @@ class ChannelContract:
 
     def section(self, platform: Any) -> dict[str, Any]:
         """A valid ``[channels.<name>]`` section (secrets resolved) pointing at ``platform``."""
-        raise NotImplementedError(f"{type(self).__name__}.section(platform)")
+        _must_define(self, "section(platform)")
 
     def prepare(self, platform: Any, recipient: str) -> None:
         """Make ``recipient`` reachable on the platform (it wrote to us, started the bot, ...)."""
 
     def sent_texts(self, platform: Any, recipient: str) -> list[str]:
         """The texts the platform accepted for ``recipient``, in order."""
-        raise NotImplementedError(f"{type(self).__name__}.sent_texts(platform, recipient)")
+        _must_define(self, "sent_texts(platform, recipient)")
 
     def fail_after(self, platform: Any, accepted: int) -> None:
         """Make the platform accept ``accepted`` more sends, then refuse one with a retryable error."""
-        raise NotImplementedError(f"{type(self).__name__}.fail_after(platform, accepted)")
+        _must_define(self, "fail_after(platform, accepted)")
 
     def reply_request(self, platform: Any, section: dict[str, Any], sender: str, text: str) -> SimulatedRequest | None:
         """The request the platform posts when ``sender`` quotes the last message sent to them.
