@@ -47,7 +47,7 @@ from bridge.models import (
     StatusUpdate,
 )
 from bridge.parts import SentParts, split_text
-from bridge.schema import ChannelSchema, ConfigKey
+from bridge.schema import ChannelSchema, ConfigKey, check_section_keys
 from bridge.webhooks import hand_over, read_body, webhook_app
 
 try:
@@ -92,6 +92,7 @@ __all__ = [
     "WindowClosedError",
     "__version__",
     "add_config_option",
+    "check_section_keys",
     "hand_over",
     "hookimpl",
     "http_error",

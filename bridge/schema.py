@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 from urllib.parse import urlsplit
@@ -46,6 +46,24 @@ _EXPECTED: dict[str, str] = {
     "integer": "expected a whole number",
     "texts": "expected a list of strings",
 }
+
+
+def check_section_keys(path: str, section: object, known: Iterable[str]) -> None:
+    """Refuse a section that is not a table or holds a key not in ``known``.
+
+    For channels that validate their section by hand rather than with a
+    :class:`ChannelSchema` (which calls it too), so every section's errors
+    read the same.
+
+    :raises ConfigError: ``<path>: expected a table`` or
+        ``<path>.<key>: unknown key (expected one of ...)``.
+    """
+    if not isinstance(section, Mapping):
+        raise ConfigError(f"{path}: expected a table")
+    names = sorted(known)
+    unknown = sorted(set(section) - set(names))
+    if unknown:
+        raise ConfigError(f"{path}.{unknown[0]}: unknown key (expected one of {', '.join(names)})")
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,12 +168,7 @@ class ChannelSchema:
         :raises ConfigError: naming ``channels.<channel>.<key>`` and what is
             wrong: an unknown key, a missing required one, a wrong type or value.
         """
-        if not isinstance(section, Mapping):
-            raise ConfigError(f"{self.path}: expected a table")
-        known = sorted(key.name for key in self.keys)
-        unknown = sorted(set(section) - set(known))
-        if unknown:
-            raise ConfigError(f"{self.path}.{unknown[0]}: unknown key (expected one of {', '.join(known)})")
+        check_section_keys(self.path, section, [key.name for key in self.keys])
         return {key.name: self._value(key, section) for key in self.keys}
 
     def secret_values(self, section: Mapping[str, Any]) -> list[str]:

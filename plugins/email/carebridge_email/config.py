@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bridge import ConfigError
+from bridge import ConfigError, check_section_keys
 
 SECTION = "channels.email"
 TLS_MODES = ("starttls", "tls", "none")
@@ -132,11 +132,7 @@ class EmailConfig:
 
         :raises ConfigError: naming ``channels.email.<key>`` and what is wrong.
         """
-        if not isinstance(section, Mapping):
-            raise ConfigError(f"{SECTION}: expected a table")
-        unknown = sorted(set(section) - _KNOWN)
-        if unknown:
-            raise ConfigError(f"{SECTION}.{unknown[0]}: unknown key (expected one of {', '.join(sorted(_KNOWN))})")
+        check_section_keys(SECTION, section, _KNOWN)
         enabled = section.get("enabled", True)
         if not isinstance(enabled, bool):
             raise ConfigError(f"{SECTION}.enabled: expected true or false")

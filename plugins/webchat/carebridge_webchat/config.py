@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 
 from limits import RateLimitItem, parse
 
-from bridge import ConfigError
+from bridge import ConfigError, check_section_keys
 
 SECTION = "channels.webchat"
 DEFAULT_TITLE = "Chat with us"
@@ -59,11 +59,7 @@ class WebchatConfig:
 
         :raises ConfigError: naming ``channels.webchat.<key>`` and what is wrong.
         """
-        if not isinstance(section, Mapping):
-            raise ConfigError(f"{SECTION}: expected a table")
-        unknown = sorted(set(section) - _KNOWN)
-        if unknown:
-            raise ConfigError(f"{SECTION}.{unknown[0]}: unknown key (expected one of {', '.join(sorted(_KNOWN))})")
+        check_section_keys(SECTION, section, _KNOWN)
         enabled = section.get("enabled", True)
         if not isinstance(enabled, bool):
             raise ConfigError(f"{SECTION}.enabled: expected true or false")
