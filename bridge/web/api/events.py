@@ -13,6 +13,7 @@ towards ``[server] max_connections_per_address``.
 from __future__ import annotations
 
 import json
+import logging
 
 from aiohttp import web
 from aiohttp_sse import sse_response
@@ -20,6 +21,8 @@ from aiohttp_sse import sse_response
 from bridge.app.events import LiveEvent, parse_cursor
 from bridge.web.api.auth import Principal, lookup, principal
 from bridge.web.api.common import bridge_of
+
+log = logging.getLogger(__name__)
 
 HEARTBEAT = 15.0
 #: How long a browser waits before reconnecting after the stream ends (milliseconds).
@@ -61,8 +64,12 @@ async def get_events(request: web.Request) -> web.StreamResponse:
                         continue  # already sent from the backlog
                     if _visible(caller, event):
                         await stream.send(json.dumps(event.data), id=event.id, event=event.name)
-            except (ConnectionResetError, TimeoutError):
-                pass  # the client went away (or stalled): nothing more to send
+            except (ConnectionResetError, TimeoutError) as err:  # nothing more to send
+                log.debug(
+                    "live events of agent %s ended: the client left or stalled (%s)",
+                    caller.agent.id,
+                    type(err).__name__,
+                )
         return stream
     finally:
         hub.unsubscribe(subscription)
