@@ -53,7 +53,7 @@ from bridge.store.keyfile import (
 )
 from bridge.store.keyring import MISMATCH, Keyring, key_matches, pending_key_path
 from bridge.store.repos.retention import PURGE_COUNTS
-from bridge.store.session import SqliteSession
+from bridge.store.session import KeyedSession, SqliteSession
 from bridge.store.tx import Tx
 from bridge.store.wal import Checkpointer, cannot_write, wal_bytes
 
@@ -492,8 +492,7 @@ class Store:
         try:
             execute("BEGIN IMMEDIATE")
         except sqlite3.Error as err:
-            failure = self._failed(err, len(batch), "the store is busy or unusable")
-            self._settle(batch, [(False, failure)] * len(batch))
+            self._fail_batch(None, batch, err, "the store is busy or unusable")
             return
         changes = conn.total_changes
         refused = False
@@ -533,18 +532,40 @@ class Store:
                 conn.execute("ROLLBACK")
             except sqlite3.Error:
                 pass
-            session._end_batch(False)
-            failure = self._failed(err, len(batch), "commit failed")
-            self._settle(batch, [(False, failure)] * len(batch))
+            self._fail_batch(session, batch, err, "commit failed")
             return
+        self._batch_committed(session, batch, outcomes, proves_writable=not refused and conn.total_changes != changes)
+        if self._checkpointer is not None:
+            self._checkpointer.after_commit(conn)
+
+    def _fail_batch(
+        self,
+        session: KeyedSession | None,
+        batch: list[tuple[Callable[[Tx], Any], asyncio.Future[Any], Any]],
+        err: BaseException,
+        what: str,
+    ) -> None:
+        """Every write of ``batch`` fails with ``what``: its transaction did not commit (either backend)."""
+        if session is not None:
+            session._end_batch(False)
+        failure = self._failed(err, len(batch), what)
+        self._settle(batch, [(False, failure)] * len(batch))
+
+    def _batch_committed(
+        self,
+        session: KeyedSession,
+        batch: list[tuple[Callable[[Tx], Any], asyncio.Future[Any], Any]],
+        outcomes: list[tuple[bool, Any]],
+        *,
+        proves_writable: bool,
+    ) -> None:
+        """Count ``batch`` and hand each caller its outcome; a transaction that wrote ends a write failure."""
         session._end_batch(True)
         self.batches += 1
         self.writes += len(batch)
-        if not refused and conn.total_changes != changes:
+        if proves_writable:
             self._writable()
         self._settle(batch, outcomes)
-        if self._checkpointer is not None:
-            self._checkpointer.after_commit(conn)
 
     @staticmethod
     def _cannot_write(err: BaseException) -> bool:

@@ -18,7 +18,7 @@ WRITER = textwrap.dedent(
     import asyncio, sys
     from pathlib import Path
     from bridge.config import StoreConfig
-    from bridge.store import Store
+    from bridge.store import open_store
 
     async def main():
         store = await open_store(StoreConfig(path=Path(sys.argv[1]), key=sys.argv[2]))

@@ -415,8 +415,7 @@ class PostgresStore(Store):
             self._begin()
         except psycopg.Error as err:
             self.reachable = False
-            failure = self._failed(err, len(batch), "the store's database is unreachable")
-            self._settle(batch, [(False, failure)] * len(batch))
+            self._fail_batch(None, batch, err, "the store's database is unreachable")
             return
         self.reachable = True
         conn = self._writer
@@ -432,9 +431,7 @@ class PostgresStore(Store):
         except psycopg.OperationalError as err:
             with contextlib.suppress(psycopg.Error):
                 native("ROLLBACK")
-            session._end_batch(False)
-            failure = self._failed(err, len(batch), "the store's database is unreachable")
-            self._settle(batch, [(False, failure)] * len(batch))
+            self._fail_batch(session, batch, err, "the store's database is unreachable")
             return
         for fn, _future, _loop in batch:
             ok, result = self._run_fn(native, session, tx, fn)
@@ -449,16 +446,9 @@ class PostgresStore(Store):
         except psycopg.Error as err:
             with contextlib.suppress(psycopg.Error):
                 native("ROLLBACK")
-            session._end_batch(False)
-            failure = self._failed(err, len(batch), "commit failed")
-            self._settle(batch, [(False, failure)] * len(batch))
+            self._fail_batch(session, batch, err, "commit failed")
             return
-        session._end_batch(True)
-        self.batches += 1
-        self.writes += len(batch)
-        if not refused and wrote:
-            self._writable()
-        self._settle(batch, outcomes)
+        self._batch_committed(session, batch, outcomes, proves_writable=not refused and wrote)
 
     @staticmethod
     def _run_fn(native: Callable[..., Any], session: PgSession, tx: Tx, fn: Callable[[Tx], Any]) -> tuple[bool, Any]:
